@@ -1,0 +1,121 @@
+//! Scripted faults: the ugly answers real instances give.
+
+use std::collections::VecDeque;
+
+/// One misbehaviour the emulator can produce instead of a normal answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// 429 with `Retry-After` (seconds) and the X-RateLimit headers.
+    RateLimited {
+        /// Seconds in `Retry-After`.
+        retry_after: u32,
+    },
+    /// 429 with no headers (semaphore queue full).
+    RateLimitedBare,
+    /// A status with the JSON error envelope (500, 502, 503, ...).
+    Status(u16),
+    /// 503 with an HTML maintenance page.
+    Html503,
+    /// 200 with the hibernating-instance HTML page.
+    Hibernating,
+    /// 200 whose body is the start of the real answer followed by
+    /// "Transaction cancelled: maximum execution time exceeded".
+    TransactionCancelled,
+}
+
+/// Which requests a fault applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultRule {
+    /// The fault.
+    pub fault: Fault,
+    /// Only requests whose path contains this text (empty: all).
+    pub path_contains: String,
+    /// How many matching requests get the fault.
+    pub times: u32,
+    /// Matching requests to let through before the first fault.
+    pub after: u32,
+}
+
+impl FaultRule {
+    /// A fault for the next `times` requests to any path.
+    pub fn next(fault: Fault, times: u32) -> Self {
+        FaultRule {
+            fault,
+            path_contains: String::new(),
+            times,
+            after: 0,
+        }
+    }
+
+    /// Restricts the rule to paths containing `text`.
+    pub fn on_path(mut self, text: &str) -> Self {
+        self.path_contains = text.into();
+        self
+    }
+
+    /// Lets `n` matching requests through first.
+    pub fn after(mut self, n: u32) -> Self {
+        self.after = n;
+        self
+    }
+}
+
+/// Pending fault rules, consumed as requests arrive.
+#[derive(Debug, Default)]
+pub struct FaultQueue {
+    rules: VecDeque<FaultRule>,
+}
+
+impl FaultQueue {
+    /// Adds a rule.
+    pub fn push(&mut self, rule: FaultRule) {
+        self.rules.push_back(rule);
+    }
+
+    /// The fault for a request to `path`, if a rule fires.
+    pub fn take(&mut self, path: &str) -> Option<Fault> {
+        let index = self
+            .rules
+            .iter()
+            .position(|r| r.path_contains.is_empty() || path.contains(&r.path_contains))?;
+        let rule = &mut self.rules[index];
+        if rule.after > 0 {
+            rule.after -= 1;
+            return None;
+        }
+        let fault = rule.fault.clone();
+        rule.times -= 1;
+        if rule.times == 0 {
+            self.rules.remove(index);
+        }
+        Some(fault)
+    }
+
+    /// Number of faults still pending.
+    pub fn pending(&self) -> u32 {
+        self.rules.iter().map(|r| r.times).sum()
+    }
+}
+
+/// The page a hibernating developer instance serves.
+pub const HIBERNATING_PAGE: &str = "<!DOCTYPE html><html><head><title>Instance Hibernating page</title></head><body><h1>Your instance is hibernating</h1><p>Sign in to the site to wake your instance.</p></body></html>";
+
+/// A maintenance page from a load balancer.
+pub const MAINTENANCE_PAGE: &str = "<html><head><title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1><p>The instance is down for maintenance.</p></body></html>";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_fire_in_order_and_expire() {
+        let mut q = FaultQueue::default();
+        q.push(FaultRule::next(Fault::Status(503), 2).on_path("adapter").after(1));
+        assert_eq!(q.take("/api/now/table/cmdb_ci_computer"), None);
+        assert_eq!(q.take("/api/now/table/cmdb_ci_network_adapter"), None);
+        assert_eq!(q.take("/api/now/table/cmdb_ci_network_adapter"), Some(Fault::Status(503)));
+        assert_eq!(q.pending(), 1);
+        assert_eq!(q.take("/x/adapter"), Some(Fault::Status(503)));
+        assert_eq!(q.take("/x/adapter"), None);
+    }
+}

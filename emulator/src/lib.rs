@@ -1,0 +1,151 @@
+//! A local ServiceNow Table API emulator.
+//!
+//! Tests, the demo and the benchmarks run against it. It serves generated,
+//! deterministic CMDB data (devices of several computer classes, network
+//! adapters, business applications) through `GET /api/now/table/{table}` with
+//! Basic authentication, roles, encoded queries, keyset and offset paging,
+//! `sysparm_fields`, `X-Total-Count` and `Link`, row-level ACLs that empty
+//! pages after the limit is applied, and scripted faults (429, 5xx, HTML
+//! pages, cancelled transactions).
+//!
+//! ```no_run
+//! use servicenow_emulator::{Emulator, EmulatorConfig};
+//! let emulator = Emulator::start(EmulatorConfig::default()).unwrap();
+//! println!("serving {} devices at {}", 100, emulator.base_url());
+//! ```
+
+pub mod data;
+pub mod faults;
+pub mod query;
+pub mod server;
+
+pub use data::{generate, DataSpec, Database, Table};
+pub use faults::{Fault, FaultRule};
+pub use server::{RequestRecord, State, User};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to start an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The generated data.
+    pub data: DataSpec,
+    /// Users; the default is `admin`/`admin` with the `admin` role and
+    /// `svc_exposure`/`exposure` with `cmdb_read`.
+    pub users: Vec<User>,
+    /// Added latency per request.
+    pub latency: Duration,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data: DataSpec { devices: 100, seed: 1 },
+            users: vec![
+                User::new("admin", "admin", &["admin"]),
+                User::new("svc_exposure", "exposure", &["cmdb_read"]),
+            ],
+            latency: Duration::ZERO,
+        }
+    }
+}
+
+/// Serves `state` on `listener` until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> std::io::Result<()> {
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let state = state.clone();
+        async move { server::handle(&state, req).await }
+    });
+    axum::serve(listener, app).await
+}
+
+/// An emulator running on its own thread and runtime; stops when dropped.
+pub struct Emulator {
+    state: Arc<State>,
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Generates the data and starts serving; returns once the port is bound.
+    pub fn start(config: EmulatorConfig) -> anyhow::Result<Emulator> {
+        let db = generate(config.data);
+        let state = Arc::new(State::new(db, config.users, config.latency, "http"));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread_state = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("servicenow-emulator".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = addr_tx.send(Err(anyhow::Error::from(e)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = addr_tx.send(Err(anyhow::anyhow!(
+                                "cannot listen on {}: {e}",
+                                config.listen
+                            )));
+                            return;
+                        }
+                    };
+                    let _ = addr_tx.send(listener.local_addr().map_err(Into::into));
+                    tokio::select! {
+                        _ = serve(listener, thread_state) => {}
+                        _ = shutdown_rx => {}
+                    }
+                });
+            })?;
+        let addr = addr_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the emulator thread stopped before listening"))??;
+        Ok(Emulator {
+            state,
+            addr,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (data, faults, ACLs, request log).
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! ServiceNow encoded queries (`sysparm_query`): parsing and evaluation.
+//!
+//! Supported: `= != > >= < <= IN NOT IN STARTSWITH ENDSWITH LIKE NOT LIKE
+//! ISEMPTY ISNOTEMPTY`, `^` (and), `^OR` (or, binding to the neighbouring
+//! condition), `^NQ` (a new OR'ed group), `ORDERBY` and `ORDERBYDESC`.
+//! Conditions on columns the table does not have are ignored, as ServiceNow does.
+
+use crate::data::Table;
+
+/// Comparison operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `=`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `IN`
+    In,
+    /// `NOT IN`
+    NotIn,
+    /// `STARTSWITH`
+    StartsWith,
+    /// `ENDSWITH`
+    EndsWith,
+    /// `LIKE` (contains)
+    Like,
+    /// `NOT LIKE`
+    NotLike,
+    /// `ISEMPTY`
+    IsEmpty,
+    /// `ISNOTEMPTY`
+    IsNotEmpty,
+}
+
+/// One condition `column OP value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// Column name.
+    pub column: String,
+    /// Operator.
+    pub op: Op,
+    /// Operand (empty for ISEMPTY/ISNOTEMPTY).
+    pub value: String,
+}
+
+/// A parsed encoded query: OR'ed groups of AND'ed clauses of OR'ed conditions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    /// `^NQ`-separated groups; a row matches when any group matches.
+    pub groups: Vec<Vec<Vec<Condition>>>,
+    /// Order: column and whether descending.
+    pub order: Vec<(String, bool)>,
+}
+
+// Longest operators first so `>=` is not read as `>`.
+const OPERATORS: &[(&str, Op)] = &[
+    ("NOT IN", Op::NotIn),
+    ("NOT LIKE", Op::NotLike),
+    ("ISNOTEMPTY", Op::IsNotEmpty),
+    ("ISEMPTY", Op::IsEmpty),
+    ("STARTSWITH", Op::StartsWith),
+    ("ENDSWITH", Op::EndsWith),
+    ("LIKE", Op::Like),
+    ("IN", Op::In),
+    ("!=", Op::Ne),
+    (">=", Op::Ge),
+    ("<=", Op::Le),
+    ("=", Op::Eq),
+    (">", Op::Gt),
+    ("<", Op::Lt),
+];
+
+fn parse_condition(term: &str) -> Option<Condition> {
+    // The column is the longest identifier prefix (dot-walks included) that is
+    // directly followed by an operator; columns are lower case, operators not.
+    for (i, ch) in term.char_indices().skip(1) {
+        let rest = &term[i..];
+        if let Some((op, value)) = OPERATORS
+            .iter()
+            .find_map(|(word, op)| rest.strip_prefix(word).map(|v| (*op, v)))
+        {
+            return Some(Condition {
+                column: term[..i].to_string(),
+                op,
+                value: value.to_string(),
+            });
+        }
+        if !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '.') {
+            return None;
+        }
+    }
+    None
+}
+
+impl Query {
+    /// Parses an encoded query. Unparseable terms are dropped, as ServiceNow
+    /// ignores invalid parts of a query.
+    pub fn parse(text: &str) -> Query {
+        let mut q = Query::default();
+        for group_text in text.split("^NQ") {
+            let mut group: Vec<Vec<Condition>> = Vec::new();
+            for term in group_text.split('^') {
+                if term.is_empty() || term == "EQ" {
+                    continue;
+                }
+                if let Some(col) = term.strip_prefix("ORDERBYDESC") {
+                    q.order.push((col.to_string(), true));
+                } else if let Some(col) = term.strip_prefix("ORDERBY") {
+                    q.order.push((col.to_string(), false));
+                } else if let Some(or_term) = term.strip_prefix("OR") {
+                    if let Some(c) = parse_condition(or_term) {
+                        match group.last_mut() {
+                            Some(last) => last.push(c),
+                            None => group.push(vec![c]),
+                        }
+                    }
+                } else if let Some(c) = parse_condition(term) {
+                    group.push(vec![c]);
+                }
+            }
+            if !group.is_empty() {
+                q.groups.push(group);
+            }
+        }
+        q
+    }
+
+    /// Drops conditions and orderings on columns `table` does not have.
+    pub fn restrict_to(mut self, table: &Table) -> Query {
+        for group in &mut self.groups {
+            for clause in group.iter_mut() {
+                clause.retain(|c| table.column(&c.column).is_some());
+            }
+            group.retain(|clause| !clause.is_empty());
+        }
+        self.groups.retain(|g| !g.is_empty());
+        self.order.retain(|(c, _)| table.column(c).is_some());
+        self
+    }
+
+    /// Whether `row` of `table` matches.
+    pub fn matches(&self, table: &Table, row: &[String]) -> bool {
+        self.groups.is_empty()
+            || self.groups.iter().any(|group| {
+                group
+                    .iter()
+                    .all(|clause| clause.iter().any(|c| c.matches(table.value(row, &c.column))))
+            })
+    }
+
+    /// The lowest `sys_id` a matching row can have, when every group bounds it
+    /// from below: lets keyset reads start with a binary search instead of a scan.
+    pub fn sys_id_lower_bound(&self) -> Option<(String, bool)> {
+        let mut bound: Option<(String, bool)> = None;
+        for group in &self.groups {
+            let b = group.iter().find_map(|clause| match clause.as_slice() {
+                [c] if c.column == "sys_id" && c.op == Op::Gt => Some((c.value.clone(), false)),
+                [c] if c.column == "sys_id" && c.op == Op::Ge => Some((c.value.clone(), true)),
+                _ => None,
+            })?;
+            bound = Some(match bound {
+                Some(prev) if prev.0 <= b.0 => prev,
+                _ => b,
+            });
+        }
+        bound
+    }
+}
+
+impl Condition {
+    /// Whether `value` satisfies the condition (string comparison, as for
+    /// sys_ids and fixed-width date-times).
+    pub fn matches(&self, value: &str) -> bool {
+        let v = self.value.as_str();
+        match self.op {
+            Op::Eq => value == v,
+            Op::Ne => value != v,
+            Op::Gt => value > v,
+            Op::Ge => value >= v,
+            Op::Lt => value < v,
+            Op::Le => value <= v,
+            Op::In => v.split(',').any(|x| x == value),
+            Op::NotIn => !v.split(',').any(|x| x == value),
+            Op::StartsWith => value.to_lowercase().starts_with(&v.to_lowercase()),
+            Op::EndsWith => value.to_lowercase().ends_with(&v.to_lowercase()),
+            Op::Like => value.to_lowercase().contains(&v.to_lowercase()),
+            Op::NotLike => !value.to_lowercase().contains(&v.to_lowercase()),
+            Op::IsEmpty => value.is_empty(),
+            Op::IsNotEmpty => !value.is_empty(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_operators() {
+        let q = Query::parse("sys_id>abc^sys_updated_on>=2024-01-01 00:00:00^nameSTARTSWITHsrv^osISEMPTY^ORDERBYsys_id");
+        let g = &q.groups[0];
+        assert_eq!(g[0][0], Condition { column: "sys_id".into(), op: Op::Gt, value: "abc".into() });
+        assert_eq!(g[1][0].op, Op::Ge);
+        assert_eq!(g[2][0], Condition { column: "name".into(), op: Op::StartsWith, value: "srv".into() });
+        assert_eq!(g[3][0], Condition { column: "os".into(), op: Op::IsEmpty, value: "".into() });
+        assert_eq!(q.order, vec![("sys_id".to_string(), false)]);
+        let q = Query::parse("osINa,b^ORos=c^NQnameNOT LIKEx^subcategoryNOT INdb2,sql");
+        assert_eq!(q.groups.len(), 2);
+        assert_eq!(q.groups[0][0].len(), 2);
+        assert_eq!(q.groups[1][0][0].op, Op::NotLike);
+        assert_eq!(q.groups[1][1][0].column, "subcategory");
+        assert_eq!(q.groups[1][1][0].op, Op::NotIn);
+    }
+
+    #[test]
+    fn evaluates_and_ignores_unknown_columns() {
+        let mut t = Table::new("t", &["sys_id", "name"]);
+        t.upsert(&[("sys_id", "a".into()), ("name", "alpha".into())]);
+        t.upsert(&[("sys_id", "b".into()), ("name", "beta".into())]);
+        let q = Query::parse("nameLIKEph^bogus=1").restrict_to(&t);
+        let hits: Vec<_> = t.rows.iter().filter(|r| q.matches(&t, r)).collect();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(Query::parse("sys_id>a^ORDERBYsys_id").sys_id_lower_bound(), Some(("a".into(), false)));
+        assert_eq!(Query::parse("sys_id>a^NQname=x").sys_id_lower_bound(), None);
+    }
+}

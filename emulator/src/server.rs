@@ -1,0 +1,540 @@
+//! The HTTP side: routing, authentication, roles, ACLs, paging and faults.
+
+use crate::data::{Database, Table};
+use crate::faults::{Fault, FaultQueue, HIBERNATING_PAGE, MAINTENANCE_PAGE};
+use crate::query::Query;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use base64::Engine as _;
+use percent_encoding::percent_decode_str;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+/// A user of the emulated instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// `user_name`.
+    pub name: String,
+    /// Password for Basic authentication.
+    pub password: String,
+    /// Roles, e.g. `cmdb_read`.
+    pub roles: Vec<String>,
+}
+
+impl User {
+    /// A user with the given roles.
+    pub fn new(name: &str, password: &str, roles: &[&str]) -> Self {
+        User {
+            name: name.into(),
+            password: password.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    fn may_read(&self, table: &str) -> bool {
+        let has = |r: &str| self.roles.iter().any(|x| x == r);
+        if has("admin") {
+            return true;
+        }
+        if table.starts_with("cmdb") {
+            has("cmdb_read") || has("itil")
+        } else {
+            true
+        }
+    }
+}
+
+/// What the emulator saw of one request (for tests' assertions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// Path without the query.
+    pub path: String,
+    /// Raw query string.
+    pub query: String,
+    /// The authenticated user, if the credentials were valid.
+    pub user: Option<String>,
+    /// Whether an `Authorization` header was present.
+    pub had_authorization: bool,
+    /// Status answered.
+    pub status: u16,
+}
+
+/// Shared state of a running emulator.
+#[derive(Debug)]
+pub struct State {
+    /// The data.
+    pub db: RwLock<Database>,
+    /// Known users.
+    pub users: RwLock<Vec<User>>,
+    /// Pending scripted faults.
+    pub faults: Mutex<FaultQueue>,
+    /// Rows hidden from every user by ACLs: table → sys_ids.
+    pub hidden: RwLock<HashMap<String, HashSet<String>>>,
+    /// Every request received, in order.
+    pub log: Mutex<Vec<RequestRecord>>,
+    /// Added latency per request.
+    pub latency: Duration,
+    /// Scheme used in `Link` and reference links.
+    pub scheme: &'static str,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+impl State {
+    /// New state over a database.
+    pub fn new(db: Database, users: Vec<User>, latency: Duration, scheme: &'static str) -> Self {
+        State {
+            db: RwLock::new(db),
+            users: RwLock::new(users),
+            faults: Mutex::new(FaultQueue::default()),
+            hidden: RwLock::new(HashMap::new()),
+            log: Mutex::new(Vec::new()),
+            latency,
+            scheme,
+        }
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.log).clone()
+    }
+
+    /// Adds a scripted fault.
+    pub fn inject(&self, rule: crate::faults::FaultRule) {
+        lock(&self.faults).push(rule);
+    }
+
+    /// Faults still pending.
+    pub fn pending_faults(&self) -> u32 {
+        lock(&self.faults).pending()
+    }
+
+    /// Hides rows of `table` from every user (row-level ACL).
+    pub fn hide(&self, table: &str, sys_ids: impl IntoIterator<Item = String>) {
+        self.hidden
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(table.to_string())
+            .or_default()
+            .extend(sys_ids);
+    }
+
+    /// Runs `f` with read access to the data.
+    pub fn with_db<R>(&self, f: impl FnOnce(&Database) -> R) -> R {
+        f(&read(&self.db))
+    }
+
+    /// Runs `f` with write access to the data.
+    pub fn with_db_mut<R>(&self, f: impl FnOnce(&mut Database) -> R) -> R {
+        f(&mut self.db.write().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn authenticate(&self, headers: &HeaderMap) -> Option<User> {
+        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let encoded = value.strip_prefix("Basic ")?;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (name, password) = decoded.split_once(':')?;
+        read(&self.users)
+            .iter()
+            .find(|u| u.name == name && u.password == password)
+            .cloned()
+    }
+}
+
+/// Query-string parameters, decoded (`+` is a space, as browsers and ServiceNow treat it).
+fn parse_params(query: &str) -> HashMap<String, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+fn error_response(status: StatusCode, message: &str, detail: Option<&str>) -> Response<Body> {
+    let body = serde_json::json!({
+        "error": {"message": message, "detail": detail},
+        "status": "failure",
+    });
+    json_response(status, body.to_string())
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    r
+}
+
+fn html_response(status: StatusCode, page: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(page));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html;charset=UTF-8"));
+    r
+}
+
+fn fault_response(fault: &Fault) -> Option<Response<Body>> {
+    Some(match fault {
+        Fault::RateLimited { retry_after } => {
+            let mut r = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit exceeded",
+                Some("Rate limit of 100 requests per hour for Table API exceeded"),
+            );
+            let h = r.headers_mut();
+            h.insert("retry-after", HeaderValue::from(*retry_after));
+            h.insert("x-ratelimit-limit", HeaderValue::from_static("100"));
+            h.insert("x-ratelimit-rule", HeaderValue::from_static("1a2b3c4d5e6f708192a3b4c5d6e7f809"));
+            r
+        }
+        Fault::RateLimitedBare => {
+            let mut r = Response::new(Body::from("Too Many Requests"));
+            *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            r
+        }
+        Fault::Status(code) => error_response(
+            StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "Internal Server Error",
+            Some("The server encountered an unexpected condition"),
+        ),
+        Fault::Html503 => html_response(StatusCode::SERVICE_UNAVAILABLE, MAINTENANCE_PAGE),
+        Fault::Hibernating => html_response(StatusCode::OK, HIBERNATING_PAGE),
+        Fault::TransactionCancelled => return None,
+    })
+}
+
+/// Handles one request.
+pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
+    if !state.latency.is_zero() {
+        tokio::time::sleep(state.latency).await;
+    }
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let user = state.authenticate(req.headers());
+    let had_authorization = req.headers().contains_key(header::AUTHORIZATION);
+    let response = respond(state, &path, &query, &host, user.as_ref());
+    lock(&state.log).push(RequestRecord {
+        path,
+        query,
+        user: user.map(|u| u.name),
+        had_authorization,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+fn respond(state: &State, path: &str, query: &str, host: &str, user: Option<&User>) -> Response<Body> {
+    let Some(user) = user else {
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "User Not Authenticated",
+            Some("Required to provide Auth information"),
+        );
+    };
+    let fault = lock(&state.faults).take(path);
+    if let Some(r) = fault.as_ref().and_then(fault_response) {
+        return r;
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match segments.as_slice() {
+        ["api", "now", "table", rest @ ..] => rest,
+        ["api", "now", "v1" | "v2", "table", rest @ ..] => rest,
+        _ => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "Requested URI does not represent any resource",
+                None,
+            )
+        }
+    };
+    let (class, sys_id) = match rest {
+        [class] => (*class, None),
+        [class, id] => (*class, Some(*id)),
+        _ => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "Requested URI does not represent any resource",
+                None,
+            )
+        }
+    };
+    let db = read(&state.db);
+    let Some(table) = db.table_for(class) else {
+        return error_response(StatusCode::BAD_REQUEST, &format!("Invalid table {class}"), None);
+    };
+    if !user.may_read(class) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "Insufficient rights to query records",
+            Some("Field(s) present in the query do not have permission to be read"),
+        );
+    }
+    let params = parse_params(query);
+    let hidden_guard = read(&state.hidden);
+    let hidden = hidden_guard.get(&table.name);
+    let view = View {
+        db: &db,
+        table,
+        class,
+        params: &params,
+        base: format!("{}://{host}", state.scheme),
+    };
+    match sys_id {
+        Some(id) => view.single(id, hidden),
+        None => view.list(path, hidden, fault.is_some()),
+    }
+}
+
+/// One read of one table, with the caller's parameters.
+struct View<'a> {
+    db: &'a Database,
+    table: &'a Table,
+    class: &'a str,
+    params: &'a HashMap<String, String>,
+    base: String,
+}
+
+impl View<'_> {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.param(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    fn in_class(&self, row: &[String]) -> bool {
+        self.class == self.table.name
+            || self.db.classes.is_a(self.table.value(row, "sys_class_name"), self.class)
+    }
+
+    fn single(&self, id: &str, hidden: Option<&HashSet<String>>) -> Response<Body> {
+        let found = self
+            .table
+            .find(id)
+            .ok()
+            .map(|i| &self.table.rows[i])
+            .filter(|row| self.in_class(row) && !hidden.is_some_and(|h| h.contains(id)));
+        match found {
+            Some(row) => {
+                let mut body = String::from("{\"result\":");
+                self.write_row(&mut body, row);
+                body.push('}');
+                json_response(StatusCode::OK, body)
+            }
+            None => error_response(
+                StatusCode::NOT_FOUND,
+                "No Record found",
+                Some("Record doesn't exist or ACL restricts the record retrieval"),
+            ),
+        }
+    }
+
+    fn list(&self, path: &str, hidden: Option<&HashSet<String>>, cancelled: bool) -> Response<Body> {
+        let query = Query::parse(self.param("sysparm_query").unwrap_or("")).restrict_to(self.table);
+        let limit: usize = self
+            .param("sysparm_limit")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        let offset: usize = self
+            .param("sysparm_offset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let sorted_by_sys_id = query.order.is_empty() || query.order == [("sys_id".to_string(), false)];
+        let start = match (sorted_by_sys_id, query.sys_id_lower_bound()) {
+            (true, Some((bound, inclusive))) => self.table.rows.partition_point(|r| {
+                let id = r[0].as_str();
+                if inclusive { id < bound.as_str() } else { id <= bound.as_str() }
+            }),
+            _ => 0,
+        };
+        let mut matches: Vec<&Vec<String>> = self.table.rows[start..]
+            .iter()
+            .filter(|r| self.in_class(r) && query.matches(self.table, r))
+            .collect();
+        if !sorted_by_sys_id {
+            matches.sort_by(|a, b| {
+                for (col, desc) in &query.order {
+                    let o = self.table.value(a, col).cmp(self.table.value(b, col));
+                    let o = if *desc { o.reverse() } else { o };
+                    if o.is_ne() {
+                        return o;
+                    }
+                }
+                a[0].cmp(&b[0])
+            });
+        }
+        let total = matches.len();
+        // The limit applies before ACLs: hidden rows leave holes in the page.
+        let window = matches.iter().skip(offset).take(limit);
+        let mut body = String::with_capacity(64 + limit.min(total) * 300);
+        body.push_str("{\"result\":[");
+        let mut first = true;
+        for row in window {
+            if hidden.is_some_and(|h| h.contains(&row[0])) {
+                continue;
+            }
+            if !first {
+                body.push(',');
+            }
+            first = false;
+            self.write_row(&mut body, row);
+        }
+        body.push_str("]}");
+        if cancelled {
+            body.truncate(body.len() / 2);
+            while !body.is_char_boundary(body.len()) {
+                body.pop();
+            }
+            body.push_str("\"error\":{\"detail\":\"Transaction cancelled: maximum execution time exceeded. Check logs for error trace.\",\"message\":\"Transaction cancelled: maximum execution time exceeded\"},\"status\":\"failure\"}");
+        }
+        let mut response = json_response(StatusCode::OK, body);
+        let headers = response.headers_mut();
+        if !self.flag("sysparm_no_count") {
+            headers.insert("x-total-count", HeaderValue::from(total));
+        }
+        if !self.flag("sysparm_suppress_pagination_header") {
+            if let Ok(v) = HeaderValue::from_str(&self.link_header(path, offset, limit, total)) {
+                headers.insert(header::LINK, v);
+            }
+        }
+        response
+    }
+
+    /// `Link` with first/prev/next/last, keeping the caller's parameters.
+    fn link_header(&self, path: &str, offset: usize, limit: usize, total: usize) -> String {
+        let limit = limit.max(1);
+        let url = |off: usize| {
+            let mut params: Vec<(&String, &String)> = self
+                .params
+                .iter()
+                .filter(|(k, _)| *k != "sysparm_offset" && *k != "sysparm_limit")
+                .collect();
+            params.sort();
+            let mut q: String = params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)))
+                .collect::<Vec<_>>()
+                .join("&");
+            if !q.is_empty() {
+                q.push('&');
+            }
+            format!("<{}{path}?{q}sysparm_offset={off}&sysparm_limit={limit}>", self.base)
+        };
+        let last = total.saturating_sub(1) / limit * limit;
+        let mut links = vec![format!("{};rel=\"first\"", url(0))];
+        if offset > 0 {
+            links.push(format!("{};rel=\"prev\"", url(offset.saturating_sub(limit))));
+        }
+        if offset + limit < total {
+            links.push(format!("{};rel=\"next\"", url(offset + limit)));
+        }
+        links.push(format!("{};rel=\"last\"", url(last)));
+        links.join(",")
+    }
+
+    fn write_row(&self, out: &mut String, row: &[String]) {
+        let display = self.param("sysparm_display_value").unwrap_or("false").to_ascii_lowercase();
+        let links = !self.flag("sysparm_exclude_reference_link");
+        let fields: Vec<&str> = match self.param("sysparm_fields") {
+            Some(f) if !f.trim().is_empty() => f.split(',').map(str::trim).collect(),
+            _ => self.table.columns.iter().map(String::as_str).collect(),
+        };
+        out.push('{');
+        let mut first = true;
+        for field in fields {
+            // Unknown fields are ignored, as ServiceNow does.
+            let Some(c) = self.table.column(field) else { continue };
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            push_json_string(out, field);
+            out.push(':');
+            let value = row[c].as_str();
+            let target = self.table.references.get(field);
+            let shown = match (&*display, target) {
+                ("true" | "all", Some(t)) => self.display_of(t, value),
+                _ => value.to_string(),
+            };
+            match (&*display, target) {
+                ("all", _) => {
+                    out.push_str("{\"display_value\":");
+                    push_json_string(out, &shown);
+                    if let (Some(t), true, false) = (target, links, value.is_empty()) {
+                        out.push_str(",\"link\":");
+                        push_json_string(out, &format!("{}/api/now/table/{t}/{value}", self.base));
+                    }
+                    out.push_str(",\"value\":");
+                    push_json_string(out, value);
+                    out.push('}');
+                }
+                (_, Some(t)) if links && !value.is_empty() => {
+                    if display == "true" {
+                        out.push_str("{\"display_value\":");
+                        push_json_string(out, &shown);
+                    } else {
+                        out.push_str("{\"value\":");
+                        push_json_string(out, value);
+                    }
+                    out.push_str(",\"link\":");
+                    push_json_string(out, &format!("{}/api/now/table/{t}/{value}", self.base));
+                    out.push('}');
+                }
+                _ => push_json_string(out, &shown),
+            }
+        }
+        out.push('}');
+    }
+
+    fn display_of(&self, target: &str, sys_id: &str) -> String {
+        let Some(t) = self.db.table_for(target) else { return String::new() };
+        match t.find(sys_id) {
+            Ok(i) => {
+                let row = &t.rows[i];
+                let name = t.value(row, "name");
+                if name.is_empty() { t.value(row, "user_name").to_string() } else { name.to_string() }
+            }
+            Err(_) => String::new(),
+        }
+    }
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    // serde_json escapes exactly as JSON requires.
+    out.push_str(&serde_json::to_string(s).expect("strings serialise"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_decoded() {
+        let p = parse_params("sysparm_query=sys_id%3Eab%5EORDERBYsys_id&a=b+c&flag");
+        assert_eq!(p["sysparm_query"], "sys_id>ab^ORDERBYsys_id");
+        assert_eq!(p["a"], "b c");
+        assert_eq!(p["flag"], "");
+    }
+}

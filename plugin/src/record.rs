@@ -1,0 +1,135 @@
+//! Turning one Table API row into one output record (a JSON object string).
+
+use crate::rows::{Cell, Row};
+use crate::streams::{FieldKind, StreamSpec};
+use serde::ser::{SerializeMap, Serializer};
+
+/// Why a row could not become a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    /// The row has no usable `sys_id`.
+    MissingKey,
+}
+
+/// Maps `row` to a JSON object with the stream's record fields. Empty source
+/// values leave the field out; booleans and timestamps are converted.
+pub fn map_row(spec: &StreamSpec, row: &Row<'_>) -> Result<String, RecordError> {
+    if row.get("sys_id").and_then(Cell::text).is_none() {
+        return Err(RecordError::MissingKey);
+    }
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    // Writing into a Vec cannot fail, and every value is a plain string or bool.
+    let mut map = ser.serialize_map(None).expect("serialize to Vec");
+    for f in &spec.fields {
+        let Some(text) = row.get(&f.column).and_then(Cell::text) else {
+            continue;
+        };
+        match f.kind {
+            FieldKind::Text => map.serialize_entry(f.field, text),
+            FieldKind::Boolean => match parse_bool(text) {
+                Some(b) => map.serialize_entry(f.field, &b),
+                None => Ok(()),
+            },
+            FieldKind::Timestamp => match to_rfc3339(text) {
+                Some(ts) => map.serialize_entry(f.field, &ts),
+                None => Ok(()),
+            },
+        }
+        .expect("serialize to Vec");
+    }
+    map.end().expect("serialize to Vec");
+    // serde_json only writes valid UTF-8.
+    Ok(String::from_utf8(out).expect("serde_json output is UTF-8"))
+}
+
+/// ServiceNow booleans: `"true"`/`"false"`, occasionally `"1"`/`"0"`.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) to `YYYY-MM-DDTHH:MM:SSZ`; `None` for anything else.
+pub fn to_rfc3339(text: &str) -> Option<String> {
+    if !is_servicenow_datetime(text) {
+        return None;
+    }
+    let mut s = String::with_capacity(20);
+    s.push_str(&text[..10]);
+    s.push('T');
+    s.push_str(&text[11..]);
+    s.push('Z');
+    Some(s)
+}
+
+/// Whether `text` has the exact shape `YYYY-MM-DD HH:MM:SS`.
+pub fn is_servicenow_datetime(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 19
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::Envelope;
+    use crate::settings::Settings;
+    use crate::streams::{StreamSpec, DEVICES, NETWORK_ADAPTERS};
+
+    fn spec(name: &str) -> StreamSpec {
+        let s = Settings::parse(&[("instance".into(), "x.service-now.com".into())]).unwrap();
+        StreamSpec::find(&s, name).unwrap()
+    }
+
+    #[test]
+    fn maps_device_row() {
+        let body = br#"{"result":[{"sys_id":"0a","name":"srv \"01\" ^x","os":"","virtual":"true",
+          "sys_updated_on":"2024-05-01 10:00:00","u_primary_business_application":{"link":"l","value":"b1"},
+          "os_version":"10.0"}]}"#;
+        let env: Envelope = serde_json::from_slice(body).unwrap();
+        let rec = map_row(&spec(DEVICES), &env.result.unwrap()[0]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"sysId":"0a","name":"srv \"01\" ^x","osVersion":"10.0","virtual":true,
+              "uPrimaryBusinessApplication":"b1","sysUpdatedOn":"2024-05-01T10:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn adapter_reference_plain_or_object() {
+        for body in [
+            &br#"{"result":[{"sys_id":"a","cmdb_ci":"d1"}]}"#[..],
+            &br#"{"result":[{"sys_id":"a","cmdb_ci":{"link":"https://x/y","value":"d1"}}]}"#[..],
+        ] {
+            let env: Envelope = serde_json::from_slice(body).unwrap();
+            let rec = map_row(&spec(NETWORK_ADAPTERS), &env.result.unwrap()[0]).unwrap();
+            assert_eq!(rec, r#"{"sysId":"a","deviceSysId":"d1"}"#);
+        }
+    }
+
+    #[test]
+    fn missing_key_is_an_error() {
+        let env: Envelope = serde_json::from_slice(br#"{"result":[{"name":"x"}]}"#).unwrap();
+        assert_eq!(
+            map_row(&spec(DEVICES), &env.result.unwrap()[0]),
+            Err(RecordError::MissingKey)
+        );
+    }
+
+    #[test]
+    fn conversions() {
+        assert_eq!(parse_bool("false"), Some(false));
+        assert_eq!(parse_bool("yes"), None);
+        assert_eq!(to_rfc3339("2024-05-01 10:00:0x"), None);
+        assert_eq!(to_rfc3339("2024-05-01T10:00:00"), None);
+    }
+}

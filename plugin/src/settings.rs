@@ -1,0 +1,259 @@
+//! Connector settings: parsing, validation and the documented defaults.
+
+use crate::contract::SettingInfo;
+use crate::error::ConnectorError;
+use crate::transport::Scheme;
+
+/// Where the instance is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// Scheme (https unless an explicit `http://` URL was given).
+    pub scheme: Scheme,
+    /// `host[:port]`.
+    pub authority: String,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The ServiceNow instance.
+    pub instance: Instance,
+    /// Table the devices come from (subclasses included).
+    pub device_table: String,
+    /// Source column of `serviceNowCriticality`.
+    pub device_criticality_column: String,
+    /// Source column of `lastLoggedOnUser`.
+    pub device_last_logged_on_user_column: String,
+    /// Source column of `mostFrequentUser`.
+    pub device_most_frequent_user_column: String,
+    /// Source column of `uPrimaryBusinessApplication`.
+    pub device_primary_business_application_column: String,
+    /// Source column of business applications' `uCriticality`.
+    pub business_application_criticality_column: String,
+    /// Seconds subtracted from the server's clock for the next watermark.
+    pub watermark_lag_seconds: u32,
+}
+
+struct SettingSpec {
+    name: &'static str,
+    description: &'static str,
+    default: Option<&'static str>,
+}
+
+const SPECS: &[SettingSpec] = &[
+    SettingSpec {
+        name: "instance",
+        description: "The ServiceNow instance: `contoso.service-now.com`, `https://contoso.service-now.com`, a bare instance name (`contoso`), or `http://127.0.0.1:PORT` for a local test server.",
+        default: None,
+    },
+    SettingSpec {
+        name: "device_table",
+        description: "Table the devices are read from; its subclasses are included.",
+        default: Some("cmdb_ci_computer"),
+    },
+    SettingSpec {
+        name: "device_criticality_column",
+        description: "Device column mapped to `serviceNowCriticality` (customer-specific).",
+        default: Some("u_criticality"),
+    },
+    SettingSpec {
+        name: "device_last_logged_on_user_column",
+        description: "Device column mapped to `lastLoggedOnUser` (customer-specific).",
+        default: Some("u_last_logged_on_user"),
+    },
+    SettingSpec {
+        name: "device_most_frequent_user_column",
+        description: "Device column mapped to `mostFrequentUser` (customer-specific).",
+        default: Some("u_most_frequent_user"),
+    },
+    SettingSpec {
+        name: "device_primary_business_application_column",
+        description: "Device column (a reference to cmdb_ci_business_app) mapped to `uPrimaryBusinessApplication` (customer-specific).",
+        default: Some("u_primary_business_application"),
+    },
+    SettingSpec {
+        name: "business_application_criticality_column",
+        description: "Business application column mapped to `uCriticality` (customer-specific).",
+        default: Some("u_criticality"),
+    },
+    SettingSpec {
+        name: "watermark_lag_seconds",
+        description: "Seconds subtracted from the server's clock when recording the incremental watermark, to cover transactions that commit late.",
+        default: Some("60"),
+    },
+];
+
+/// The settings the connector declares in `info`.
+pub fn setting_infos() -> Vec<SettingInfo> {
+    SPECS
+        .iter()
+        .map(|s| SettingInfo {
+            name: s.name.to_string(),
+            description: s.description.to_string(),
+            required: s.default.is_none(),
+            default_value: s.default.map(str::to_string),
+        })
+        .collect()
+}
+
+impl Settings {
+    /// Parses and validates name/value settings.
+    pub fn parse(pairs: &[(String, String)]) -> Result<Self, ConnectorError> {
+        for (name, _) in pairs {
+            if !SPECS.iter().any(|s| s.name == name) {
+                let known: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
+                return Err(ConnectorError::InvalidSettings(format!(
+                    "Unknown setting `{name}`. Known settings: {}.",
+                    known.join(", ")
+                )));
+            }
+        }
+        let get = |name: &str| -> Option<String> {
+            let given = pairs
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.trim().to_string())
+                .filter(|v| !v.is_empty());
+            given.or_else(|| {
+                SPECS
+                    .iter()
+                    .find(|s| s.name == name)
+                    .and_then(|s| s.default.map(str::to_string))
+            })
+        };
+        let instance = get("instance").ok_or_else(|| {
+            ConnectorError::InvalidSettings(
+                "The `instance` setting is missing: set it to your instance's host name, e.g. `contoso.service-now.com`.".into(),
+            )
+        })?;
+        let column = |name: &str| -> Result<String, ConnectorError> {
+            let value = get(name).unwrap_or_default();
+            validate_identifier(name, &value)?;
+            Ok(value)
+        };
+        let lag = get("watermark_lag_seconds").unwrap_or_default();
+        let watermark_lag_seconds = lag.parse::<u32>().map_err(|_| {
+            ConnectorError::InvalidSettings(format!(
+                "The `watermark_lag_seconds` setting must be a whole number of seconds, not `{lag}`."
+            ))
+        })?;
+        Ok(Settings {
+            instance: parse_instance(&instance)?,
+            device_table: column("device_table")?,
+            device_criticality_column: column("device_criticality_column")?,
+            device_last_logged_on_user_column: column("device_last_logged_on_user_column")?,
+            device_most_frequent_user_column: column("device_most_frequent_user_column")?,
+            device_primary_business_application_column: column(
+                "device_primary_business_application_column",
+            )?,
+            business_application_criticality_column: column(
+                "business_application_criticality_column",
+            )?,
+            watermark_lag_seconds,
+        })
+    }
+}
+
+/// Table and column names go into URLs and encoded queries: allow only the
+/// characters ServiceNow uses in them.
+fn validate_identifier(setting: &str, value: &str) -> Result<(), ConnectorError> {
+    let ok = !value.is_empty()
+        && value.len() <= 80
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConnectorError::InvalidSettings(format!(
+            "The `{setting}` setting must be a ServiceNow table or column name (lower-case letters, digits and `_`), not `{value}`."
+        )))
+    }
+}
+
+/// Parses the `instance` setting into scheme and authority.
+pub fn parse_instance(raw: &str) -> Result<Instance, ConnectorError> {
+    let invalid = |why: &str| {
+        ConnectorError::InvalidSettings(format!(
+            "The `instance` setting `{raw}` is not usable: {why}. Use the instance host name, e.g. `contoso.service-now.com`."
+        ))
+    };
+    let (scheme, rest) = if let Some(rest) = raw.strip_prefix("https://") {
+        (Scheme::Https, rest)
+    } else if let Some(rest) = raw.strip_prefix("http://") {
+        (Scheme::Http, rest)
+    } else if raw.contains("://") {
+        return Err(invalid("only https:// (or http:// to a loopback test server) is supported"));
+    } else {
+        (Scheme::Https, raw)
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() {
+        return Err(invalid("it has no host name"));
+    }
+    if authority.contains('@') {
+        return Err(invalid("it contains user information (`@`)"));
+    }
+    if authority.contains(['/', '?', '#']) {
+        return Err(invalid("it contains a path, query or fragment"));
+    }
+    let host_ok = authority
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !host_ok {
+        return Err(invalid("it contains characters not allowed in a host name"));
+    }
+    let authority = if scheme == Scheme::Https && !authority.contains(['.', ':', '[']) {
+        format!("{}.service-now.com", authority.to_ascii_lowercase())
+    } else {
+        authority.to_ascii_lowercase()
+    };
+    Ok(Instance { scheme, authority })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let s = Settings::parse(&pairs(&[("instance", "contoso.service-now.com")])).unwrap();
+        assert_eq!(s.device_table, "cmdb_ci_computer");
+        assert_eq!(s.device_criticality_column, "u_criticality");
+        assert_eq!(s.instance.scheme, Scheme::Https);
+        assert_eq!(s.watermark_lag_seconds, 60);
+    }
+
+    #[test]
+    fn instance_forms() {
+        let i = parse_instance("https://Contoso.service-now.com/").unwrap();
+        assert_eq!(i.authority, "contoso.service-now.com");
+        assert_eq!(parse_instance("contoso").unwrap().authority, "contoso.service-now.com");
+        let l = parse_instance("http://127.0.0.1:8080").unwrap();
+        assert_eq!((l.scheme, l.authority.as_str()), (Scheme::Http, "127.0.0.1:8080"));
+        for bad in [
+            "evil.com@contoso.service-now.com",
+            "https://contoso.service-now.com/api",
+            "ftp://x",
+            "",
+            "https://a?b",
+        ] {
+            assert!(parse_instance(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_and_malformed() {
+        let e = Settings::parse(&pairs(&[("instance", "x.y"), ("bogus", "1")])).unwrap_err();
+        assert!(e.message().contains("Unknown setting `bogus`"));
+        let e = Settings::parse(&pairs(&[("instance", "x.y"), ("device_table", "a^b")])).unwrap_err();
+        assert!(e.message().contains("device_table"));
+        let e = Settings::parse(&[]).unwrap_err();
+        assert!(e.message().contains("`instance` setting is missing"));
+    }
+}
