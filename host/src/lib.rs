@@ -1,1 +1,29 @@
+//! `connector-host`: the reference host for `exposure:connector` components.
+//!
+//! It loads a connector component (by default the bundled ServiceNow CMDB
+//! connector), holds the credentials and attaches them to the component's
+//! outgoing requests, confines the component to one origin and to memory,
+//! CPU and time limits, drives reads page by page with retries, and commits
+//! records and cursors to SQLite atomically.
+//!
+//! Module map:
+//! - [`cli`]: the command line (`info`, `check`, `sync`, `export`, `demo`).
+//! - [`config`], [`origin`], [`secrets`], [`credentials`]: configuration and secrets.
+//! - [`runtime`]: wasmtime engine, component cache, instances and limits.
+//! - [`egress`]: the outbound HTTP policy every guest request passes through.
+//! - [`sync`]: the sync engine (partitions, retries, checkpoints).
+//! - [`store`]: the SQLite database.
+//! - [`export`]: JSON-lines export, with nested records.
+//! - [`demo`]: the self-contained demo against the bundled emulator.
 
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod demo;
+pub mod egress;
+pub mod export;
+pub mod origin;
+pub mod runtime;
+pub mod secrets;
+pub mod store;
+pub mod sync;

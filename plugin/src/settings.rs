@@ -43,7 +43,7 @@ struct SettingSpec {
 const SPECS: &[SettingSpec] = &[
     SettingSpec {
         name: "instance",
-        description: "The ServiceNow instance: `contoso.service-now.com`, `https://contoso.service-now.com`, a bare instance name (`contoso`), or `http://127.0.0.1:PORT` for a local test server.",
+        description: "The ServiceNow instance: `contoso.service-now.com`, `https://contoso.service-now.com`, or `http://127.0.0.1:PORT` for a local test server.",
         default: None,
     },
     SettingSpec {
@@ -204,12 +204,10 @@ pub fn parse_instance(raw: &str) -> Result<Instance, ConnectorError> {
     if !host_ok {
         return Err(invalid("it contains characters not allowed in a host name"));
     }
-    let authority = if scheme == Scheme::Https && !authority.contains(['.', ':', '[']) {
-        format!("{}.service-now.com", authority.to_ascii_lowercase())
-    } else {
-        authority.to_ascii_lowercase()
-    };
-    Ok(Instance { scheme, authority })
+    Ok(Instance {
+        scheme,
+        authority: authority.to_ascii_lowercase(),
+    })
 }
 
 #[cfg(test)]
@@ -233,7 +231,6 @@ mod tests {
     fn instance_forms() {
         let i = parse_instance("https://Contoso.service-now.com/").unwrap();
         assert_eq!(i.authority, "contoso.service-now.com");
-        assert_eq!(parse_instance("contoso").unwrap().authority, "contoso.service-now.com");
         let l = parse_instance("http://127.0.0.1:8080").unwrap();
         assert_eq!((l.scheme, l.authority.as_str()), (Scheme::Http, "127.0.0.1:8080"));
         for bad in [

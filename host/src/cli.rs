@@ -1,0 +1,383 @@
+//! The command line: `info`, `check`, `sync`, `export`, `demo`.
+//!
+//! [`run`] is the whole CLI as a function of its arguments, an environment
+//! (for secrets) and an output stream, so tests drive exactly what users run
+//! without touching process-global state.
+
+use crate::config::{Config, ConfigError};
+use crate::credentials::Credential;
+use crate::egress::{EgressCounters, EgressPolicy};
+use crate::runtime::{
+    read_info, AuthMethod, ConnectorInfo, InstanceLimits, LoadedComponent, Runtime,
+    BUNDLED_COMPONENT,
+};
+use crate::secrets::Environment;
+use crate::store::Store;
+use crate::sync::{RunReport, SyncJob, SyncOptions};
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Reference host for exposure:connector WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "connector-host", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Describe a connector component: settings, auth methods, streams.
+    Info {
+        /// Component to describe (default: the bundled ServiceNow connector).
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+        /// Print the description as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test the connection: read one row of every stream and report.
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Read every stream into the database.
+    Sync {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the run report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the stored records of a stream to stdout as JSON lines.
+    Export {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Stream to export, e.g. `devices`.
+        #[arg(long)]
+        stream: String,
+        /// Embed referencing records (devices carry `networkAdapters`).
+        #[arg(long)]
+        nested: bool,
+    },
+    /// Start the bundled emulator, sync from it and print a summary.
+    Demo {
+        /// Devices the emulator generates.
+        #[arg(long, default_value_t = 2000)]
+        devices: usize,
+        /// Keep the demo database in this directory (default: a temporary one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// A failure with the exit status it deserves.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// 2 for configuration problems, 1 for everything else.
+    pub exit_code: u8,
+    /// One paragraph for the operator.
+    pub message: String,
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure { exit_code: 2, message: e.to_string() }
+    }
+}
+
+fn config_failure(message: impl Into<String>) -> anyhow::Error {
+    Failure { exit_code: 2, message: message.into() }.into()
+}
+
+/// Runs the CLI. Secrets are looked up in `env`; results go to `out`.
+pub fn run(cli: Cli, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Info { plugin, json } => info(plugin.as_deref(), json, out).await,
+            Command::Check { config } => check(&config, env, out).await,
+            Command::Sync { config, json } => sync(&config, env, json, out).await.map(|_| ()),
+            Command::Export { config, stream, nested } => export(&config, &stream, nested, out).await,
+            Command::Demo { devices, dir } => crate::demo::run(devices, dir.as_deref(), out).await,
+        }
+    })
+}
+
+/// A component loaded with its `info`.
+pub struct Prepared {
+    /// The runtime.
+    pub runtime: &'static Runtime,
+    /// The component.
+    pub component: LoadedComponent,
+    /// Its description.
+    pub info: ConnectorInfo,
+}
+
+/// Loads the configured (or bundled) component and reads its `info`.
+pub async fn prepare(plugin: Option<&Path>) -> Result<Prepared> {
+    let runtime = Runtime::shared()?;
+    let bytes = match plugin {
+        Some(path) => std::fs::read(path).map_err(|e| {
+            config_failure(format!("cannot read the plugin {}: {e}", path.display()))
+        })?,
+        None => BUNDLED_COMPONENT.to_vec(),
+    };
+    let component = runtime.load(&bytes).map_err(|e| {
+        config_failure(format!(
+            "cannot load the plugin {}: {e:#}",
+            plugin.map_or("(bundled)".into(), |p| p.display().to_string())
+        ))
+    })?;
+    let info = read_info(runtime, &component).await?;
+    Ok(Prepared { runtime, component, info })
+}
+
+fn load_config(path: &Path) -> Result<Config> {
+    Config::load(path).map_err(|e| Failure::from(e).into())
+}
+
+fn credential(config: &Config, info: &ConnectorInfo, env: &dyn Environment) -> Result<Credential> {
+    let supports_basic = info.auth_methods.iter().any(|m| matches!(m, AuthMethod::Basic));
+    Credential::from_config(config.auth.as_ref(), supports_basic, env).map_err(config_failure)
+}
+
+/// Name of a connection in the database.
+pub fn connection_name(config: &Config, info: &ConnectorInfo) -> String {
+    config
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}@{}", info.name, config.origin.authority()))
+}
+
+fn limits(config: &Config) -> InstanceLimits {
+    InstanceLimits {
+        memory_bytes: (config.limits.memory_mib.max(16) << 20) as usize,
+        call_timeout: config.limits.call_timeout(),
+        cpu_per_call: Duration::from_secs(config.limits.cpu_seconds_per_call.max(1)),
+    }
+}
+
+async fn info(plugin: Option<&Path>, json: bool, out: &mut dyn Write) -> Result<()> {
+    let p = prepare(plugin).await?;
+    let i = &p.info;
+    if json {
+        writeln!(out, "{}", info_json(i))?;
+        return Ok(());
+    }
+    writeln!(out, "{} {}", i.name, i.version)?;
+    writeln!(out, "{}", i.description)?;
+    writeln!(out, "\nSettings:")?;
+    for s in &i.settings {
+        let default = s.default_value.as_deref().map(|d| format!(" (default: {d})")).unwrap_or_default();
+        let required = if s.required { " [required]" } else { "" };
+        writeln!(out, "  {}{required}{default}\n      {}", s.name, s.description)?;
+    }
+    writeln!(out, "\nAuthentication methods:")?;
+    for m in &i.auth_methods {
+        writeln!(out, "  {}", auth_method_text(m))?;
+    }
+    writeln!(out, "\nStreams:")?;
+    for s in &i.streams {
+        let fields = schema_fields(&s.json_schema);
+        writeln!(out, "  {} (key {}): {}", s.name, s.key_field, s.description)?;
+        writeln!(out, "      fields: {}", fields.join(", "))?;
+        for r in &s.references {
+            match &r.embed_as {
+                Some(name) => writeln!(out, "      {} → {} (embedded there as `{name}`)", r.field, r.target_stream)?,
+                None => writeln!(out, "      {} → {}", r.field, r.target_stream)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn auth_method_text(m: &AuthMethod) -> String {
+    match m {
+        AuthMethod::Basic => "basic".into(),
+        AuthMethod::Oauth2(o) => format!(
+            "oauth2 (token endpoint {}; grants: {})",
+            o.token_path,
+            o.grants.iter().map(|g| format!("{g:?}").to_lowercase()).collect::<Vec<_>>().join(", ")
+        ),
+        AuthMethod::ApiKey(k) => format!("api-key (header {})", k.header_name),
+    }
+}
+
+fn schema_fields(schema: &str) -> Vec<String> {
+    serde_json::from_str::<serde_json::Value>(schema)
+        .ok()
+        .and_then(|v| v.get("properties").and_then(|p| p.as_object()).map(|p| p.keys().cloned().collect()))
+        .unwrap_or_default()
+}
+
+fn info_json(i: &ConnectorInfo) -> serde_json::Value {
+    serde_json::json!({
+        "name": i.name,
+        "version": i.version,
+        "description": i.description,
+        "settings": i.settings.iter().map(|s| serde_json::json!({
+            "name": s.name, "description": s.description, "required": s.required, "default": s.default_value,
+        })).collect::<Vec<_>>(),
+        "authMethods": i.auth_methods.iter().map(auth_method_text).collect::<Vec<_>>(),
+        "streams": i.streams.iter().map(|s| serde_json::json!({
+            "name": s.name,
+            "description": s.description,
+            "keyField": s.key_field,
+            "supportsIncremental": s.supports_incremental,
+            "schema": serde_json::from_str::<serde_json::Value>(&s.json_schema).unwrap_or(serde_json::Value::Null),
+            "references": s.references.iter().map(|r| serde_json::json!({
+                "field": r.field, "targetStream": r.target_stream, "embedAs": r.embed_as,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
+    let config = load_config(path)?;
+    let p = prepare(config.plugin.as_deref()).await?;
+    let credential = credential(&config, &p.info, env)?;
+    let egress = EgressPolicy::new(
+        config.origin.clone(),
+        credential,
+        config.limits.request_timeout(),
+        config.limits.max_response_mib << 20,
+        Arc::new(EgressCounters::default()),
+    );
+    let mut instance = p.runtime.instantiate(&p.component, egress, &limits(&config)).await?;
+    let report = instance
+        .check(&config.settings)
+        .await
+        .map_err(|e| anyhow!("the connection test failed: {e}"))?;
+    writeln!(out, "Connection to {} ({}):", config.origin, p.info.name)?;
+    let mut unreadable = Vec::new();
+    for s in &report.streams {
+        let status = if s.readable { "readable" } else { "NOT READABLE" };
+        writeln!(out, "  {:<24} {status}", s.stream_name)?;
+        if let Some(m) = &s.message {
+            writeln!(out, "      {m}")?;
+        }
+        if !s.readable {
+            unreadable.push(format!("{}: {}", s.stream_name, s.message.clone().unwrap_or_default()));
+        }
+    }
+    if !unreadable.is_empty() {
+        bail!("some streams cannot be read: {}", unreadable.join("; "));
+    }
+    Ok(())
+}
+
+/// Runs `sync` for a configuration; returns the report.
+pub async fn sync(path: &Path, env: &dyn Environment, json: bool, out: &mut dyn Write) -> Result<RunReport> {
+    let config = load_config(path)?;
+    let p = prepare(config.plugin.as_deref()).await?;
+    let credential = credential(&config, &p.info, env)?;
+    let store = Store::open(&config.database)
+        .with_context(|| format!("cannot open the database {}", config.database.display()))?;
+    let job = SyncJob {
+        runtime: p.runtime,
+        component: p.component.clone(),
+        info: p.info.clone(),
+        settings: config.settings.clone(),
+        origin: config.origin.clone(),
+        credential,
+        limits: limits(&config),
+        request_timeout: config.limits.request_timeout(),
+        max_response_bytes: config.limits.max_response_mib << 20,
+        connection: connection_name(&config, &p.info),
+        options: SyncOptions {
+            page_size: config.sync.page_size,
+            partitions: config.sync.partitions,
+            concurrency: config.sync.concurrency,
+            max_attempts: config.sync.max_attempts,
+            retry_base: Duration::from_millis(config.sync.retry_base_ms),
+            retry_max: Duration::from_millis(config.sync.retry_max_ms),
+            max_retry_after: Duration::from_secs(config.sync.max_retry_after_seconds),
+        },
+    };
+    let report = crate::sync::run(&job, Arc::new(Mutex::new(store))).await?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write_report(&report, &config.database, out)?;
+    }
+    if !report.complete() {
+        let failed: Vec<String> = report
+            .streams
+            .iter()
+            .filter(|s| !s.complete())
+            .map(|s| format!("{}: {}", s.stream, s.verdict.trim_start_matches("incomplete: ")))
+            .collect();
+        bail!(
+            "the sync did not complete; committed pages are kept and the next sync resumes after them. {}",
+            failed.join(" | ")
+        );
+    }
+    Ok(report)
+}
+
+/// Prints a run report as a table.
+pub fn write_report(report: &RunReport, database: &Path, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Synced {} into {} in {:.1} s ({} requests, {:.1} MB received)",
+        report.connection,
+        database.display(),
+        report.seconds,
+        report.requests,
+        report.bytes as f64 / 1e6
+    )?;
+    writeln!(
+        out,
+        "{:<24} {:>9} {:>13} {:>7} {:>8} {:>8}  verdict",
+        "stream", "records", "server total", "pages", "retries", "deleted"
+    )?;
+    for s in &report.streams {
+        writeln!(
+            out,
+            "{:<24} {:>9} {:>13} {:>7} {:>8} {:>8}  {}{}",
+            s.stream,
+            s.records(),
+            s.server_total().map_or("-".into(), |t| t.to_string()),
+            s.pages(),
+            s.retries(),
+            s.deleted,
+            s.verdict,
+            if s.resumed { " (resumed)" } else { "" }
+        )?;
+    }
+    Ok(())
+}
+
+async fn export(path: &Path, stream: &str, nested: bool, out: &mut dyn Write) -> Result<()> {
+    let config = load_config(path)?;
+    if !config.database.exists() {
+        return Err(config_failure(format!(
+            "the database {} does not exist yet; run `connector-host sync --config {}` first",
+            config.database.display(),
+            path.display()
+        )));
+    }
+    let p = prepare(config.plugin.as_deref()).await?;
+    let store = Store::open(&config.database)
+        .with_context(|| format!("cannot open the database {}", config.database.display()))?;
+    let connection = connection_name(&config, &p.info);
+    let mut buffered = std::io::BufWriter::new(out);
+    crate::export::export(&store, &p.info, &connection, stream, nested, &mut buffered)
+        .map_err(|e| config_failure(format!("{e:#}")))?;
+    buffered.flush()?;
+    Ok(())
+}

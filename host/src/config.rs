@@ -1,0 +1,268 @@
+//! The configuration file (TOML): where the database is, which component,
+//! its settings, how to authenticate, and the sync and sandbox limits.
+
+use crate::origin::Origin;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration error: what is wrong and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("the configuration file {path} is not valid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's explanation.
+        message: String,
+    },
+    /// A value is present but unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// `[auth]`: how the host authenticates the connector's requests.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `basic` (others are reserved for OAuth 2.0 and API keys).
+    pub method: String,
+    /// User name for `basic`.
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (readable by its owner only).
+    pub password_file: Option<PathBuf>,
+}
+
+/// `[sync]`: how reads are driven.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Rows asked for per page.
+    pub page_size: u32,
+    /// `sys_id`-range partitions per stream.
+    pub partitions: u32,
+    /// Partitions read at the same time (across streams).
+    pub concurrency: u32,
+    /// Attempts per page before a temporary failure fails the stream.
+    pub max_attempts: u32,
+    /// First back-off delay, in milliseconds (doubles per attempt, with jitter).
+    pub retry_base_ms: u64,
+    /// Longest back-off delay, in milliseconds.
+    pub retry_max_ms: u64,
+    /// Longest `Retry-After` honoured, in seconds; longer waits fail the stream.
+    pub max_retry_after_seconds: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            page_size: 2000,
+            partitions: 1,
+            concurrency: 4,
+            max_attempts: 8,
+            retry_base_ms: 1000,
+            retry_max_ms: 60_000,
+            max_retry_after_seconds: 3600,
+        }
+    }
+}
+
+/// `[limits]`: the sandbox.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Linear memory per component instance, MiB.
+    pub memory_mib: u64,
+    /// Wall-clock limit of one call into the component, seconds.
+    pub call_timeout_seconds: u64,
+    /// Guest CPU (epoch ticks of 10 ms while running wasm) per call, seconds.
+    pub cpu_seconds_per_call: u64,
+    /// Largest response body the component may receive, MiB.
+    pub max_response_mib: u64,
+    /// Connect / first-byte / between-bytes time-out cap, seconds.
+    pub request_timeout_seconds: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            memory_mib: 512,
+            call_timeout_seconds: 600,
+            cpu_seconds_per_call: 120,
+            max_response_mib: 256,
+            request_timeout_seconds: 120,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Wall-clock limit per call.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.call_timeout_seconds)
+    }
+    /// Per-request time-out cap.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    database: PathBuf,
+    plugin: Option<PathBuf>,
+    name: Option<String>,
+    #[serde(default)]
+    settings: BTreeMap<String, toml::Value>,
+    auth: Option<AuthConfig>,
+    #[serde(default)]
+    sync: SyncConfig,
+    #[serde(default)]
+    limits: LimitsConfig,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// SQLite database file.
+    pub database: PathBuf,
+    /// Component to load; `None` for the bundled ServiceNow connector.
+    pub plugin: Option<PathBuf>,
+    /// Name of this connection in the database (default: connector@instance).
+    pub name: Option<String>,
+    /// Settings passed to the component.
+    pub settings: Vec<(String, String)>,
+    /// The only origin the component may contact (from the `instance` setting).
+    pub origin: Origin,
+    /// Authentication.
+    pub auth: Option<AuthConfig>,
+    /// Sync behaviour.
+    pub sync: SyncConfig,
+    /// Sandbox limits.
+    pub limits: LimitsConfig,
+}
+
+impl Config {
+    /// Reads and validates a configuration file. Relative paths in it are
+    /// taken relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses configuration text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        let mut settings = Vec::with_capacity(raw.settings.len());
+        for (name, value) in raw.settings {
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "setting `{name}` must be a string, number or boolean, not a {}",
+                        other.type_str()
+                    )))
+                }
+            };
+            settings.push((name, value));
+        }
+        let instance = settings
+            .iter()
+            .find(|(n, _)| n == "instance")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| {
+                ConfigError::Invalid(
+                    "[settings] has no `instance`: set it to the instance's host name, e.g. instance = \"contoso.service-now.com\"".into(),
+                )
+            })?;
+        let origin = Origin::parse(&instance).map_err(ConfigError::Invalid)?;
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let auth = raw.auth.map(|mut a| {
+            a.password_file = a.password_file.map(resolve);
+            a
+        });
+        if raw.sync.page_size == 0 || raw.sync.partitions == 0 || raw.sync.concurrency == 0 || raw.sync.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "[sync] page_size, partitions, concurrency and max_attempts must be at least 1".into(),
+            ));
+        }
+        if raw.sync.partitions > 256 {
+            return Err(ConfigError::Invalid("[sync] partitions must be at most 256".into()));
+        }
+        Ok(Config {
+            database: resolve(raw.database),
+            plugin: raw.plugin.map(resolve),
+            name: raw.name,
+            settings,
+            origin,
+            auth,
+            sync: raw.sync,
+            limits: raw.limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let c = Config::parse(
+            r#"
+database = "inventory.db"
+[settings]
+instance = "contoso.service-now.com"
+page = 5
+[auth]
+method = "basic"
+username = "svc_exposure"
+password_env = "SERVICENOW_PASSWORD"
+"#,
+            Path::new("/etc/x"),
+        )
+        .unwrap();
+        assert_eq!(c.database, PathBuf::from("/etc/x/inventory.db"));
+        assert!(c.settings.contains(&("page".into(), "5".into())));
+        assert_eq!(c.origin.authority(), "contoso.service-now.com:443");
+        assert_eq!(c.sync, SyncConfig::default());
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_instances() {
+        let e = Config::parse("database='a'\nbogus=1\n[settings]\ninstance='x.y'", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = Config::parse("database='a'\n[settings]\ninstance='http://example.com'", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("loopback"), "{e}");
+        let e = Config::parse("database='a'\n[settings]\n", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("instance"), "{e}");
+    }
+}

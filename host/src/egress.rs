@@ -1,0 +1,213 @@
+//! The outbound HTTP policy: the one choke point every request of the
+//! component passes through (`WasiHttpHooks::send_request`).
+//!
+//! - Only the configured origin (scheme, host, port) is reachable; anything
+//!   else is refused with `HttpRequestDenied` and logged.
+//! - `authorization`, `cookie` and `set-cookie` are forbidden headers: the
+//!   guest can neither set them nor see them in responses.
+//! - The host attaches the credential (marked sensitive).
+//! - Time-outs the guest asks for are clamped; response bodies are capped.
+//! - Requests and response bytes are counted for the run report.
+
+use crate::credentials::Credential;
+use crate::origin::Origin;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use http::uri::Scheme;
+use http::HeaderName;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use wasmtime_wasi_http::{
+    ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks, DEFAULT_FORBIDDEN_HEADERS,
+};
+
+/// Counters shared between the policy and the run report.
+#[derive(Debug, Default)]
+pub struct EgressCounters {
+    /// Requests sent.
+    pub requests: AtomicU64,
+    /// Response body bytes received.
+    pub bytes: AtomicU64,
+    /// Requests refused by the policy.
+    pub denied: AtomicU64,
+}
+
+/// The policy for one component instance.
+#[derive(Clone)]
+pub struct EgressPolicy {
+    origin: Arc<Origin>,
+    credential: Credential,
+    max_timeout: Duration,
+    max_body_bytes: u64,
+    counters: Arc<EgressCounters>,
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+impl EgressPolicy {
+    /// A policy allowing only `origin`, attaching `credential`.
+    pub fn new(
+        origin: Origin,
+        credential: Credential,
+        max_timeout: Duration,
+        max_body_bytes: u64,
+        counters: Arc<EgressCounters>,
+    ) -> Self {
+        EgressPolicy {
+            origin: Arc::new(origin),
+            credential,
+            max_timeout,
+            max_body_bytes,
+            counters,
+        }
+    }
+
+    fn clamp(&self, options: Option<RequestOptions>) -> RequestOptions {
+        let cap = |d: Option<Duration>| Some(d.map_or(self.max_timeout, |d| d.min(self.max_timeout)));
+        let o = options.unwrap_or_default();
+        RequestOptions {
+            connect_timeout: cap(o.connect_timeout),
+            first_byte_timeout: cap(o.first_byte_timeout),
+            between_bytes_timeout: cap(o.between_bytes_timeout),
+        }
+    }
+}
+
+/// Whether the guest may not set (or see) a header.
+pub fn is_forbidden_header(name: &HeaderName) -> bool {
+    *name == AUTHORIZATION
+        || *name == COOKIE
+        || *name == SET_COOKIE
+        || name.as_str() == "proxy-authorization"
+        || DEFAULT_FORBIDDEN_HEADERS.contains(name)
+}
+
+impl WasiHttpHooks for EgressPolicy {
+    fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        Arc::new(is_forbidden_header)
+    }
+
+    fn is_supported_scheme(&mut self, scheme: &Scheme) -> bool {
+        scheme.as_str().eq_ignore_ascii_case(self.origin.scheme)
+    }
+
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: IoFuture,
+    ) -> Box<
+        dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
+            + Send,
+    > {
+        let policy = self.clone();
+        Box::new(async move {
+            if !policy.origin.matches(request.uri()) {
+                policy.counters.denied.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    target: "egress",
+                    uri = %redact_query(request.uri()),
+                    allowed = %policy.origin,
+                    "request denied: not the configured instance"
+                );
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
+            let headers = request.headers_mut();
+            for name in [AUTHORIZATION, COOKIE] {
+                headers.remove(name);
+            }
+            if let Some(value) = policy.credential.authorization() {
+                headers.insert(AUTHORIZATION, value.clone());
+            }
+            policy.counters.requests.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(target: "egress", uri = %redact_query(request.uri()), "request");
+            let options = policy.clamp(options);
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let max = policy.max_body_bytes;
+            let counters = policy.counters.clone();
+            let response = response.map(move |body| {
+                CappedBody {
+                    inner: body.boxed_unsync(),
+                    seen: 0,
+                    max,
+                    counters,
+                }
+                .boxed_unsync()
+            });
+            Ok((response, Box::new(io) as IoFuture))
+        })
+    }
+}
+
+/// Logs only the path of a URI: queries can be long and are not needed to
+/// diagnose a denial.
+fn redact_query(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("?"),
+        uri.authority().map_or("?", |a| a.as_str()),
+        uri.path()
+    )
+}
+
+/// A response body that fails once it exceeds `max` bytes and counts what it passes on.
+struct CappedBody {
+    inner: WasiBody,
+    seen: u64,
+    max: u64,
+    counters: Arc<EgressCounters>,
+}
+
+impl Body for CappedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    this.counters.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    if this.seen > this.max {
+                        return Poll::Ready(Some(Err(
+                            wasmtime_wasi_http::Error::HttpResponseBodySize(Some(this.seen)),
+                        )));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden_headers() {
+        for h in ["authorization", "cookie", "set-cookie", "host", "proxy-authorization"] {
+            assert!(is_forbidden_header(&HeaderName::from_static(h)), "{h}");
+        }
+        assert!(!is_forbidden_header(&HeaderName::from_static("accept")));
+    }
+}

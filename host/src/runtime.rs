@@ -1,0 +1,485 @@
+//! Loading and running connector components on wasmtime.
+//!
+//! One [`Runtime`] per process: an [`Engine`] with epoch interruption (a
+//! ticker thread advances the epoch every 10 ms), a [`Linker`] with WASI p2,
+//! `wasi:http` and the contract's `log` import, and an in-memory plus on-disk
+//! cache of compiled components keyed by the component's SHA-256 and the
+//! engine's compatibility hash. Each [`ConnectorInstance`] has its own
+//! [`Store`] with memory limits, a CPU budget per call (epoch ticks while
+//! wasm runs) and a wall-clock time-out per call.
+
+use crate::egress::{EgressCounters, EgressPolicy};
+use anyhow::{anyhow, bail, Result};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "connector",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+pub use exposure::connector::types::{
+    AuthMethod, CheckReport, ConnectorError, ConnectorInfo, Page, Partition, ReadRequest,
+    StreamInfo,
+};
+
+/// The ServiceNow connector component bundled with this host.
+pub static BUNDLED_COMPONENT: &[u8] = include_bytes!(env!("SERVICENOW_COMPONENT_PATH"));
+
+/// How often the epoch advances.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Most log lines kept per instance.
+const MAX_LOG_LINES: usize = 1000;
+/// Longest log line kept.
+const MAX_LOG_LINE: usize = 2048;
+/// Guest stderr kept (panic messages).
+const STDERR_CAPACITY: usize = 64 * 1024;
+
+/// Import prefixes a connector may use; anything else is refused at load.
+const ALLOWED_IMPORTS: &[&str] = &[
+    "exposure:connector/types@0.1",
+    "exposure:connector/log@0.1",
+    "wasi:http/types@0.2",
+    "wasi:http/outgoing-handler@0.2",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/environment@0.2",
+    "wasi:cli/exit@0.2",
+    "wasi:cli/stdin@0.2",
+    "wasi:cli/stdout@0.2",
+    "wasi:cli/stderr@0.2",
+    "wasi:cli/terminal-",
+];
+
+/// Sandbox limits of one instance.
+#[derive(Debug, Clone)]
+pub struct InstanceLimits {
+    /// Linear memory, bytes.
+    pub memory_bytes: usize,
+    /// Wall clock per call.
+    pub call_timeout: Duration,
+    /// CPU (wasm execution) per call.
+    pub cpu_per_call: Duration,
+}
+
+impl Default for InstanceLimits {
+    fn default() -> Self {
+        InstanceLimits {
+            memory_bytes: 512 << 20,
+            call_timeout: Duration::from_secs(600),
+            cpu_per_call: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Per-instance host state.
+pub struct HostState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    egress: EgressPolicy,
+    limits: StoreLimits,
+    logs: Vec<(String, String)>,
+    stderr: MemoryOutputPipe,
+    cpu_ticks: u64,
+    max_cpu_ticks: u64,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
+        }
+    }
+}
+
+impl exposure::connector::types::Host for HostState {}
+
+impl exposure::connector::log::Host for HostState {
+    async fn log(&mut self, level: exposure::connector::log::Level, message: String) {
+        use exposure::connector::log::Level;
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut end = MAX_LOG_LINE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        let level = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        tracing::info!(target: "component", level, "{message}");
+        if self.logs.len() < MAX_LOG_LINES {
+            self.logs.push((level.to_string(), message));
+        }
+    }
+}
+
+/// A compiled component, checked against the contract.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    pre: ConnectorPre<HostState>,
+    /// SHA-256 of the component bytes, hex.
+    pub sha256: String,
+}
+
+/// The process-wide engine, linker and compiled-component cache.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    compiled: Mutex<HashMap<String, LoadedComponent>>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Runtime {
+    /// The shared runtime of this process (created on first use).
+    pub fn shared() -> Result<&'static Runtime> {
+        static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+        RUNTIME
+            .get_or_init(|| Runtime::new().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| anyhow!("cannot start the WebAssembly runtime: {e}"))
+    }
+
+    fn new() -> Result<Runtime> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch-ticker".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        Connector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        Ok(Runtime {
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+            cache_dir: default_cache_dir(),
+        })
+    }
+
+    /// Compiles (or fetches from the cache) and links a component.
+    pub fn load(&self, wasm: &[u8]) -> Result<LoadedComponent> {
+        let sha256 = hex(&Sha256::digest(wasm));
+        if let Some(c) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&sha256) {
+            return Ok(c.clone());
+        }
+        let component = self.compile_cached(wasm, &sha256)?;
+        check_imports(&self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| {
+                anyhow::Error::from(e).context("the component cannot be linked with the host's interfaces")
+            })?;
+        let pre = ConnectorPre::new(pre).map_err(|e| {
+            anyhow::Error::from(e).context(
+                "the component does not export exposure:connector/source@0.1 (is it a connector built against this contract?)",
+            )
+        })?;
+        let loaded = LoadedComponent { pre, sha256: sha256.clone() };
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sha256, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn compile_cached(&self, wasm: &[u8], sha256: &str) -> Result<Component> {
+        if !wasm.starts_with(b"\0asm") {
+            bail!("the plugin file is not a WebAssembly binary");
+        }
+        let compat = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.engine.precompile_compatibility_hash().hash(&mut h);
+            format!("{:016x}", h.finish())
+        };
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{sha256}-{compat}.cwasm")));
+        if let Some(path) = &cached {
+            if path.is_file() {
+                // SAFETY: the file was written by `precompile_component` of an
+                // engine with the same compatibility hash (part of its name)
+                // into this user's private cache directory.
+                match unsafe { Component::deserialize_file(&self.engine, path) } {
+                    Ok(c) => return Ok(c),
+                    Err(e) => tracing::debug!("ignoring unusable cache entry {}: {e}", path.display()),
+                }
+            }
+        }
+        let bytes = self
+            .engine
+            .precompile_component(wasm)
+            .map_err(|e| anyhow::Error::from(e).context("the plugin is not a valid WebAssembly component"))?;
+        if let Some(path) = &cached {
+            let _ = write_cache_entry(path, &bytes);
+        }
+        // SAFETY: `bytes` was produced just now by this engine.
+        Ok(unsafe { Component::deserialize(&self.engine, &bytes)? })
+    }
+
+    /// Creates an instance with its own store, sandbox limits and egress policy.
+    pub async fn instantiate(
+        &self,
+        component: &LoadedComponent,
+        egress: EgressPolicy,
+        limits: &InstanceLimits,
+    ) -> Result<ConnectorInstance> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+        let state = HostState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            egress,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(32)
+                .memories(32)
+                .tables(64)
+                .table_elements(100_000)
+                .trap_on_grow_failure(true)
+                .build(),
+            logs: Vec::new(),
+            stderr,
+            cpu_ticks: 0,
+            max_cpu_ticks: (limits.cpu_per_call.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            state.cpu_ticks += 1;
+            if state.cpu_ticks > state.max_cpu_ticks {
+                return Err(wasmtime::format_err!("the component used more CPU time than a call may"));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let bindings = component
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| anyhow::Error::from(e).context("instantiating the component failed"))?;
+        Ok(ConnectorInstance {
+            store,
+            bindings,
+            call_timeout: limits.call_timeout,
+        })
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CONNECTOR_HOST_CACHE_DIR") {
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("connector-host"))
+}
+
+fn write_cache_entry(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("cache entries live in a directory");
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    // Write then rename, so a concurrent reader never sees half a file.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuses components that import anything the contract does not allow.
+fn check_imports(engine: &Engine, component: &Component) -> Result<()> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        if !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)) {
+            bail!(
+                "the component imports `{name}`, which connectors may not use (allowed: wasi:http outgoing requests, wasi:io, wasi:clocks, wasi:random, wasi:cli stdio/environment/exit, and exposure:connector/log)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Why a call into the component failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The connector returned an error.
+    #[error("{}", connector_error_message(.0))]
+    Connector(ConnectorError),
+    /// The component trapped, ran out of time, CPU or memory.
+    #[error("{0}")]
+    Trap(String),
+}
+
+/// The message of any `connector-error` case.
+pub fn connector_error_message(e: &ConnectorError) -> &str {
+    match e {
+        ConnectorError::InvalidSettings(m)
+        | ConnectorError::Unreachable(m)
+        | ConnectorError::Unauthenticated(m)
+        | ConnectorError::Forbidden(m)
+        | ConnectorError::NotFound(m)
+        | ConnectorError::TemporarilyUnavailable(m)
+        | ConnectorError::BadResponse(m)
+        | ConnectorError::Internal(m) => m,
+        ConnectorError::RateLimited(r) => &r.message,
+    }
+}
+
+/// The name of a `connector-error` case, for reports.
+pub fn connector_error_kind(e: &ConnectorError) -> &'static str {
+    match e {
+        ConnectorError::InvalidSettings(_) => "invalid-settings",
+        ConnectorError::Unreachable(_) => "unreachable",
+        ConnectorError::Unauthenticated(_) => "unauthenticated",
+        ConnectorError::Forbidden(_) => "forbidden",
+        ConnectorError::NotFound(_) => "not-found",
+        ConnectorError::RateLimited(_) => "rate-limited",
+        ConnectorError::TemporarilyUnavailable(_) => "temporarily-unavailable",
+        ConnectorError::BadResponse(_) => "bad-response",
+        ConnectorError::Internal(_) => "internal",
+    }
+}
+
+/// One running component instance.
+pub struct ConnectorInstance {
+    store: Store<HostState>,
+    bindings: Connector,
+    call_timeout: Duration,
+}
+
+impl ConnectorInstance {
+    fn trap(&self, what: &str, e: impl std::fmt::Display) -> CallError {
+        let stderr = self.store.data().stderr.contents();
+        let stderr = String::from_utf8_lossy(&stderr);
+        let tail: String = stderr.trim().chars().rev().take(600).collect::<Vec<_>>().into_iter().rev().collect();
+        if tail.is_empty() {
+            CallError::Trap(format!("the component failed during `{what}`: {e}"))
+        } else {
+            CallError::Trap(format!("the component failed during `{what}`: {e} (component output: {tail})"))
+        }
+    }
+
+    async fn call<T>(
+        &mut self,
+        what: &str,
+        f: impl AsyncFnOnce(&Connector, &mut Store<HostState>) -> wasmtime::Result<T>,
+    ) -> Result<T, CallError> {
+        self.store.data_mut().cpu_ticks = 0;
+        self.store.set_epoch_deadline(1);
+        let timeout = self.call_timeout;
+        let bindings = &self.bindings;
+        let result = tokio::time::timeout(timeout, f(bindings, &mut self.store)).await;
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.trap(what, format!("{e:#}"))),
+            Err(_) => Err(self.trap(
+                what,
+                format!("no answer within {} s (the call time-out)", timeout.as_secs()),
+            )),
+        }
+    }
+
+    /// Calls `info`.
+    pub async fn info(&mut self) -> Result<ConnectorInfo, CallError> {
+        self.call("info", async |b, s| b.exposure_connector_source().call_info(s).await)
+            .await
+    }
+
+    /// Calls `check`.
+    pub async fn check(&mut self, settings: &[(String, String)]) -> Result<CheckReport, CallError> {
+        let settings = settings.to_vec();
+        self.call("check", async move |b, s| {
+            b.exposure_connector_source().call_check(s, &settings).await
+        })
+        .await?
+        .map_err(CallError::Connector)
+    }
+
+    /// Calls `read`.
+    pub async fn read(
+        &mut self,
+        settings: &[(String, String)],
+        request: &ReadRequest,
+    ) -> Result<Page, CallError> {
+        let settings = settings.to_vec();
+        self.call("read", async move |b, s| {
+            b.exposure_connector_source().call_read(s, &settings, request).await
+        })
+        .await?
+        .map_err(CallError::Connector)
+    }
+
+    /// Log lines the component emitted so far.
+    pub fn logs(&self) -> &[(String, String)] {
+        &self.store.data().logs
+    }
+}
+
+/// Instantiates a component just to read its `info` (no network access).
+pub async fn read_info(runtime: &Runtime, component: &LoadedComponent) -> Result<ConnectorInfo> {
+    let no_network = EgressPolicy::new(
+        crate::origin::Origin {
+            scheme: "https",
+            host: "invalid.".into(),
+            port: 443,
+        },
+        crate::credentials::Credential::None,
+        Duration::from_secs(1),
+        0,
+        Arc::new(EgressCounters::default()),
+    );
+    let mut instance = runtime
+        .instantiate(component, no_network, &InstanceLimits::default())
+        .await?;
+    instance.info().await.map_err(|e| anyhow!("{e}"))
+}

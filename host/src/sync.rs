@@ -1,0 +1,550 @@
+//! The sync engine: reads every stream of a connector, partition by
+//! partition and page by page, retrying what is temporary, and commits each
+//! page with its cursor.
+//!
+//! Who decides what: the component says what a response means (a
+//! `connector-error` case); the engine decides what to do about it:
+//! `rate-limited` waits exactly the `Retry-After` the server gave (or backs
+//! off with jitter when it gave none), `temporarily-unavailable` backs off
+//! exponentially with full jitter, anything else stops the stream with the
+//! component's message for the operator.
+
+use crate::credentials::Credential;
+use crate::egress::{EgressCounters, EgressPolicy};
+use crate::origin::Origin;
+use crate::runtime::{
+    connector_error_kind, connector_error_message, CallError, ConnectorError, ConnectorInfo,
+    InstanceLimits, LoadedComponent, Partition, ReadRequest, Runtime, StreamInfo,
+};
+use crate::store::{Store, StoredRecord};
+use rand::Rng as _;
+use serde::Serialize;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// How the engine drives reads.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Rows per page (a hint to the component).
+    pub page_size: u32,
+    /// Partitions per stream.
+    pub partitions: u32,
+    /// Reads in flight at once, across streams and partitions.
+    pub concurrency: u32,
+    /// Attempts per page.
+    pub max_attempts: u32,
+    /// First back-off delay.
+    pub retry_base: Duration,
+    /// Longest back-off delay.
+    pub retry_max: Duration,
+    /// Longest `Retry-After` honoured.
+    pub max_retry_after: Duration,
+}
+
+/// Everything a sync needs.
+pub struct SyncJob {
+    /// The runtime.
+    pub runtime: &'static Runtime,
+    /// The component.
+    pub component: LoadedComponent,
+    /// What the component declared.
+    pub info: ConnectorInfo,
+    /// Settings for the component.
+    pub settings: Vec<(String, String)>,
+    /// The only origin it may reach.
+    pub origin: Origin,
+    /// The credential attached to its requests.
+    pub credential: Credential,
+    /// Sandbox limits.
+    pub limits: InstanceLimits,
+    /// Request time-out cap.
+    pub request_timeout: Duration,
+    /// Response body cap, bytes.
+    pub max_response_bytes: u64,
+    /// Name of this connection in the database.
+    pub connection: String,
+    /// Engine options.
+    pub options: SyncOptions,
+}
+
+/// One retry, for the report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RetryRecord {
+    /// The `connector-error` case that caused it.
+    pub reason: String,
+    /// How long the engine waited, in milliseconds.
+    pub waited_ms: u64,
+    /// Whether the wait came from the server's `Retry-After`.
+    pub server_asked: bool,
+}
+
+/// What happened to one partition.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PartitionReport {
+    /// Partition index.
+    pub index: u32,
+    /// Pages committed in this run.
+    pub pages: u64,
+    /// Records committed in this run.
+    pub records: u64,
+    /// Rows the server said match (first page of this run).
+    pub server_total: Option<u64>,
+    /// Rows requested from the server.
+    pub rows_requested: u64,
+    /// Rows the server returned.
+    pub rows_returned: u64,
+    /// Retries and why.
+    pub retries: Vec<RetryRecord>,
+    /// Whether the partition was read to its end.
+    pub complete: bool,
+    /// Why not, when not complete.
+    pub error: Option<String>,
+    /// The `connector-error` case of `error`.
+    pub error_kind: Option<String>,
+}
+
+/// What happened to one stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    /// Stream name.
+    pub stream: String,
+    /// Whether an interrupted read was resumed.
+    pub resumed: bool,
+    /// Per-partition details.
+    pub partitions: Vec<PartitionReport>,
+    /// Records marked deleted by this run.
+    pub deleted: u64,
+    /// `complete`, or `incomplete: why`.
+    pub verdict: String,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+impl StreamReport {
+    /// Records committed in this run.
+    pub fn records(&self) -> u64 {
+        self.partitions.iter().map(|p| p.records).sum()
+    }
+    /// Pages committed in this run.
+    pub fn pages(&self) -> u64 {
+        self.partitions.iter().map(|p| p.pages).sum()
+    }
+    /// Retries in this run.
+    pub fn retries(&self) -> usize {
+        self.partitions.iter().map(|p| p.retries.len()).sum()
+    }
+    /// Whether every partition completed.
+    pub fn complete(&self) -> bool {
+        self.partitions.iter().all(|p| p.complete)
+    }
+    /// Rows the server said match, summed over partitions that reported it.
+    pub fn server_total(&self) -> Option<u64> {
+        let totals: Vec<u64> = self.partitions.iter().filter_map(|p| p.server_total).collect();
+        (!totals.is_empty()).then(|| totals.iter().sum())
+    }
+}
+
+/// The report of one sync run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Database run id.
+    pub run_id: i64,
+    /// Connection name.
+    pub connection: String,
+    /// Per-stream reports.
+    pub streams: Vec<StreamReport>,
+    /// HTTP requests the component sent.
+    pub requests: u64,
+    /// Response bytes it received.
+    pub bytes: u64,
+    /// Requests the egress policy refused.
+    pub denied_requests: u64,
+    /// Seconds the run took.
+    pub seconds: f64,
+}
+
+impl RunReport {
+    /// Whether every stream completed.
+    pub fn complete(&self) -> bool {
+        self.streams.iter().all(StreamReport::complete)
+    }
+}
+
+/// A record's key and embedding parent, read without building a JSON tree.
+fn index_record(
+    stream: &StreamInfo,
+    embed_field: Option<&str>,
+    json: &str,
+) -> Result<StoredRecord, String> {
+    let fields: BTreeMap<Cow<'_, str>, &serde_json::value::RawValue> = serde_json::from_str(json)
+        .map_err(|e| format!("the component returned a record of `{}` that is not a JSON object ({e})", stream.name))?;
+    let text = |field: &str| -> Option<String> {
+        fields
+            .get(field)
+            .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok())
+            .map(Cow::into_owned)
+    };
+    let key = text(&stream.key_field).filter(|k| !k.is_empty()).ok_or_else(|| {
+        format!(
+            "the component returned a record of `{}` without its key field `{}`",
+            stream.name, stream.key_field
+        )
+    })?;
+    Ok(StoredRecord {
+        key,
+        data: json.to_string(),
+        parent: embed_field.and_then(text),
+    })
+}
+
+fn backoff(options: &SyncOptions, attempt: u32) -> Duration {
+    let exp = options
+        .retry_base
+        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
+        .min(options.retry_max);
+    // Full jitter: anywhere between half the delay and the delay.
+    let ms = exp.as_millis() as u64;
+    Duration::from_millis(rand::rng().random_range(ms / 2..=ms.max(1)))
+}
+
+/// What to do after a failed read.
+enum Next {
+    Retry { wait: Duration, server_asked: bool },
+    Stop,
+}
+
+fn decide(options: &SyncOptions, error: &CallError, attempt: u32) -> Next {
+    if attempt + 1 >= options.max_attempts {
+        return Next::Stop;
+    }
+    match error {
+        CallError::Connector(ConnectorError::RateLimited(r)) => match r.retry_after_seconds {
+            Some(s) if Duration::from_secs(s.into()) <= options.max_retry_after => Next::Retry {
+                wait: Duration::from_secs(s.into()),
+                server_asked: true,
+            },
+            Some(_) => Next::Stop,
+            None => Next::Retry { wait: backoff(options, attempt), server_asked: false },
+        },
+        CallError::Connector(ConnectorError::TemporarilyUnavailable(_)) => {
+            Next::Retry { wait: backoff(options, attempt), server_asked: false }
+        }
+        _ => Next::Stop,
+    }
+}
+
+fn error_kind(e: &CallError) -> String {
+    match e {
+        CallError::Connector(c) => connector_error_kind(c).to_string(),
+        CallError::Trap(_) => "trap".to_string(),
+    }
+}
+
+struct PartitionTask {
+    stream: StreamInfo,
+    embed_field: Option<String>,
+    generation: i64,
+    index: u32,
+    count: u32,
+    cursor: Option<String>,
+}
+
+/// Runs a sync of every stream; returns the report (also stored in the database).
+pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunReport> {
+    let started = Instant::now();
+    let counters = Arc::new(EgressCounters::default());
+    let connection = job.connection.clone();
+    let run_id = blocking(&store, move |s| s.start_run(&connection)).await?;
+    let permits = Arc::new(Semaphore::new(job.options.concurrency as usize));
+
+    let mut stream_reports = Vec::new();
+    let mut handles = Vec::new();
+    for stream in &job.info.streams {
+        let connection = job.connection.clone();
+        let name = stream.name.clone();
+        let partitions = job.options.partitions;
+        let plan = blocking(&store, move |s| s.begin_stream(&connection, &name, partitions)).await?;
+        // A stream embedded into another records the parent key with each record.
+        let embed_field = stream
+            .references
+            .iter()
+            .find(|r| r.embed_as.is_some())
+            .map(|r| r.field.clone());
+        let mut tasks = Vec::new();
+        let mut done_reports = Vec::new();
+        for p in &plan.partitions {
+            if p.done {
+                done_reports.push(PartitionReport { index: p.index, complete: true, ..Default::default() });
+                continue;
+            }
+            tasks.push(PartitionTask {
+                stream: stream.clone(),
+                embed_field: embed_field.clone(),
+                generation: plan.generation,
+                index: p.index,
+                count: partitions,
+                cursor: p.cursor.clone(),
+            });
+        }
+        let stream_started = Instant::now();
+        let mut partition_handles = Vec::new();
+        for task in tasks {
+            partition_handles.push(read_partition(job, store.clone(), counters.clone(), permits.clone(), task));
+        }
+        handles.push((stream.name.clone(), plan, stream_started, done_reports, partition_handles));
+    }
+
+    // Drive every partition of every stream concurrently (bounded by `permits`).
+    let all = handles.into_iter().map(|(name, plan, started, mut reports, partitions)| {
+        let store = store.clone();
+        async move {
+            let results = futures::future::join_all(partitions).await;
+            reports.extend(results);
+            reports.sort_by_key(|r| r.index);
+            let complete = reports.iter().all(|r| r.complete);
+            let mut deleted = 0;
+            let mut verdict = "complete".to_string();
+            if complete {
+                let connection = job.connection.clone();
+                let stream = name.clone();
+                let generation = plan.generation;
+                match blocking(&store, move |s| s.finish_stream(&connection, &stream, generation)).await {
+                    Ok(n) => deleted = n,
+                    Err(e) => verdict = format!("incomplete: {e}"),
+                }
+            } else {
+                let why: Vec<String> = reports.iter().filter_map(|r| r.error.clone()).collect();
+                verdict = format!("incomplete: {}", why.first().cloned().unwrap_or_default());
+            }
+            StreamReport {
+                stream: name,
+                resumed: plan.resumed,
+                partitions: reports,
+                deleted,
+                verdict,
+                seconds: started.elapsed().as_secs_f64(),
+            }
+        }
+    });
+    stream_reports.extend(futures::future::join_all(all).await);
+
+    let report = RunReport {
+        run_id,
+        connection: job.connection.clone(),
+        streams: stream_reports,
+        requests: counters.requests.load(Ordering::Relaxed),
+        bytes: counters.bytes.load(Ordering::Relaxed),
+        denied_requests: counters.denied.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let json = serde_json::to_string(&report)?;
+    let status = if report.complete() { "complete" } else { "incomplete" };
+    blocking(&store, move |s| s.finish_run(run_id, status, &json)).await?;
+    Ok(report)
+}
+
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Mutex<Store>>,
+    f: impl FnOnce(&mut Store) -> rusqlite::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let store = store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    })
+    .await?;
+    Ok(result?)
+}
+
+async fn read_partition(
+    job: &SyncJob,
+    store: Arc<Mutex<Store>>,
+    counters: Arc<EgressCounters>,
+    permits: Arc<Semaphore>,
+    task: PartitionTask,
+) -> PartitionReport {
+    let mut report = PartitionReport { index: task.index, ..Default::default() };
+    let fail = |report: &mut PartitionReport, kind: String, message: String| {
+        report.error_kind = Some(kind);
+        report.error = Some(message);
+    };
+    let egress = EgressPolicy::new(
+        job.origin.clone(),
+        job.credential.clone(),
+        job.request_timeout,
+        job.max_response_bytes,
+        counters,
+    );
+    let mut instance = match job.runtime.instantiate(&job.component, egress, &job.limits).await {
+        Ok(i) => i,
+        Err(e) => {
+            fail(&mut report, "trap".into(), format!("{e:#}"));
+            return report;
+        }
+    };
+    let mut cursor = task.cursor.clone();
+    loop {
+        let request = ReadRequest {
+            stream_name: task.stream.name.clone(),
+            partition: Partition { index: task.index, count: task.count },
+            cursor: cursor.clone(),
+            watermark: None,
+            page_size: job.options.page_size,
+        };
+        let mut attempt = 0;
+        let page = loop {
+            let result = {
+                let _permit = permits.acquire().await.expect("the semaphore is never closed");
+                instance.read(&job.settings, &request).await
+            };
+            match result {
+                Ok(page) => break page,
+                Err(error) => match decide(&job.options, &error, attempt) {
+                    Next::Retry { wait, server_asked } => {
+                        tracing::info!(
+                            stream = %task.stream.name, partition = task.index,
+                            "retrying in {} ms: {}", wait.as_millis(), error
+                        );
+                        report.retries.push(RetryRecord {
+                            reason: error_kind(&error),
+                            waited_ms: wait.as_millis() as u64,
+                            server_asked,
+                        });
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    Next::Stop => {
+                        let message = match &error {
+                            CallError::Connector(c) if attempt > 0 => format!(
+                                "gave up after {} attempts: {}",
+                                attempt + 1,
+                                connector_error_message(c)
+                            ),
+                            other => other.to_string(),
+                        };
+                        fail(&mut report, error_kind(&error), message);
+                        return report;
+                    }
+                },
+            }
+        };
+        if report.server_total.is_none() {
+            report.server_total = page.counters.server_total;
+        }
+        report.rows_requested += u64::from(page.counters.rows_requested);
+        report.rows_returned += u64::from(page.counters.rows_returned);
+        let mut records = Vec::with_capacity(page.records.len());
+        for json in &page.records {
+            match index_record(&task.stream, task.embed_field.as_deref(), json) {
+                Ok(r) => records.push(r),
+                Err(message) => {
+                    fail(&mut report, "bad-record".into(), message);
+                    return report;
+                }
+            }
+        }
+        if page.next_cursor.is_some() && page.next_cursor == cursor {
+            fail(
+                &mut report,
+                "internal".into(),
+                format!(
+                    "the component returned the same cursor twice for `{}`; stopped to avoid an endless loop",
+                    task.stream.name
+                ),
+            );
+            return report;
+        }
+        let n = records.len() as u64;
+        let connection = job.connection.clone();
+        let stream = task.stream.name.clone();
+        let (generation, index) = (task.generation, task.index);
+        let next = page.next_cursor.clone();
+        let watermark = page.watermark.clone();
+        let committed = blocking(&store, move |s| {
+            s.commit_page(&connection, &stream, generation, index, &records, next.as_deref(), watermark.as_deref())
+        })
+        .await;
+        if let Err(e) = committed {
+            fail(&mut report, "storage".into(), format!("cannot write to the database: {e:#}"));
+            return report;
+        }
+        report.pages += 1;
+        report.records += n;
+        tracing::debug!(stream = %task.stream.name, partition = task.index, records = n, "page committed");
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => {
+                report.complete = true;
+                return report;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::RateLimit;
+
+    fn options() -> SyncOptions {
+        SyncOptions {
+            page_size: 10,
+            partitions: 1,
+            concurrency: 1,
+            max_attempts: 3,
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_millis(1000),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_exactly() {
+        let e = CallError::Connector(ConnectorError::RateLimited(RateLimit {
+            retry_after_seconds: Some(7),
+            message: "m".into(),
+        }));
+        match decide(&options(), &e, 0) {
+            Next::Retry { wait, server_asked } => assert_eq!((wait, server_asked), (Duration::from_secs(7), true)),
+            Next::Stop => panic!("should retry"),
+        }
+        assert!(matches!(decide(&options(), &e, 2), Next::Stop));
+        let long = CallError::Connector(ConnectorError::RateLimited(RateLimit {
+            retry_after_seconds: Some(7200),
+            message: "m".into(),
+        }));
+        assert!(matches!(decide(&options(), &long, 0), Next::Stop));
+    }
+
+    #[test]
+    fn only_temporary_errors_retry() {
+        let t = CallError::Connector(ConnectorError::TemporarilyUnavailable("x".into()));
+        match decide(&options(), &t, 1) {
+            Next::Retry { wait, .. } => assert!(wait >= Duration::from_millis(100) && wait <= Duration::from_millis(200)),
+            Next::Stop => panic!("should retry"),
+        }
+        let f = CallError::Connector(ConnectorError::Forbidden("x".into()));
+        assert!(matches!(decide(&options(), &f, 0), Next::Stop));
+        assert!(matches!(decide(&options(), &CallError::Trap("x".into()), 0), Next::Stop));
+    }
+
+    #[test]
+    fn records_are_indexed_without_trees() {
+        let stream = StreamInfo {
+            name: "a".into(),
+            description: String::new(),
+            key_field: "sysId".into(),
+            json_schema: "{}".into(),
+            supports_incremental: false,
+            references: vec![],
+        };
+        let r = index_record(&stream, Some("deviceSysId"), r#"{"sysId":"k\"1","deviceSysId":"d","n":[1]}"#).unwrap();
+        assert_eq!((r.key.as_str(), r.parent.as_deref()), ("k\"1", Some("d")));
+        assert!(index_record(&stream, None, r#"{"name":"x"}"#).unwrap_err().contains("sysId"));
+        assert!(index_record(&stream, None, "[1]").is_err());
+    }
+}
