@@ -342,6 +342,12 @@ mod tests {
         s.commit_page("c", "s", 1, 1, &[rec("c", "{}")], None, Some("w0")).unwrap();
         assert_eq!(s.finish_stream("c", "s", 1).unwrap(), 0);
         assert_eq!(keys(&s), ["a", "b", "c"]);
+        // The stream's watermark is the earliest of its partitions'.
+        let wm: Option<String> = s
+            .connection()
+            .query_row("SELECT watermark FROM streams", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(wm.as_deref(), Some("w0"));
         // The next full read does not see `a`: it is marked deleted.
         let p = s.begin_stream("c", "s", 2).unwrap();
         assert_eq!((p.generation, p.resumed), (2, false));
@@ -349,10 +355,5 @@ mod tests {
         s.commit_page("c", "s", 2, 1, &[rec("c", "{}")], None, None).unwrap();
         assert_eq!(s.finish_stream("c", "s", 2).unwrap(), 1);
         assert_eq!(keys(&s), ["b", "c"]);
-        let wm: Option<String> = s
-            .connection()
-            .query_row("SELECT watermark FROM streams", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(wm.as_deref(), Some("w0"));
     }
 }

@@ -488,7 +488,7 @@ async fn read_partition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::RateLimit;
+    use crate::runtime::exposure::connector::types::RateLimit;
 
     fn options() -> SyncOptions {
         SyncOptions {
