@@ -1,0 +1,252 @@
+//! The connector's read loop against an in-memory table server behind the
+//! transport trait: keyset paging, ACL-emptied windows, partitions, counts,
+//! watermarks and malformed answers.
+
+use servicenow_connector::connector::{check, read};
+use servicenow_connector::contract::{Partition, ReadRequest};
+use servicenow_connector::error::ConnectorError;
+use servicenow_connector::transport::{HttpRequest, HttpResponse, Transport, TransportError};
+use std::collections::{HashMap, HashSet};
+
+/// A table served the way ServiceNow does: `sysparm_limit` applied before ACLs.
+struct TableServer {
+    rows: Vec<String>,
+    hidden: HashSet<String>,
+    send_count: bool,
+    requests: Vec<String>,
+    date: Option<&'static str>,
+}
+
+impl TableServer {
+    fn new(n: usize) -> Self {
+        let mut rows: Vec<String> = (0..n).map(|i| format!("{:032x}", (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))).collect();
+        rows.sort();
+        TableServer { rows, hidden: HashSet::new(), send_count: true, requests: vec![], date: Some("Fri, 27 Nov 2026 01:40:33 GMT") }
+    }
+}
+
+fn params(path: &str) -> HashMap<String, String> {
+    let query = path.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+impl Transport for TableServer {
+    fn get(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.requests.push(request.path_and_query.clone());
+        let p = params(&request.path_and_query);
+        let query = p.get("sysparm_query").cloned().unwrap_or_default();
+        let matches: Vec<&String> = self
+            .rows
+            .iter()
+            .filter(|id| {
+                query.split('^').all(|c| {
+                    if let Some(v) = c.strip_prefix("sys_id>=") {
+                        id.as_str() >= v
+                    } else if let Some(v) = c.strip_prefix("sys_id>") {
+                        id.as_str() > v
+                    } else if let Some(v) = c.strip_prefix("sys_id<") {
+                        id.as_str() < v
+                    } else {
+                        true
+                    }
+                })
+            })
+            .collect();
+        let offset: usize = p.get("sysparm_offset").map_or(0, |v| v.parse().unwrap());
+        let limit: usize = p["sysparm_limit"].parse().unwrap();
+        let rows: Vec<String> = matches
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .filter(|id| !self.hidden.contains(id.as_str()))
+            .map(|id| format!(r#"{{"sys_id":"{id}","name":"n-{id}","cmdb_ci":{{"link":"x","value":"d"}}}}"#))
+            .collect();
+        let mut headers = vec![];
+        if self.send_count {
+            headers.push(("x-total-count".into(), matches.len().to_string()));
+        }
+        if let Some(d) = self.date {
+            headers.push(("date".into(), d.to_string()));
+        }
+        Ok(HttpResponse { status: 200, headers, body: format!(r#"{{"result":[{}]}}"#, rows.join(",")).into_bytes() })
+    }
+}
+
+fn settings() -> Vec<(String, String)> {
+    vec![("instance".into(), "contoso.service-now.com".into())]
+}
+
+/// Reads a whole partition; returns the sys_ids and the number of pages.
+fn read_all(server: &mut TableServer, stream: &str, partition: Partition, page_size: u32) -> Result<(Vec<String>, usize), ConnectorError> {
+    let mut cursor = None;
+    let mut keys = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = read(
+            &settings(),
+            &ReadRequest { stream_name: stream.into(), partition, cursor, watermark: None, page_size },
+            server,
+        )?;
+        pages += 1;
+        for r in &page.records {
+            let v: serde_json::Value = serde_json::from_str(r).unwrap();
+            keys.push(v["sysId"].as_str().unwrap().to_string());
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok((keys, pages)),
+        }
+        assert!(pages < 10_000, "runaway paging");
+    }
+}
+
+const WHOLE: Partition = Partition { index: 0, count: 1 };
+
+#[test]
+fn reads_every_row_once_in_order() {
+    let mut s = TableServer::new(1000);
+    let (keys, pages) = read_all(&mut s, "network_adapters", WHOLE, 100).unwrap();
+    assert_eq!(keys, s.rows);
+    assert_eq!(pages, 10);
+    assert!(s.requests[1].contains("sysparm_query=sys_id%3E"));
+    assert!(s.requests[0].contains("ORDERBYsys_id") && s.requests[0].contains("sysparm_exclude_reference_link=true"));
+}
+
+#[test]
+fn walks_past_long_acl_gaps() {
+    let mut s = TableServer::new(30_000);
+    // 12,000 consecutive rows hidden: many pages come back completely empty.
+    let hidden: Vec<String> = s.rows[5_000..17_000].to_vec();
+    s.hidden.extend(hidden);
+    s.hidden.insert(s.rows[29_999].clone());
+    let (keys, _) = read_all(&mut s, "devices", WHOLE, 1000).unwrap();
+    let expected: Vec<String> = s.rows.iter().filter(|r| !s.hidden.contains(*r)).cloned().collect();
+    assert_eq!(keys, expected);
+    assert!(s.requests.iter().any(|r| r.contains("sysparm_offset=")), "skipped hidden windows with offsets");
+}
+
+#[test]
+fn partitions_split_without_overlap() {
+    let mut s = TableServer::new(2000);
+    let mut all = Vec::new();
+    for index in 0..4 {
+        let (keys, _) = read_all(&mut s, "devices", Partition { index, count: 4 }, 128).unwrap();
+        assert!(!keys.is_empty());
+        all.extend(keys);
+    }
+    assert_eq!(all, s.rows);
+}
+
+#[test]
+fn without_a_count_reads_until_an_empty_page() {
+    let mut s = TableServer::new(250);
+    s.send_count = false;
+    let (keys, pages) = read_all(&mut s, "devices", WHOLE, 100).unwrap();
+    assert_eq!(keys, s.rows);
+    assert_eq!(pages, 4);
+}
+
+#[test]
+fn watermark_comes_from_the_server_clock_minus_the_lag() {
+    let mut s = TableServer::new(3);
+    let page = read(
+        &settings(),
+        &ReadRequest { stream_name: "devices".into(), partition: WHOLE, cursor: None, watermark: None, page_size: 2 },
+        &mut s,
+    )
+    .unwrap();
+    assert_eq!(page.watermark.as_deref(), Some("2026-11-27 01:39:33"));
+    // Later pages carry the first page's watermark, whatever the clock says then.
+    s.date = Some("Sat, 28 Nov 2026 00:00:00 GMT");
+    let next = read(
+        &settings(),
+        &ReadRequest { stream_name: "devices".into(), partition: WHOLE, cursor: page.next_cursor, watermark: Some("2026-01-01 00:00:00".into()), page_size: 2 },
+        &mut s,
+    )
+    .unwrap();
+    assert_eq!(next.watermark.as_deref(), Some("2026-11-27 01:39:33"));
+    assert!(s.requests[1].contains("sys_updated_on%3E%3D2026-01-01%2000%3A00%3A00"));
+}
+
+/// Answers every request with the same response.
+struct Canned(HttpResponse);
+
+impl Transport for Canned {
+    fn get(&mut self, _: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        Ok(self.0.clone())
+    }
+}
+
+fn canned(status: u16, body: &str) -> Canned {
+    Canned(HttpResponse { status, headers: vec![("x-total-count".into(), "50".into())], body: body.as_bytes().to_vec() })
+}
+
+fn read_once(t: &mut dyn Transport) -> Result<servicenow_connector::contract::Page, ConnectorError> {
+    read(&settings(), &ReadRequest { stream_name: "devices".into(), partition: WHOLE, cursor: None, watermark: None, page_size: 10 }, t)
+}
+
+#[test]
+fn refuses_rows_out_of_order_or_without_keys() {
+    let e = read_once(&mut canned(200, r#"{"result":[{"sys_id":"b"},{"sys_id":"a"}]}"#)).unwrap_err();
+    assert!(matches!(e, ConnectorError::BadResponse(m) if m.contains("ORDERBYsys_id")));
+    let e = read_once(&mut canned(200, r#"{"result":[{"name":"x"}]}"#)).unwrap_err();
+    assert!(matches!(e, ConnectorError::BadResponse(m) if m.contains("without a sys_id")));
+    let e = read_once(&mut canned(200, r#"{"result":[{"sys_id":"a^NQname=x"}]}"#)).unwrap_err();
+    assert!(matches!(e, ConnectorError::BadResponse(m) if m.contains("cannot be used for paging")));
+}
+
+#[test]
+fn unknown_streams_and_bad_cursors_are_settings_errors() {
+    let mut t = canned(200, r#"{"result":[]}"#);
+    let e = read(&settings(), &ReadRequest { stream_name: "incidents".into(), partition: WHOLE, cursor: None, watermark: None, page_size: 1 }, &mut t).unwrap_err();
+    assert!(matches!(e, ConnectorError::InvalidSettings(m) if m.contains("incidents")));
+    let e = read(&settings(), &ReadRequest { stream_name: "devices".into(), partition: WHOLE, cursor: Some("garbage".into()), watermark: None, page_size: 1 }, &mut t).unwrap_err();
+    assert!(matches!(e, ConnectorError::InvalidSettings(_)));
+}
+
+#[test]
+fn check_reports_missing_columns_and_unreadable_streams() {
+    struct Server;
+    impl Transport for Server {
+        fn get(&mut self, r: &HttpRequest) -> Result<HttpResponse, TransportError> {
+            let body = if r.path_and_query.contains("cmdb_ci_business_app") {
+                return Ok(HttpResponse { status: 403, headers: vec![], body: br#"{"error":{"message":"Insufficient rights to query records","detail":null},"status":"failure"}"#.to_vec() });
+            } else if r.path_and_query.contains("cmdb_ci_computer") {
+                r#"{"result":[{"sys_id":"a","name":"n","os":"x"}]}"#
+            } else {
+                r#"{"result":[]}"#
+            };
+            Ok(HttpResponse { status: 200, headers: vec![], body: body.as_bytes().to_vec() })
+        }
+    }
+    let report = check(&settings(), &mut Server).unwrap();
+    assert_eq!(report.len(), 3);
+    assert!(report[0].readable);
+    assert!(report[0].missing_columns.contains(&"u_criticality".to_string()));
+    assert!(!report[0].missing_columns.contains(&"os".to_string()));
+    assert!(report[1].readable && report[1].message.as_deref().unwrap().contains("no readable rows"));
+    assert!(!report[2].readable && report[2].message.as_deref().unwrap().contains("cmdb_read"));
+    // Rejected credentials fail the whole check.
+    let e = check(&settings(), &mut canned(401, r#"{"error":{"message":"User Not Authenticated","detail":"Required to provide Auth information"},"status":"failure"}"#)).unwrap_err();
+    assert!(matches!(e, ConnectorError::Unauthenticated(_)));
+}
