@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use base64::Engine as _;
 use percent_encoding::percent_decode_str;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
@@ -77,6 +78,10 @@ pub struct State {
     pub latency: Duration,
     /// Scheme used in `Link` and reference links.
     pub scheme: &'static str,
+    /// Send reference fields as `{"link", "value"}` even when the caller
+    /// asked `sysparm_exclude_reference_link=true` (some proxies and older
+    /// releases do).
+    pub force_reference_links: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -98,6 +103,7 @@ impl State {
             log: Mutex::new(Vec::new()),
             latency,
             scheme,
+            force_reference_links: AtomicBool::new(false),
         }
     }
 
@@ -299,6 +305,7 @@ fn respond(state: &State, path: &str, query: &str, host: &str, user: Option<&Use
         class,
         params: &params,
         base: format!("{}://{host}", state.scheme),
+        force_links: state.force_reference_links.load(Ordering::Relaxed),
     };
     match sys_id {
         Some(id) => view.single(id, hidden),
@@ -313,6 +320,7 @@ struct View<'a> {
     class: &'a str,
     params: &'a HashMap<String, String>,
     base: String,
+    force_links: bool,
 }
 
 impl View<'_> {
@@ -456,7 +464,7 @@ impl View<'_> {
 
     fn write_row(&self, out: &mut String, row: &[String]) {
         let display = self.param("sysparm_display_value").unwrap_or("false").to_ascii_lowercase();
-        let links = !self.flag("sysparm_exclude_reference_link");
+        let links = self.force_links || !self.flag("sysparm_exclude_reference_link");
         let fields: Vec<&str> = match self.param("sysparm_fields") {
             Some(f) if !f.trim().is_empty() => f.split(',').map(str::trim).collect(),
             _ => self.table.columns.iter().map(String::as_str).collect(),

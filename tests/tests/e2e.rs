@@ -1,0 +1,12 @@
+//! End-to-end tests: the CLI, the host, the bundled wasm component and the
+//! emulator (or a hostile server), over real HTTP on 127.0.0.1.
+//!
+//! One test binary (linking wasmtime once); the component is compiled once
+//! per process by the shared runtime and cached on disk.
+
+mod e2e {
+    pub mod cli;
+    pub mod faults;
+    pub mod sandbox;
+    pub mod sync;
+}

@@ -1,0 +1,86 @@
+//! Rate limits and temporary failures: retried, waited for exactly as the
+//! server asks, and never leaving partial pages behind.
+
+use connector_e2e::{expected_records, ConfigSpec, Fixture};
+use serde_json::Value;
+use servicenow_emulator::{Fault, FaultRule};
+
+fn report(stdout: &str) -> Value {
+    serde_json::from_str(stdout).expect("--json prints the report")
+}
+
+fn retries(report: &Value, stream: &str) -> Vec<Value> {
+    report["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == stream)
+        .unwrap()["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["retries"].as_array().unwrap().clone())
+        .collect()
+}
+
+fn sync_json(f: &Fixture, config: &std::path::Path) -> Value {
+    report(&f.cli(&["sync", "--config", config.to_str().unwrap(), "--json"]).ok())
+}
+
+#[test]
+fn rate_limit_waits_exactly_the_retry_after_the_server_gave() {
+    let f = Fixture::start(50);
+    f.state().inject(FaultRule::next(Fault::RateLimited { retry_after: 1 }, 1).on_path("cmdb_ci_computer"));
+    let config = f.default_config();
+    let r = sync_json(&f, &config);
+    let got = retries(&r, "devices");
+    assert_eq!(got, vec![serde_json::json!({"reason": "rate-limited", "waited_ms": 1000, "server_asked": true})]);
+    assert_eq!(f.export(&config, "devices", false), expected_records(f.state(), "devices"));
+    assert_eq!(f.state().pending_faults(), 0);
+}
+
+#[test]
+fn temporary_failures_are_retried_and_partial_rows_never_kept() {
+    let f = Fixture::start(200);
+    for fault in [
+        Fault::TransactionCancelled,
+        Fault::Html503,
+        Fault::Hibernating,
+        Fault::Status(500),
+        Fault::Status(502),
+        Fault::RateLimitedBare,
+    ] {
+        f.state().inject(FaultRule::next(fault, 1).on_path("cmdb_ci_network_adapter").after(1));
+    }
+    let config = f.config(&ConfigSpec { sync: vec!["page_size = 40".into(), "retry_base_ms = 1".into()], ..Default::default() });
+    let r = sync_json(&f, &config);
+    let reasons: Vec<String> = retries(&r, "network_adapters").iter().map(|x| x["reason"].as_str().unwrap().to_string()).collect();
+    assert_eq!(reasons, ["temporarily-unavailable"; 5].iter().map(|s| s.to_string()).chain(["rate-limited".to_string()]).collect::<Vec<_>>());
+    assert_eq!(f.state().pending_faults(), 0);
+    // The cancelled transaction's truncated rows were discarded, then read again whole.
+    assert_eq!(f.export(&config, "network_adapters", false), expected_records(f.state(), "network_adapters"));
+}
+
+#[test]
+fn persistent_failure_stops_with_the_reason_and_the_next_sync_resumes() {
+    let f = Fixture::start(100);
+    let config = f.config(&ConfigSpec {
+        sync: vec!["page_size = 30".into(), "max_attempts = 3".into(), "retry_base_ms = 1".into()],
+        ..Default::default()
+    });
+    // Let two device pages through, then fail for good.
+    f.state().inject(FaultRule::next(Fault::Status(503), 3).on_path("cmdb_ci_computer").after(2));
+    let (code, message) = f.sync(&config).err();
+    assert_eq!(code, 1);
+    assert!(message.contains("devices") && message.contains("gave up after 3 attempts") && message.contains("HTTP 503"), "{message}");
+    // The other streams completed; the devices committed so far are kept.
+    assert_eq!(f.export(&config, "business_applications", false), expected_records(f.state(), "business_applications"));
+    assert_eq!(f.export(&config, "devices", false).len(), 60);
+    let before = f.state().requests().len();
+    let out = f.sync(&config).ok();
+    assert!(out.contains("(resumed)"), "{out}");
+    assert_eq!(f.export(&config, "devices", false), expected_records(f.state(), "devices"));
+    // The resumed devices read started after the 60 committed rows: 2 more pages.
+    let device_requests = f.state().requests()[before..].iter().filter(|r| r.path.ends_with("cmdb_ci_computer")).count();
+    assert_eq!(device_requests, 2);
+}
