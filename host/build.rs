@@ -14,5 +14,8 @@ fn main() {
             &["plugin/src", "plugin/Cargo.toml"],
         ),
     };
-    println!("cargo:rustc-env=SERVICENOW_COMPONENT_PATH={}", path.display());
+    println!(
+        "cargo:rustc-env=SERVICENOW_COMPONENT_PATH={}",
+        path.display()
+    );
 }

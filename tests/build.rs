@@ -4,7 +4,10 @@ fn main() {
     let path = component_build::build(
         "probe-connector",
         "probe_connector",
-        &["tests/components/probe/src", "tests/components/probe/Cargo.toml"],
+        &[
+            "tests/components/probe/src",
+            "tests/components/probe/Cargo.toml",
+        ],
     );
     println!("cargo:rustc-env=PROBE_COMPONENT_PATH={}", path.display());
 }

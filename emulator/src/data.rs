@@ -192,20 +192,51 @@ pub fn format_datetime(unix_seconds: i64) -> String {
 
 /// Columns of `cmdb_ci_computer` (and subclasses) in the emulator.
 pub const COMPUTER_COLUMNS: &[&str] = &[
-    "sys_id", "name", "os", "os_version", "os_service_pack", "cpu_type", "category", "asset_tag",
-    "virtual", "u_criticality", "used_for", "u_last_logged_on_user", "u_most_frequent_user",
-    "sys_class_name", "u_primary_business_application", "sys_updated_on", "sys_created_on",
-    "serial_number", "install_status", "operational_status",
+    "sys_id",
+    "name",
+    "os",
+    "os_version",
+    "os_service_pack",
+    "cpu_type",
+    "category",
+    "asset_tag",
+    "virtual",
+    "u_criticality",
+    "used_for",
+    "u_last_logged_on_user",
+    "u_most_frequent_user",
+    "sys_class_name",
+    "u_primary_business_application",
+    "sys_updated_on",
+    "sys_created_on",
+    "serial_number",
+    "install_status",
+    "operational_status",
 ];
 /// Columns of `cmdb_ci_network_adapter`.
 pub const ADAPTER_COLUMNS: &[&str] = &[
-    "sys_id", "name", "mac_address", "ip_address", "ip_default_gateway", "netmask", "cmdb_ci",
-    "sys_class_name", "sys_updated_on", "sys_created_on", "install_status",
+    "sys_id",
+    "name",
+    "mac_address",
+    "ip_address",
+    "ip_default_gateway",
+    "netmask",
+    "cmdb_ci",
+    "sys_class_name",
+    "sys_updated_on",
+    "sys_created_on",
+    "install_status",
 ];
 /// Columns of `cmdb_ci_business_app`.
 pub const BUSINESS_APP_COLUMNS: &[&str] = &[
-    "sys_id", "number", "name", "u_criticality", "business_criticality", "sys_class_name",
-    "sys_updated_on", "sys_created_on",
+    "sys_id",
+    "number",
+    "name",
+    "u_criticality",
+    "business_criticality",
+    "sys_class_name",
+    "sys_updated_on",
+    "sys_created_on",
 ];
 
 /// Start of the generated `sys_updated_on` range (2025-01-01T00:00:00Z).
@@ -228,12 +259,30 @@ pub fn generate(spec: DataSpec) -> Database {
     for i in 0..app_count {
         let id = rng.sys_id();
         let updated = format_datetime(EPOCH_2025 + rng.below(300 * 86_400) as i64);
-        let crit = rng.pick(&["1 - most critical", "2 - somewhat critical", "3 - less critical", "4 - not critical"]);
+        let crit = rng.pick(&[
+            "1 - most critical",
+            "2 - somewhat critical",
+            "3 - less critical",
+            "4 - not critical",
+        ]);
         let row = vec![
             id.clone(),
             format!("APM{:07}", 1001 + i),
-            format!("{} {}", rng.pick(&["Payroll", "Billing", "CRM", "Logistics", "Portal", "Data Lake", "Auth"]), i),
-            rng.pick(&["", "Critical", "High", "Medium", "Low"]).to_string(),
+            format!(
+                "{} {}",
+                rng.pick(&[
+                    "Payroll",
+                    "Billing",
+                    "CRM",
+                    "Logistics",
+                    "Portal",
+                    "Data Lake",
+                    "Auth"
+                ]),
+                i
+            ),
+            rng.pick(&["", "Critical", "High", "Medium", "Low"])
+                .to_string(),
             crit.to_string(),
             "cmdb_ci_business_app".into(),
             updated.clone(),
@@ -245,9 +294,21 @@ pub fn generate(spec: DataSpec) -> Database {
     apps.rows = app_rows;
 
     let classes = [
-        ("cmdb_ci_linux_server", "Linux Red Hat", &["7.9", "8.6", "9.2"][..]),
-        ("cmdb_ci_win_server", "Windows 2019 Datacenter", &["10.0.17763"][..]),
-        ("cmdb_ci_pc_hardware", "Windows 11 Enterprise", &["10.0.22631", "10.0.22621"][..]),
+        (
+            "cmdb_ci_linux_server",
+            "Linux Red Hat",
+            &["7.9", "8.6", "9.2"][..],
+        ),
+        (
+            "cmdb_ci_win_server",
+            "Windows 2019 Datacenter",
+            &["10.0.17763"][..],
+        ),
+        (
+            "cmdb_ci_pc_hardware",
+            "Windows 11 Enterprise",
+            &["10.0.22631", "10.0.22621"][..],
+        ),
         ("cmdb_ci_server", "AIX", &["7.2"][..]),
         ("cmdb_ci_computer", "macOS", &["14.5", "15.1"][..]),
     ];
@@ -261,21 +322,49 @@ pub fn generate(spec: DataSpec) -> Database {
         let name = if i % 97 == 13 {
             format!("Café \"ops\" \\ ^srv-{i:06} 東京")
         } else {
-            format!("{}-{i:06}", if class == "cmdb_ci_pc_hardware" { "pc" } else { "srv" })
+            format!(
+                "{}-{i:06}",
+                if class == "cmdb_ci_pc_hardware" {
+                    "pc"
+                } else {
+                    "srv"
+                }
+            )
         };
-        let app = if rng.below(5) == 0 { String::new() } else { rng.pick(&app_ids).clone() };
+        let app = if rng.below(5) == 0 {
+            String::new()
+        } else {
+            rng.pick(&app_ids).clone()
+        };
         device_rows.push(vec![
             id.clone(),
             name.clone(),
             os.to_string(),
             rng.pick(versions).to_string(),
-            if os.starts_with("Windows") && rng.below(2) == 0 { "SP1".into() } else { String::new() },
-            rng.pick(&["Intel(R) Xeon(R) Gold 6248", "AMD EPYC 7763", "Apple M2", "IBM POWER9"]).to_string(),
+            if os.starts_with("Windows") && rng.below(2) == 0 {
+                "SP1".into()
+            } else {
+                String::new()
+            },
+            rng.pick(&[
+                "Intel(R) Xeon(R) Gold 6248",
+                "AMD EPYC 7763",
+                "Apple M2",
+                "IBM POWER9",
+            ])
+            .to_string(),
             rng.pick(&["Hardware", "Resource", ""]).to_string(),
             format!("P{:07}", 1_000_000 + i),
             if rng.below(3) == 0 { "true" } else { "false" }.into(),
-            rng.pick(&["", "1 - most critical", "2 - somewhat critical", "3 - less critical"]).to_string(),
-            rng.pick(&["Production", "Development", "Test", "Staging", ""]).to_string(),
+            rng.pick(&[
+                "",
+                "1 - most critical",
+                "2 - somewhat critical",
+                "3 - less critical",
+            ])
+            .to_string(),
+            rng.pick(&["Production", "Development", "Test", "Staging", ""])
+                .to_string(),
             rng.pick(&users).to_string(),
             rng.pick(&users).to_string(),
             class.to_string(),
@@ -292,9 +381,22 @@ pub fn generate(spec: DataSpec) -> Database {
             adapter_rows.push(vec![
                 rng.sys_id(),
                 format!("eth{n}"),
-                format!("00:50:56:{:02x}:{:02x}:{:02x}", rng.below(256), rng.below(256), rng.below(256)),
-                if n == 2 { String::new() } else { format!("10.{}.{}.{}", subnet, rng.below(256), rng.below(254) + 1) },
-                if n == 2 { String::new() } else { format!("10.{subnet}.0.1") },
+                format!(
+                    "00:50:56:{:02x}:{:02x}:{:02x}",
+                    rng.below(256),
+                    rng.below(256),
+                    rng.below(256)
+                ),
+                if n == 2 {
+                    String::new()
+                } else {
+                    format!("10.{}.{}.{}", subnet, rng.below(256), rng.below(254) + 1)
+                },
+                if n == 2 {
+                    String::new()
+                } else {
+                    format!("10.{subnet}.0.1")
+                },
                 "255.255.0.0".into(),
                 id.clone(),
                 "cmdb_ci_network_adapter".into(),
@@ -310,9 +412,16 @@ pub fn generate(spec: DataSpec) -> Database {
     computers.rows = device_rows;
     adapters.rows = adapter_rows;
 
-    let mut users_table = Table::new("sys_user", &["sys_id", "user_name", "name", "sys_updated_on"]);
+    let mut users_table = Table::new(
+        "sys_user",
+        &["sys_id", "user_name", "name", "sys_updated_on"],
+    );
     for u in users.iter().filter(|u| !u.is_empty()) {
-        users_table.upsert(&[("sys_id", rng.sys_id()), ("user_name", u.to_string()), ("name", u.to_string())]);
+        users_table.upsert(&[
+            ("sys_id", rng.sys_id()),
+            ("user_name", u.to_string()),
+            ("name", u.to_string()),
+        ]);
     }
 
     let mut db = Database {
@@ -331,8 +440,14 @@ mod tests {
 
     #[test]
     fn generation_is_deterministic_and_sorted() {
-        let a = generate(DataSpec { devices: 200, seed: 7 });
-        let b = generate(DataSpec { devices: 200, seed: 7 });
+        let a = generate(DataSpec {
+            devices: 200,
+            seed: 7,
+        });
+        let b = generate(DataSpec {
+            devices: 200,
+            seed: 7,
+        });
         let ta = &a.tables["cmdb_ci_computer"];
         assert_eq!(ta.rows, b.tables["cmdb_ci_computer"].rows);
         assert_eq!(ta.rows.len(), 200);
@@ -347,8 +462,14 @@ mod tests {
         let c = Classes::cmdb();
         assert!(c.is_a("cmdb_ci_linux_server", "cmdb_ci_computer"));
         assert!(!c.is_a("cmdb_ci_network_adapter", "cmdb_ci_computer"));
-        let db = generate(DataSpec { devices: 1, seed: 1 });
-        assert_eq!(db.table_for("cmdb_ci_server").unwrap().name, "cmdb_ci_computer");
+        let db = generate(DataSpec {
+            devices: 1,
+            seed: 1,
+        });
+        assert_eq!(
+            db.table_for("cmdb_ci_server").unwrap().name,
+            "cmdb_ci_computer"
+        );
         assert!(db.table_for("cmdb_ci_nope").is_none());
     }
 }

@@ -110,10 +110,17 @@ mod tests {
     #[test]
     fn rules_fire_in_order_and_expire() {
         let mut q = FaultQueue::default();
-        q.push(FaultRule::next(Fault::Status(503), 2).on_path("adapter").after(1));
+        q.push(
+            FaultRule::next(Fault::Status(503), 2)
+                .on_path("adapter")
+                .after(1),
+        );
         assert_eq!(q.take("/api/now/table/cmdb_ci_computer"), None);
         assert_eq!(q.take("/api/now/table/cmdb_ci_network_adapter"), None);
-        assert_eq!(q.take("/api/now/table/cmdb_ci_network_adapter"), Some(Fault::Status(503)));
+        assert_eq!(
+            q.take("/api/now/table/cmdb_ci_network_adapter"),
+            Some(Fault::Status(503))
+        );
         assert_eq!(q.pending(), 1);
         assert_eq!(q.take("/x/adapter"), Some(Fault::Status(503)));
         assert_eq!(q.take("/x/adapter"), None);

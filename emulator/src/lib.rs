@@ -45,7 +45,10 @@ impl Default for EmulatorConfig {
     fn default() -> Self {
         EmulatorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data: DataSpec { devices: 100, seed: 1 },
+            data: DataSpec {
+                devices: 100,
+                seed: 1,
+            },
             users: vec![
                 User::new("admin", "admin", &["admin"]),
                 User::new("svc_exposure", "exposure", &["cmdb_read"]),

@@ -38,7 +38,12 @@ async fn main() -> anyhow::Result<()> {
         seed: args.seed,
     });
     let users = vec![User::new(&args.user, &args.password, &["cmdb_read"])];
-    let state = Arc::new(State::new(db, users, Duration::from_millis(args.latency_ms), "http"));
+    let state = Arc::new(State::new(
+        db,
+        users,
+        Duration::from_millis(args.latency_ms),
+        "http",
+    ));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
     tokio::select! {

@@ -150,9 +150,11 @@ impl Query {
     pub fn matches(&self, table: &Table, row: &[String]) -> bool {
         self.groups.is_empty()
             || self.groups.iter().any(|group| {
-                group
-                    .iter()
-                    .all(|clause| clause.iter().any(|c| c.matches(table.value(row, &c.column))))
+                group.iter().all(|clause| {
+                    clause
+                        .iter()
+                        .any(|c| c.matches(table.value(row, &c.column)))
+                })
             })
     }
 
@@ -207,10 +209,31 @@ mod tests {
     fn parses_operators() {
         let q = Query::parse("sys_id>abc^sys_updated_on>=2024-01-01 00:00:00^nameSTARTSWITHsrv^osISEMPTY^ORDERBYsys_id");
         let g = &q.groups[0];
-        assert_eq!(g[0][0], Condition { column: "sys_id".into(), op: Op::Gt, value: "abc".into() });
+        assert_eq!(
+            g[0][0],
+            Condition {
+                column: "sys_id".into(),
+                op: Op::Gt,
+                value: "abc".into()
+            }
+        );
         assert_eq!(g[1][0].op, Op::Ge);
-        assert_eq!(g[2][0], Condition { column: "name".into(), op: Op::StartsWith, value: "srv".into() });
-        assert_eq!(g[3][0], Condition { column: "os".into(), op: Op::IsEmpty, value: "".into() });
+        assert_eq!(
+            g[2][0],
+            Condition {
+                column: "name".into(),
+                op: Op::StartsWith,
+                value: "srv".into()
+            }
+        );
+        assert_eq!(
+            g[3][0],
+            Condition {
+                column: "os".into(),
+                op: Op::IsEmpty,
+                value: "".into()
+            }
+        );
         assert_eq!(q.order, vec![("sys_id".to_string(), false)]);
         let q = Query::parse("osINa,b^ORos=c^NQnameNOT LIKEx^subcategoryNOT INdb2,sql");
         assert_eq!(q.groups.len(), 2);
@@ -228,7 +251,10 @@ mod tests {
         let q = Query::parse("nameLIKEph^bogus=1").restrict_to(&t);
         let hits: Vec<_> = t.rows.iter().filter(|r| q.matches(&t, r)).collect();
         assert_eq!(hits.len(), 1);
-        assert_eq!(Query::parse("sys_id>a^ORDERBYsys_id").sys_id_lower_bound(), Some(("a".into(), false)));
+        assert_eq!(
+            Query::parse("sys_id>a^ORDERBYsys_id").sys_id_lower_bound(),
+            Some(("a".into(), false))
+        );
         assert_eq!(Query::parse("sys_id>a^NQname=x").sys_id_lower_bound(), None);
     }
 }

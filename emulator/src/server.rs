@@ -145,7 +145,9 @@ impl State {
     fn authenticate(&self, headers: &HeaderMap) -> Option<User> {
         let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
         let encoded = value.strip_prefix("Basic ")?;
-        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
         let (name, password) = decoded.split_once(':')?;
         read(&self.users)
@@ -162,7 +164,11 @@ fn parse_params(query: &str) -> HashMap<String, String> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let dec = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (dec(k), dec(v))
         })
         .collect()
@@ -189,8 +195,10 @@ fn json_response(status: StatusCode, body: String) -> Response<Body> {
 fn html_response(status: StatusCode, page: &'static str) -> Response<Body> {
     let mut r = Response::new(Body::from(page));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html;charset=UTF-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html;charset=UTF-8"),
+    );
     r
 }
 
@@ -205,7 +213,10 @@ fn fault_response(fault: &Fault) -> Option<Response<Body>> {
             let h = r.headers_mut();
             h.insert("retry-after", HeaderValue::from(*retry_after));
             h.insert("x-ratelimit-limit", HeaderValue::from_static("100"));
-            h.insert("x-ratelimit-rule", HeaderValue::from_static("1a2b3c4d5e6f708192a3b4c5d6e7f809"));
+            h.insert(
+                "x-ratelimit-rule",
+                HeaderValue::from_static("1a2b3c4d5e6f708192a3b4c5d6e7f809"),
+            );
             r
         }
         Fault::RateLimitedBare => {
@@ -250,7 +261,13 @@ pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
     response
 }
 
-fn respond(state: &State, path: &str, query: &str, host: &str, user: Option<&User>) -> Response<Body> {
+fn respond(
+    state: &State,
+    path: &str,
+    query: &str,
+    host: &str,
+    user: Option<&User>,
+) -> Response<Body> {
     let Some(user) = user else {
         return error_response(
             StatusCode::UNAUTHORIZED,
@@ -287,7 +304,11 @@ fn respond(state: &State, path: &str, query: &str, host: &str, user: Option<&Use
     };
     let db = read(&state.db);
     let Some(table) = db.table_for(class) else {
-        return error_response(StatusCode::BAD_REQUEST, &format!("Invalid table {class}"), None);
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("Invalid table {class}"),
+            None,
+        );
     };
     if !user.may_read(class) {
         return error_response(
@@ -329,12 +350,16 @@ impl View<'_> {
     }
 
     fn flag(&self, name: &str) -> bool {
-        self.param(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.param(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
     fn in_class(&self, row: &[String]) -> bool {
         self.class == self.table.name
-            || self.db.classes.is_a(self.table.value(row, "sys_class_name"), self.class)
+            || self
+                .db
+                .classes
+                .is_a(self.table.value(row, "sys_class_name"), self.class)
     }
 
     fn single(&self, id: &str, hidden: Option<&HashSet<String>>) -> Response<Body> {
@@ -359,7 +384,12 @@ impl View<'_> {
         }
     }
 
-    fn list(&self, path: &str, hidden: Option<&HashSet<String>>, cancelled: bool) -> Response<Body> {
+    fn list(
+        &self,
+        path: &str,
+        hidden: Option<&HashSet<String>>,
+        cancelled: bool,
+    ) -> Response<Body> {
         let query = Query::parse(self.param("sysparm_query").unwrap_or("")).restrict_to(self.table);
         let limit: usize = self
             .param("sysparm_limit")
@@ -369,11 +399,16 @@ impl View<'_> {
             .param("sysparm_offset")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let sorted_by_sys_id = query.order.is_empty() || query.order == [("sys_id".to_string(), false)];
+        let sorted_by_sys_id =
+            query.order.is_empty() || query.order == [("sys_id".to_string(), false)];
         let start = match (sorted_by_sys_id, query.sys_id_lower_bound()) {
             (true, Some((bound, inclusive))) => self.table.rows.partition_point(|r| {
                 let id = r[0].as_str();
-                if inclusive { id < bound.as_str() } else { id <= bound.as_str() }
+                if inclusive {
+                    id < bound.as_str()
+                } else {
+                    id <= bound.as_str()
+                }
             }),
             _ => 0,
         };
@@ -442,18 +477,32 @@ impl View<'_> {
             params.sort();
             let mut q: String = params
                 .iter()
-                .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        percent_encoding::utf8_percent_encode(
+                            v,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("&");
             if !q.is_empty() {
                 q.push('&');
             }
-            format!("<{}{path}?{q}sysparm_offset={off}&sysparm_limit={limit}>", self.base)
+            format!(
+                "<{}{path}?{q}sysparm_offset={off}&sysparm_limit={limit}>",
+                self.base
+            )
         };
         let last = total.saturating_sub(1) / limit * limit;
         let mut links = vec![format!("{};rel=\"first\"", url(0))];
         if offset > 0 {
-            links.push(format!("{};rel=\"prev\"", url(offset.saturating_sub(limit))));
+            links.push(format!(
+                "{};rel=\"prev\"",
+                url(offset.saturating_sub(limit))
+            ));
         }
         if offset + limit < total {
             links.push(format!("{};rel=\"next\"", url(offset + limit)));
@@ -463,7 +512,10 @@ impl View<'_> {
     }
 
     fn write_row(&self, out: &mut String, row: &[String]) {
-        let display = self.param("sysparm_display_value").unwrap_or("false").to_ascii_lowercase();
+        let display = self
+            .param("sysparm_display_value")
+            .unwrap_or("false")
+            .to_ascii_lowercase();
         let links = self.force_links || !self.flag("sysparm_exclude_reference_link");
         let fields: Vec<&str> = match self.param("sysparm_fields") {
             Some(f) if !f.trim().is_empty() => f.split(',').map(str::trim).collect(),
@@ -473,7 +525,9 @@ impl View<'_> {
         let mut first = true;
         for field in fields {
             // Unknown fields are ignored, as ServiceNow does.
-            let Some(c) = self.table.column(field) else { continue };
+            let Some(c) = self.table.column(field) else {
+                continue;
+            };
             if !first {
                 out.push(',');
             }
@@ -517,12 +571,18 @@ impl View<'_> {
     }
 
     fn display_of(&self, target: &str, sys_id: &str) -> String {
-        let Some(t) = self.db.table_for(target) else { return String::new() };
+        let Some(t) = self.db.table_for(target) else {
+            return String::new();
+        };
         match t.find(sys_id) {
             Ok(i) => {
                 let row = &t.rows[i];
                 let name = t.value(row, "name");
-                if name.is_empty() { t.value(row, "user_name").to_string() } else { name.to_string() }
+                if name.is_empty() {
+                    t.value(row, "user_name").to_string()
+                } else {
+                    name.to_string()
+                }
             }
             Err(_) => String::new(),
         }

@@ -92,12 +92,19 @@ pub struct Failure {
 
 impl From<ConfigError> for Failure {
     fn from(e: ConfigError) -> Self {
-        Failure { exit_code: 2, message: e.to_string() }
+        Failure {
+            exit_code: 2,
+            message: e.to_string(),
+        }
     }
 }
 
 fn config_failure(message: impl Into<String>) -> anyhow::Error {
-    Failure { exit_code: 2, message: message.into() }.into()
+    Failure {
+        exit_code: 2,
+        message: message.into(),
+    }
+    .into()
 }
 
 /// Runs the CLI. Secrets are looked up in `env`; results go to `out`.
@@ -111,7 +118,11 @@ pub fn run(cli: Cli, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
             Command::Info { plugin, json } => info(plugin.as_deref(), json, out).await,
             Command::Check { config } => check(&config, env, out).await,
             Command::Sync { config, json } => sync(&config, env, json, out).await.map(|_| ()),
-            Command::Export { config, stream, nested } => export(&config, &stream, nested, out).await,
+            Command::Export {
+                config,
+                stream,
+                nested,
+            } => export(&config, &stream, nested, out).await,
             Command::Demo { devices, dir } => crate::demo::run(devices, dir.as_deref(), out).await,
         }
     })
@@ -143,7 +154,11 @@ pub async fn prepare(plugin: Option<&Path>) -> Result<Prepared> {
         ))
     })?;
     let info = read_info(runtime, &component).await?;
-    Ok(Prepared { runtime, component, info })
+    Ok(Prepared {
+        runtime,
+        component,
+        info,
+    })
 }
 
 fn load_config(path: &Path) -> Result<Config> {
@@ -151,7 +166,10 @@ fn load_config(path: &Path) -> Result<Config> {
 }
 
 fn credential(config: &Config, info: &ConnectorInfo, env: &dyn Environment) -> Result<Credential> {
-    let supports_basic = info.auth_methods.iter().any(|m| matches!(m, AuthMethod::Basic));
+    let supports_basic = info
+        .auth_methods
+        .iter()
+        .any(|m| matches!(m, AuthMethod::Basic));
     Credential::from_config(config.auth.as_ref(), supports_basic, env).map_err(config_failure)
 }
 
@@ -182,9 +200,17 @@ async fn info(plugin: Option<&Path>, json: bool, out: &mut dyn Write) -> Result<
     writeln!(out, "{}", i.description)?;
     writeln!(out, "\nSettings:")?;
     for s in &i.settings {
-        let default = s.default_value.as_deref().map(|d| format!(" (default: {d})")).unwrap_or_default();
+        let default = s
+            .default_value
+            .as_deref()
+            .map(|d| format!(" (default: {d})"))
+            .unwrap_or_default();
         let required = if s.required { " [required]" } else { "" };
-        writeln!(out, "  {}{required}{default}\n      {}", s.name, s.description)?;
+        writeln!(
+            out,
+            "  {}{required}{default}\n      {}",
+            s.name, s.description
+        )?;
     }
     writeln!(out, "\nAuthentication methods:")?;
     for m in &i.auth_methods {
@@ -197,7 +223,11 @@ async fn info(plugin: Option<&Path>, json: bool, out: &mut dyn Write) -> Result<
         writeln!(out, "      fields: {}", fields.join(", "))?;
         for r in &s.references {
             match &r.embed_as {
-                Some(name) => writeln!(out, "      {} → {} (embedded there as `{name}`)", r.field, r.target_stream)?,
+                Some(name) => writeln!(
+                    out,
+                    "      {} → {} (embedded there as `{name}`)",
+                    r.field, r.target_stream
+                )?,
                 None => writeln!(out, "      {} → {}", r.field, r.target_stream)?,
             }
         }
@@ -211,7 +241,11 @@ fn auth_method_text(m: &AuthMethod) -> String {
         AuthMethod::Oauth2(o) => format!(
             "oauth2 (token endpoint {}; grants: {})",
             o.token_path,
-            o.grants.iter().map(|g| format!("{g:?}").to_lowercase()).collect::<Vec<_>>().join(", ")
+            o.grants
+                .iter()
+                .map(|g| format!("{g:?}").to_lowercase())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         AuthMethod::ApiKey(k) => format!("api-key (header {})", k.header_name),
     }
@@ -220,7 +254,11 @@ fn auth_method_text(m: &AuthMethod) -> String {
 fn schema_fields(schema: &str) -> Vec<String> {
     serde_json::from_str::<serde_json::Value>(schema)
         .ok()
-        .and_then(|v| v.get("properties").and_then(|p| p.as_object()).map(|p| p.keys().cloned().collect()))
+        .and_then(|v| {
+            v.get("properties")
+                .and_then(|p| p.as_object())
+                .map(|p| p.keys().cloned().collect())
+        })
         .unwrap_or_default()
 }
 
@@ -257,7 +295,10 @@ async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Resul
         config.limits.max_response_mib << 20,
         Arc::new(EgressCounters::default()),
     );
-    let mut instance = p.runtime.instantiate(&p.component, egress, &limits(&config)).await?;
+    let mut instance = p
+        .runtime
+        .instantiate(&p.component, egress, &limits(&config))
+        .await?;
     let report = instance
         .check(&config.settings)
         .await
@@ -265,13 +306,21 @@ async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Resul
     writeln!(out, "Connection to {} ({}):", config.origin, p.info.name)?;
     let mut unreadable = Vec::new();
     for s in &report.streams {
-        let status = if s.readable { "readable" } else { "NOT READABLE" };
+        let status = if s.readable {
+            "readable"
+        } else {
+            "NOT READABLE"
+        };
         writeln!(out, "  {:<24} {status}", s.stream_name)?;
         if let Some(m) = &s.message {
             writeln!(out, "      {m}")?;
         }
         if !s.readable {
-            unreadable.push(format!("{}: {}", s.stream_name, s.message.clone().unwrap_or_default()));
+            unreadable.push(format!(
+                "{}: {}",
+                s.stream_name,
+                s.message.clone().unwrap_or_default()
+            ));
         }
     }
     if !unreadable.is_empty() {
@@ -281,7 +330,12 @@ async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Resul
 }
 
 /// Runs `sync` for a configuration; returns the report.
-pub async fn sync(path: &Path, env: &dyn Environment, json: bool, out: &mut dyn Write) -> Result<RunReport> {
+pub async fn sync(
+    path: &Path,
+    env: &dyn Environment,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<RunReport> {
     let config = load_config(path)?;
     let p = prepare(config.plugin.as_deref()).await?;
     let credential = credential(&config, &p.info, env)?;
@@ -319,7 +373,13 @@ pub async fn sync(path: &Path, env: &dyn Environment, json: bool, out: &mut dyn 
             .streams
             .iter()
             .filter(|s| !s.complete())
-            .map(|s| format!("{}: {}", s.stream, s.verdict.trim_start_matches("incomplete: ")))
+            .map(|s| {
+                format!(
+                    "{}: {}",
+                    s.stream,
+                    s.verdict.trim_start_matches("incomplete: ")
+                )
+            })
             .collect();
         bail!(
             "the sync did not complete; committed pages are kept and the next sync resumes after them. {}",
@@ -330,7 +390,11 @@ pub async fn sync(path: &Path, env: &dyn Environment, json: bool, out: &mut dyn 
 }
 
 /// Prints a run report as a table.
-pub fn write_report(report: &RunReport, database: &Path, out: &mut dyn Write) -> std::io::Result<()> {
+pub fn write_report(
+    report: &RunReport,
+    database: &Path,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "Synced {} into {} in {:.1} s ({} requests, {:.1} MB received)",

@@ -209,13 +209,20 @@ impl Config {
             a.password_file = a.password_file.map(resolve);
             a
         });
-        if raw.sync.page_size == 0 || raw.sync.partitions == 0 || raw.sync.concurrency == 0 || raw.sync.max_attempts == 0 {
+        if raw.sync.page_size == 0
+            || raw.sync.partitions == 0
+            || raw.sync.concurrency == 0
+            || raw.sync.max_attempts == 0
+        {
             return Err(ConfigError::Invalid(
-                "[sync] page_size, partitions, concurrency and max_attempts must be at least 1".into(),
+                "[sync] page_size, partitions, concurrency and max_attempts must be at least 1"
+                    .into(),
             ));
         }
         if raw.sync.partitions > 256 {
-            return Err(ConfigError::Invalid("[sync] partitions must be at most 256".into()));
+            return Err(ConfigError::Invalid(
+                "[sync] partitions must be at most 256".into(),
+            ));
         }
         Ok(Config {
             database: resolve(raw.database),
@@ -258,9 +265,17 @@ password_env = "SERVICENOW_PASSWORD"
 
     #[test]
     fn rejects_unknown_keys_and_bad_instances() {
-        let e = Config::parse("database='a'\nbogus=1\n[settings]\ninstance='x.y'", Path::new(".")).unwrap_err();
+        let e = Config::parse(
+            "database='a'\nbogus=1\n[settings]\ninstance='x.y'",
+            Path::new("."),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
-        let e = Config::parse("database='a'\n[settings]\ninstance='http://example.com'", Path::new(".")).unwrap_err();
+        let e = Config::parse(
+            "database='a'\n[settings]\ninstance='http://example.com'",
+            Path::new("."),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
         let e = Config::parse("database='a'\n[settings]\n", Path::new(".")).unwrap_err();
         assert!(e.to_string().contains("instance"), "{e}");

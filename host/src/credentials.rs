@@ -119,6 +119,8 @@ mod tests {
         assert!(e.contains("PW"));
         let mut a = basic("svc");
         a.method = "kerberos".into();
-        assert!(Credential::from_config(Some(&a), true, &env).unwrap_err().contains("unknown"));
+        assert!(Credential::from_config(Some(&a), true, &env)
+            .unwrap_err()
+            .contains("unknown"));
     }
 }

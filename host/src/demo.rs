@@ -13,7 +13,9 @@ use std::path::Path;
 fn demo_password() -> String {
     use rand::Rng as _;
     let mut rng = rand::rng();
-    (0..24).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect()
+    (0..24)
+        .map(|_| rng.sample(rand::distr::Alphanumeric) as char)
+        .collect()
 }
 
 /// Runs the demo with `devices` generated devices.
@@ -43,8 +45,13 @@ pub async fn run(devices: usize, dir: Option<&Path>, out: &mut dyn Write) -> Res
             emulator.base_url()
         ),
     )?;
-    let env: HashMap<String, String> = HashMap::from([("DEMO_SERVICENOW_PASSWORD".into(), password)]);
-    writeln!(out, "Emulated ServiceNow instance with {devices} devices at {}", emulator.base_url())?;
+    let env: HashMap<String, String> =
+        HashMap::from([("DEMO_SERVICENOW_PASSWORD".into(), password)]);
+    writeln!(
+        out,
+        "Emulated ServiceNow instance with {devices} devices at {}",
+        emulator.base_url()
+    )?;
     writeln!(out, "Configuration: {}\n", config_path.display())?;
     let report = crate::cli::sync(&config_path, &env as &dyn Environment, false, out).await?;
 
@@ -55,9 +62,16 @@ pub async fn run(devices: usize, dir: Option<&Path>, out: &mut dyn Write) -> Res
     let connection = crate::cli::connection_name(&config, &p.info);
     let mut sample = Vec::new();
     crate::export::export(&store, &p.info, &connection, "devices", true, &mut sample)?;
-    let first = String::from_utf8_lossy(&sample).lines().next().unwrap_or("").to_string();
+    let first = String::from_utf8_lossy(&sample)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&first) {
-        writeln!(out, "\nOne device, as `export --stream devices --nested` writes it:")?;
+        writeln!(
+            out,
+            "\nOne device, as `export --stream devices --nested` writes it:"
+        )?;
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     }
     let requests = emulator.state().requests();

@@ -69,7 +69,8 @@ impl EgressPolicy {
     }
 
     fn clamp(&self, options: Option<RequestOptions>) -> RequestOptions {
-        let cap = |d: Option<Duration>| Some(d.map_or(self.max_timeout, |d| d.min(self.max_timeout)));
+        let cap =
+            |d: Option<Duration>| Some(d.map_or(self.max_timeout, |d| d.min(self.max_timeout)));
         let o = options.unwrap_or_default();
         RequestOptions {
             connect_timeout: cap(o.connect_timeout),
@@ -128,7 +129,8 @@ impl WasiHttpHooks for EgressPolicy {
             policy.counters.requests.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(target: "egress", uri = %redact_query(request.uri()), "request");
             let options = policy.clamp(options);
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let max = policy.max_body_bytes;
             let counters = policy.counters.clone();
             let response = response.map(move |body| {
@@ -177,7 +179,9 @@ impl Body for CappedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
-                    this.counters.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    this.counters
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
                     if this.seen > this.max {
                         return Poll::Ready(Some(Err(
                             wasmtime_wasi_http::Error::HttpResponseBodySize(Some(this.seen)),
@@ -205,7 +209,13 @@ mod tests {
 
     #[test]
     fn forbidden_headers() {
-        for h in ["authorization", "cookie", "set-cookie", "host", "proxy-authorization"] {
+        for h in [
+            "authorization",
+            "cookie",
+            "set-cookie",
+            "host",
+            "proxy-authorization",
+        ] {
             assert!(is_forbidden_header(&HeaderName::from_static(h)), "{h}");
         }
         assert!(!is_forbidden_header(&HeaderName::from_static("accept")));

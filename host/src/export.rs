@@ -24,7 +24,10 @@ pub fn export(
 ) -> Result<u64> {
     if !info.streams.iter().any(|s| s.name == stream) {
         let names: Vec<&str> = info.streams.iter().map(|s| s.name.as_str()).collect();
-        bail!("the connector has no stream `{stream}`; its streams are: {}", names.join(", "));
+        bail!(
+            "the connector has no stream `{stream}`; its streams are: {}",
+            names.join(", ")
+        );
     }
     let embeds: Vec<(String, String)> = if nested {
         info.streams
@@ -90,7 +93,9 @@ pub fn export(
                 if parent != key {
                     break;
                 }
-                let Some(Ok((_, child))) = rows.next() else { break };
+                let Some(Ok((_, child))) = rows.next() else {
+                    break;
+                };
                 if !first {
                     line.push(',');
                 }

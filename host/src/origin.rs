@@ -24,25 +24,39 @@ impl Origin {
         let (scheme, rest) = match instance.split_once("://") {
             Some(("https", rest)) => ("https", rest),
             Some(("http", rest)) => ("http", rest),
-            Some((other, _)) => return Err(bad(&format!("the scheme `{other}` is not supported (https only)"))),
+            Some((other, _)) => {
+                return Err(bad(&format!(
+                    "the scheme `{other}` is not supported (https only)"
+                )))
+            }
             None => ("https", instance),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains('@') {
             return Err(bad("it contains user information (`@`)"));
         }
-        if rest.contains(['/', '?', '#', '\\']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if rest.contains(['/', '?', '#', '\\'])
+            || rest.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(bad("it contains a path, query or fragment"));
         }
         let uri: http::uri::Authority = rest.parse().map_err(|_| bad("it is not a host name"))?;
-        let host = uri.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = uri
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         if host.is_empty() {
             return Err(bad("it has no host name"));
         }
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
         let origin = Origin { scheme, host, port };
         if scheme == "http" && !origin.is_loopback_ip() {
-            return Err(bad("plain http is only allowed to a loopback address such as http://127.0.0.1:PORT"));
+            return Err(bad(
+                "plain http is only allowed to a loopback address such as http://127.0.0.1:PORT",
+            ));
         }
         Ok(origin)
     }
@@ -63,14 +77,19 @@ impl Origin {
 
     /// Whether a request URI targets exactly this origin.
     pub fn matches(&self, uri: &http::Uri) -> bool {
-        let scheme_ok = uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case(self.scheme));
+        let scheme_ok = uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case(self.scheme));
         let Some(authority) = uri.authority() else {
             return false;
         };
         if authority.as_str().contains('@') {
             return false;
         }
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let default_port = if self.scheme == "https" { 443 } else { 80 };
         scheme_ok
             && host.eq_ignore_ascii_case(&self.host)

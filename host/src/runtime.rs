@@ -197,23 +197,29 @@ impl Runtime {
     /// Compiles (or fetches from the cache) and links a component.
     pub fn load(&self, wasm: &[u8]) -> Result<LoadedComponent> {
         let sha256 = hex(&Sha256::digest(wasm));
-        if let Some(c) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&sha256) {
+        if let Some(c) = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&sha256)
+        {
             return Ok(c.clone());
         }
         let component = self.compile_cached(wasm, &sha256)?;
         check_imports(&self.engine, &component)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| {
-                anyhow::Error::from(e).context("the component cannot be linked with the host's interfaces")
-            })?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            anyhow::Error::from(e)
+                .context("the component cannot be linked with the host's interfaces")
+        })?;
         let pre = ConnectorPre::new(pre).map_err(|e| {
             anyhow::Error::from(e).context(
                 "the component does not export exposure:connector/source@0.1 (is it a connector built against this contract?)",
             )
         })?;
-        let loaded = LoadedComponent { pre, sha256: sha256.clone() };
+        let loaded = LoadedComponent {
+            pre,
+            sha256: sha256.clone(),
+        };
         self.compiled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -242,14 +248,15 @@ impl Runtime {
                 // into this user's private cache directory.
                 match unsafe { Component::deserialize_file(&self.engine, path) } {
                     Ok(c) => return Ok(c),
-                    Err(e) => tracing::debug!("ignoring unusable cache entry {}: {e}", path.display()),
+                    Err(e) => {
+                        tracing::debug!("ignoring unusable cache entry {}: {e}", path.display())
+                    }
                 }
             }
         }
-        let bytes = self
-            .engine
-            .precompile_component(wasm)
-            .map_err(|e| anyhow::Error::from(e).context("the plugin is not a valid WebAssembly component"))?;
+        let bytes = self.engine.precompile_component(wasm).map_err(|e| {
+            anyhow::Error::from(e).context("the plugin is not a valid WebAssembly component")
+        })?;
         if let Some(path) = &cached {
             let _ = write_cache_entry(path, &bytes);
         }
@@ -291,7 +298,9 @@ impl Runtime {
             let state = ctx.data_mut();
             state.cpu_ticks += 1;
             if state.cpu_ticks > state.max_cpu_ticks {
-                return Err(wasmtime::format_err!("the component used more CPU time than a call may"));
+                return Err(wasmtime::format_err!(
+                    "the component used more CPU time than a call may"
+                ));
             }
             Ok(UpdateDeadline::Yield(1))
         });
@@ -401,11 +410,21 @@ impl ConnectorInstance {
     fn trap(&self, what: &str, e: impl std::fmt::Display) -> CallError {
         let stderr = self.store.data().stderr.contents();
         let stderr = String::from_utf8_lossy(&stderr);
-        let tail: String = stderr.trim().chars().rev().take(600).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = stderr
+            .trim()
+            .chars()
+            .rev()
+            .take(600)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         if tail.is_empty() {
             CallError::Trap(format!("the component failed during `{what}`: {e}"))
         } else {
-            CallError::Trap(format!("the component failed during `{what}`: {e} (component output: {tail})"))
+            CallError::Trap(format!(
+                "the component failed during `{what}`: {e} (component output: {tail})"
+            ))
         }
     }
 
@@ -424,15 +443,20 @@ impl ConnectorInstance {
             Ok(Err(e)) => Err(self.trap(what, format!("{e:#}"))),
             Err(_) => Err(self.trap(
                 what,
-                format!("no answer within {} s (the call time-out)", timeout.as_secs()),
+                format!(
+                    "no answer within {} s (the call time-out)",
+                    timeout.as_secs()
+                ),
             )),
         }
     }
 
     /// Calls `info`.
     pub async fn info(&mut self) -> Result<ConnectorInfo, CallError> {
-        self.call("info", async |b, s| b.exposure_connector_source().call_info(s).await)
-            .await
+        self.call("info", async |b, s| {
+            b.exposure_connector_source().call_info(s).await
+        })
+        .await
     }
 
     /// Calls `check`.
@@ -453,7 +477,9 @@ impl ConnectorInstance {
     ) -> Result<Page, CallError> {
         let settings = settings.to_vec();
         self.call("read", async move |b, s| {
-            b.exposure_connector_source().call_read(s, &settings, request).await
+            b.exposure_connector_source()
+                .call_read(s, &settings, request)
+                .await
         })
         .await?
         .map_err(CallError::Connector)

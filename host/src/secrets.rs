@@ -127,8 +127,15 @@ mod tests {
         let p = dir.path().join("pw");
         std::fs::write(&p, "s3cret\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(read_secret("password", None, Some(&p), &HashMap::new()).unwrap_err().contains("chmod 600"));
+        assert!(read_secret("password", None, Some(&p), &HashMap::new())
+            .unwrap_err()
+            .contains("chmod 600"));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(read_secret("password", None, Some(&p), &HashMap::new()).unwrap().expose(), "s3cret");
+        assert_eq!(
+            read_secret("password", None, Some(&p), &HashMap::new())
+                .unwrap()
+                .expose(),
+            "s3cret"
+        );
     }
 }

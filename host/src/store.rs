@@ -145,7 +145,11 @@ impl Store {
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 drop(stmt);
                 if states.len() == partitions as usize {
-                    Some(StreamPlan { generation, resumed: true, partitions: states })
+                    Some(StreamPlan {
+                        generation,
+                        resumed: true,
+                        partitions: states,
+                    })
                 } else {
                     None
                 }
@@ -177,7 +181,11 @@ impl Store {
                     generation,
                     resumed: false,
                     partitions: (0..partitions)
-                        .map(|index| PartitionState { index, cursor: None, done: false })
+                        .map(|index| PartitionState {
+                            index,
+                            cursor: None,
+                            done: false,
+                        })
                         .collect(),
                 }
             }
@@ -213,13 +221,22 @@ impl Store {
                     deleted_at = NULL",
             )?;
             for r in records {
-                upsert.execute(params![connection, stream, r.key, r.data, r.parent, generation, now])?;
+                upsert.execute(params![
+                    connection, stream, r.key, r.data, r.parent, generation, now
+                ])?;
             }
         }
         tx.execute(
             "UPDATE partitions SET cursor = ?4, done = ?5, watermark = COALESCE(?6, watermark)
              WHERE connection = ?1 AND stream = ?2 AND partition = ?3",
-            params![connection, stream, partition, next_cursor, next_cursor.is_none(), watermark],
+            params![
+                connection,
+                stream,
+                partition,
+                next_cursor,
+                next_cursor.is_none(),
+                watermark
+            ],
         )?;
         tx.commit()
     }
@@ -227,7 +244,12 @@ impl Store {
     /// Completes a full read once every partition is done: marks records not
     /// seen in this generation as deleted and stores the stream's watermark
     /// (the earliest of its partitions'). Returns the number newly marked deleted.
-    pub fn finish_stream(&mut self, connection: &str, stream: &str, generation: i64) -> rusqlite::Result<u64> {
+    pub fn finish_stream(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        generation: i64,
+    ) -> rusqlite::Result<u64> {
         let now = now_rfc3339();
         let tx = self.conn.transaction()?;
         let pending: i64 = tx.query_row(
@@ -298,7 +320,9 @@ impl Store {
             "SELECT stream, SUM(deleted_at IS NULL), SUM(deleted_at IS NOT NULL) FROM records
              WHERE connection = ?1 GROUP BY stream ORDER BY stream",
         )?;
-        let rows = stmt.query_map(params![connection], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = stmt.query_map(params![connection], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
         rows.collect()
     }
 
@@ -313,7 +337,11 @@ mod tests {
     use super::*;
 
     fn rec(key: &str, data: &str) -> StoredRecord {
-        StoredRecord { key: key.into(), data: data.into(), parent: None }
+        StoredRecord {
+            key: key.into(),
+            data: data.into(),
+            parent: None,
+        }
     }
 
     fn keys(s: &Store) -> Vec<String> {
@@ -332,14 +360,25 @@ mod tests {
         let mut s = Store::open(&dir.path().join("db")).unwrap();
         let p = s.begin_stream("c", "s", 2).unwrap();
         assert_eq!((p.generation, p.resumed), (1, false));
-        s.commit_page("c", "s", 1, 0, &[rec("a", "{}"), rec("b", "{}")], Some("cur"), Some("w1")).unwrap();
+        s.commit_page(
+            "c",
+            "s",
+            1,
+            0,
+            &[rec("a", "{}"), rec("b", "{}")],
+            Some("cur"),
+            Some("w1"),
+        )
+        .unwrap();
         // Interrupted: the next run resumes partition 0 at its cursor.
         let p = s.begin_stream("c", "s", 2).unwrap();
         assert!(p.resumed);
         assert_eq!(p.partitions[0].cursor.as_deref(), Some("cur"));
-        s.commit_page("c", "s", 1, 0, &[rec("b", "{\"x\":1}")], None, None).unwrap();
+        s.commit_page("c", "s", 1, 0, &[rec("b", "{\"x\":1}")], None, None)
+            .unwrap();
         assert_eq!(s.finish_stream("c", "s", 1).unwrap(), 0);
-        s.commit_page("c", "s", 1, 1, &[rec("c", "{}")], None, Some("w0")).unwrap();
+        s.commit_page("c", "s", 1, 1, &[rec("c", "{}")], None, Some("w0"))
+            .unwrap();
         assert_eq!(s.finish_stream("c", "s", 1).unwrap(), 0);
         assert_eq!(keys(&s), ["a", "b", "c"]);
         // The stream's watermark is the earliest of its partitions'.
@@ -351,8 +390,10 @@ mod tests {
         // The next full read does not see `a`: it is marked deleted.
         let p = s.begin_stream("c", "s", 2).unwrap();
         assert_eq!((p.generation, p.resumed), (2, false));
-        s.commit_page("c", "s", 2, 0, &[rec("b", "{}")], None, None).unwrap();
-        s.commit_page("c", "s", 2, 1, &[rec("c", "{}")], None, None).unwrap();
+        s.commit_page("c", "s", 2, 0, &[rec("b", "{}")], None, None)
+            .unwrap();
+        s.commit_page("c", "s", 2, 1, &[rec("c", "{}")], None, None)
+            .unwrap();
         assert_eq!(s.finish_stream("c", "s", 2).unwrap(), 1);
         assert_eq!(keys(&s), ["b", "c"]);
     }

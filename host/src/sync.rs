@@ -143,7 +143,11 @@ impl StreamReport {
     }
     /// Rows the server said match, summed over partitions that reported it.
     pub fn server_total(&self) -> Option<u64> {
-        let totals: Vec<u64> = self.partitions.iter().filter_map(|p| p.server_total).collect();
+        let totals: Vec<u64> = self
+            .partitions
+            .iter()
+            .filter_map(|p| p.server_total)
+            .collect();
         (!totals.is_empty()).then(|| totals.iter().sum())
     }
 }
@@ -181,19 +185,26 @@ fn index_record(
     json: &str,
 ) -> Result<StoredRecord, String> {
     let fields: BTreeMap<Cow<'_, str>, &serde_json::value::RawValue> = serde_json::from_str(json)
-        .map_err(|e| format!("the component returned a record of `{}` that is not a JSON object ({e})", stream.name))?;
+        .map_err(|e| {
+        format!(
+            "the component returned a record of `{}` that is not a JSON object ({e})",
+            stream.name
+        )
+    })?;
     let text = |field: &str| -> Option<String> {
         fields
             .get(field)
             .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok())
             .map(Cow::into_owned)
     };
-    let key = text(&stream.key_field).filter(|k| !k.is_empty()).ok_or_else(|| {
-        format!(
-            "the component returned a record of `{}` without its key field `{}`",
-            stream.name, stream.key_field
-        )
-    })?;
+    let key = text(&stream.key_field)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "the component returned a record of `{}` without its key field `{}`",
+                stream.name, stream.key_field
+            )
+        })?;
     Ok(StoredRecord {
         key,
         data: json.to_string(),
@@ -228,11 +239,15 @@ fn decide(options: &SyncOptions, error: &CallError, attempt: u32) -> Next {
                 server_asked: true,
             },
             Some(_) => Next::Stop,
-            None => Next::Retry { wait: backoff(options, attempt), server_asked: false },
+            None => Next::Retry {
+                wait: backoff(options, attempt),
+                server_asked: false,
+            },
         },
-        CallError::Connector(ConnectorError::TemporarilyUnavailable(_)) => {
-            Next::Retry { wait: backoff(options, attempt), server_asked: false }
-        }
+        CallError::Connector(ConnectorError::TemporarilyUnavailable(_)) => Next::Retry {
+            wait: backoff(options, attempt),
+            server_asked: false,
+        },
         _ => Next::Stop,
     }
 }
@@ -267,7 +282,10 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
         let connection = job.connection.clone();
         let name = stream.name.clone();
         let partitions = job.options.partitions;
-        let plan = blocking(&store, move |s| s.begin_stream(&connection, &name, partitions)).await?;
+        let plan = blocking(&store, move |s| {
+            s.begin_stream(&connection, &name, partitions)
+        })
+        .await?;
         // A stream embedded into another records the parent key with each record.
         let embed_field = stream
             .references
@@ -278,7 +296,11 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
         let mut done_reports = Vec::new();
         for p in &plan.partitions {
             if p.done {
-                done_reports.push(PartitionReport { index: p.index, complete: true, ..Default::default() });
+                done_reports.push(PartitionReport {
+                    index: p.index,
+                    complete: true,
+                    ..Default::default()
+                });
                 continue;
             }
             tasks.push(PartitionTask {
@@ -293,43 +315,61 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
         let stream_started = Instant::now();
         let mut partition_handles = Vec::new();
         for task in tasks {
-            partition_handles.push(read_partition(job, store.clone(), counters.clone(), permits.clone(), task));
+            partition_handles.push(read_partition(
+                job,
+                store.clone(),
+                counters.clone(),
+                permits.clone(),
+                task,
+            ));
         }
-        handles.push((stream.name.clone(), plan, stream_started, done_reports, partition_handles));
+        handles.push((
+            stream.name.clone(),
+            plan,
+            stream_started,
+            done_reports,
+            partition_handles,
+        ));
     }
 
     // Drive every partition of every stream concurrently (bounded by `permits`).
-    let all = handles.into_iter().map(|(name, plan, started, mut reports, partitions)| {
-        let store = store.clone();
-        async move {
-            let results = futures::future::join_all(partitions).await;
-            reports.extend(results);
-            reports.sort_by_key(|r| r.index);
-            let complete = reports.iter().all(|r| r.complete);
-            let mut deleted = 0;
-            let mut verdict = "complete".to_string();
-            if complete {
-                let connection = job.connection.clone();
-                let stream = name.clone();
-                let generation = plan.generation;
-                match blocking(&store, move |s| s.finish_stream(&connection, &stream, generation)).await {
-                    Ok(n) => deleted = n,
-                    Err(e) => verdict = format!("incomplete: {e}"),
+    let all = handles
+        .into_iter()
+        .map(|(name, plan, started, mut reports, partitions)| {
+            let store = store.clone();
+            async move {
+                let results = futures::future::join_all(partitions).await;
+                reports.extend(results);
+                reports.sort_by_key(|r| r.index);
+                let complete = reports.iter().all(|r| r.complete);
+                let mut deleted = 0;
+                let mut verdict = "complete".to_string();
+                if complete {
+                    let connection = job.connection.clone();
+                    let stream = name.clone();
+                    let generation = plan.generation;
+                    match blocking(&store, move |s| {
+                        s.finish_stream(&connection, &stream, generation)
+                    })
+                    .await
+                    {
+                        Ok(n) => deleted = n,
+                        Err(e) => verdict = format!("incomplete: {e}"),
+                    }
+                } else {
+                    let why: Vec<String> = reports.iter().filter_map(|r| r.error.clone()).collect();
+                    verdict = format!("incomplete: {}", why.first().cloned().unwrap_or_default());
                 }
-            } else {
-                let why: Vec<String> = reports.iter().filter_map(|r| r.error.clone()).collect();
-                verdict = format!("incomplete: {}", why.first().cloned().unwrap_or_default());
+                StreamReport {
+                    stream: name,
+                    resumed: plan.resumed,
+                    partitions: reports,
+                    deleted,
+                    verdict,
+                    seconds: started.elapsed().as_secs_f64(),
+                }
             }
-            StreamReport {
-                stream: name,
-                resumed: plan.resumed,
-                partitions: reports,
-                deleted,
-                verdict,
-                seconds: started.elapsed().as_secs_f64(),
-            }
-        }
-    });
+        });
     stream_reports.extend(futures::future::join_all(all).await);
 
     let report = RunReport {
@@ -342,7 +382,11 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
         seconds: started.elapsed().as_secs_f64(),
     };
     let json = serde_json::to_string(&report)?;
-    let status = if report.complete() { "complete" } else { "incomplete" };
+    let status = if report.complete() {
+        "complete"
+    } else {
+        "incomplete"
+    };
     blocking(&store, move |s| s.finish_run(run_id, status, &json)).await?;
     Ok(report)
 }
@@ -367,7 +411,10 @@ async fn read_partition(
     permits: Arc<Semaphore>,
     task: PartitionTask,
 ) -> PartitionReport {
-    let mut report = PartitionReport { index: task.index, ..Default::default() };
+    let mut report = PartitionReport {
+        index: task.index,
+        ..Default::default()
+    };
     let fail = |report: &mut PartitionReport, kind: String, message: String| {
         report.error_kind = Some(kind);
         report.error = Some(message);
@@ -379,7 +426,11 @@ async fn read_partition(
         job.max_response_bytes,
         counters,
     );
-    let mut instance = match job.runtime.instantiate(&job.component, egress, &job.limits).await {
+    let mut instance = match job
+        .runtime
+        .instantiate(&job.component, egress, &job.limits)
+        .await
+    {
         Ok(i) => i,
         Err(e) => {
             fail(&mut report, "trap".into(), format!("{e:#}"));
@@ -390,7 +441,10 @@ async fn read_partition(
     loop {
         let request = ReadRequest {
             stream_name: task.stream.name.clone(),
-            partition: Partition { index: task.index, count: task.count },
+            partition: Partition {
+                index: task.index,
+                count: task.count,
+            },
             cursor: cursor.clone(),
             watermark: None,
             page_size: job.options.page_size,
@@ -398,7 +452,10 @@ async fn read_partition(
         let mut attempt = 0;
         let page = loop {
             let result = {
-                let _permit = permits.acquire().await.expect("the semaphore is never closed");
+                let _permit = permits
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
                 instance.read(&job.settings, &request).await
             };
             match result {
@@ -465,11 +522,23 @@ async fn read_partition(
         let next = page.next_cursor.clone();
         let watermark = page.watermark.clone();
         let committed = blocking(&store, move |s| {
-            s.commit_page(&connection, &stream, generation, index, &records, next.as_deref(), watermark.as_deref())
+            s.commit_page(
+                &connection,
+                &stream,
+                generation,
+                index,
+                &records,
+                next.as_deref(),
+                watermark.as_deref(),
+            )
         })
         .await;
         if let Err(e) = committed {
-            fail(&mut report, "storage".into(), format!("cannot write to the database: {e:#}"));
+            fail(
+                &mut report,
+                "storage".into(),
+                format!("cannot write to the database: {e:#}"),
+            );
             return report;
         }
         report.pages += 1;
@@ -509,7 +578,9 @@ mod tests {
             message: "m".into(),
         }));
         match decide(&options(), &e, 0) {
-            Next::Retry { wait, server_asked } => assert_eq!((wait, server_asked), (Duration::from_secs(7), true)),
+            Next::Retry { wait, server_asked } => {
+                assert_eq!((wait, server_asked), (Duration::from_secs(7), true))
+            }
             Next::Stop => panic!("should retry"),
         }
         assert!(matches!(decide(&options(), &e, 2), Next::Stop));
@@ -524,12 +595,17 @@ mod tests {
     fn only_temporary_errors_retry() {
         let t = CallError::Connector(ConnectorError::TemporarilyUnavailable("x".into()));
         match decide(&options(), &t, 1) {
-            Next::Retry { wait, .. } => assert!(wait >= Duration::from_millis(100) && wait <= Duration::from_millis(200)),
+            Next::Retry { wait, .. } => {
+                assert!(wait >= Duration::from_millis(100) && wait <= Duration::from_millis(200))
+            }
             Next::Stop => panic!("should retry"),
         }
         let f = CallError::Connector(ConnectorError::Forbidden("x".into()));
         assert!(matches!(decide(&options(), &f, 0), Next::Stop));
-        assert!(matches!(decide(&options(), &CallError::Trap("x".into()), 0), Next::Stop));
+        assert!(matches!(
+            decide(&options(), &CallError::Trap("x".into()), 0),
+            Next::Stop
+        ));
     }
 
     #[test]
@@ -542,9 +618,16 @@ mod tests {
             supports_incremental: false,
             references: vec![],
         };
-        let r = index_record(&stream, Some("deviceSysId"), r#"{"sysId":"k\"1","deviceSysId":"d","n":[1]}"#).unwrap();
+        let r = index_record(
+            &stream,
+            Some("deviceSysId"),
+            r#"{"sysId":"k\"1","deviceSysId":"d","n":[1]}"#,
+        )
+        .unwrap();
         assert_eq!((r.key.as_str(), r.parent.as_deref()), ("k\"1", Some("d")));
-        assert!(index_record(&stream, None, r#"{"name":"x"}"#).unwrap_err().contains("sysId"));
+        assert!(index_record(&stream, None, r#"{"name":"x"}"#)
+            .unwrap_err()
+            .contains("sysId"));
         assert!(index_record(&stream, None, "[1]").is_err());
     }
 }

@@ -29,7 +29,8 @@ impl Guest for Component {
     }
 
     fn check(settings: wit::Settings) -> Result<wit::CheckReport, wit::ConnectorError> {
-        let streams = crate::connector::check(&settings, &mut WasiTransport).map_err(to_wit_error)?;
+        let streams =
+            crate::connector::check(&settings, &mut WasiTransport).map_err(to_wit_error)?;
         Ok(wit::CheckReport {
             streams: streams
                 .into_iter()
@@ -43,7 +44,10 @@ impl Guest for Component {
         })
     }
 
-    fn read(settings: wit::Settings, request: wit::ReadRequest) -> Result<wit::Page, wit::ConnectorError> {
+    fn read(
+        settings: wit::Settings,
+        request: wit::ReadRequest,
+    ) -> Result<wit::Page, wit::ConnectorError> {
         let request = contract::ReadRequest {
             stream_name: request.stream_name,
             partition: contract::Partition {
@@ -54,7 +58,8 @@ impl Guest for Component {
             watermark: request.watermark,
             page_size: request.page_size,
         };
-        let page = crate::connector::read(&settings, &request, &mut WasiTransport).map_err(to_wit_error)?;
+        let page = crate::connector::read(&settings, &request, &mut WasiTransport)
+            .map_err(to_wit_error)?;
         Ok(wit::Page {
             records: page.records,
             next_cursor: page.next_cursor,
@@ -117,9 +122,13 @@ fn to_wit_info(i: contract::ConnectorInfo) -> wit::ConnectorInfo {
                         grants: grants
                             .into_iter()
                             .map(|g| match g {
-                                contract::OAuth2Grant::ClientCredentials => wit::Oauth2Grant::ClientCredentials,
+                                contract::OAuth2Grant::ClientCredentials => {
+                                    wit::Oauth2Grant::ClientCredentials
+                                }
                                 contract::OAuth2Grant::Password => wit::Oauth2Grant::Password,
-                                contract::OAuth2Grant::RefreshToken => wit::Oauth2Grant::RefreshToken,
+                                contract::OAuth2Grant::RefreshToken => {
+                                    wit::Oauth2Grant::RefreshToken
+                                }
                             })
                             .collect(),
                     })
@@ -169,9 +178,14 @@ impl Transport for WasiTransport {
             Scheme::Https => wasi::http::types::Scheme::Https,
             Scheme::Http => wasi::http::types::Scheme::Http,
         };
-        let invalid = |what: &str| TransportError::Other(format!("the host refused the request {what}"));
-        outgoing.set_method(&Method::Get).map_err(|_| invalid("method"))?;
-        outgoing.set_scheme(Some(&scheme)).map_err(|_| invalid("scheme"))?;
+        let invalid =
+            |what: &str| TransportError::Other(format!("the host refused the request {what}"));
+        outgoing
+            .set_method(&Method::Get)
+            .map_err(|_| invalid("method"))?;
+        outgoing
+            .set_scheme(Some(&scheme))
+            .map_err(|_| invalid("scheme"))?;
         outgoing
             .set_authority(Some(&request.authority))
             .map_err(|_| invalid("authority"))?;
@@ -190,7 +204,9 @@ impl Transport for WasiTransport {
             Some(Ok(Ok(response))) => response,
             Some(Ok(Err(code))) => return Err(map_error_code(code)),
             Some(Err(())) | None => {
-                return Err(TransportError::Other("the response future was already consumed".into()))
+                return Err(TransportError::Other(
+                    "the response future was already consumed".into(),
+                ))
             }
         };
         let status = response.status();
@@ -198,7 +214,12 @@ impl Transport for WasiTransport {
             .headers()
             .entries()
             .into_iter()
-            .map(|(name, value)| (name.to_ascii_lowercase(), String::from_utf8_lossy(&value).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(&value).into_owned(),
+                )
+            })
             .collect();
         let body_resource = response
             .consume()
@@ -216,14 +237,20 @@ impl Transport for WasiTransport {
                     drop(stream);
                     return Err(match wasi::http::types::http_error_code(&e) {
                         Some(code) => map_error_code(code),
-                        None => TransportError::Other(format!("reading the response body: {detail}")),
+                        None => {
+                            TransportError::Other(format!("reading the response body: {detail}"))
+                        }
                     });
                 }
             }
         }
         drop(stream);
         let _trailers = wasi::http::types::IncomingBody::finish(body_resource);
-        Ok(HttpResponse { status, headers, body })
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 

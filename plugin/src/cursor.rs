@@ -127,13 +127,21 @@ mod tests {
 
     #[test]
     fn partitions_cover_the_space() {
-        assert_eq!(partition_bounds(Partition { index: 0, count: 1 }).unwrap(), (None, None));
+        assert_eq!(
+            partition_bounds(Partition { index: 0, count: 1 }).unwrap(),
+            (None, None)
+        );
         let (lo, hi) = partition_bounds(Partition { index: 1, count: 4 }).unwrap();
         assert_eq!(lo.as_deref(), Some("3fffffffffffffffffffffffffffffff"));
         assert_eq!(hi.as_deref(), Some("7ffffffffffffffffffffffffffffffe"));
         let (_, hi0) = partition_bounds(Partition { index: 0, count: 4 }).unwrap();
         assert_eq!(hi0, lo);
-        assert_eq!(partition_bounds(Partition { index: 3, count: 4 }).unwrap().1, None);
+        assert_eq!(
+            partition_bounds(Partition { index: 3, count: 4 })
+                .unwrap()
+                .1,
+            None
+        );
         assert!(partition_bounds(Partition { index: 4, count: 4 }).is_err());
         assert!(partition_bounds(Partition { index: 0, count: 0 }).is_err());
     }

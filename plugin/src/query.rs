@@ -75,7 +75,10 @@ mod tests {
     fn builds_keyset_query() {
         let q = TableQuery {
             table: "cmdb_ci_computer",
-            conditions: vec!["sys_id>abc".into(), "sys_updated_on>=2024-01-01 00:00:00".into()],
+            conditions: vec![
+                "sys_id>abc".into(),
+                "sys_updated_on>=2024-01-01 00:00:00".into(),
+            ],
             order_by: Some("sys_id"),
             fields: "sys_id,name".into(),
             limit: 100,

@@ -179,11 +179,21 @@ mod tests {
     #[test]
     fn statuses_map_to_cases() {
         let env = r#"{"error":{"message":"m","detail":"d"},"status":"failure"}"#;
-        assert!(matches!(status_error(&resp(401, env), "t"), ConnectorError::Unauthenticated(m) if m.contains("m: d")));
-        assert!(matches!(status_error(&resp(403, env), "t"), ConnectorError::Forbidden(m) if m.contains("cmdb_read")));
-        assert!(matches!(status_error(&resp(404, env), "t"), ConnectorError::NotFound(_)));
+        assert!(
+            matches!(status_error(&resp(401, env), "t"), ConnectorError::Unauthenticated(m) if m.contains("m: d"))
+        );
+        assert!(
+            matches!(status_error(&resp(403, env), "t"), ConnectorError::Forbidden(m) if m.contains("cmdb_read"))
+        );
+        assert!(matches!(
+            status_error(&resp(404, env), "t"),
+            ConnectorError::NotFound(_)
+        ));
         let invalid = r#"{"error":{"message":"Invalid table x","detail":null},"status":"failure"}"#;
-        assert!(matches!(status_error(&resp(400, invalid), "x"), ConnectorError::NotFound(_)));
+        assert!(matches!(
+            status_error(&resp(400, invalid), "x"),
+            ConnectorError::NotFound(_)
+        ));
         assert_eq!(
             status_error(&resp(429, env), "t"),
             ConnectorError::RateLimited {
@@ -191,23 +201,50 @@ mod tests {
                 message: status_error(&resp(429, env), "t").message().to_string()
             }
         );
-        assert!(matches!(status_error(&resp(502, "<html>bad gateway</html>"), "t"), ConnectorError::TemporarilyUnavailable(m) if m.contains("bad gateway")));
+        assert!(
+            matches!(status_error(&resp(502, "<html>bad gateway</html>"), "t"), ConnectorError::TemporarilyUnavailable(m) if m.contains("bad gateway"))
+        );
         let hib = "<html><title>Instance Hibernating page</title></html>";
-        assert!(matches!(status_error(&resp(503, hib), "t"), ConnectorError::TemporarilyUnavailable(m) if m.contains("hibernating")));
-        assert!(matches!(status_error(&resp(418, ""), "t"), ConnectorError::BadResponse(_)));
+        assert!(
+            matches!(status_error(&resp(503, hib), "t"), ConnectorError::TemporarilyUnavailable(m) if m.contains("hibernating"))
+        );
+        assert!(matches!(
+            status_error(&resp(418, ""), "t"),
+            ConnectorError::BadResponse(_)
+        ));
     }
 
     #[test]
     fn refuses_partial_and_foreign_bodies() {
         let truncated = r#"{"result":[{"sys_id":"a"},{"sys_id":"b","na"error":{"detail":"Transaction cancelled: maximum execution time exceeded. Check logs for error trace.","message":"Transaction cancelled: maximum execution time exceeded"},"status":"failure"}"#;
-        assert!(matches!(parse_rows(&resp(200, truncated), "t"), Err(ConnectorError::TemporarilyUnavailable(m)) if m.contains("No rows")));
+        assert!(
+            matches!(parse_rows(&resp(200, truncated), "t"), Err(ConnectorError::TemporarilyUnavailable(m)) if m.contains("No rows"))
+        );
         let valid_both = r#"{"result":[{"sys_id":"a"}],"error":{"message":"Transaction cancelled: maximum execution time exceeded"},"status":"failure"}"#;
-        assert!(matches!(parse_rows(&resp(200, valid_both), "t"), Err(ConnectorError::TemporarilyUnavailable(_))));
+        assert!(matches!(
+            parse_rows(&resp(200, valid_both), "t"),
+            Err(ConnectorError::TemporarilyUnavailable(_))
+        ));
         let hib = "<html><title>Instance Hibernating page</title></html>";
-        assert!(matches!(parse_rows(&resp(200, hib), "t"), Err(ConnectorError::TemporarilyUnavailable(m)) if m.contains("hibernating")));
-        assert!(matches!(parse_rows(&resp(200, "<html>login</html>"), "t"), Err(ConnectorError::BadResponse(_))));
-        assert!(matches!(parse_rows(&resp(200, "{}"), "t"), Err(ConnectorError::BadResponse(_))));
-        assert_eq!(parse_rows(&resp(200, r#"{"result":[]}"#), "t").unwrap().result.unwrap().len(), 0);
+        assert!(
+            matches!(parse_rows(&resp(200, hib), "t"), Err(ConnectorError::TemporarilyUnavailable(m)) if m.contains("hibernating"))
+        );
+        assert!(matches!(
+            parse_rows(&resp(200, "<html>login</html>"), "t"),
+            Err(ConnectorError::BadResponse(_))
+        ));
+        assert!(matches!(
+            parse_rows(&resp(200, "{}"), "t"),
+            Err(ConnectorError::BadResponse(_))
+        ));
+        assert_eq!(
+            parse_rows(&resp(200, r#"{"result":[]}"#), "t")
+                .unwrap()
+                .result
+                .unwrap()
+                .len(),
+            0
+        );
     }
 
     #[test]

@@ -184,7 +184,9 @@ pub fn parse_instance(raw: &str) -> Result<Instance, ConnectorError> {
     } else if let Some(rest) = raw.strip_prefix("http://") {
         (Scheme::Http, rest)
     } else if raw.contains("://") {
-        return Err(invalid("only https:// (or http:// to a loopback test server) is supported"));
+        return Err(invalid(
+            "only https:// (or http:// to a loopback test server) is supported",
+        ));
     } else {
         (Scheme::Https, raw)
     };
@@ -215,7 +217,9 @@ mod tests {
     use super::*;
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -232,7 +236,10 @@ mod tests {
         let i = parse_instance("https://Contoso.service-now.com/").unwrap();
         assert_eq!(i.authority, "contoso.service-now.com");
         let l = parse_instance("http://127.0.0.1:8080").unwrap();
-        assert_eq!((l.scheme, l.authority.as_str()), (Scheme::Http, "127.0.0.1:8080"));
+        assert_eq!(
+            (l.scheme, l.authority.as_str()),
+            (Scheme::Http, "127.0.0.1:8080")
+        );
         for bad in [
             "evil.com@contoso.service-now.com",
             "https://contoso.service-now.com/api",
@@ -248,7 +255,8 @@ mod tests {
     fn rejects_unknown_and_malformed() {
         let e = Settings::parse(&pairs(&[("instance", "x.y"), ("bogus", "1")])).unwrap_err();
         assert!(e.message().contains("Unknown setting `bogus`"));
-        let e = Settings::parse(&pairs(&[("instance", "x.y"), ("device_table", "a^b")])).unwrap_err();
+        let e =
+            Settings::parse(&pairs(&[("instance", "x.y"), ("device_table", "a^b")])).unwrap_err();
         assert!(e.message().contains("device_table"));
         let e = Settings::parse(&[]).unwrap_err();
         assert!(e.message().contains("`instance` setting is missing"));

@@ -49,7 +49,12 @@ pub const NETWORK_ADAPTERS: &str = "network_adapters";
 /// Name of the business applications stream.
 pub const BUSINESS_APPLICATIONS: &str = "business_applications";
 
-fn field(field: &'static str, column: &str, kind: FieldKind, description: &'static str) -> FieldMap {
+fn field(
+    field: &'static str,
+    column: &str,
+    kind: FieldKind,
+    description: &'static str,
+) -> FieldMap {
     FieldMap {
         field,
         column: column.to_string(),
@@ -62,7 +67,14 @@ impl StreamSpec {
     /// All streams, with the column mapping the settings choose.
     pub fn all(s: &Settings) -> Vec<StreamSpec> {
         use FieldKind::*;
-        let key = || field("sysId", "sys_id", Text, "ServiceNow sys_id (32 hex characters).");
+        let key = || {
+            field(
+                "sysId",
+                "sys_id",
+                Text,
+                "ServiceNow sys_id (32 hex characters).",
+            )
+        };
         vec![
             StreamSpec {
                 name: DEVICES,
@@ -147,9 +159,15 @@ impl StreamSpec {
         let mut properties = serde_json::Map::new();
         for f in &self.fields {
             let schema = match f.kind {
-                FieldKind::Text => serde_json::json!({"type": "string", "description": f.description}),
-                FieldKind::Boolean => serde_json::json!({"type": "boolean", "description": f.description}),
-                FieldKind::Timestamp => serde_json::json!({"type": "string", "format": "date-time", "description": f.description}),
+                FieldKind::Text => {
+                    serde_json::json!({"type": "string", "description": f.description})
+                }
+                FieldKind::Boolean => {
+                    serde_json::json!({"type": "boolean", "description": f.description})
+                }
+                FieldKind::Timestamp => {
+                    serde_json::json!({"type": "string", "format": "date-time", "description": f.description})
+                }
             };
             properties.insert(f.field.to_string(), schema);
         }

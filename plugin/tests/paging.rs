@@ -19,9 +19,22 @@ struct TableServer {
 
 impl TableServer {
     fn new(n: usize) -> Self {
-        let mut rows: Vec<String> = (0..n).map(|i| format!("{:032x}", (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))).collect();
+        let mut rows: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    "{:032x}",
+                    (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+                )
+            })
+            .collect();
         rows.sort();
-        TableServer { rows, hidden: HashSet::new(), send_count: true, requests: vec![], date: Some("Fri, 27 Nov 2026 01:40:33 GMT") }
+        TableServer {
+            rows,
+            hidden: HashSet::new(),
+            send_count: true,
+            requests: vec![],
+            date: Some("Fri, 27 Nov 2026 01:40:33 GMT"),
+        }
     }
 }
 
@@ -79,7 +92,11 @@ impl Transport for TableServer {
             .skip(offset)
             .take(limit)
             .filter(|id| !self.hidden.contains(id.as_str()))
-            .map(|id| format!(r#"{{"sys_id":"{id}","name":"n-{id}","cmdb_ci":{{"link":"x","value":"d"}}}}"#))
+            .map(|id| {
+                format!(
+                    r#"{{"sys_id":"{id}","name":"n-{id}","cmdb_ci":{{"link":"x","value":"d"}}}}"#
+                )
+            })
             .collect();
         let mut headers = vec![];
         if self.send_count {
@@ -88,7 +105,11 @@ impl Transport for TableServer {
         if let Some(d) = self.date {
             headers.push(("date".into(), d.to_string()));
         }
-        Ok(HttpResponse { status: 200, headers, body: format!(r#"{{"result":[{}]}}"#, rows.join(",")).into_bytes() })
+        Ok(HttpResponse {
+            status: 200,
+            headers,
+            body: format!(r#"{{"result":[{}]}}"#, rows.join(",")).into_bytes(),
+        })
     }
 }
 
@@ -97,14 +118,25 @@ fn settings() -> Vec<(String, String)> {
 }
 
 /// Reads a whole partition; returns the sys_ids and the number of pages.
-fn read_all(server: &mut TableServer, stream: &str, partition: Partition, page_size: u32) -> Result<(Vec<String>, usize), ConnectorError> {
+fn read_all(
+    server: &mut TableServer,
+    stream: &str,
+    partition: Partition,
+    page_size: u32,
+) -> Result<(Vec<String>, usize), ConnectorError> {
     let mut cursor = None;
     let mut keys = Vec::new();
     let mut pages = 0;
     loop {
         let page = read(
             &settings(),
-            &ReadRequest { stream_name: stream.into(), partition, cursor, watermark: None, page_size },
+            &ReadRequest {
+                stream_name: stream.into(),
+                partition,
+                cursor,
+                watermark: None,
+                page_size,
+            },
             server,
         )?;
         pages += 1;
@@ -129,7 +161,10 @@ fn reads_every_row_once_in_order() {
     assert_eq!(keys, s.rows);
     assert_eq!(pages, 10);
     assert!(s.requests[1].contains("sysparm_query=sys_id%3E"));
-    assert!(s.requests[0].contains("ORDERBYsys_id") && s.requests[0].contains("sysparm_exclude_reference_link=true"));
+    assert!(
+        s.requests[0].contains("ORDERBYsys_id")
+            && s.requests[0].contains("sysparm_exclude_reference_link=true")
+    );
 }
 
 #[test]
@@ -140,9 +175,17 @@ fn walks_past_long_acl_gaps() {
     s.hidden.extend(hidden);
     s.hidden.insert(s.rows[29_999].clone());
     let (keys, _) = read_all(&mut s, "devices", WHOLE, 1000).unwrap();
-    let expected: Vec<String> = s.rows.iter().filter(|r| !s.hidden.contains(*r)).cloned().collect();
+    let expected: Vec<String> = s
+        .rows
+        .iter()
+        .filter(|r| !s.hidden.contains(*r))
+        .cloned()
+        .collect();
     assert_eq!(keys, expected);
-    assert!(s.requests.iter().any(|r| r.contains("sysparm_offset=")), "skipped hidden windows with offsets");
+    assert!(
+        s.requests.iter().any(|r| r.contains("sysparm_offset=")),
+        "skipped hidden windows with offsets"
+    );
 }
 
 #[test]
@@ -171,7 +214,13 @@ fn watermark_comes_from_the_server_clock_minus_the_lag() {
     let mut s = TableServer::new(3);
     let page = read(
         &settings(),
-        &ReadRequest { stream_name: "devices".into(), partition: WHOLE, cursor: None, watermark: None, page_size: 2 },
+        &ReadRequest {
+            stream_name: "devices".into(),
+            partition: WHOLE,
+            cursor: None,
+            watermark: None,
+            page_size: 2,
+        },
         &mut s,
     )
     .unwrap();
@@ -180,7 +229,13 @@ fn watermark_comes_from_the_server_clock_minus_the_lag() {
     s.date = Some("Sat, 28 Nov 2026 00:00:00 GMT");
     let next = read(
         &settings(),
-        &ReadRequest { stream_name: "devices".into(), partition: WHOLE, cursor: page.next_cursor, watermark: Some("2026-01-01 00:00:00".into()), page_size: 2 },
+        &ReadRequest {
+            stream_name: "devices".into(),
+            partition: WHOLE,
+            cursor: page.next_cursor,
+            watermark: Some("2026-01-01 00:00:00".into()),
+            page_size: 2,
+        },
         &mut s,
     )
     .unwrap();
@@ -198,16 +253,36 @@ impl Transport for Canned {
 }
 
 fn canned(status: u16, body: &str) -> Canned {
-    Canned(HttpResponse { status, headers: vec![("x-total-count".into(), "50".into())], body: body.as_bytes().to_vec() })
+    Canned(HttpResponse {
+        status,
+        headers: vec![("x-total-count".into(), "50".into())],
+        body: body.as_bytes().to_vec(),
+    })
 }
 
-fn read_once(t: &mut dyn Transport) -> Result<servicenow_connector::contract::Page, ConnectorError> {
-    read(&settings(), &ReadRequest { stream_name: "devices".into(), partition: WHOLE, cursor: None, watermark: None, page_size: 10 }, t)
+fn read_once(
+    t: &mut dyn Transport,
+) -> Result<servicenow_connector::contract::Page, ConnectorError> {
+    read(
+        &settings(),
+        &ReadRequest {
+            stream_name: "devices".into(),
+            partition: WHOLE,
+            cursor: None,
+            watermark: None,
+            page_size: 10,
+        },
+        t,
+    )
 }
 
 #[test]
 fn refuses_rows_out_of_order_or_without_keys() {
-    let e = read_once(&mut canned(200, r#"{"result":[{"sys_id":"b"},{"sys_id":"a"}]}"#)).unwrap_err();
+    let e = read_once(&mut canned(
+        200,
+        r#"{"result":[{"sys_id":"b"},{"sys_id":"a"}]}"#,
+    ))
+    .unwrap_err();
     assert!(matches!(e, ConnectorError::BadResponse(m) if m.contains("ORDERBYsys_id")));
     let e = read_once(&mut canned(200, r#"{"result":[{"name":"x"}]}"#)).unwrap_err();
     assert!(matches!(e, ConnectorError::BadResponse(m) if m.contains("without a sys_id")));
@@ -218,9 +293,31 @@ fn refuses_rows_out_of_order_or_without_keys() {
 #[test]
 fn unknown_streams_and_bad_cursors_are_settings_errors() {
     let mut t = canned(200, r#"{"result":[]}"#);
-    let e = read(&settings(), &ReadRequest { stream_name: "incidents".into(), partition: WHOLE, cursor: None, watermark: None, page_size: 1 }, &mut t).unwrap_err();
+    let e = read(
+        &settings(),
+        &ReadRequest {
+            stream_name: "incidents".into(),
+            partition: WHOLE,
+            cursor: None,
+            watermark: None,
+            page_size: 1,
+        },
+        &mut t,
+    )
+    .unwrap_err();
     assert!(matches!(e, ConnectorError::InvalidSettings(m) if m.contains("incidents")));
-    let e = read(&settings(), &ReadRequest { stream_name: "devices".into(), partition: WHOLE, cursor: Some("garbage".into()), watermark: None, page_size: 1 }, &mut t).unwrap_err();
+    let e = read(
+        &settings(),
+        &ReadRequest {
+            stream_name: "devices".into(),
+            partition: WHOLE,
+            cursor: Some("garbage".into()),
+            watermark: None,
+            page_size: 1,
+        },
+        &mut t,
+    )
+    .unwrap_err();
     assert!(matches!(e, ConnectorError::InvalidSettings(_)));
 }
 
@@ -236,15 +333,28 @@ fn check_reports_missing_columns_and_unreadable_streams() {
             } else {
                 r#"{"result":[]}"#
             };
-            Ok(HttpResponse { status: 200, headers: vec![], body: body.as_bytes().to_vec() })
+            Ok(HttpResponse {
+                status: 200,
+                headers: vec![],
+                body: body.as_bytes().to_vec(),
+            })
         }
     }
     let report = check(&settings(), &mut Server).unwrap();
     assert_eq!(report.len(), 3);
     assert!(report[0].readable);
-    assert!(report[0].missing_columns.contains(&"u_criticality".to_string()));
+    assert!(report[0]
+        .missing_columns
+        .contains(&"u_criticality".to_string()));
     assert!(!report[0].missing_columns.contains(&"os".to_string()));
-    assert!(report[1].readable && report[1].message.as_deref().unwrap().contains("no readable rows"));
+    assert!(
+        report[1].readable
+            && report[1]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("no readable rows")
+    );
     assert!(!report[2].readable && report[2].message.as_deref().unwrap().contains("cmdb_read"));
     // Rejected credentials fail the whole check.
     let e = check(&settings(), &mut canned(401, r#"{"error":{"message":"User Not Authenticated","detail":"Required to provide Auth information"},"status":"failure"}"#)).unwrap_err();

@@ -73,13 +73,17 @@ impl CliRun {
     /// Stdout, panicking with the error if the run failed.
     pub fn ok(self) -> String {
         if let Some((code, message)) = self.error {
-            panic!("the command failed with exit code {code}: {message}\nstdout: {}", self.stdout);
+            panic!(
+                "the command failed with exit code {code}: {message}\nstdout: {}",
+                self.stdout
+            );
         }
         self.stdout
     }
     /// The error message, panicking if the run succeeded.
     pub fn err(self) -> (u8, String) {
-        self.error.unwrap_or_else(|| panic!("the command succeeded unexpectedly: {}", self.stdout))
+        self.error
+            .unwrap_or_else(|| panic!("the command succeeded unexpectedly: {}", self.stdout))
     }
 }
 
@@ -115,7 +119,10 @@ impl Fixture {
         if let Some(p) = &spec.plugin {
             text.push_str(&format!("plugin = {:?}\n", p.display().to_string()));
         }
-        let instance = spec.instance.clone().unwrap_or_else(|| self.emulator.base_url());
+        let instance = spec
+            .instance
+            .clone()
+            .unwrap_or_else(|| self.emulator.base_url());
         text.push_str(&format!("[settings]\ninstance = {instance:?}\n"));
         for line in &spec.settings {
             text.push_str(line);
@@ -170,7 +177,13 @@ impl Fixture {
 
     /// `export` parsed into JSON values.
     pub fn export(&self, config: &std::path::Path, stream: &str, nested: bool) -> Vec<Value> {
-        let mut args = vec!["export", "--config", config.to_str().unwrap(), "--stream", stream];
+        let mut args = vec![
+            "export",
+            "--config",
+            config.to_str().unwrap(),
+            "--stream",
+            stream,
+        ];
         if nested {
             args.push("--nested");
         }
@@ -188,25 +201,45 @@ fn mapping(stream: &str) -> (&'static str, &'static [(&'static str, &'static str
         "devices" => (
             "cmdb_ci_computer",
             &[
-                ("sysId", "sys_id"), ("name", "name"), ("os", "os"), ("osVersion", "os_version"),
-                ("osServicePack", "os_service_pack"), ("cpuType", "cpu_type"), ("category", "category"),
-                ("assetTag", "asset_tag"), ("virtual", "virtual"), ("serviceNowCriticality", "u_criticality"),
-                ("usedFor", "used_for"), ("lastLoggedOnUser", "u_last_logged_on_user"),
-                ("mostFrequentUser", "u_most_frequent_user"), ("sysClassName", "sys_class_name"),
-                ("uPrimaryBusinessApplication", "u_primary_business_application"), ("sysUpdatedOn", "sys_updated_on"),
+                ("sysId", "sys_id"),
+                ("name", "name"),
+                ("os", "os"),
+                ("osVersion", "os_version"),
+                ("osServicePack", "os_service_pack"),
+                ("cpuType", "cpu_type"),
+                ("category", "category"),
+                ("assetTag", "asset_tag"),
+                ("virtual", "virtual"),
+                ("serviceNowCriticality", "u_criticality"),
+                ("usedFor", "used_for"),
+                ("lastLoggedOnUser", "u_last_logged_on_user"),
+                ("mostFrequentUser", "u_most_frequent_user"),
+                ("sysClassName", "sys_class_name"),
+                (
+                    "uPrimaryBusinessApplication",
+                    "u_primary_business_application",
+                ),
+                ("sysUpdatedOn", "sys_updated_on"),
             ],
         ),
         "network_adapters" => (
             "cmdb_ci_network_adapter",
             &[
-                ("sysId", "sys_id"), ("name", "name"), ("macAddress", "mac_address"), ("ipAddress", "ip_address"),
-                ("ipDefaultGateway", "ip_default_gateway"), ("deviceSysId", "cmdb_ci"),
+                ("sysId", "sys_id"),
+                ("name", "name"),
+                ("macAddress", "mac_address"),
+                ("ipAddress", "ip_address"),
+                ("ipDefaultGateway", "ip_default_gateway"),
+                ("deviceSysId", "cmdb_ci"),
             ],
         ),
         "business_applications" => (
             "cmdb_ci_business_app",
             &[
-                ("sysId", "sys_id"), ("number", "number"), ("name", "name"), ("uCriticality", "u_criticality"),
+                ("sysId", "sys_id"),
+                ("number", "number"),
+                ("name", "name"),
+                ("uCriticality", "u_criticality"),
                 ("businessCriticality", "business_criticality"),
             ],
         ),
@@ -218,7 +251,13 @@ fn mapping(stream: &str) -> (&'static str, &'static [(&'static str, &'static str
 /// they must look, computed straight from the emulator's rows (key order).
 pub fn expected_records(state: &State, stream: &str) -> Vec<Value> {
     let (table, fields) = mapping(stream);
-    let hidden = state.hidden.read().unwrap().get(table).cloned().unwrap_or_default();
+    let hidden = state
+        .hidden
+        .read()
+        .unwrap()
+        .get(table)
+        .cloned()
+        .unwrap_or_default();
     state.with_db(|db| {
         let t = &db.tables[table];
         t.rows

@@ -7,7 +7,16 @@ use std::collections::HashMap;
 fn info_describes_the_bundled_connector() {
     let f = Fixture::start(1);
     let out = f.cli(&["info"]).ok();
-    for needle in ["servicenow-cmdb", "devices", "network_adapters", "business_applications", "networkAdapters", "x-sn-apikey", "/oauth_token.do", "device_table"] {
+    for needle in [
+        "servicenow-cmdb",
+        "devices",
+        "network_adapters",
+        "business_applications",
+        "networkAdapters",
+        "x-sn-apikey",
+        "/oauth_token.do",
+        "device_table",
+    ] {
         assert!(out.contains(needle), "missing {needle}: {out}");
     }
     let json: serde_json::Value = serde_json::from_str(&f.cli(&["info", "--json"]).ok()).unwrap();
@@ -17,7 +26,9 @@ fn info_describes_the_bundled_connector() {
 #[test]
 fn check_reports_every_stream() {
     let f = Fixture::start(5);
-    let out = f.cli(&["check", "--config", f.default_config().to_str().unwrap()]).ok();
+    let out = f
+        .cli(&["check", "--config", f.default_config().to_str().unwrap()])
+        .ok();
     assert_eq!(out.matches("readable").count(), 3, "{out}");
     assert!(!out.contains("NOT READABLE"));
 }
@@ -26,14 +37,21 @@ fn check_reports_every_stream() {
 fn a_user_without_cmdb_read_is_told_to_get_the_role() {
     let f = Fixture::start(5);
     let config = f.config(&ConfigSpec {
-        auth: Some(format!("method = \"basic\"\nusername = \"no_roles\"\npassword_env = \"{PASSWORD_VAR}\"")),
+        auth: Some(format!(
+            "method = \"basic\"\nusername = \"no_roles\"\npassword_env = \"{PASSWORD_VAR}\""
+        )),
         ..Default::default()
     });
-    let (code, message) = f.cli(&["check", "--config", config.to_str().unwrap()]).err();
+    let (code, message) = f
+        .cli(&["check", "--config", config.to_str().unwrap()])
+        .err();
     assert_eq!(code, 1);
     assert!(message.contains("cmdb_read"), "{message}");
     let (_, message) = f.sync(&config).err();
-    assert!(message.contains("cmdb_read") && message.contains("403"), "{message}");
+    assert!(
+        message.contains("cmdb_read") && message.contains("403"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -46,17 +64,23 @@ fn wrong_password_fails_clearly_and_no_secret_leaks_anywhere() {
     let stdout = run.stdout.clone();
     let (code, message) = run.err();
     assert_eq!(code, 1);
-    assert!(message.contains("401") && message.contains("credentials"), "{message}");
+    assert!(
+        message.contains("401") && message.contains("credentials"),
+        "{message}"
+    );
     // Now a good sync, then look for either secret everywhere the host writes.
     f.sync(&config).ok();
     let mut everything = stdout + &message;
     for entry in std::fs::read_dir(f.dir.path()).unwrap() {
-        everything.push_str(&String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap()));
+        everything.push_str(&String::from_utf8_lossy(
+            &std::fs::read(entry.unwrap().path()).unwrap(),
+        ));
     }
     for secret in [&wrong, &f.password] {
         assert!(!everything.contains(secret.as_str()), "a secret leaked");
         use base64::Engine as _;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("svc_exposure:{secret}"));
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("svc_exposure:{secret}"));
         assert!(!everything.contains(&encoded), "an encoded secret leaked");
     }
 }
@@ -65,30 +89,66 @@ fn wrong_password_fails_clearly_and_no_secret_leaks_anywhere() {
 fn a_missing_secret_variable_is_named() {
     let f = Fixture::start(1);
     let config = f.default_config();
-    let (code, message) = f.cli_with_env(&["sync", "--config", config.to_str().unwrap()], &HashMap::new()).err();
+    let (code, message) = f
+        .cli_with_env(
+            &["sync", "--config", config.to_str().unwrap()],
+            &HashMap::new(),
+        )
+        .err();
     assert_eq!(code, 2);
-    assert!(message.contains(PASSWORD_VAR) && message.contains("not set"), "{message}");
+    assert!(
+        message.contains(PASSWORD_VAR) && message.contains("not set"),
+        "{message}"
+    );
 }
 
 #[test]
 fn configuration_mistakes_are_explained() {
     let f = Fixture::start(1);
-    let bad_instance = f.config(&ConfigSpec { instance: Some("evil.com@contoso.service-now.com".into()), ..Default::default() });
+    let bad_instance = f.config(&ConfigSpec {
+        instance: Some("evil.com@contoso.service-now.com".into()),
+        ..Default::default()
+    });
     let (code, message) = f.sync(&bad_instance).err();
     assert_eq!(code, 2);
     assert!(message.contains("user information"), "{message}");
 
-    let bad_table = f.config(&ConfigSpec { settings: vec!["device_table = \"cmdb_ci_nothing\"".into()], ..Default::default() });
+    let bad_table = f.config(&ConfigSpec {
+        settings: vec!["device_table = \"cmdb_ci_nothing\"".into()],
+        ..Default::default()
+    });
     let (_, message) = f.sync(&bad_table).err();
-    assert!(message.contains("cmdb_ci_nothing") && message.contains("does not exist"), "{message}");
+    assert!(
+        message.contains("cmdb_ci_nothing") && message.contains("does not exist"),
+        "{message}"
+    );
 
-    let fresh = f.config(&ConfigSpec { file: "fresh.toml".into(), ..Default::default() });
+    let fresh = f.config(&ConfigSpec {
+        file: "fresh.toml".into(),
+        ..Default::default()
+    });
     std::fs::remove_file(f.dir.path().join("inventory.db")).ok();
-    let (code, message) = f.cli(&["export", "--config", fresh.to_str().unwrap(), "--stream", "devices"]).err();
+    let (code, message) = f
+        .cli(&[
+            "export",
+            "--config",
+            fresh.to_str().unwrap(),
+            "--stream",
+            "devices",
+        ])
+        .err();
     assert_eq!(code, 2);
     assert!(message.contains("run `connector-host sync"), "{message}");
 
     f.sync(&f.default_config()).ok();
-    let (_, message) = f.cli(&["export", "--config", fresh.to_str().unwrap(), "--stream", "incidents"]).err();
+    let (_, message) = f
+        .cli(&[
+            "export",
+            "--config",
+            fresh.to_str().unwrap(),
+            "--stream",
+            "incidents",
+        ])
+        .err();
     assert!(message.contains("no stream `incidents`"), "{message}");
 }

@@ -24,18 +24,31 @@ fn retries(report: &Value, stream: &str) -> Vec<Value> {
 }
 
 fn sync_json(f: &Fixture, config: &std::path::Path) -> Value {
-    report(&f.cli(&["sync", "--config", config.to_str().unwrap(), "--json"]).ok())
+    report(
+        &f.cli(&["sync", "--config", config.to_str().unwrap(), "--json"])
+            .ok(),
+    )
 }
 
 #[test]
 fn rate_limit_waits_exactly_the_retry_after_the_server_gave() {
     let f = Fixture::start(50);
-    f.state().inject(FaultRule::next(Fault::RateLimited { retry_after: 1 }, 1).on_path("cmdb_ci_computer"));
+    f.state().inject(
+        FaultRule::next(Fault::RateLimited { retry_after: 1 }, 1).on_path("cmdb_ci_computer"),
+    );
     let config = f.default_config();
     let r = sync_json(&f, &config);
     let got = retries(&r, "devices");
-    assert_eq!(got, vec![serde_json::json!({"reason": "rate-limited", "waited_ms": 1000, "server_asked": true})]);
-    assert_eq!(f.export(&config, "devices", false), expected_records(f.state(), "devices"));
+    assert_eq!(
+        got,
+        vec![
+            serde_json::json!({"reason": "rate-limited", "waited_ms": 1000, "server_asked": true})
+        ]
+    );
+    assert_eq!(
+        f.export(&config, "devices", false),
+        expected_records(f.state(), "devices")
+    );
     assert_eq!(f.state().pending_faults(), 0);
 }
 
@@ -50,37 +63,79 @@ fn temporary_failures_are_retried_and_partial_rows_never_kept() {
         Fault::Status(502),
         Fault::RateLimitedBare,
     ] {
-        f.state().inject(FaultRule::next(fault, 1).on_path("cmdb_ci_network_adapter").after(1));
+        f.state().inject(
+            FaultRule::next(fault, 1)
+                .on_path("cmdb_ci_network_adapter")
+                .after(1),
+        );
     }
-    let config = f.config(&ConfigSpec { sync: vec!["page_size = 40".into(), "retry_base_ms = 1".into()], ..Default::default() });
+    let config = f.config(&ConfigSpec {
+        sync: vec!["page_size = 40".into(), "retry_base_ms = 1".into()],
+        ..Default::default()
+    });
     let r = sync_json(&f, &config);
-    let reasons: Vec<String> = retries(&r, "network_adapters").iter().map(|x| x["reason"].as_str().unwrap().to_string()).collect();
-    assert_eq!(reasons, ["temporarily-unavailable"; 5].iter().map(|s| s.to_string()).chain(["rate-limited".to_string()]).collect::<Vec<_>>());
+    let reasons: Vec<String> = retries(&r, "network_adapters")
+        .iter()
+        .map(|x| x["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["temporarily-unavailable"; 5]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["rate-limited".to_string()])
+            .collect::<Vec<_>>()
+    );
     assert_eq!(f.state().pending_faults(), 0);
     // The cancelled transaction's truncated rows were discarded, then read again whole.
-    assert_eq!(f.export(&config, "network_adapters", false), expected_records(f.state(), "network_adapters"));
+    assert_eq!(
+        f.export(&config, "network_adapters", false),
+        expected_records(f.state(), "network_adapters")
+    );
 }
 
 #[test]
 fn persistent_failure_stops_with_the_reason_and_the_next_sync_resumes() {
     let f = Fixture::start(100);
     let config = f.config(&ConfigSpec {
-        sync: vec!["page_size = 30".into(), "max_attempts = 3".into(), "retry_base_ms = 1".into()],
+        sync: vec![
+            "page_size = 30".into(),
+            "max_attempts = 3".into(),
+            "retry_base_ms = 1".into(),
+        ],
         ..Default::default()
     });
     // Let two device pages through, then fail for good.
-    f.state().inject(FaultRule::next(Fault::Status(503), 3).on_path("cmdb_ci_computer").after(2));
+    f.state().inject(
+        FaultRule::next(Fault::Status(503), 3)
+            .on_path("cmdb_ci_computer")
+            .after(2),
+    );
     let (code, message) = f.sync(&config).err();
     assert_eq!(code, 1);
-    assert!(message.contains("devices") && message.contains("gave up after 3 attempts") && message.contains("HTTP 503"), "{message}");
+    assert!(
+        message.contains("devices")
+            && message.contains("gave up after 3 attempts")
+            && message.contains("HTTP 503"),
+        "{message}"
+    );
     // The other streams completed; the devices committed so far are kept.
-    assert_eq!(f.export(&config, "business_applications", false), expected_records(f.state(), "business_applications"));
+    assert_eq!(
+        f.export(&config, "business_applications", false),
+        expected_records(f.state(), "business_applications")
+    );
     assert_eq!(f.export(&config, "devices", false).len(), 60);
     let before = f.state().requests().len();
     let out = f.sync(&config).ok();
     assert!(out.contains("(resumed)"), "{out}");
-    assert_eq!(f.export(&config, "devices", false), expected_records(f.state(), "devices"));
+    assert_eq!(
+        f.export(&config, "devices", false),
+        expected_records(f.state(), "devices")
+    );
     // The resumed devices read started after the 60 committed rows: 2 more pages.
-    let device_requests = f.state().requests()[before..].iter().filter(|r| r.path.ends_with("cmdb_ci_computer")).count();
+    let device_requests = f.state().requests()[before..]
+        .iter()
+        .filter(|r| r.path.ends_with("cmdb_ci_computer"))
+        .count();
     assert_eq!(device_requests, 2);
 }

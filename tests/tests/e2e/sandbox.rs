@@ -36,8 +36,14 @@ fn a_guest_cannot_set_authorization_or_cookies() {
 fn a_guest_cannot_reach_another_host() {
     let f = Fixture::start(3);
     // Same server, but named differently from the configured instance.
-    let target = format!("http://localhost:{}/api/now/table/sys_user", f.emulator.addr().port());
-    let r = probe(&f, &["mode = \"other-host\"", &format!("target = {target:?}")]);
+    let target = format!(
+        "http://localhost:{}/api/now/table/sys_user",
+        f.emulator.addr().port()
+    );
+    let r = probe(
+        &f,
+        &["mode = \"other-host\"", &format!("target = {target:?}")],
+    );
     assert_eq!(r["status"], "ErrorCode::HttpRequestDenied");
     assert!(f.state().requests().is_empty());
 }
@@ -61,5 +67,8 @@ fn a_component_importing_the_filesystem_is_refused_at_load() {
     std::fs::write(&plugin, component).unwrap();
     let (code, message) = f.cli(&["info", "--plugin", plugin.to_str().unwrap()]).err();
     assert_eq!(code, 2);
-    assert!(message.contains("imports `wasi:filesystem/preopens@0.2.3`"), "{message}");
+    assert!(
+        message.contains("imports `wasi:filesystem/preopens@0.2.3`"),
+        "{message}"
+    );
 }

@@ -24,11 +24,18 @@ fn sync_then_export_yields_exactly_the_emulators_records() {
     assert_exports_match(&f, &config);
     // Names with unicode, quotes, backslashes and carets survived the trip.
     let devices = f.export(&config, "devices", false);
-    assert!(devices.iter().any(|d| d["name"].as_str().is_some_and(|n| n.contains("Café \"ops\" \\ ^srv") && n.contains("東京"))));
+    assert!(devices.iter().any(|d| d["name"]
+        .as_str()
+        .is_some_and(|n| n.contains("Café \"ops\" \\ ^srv") && n.contains("東京"))));
     // Every request carried the host's credential.
     let requests = f.state().requests();
     assert!(!requests.is_empty());
-    assert!(requests.iter().all(|r| r.user.as_deref() == Some("svc_exposure")), "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.user.as_deref() == Some("svc_exposure")),
+        "{requests:?}"
+    );
 }
 
 #[test]
@@ -48,14 +55,26 @@ fn resync_updates_in_place_and_marks_deletions() {
     let out = f.sync(&config).ok();
     let devices = f.export(&config, "devices", false);
     assert_eq!(devices.len(), 119, "{out}");
-    assert_eq!(devices.iter().filter(|d| d["sysId"] == changed.as_str()).count(), 1);
-    assert!(devices.iter().any(|d| d["sysId"] == changed.as_str() && d["name"] == "renamed"));
+    assert_eq!(
+        devices
+            .iter()
+            .filter(|d| d["sysId"] == changed.as_str())
+            .count(),
+        1
+    );
+    assert!(devices
+        .iter()
+        .any(|d| d["sysId"] == changed.as_str() && d["name"] == "renamed"));
     assert!(!devices.iter().any(|d| d["sysId"] == removed.as_str()));
     assert_exports_match(&f, &config);
     // Nothing is stored twice: the database has one row per key.
     let db = rusqlite::Connection::open(f.dir.path().join("inventory.db")).unwrap();
     let (rows, keys): (i64, i64) = db
-        .query_row("SELECT COUNT(*), COUNT(DISTINCT stream || key) FROM records", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT stream || key) FROM records",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!(rows, keys);
 }
@@ -70,9 +89,16 @@ fn nested_export_embeds_each_devices_adapters() {
     assert_eq!(devices.len(), 150);
     let mut embedded = 0;
     for d in &devices {
-        let mut want: Vec<&Value> = adapters.iter().filter(|a| a["deviceSysId"] == d["sysId"]).collect();
+        let mut want: Vec<&Value> = adapters
+            .iter()
+            .filter(|a| a["deviceSysId"] == d["sysId"])
+            .collect();
         want.sort_by_key(|a| a["sysId"].as_str().unwrap().to_string());
-        let got: Vec<&Value> = d["networkAdapters"].as_array().expect("networkAdapters array").iter().collect();
+        let got: Vec<&Value> = d["networkAdapters"]
+            .as_array()
+            .expect("networkAdapters array")
+            .iter()
+            .collect();
         assert_eq!(got, want);
         embedded += got.len();
         // Without the embedded array the device is exactly the flat record.
@@ -87,12 +113,21 @@ fn nested_export_embeds_each_devices_adapters() {
 fn partitioned_sync_reads_the_same_records() {
     let f = Fixture::start(400);
     let config = f.config(&ConfigSpec {
-        sync: vec!["partitions = 4".into(), "concurrency = 3".into(), "page_size = 50".into()],
+        sync: vec![
+            "partitions = 4".into(),
+            "concurrency = 3".into(),
+            "page_size = 50".into(),
+        ],
         ..Default::default()
     });
     f.sync(&config).ok();
     assert_exports_match(&f, &config);
-    let keyset = f.state().requests().iter().filter(|r| r.query.contains("sys_id%3E")).count();
+    let keyset = f
+        .state()
+        .requests()
+        .iter()
+        .filter(|r| r.query.contains("sys_id%3E"))
+        .count();
     assert!(keyset > 12, "partitions page by keyset");
 }
 
@@ -100,11 +135,16 @@ fn partitioned_sync_reads_the_same_records() {
 fn pages_emptied_by_acls_over_more_than_10000_rows_are_walked_past() {
     let f = Fixture::start(13_000);
     let hidden: Vec<String> = f.state().with_db(|db| {
-        db.tables["cmdb_ci_computer"].rows[1_000..12_200].iter().map(|r| r[0].clone()).collect()
+        db.tables["cmdb_ci_computer"].rows[1_000..12_200]
+            .iter()
+            .map(|r| r[0].clone())
+            .collect()
     });
     f.state().hide("cmdb_ci_computer", hidden);
     // References arrive as {"link", "value"} even though the connector asks not to.
-    f.state().force_reference_links.store(true, std::sync::atomic::Ordering::Relaxed);
+    f.state()
+        .force_reference_links
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let config = f.config(&ConfigSpec {
         sync: vec!["page_size = 1000".into()],
         ..Default::default()
@@ -113,7 +153,18 @@ fn pages_emptied_by_acls_over_more_than_10000_rows_are_walked_past() {
     let devices = f.export(&config, "devices", false);
     assert_eq!(devices.len(), 1_800);
     assert_eq!(devices, expected_records(f.state(), "devices"));
-    assert_eq!(f.export(&config, "network_adapters", false), expected_records(f.state(), "network_adapters"));
-    let empty_windows = f.state().requests().iter().filter(|r| r.query.contains("sysparm_offset=")).count();
-    assert!(empty_windows >= 10, "walked the gap with {empty_windows} offset requests");
+    assert_eq!(
+        f.export(&config, "network_adapters", false),
+        expected_records(f.state(), "network_adapters")
+    );
+    let empty_windows = f
+        .state()
+        .requests()
+        .iter()
+        .filter(|r| r.query.contains("sysparm_offset="))
+        .count();
+    assert!(
+        empty_windows >= 10,
+        "walked the gap with {empty_windows} offset requests"
+    );
 }

@@ -52,7 +52,10 @@ pub fn build(package: &str, artifact: &str, watch: &[&str]) -> PathBuf {
     if !status.success() {
         panic!("building {package} for {TARGET} failed (see the output above)");
     }
-    let built = target_dir.join(TARGET).join("release").join(format!("{artifact}.wasm"));
+    let built = target_dir
+        .join(TARGET)
+        .join("release")
+        .join(format!("{artifact}.wasm"));
     let embedded = out_dir.join(format!("{artifact}.wasm"));
     std::fs::copy(&built, &embedded)
         .unwrap_or_else(|e| panic!("cannot copy {}: {e}", built.display()));
@@ -61,7 +64,8 @@ pub fn build(package: &str, artifact: &str, watch: &[&str]) -> PathBuf {
 
 /// The workspace root: the nearest ancestor of the crate with a `[workspace]` manifest.
 fn workspace_root() -> PathBuf {
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("called from a build script"));
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("called from a build script"));
     manifest_dir
         .ancestors()
         .find(|dir| {
@@ -73,16 +77,26 @@ fn workspace_root() -> PathBuf {
 
 fn rustc_sysroot() -> Option<PathBuf> {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let out = Command::new(rustc).args(["--print", "sysroot"]).output().ok()?;
+    let out = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
     out.status
         .success()
         .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 fn ensure_target_installed() {
-    let installed = |sysroot: &Path| sysroot.join("lib/rustlib").join(TARGET).join("lib").is_dir();
-    let sysroot = rustc_sysroot()
-        .unwrap_or_else(|| panic!("cannot run rustc to find its sysroot; is the Rust toolchain installed?"));
+    let installed = |sysroot: &Path| {
+        sysroot
+            .join("lib/rustlib")
+            .join(TARGET)
+            .join("lib")
+            .is_dir()
+    };
+    let sysroot = rustc_sysroot().unwrap_or_else(|| {
+        panic!("cannot run rustc to find its sysroot; is the Rust toolchain installed?")
+    });
     if installed(&sysroot) {
         return;
     }

@@ -21,7 +21,10 @@ use wasi::http::types::{Fields, HeaderError, Method, OutgoingRequest, Scheme};
 struct Probe;
 
 fn setting<'a>(settings: &'a [(String, String)], name: &str) -> &'a str {
-    settings.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str())
+    settings
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or("", |(_, v)| v.as_str())
 }
 
 fn header_result(r: Result<(), HeaderError>) -> &'static str {
@@ -58,7 +61,9 @@ fn split_url(url: &str) -> (Scheme, String, String) {
         Some((_, r)) => (Scheme::Https, r),
         None => (Scheme::Https, url),
     };
-    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
     (scheme, authority.to_string(), path)
 }
 
@@ -103,14 +108,23 @@ impl Guest for Probe {
         let (scheme, authority, _) = split_url(setting(&settings, "instance"));
         let record = match setting(&settings, "mode") {
             "set-authorization" => {
-                let from_list = match Fields::from_list(&[("authorization".into(), b"Basic ZXZpbDpldmls".to_vec())]) {
+                let from_list = match Fields::from_list(&[(
+                    "authorization".into(),
+                    b"Basic ZXZpbDpldmls".to_vec(),
+                )]) {
                     Ok(_) => "allowed",
                     Err(e) => header_result(Err(e)),
                 };
                 let fields = Fields::new();
-                let set = header_result(fields.set("authorization", &[b"Basic ZXZpbDpldmls".to_vec()]));
+                let set =
+                    header_result(fields.set("authorization", &[b"Basic ZXZpbDpldmls".to_vec()]));
                 let cookie = header_result(fields.append("cookie", b"session=stolen"));
-                let status = get(scheme, &authority, "/api/now/table/cmdb_ci_business_app?sysparm_limit=1", fields);
+                let status = get(
+                    scheme,
+                    &authority,
+                    "/api/now/table/cmdb_ci_business_app?sysparm_limit=1",
+                    fields,
+                );
                 format!(
                     "{{\"sysId\":\"1\",\"fromList\":\"{from_list}\",\"set\":\"{set}\",\"cookie\":\"{cookie}\",\"status\":{}}}",
                     json_string(&status)
@@ -130,13 +144,22 @@ impl Guest for Probe {
                     json_string(&args.join(" "))
                 )
             }
-            other => return Err(ConnectorError::InvalidSettings(format!("unknown mode `{other}`"))),
+            other => {
+                return Err(ConnectorError::InvalidSettings(format!(
+                    "unknown mode `{other}`"
+                )))
+            }
         };
         Ok(Page {
             records: vec![record],
             next_cursor: None,
             watermark: None,
-            counters: PageCounters { rows_requested: 1, rows_returned: 1, server_total: None, requests: 1 },
+            counters: PageCounters {
+                rows_requested: 1,
+                rows_returned: 1,
+                server_total: None,
+                requests: 1,
+            },
         })
     }
 }
