@@ -130,13 +130,7 @@ fn read_all(
     loop {
         let page = read(
             &settings(),
-            &ReadRequest {
-                stream_name: stream.into(),
-                partition,
-                cursor,
-                watermark: None,
-                page_size,
-            },
+            &request(stream, partition, cursor, None, page_size),
             server,
         )?;
         pages += 1;
@@ -153,6 +147,22 @@ fn read_all(
 }
 
 const WHOLE: Partition = Partition { index: 0, count: 1 };
+
+fn request(
+    stream: &str,
+    partition: Partition,
+    cursor: Option<String>,
+    watermark: Option<String>,
+    page_size: u32,
+) -> ReadRequest {
+    ReadRequest {
+        stream_name: stream.into(),
+        partition,
+        cursor,
+        watermark,
+        page_size,
+    }
+}
 
 #[test]
 fn reads_every_row_once_in_order() {
@@ -214,13 +224,7 @@ fn watermark_comes_from_the_server_clock_minus_the_lag() {
     let mut s = TableServer::new(3);
     let page = read(
         &settings(),
-        &ReadRequest {
-            stream_name: "devices".into(),
-            partition: WHOLE,
-            cursor: None,
-            watermark: None,
-            page_size: 2,
-        },
+        &request("devices", WHOLE, None, None, 2),
         &mut s,
     )
     .unwrap();
@@ -229,13 +233,13 @@ fn watermark_comes_from_the_server_clock_minus_the_lag() {
     s.date = Some("Sat, 28 Nov 2026 00:00:00 GMT");
     let next = read(
         &settings(),
-        &ReadRequest {
-            stream_name: "devices".into(),
-            partition: WHOLE,
-            cursor: page.next_cursor,
-            watermark: Some("2026-01-01 00:00:00".into()),
-            page_size: 2,
-        },
+        &request(
+            "devices",
+            WHOLE,
+            page.next_cursor,
+            Some("2026-01-01 00:00:00".into()),
+            2,
+        ),
         &mut s,
     )
     .unwrap();
@@ -263,17 +267,7 @@ fn canned(status: u16, body: &str) -> Canned {
 fn read_once(
     t: &mut dyn Transport,
 ) -> Result<servicenow_connector::contract::Page, ConnectorError> {
-    read(
-        &settings(),
-        &ReadRequest {
-            stream_name: "devices".into(),
-            partition: WHOLE,
-            cursor: None,
-            watermark: None,
-            page_size: 10,
-        },
-        t,
-    )
+    read(&settings(), &request("devices", WHOLE, None, None, 10), t)
 }
 
 #[test]
@@ -295,26 +289,14 @@ fn unknown_streams_and_bad_cursors_are_settings_errors() {
     let mut t = canned(200, r#"{"result":[]}"#);
     let e = read(
         &settings(),
-        &ReadRequest {
-            stream_name: "incidents".into(),
-            partition: WHOLE,
-            cursor: None,
-            watermark: None,
-            page_size: 1,
-        },
+        &request("incidents", WHOLE, None, None, 1),
         &mut t,
     )
     .unwrap_err();
     assert!(matches!(e, ConnectorError::InvalidSettings(m) if m.contains("incidents")));
     let e = read(
         &settings(),
-        &ReadRequest {
-            stream_name: "devices".into(),
-            partition: WHOLE,
-            cursor: Some("garbage".into()),
-            watermark: None,
-            page_size: 1,
-        },
+        &request("devices", WHOLE, Some("garbage".into()), None, 1),
         &mut t,
     )
     .unwrap_err();
