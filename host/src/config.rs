@@ -174,9 +174,19 @@ impl Config {
 
     /// Parses configuration text; relative paths are resolved against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::new(),
-            message: e.to_string().trim().replace('\n', " "),
+        // Only the parser's message and the line number: the full error quotes
+        // the offending line, which could hold a secret written there by mistake.
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            ConfigError::Parse {
+                path: PathBuf::new(),
+                message: match line {
+                    Some(line) => format!("line {line}: {}", e.message()),
+                    None => e.message().to_string(),
+                },
+            }
         })?;
         let mut settings = Vec::with_capacity(raw.settings.len());
         for (name, value) in raw.settings {
@@ -261,6 +271,18 @@ password_env = "SERVICENOW_PASSWORD"
         assert!(c.settings.contains(&("page".into(), "5".into())));
         assert_eq!(c.origin.authority(), "contoso.service-now.com:443");
         assert_eq!(c.sync, SyncConfig::default());
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_file() {
+        let e = Config::parse(
+            "database='a'\n[settings]\ninstance='x.y'\n[auth]\nmethod='basic'\npassword='hunter2'\n",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 6") && e.contains("password"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]
