@@ -7,22 +7,77 @@
 
 use std::collections::HashMap;
 
+/// Separates the values of a row in its one allocation.
+const SEP: char = '\u{1f}';
+
+/// One row: all its values in one allocation, separated by U+001F.
+///
+/// A million devices then cost one string each, not twenty; and because
+/// `sys_id` is the first value and has a fixed width, ordering rows by their
+/// text orders them by `sys_id`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Row(Box<str>);
+
+impl Row {
+    /// A row from its values, in column order.
+    pub fn new<S: AsRef<str>>(values: &[S]) -> Row {
+        let mut text = String::with_capacity(values.iter().map(|v| v.as_ref().len() + 1).sum());
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                text.push(SEP);
+            }
+            // The separator cannot be stored inside a value.
+            text.extend(v.as_ref().chars().map(|c| if c == SEP { ' ' } else { c }));
+        }
+        Row(text.into_boxed_str())
+    }
+
+    /// The value of column `index` (empty past the last column).
+    pub fn get(&self, index: usize) -> &str {
+        self.0.split(SEP).nth(index).unwrap_or("")
+    }
+
+    /// The `sys_id` (always the first column).
+    pub fn key(&self) -> &str {
+        self.0.split(SEP).next().unwrap_or("")
+    }
+
+    /// All values in column order.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.0.split(SEP)
+    }
+
+    /// A copy with column `index` set to `value`.
+    pub fn with(&self, index: usize, value: &str) -> Row {
+        let mut values: Vec<&str> = self.values().collect();
+        if index < values.len() {
+            values[index] = value;
+        }
+        Row::new(&values)
+    }
+}
+
 /// One table (with its subclasses' rows).
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     /// Table name, e.g. `cmdb_ci_computer`.
     pub name: String,
-    /// Column names; every row has one value per column.
+    /// Column names; `sys_id` is the first.
     pub columns: Vec<String>,
     /// Columns holding references, with the table they point to.
     pub references: HashMap<String, String>,
     /// Rows sorted by `sys_id`.
-    pub rows: Vec<Vec<String>>,
+    pub rows: Vec<Row>,
 }
 
 impl Table {
-    /// Creates an empty table.
+    /// Creates an empty table; `columns[0]` must be `sys_id`.
     pub fn new(name: &str, columns: &[&str]) -> Self {
+        assert_eq!(
+            columns.first(),
+            Some(&"sys_id"),
+            "sys_id is the first column"
+        );
         Table {
             name: name.into(),
             columns: columns.iter().map(|c| c.to_string()).collect(),
@@ -41,30 +96,50 @@ impl Table {
         self.columns.iter().position(|c| c == name)
     }
 
-    /// Index of the `sys_id` row with that value.
+    /// Position of the row with that `sys_id`, or where it would go.
     pub fn find(&self, sys_id: &str) -> Result<usize, usize> {
-        let c = self.column("sys_id").expect("every table has sys_id");
-        self.rows.binary_search_by(|r| r[c].as_str().cmp(sys_id))
+        self.rows.binary_search_by(|r| r.key().cmp(sys_id))
+    }
+
+    /// The row with that `sys_id`.
+    pub fn get(&self, sys_id: &str) -> Option<&Row> {
+        self.find(sys_id).ok().map(|i| &self.rows[i])
     }
 
     /// Inserts (or replaces) a row given as column/value pairs; missing columns are empty.
     pub fn upsert(&mut self, values: &[(&str, String)]) {
-        let mut row = vec![String::new(); self.columns.len()];
+        let mut row = vec![""; self.columns.len()];
         for (col, value) in values {
             if let Some(i) = self.column(col) {
-                row[i] = value.clone();
+                row[i] = value;
             }
         }
-        let key = row[self.column("sys_id").expect("sys_id")].clone();
-        match self.find(&key) {
+        let row = Row::new(&row);
+        match self.find(row.key()) {
             Ok(i) => self.rows[i] = row,
             Err(i) => self.rows.insert(i, row),
         }
     }
 
-    /// Value of `column` in row `i` (empty when the table lacks the column).
-    pub fn value<'a>(&'a self, row: &'a [String], column: &str) -> &'a str {
-        self.column(column).map_or("", |c| row[c].as_str())
+    /// Sets one column of the row with that `sys_id`; false if there is no such row or column.
+    pub fn set(&mut self, sys_id: &str, column: &str, value: &str) -> bool {
+        match (self.find(sys_id), self.column(column)) {
+            (Ok(i), Some(c)) if c > 0 => {
+                self.rows[i] = self.rows[i].with(c, value);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes the row with that `sys_id`; returns it.
+    pub fn remove(&mut self, sys_id: &str) -> Option<Row> {
+        self.find(sys_id).ok().map(|i| self.rows.remove(i))
+    }
+
+    /// Value of `column` in `row` (empty when the table lacks the column).
+    pub fn value<'a>(&self, row: &'a Row, column: &str) -> &'a str {
+        self.column(column).map_or("", |c| row.get(c))
     }
 }
 
@@ -242,181 +317,231 @@ pub const BUSINESS_APP_COLUMNS: &[&str] = &[
 /// Start of the generated `sys_updated_on` range (2025-01-01T00:00:00Z).
 const EPOCH_2025: i64 = 1_735_689_600;
 
-/// Generates the deterministic data set.
-pub fn generate(spec: DataSpec) -> Database {
-    let mut rng = Rng::new(spec.seed);
-    let mut apps = Table::new("cmdb_ci_business_app", BUSINESS_APP_COLUMNS);
-    let mut computers = Table::new("cmdb_ci_computer", COMPUTER_COLUMNS)
-        .with_reference("u_primary_business_application", "cmdb_ci_business_app")
-        .with_reference("u_last_logged_on_user", "sys_user")
-        .with_reference("u_most_frequent_user", "sys_user");
-    let mut adapters =
-        Table::new("cmdb_ci_network_adapter", ADAPTER_COLUMNS).with_reference("cmdb_ci", "cmdb_ci");
+/// A generator for item `index` of a kind of data: each item has its own
+/// stream, so items can be generated in any order (and in parallel) with the
+/// same result.
+fn item_rng(seed: u64, kind: u64, index: u64) -> Rng {
+    let mut r = Rng::new(seed ^ kind.wrapping_mul(0xA076_1D64_78BD_642F));
+    let mixed = r.next_u64() ^ index.wrapping_mul(0xE703_7ED1_A0B4_28DB);
+    Rng::new(mixed)
+}
 
-    let app_count = spec.devices.div_ceil(40).max(1);
-    let mut app_ids = Vec::with_capacity(app_count);
-    let mut app_rows = Vec::with_capacity(app_count);
-    for i in 0..app_count {
-        let id = rng.sys_id();
-        let updated = format_datetime(EPOCH_2025 + rng.below(300 * 86_400) as i64);
-        let crit = rng.pick(&[
-            "1 - most critical",
-            "2 - somewhat critical",
-            "3 - less critical",
-            "4 - not critical",
-        ]);
-        let row = vec![
-            id.clone(),
-            format!("APM{:07}", 1001 + i),
-            format!(
-                "{} {}",
-                rng.pick(&[
-                    "Payroll",
-                    "Billing",
-                    "CRM",
-                    "Logistics",
-                    "Portal",
-                    "Data Lake",
-                    "Auth"
-                ]),
-                i
-            ),
-            rng.pick(&["", "Critical", "High", "Medium", "Low"])
-                .to_string(),
-            crit.to_string(),
-            "cmdb_ci_business_app".into(),
-            updated.clone(),
-            updated,
-        ];
-        app_ids.push(id);
-        app_rows.push(row);
-    }
-    apps.rows = app_rows;
+const APPS: u64 = 1;
+const DEVICES: u64 = 2;
+const USERS: u64 = 3;
 
-    let classes = [
+const USER_NAMES: [&str; 6] = ["", "alice", "bob", "chandra", "dmitri", "eve.o'neil"];
+
+fn app_row(seed: u64, i: usize) -> Row {
+    let mut rng = item_rng(seed, APPS, i as u64);
+    let id = rng.sys_id();
+    let updated = format_datetime(EPOCH_2025 + rng.below(300 * 86_400) as i64);
+    let name = format!(
+        "{} {}",
+        rng.pick(&[
+            "Payroll",
+            "Billing",
+            "CRM",
+            "Logistics",
+            "Portal",
+            "Data Lake",
+            "Auth"
+        ]),
+        i
+    );
+    let u_crit = *rng.pick(&["", "Critical", "High", "Medium", "Low"]);
+    let crit = *rng.pick(&[
+        "1 - most critical",
+        "2 - somewhat critical",
+        "3 - less critical",
+        "4 - not critical",
+    ]);
+    Row::new(&[
+        id.as_str(),
+        &format!("APM{:07}", 1001 + i),
+        &name,
+        u_crit,
+        crit,
+        "cmdb_ci_business_app",
+        &updated,
+        &updated,
+    ])
+}
+
+/// One device and its adapters.
+fn device_rows(seed: u64, i: usize, app_ids: &[String], adapters: &mut Vec<Row>) -> Row {
+    const CLASSES: [(&str, &str, &[&str]); 5] = [
         (
             "cmdb_ci_linux_server",
             "Linux Red Hat",
-            &["7.9", "8.6", "9.2"][..],
+            &["7.9", "8.6", "9.2"],
         ),
         (
             "cmdb_ci_win_server",
             "Windows 2019 Datacenter",
-            &["10.0.17763"][..],
+            &["10.0.17763"],
         ),
         (
             "cmdb_ci_pc_hardware",
             "Windows 11 Enterprise",
-            &["10.0.22631", "10.0.22621"][..],
+            &["10.0.22631", "10.0.22621"],
         ),
-        ("cmdb_ci_server", "AIX", &["7.2"][..]),
-        ("cmdb_ci_computer", "macOS", &["14.5", "15.1"][..]),
+        ("cmdb_ci_server", "AIX", &["7.2"]),
+        ("cmdb_ci_computer", "macOS", &["14.5", "15.1"]),
     ];
-    let users = ["", "alice", "bob", "chandra", "dmitri", "eve.o'neil"];
-    let mut device_rows = Vec::with_capacity(spec.devices);
-    let mut adapter_rows = Vec::with_capacity(spec.devices * 2);
-    for i in 0..spec.devices {
-        let id = rng.sys_id();
-        let (class, os, versions) = classes[rng.below(classes.len() as u64) as usize];
-        let updated = format_datetime(EPOCH_2025 + rng.below(300 * 86_400) as i64);
-        let name = if i % 97 == 13 {
-            format!("Café \"ops\" \\ ^srv-{i:06} 東京")
+    let mut rng = item_rng(seed, DEVICES, i as u64);
+    let id = rng.sys_id();
+    let (class, os, versions) = CLASSES[rng.below(CLASSES.len() as u64) as usize];
+    let updated = format_datetime(EPOCH_2025 + rng.below(300 * 86_400) as i64);
+    let name = if i % 97 == 13 {
+        format!("Café \"ops\" \\ ^srv-{i:06} 東京")
+    } else {
+        format!(
+            "{}-{i:06}",
+            if class == "cmdb_ci_pc_hardware" {
+                "pc"
+            } else {
+                "srv"
+            }
+        )
+    };
+    let app = if app_ids.is_empty() || rng.below(5) == 0 {
+        ""
+    } else {
+        rng.pick(app_ids).as_str()
+    };
+    let version = *rng.pick(versions);
+    let service_pack = if os.starts_with("Windows") && rng.below(2) == 0 {
+        "SP1"
+    } else {
+        ""
+    };
+    let cpu = *rng.pick(&[
+        "Intel(R) Xeon(R) Gold 6248",
+        "AMD EPYC 7763",
+        "Apple M2",
+        "IBM POWER9",
+    ]);
+    let category = *rng.pick(&["Hardware", "Resource", ""]);
+    let virtual_ = if rng.below(3) == 0 { "true" } else { "false" };
+    let criticality = *rng.pick(&[
+        "",
+        "1 - most critical",
+        "2 - somewhat critical",
+        "3 - less critical",
+    ]);
+    let used_for = *rng.pick(&["Production", "Development", "Test", "Staging", ""]);
+    let last_user = *rng.pick(&USER_NAMES);
+    let frequent_user = *rng.pick(&USER_NAMES);
+    let serial = format!("SN{:010x}", rng.next_u64() & 0xff_ffff_ffff);
+    let device = Row::new(&[
+        id.as_str(),
+        &name,
+        os,
+        version,
+        service_pack,
+        cpu,
+        category,
+        &format!("P{:07}", 1_000_000 + i),
+        virtual_,
+        criticality,
+        used_for,
+        last_user,
+        frequent_user,
+        class,
+        app,
+        &updated,
+        &updated,
+        &serial,
+        "1",
+        "1",
+    ]);
+    for n in 0..1 + rng.below(3) {
+        let subnet = rng.below(250) + 1;
+        let adapter_id = rng.sys_id();
+        let mac = format!(
+            "00:50:56:{:02x}:{:02x}:{:02x}",
+            rng.below(256),
+            rng.below(256),
+            rng.below(256)
+        );
+        let (ip, gateway) = if n == 2 {
+            (String::new(), String::new())
         } else {
-            format!(
-                "{}-{i:06}",
-                if class == "cmdb_ci_pc_hardware" {
-                    "pc"
-                } else {
-                    "srv"
-                }
+            (
+                format!("10.{}.{}.{}", subnet, rng.below(256), rng.below(254) + 1),
+                format!("10.{subnet}.0.1"),
             )
         };
-        let app = if rng.below(5) == 0 {
-            String::new()
-        } else {
-            rng.pick(&app_ids).clone()
-        };
-        device_rows.push(vec![
-            id.clone(),
-            name.clone(),
-            os.to_string(),
-            rng.pick(versions).to_string(),
-            if os.starts_with("Windows") && rng.below(2) == 0 {
-                "SP1".into()
-            } else {
-                String::new()
-            },
-            rng.pick(&[
-                "Intel(R) Xeon(R) Gold 6248",
-                "AMD EPYC 7763",
-                "Apple M2",
-                "IBM POWER9",
-            ])
-            .to_string(),
-            rng.pick(&["Hardware", "Resource", ""]).to_string(),
-            format!("P{:07}", 1_000_000 + i),
-            if rng.below(3) == 0 { "true" } else { "false" }.into(),
-            rng.pick(&[
-                "",
-                "1 - most critical",
-                "2 - somewhat critical",
-                "3 - less critical",
-            ])
-            .to_string(),
-            rng.pick(&["Production", "Development", "Test", "Staging", ""])
-                .to_string(),
-            rng.pick(&users).to_string(),
-            rng.pick(&users).to_string(),
-            class.to_string(),
-            app,
-            updated.clone(),
-            updated.clone(),
-            format!("SN{:010x}", rng.next_u64() & 0xff_ffff_ffff),
-            "1".into(),
-            "1".into(),
-        ]);
-        let nics = 1 + rng.below(3);
-        for n in 0..nics {
-            let subnet = rng.below(250) + 1;
-            adapter_rows.push(vec![
-                rng.sys_id(),
-                format!("eth{n}"),
-                format!(
-                    "00:50:56:{:02x}:{:02x}:{:02x}",
-                    rng.below(256),
-                    rng.below(256),
-                    rng.below(256)
-                ),
-                if n == 2 {
-                    String::new()
-                } else {
-                    format!("10.{}.{}.{}", subnet, rng.below(256), rng.below(254) + 1)
-                },
-                if n == 2 {
-                    String::new()
-                } else {
-                    format!("10.{subnet}.0.1")
-                },
-                "255.255.0.0".into(),
-                id.clone(),
-                "cmdb_ci_network_adapter".into(),
-                updated.clone(),
-                updated.clone(),
-                "1".into(),
-            ]);
-        }
+        adapters.push(Row::new(&[
+            adapter_id.as_str(),
+            &format!("eth{n}"),
+            &mac,
+            &ip,
+            &gateway,
+            "255.255.0.0",
+            &id,
+            "cmdb_ci_network_adapter",
+            &updated,
+            &updated,
+            "1",
+        ]));
     }
-    device_rows.sort_unstable_by(|a, b| a[0].cmp(&b[0]));
-    adapter_rows.sort_unstable_by(|a, b| a[0].cmp(&b[0]));
-    apps.rows.sort_unstable_by(|a, b| a[0].cmp(&b[0]));
-    computers.rows = device_rows;
-    adapters.rows = adapter_rows;
+    device
+}
+
+/// Generates the deterministic data set, using every core for large sets.
+pub fn generate(spec: DataSpec) -> Database {
+    let app_count = spec.devices.div_ceil(40).max(1);
+    let mut apps = Table::new("cmdb_ci_business_app", BUSINESS_APP_COLUMNS);
+    apps.rows = (0..app_count).map(|i| app_row(spec.seed, i)).collect();
+    let app_ids: Vec<String> = apps.rows.iter().map(|r| r.key().to_string()).collect();
+    apps.rows.sort_unstable();
+
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = spec.devices.div_ceil(threads).max(1);
+    let parts: Vec<(Vec<Row>, Vec<Row>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..spec.devices)
+            .step_by(chunk)
+            .map(|start| {
+                let app_ids = &app_ids;
+                scope.spawn(move || {
+                    let end = (start + chunk).min(spec.devices);
+                    let mut devices = Vec::with_capacity(end - start);
+                    let mut adapters = Vec::with_capacity((end - start) * 2);
+                    for i in start..end {
+                        devices.push(device_rows(spec.seed, i, app_ids, &mut adapters));
+                    }
+                    devices.sort_unstable();
+                    adapters.sort_unstable();
+                    (devices, adapters)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("generator thread"))
+            .collect()
+    });
+    let (device_parts, adapter_parts): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+
+    let mut computers = Table::new("cmdb_ci_computer", COMPUTER_COLUMNS)
+        .with_reference("u_primary_business_application", "cmdb_ci_business_app")
+        .with_reference("u_last_logged_on_user", "sys_user")
+        .with_reference("u_most_frequent_user", "sys_user");
+    computers.rows = merge_sorted(device_parts);
+    let mut adapters =
+        Table::new("cmdb_ci_network_adapter", ADAPTER_COLUMNS).with_reference("cmdb_ci", "cmdb_ci");
+    adapters.rows = merge_sorted(adapter_parts);
 
     let mut users_table = Table::new(
         "sys_user",
         &["sys_id", "user_name", "name", "sys_updated_on"],
     );
-    for u in users.iter().filter(|u| !u.is_empty()) {
+    for (i, u) in USER_NAMES.iter().enumerate().filter(|(_, u)| !u.is_empty()) {
+        let mut rng = item_rng(spec.seed, USERS, i as u64);
         users_table.upsert(&[
             ("sys_id", rng.sys_id()),
             ("user_name", u.to_string()),
@@ -432,6 +557,17 @@ pub fn generate(spec: DataSpec) -> Database {
         db.tables.insert(t.name.clone(), t);
     }
     db
+}
+
+/// Merges sorted runs into one sorted vector.
+fn merge_sorted(mut parts: Vec<Vec<Row>>) -> Vec<Row> {
+    if parts.len() == 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let mut all: Vec<Row> = parts.into_iter().flatten().collect();
+    // Runs are already sorted; the stable sort merges them in linear-ish time.
+    all.sort();
+    all
 }
 
 #[cfg(test)]
@@ -451,10 +587,31 @@ mod tests {
         let ta = &a.tables["cmdb_ci_computer"];
         assert_eq!(ta.rows, b.tables["cmdb_ci_computer"].rows);
         assert_eq!(ta.rows.len(), 200);
-        assert!(ta.rows.windows(2).all(|w| w[0][0] < w[1][0]));
+        assert!(ta.rows.windows(2).all(|w| w[0].key() < w[1].key()));
+        assert_eq!(ta.rows[0].values().count(), COMPUTER_COLUMNS.len());
         let adapters = &a.tables["cmdb_ci_network_adapter"];
         assert!(adapters.rows.len() >= 200 && adapters.rows.len() <= 600);
         assert_eq!(a.tables["cmdb_ci_business_app"].rows.len(), 5);
+    }
+
+    #[test]
+    fn rows_keep_their_values() {
+        let r = Row::new(&["a", "", "x\u{1f}y", "z"]);
+        assert_eq!(
+            (r.key(), r.get(1), r.get(2), r.get(3), r.get(9)),
+            ("a", "", "x y", "z", "")
+        );
+        let mut t = Table::new("t", &["sys_id", "name"]);
+        t.upsert(&[("sys_id", "b".into())]);
+        t.upsert(&[("sys_id", "a".into()), ("name", "n".into())]);
+        assert!(t.set("b", "name", "m"));
+        assert!(!t.set("b", "sys_id", "c"));
+        assert_eq!(t.get("b").map(|r| r.get(1)), Some("m"));
+        assert_eq!(
+            t.remove("a").map(|r| r.get(1).to_string()),
+            Some("n".into())
+        );
+        assert_eq!(t.rows.len(), 1);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod data;
 pub mod faults;
 pub mod query;
 pub mod server;
+pub mod tls;
 
 pub use data::{generate, DataSpec, Database, Table};
 pub use faults::{Fault, FaultRule};
@@ -39,6 +40,8 @@ pub struct EmulatorConfig {
     pub users: Vec<User>,
     /// Added latency per request.
     pub latency: Duration,
+    /// Serve HTTPS with a generated certificate (see [`Emulator::ca_pem`]).
+    pub tls: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -54,23 +57,54 @@ impl Default for EmulatorConfig {
                 User::new("svc_exposure", "exposure", &["cmdb_read"]),
             ],
             latency: Duration::ZERO,
+            tls: false,
         }
     }
 }
 
-/// Serves `state` on `listener` until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> std::io::Result<()> {
-    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+fn router(state: Arc<State>) -> axum::Router {
+    axum::Router::new().fallback(move |req: axum::extract::Request| {
         let state = state.clone();
         async move { server::handle(&state, req).await }
-    });
-    axum::serve(listener, app).await
+    })
+}
+
+/// Serves `state` over plain HTTP on `listener` until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
+
+/// Serves `state` over HTTPS on `listener` until the future is dropped.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+    config: Arc<rustls::ServerConfig>,
+) -> std::io::Result<()> {
+    let app = router(state);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            // A failed handshake concerns that client only.
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+        });
+    }
 }
 
 /// An emulator running on its own thread and runtime; stops when dropped.
 pub struct Emulator {
     state: Arc<State>,
     addr: SocketAddr,
+    ca_pem: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -79,7 +113,11 @@ impl Emulator {
     /// Generates the data and starts serving; returns once the port is bound.
     pub fn start(config: EmulatorConfig) -> anyhow::Result<Emulator> {
         let db = generate(config.data);
-        let state = Arc::new(State::new(db, config.users, config.latency, "http"));
+        let tls = config.tls.then(tls::generate).transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let state = Arc::new(State::new(db, config.users, config.latency, scheme));
+        let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
+        let server_config = tls.map(|t| t.server_config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let thread_state = state.clone();
@@ -109,8 +147,14 @@ impl Emulator {
                         }
                     };
                     let _ = addr_tx.send(listener.local_addr().map_err(Into::into));
+                    let server = async move {
+                        match server_config {
+                            Some(c) => serve_tls(listener, thread_state, c).await,
+                            None => serve(listener, thread_state).await,
+                        }
+                    };
                     tokio::select! {
-                        _ = serve(listener, thread_state) => {}
+                        _ = server => {}
                         _ = shutdown_rx => {}
                     }
                 });
@@ -121,14 +165,20 @@ impl Emulator {
         Ok(Emulator {
             state,
             addr,
+            ca_pem,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.state.scheme, self.addr)
+    }
+
+    /// The PEM certificate of the CA that signed the emulator's certificate (TLS only).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// The bound address.

@@ -1,7 +1,9 @@
 //! `servicenow-emulator`: serve the emulated instance until interrupted.
 
+use anyhow::Context as _;
 use clap::Parser;
-use servicenow_emulator::{generate, serve, DataSpec, State, User};
+use servicenow_emulator::{generate, serve, serve_tls, tls, DataSpec, State, User};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,12 @@ struct Args {
     /// Added latency per request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Serve HTTPS with a certificate from a generated CA.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: write the CA certificate (PEM) to this file.
+    #[arg(long, requires = "tls")]
+    ca_out: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -38,16 +46,27 @@ async fn main() -> anyhow::Result<()> {
         seed: args.seed,
     });
     let users = vec![User::new(&args.user, &args.password, &["cmdb_read"])];
-    let state = Arc::new(State::new(
-        db,
-        users,
-        Duration::from_millis(args.latency_ms),
-        "http",
-    ));
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    let tls = args.tls.then(tls::generate).transpose()?;
+    if let (Some(t), Some(path)) = (&tls, &args.ca_out) {
+        std::fs::write(path, &t.ca_pem)
+            .with_context(|| format!("cannot write the CA certificate to {}", path.display()))?;
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let latency = Duration::from_millis(args.latency_ms);
+    let state = Arc::new(State::new(db, users, latency, scheme));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("listening on {scheme}://{}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    let server = async move {
+        match tls {
+            Some(t) => serve_tls(listener, state, t.server_config).await,
+            None => serve(listener, state).await,
+        }
+    };
     tokio::select! {
-        r = serve(listener, state) => r?,
+        r = server => r?,
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())

@@ -5,7 +5,7 @@
 //! condition), `^NQ` (a new OR'ed group), `ORDERBY` and `ORDERBYDESC`.
 //! Conditions on columns the table does not have are ignored, as ServiceNow does.
 
-use crate::data::Table;
+use crate::data::{Row, Table};
 
 /// Comparison operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,15 @@ pub struct Condition {
     pub op: Op,
     /// Operand (empty for ISEMPTY/ISNOTEMPTY).
     pub value: String,
+}
+
+/// Bounds on `sys_id`: `(value, inclusive)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SysIdRange {
+    /// Lower bound.
+    pub lower: Option<(String, bool)>,
+    /// Upper bound.
+    pub upper: Option<(String, bool)>,
 }
 
 /// A parsed encoded query: OR'ed groups of AND'ed clauses of OR'ed conditions.
@@ -147,7 +156,7 @@ impl Query {
     }
 
     /// Whether `row` of `table` matches.
-    pub fn matches(&self, table: &Table, row: &[String]) -> bool {
+    pub fn matches(&self, table: &Table, row: &Row) -> bool {
         self.groups.is_empty()
             || self.groups.iter().any(|group| {
                 group.iter().all(|clause| {
@@ -156,6 +165,50 @@ impl Query {
                         .any(|c| c.matches(table.value(row, &c.column)))
                 })
             })
+    }
+
+    /// When the query is nothing but `sys_id` comparisons (one group, no
+    /// ORs), the matching rows are a contiguous range of a table sorted by
+    /// sys_id: returns (lower, upper) bounds, each `(value, inclusive)`.
+    pub fn sys_id_range(&self) -> Option<SysIdRange> {
+        let mut range = SysIdRange::default();
+        match self.groups.as_slice() {
+            [] => return Some(range),
+            [group] => {
+                for clause in group {
+                    let [c] = clause.as_slice() else { return None };
+                    if c.column != "sys_id" {
+                        return None;
+                    }
+                    let v = c.value.clone();
+                    match c.op {
+                        Op::Gt | Op::Ge => {
+                            let b = (v, c.op == Op::Ge);
+                            if range
+                                .lower
+                                .as_ref()
+                                .is_none_or(|l| b.0 > l.0 || (b.0 == l.0 && !b.1))
+                            {
+                                range.lower = Some(b);
+                            }
+                        }
+                        Op::Lt | Op::Le => {
+                            let b = (v, c.op == Op::Le);
+                            if range
+                                .upper
+                                .as_ref()
+                                .is_none_or(|u| b.0 < u.0 || (b.0 == u.0 && !b.1))
+                            {
+                                range.upper = Some(b);
+                            }
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            _ => return None,
+        }
+        Some(range)
     }
 
     /// The lowest `sys_id` a matching row can have, when every group bounds it
@@ -256,5 +309,11 @@ mod tests {
             Some(("a".into(), false))
         );
         assert_eq!(Query::parse("sys_id>a^NQname=x").sys_id_lower_bound(), None);
+        let r = Query::parse("sys_id>=a^sys_id<m^sys_id>b^ORDERBYsys_id")
+            .sys_id_range()
+            .unwrap();
+        assert_eq!(r.lower, Some(("b".into(), false)));
+        assert_eq!(r.upper, Some(("m".into(), false)));
+        assert_eq!(Query::parse("sys_id>a^name=x").sys_id_range(), None);
     }
 }

@@ -1,8 +1,8 @@
 //! The HTTP side: routing, authentication, roles, ACLs, paging and faults.
 
-use crate::data::{Database, Table};
+use crate::data::{Database, Row, Table};
 use crate::faults::{Fault, FaultQueue, HIBERNATING_PAGE, MAINTENANCE_PAGE};
-use crate::query::Query;
+use crate::query::{Query, SysIdRange};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use base64::Engine as _;
@@ -354,7 +354,7 @@ impl View<'_> {
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
-    fn in_class(&self, row: &[String]) -> bool {
+    fn in_class(&self, row: &Row) -> bool {
         self.class == self.table.name
             || self
                 .db
@@ -365,9 +365,7 @@ impl View<'_> {
     fn single(&self, id: &str, hidden: Option<&HashSet<String>>) -> Response<Body> {
         let found = self
             .table
-            .find(id)
-            .ok()
-            .map(|i| &self.table.rows[i])
+            .get(id)
             .filter(|row| self.in_class(row) && !hidden.is_some_and(|h| h.contains(id)));
         match found {
             Some(row) => {
@@ -399,43 +397,13 @@ impl View<'_> {
             .param("sysparm_offset")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let sorted_by_sys_id =
-            query.order.is_empty() || query.order == [("sys_id".to_string(), false)];
-        let start = match (sorted_by_sys_id, query.sys_id_lower_bound()) {
-            (true, Some((bound, inclusive))) => self.table.rows.partition_point(|r| {
-                let id = r[0].as_str();
-                if inclusive {
-                    id < bound.as_str()
-                } else {
-                    id <= bound.as_str()
-                }
-            }),
-            _ => 0,
-        };
-        let mut matches: Vec<&Vec<String>> = self.table.rows[start..]
-            .iter()
-            .filter(|r| self.in_class(r) && query.matches(self.table, r))
-            .collect();
-        if !sorted_by_sys_id {
-            matches.sort_by(|a, b| {
-                for (col, desc) in &query.order {
-                    let o = self.table.value(a, col).cmp(self.table.value(b, col));
-                    let o = if *desc { o.reverse() } else { o };
-                    if o.is_ne() {
-                        return o;
-                    }
-                }
-                a[0].cmp(&b[0])
-            });
-        }
-        let total = matches.len();
+        let (total, window) = self.select(&query, offset, limit);
         // The limit applies before ACLs: hidden rows leave holes in the page.
-        let window = matches.iter().skip(offset).take(limit);
-        let mut body = String::with_capacity(64 + limit.min(total) * 300);
+        let mut body = String::with_capacity(64 + window.len() * 300);
         body.push_str("{\"result\":[");
         let mut first = true;
         for row in window {
-            if hidden.is_some_and(|h| h.contains(&row[0])) {
+            if hidden.is_some_and(|h| h.contains(row.key())) {
                 continue;
             }
             if !first {
@@ -463,6 +431,66 @@ impl View<'_> {
             }
         }
         response
+    }
+
+    /// Counts the rows matching `query` (before ACLs) and returns the window
+    /// `offset..offset+limit` of them in the query's order.
+    ///
+    /// Keyset reads (sys_id bounds only, sys_id order) are answered by binary
+    /// search without touching other rows; other sys_id-ordered queries scan
+    /// once without collecting; any other order collects and sorts.
+    fn select(&self, query: &Query, offset: usize, limit: usize) -> (usize, Vec<&Row>) {
+        let rows = &self.table.rows;
+        let by_sys_id = query.order.is_empty() || query.order == [("sys_id".to_string(), false)];
+        let whole_table = self.class == self.table.name;
+        if by_sys_id {
+            if let (Some(range), true) = (query.sys_id_range(), whole_table) {
+                let (start, end) = range_indices(rows, &range);
+                let from = (start + offset).min(end);
+                let to = (from + limit).min(end);
+                return (end - start, rows[from..to].iter().collect());
+            }
+            let start = match query.sys_id_lower_bound() {
+                Some((bound, inclusive)) => rows.partition_point(|r| {
+                    if inclusive {
+                        r.key() < bound.as_str()
+                    } else {
+                        r.key() <= bound.as_str()
+                    }
+                }),
+                None => 0,
+            };
+            let mut total = 0;
+            let mut window = Vec::with_capacity(limit.min(10_000));
+            for row in &rows[start..] {
+                if self.in_class(row) && query.matches(self.table, row) {
+                    if total >= offset && window.len() < limit {
+                        window.push(row);
+                    }
+                    total += 1;
+                }
+            }
+            return (total, window);
+        }
+        let mut matches: Vec<&Row> = rows
+            .iter()
+            .filter(|r| self.in_class(r) && query.matches(self.table, r))
+            .collect();
+        matches.sort_by(|a, b| {
+            for (col, desc) in &query.order {
+                let o = self.table.value(a, col).cmp(self.table.value(b, col));
+                let o = if *desc { o.reverse() } else { o };
+                if o.is_ne() {
+                    return o;
+                }
+            }
+            a.key().cmp(b.key())
+        });
+        let total = matches.len();
+        (
+            total,
+            matches.into_iter().skip(offset).take(limit).collect(),
+        )
     }
 
     /// `Link` with first/prev/next/last, keeping the caller's parameters.
@@ -511,7 +539,7 @@ impl View<'_> {
         links.join(",")
     }
 
-    fn write_row(&self, out: &mut String, row: &[String]) {
+    fn write_row(&self, out: &mut String, row: &Row) {
         let display = self
             .param("sysparm_display_value")
             .unwrap_or("false")
@@ -534,7 +562,7 @@ impl View<'_> {
             first = false;
             push_json_string(out, field);
             out.push(':');
-            let value = row[c].as_str();
+            let value = row.get(c);
             let target = self.table.references.get(field);
             let shown = match (&*display, target) {
                 ("true" | "all", Some(t)) => self.display_of(t, value),
@@ -574,9 +602,8 @@ impl View<'_> {
         let Some(t) = self.db.table_for(target) else {
             return String::new();
         };
-        match t.find(sys_id) {
-            Ok(i) => {
-                let row = &t.rows[i];
+        match t.get(sys_id) {
+            Some(row) => {
                 let name = t.value(row, "name");
                 if name.is_empty() {
                     t.value(row, "user_name").to_string()
@@ -584,9 +611,24 @@ impl View<'_> {
                     name.to_string()
                 }
             }
-            Err(_) => String::new(),
+            None => String::new(),
         }
     }
+}
+
+/// Indices `[start, end)` of the rows within a sys_id range.
+fn range_indices(rows: &[Row], range: &SysIdRange) -> (usize, usize) {
+    let start = match &range.lower {
+        Some((v, true)) => rows.partition_point(|r| r.key() < v.as_str()),
+        Some((v, false)) => rows.partition_point(|r| r.key() <= v.as_str()),
+        None => 0,
+    };
+    let end = match &range.upper {
+        Some((v, true)) => rows.partition_point(|r| r.key() <= v.as_str()),
+        Some((v, false)) => rows.partition_point(|r| r.key() < v.as_str()),
+        None => rows.len(),
+    };
+    (start, end.max(start))
 }
 
 fn push_json_string(out: &mut String, s: &str) {

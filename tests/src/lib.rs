@@ -262,7 +262,7 @@ pub fn expected_records(state: &State, stream: &str) -> Vec<Value> {
         let t = &db.tables[table];
         t.rows
             .iter()
-            .filter(|row| !hidden.contains(&row[0]))
+            .filter(|row| !hidden.contains(row.key()))
             .map(|row| {
                 let mut m = Map::new();
                 for (field, column) in fields {

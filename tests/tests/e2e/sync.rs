@@ -46,10 +46,10 @@ fn resync_updates_in_place_and_marks_deletions() {
     // Change one device, delete another at the source.
     let (changed, removed) = f.state().with_db_mut(|db| {
         let t = db.tables.get_mut("cmdb_ci_computer").unwrap();
-        let name = t.column("name").unwrap();
-        t.rows[0][name] = "renamed".into();
-        let changed = t.rows[0][0].clone();
-        let removed = t.rows.remove(5)[0].clone();
+        let changed = t.rows[0].key().to_string();
+        let removed = t.rows[5].key().to_string();
+        assert!(t.set(&changed, "name", "renamed"));
+        assert!(t.remove(&removed).is_some());
         (changed, removed)
     });
     let out = f.sync(&config).ok();
@@ -137,7 +137,7 @@ fn pages_emptied_by_acls_over_more_than_10000_rows_are_walked_past() {
     let hidden: Vec<String> = f.state().with_db(|db| {
         db.tables["cmdb_ci_computer"].rows[1_000..12_200]
             .iter()
-            .map(|r| r[0].clone())
+            .map(|r| r.key().to_string())
             .collect()
     });
     f.state().hide("cmdb_ci_computer", hidden);
