@@ -209,6 +209,36 @@ impl Database {
         self.tables.get_mut(&name)
     }
 
+    /// Writes every table as JSON, `{table: [{column: value}, ...]}`, straight
+    /// from the stored rows (tests compare what clients read with this).
+    pub fn dump(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut names: Vec<&String> = self.tables.keys().collect();
+        names.sort();
+        out.write_all(b"{")?;
+        for (ti, name) in names.iter().enumerate() {
+            let t = &self.tables[*name];
+            if ti > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *out, name)?;
+            out.write_all(b":[")?;
+            for (ri, row) in t.rows.iter().enumerate() {
+                if ri > 0 {
+                    out.write_all(b",")?;
+                }
+                let object: serde_json::Map<String, serde_json::Value> = t
+                    .columns
+                    .iter()
+                    .zip(row.values())
+                    .map(|(c, v)| (c.clone(), serde_json::Value::String(v.to_string())))
+                    .collect();
+                serde_json::to_writer(&mut *out, &object)?;
+            }
+            out.write_all(b"]")?;
+        }
+        out.write_all(b"}")
+    }
+
     /// Whether `class` names a table or class the instance knows.
     pub fn knows(&self, class: &str) -> bool {
         self.table_for(class).is_some()

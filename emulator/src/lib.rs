@@ -14,15 +14,17 @@
 //! println!("serving {} devices at {}", 100, emulator.base_url());
 //! ```
 
+pub mod auth;
 pub mod data;
 pub mod faults;
 pub mod query;
 pub mod server;
 pub mod tls;
 
+pub use auth::{OAuthClient, User};
 pub use data::{generate, DataSpec, Database, Table};
 pub use faults::{Fault, FaultRule};
-pub use server::{RequestRecord, State, User};
+pub use server::{RequestRecord, State};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +44,14 @@ pub struct EmulatorConfig {
     pub latency: Duration,
     /// Serve HTTPS with a generated certificate (see [`Emulator::ca_pem`]).
     pub tls: bool,
+    /// OAuth clients accepted at `/oauth_token.do`.
+    pub oauth_clients: Vec<OAuthClient>,
+    /// Whether the client-credentials grant is enabled.
+    pub client_credentials: bool,
+    /// API keys (`x-sn-apikey`) and the users they act as.
+    pub api_keys: Vec<(String, String)>,
+    /// Access-token lifetime.
+    pub token_lifetime: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -58,6 +68,10 @@ impl Default for EmulatorConfig {
             ],
             latency: Duration::ZERO,
             tls: false,
+            oauth_clients: Vec::new(),
+            client_credentials: false,
+            api_keys: Vec::new(),
+            token_lifetime: Duration::from_secs(1800),
         }
     }
 }
@@ -116,6 +130,12 @@ impl Emulator {
         let tls = config.tls.then(tls::generate).transpose()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let state = Arc::new(State::new(db, config.users, config.latency, scheme));
+        state.configure_auth(|auth| {
+            auth.clients = config.oauth_clients.clone();
+            auth.client_credentials_enabled = config.client_credentials;
+            auth.api_keys = config.api_keys.iter().cloned().collect();
+            auth.token_lifetime = config.token_lifetime;
+        });
         let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         let server_config = tls.map(|t| t.server_config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

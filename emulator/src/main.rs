@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use servicenow_emulator::{generate, serve, serve_tls, tls, DataSpec, State, User};
+use servicenow_emulator::{generate, serve, serve_tls, tls, DataSpec, OAuthClient, State, User};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +36,25 @@ struct Args {
     /// With --tls: write the CA certificate (PEM) to this file.
     #[arg(long, requires = "tls")]
     ca_out: Option<std::path::PathBuf>,
+    /// Register an OAuth client (POST /oauth_token.do) with this client_id; its
+    /// application user (client-credentials grant) is --user.
+    #[arg(long, requires = "oauth_client_secret")]
+    oauth_client_id: Option<String>,
+    /// The OAuth client's secret.
+    #[arg(long, requires = "oauth_client_id")]
+    oauth_client_secret: Option<String>,
+    /// Enable the OAuth client-credentials grant (off by default, as on ServiceNow).
+    #[arg(long)]
+    client_credentials: bool,
+    /// Accept this API key (x-sn-apikey header) for --user.
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Write the generated data as JSON ({table: [{column: value}]}) to this file.
+    #[arg(long)]
+    dump_data: Option<std::path::PathBuf>,
+    /// Lifetime of OAuth access tokens, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    token_lifetime_s: u64,
 }
 
 #[tokio::main]
@@ -45,6 +64,13 @@ async fn main() -> anyhow::Result<()> {
         devices: args.devices,
         seed: args.seed,
     });
+    if let Some(path) = &args.dump_data {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        db.dump(&mut out)?;
+        out.flush()?;
+    }
     let users = vec![User::new(&args.user, &args.password, &["cmdb_read"])];
     let tls = args.tls.then(tls::generate).transpose()?;
     if let (Some(t), Some(path)) = (&tls, &args.ca_out) {
@@ -54,6 +80,20 @@ async fn main() -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let latency = Duration::from_millis(args.latency_ms);
     let state = Arc::new(State::new(db, users, latency, scheme));
+    state.configure_auth(|auth| {
+        if let (Some(id), Some(secret)) = (&args.oauth_client_id, &args.oauth_client_secret) {
+            auth.clients.push(OAuthClient {
+                id: id.clone(),
+                secret: secret.clone(),
+                application_user: Some(args.user.clone()),
+            });
+        }
+        auth.client_credentials_enabled = args.client_credentials;
+        if let Some(key) = &args.api_key {
+            auth.api_keys.insert(key.clone(), args.user.clone());
+        }
+        auth.token_lifetime = Duration::from_secs(args.token_lifetime_s.max(1));
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -1,50 +1,16 @@
 //! The HTTP side: routing, authentication, roles, ACLs, paging and faults.
 
+use crate::auth::{AuthState, User};
 use crate::data::{Database, Row, Table};
 use crate::faults::{Fault, FaultQueue, HIBERNATING_PAGE, MAINTENANCE_PAGE};
 use crate::query::{Query, SysIdRange};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
-use base64::Engine as _;
 use percent_encoding::percent_decode_str;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
-
-/// A user of the emulated instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// `user_name`.
-    pub name: String,
-    /// Password for Basic authentication.
-    pub password: String,
-    /// Roles, e.g. `cmdb_read`.
-    pub roles: Vec<String>,
-}
-
-impl User {
-    /// A user with the given roles.
-    pub fn new(name: &str, password: &str, roles: &[&str]) -> Self {
-        User {
-            name: name.into(),
-            password: password.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-        }
-    }
-
-    fn may_read(&self, table: &str) -> bool {
-        let has = |r: &str| self.roles.iter().any(|x| x == r);
-        if has("admin") {
-            return true;
-        }
-        if table.starts_with("cmdb") {
-            has("cmdb_read") || has("itil")
-        } else {
-            true
-        }
-    }
-}
 
 /// What the emulator saw of one request (for tests' assertions).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +32,8 @@ pub struct RequestRecord {
 pub struct State {
     /// The data.
     pub db: RwLock<Database>,
-    /// Known users.
-    pub users: RwLock<Vec<User>>,
+    /// Users, OAuth clients, API keys and tokens.
+    pub auth: Mutex<AuthState>,
     /// Pending scripted faults.
     pub faults: Mutex<FaultQueue>,
     /// Rows hidden from every user by ACLs: table → sys_ids.
@@ -97,7 +63,7 @@ impl State {
     pub fn new(db: Database, users: Vec<User>, latency: Duration, scheme: &'static str) -> Self {
         State {
             db: RwLock::new(db),
-            users: RwLock::new(users),
+            auth: Mutex::new(AuthState::new(users)),
             faults: Mutex::new(FaultQueue::default()),
             hidden: RwLock::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
@@ -132,6 +98,11 @@ impl State {
             .extend(sys_ids);
     }
 
+    /// Changes users, OAuth clients, API keys or token settings.
+    pub fn configure_auth<R>(&self, f: impl FnOnce(&mut AuthState) -> R) -> R {
+        f(&mut lock(&self.auth))
+    }
+
     /// Runs `f` with read access to the data.
     pub fn with_db<R>(&self, f: impl FnOnce(&Database) -> R) -> R {
         f(&read(&self.db))
@@ -143,19 +114,16 @@ impl State {
     }
 
     fn authenticate(&self, headers: &HeaderMap) -> Option<User> {
-        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let encoded = value.strip_prefix("Basic ")?;
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .ok()?;
-        let decoded = String::from_utf8(decoded).ok()?;
-        let (name, password) = decoded.split_once(':')?;
-        read(&self.users)
-            .iter()
-            .find(|u| u.name == name && u.password == password)
-            .cloned()
+        lock(&self.auth).authenticate(headers)
     }
 }
+
+/// Characters left as they are in query values of `Link` URLs (RFC 3986 unreserved).
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Query-string parameters, decoded (`+` is a space, as browsers and ServiceNow treat it).
 fn parse_params(query: &str) -> HashMap<String, String> {
@@ -249,8 +217,19 @@ pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
         .unwrap_or("localhost")
         .to_string();
     let user = state.authenticate(req.headers());
-    let had_authorization = req.headers().contains_key(header::AUTHORIZATION);
-    let response = respond(state, &path, &query, &host, user.as_ref());
+    let had_authorization = req.headers().contains_key(header::AUTHORIZATION)
+        || req.headers().contains_key("x-sn-apikey");
+    let response = if path == "/oauth_token.do" {
+        token_request(state, req).await
+    } else if req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD {
+        error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not Supported",
+            Some("The emulator serves reads only"),
+        )
+    } else {
+        respond(state, &path, &query, &host, user.as_ref())
+    };
     lock(&state.log).push(RequestRecord {
         path,
         query,
@@ -259,6 +238,46 @@ pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
         status: response.status().as_u16(),
     });
     response
+}
+
+/// `POST /oauth_token.do` (form-encoded, as ServiceNow requires).
+async fn token_request(state: &State, req: Request<Body>) -> Response<Body> {
+    if req.method() != axum::http::Method::POST {
+        return error_response(StatusCode::METHOD_NOT_ALLOWED, "Method not Supported", None);
+    }
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .map(str::to_string);
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+        return error_response(StatusCode::BAD_REQUEST, "Request body too large", None);
+    };
+    let mut form = parse_params(&String::from_utf8_lossy(&body));
+    // Client authentication may also come as HTTP Basic (client_secret_basic).
+    if let Some((id, secret)) = basic.as_deref().and_then(decode_basic) {
+        form.entry("client_id".into()).or_insert(id);
+        form.entry("client_secret".into()).or_insert(secret);
+    }
+    let (status, body) = lock(&state.auth).token_endpoint(&form);
+    json_response(status, body.to_string())
+}
+
+/// `user:password` of a Basic credential.
+fn decode_basic(encoded: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (user, password) = text.split_once(':')?;
+    let decode = |s: &str| {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Some((decode(user), decode(password)))
 }
 
 fn respond(
@@ -508,10 +527,7 @@ impl View<'_> {
                 .map(|(k, v)| {
                     format!(
                         "{k}={}",
-                        percent_encoding::utf8_percent_encode(
-                            v,
-                            percent_encoding::NON_ALPHANUMERIC
-                        )
+                        percent_encoding::utf8_percent_encode(v, QUERY_VALUE)
                     )
                 })
                 .collect::<Vec<_>>()
@@ -566,6 +582,7 @@ impl View<'_> {
             let target = self.table.references.get(field);
             let shown = match (&*display, target) {
                 ("true" | "all", Some(t)) => self.display_of(t, value),
+                ("true" | "all", None) => choice_label(field, value).unwrap_or(value).to_string(),
                 _ => value.to_string(),
             };
             match (&*display, target) {
@@ -613,6 +630,40 @@ impl View<'_> {
             }
             None => String::new(),
         }
+    }
+}
+
+/// Display labels of the choice columns the emulator serves.
+fn choice_label(column: &str, value: &str) -> Option<&'static str> {
+    match column {
+        "install_status" => Some(match value {
+            "0" => "Implementing",
+            "1" => "Installed",
+            "2" => "On Order",
+            "3" => "In Maintenance",
+            "6" => "In Stock",
+            "7" => "Retired",
+            "100" => "Absent",
+            _ => return None,
+        }),
+        "operational_status" => Some(match value {
+            "1" => "Operational",
+            "2" => "Non-Operational",
+            "3" => "Repair in Progress",
+            "6" => "Retired",
+            _ => return None,
+        }),
+        "sys_class_name" => Some(match value {
+            "cmdb_ci_computer" => "Computer",
+            "cmdb_ci_server" => "Server",
+            "cmdb_ci_linux_server" => "Linux Server",
+            "cmdb_ci_win_server" => "Windows Server",
+            "cmdb_ci_pc_hardware" => "Personal Computer",
+            "cmdb_ci_network_adapter" => "Network Adapter",
+            "cmdb_ci_business_app" => "Business Application",
+            _ => return None,
+        }),
+        _ => None,
     }
 }
 

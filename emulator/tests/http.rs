@@ -1,0 +1,286 @@
+//! The emulator over real HTTP on 127.0.0.1: every auth mode, every fault
+//! kind, ACLs and the paging headers.
+
+use servicenow_emulator::{
+    DataSpec, Emulator, EmulatorConfig, Fault, FaultRule, OAuthClient, User,
+};
+
+const BASIC_SVC: &str = "Basic c3ZjOnB3"; // svc:pw
+
+fn start() -> Emulator {
+    let mut interactive = User::new("alice", "pw2", &["cmdb_read"]);
+    interactive.interactive = true;
+    Emulator::start(EmulatorConfig {
+        data: DataSpec {
+            devices: 120,
+            seed: 3,
+        },
+        users: vec![
+            User::new("svc", "pw", &["cmdb_read"]),
+            User::new("nobody", "pw", &[]),
+            interactive,
+        ],
+        oauth_clients: vec![OAuthClient {
+            id: "cid".into(),
+            secret: "cs".into(),
+            application_user: Some("svc".into()),
+        }],
+        api_keys: vec![("k-123".into(), "svc".into())],
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+fn get(e: &Emulator, path: &str, auth: Option<(&str, &str)>) -> Answer {
+    let mut req = agent().get(format!("{}{path}", e.base_url()));
+    if let Some((name, value)) = auth {
+        req = req.header(name, value);
+    }
+    let mut resp = req.call().unwrap();
+    Answer {
+        status: resp.status().as_u16(),
+        headers: resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: resp.body_mut().read_to_string().unwrap(),
+    }
+}
+
+fn token(e: &Emulator, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let mut resp = agent()
+        .post(format!("{}/oauth_token.do", e.base_url()))
+        .send_form(form.iter().copied())
+        .unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap(),
+    )
+}
+
+const APPS: &str = "/api/now/table/cmdb_ci_business_app?sysparm_limit=2";
+
+#[test]
+fn basic_auth_and_roles() {
+    let e = start();
+    let none = get(&e, APPS, None);
+    assert_eq!(none.status, 401);
+    assert_eq!(none.json()["error"]["message"], "User Not Authenticated");
+    assert_eq!(
+        get(&e, APPS, Some(("Authorization", BASIC_SVC))).status,
+        200
+    );
+    let forbidden = get(&e, APPS, Some(("Authorization", "Basic bm9ib2R5OnB3")));
+    assert_eq!(forbidden.status, 403);
+    assert_eq!(forbidden.json()["status"], "failure");
+    // An interactive user's Basic call is refused once the instance restricts it.
+    assert_eq!(
+        get(&e, APPS, Some(("Authorization", "Basic YWxpY2U6cHcy"))).status,
+        200
+    );
+    e.state().configure_auth(|a| a.restrict_basic_auth = true);
+    assert_eq!(
+        get(&e, APPS, Some(("Authorization", "Basic YWxpY2U6cHcy"))).status,
+        401
+    );
+}
+
+#[test]
+fn oauth_grants_and_expiry() {
+    let e = start();
+    let (status, body) = token(
+        &e,
+        &[
+            ("grant_type", "password"),
+            ("client_id", "cid"),
+            ("client_secret", "cs"),
+            ("username", "svc"),
+            ("password", "pw"),
+        ],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_u64().unwrap() > 0);
+    let bearer = format!("Bearer {}", body["access_token"].as_str().unwrap());
+    assert_eq!(get(&e, APPS, Some(("Authorization", &bearer))).status, 200);
+    e.state().configure_auth(|a| a.expire_access_tokens());
+    assert_eq!(get(&e, APPS, Some(("Authorization", &bearer))).status, 401);
+    let (status, refreshed) = token(
+        &e,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "cid"),
+            ("client_secret", "cs"),
+            ("refresh_token", body["refresh_token"].as_str().unwrap()),
+        ],
+    );
+    assert_eq!(status, 200);
+    let bearer = format!("Bearer {}", refreshed["access_token"].as_str().unwrap());
+    assert_eq!(get(&e, APPS, Some(("Authorization", &bearer))).status, 200);
+    // Client credentials are off until enabled, as on ServiceNow.
+    let cc = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "cid"),
+        ("client_secret", "cs"),
+    ];
+    assert_eq!(
+        token(&e, &cc),
+        (
+            401,
+            serde_json::json!({"error_description": "access_denied", "error": "server_error"})
+        )
+    );
+    e.state()
+        .configure_auth(|a| a.client_credentials_enabled = true);
+    assert_eq!(token(&e, &cc).0, 200);
+}
+
+#[test]
+fn api_key() {
+    let e = start();
+    assert_eq!(get(&e, APPS, Some(("x-sn-apikey", "k-123"))).status, 200);
+    assert_eq!(get(&e, APPS, Some(("x-sn-apikey", "nope"))).status, 401);
+}
+
+#[test]
+fn every_fault_kind() {
+    let e = start();
+    let auth = Some(("Authorization", BASIC_SVC));
+    let cases: Vec<(Fault, u16, &str)> = vec![
+        (
+            Fault::RateLimited { retry_after: 7 },
+            429,
+            "Rate limit exceeded",
+        ),
+        (Fault::RateLimitedBare, 429, "Too Many Requests"),
+        (Fault::Status(502), 502, "\"status\":\"failure\""),
+        (Fault::Html503, 503, "Service Unavailable"),
+        (Fault::Hibernating, 200, "Instance Hibernating page"),
+        (
+            Fault::TransactionCancelled,
+            200,
+            "Transaction cancelled: maximum execution time exceeded",
+        ),
+    ];
+    for (fault, status, needle) in cases {
+        e.state().inject(FaultRule::next(fault.clone(), 1));
+        let a = get(&e, APPS, auth);
+        assert_eq!(a.status, status, "{fault:?}");
+        assert!(a.body.contains(needle), "{fault:?}: {}", a.body);
+        if let Fault::RateLimited { .. } = fault {
+            assert_eq!(a.header("retry-after"), Some("7"));
+            assert!(a.header("x-ratelimit-limit").is_some());
+        }
+        if fault == Fault::TransactionCancelled {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&a.body).is_err(),
+                "truncated"
+            );
+        }
+        assert_eq!(get(&e, APPS, auth).status, 200, "one fault only");
+    }
+}
+
+#[test]
+fn acl_holes_paging_headers_and_references() {
+    let e = start();
+    let auth = Some(("Authorization", BASIC_SVC));
+    let ids: Vec<String> = e.state().with_db(|db| {
+        db.tables["cmdb_ci_computer"]
+            .rows
+            .iter()
+            .map(|r| r.key().to_string())
+            .collect()
+    });
+    e.state()
+        .hide("cmdb_ci_computer", ids[10..30].iter().cloned());
+    let page = get(
+        &e,
+        "/api/now/table/cmdb_ci_computer?sysparm_limit=10&sysparm_offset=10&sysparm_fields=sys_id",
+        auth,
+    );
+    assert_eq!(
+        page.json()["result"].as_array().unwrap().len(),
+        0,
+        "the limit applies before ACLs"
+    );
+    assert_eq!(page.header("x-total-count"), Some("120"));
+    let link = page.header("link").unwrap();
+    for rel in ["first", "prev", "next", "last"] {
+        assert!(link.contains(&format!("rel=\"{rel}\"")), "{link}");
+    }
+    assert!(
+        link.contains("sysparm_fields=sys_id") && link.contains("sysparm_offset=110"),
+        "{link}"
+    );
+    let keyset = get(&e, &format!("/api/now/table/cmdb_ci_computer?sysparm_query=sys_id%3E{}%5EORDERBYsys_id&sysparm_limit=5&sysparm_fields=sys_id&sysparm_no_count=true&sysparm_suppress_pagination_header=true", ids[29]), auth);
+    assert!(keyset.header("x-total-count").is_none() && keyset.header("link").is_none());
+    let json = keyset.json();
+    let got: Vec<&str> = json["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sys_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        ids[30..35].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let adapters = get(
+        &e,
+        "/api/now/table/cmdb_ci_network_adapter?sysparm_limit=1&sysparm_fields=cmdb_ci",
+        auth,
+    );
+    let reference = &adapters.json()["result"][0]["cmdb_ci"];
+    assert!(reference["link"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}/api/now/table/cmdb_ci/", e.base_url())));
+    let single = get(
+        &e,
+        &format!("/api/now/v2/table/cmdb_ci_computer/{}", ids[0]),
+        auth,
+    );
+    assert_eq!(single.json()["result"]["sys_id"], ids[0].as_str());
+    assert_eq!(
+        get(
+            &e,
+            &format!("/api/now/table/cmdb_ci_computer/{}", ids[15]),
+            auth
+        )
+        .status,
+        404
+    );
+    let invalid = get(&e, "/api/now/table/cmdb_ci_nothing", auth);
+    assert_eq!(
+        (invalid.status, invalid.json()["error"]["message"].as_str()),
+        (400, Some("Invalid table cmdb_ci_nothing"))
+    );
+}
