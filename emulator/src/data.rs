@@ -162,6 +162,7 @@ impl Classes {
             ("cmdb_ci_pc_hardware", "cmdb_ci_computer"),
             ("cmdb_ci_network_adapter", "cmdb_ci"),
             ("cmdb_ci_business_app", "cmdb_ci"),
+            ("cmdb_ci_ip_address", "cmdb_ci"),
         ] {
             parent.insert(c.to_string(), p.to_string());
         }
@@ -237,6 +238,20 @@ impl Database {
             out.write_all(b"]")?;
         }
         out.write_all(b"}")
+    }
+
+    /// The row with `sys_id` in any table holding `class` or its descendants
+    /// (a reference to `cmdb_ci` may point at any CI).
+    pub fn find_ci(&self, class: &str, sys_id: &str) -> Option<(&Table, &Row)> {
+        if let Some(t) = self.table_for(class) {
+            if let Some(row) = t.get(sys_id) {
+                return Some((t, row));
+            }
+        }
+        self.tables
+            .values()
+            .filter(|t| self.classes.is_a(&t.name, class))
+            .find_map(|t| t.get(sys_id).map(|row| (t, row)))
     }
 
     /// Whether `class` names a table or class the instance knows.
@@ -332,6 +347,39 @@ pub const ADAPTER_COLUMNS: &[&str] = &[
     "sys_created_on",
     "install_status",
 ];
+/// Columns of `cmdb_ci_ip_address`.
+pub const IP_ADDRESS_COLUMNS: &[&str] = &[
+    "sys_id",
+    "name",
+    "ip_address",
+    "ip_version",
+    "netmask",
+    "nic",
+    "sys_class_name",
+    "sys_updated_on",
+    "sys_created_on",
+    "install_status",
+];
+/// Columns of `cmdb_rel_ci`.
+pub const RELATION_COLUMNS: &[&str] = &[
+    "sys_id",
+    "parent",
+    "child",
+    "type",
+    "sys_class_name",
+    "sys_updated_on",
+    "sys_created_on",
+];
+/// Columns of `sys_audit_delete`.
+pub const AUDIT_DELETE_COLUMNS: &[&str] = &[
+    "sys_id",
+    "tablename",
+    "documentkey",
+    "display_value",
+    "sys_created_on",
+    "sys_created_by",
+];
+
 /// Columns of `cmdb_ci_business_app`.
 pub const BUSINESS_APP_COLUMNS: &[&str] = &[
     "sys_id",
@@ -398,8 +446,30 @@ fn app_row(seed: u64, i: usize) -> Row {
     ])
 }
 
-/// One device and its adapters.
-fn device_rows(seed: u64, i: usize, app_ids: &[String], adapters: &mut Vec<Row>) -> Row {
+/// Rows generated alongside a device.
+#[derive(Debug, Default)]
+pub struct Related {
+    /// Its network adapters.
+    pub adapters: Vec<Row>,
+    /// The IP addresses of those adapters.
+    pub ip_addresses: Vec<Row>,
+    /// Its relationship to its business application.
+    pub relations: Vec<Row>,
+}
+
+impl Related {
+    fn sort(&mut self) {
+        self.adapters.sort_unstable();
+        self.ip_addresses.sort_unstable();
+        self.relations.sort_unstable();
+    }
+}
+
+/// The `cmdb_rel_type` sys_id of "Depends on::Used by" (as observed on instances).
+pub const DEPENDS_ON_USED_BY: &str = "1a9cb166f1571100a92eb60da2bce5c5";
+
+/// One device (number `i`) and the rows that belong to it.
+pub fn device_rows(seed: u64, i: usize, app_ids: &[String], related: &mut Related) -> Row {
     const CLASSES: [(&str, &str, &[&str]); 5] = [
         (
             "cmdb_ci_linux_server",
@@ -503,7 +573,7 @@ fn device_rows(seed: u64, i: usize, app_ids: &[String], adapters: &mut Vec<Row>)
                 format!("10.{subnet}.0.1"),
             )
         };
-        adapters.push(Row::new(&[
+        related.adapters.push(Row::new(&[
             adapter_id.as_str(),
             &format!("eth{n}"),
             &mac,
@@ -515,6 +585,31 @@ fn device_rows(seed: u64, i: usize, app_ids: &[String], adapters: &mut Vec<Row>)
             &updated,
             &updated,
             "1",
+        ]));
+        if !ip.is_empty() {
+            related.ip_addresses.push(Row::new(&[
+                rng.sys_id().as_str(),
+                &ip,
+                &ip,
+                "4",
+                "255.255.0.0",
+                &adapter_id,
+                "cmdb_ci_ip_address",
+                &updated,
+                &updated,
+                "1",
+            ]));
+        }
+    }
+    if !app.is_empty() {
+        related.relations.push(Row::new(&[
+            rng.sys_id().as_str(),
+            app,
+            &id,
+            DEPENDS_ON_USED_BY,
+            "cmdb_rel_ci",
+            &updated,
+            &updated,
         ]));
     }
     device
@@ -532,7 +627,7 @@ pub fn generate(spec: DataSpec) -> Database {
         .map_or(1, |n| n.get())
         .min(8);
     let chunk = spec.devices.div_ceil(threads).max(1);
-    let parts: Vec<(Vec<Row>, Vec<Row>)> = std::thread::scope(|scope| {
+    let parts: Vec<(Vec<Row>, Related)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..spec.devices)
             .step_by(chunk)
             .map(|start| {
@@ -540,13 +635,13 @@ pub fn generate(spec: DataSpec) -> Database {
                 scope.spawn(move || {
                     let end = (start + chunk).min(spec.devices);
                     let mut devices = Vec::with_capacity(end - start);
-                    let mut adapters = Vec::with_capacity((end - start) * 2);
+                    let mut related = Related::default();
                     for i in start..end {
-                        devices.push(device_rows(spec.seed, i, app_ids, &mut adapters));
+                        devices.push(device_rows(spec.seed, i, app_ids, &mut related));
                     }
                     devices.sort_unstable();
-                    adapters.sort_unstable();
-                    (devices, adapters)
+                    related.sort();
+                    (devices, related)
                 })
             })
             .collect();
@@ -555,7 +650,15 @@ pub fn generate(spec: DataSpec) -> Database {
             .map(|h| h.join().expect("generator thread"))
             .collect()
     });
-    let (device_parts, adapter_parts): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    let (device_parts, related_parts): (Vec<_>, Vec<Related>) = parts.into_iter().unzip();
+    let mut adapter_parts = Vec::new();
+    let mut ip_parts = Vec::new();
+    let mut relation_parts = Vec::new();
+    for r in related_parts {
+        adapter_parts.push(r.adapters);
+        ip_parts.push(r.ip_addresses);
+        relation_parts.push(r.relations);
+    }
 
     let mut computers = Table::new("cmdb_ci_computer", COMPUTER_COLUMNS)
         .with_reference("u_primary_business_application", "cmdb_ci_business_app")
@@ -565,6 +668,37 @@ pub fn generate(spec: DataSpec) -> Database {
     let mut adapters =
         Table::new("cmdb_ci_network_adapter", ADAPTER_COLUMNS).with_reference("cmdb_ci", "cmdb_ci");
     adapters.rows = merge_sorted(adapter_parts);
+    let mut ip_addresses = Table::new("cmdb_ci_ip_address", IP_ADDRESS_COLUMNS)
+        .with_reference("nic", "cmdb_ci_network_adapter");
+    ip_addresses.rows = merge_sorted(ip_parts);
+    let mut relations = Table::new("cmdb_rel_ci", RELATION_COLUMNS)
+        .with_reference("parent", "cmdb_ci")
+        .with_reference("child", "cmdb_ci")
+        .with_reference("type", "cmdb_rel_type");
+    relations.rows = merge_sorted(relation_parts);
+    let mut relation_types = Table::new(
+        "cmdb_rel_type",
+        &["sys_id", "name", "parent_descriptor", "child_descriptor"],
+    );
+    for (id, parent, child) in [
+        (DEPENDS_ON_USED_BY, "Depends on", "Used by"),
+        (
+            "607ad1b2c0a8010e01941856b365af90",
+            "Exchanges data with",
+            "Exchanges data with",
+        ),
+        ("cb5592603751200032ff8c00dfbe5d17", "Uses", "Used by"),
+        ("25242fb2c0a8000b0063f4bf3cd8bbb9", "Owns", "Owned by"),
+        ("60bc4e22c0a8010e01f074cbe6bd73c3", "Runs on", "Runs"),
+    ] {
+        relation_types.upsert(&[
+            ("sys_id", id.to_string()),
+            ("name", format!("{parent}::{child}")),
+            ("parent_descriptor", parent.to_string()),
+            ("child_descriptor", child.to_string()),
+        ]);
+    }
+    let audit = Table::new("sys_audit_delete", AUDIT_DELETE_COLUMNS);
 
     let mut users_table = Table::new(
         "sys_user",
@@ -583,7 +717,16 @@ pub fn generate(spec: DataSpec) -> Database {
         tables: HashMap::new(),
         classes: Classes::cmdb(),
     };
-    for t in [computers, adapters, apps, users_table] {
+    for t in [
+        computers,
+        adapters,
+        apps,
+        users_table,
+        ip_addresses,
+        relations,
+        relation_types,
+        audit,
+    ] {
         db.tables.insert(t.name.clone(), t);
     }
     db

@@ -21,6 +21,48 @@ pub enum Fault {
     /// 200 whose body is the start of the real answer followed by
     /// "Transaction cancelled: maximum execution time exceeded".
     TransactionCancelled,
+    /// The connection breaks in the middle of the response body.
+    ConnectionReset,
+    /// The response headers come after this many milliseconds.
+    SlowHeaders(u64),
+    /// The body comes in small pieces with this many milliseconds between them.
+    SlowBody(u64),
+}
+
+/// Faults drawn at random (but reproducibly, from a seed) for a share of requests.
+#[derive(Debug, Clone)]
+pub struct RandomFaults {
+    /// Share of requests that fail, 0.0–1.0.
+    pub rate: f64,
+    rng: crate::data::Rng,
+}
+
+impl RandomFaults {
+    /// Faults for `rate` of the requests, drawn from `seed`.
+    pub fn new(rate: f64, seed: u64) -> Self {
+        RandomFaults {
+            rate: rate.clamp(0.0, 1.0),
+            rng: crate::data::Rng::new(seed),
+        }
+    }
+
+    /// The fault for the next request, if it draws one. Every kind a client
+    /// must survive by retrying: 5xx, HTML pages, bare 429s, cancelled
+    /// transactions and broken connections.
+    pub fn draw(&mut self) -> Option<Fault> {
+        let roll = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        if roll >= self.rate {
+            return None;
+        }
+        Some(match self.rng.below(6) {
+            0 => Fault::Status(500),
+            1 => Fault::Status(503),
+            2 => Fault::Html503,
+            3 => Fault::RateLimitedBare,
+            4 => Fault::TransactionCancelled,
+            _ => Fault::ConnectionReset,
+        })
+    }
 }
 
 /// Which requests a fault applies to.
@@ -106,6 +148,18 @@ pub const MAINTENANCE_PAGE: &str = "<html><head><title>503 Service Unavailable</
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_faults_are_reproducible_and_near_their_rate() {
+        let draw = |seed| {
+            let mut f = RandomFaults::new(0.2, seed);
+            (0..1000).map(|_| f.draw()).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(9), draw(9));
+        let hits = draw(9).iter().filter(|f| f.is_some()).count();
+        assert!((150..250).contains(&hits), "{hits}");
+        assert!(RandomFaults::new(0.0, 1).draw().is_none());
+    }
 
     #[test]
     fn rules_fire_in_order_and_expire() {

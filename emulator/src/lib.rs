@@ -17,13 +17,17 @@
 pub mod auth;
 pub mod data;
 pub mod faults;
+pub mod limits;
+pub mod mutator;
 pub mod query;
 pub mod server;
 pub mod tls;
 
 pub use auth::{OAuthClient, User};
 pub use data::{generate, DataSpec, Database, Table};
-pub use faults::{Fault, FaultRule};
+pub use faults::{Fault, FaultRule, RandomFaults};
+pub use limits::RateRule;
+pub use mutator::{Mutation, MutationKind};
 pub use server::{RequestRecord, State};
 
 use std::net::SocketAddr;
@@ -52,6 +56,12 @@ pub struct EmulatorConfig {
     pub api_keys: Vec<(String, String)>,
     /// Access-token lifetime.
     pub token_lifetime: Duration,
+    /// Requests served at once (None: unlimited); see [`State::with_semaphore`].
+    pub max_concurrent: Option<usize>,
+    /// Requests queued beyond `max_concurrent` before a bare 429.
+    pub queue_depth: usize,
+    /// Changes per second made to the data while serving (0: none).
+    pub mutations_per_second: f64,
 }
 
 impl Default for EmulatorConfig {
@@ -72,6 +82,9 @@ impl Default for EmulatorConfig {
             client_credentials: false,
             api_keys: Vec::new(),
             token_lifetime: Duration::from_secs(1800),
+            max_concurrent: None,
+            queue_depth: 50,
+            mutations_per_second: 0.0,
         }
     }
 }
@@ -129,7 +142,10 @@ impl Emulator {
         let db = generate(config.data);
         let tls = config.tls.then(tls::generate).transpose()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let state = Arc::new(State::new(db, config.users, config.latency, scheme));
+        let state = Arc::new(
+            State::new(db, config.users, config.latency, scheme)
+                .with_semaphore(config.max_concurrent, config.queue_depth),
+        );
         state.configure_auth(|auth| {
             auth.clients = config.oauth_clients.clone();
             auth.client_credentials_enabled = config.client_credentials;
@@ -167,6 +183,11 @@ impl Emulator {
                         }
                     };
                     let _ = addr_tx.send(listener.local_addr().map_err(Into::into));
+                    let mutator = mutator::run(
+                        thread_state.clone(),
+                        config.mutations_per_second,
+                        config.data.seed ^ 0x5EED,
+                    );
                     let server = async move {
                         match server_config {
                             Some(c) => serve_tls(listener, thread_state, c).await,
@@ -175,6 +196,7 @@ impl Emulator {
                     };
                     tokio::select! {
                         _ = server => {}
+                        _ = mutator => {}
                         _ = shutdown_rx => {}
                     }
                 });

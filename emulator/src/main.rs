@@ -2,7 +2,9 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use servicenow_emulator::{generate, serve, serve_tls, tls, DataSpec, OAuthClient, State, User};
+use servicenow_emulator::{
+    generate, serve, serve_tls, tls, DataSpec, OAuthClient, RateRule, State, User,
+};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +54,29 @@ struct Args {
     /// Write the generated data as JSON ({table: [{column: value}]}) to this file.
     #[arg(long)]
     dump_data: Option<std::path::PathBuf>,
+    /// Rate-limit rule for --user: requests allowed per hour (429 with Retry-After beyond).
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Length of the rate-limit window in seconds (ServiceNow: 3600).
+    #[arg(long, default_value_t = 3600)]
+    rate_window_s: u64,
+    /// Requests served at once; more wait in a queue (see --queue-depth).
+    #[arg(long)]
+    max_concurrent: Option<usize>,
+    /// Requests that may wait for a slot before a bare 429.
+    #[arg(long, default_value_t = 50)]
+    queue_depth: usize,
+    /// Share of requests (0.0-1.0) failed with a random fault: 5xx, HTML page,
+    /// bare 429, cancelled transaction or broken connection.
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
+    /// Seed of the random faults.
+    #[arg(long, default_value_t = 1)]
+    fault_seed: u64,
+    /// Changes per second made to the data while serving (inserts, updates,
+    /// deletes; deletes are written to sys_audit_delete).
+    #[arg(long, default_value_t = 0.0)]
+    mutations_per_second: f64,
     /// Lifetime of OAuth access tokens, in seconds.
     #[arg(long, default_value_t = 1800)]
     token_lifetime_s: u64,
@@ -79,7 +104,19 @@ async fn main() -> anyhow::Result<()> {
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let latency = Duration::from_millis(args.latency_ms);
-    let state = Arc::new(State::new(db, users, latency, scheme));
+    let state = Arc::new(
+        State::new(db, users, latency, scheme)
+            .with_semaphore(args.max_concurrent, args.queue_depth),
+    );
+    state.set_rate_window(Duration::from_secs(args.rate_window_s));
+    if let Some(limit) = args.rate_limit {
+        state.add_rate_rule(RateRule {
+            sys_id: "0e3c5f1a2b4d6e8f9a0b1c2d3e4f5a6b".into(),
+            user: Some(args.user.clone()),
+            limit,
+        });
+    }
+    state.set_random_faults(args.fault_rate, args.fault_seed);
     state.configure_auth(|auth| {
         if let (Some(id), Some(secret)) = (&args.oauth_client_id, &args.oauth_client_secret) {
             auth.clients.push(OAuthClient {
@@ -99,6 +136,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("listening on {scheme}://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
+    let mutator = servicenow_emulator::mutator::run(
+        state.clone(),
+        args.mutations_per_second,
+        args.seed ^ 0x5EED,
+    );
     let server = async move {
         match tls {
             Some(t) => serve_tls(listener, state, t.server_config).await,
@@ -107,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
     };
     tokio::select! {
         r = server => r?,
+        _ = mutator => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())

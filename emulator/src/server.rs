@@ -2,10 +2,12 @@
 
 use crate::auth::{AuthState, User};
 use crate::data::{Database, Row, Table};
-use crate::faults::{Fault, FaultQueue, HIBERNATING_PAGE, MAINTENANCE_PAGE};
+use crate::faults::{Fault, FaultQueue, RandomFaults, HIBERNATING_PAGE, MAINTENANCE_PAGE};
+use crate::limits::{ApiSemaphore, RateDecision, RateLimits};
 use crate::query::{Query, SysIdRange};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use futures::StreamExt as _;
 use percent_encoding::percent_decode_str;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,10 +38,20 @@ pub struct State {
     pub auth: Mutex<AuthState>,
     /// Pending scripted faults.
     pub faults: Mutex<FaultQueue>,
+    /// Faults drawn at random for a share of requests (off by default).
+    pub random_faults: Mutex<Option<RandomFaults>>,
+    /// Rate-limit rules and counters.
+    pub rate_limits: Mutex<RateLimits>,
+    /// The API semaphore (unlimited by default).
+    pub semaphore: ApiSemaphore,
     /// Rows hidden from every user by ACLs: table → sys_ids.
     pub hidden: RwLock<HashMap<String, HashSet<String>>>,
     /// Every request received, in order.
     pub log: Mutex<Vec<RequestRecord>>,
+    /// Every change the mutator made, in order.
+    mutations: Mutex<Vec<crate::mutator::Mutation>>,
+    /// Whether the background mutator may change data.
+    mutating: AtomicBool,
     /// Added latency per request.
     pub latency: Duration,
     /// Scheme used in `Link` and reference links.
@@ -65,8 +77,13 @@ impl State {
             db: RwLock::new(db),
             auth: Mutex::new(AuthState::new(users)),
             faults: Mutex::new(FaultQueue::default()),
+            random_faults: Mutex::new(None),
+            rate_limits: Mutex::new(RateLimits::new(Duration::from_secs(3600))),
+            semaphore: ApiSemaphore::new(None, 0),
             hidden: RwLock::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
+            mutations: Mutex::new(Vec::new()),
+            mutating: AtomicBool::new(true),
             latency,
             scheme,
             force_reference_links: AtomicBool::new(false),
@@ -76,6 +93,25 @@ impl State {
     /// Requests received so far.
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.log).clone()
+    }
+
+    /// Changes made to the data so far, in order.
+    pub fn mutations(&self) -> Vec<crate::mutator::Mutation> {
+        lock(&self.mutations).clone()
+    }
+
+    /// Pauses (false) or resumes (true) the background mutator.
+    pub fn set_mutating(&self, on: bool) {
+        self.mutating.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether the background mutator may change data.
+    pub fn mutating(&self) -> bool {
+        self.mutating.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn record_mutation(&self, m: crate::mutator::Mutation) {
+        lock(&self.mutations).push(m);
     }
 
     /// Adds a scripted fault.
@@ -96,6 +132,30 @@ impl State {
             .entry(table.to_string())
             .or_default()
             .extend(sys_ids);
+    }
+
+    /// Limits concurrent requests to `concurrent`, queueing `queue_depth`
+    /// more; further requests get a bare 429. Call before serving.
+    pub fn with_semaphore(mut self, concurrent: Option<usize>, queue_depth: usize) -> Self {
+        self.semaphore = ApiSemaphore::new(concurrent, queue_depth);
+        self
+    }
+
+    /// Adds a rate-limit rule.
+    pub fn add_rate_rule(&self, rule: crate::limits::RateRule) {
+        lock(&self.rate_limits).add(rule);
+    }
+
+    /// Sets the rate-limit window (an hour on ServiceNow; shorter for tests).
+    pub fn set_rate_window(&self, window: Duration) {
+        let mut limits = lock(&self.rate_limits);
+        let rules = std::mem::replace(&mut *limits, RateLimits::new(window));
+        limits.take_rules_from(rules);
+    }
+
+    /// Fails `rate` of the requests with random faults drawn from `seed`.
+    pub fn set_random_faults(&self, rate: f64, seed: u64) {
+        *lock(&self.random_faults) = (rate > 0.0).then(|| RandomFaults::new(rate, seed));
     }
 
     /// Changes users, OAuth clients, API keys or token settings.
@@ -199,7 +259,10 @@ fn fault_response(fault: &Fault) -> Option<Response<Body>> {
         ),
         Fault::Html503 => html_response(StatusCode::SERVICE_UNAVAILABLE, MAINTENANCE_PAGE),
         Fault::Hibernating => html_response(StatusCode::OK, HIBERNATING_PAGE),
-        Fault::TransactionCancelled => return None,
+        Fault::TransactionCancelled
+        | Fault::ConnectionReset
+        | Fault::SlowHeaders(_)
+        | Fault::SlowBody(_) => return None,
     })
 }
 
@@ -228,7 +291,7 @@ pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
             Some("The emulator serves reads only"),
         )
     } else {
-        respond(state, &path, &query, &host, user.as_ref())
+        serve_table(state, &path, &query, &host, user.as_ref()).await
     };
     lock(&state.log).push(RequestRecord {
         path,
@@ -280,7 +343,9 @@ fn decode_basic(encoded: &str) -> Option<(String, String)> {
     Some((decode(user), decode(password)))
 }
 
-fn respond(
+/// A Table API read: authentication, rate limits, the semaphore, faults,
+/// then the answer.
+async fn serve_table(
     state: &State,
     path: &str,
     query: &str,
@@ -294,14 +359,112 @@ fn respond(
             Some("Required to provide Auth information"),
         );
     };
-    let fault = lock(&state.faults).take(path);
+    let rate_headers = match lock(&state.rate_limits).check(&user.name) {
+        RateDecision::Unlimited => Vec::new(),
+        RateDecision::Allowed(h) => h,
+        RateDecision::Refused(h) => {
+            let mut r = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit exceeded",
+                Some("Rate limit of requests per hour for Table API exceeded"),
+            );
+            add_headers(&mut r, &h);
+            return r;
+        }
+    };
+    let Some(_slot) = state.semaphore.enter().await else {
+        let mut r = Response::new(Body::from("Too Many Requests"));
+        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return r;
+    };
+    let scripted = lock(&state.faults).take(path);
+    let fault = scripted.or_else(|| {
+        lock(&state.random_faults)
+            .as_mut()
+            .and_then(RandomFaults::draw)
+    });
     if let Some(r) = fault.as_ref().and_then(fault_response) {
         return r;
     }
+    if let Some(Fault::SlowHeaders(ms)) = fault {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let mut response = respond(
+        state,
+        path,
+        query,
+        host,
+        user,
+        fault == Some(Fault::TransactionCancelled),
+    );
+    add_headers(&mut response, &rate_headers);
+    match fault {
+        Some(Fault::ConnectionReset) => break_body(response),
+        Some(Fault::SlowBody(ms)) => slow_body(response, Duration::from_millis(ms)).await,
+        _ => response,
+    }
+}
+
+fn add_headers(response: &mut Response<Body>, headers: &[(&'static str, String)]) {
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            response.headers_mut().insert(*name, v);
+        }
+    }
+}
+
+/// Sends the start of the body, then fails the stream: the server drops the
+/// connection mid-response, as a reset would.
+fn break_body(response: Response<Body>) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    let stream = futures::stream::once(async move {
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        Ok::<_, std::io::Error>(bytes.slice(..bytes.len() / 2))
+    })
+    .chain(futures::stream::once(async {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by the emulator",
+        ))
+    }));
+    let mut parts = parts;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// Sends the body in 1 KiB pieces with `pause` between them.
+async fn slow_body(response: Response<Body>, pause: Duration) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let chunks: Vec<bytes::Bytes> = (0..bytes.len())
+        .step_by(1024)
+        .map(|i| bytes.slice(i..(i + 1024).min(bytes.len())))
+        .collect();
+    let stream = futures::stream::iter(chunks).then(move |chunk| async move {
+        tokio::time::sleep(pause).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+fn respond(
+    state: &State,
+    path: &str,
+    query: &str,
+    host: &str,
+    user: &User,
+    cancelled: bool,
+) -> Response<Body> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let rest = match segments.as_slice() {
-        ["api", "now", "table", rest @ ..] => rest,
-        ["api", "now", "v1" | "v2", "table", rest @ ..] => rest,
+    let (version_1, rest) = match segments.as_slice() {
+        ["api", "now", "table", rest @ ..] => (false, rest),
+        ["api", "now", "v1", "table", rest @ ..] => (true, rest),
+        ["api", "now", "v2", "table", rest @ ..] => (false, rest),
         _ => {
             return error_response(
                 StatusCode::BAD_REQUEST,
@@ -349,7 +512,18 @@ fn respond(
     };
     match sys_id {
         Some(id) => view.single(id, hidden),
-        None => view.list(path, hidden, fault.is_some()),
+        None => {
+            let (response, returned) = view.list(path, hidden, cancelled);
+            // "Version 1 returns error code 404 with no results."
+            if version_1 && returned == 0 && !cancelled {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    "No Record found",
+                    Some("Records matching query not found. Check query parameter or offset parameter"),
+                );
+            }
+            response
+        }
     }
 }
 
@@ -406,7 +580,7 @@ impl View<'_> {
         path: &str,
         hidden: Option<&HashSet<String>>,
         cancelled: bool,
-    ) -> Response<Body> {
+    ) -> (Response<Body>, usize) {
         let query = Query::parse(self.param("sysparm_query").unwrap_or("")).restrict_to(self.table);
         let limit: usize = self
             .param("sysparm_limit")
@@ -420,15 +594,15 @@ impl View<'_> {
         // The limit applies before ACLs: hidden rows leave holes in the page.
         let mut body = String::with_capacity(64 + window.len() * 300);
         body.push_str("{\"result\":[");
-        let mut first = true;
+        let mut returned = 0;
         for row in window {
             if hidden.is_some_and(|h| h.contains(row.key())) {
                 continue;
             }
-            if !first {
+            if returned > 0 {
                 body.push(',');
             }
-            first = false;
+            returned += 1;
             self.write_row(&mut body, row);
         }
         body.push_str("]}");
@@ -449,7 +623,7 @@ impl View<'_> {
                 headers.insert(header::LINK, v);
             }
         }
-        response
+        (response, returned)
     }
 
     /// Counts the rows matching `query` (before ACLs) and returns the window
@@ -616,11 +790,8 @@ impl View<'_> {
     }
 
     fn display_of(&self, target: &str, sys_id: &str) -> String {
-        let Some(t) = self.db.table_for(target) else {
-            return String::new();
-        };
-        match t.get(sys_id) {
-            Some(row) => {
+        match self.db.find_ci(target, sys_id) {
+            Some((t, row)) => {
                 let name = t.value(row, "name");
                 if name.is_empty() {
                     t.value(row, "user_name").to_string()

@@ -284,3 +284,209 @@ fn acl_holes_paging_headers_and_references() {
         (400, Some("Invalid table cmdb_ci_nothing"))
     );
 }
+
+#[test]
+fn broken_and_slow_responses() {
+    let e = start();
+    let auth = Some(("Authorization", BASIC_SVC));
+    e.state().inject(FaultRule::next(Fault::ConnectionReset, 1));
+    let broken = agent()
+        .get(format!("{}{APPS}", e.base_url()))
+        .header("Authorization", BASIC_SVC)
+        .call()
+        .and_then(|mut r| r.body_mut().read_to_string());
+    assert!(
+        broken.is_err(),
+        "the body must not arrive whole: {broken:?}"
+    );
+    // Slow answers still arrive whole, only later.
+    e.state().inject(FaultRule::next(Fault::SlowHeaders(50), 1));
+    e.state().inject(FaultRule::next(Fault::SlowBody(5), 1));
+    let normal = get(&e, APPS, auth).body;
+    assert_eq!(get(&e, APPS, auth).body, normal);
+    assert_eq!(e.state().pending_faults(), 0);
+}
+
+#[test]
+fn rate_limit_rules_send_their_headers_and_refuse_past_the_limit() {
+    let e = start();
+    let auth = Some(("Authorization", BASIC_SVC));
+    e.state().add_rate_rule(servicenow_emulator::RateRule {
+        sys_id: "rule1".into(),
+        user: Some("svc".into()),
+        limit: 3,
+    });
+    for _ in 0..3 {
+        let a = get(&e, APPS, auth);
+        assert_eq!(a.status, 200);
+        assert_eq!(
+            (a.header("x-ratelimit-limit"), a.header("x-ratelimit-rule")),
+            (Some("3"), Some("rule1"))
+        );
+        assert!(
+            a.header("x-ratelimit-reset")
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                > 1_700_000_000
+        );
+    }
+    let refused = get(&e, APPS, auth);
+    assert_eq!(refused.status, 429);
+    assert!(
+        refused
+            .header("retry-after")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(refused.json()["error"]["message"], "Rate limit exceeded");
+    // Another user is not covered by the rule.
+    assert_eq!(
+        get(&e, APPS, Some(("x-sn-apikey", "k-123"))).status,
+        429,
+        "the key acts as svc"
+    );
+}
+
+#[test]
+fn a_full_semaphore_queue_answers_a_bare_429() {
+    let e = Emulator::start(EmulatorConfig {
+        data: DataSpec {
+            devices: 10,
+            seed: 3,
+        },
+        users: vec![User::new("svc", "pw", &["cmdb_read"])],
+        max_concurrent: Some(1),
+        queue_depth: 0,
+        ..Default::default()
+    })
+    .unwrap();
+    // Hold the one slot with a slow answer while a second request arrives.
+    e.state()
+        .inject(FaultRule::next(Fault::SlowHeaders(1500), 1));
+    let url = format!("{}{APPS}", e.base_url());
+    let slow = std::thread::spawn(move || {
+        agent()
+            .get(url)
+            .header("Authorization", BASIC_SVC)
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    // Wait until the slow request holds the slot (it consumed the scripted fault).
+    while e.state().pending_faults() > 0 {
+        std::thread::yield_now();
+    }
+    let refused = get(&e, APPS, Some(("Authorization", BASIC_SVC)));
+    assert_eq!(refused.status, 429);
+    assert!(
+        refused.header("x-ratelimit-limit").is_none() && refused.header("retry-after").is_none()
+    );
+    assert_eq!(slow.join().unwrap(), 200);
+}
+
+#[test]
+fn random_faults_hit_about_their_share() {
+    let e = start();
+    e.state().set_random_faults(0.5, 42);
+    let statuses: Vec<u16> = (0..40)
+        .map(|_| {
+            agent()
+                .get(format!("{}{APPS}", e.base_url()))
+                .header("Authorization", BASIC_SVC)
+                .call()
+                .and_then(|mut r| {
+                    let s = r.status().as_u16();
+                    let body = r.body_mut().read_to_string()?;
+                    Ok(
+                        if s == 200 && serde_json::from_str::<serde_json::Value>(&body).is_err() {
+                            599
+                        } else {
+                            s
+                        },
+                    )
+                })
+                .unwrap_or(0)
+        })
+        .collect();
+    let failed = statuses.iter().filter(|s| **s != 200).count();
+    assert!((8..=32).contains(&failed), "{statuses:?}");
+}
+
+#[test]
+fn related_tables_and_version_1_empty_results() {
+    let e = start();
+    let auth = Some(("Authorization", BASIC_SVC));
+    let ips = get(
+        &e,
+        "/api/now/table/cmdb_ci_ip_address?sysparm_limit=1&sysparm_display_value=true",
+        auth,
+    );
+    let ip = &ips.json()["result"][0];
+    assert_eq!(ip["ip_version"], "4");
+    assert!(ip["nic"]["display_value"]
+        .as_str()
+        .unwrap()
+        .starts_with("eth"));
+    let rels = get(&e, "/api/now/table/cmdb_rel_ci?sysparm_limit=1&sysparm_display_value=all&sysparm_exclude_reference_link=true", auth);
+    assert_eq!(
+        rels.json()["result"][0]["type"]["display_value"],
+        "Depends on::Used by"
+    );
+    let empty = "/table/cmdb_ci_computer?sysparm_query=name=no%20such%20device";
+    assert_eq!(get(&e, &format!("/api/now/v1{empty}"), auth).status, 404);
+    let v2 = get(&e, &format!("/api/now/v2{empty}"), auth);
+    assert_eq!((v2.status, v2.body.as_str()), (200, "{\"result\":[]}"));
+}
+
+#[test]
+fn the_mutator_changes_what_is_served() {
+    let e = start();
+    let auth = Some(("Authorization", BASIC_SVC));
+    let mut rng = servicenow_emulator::data::Rng::new(1);
+    let deleted = e
+        .state()
+        .mutate(servicenow_emulator::MutationKind::Delete, &mut rng)
+        .unwrap();
+    let updated = e
+        .state()
+        .mutate(servicenow_emulator::MutationKind::Update, &mut rng)
+        .unwrap();
+    assert_eq!(
+        get(
+            &e,
+            &format!("/api/now/table/cmdb_ci_computer/{}", deleted.sys_id),
+            auth
+        )
+        .status,
+        404
+    );
+    let audit = get(
+        &e,
+        &format!(
+            "/api/now/table/sys_audit_delete?sysparm_query=documentkey={}",
+            deleted.sys_id
+        ),
+        auth,
+    );
+    assert_eq!(audit.json()["result"][0]["tablename"], "cmdb_ci_computer");
+    let changed = get(
+        &e,
+        &format!(
+            "/api/now/table/cmdb_ci_computer?sysparm_query=sys_updated_on%3E%3D{}",
+            updated.at.replace(' ', "%20")
+        ),
+        auth,
+    );
+    let json = changed.json();
+    let ids: Vec<&str> = json["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sys_id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&updated.sys_id.as_str()));
+}

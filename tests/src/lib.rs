@@ -90,16 +90,22 @@ impl CliRun {
 impl Fixture {
     /// Starts an emulator with `devices` devices (seed 7).
     pub fn start(devices: usize) -> Fixture {
+        Fixture::start_with(devices, |_| {})
+    }
+
+    /// Starts an emulator with `devices` devices, after `adjust` changed its configuration.
+    pub fn start_with(devices: usize, adjust: impl FnOnce(&mut EmulatorConfig)) -> Fixture {
         let password = "pa$$ w0rd:\"quoted\"".to_string();
-        let emulator = Emulator::start(EmulatorConfig {
+        let mut config = EmulatorConfig {
             data: DataSpec { devices, seed: 7 },
             users: vec![
                 User::new("svc_exposure", &password, &["cmdb_read"]),
                 User::new("no_roles", &password, &[]),
             ],
             ..Default::default()
-        })
-        .expect("the emulator starts");
+        };
+        adjust(&mut config);
+        let emulator = Emulator::start(config).expect("the emulator starts");
         Fixture {
             emulator,
             dir: tempfile::tempdir().expect("a temporary directory"),

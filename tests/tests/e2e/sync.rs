@@ -168,3 +168,45 @@ fn pages_emptied_by_acls_over_more_than_10000_rows_are_walked_past() {
         "walked the gap with {empty_windows} offset requests"
     );
 }
+
+#[test]
+fn a_sync_while_data_changes_then_a_quiet_sync_ends_at_the_final_state() {
+    let f = Fixture::start_with(600, |c| {
+        c.latency = std::time::Duration::from_millis(15);
+        c.mutations_per_second = 200.0;
+    });
+    let config = f.config(&ConfigSpec {
+        sync: vec!["page_size = 50".into()],
+        ..Default::default()
+    });
+    f.sync(&config).ok();
+    f.state().set_mutating(false);
+    let log = f.state().mutations();
+    assert!(
+        log.len() >= 10,
+        "the mutator ran during the sync: {} changes",
+        log.len()
+    );
+    f.sync(&config).ok();
+    // The emulator's data now is the truth; the log says what changed.
+    assert_eq!(
+        f.export(&config, "devices", false),
+        expected_records(f.state(), "devices")
+    );
+    let devices = f.export(&config, "devices", false);
+    let ids: std::collections::HashSet<&str> = devices
+        .iter()
+        .map(|d| d["sysId"].as_str().unwrap())
+        .collect();
+    for m in &log {
+        let exists_now = f
+            .state()
+            .with_db(|db| db.tables["cmdb_ci_computer"].get(&m.sys_id).is_some());
+        assert_eq!(ids.contains(m.sys_id.as_str()), exists_now, "{m:?}");
+    }
+    let deleted = log
+        .iter()
+        .filter(|m| m.kind == servicenow_emulator::MutationKind::Delete)
+        .count();
+    assert!(deleted > 0);
+}

@@ -1,0 +1,202 @@
+//! Data that changes while a sync runs: inserts, updates (moving
+//! `sys_updated_on` to the emulator's clock) and deletes (recorded in
+//! `sys_audit_delete`), each logged so a test can state the exact end state.
+
+use crate::data::{device_rows, format_datetime, Related, Rng, Table};
+use crate::server::State;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What a mutation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MutationKind {
+    /// A new device (with its adapters).
+    Insert,
+    /// An existing device changed (`os_version`, `sys_updated_on`).
+    Update,
+    /// A device was deleted (and written to `sys_audit_delete`).
+    Delete,
+}
+
+/// One change to the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutation {
+    /// What happened.
+    pub kind: MutationKind,
+    /// The table changed.
+    pub table: String,
+    /// The row's sys_id.
+    pub sys_id: String,
+    /// The emulator's clock at the change (`YYYY-MM-DD HH:MM:SS`, UTC).
+    pub at: String,
+}
+
+const DEVICES: &str = "cmdb_ci_computer";
+
+fn now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format_datetime(secs as i64)
+}
+
+fn set_updated(table: &Table, row: &crate::data::Row, at: &str) -> crate::data::Row {
+    let mut row = row.clone();
+    for column in ["sys_updated_on", "sys_created_on"] {
+        if let Some(c) = table.column(column) {
+            row = row.with(c, at);
+        }
+    }
+    row
+}
+
+impl State {
+    /// Applies one mutation of `kind`, chosen with `rng`; returns what it did
+    /// (`None` when there was nothing to update or delete).
+    pub fn mutate(&self, kind: MutationKind, rng: &mut Rng) -> Option<Mutation> {
+        let at = now();
+        let mutation = self.with_db_mut(|db| {
+            let seed = rng.next_u64();
+            match kind {
+                MutationKind::Insert => {
+                    let apps: Vec<String> = db.tables["cmdb_ci_business_app"]
+                        .rows
+                        .iter()
+                        .map(|r| r.key().to_string())
+                        .collect();
+                    let mut related = Related::default();
+                    let device =
+                        device_rows(seed, (seed % 1_000_000_000) as usize, &apps, &mut related);
+                    let devices = db.tables.get_mut(DEVICES)?;
+                    let device = set_updated(devices, &device, &at);
+                    let id = device.key().to_string();
+                    if let Err(i) = devices.find(&id) {
+                        devices.rows.insert(i, device);
+                    }
+                    for (table, rows) in [
+                        ("cmdb_ci_network_adapter", related.adapters),
+                        ("cmdb_ci_ip_address", related.ip_addresses),
+                        ("cmdb_rel_ci", related.relations),
+                    ] {
+                        let t = db.tables.get_mut(table)?;
+                        for row in rows {
+                            let row = set_updated(t, &row, &at);
+                            if let Err(i) = t.find(row.key()) {
+                                t.rows.insert(i, row);
+                            }
+                        }
+                    }
+                    Some(Mutation {
+                        kind,
+                        table: DEVICES.into(),
+                        sys_id: id,
+                        at: at.clone(),
+                    })
+                }
+                MutationKind::Update => {
+                    let devices = db.tables.get_mut(DEVICES)?;
+                    if devices.rows.is_empty() {
+                        return None;
+                    }
+                    let i = rng.below(devices.rows.len() as u64) as usize;
+                    let id = devices.rows[i].key().to_string();
+                    let version = format!("{}.{}", 1 + rng.below(20), rng.below(100));
+                    devices.set(&id, "os_version", &version);
+                    devices.set(&id, "sys_updated_on", &at);
+                    Some(Mutation {
+                        kind,
+                        table: DEVICES.into(),
+                        sys_id: id,
+                        at: at.clone(),
+                    })
+                }
+                MutationKind::Delete => {
+                    let devices = db.tables.get_mut(DEVICES)?;
+                    if devices.rows.is_empty() {
+                        return None;
+                    }
+                    let i = rng.below(devices.rows.len() as u64) as usize;
+                    let row = devices.rows.remove(i);
+                    let id = row.key().to_string();
+                    let name = devices.value(&row, "name").to_string();
+                    db.tables.get_mut("sys_audit_delete")?.upsert(&[
+                        ("sys_id", rng.sys_id()),
+                        ("tablename", DEVICES.to_string()),
+                        ("documentkey", id.clone()),
+                        ("display_value", name),
+                        ("sys_created_on", at.clone()),
+                        ("sys_created_by", "admin".to_string()),
+                    ]);
+                    Some(Mutation {
+                        kind,
+                        table: DEVICES.into(),
+                        sys_id: id,
+                        at: at.clone(),
+                    })
+                }
+            }
+        })?;
+        self.record_mutation(mutation.clone());
+        Some(mutation)
+    }
+}
+
+/// Mutates the data at `per_second` changes per second (inserts, updates and
+/// deletes in the ratio 1:3:1) until the future is dropped; with a rate of 0
+/// it waits forever without changing anything.
+pub async fn run(state: Arc<State>, per_second: f64, seed: u64) {
+    if per_second <= 0.0 {
+        return std::future::pending().await;
+    }
+    let mut rng = Rng::new(seed);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second));
+    loop {
+        tick.tick().await;
+        if !state.mutating() {
+            continue;
+        }
+        let kind = match rng.below(5) {
+            0 => MutationKind::Insert,
+            4 => MutationKind::Delete,
+            _ => MutationKind::Update,
+        };
+        state.mutate(kind, &mut rng);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{generate, DataSpec};
+
+    #[test]
+    fn mutations_change_the_data_and_are_logged() {
+        let state = State::new(
+            generate(DataSpec {
+                devices: 20,
+                seed: 1,
+            }),
+            vec![],
+            Duration::ZERO,
+            "http",
+        );
+        let mut rng = Rng::new(5);
+        let inserted = state.mutate(MutationKind::Insert, &mut rng).unwrap();
+        let updated = state.mutate(MutationKind::Update, &mut rng).unwrap();
+        let deleted = state.mutate(MutationKind::Delete, &mut rng).unwrap();
+        state.with_db(|db| {
+            let devices = &db.tables[DEVICES];
+            assert_eq!(devices.rows.len(), 20);
+            assert!(devices.get(&inserted.sys_id).is_some());
+            assert_eq!(
+                devices.value(devices.get(&updated.sys_id).unwrap(), "sys_updated_on"),
+                updated.at
+            );
+            assert!(devices.get(&deleted.sys_id).is_none());
+            let audit = &db.tables["sys_audit_delete"];
+            assert_eq!(audit.value(&audit.rows[0], "documentkey"), deleted.sys_id);
+            assert!(devices.rows.windows(2).all(|w| w[0].key() < w[1].key()));
+        });
+        assert_eq!(state.mutations(), vec![inserted, updated, deleted]);
+    }
+}
