@@ -27,6 +27,8 @@ pub enum Fault {
     SlowHeaders(u64),
     /// The body comes in small pieces with this many milliseconds between them.
     SlowBody(u64),
+    /// 302 to this URL (a misconfigured proxy or SSO page would do this).
+    Redirect(String),
 }
 
 /// Faults drawn at random (but reproducibly, from a seed) for a share of requests.

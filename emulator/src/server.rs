@@ -259,6 +259,14 @@ fn fault_response(fault: &Fault) -> Option<Response<Body>> {
         ),
         Fault::Html503 => html_response(StatusCode::SERVICE_UNAVAILABLE, MAINTENANCE_PAGE),
         Fault::Hibernating => html_response(StatusCode::OK, HIBERNATING_PAGE),
+        Fault::Redirect(location) => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::FOUND;
+            if let Ok(v) = HeaderValue::from_str(location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
         Fault::TransactionCancelled
         | Fault::ConnectionReset
         | Fault::SlowHeaders(_)

@@ -132,6 +132,18 @@ impl WasiHttpHooks for EgressPolicy {
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let max = policy.max_body_bytes;
+            // A declared length over the cap is refused before any byte is read;
+            // a body without one is cut off when it passes the cap.
+            let declared = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(length) = declared.filter(|l| *l > max) {
+                return Err(wasmtime_wasi_http::Error::HttpResponseBodySize(Some(
+                    length,
+                )));
+            }
             let counters = policy.counters.clone();
             let response = response.map(move |body| {
                 CappedBody {

@@ -233,7 +233,13 @@ impl Transport for WasiTransport {
                 Ok(chunk) => body.extend_from_slice(&chunk),
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(e)) => {
-                    let detail = e.to_debug_string();
+                    // The first line says what happened; the rest may be a host backtrace.
+                    let detail = e
+                        .to_debug_string()
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
                     drop(stream);
                     return Err(match wasi::http::types::http_error_code(&e) {
                         Some(code) => map_error_code(code),

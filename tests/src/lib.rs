@@ -42,6 +42,10 @@ pub struct ConfigSpec {
     pub plugin: Option<PathBuf>,
     /// Override of the `instance` setting.
     pub instance: Option<String>,
+    /// Lines under `[limits]`.
+    pub limits: Vec<String>,
+    /// Lines under `[network]`.
+    pub network: Vec<String>,
 }
 
 impl Default for ConfigSpec {
@@ -56,6 +60,8 @@ impl Default for ConfigSpec {
             )),
             plugin: None,
             instance: None,
+            limits: vec![],
+            network: vec![],
         }
     }
 }
@@ -138,6 +144,15 @@ impl Fixture {
         for line in &spec.sync {
             text.push_str(line);
             text.push('\n');
+        }
+        for (section, lines) in [("limits", &spec.limits), ("network", &spec.network)] {
+            if !lines.is_empty() {
+                text.push_str(&format!("[{section}]\n"));
+                for line in lines {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
         }
         if let Some(auth) = &spec.auth {
             text.push_str("[auth]\n");

@@ -4,14 +4,23 @@
 use connector_e2e::{ConfigSpec, Fixture, PROBE_COMPONENT};
 use serde_json::Value;
 
-fn probe(f: &Fixture, settings: &[&str]) -> Value {
+fn probe_config(f: &Fixture, settings: &[&str], limits: &[&str]) -> std::path::PathBuf {
     let plugin = f.dir.path().join("probe.wasm");
     std::fs::write(&plugin, PROBE_COMPONENT).unwrap();
-    let config = f.config(&ConfigSpec {
+    f.config(&ConfigSpec {
         plugin: Some(plugin),
         settings: settings.iter().map(|s| s.to_string()).collect(),
+        limits: limits.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
-    });
+    })
+}
+
+fn probe(f: &Fixture, settings: &[&str]) -> Value {
+    probe_with_limits(f, settings, &[])
+}
+
+fn probe_with_limits(f: &Fixture, settings: &[&str], limits: &[&str]) -> Value {
+    let config = probe_config(f, settings, limits);
     f.sync(&config).ok();
     let records = f.export(&config, "probe", false);
     assert_eq!(records.len(), 1);
@@ -70,5 +79,74 @@ fn a_component_importing_the_filesystem_is_refused_at_load() {
     assert!(
         message.contains("imports `wasi:filesystem/preopens@0.2.3`"),
         "{message}"
+    );
+}
+
+#[test]
+fn a_guest_that_never_returns_is_stopped_by_its_cpu_budget() {
+    let f = Fixture::start(1);
+    let config = probe_config(&f, &["mode = \"spin\""], &["cpu_seconds_per_call = 1"]);
+    let (code, message) = f.sync(&config).err();
+    assert_eq!(code, 1);
+    assert!(
+        message.contains("more CPU time than a call may"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_guest_that_allocates_without_bound_is_stopped_by_its_memory_limit() {
+    let f = Fixture::start(1);
+    let config = probe_config(&f, &["mode = \"allocate\""], &["memory_mib = 48"]);
+    let (code, message) = f.sync(&config).err();
+    assert_eq!(code, 1);
+    assert!(message.contains("memory"), "{message}");
+}
+
+#[test]
+fn a_response_larger_than_the_cap_is_cut_off() {
+    let f = Fixture::start(6000);
+    let r = probe_with_limits(
+        &f,
+        &[
+            "mode = \"big-response\"",
+            "target = \"/api/now/table/cmdb_ci_computer?sysparm_limit=10000\"",
+        ],
+        &["max_response_mib = 1"],
+    );
+    assert!(
+        r["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("ErrorCode::HttpResponseBodySize"),
+        "{r}"
+    );
+    assert!(r["bytes"].as_u64().unwrap() <= 1 << 20, "{r}");
+}
+
+#[test]
+fn a_redirect_to_another_host_cannot_be_followed() {
+    let f = Fixture::start(1);
+    let elsewhere = format!(
+        "http://localhost:{}/api/now/table/sys_user",
+        f.emulator.addr().port()
+    );
+    f.state().inject(servicenow_emulator::FaultRule::next(
+        servicenow_emulator::Fault::Redirect(elsewhere),
+        1,
+    ));
+    let r = probe(
+        &f,
+        &[
+            "mode = \"follow-redirect\"",
+            "target = \"/api/now/table/sys_user\"",
+        ],
+    );
+    assert_eq!(r["first"], "302");
+    assert_eq!(r["followed"], "ErrorCode::HttpRequestDenied");
+    assert_eq!(
+        f.state().requests().len(),
+        1,
+        "only the first request reached a server"
     );
 }

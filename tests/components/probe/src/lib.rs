@@ -8,6 +8,12 @@
 //!   request, then sends a request to the instance without them.
 //! - `other-host`: sends a request to the URL in the `target` setting.
 //! - `snoop`: reads environment variables and command-line arguments.
+//! - `spin`: never returns (burns CPU).
+//! - `allocate`: allocates memory without bound.
+//! - `big-response`: reads the path in the `target` setting on the instance
+//!   and reports how the body read ended.
+//! - `follow-redirect`: requests the `target` path on the instance and, when
+//!   the answer is a redirect, requests the `location` it names.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -33,6 +39,45 @@ fn header_result(r: Result<(), HeaderError>) -> &'static str {
         Err(HeaderError::Forbidden) => "forbidden",
         Err(HeaderError::Immutable) => "immutable",
         Err(HeaderError::InvalidSyntax) => "invalid",
+    }
+}
+
+/// Sends a GET and reads the whole body; returns (status or error, location header, body bytes read).
+fn get_full(scheme: Scheme, authority: &str, path: &str) -> (String, Option<String>, usize) {
+    let req = OutgoingRequest::new(Fields::new());
+    let _ = req.set_method(&Method::Get);
+    let _ = req.set_scheme(Some(&scheme));
+    let _ = req.set_authority(Some(authority));
+    let _ = req.set_path_with_query(Some(path));
+    let fut = match outgoing_handler::handle(req, None) {
+        Ok(f) => f,
+        Err(e) => return (format!("{e:?}"), None, 0),
+    };
+    fut.subscribe().block();
+    let resp = match fut.get() {
+        Some(Ok(Ok(resp))) => resp,
+        Some(Ok(Err(code))) => return (format!("{code:?}"), None, 0),
+        _ => return ("no response".into(), None, 0),
+    };
+    let status = resp.status().to_string();
+    let location = resp
+        .headers()
+        .get("location")
+        .first()
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    let body = resp.consume().expect("body");
+    let stream = body.stream().expect("stream");
+    let mut read = 0;
+    loop {
+        match stream.blocking_read(1 << 16) {
+            Ok(chunk) => read += chunk.len(),
+            Err(wasi::io::streams::StreamError::Closed) => return (status, location, read),
+            Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
+                let code = wasi::http::types::http_error_code(&e)
+                    .map_or_else(|| e.to_debug_string(), |c| format!("{c:?}"));
+                return (code, location, read);
+            }
+        }
     }
 }
 
@@ -142,6 +187,42 @@ impl Guest for Probe {
                     "{{\"sysId\":\"1\",\"environment\":{},\"arguments\":{}}}",
                     json_string(&vars.join(",")),
                     json_string(&args.join(" "))
+                )
+            }
+            "spin" => {
+                let mut x: u64 = 1;
+                loop {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            }
+            "allocate" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![7u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "big-response" => {
+                let (outcome, _, read) = get_full(scheme, &authority, setting(&settings, "target"));
+                format!(
+                    "{{\"sysId\":\"1\",\"outcome\":{},\"bytes\":{read}}}",
+                    json_string(&outcome)
+                )
+            }
+            "follow-redirect" => {
+                let (first, location, _) =
+                    get_full(scheme, &authority, setting(&settings, "target"));
+                let followed = match &location {
+                    Some(url) => {
+                        let (s, a, p) = split_url(url);
+                        get(s, &a, &p, Fields::new())
+                    }
+                    None => "no location".into(),
+                };
+                format!(
+                    "{{\"sysId\":\"1\",\"first\":{},\"followed\":{}}}",
+                    json_string(&first),
+                    json_string(&followed)
                 )
             }
             other => {
