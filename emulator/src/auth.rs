@@ -80,8 +80,8 @@ pub struct AuthState {
     pub restrict_basic_auth: bool,
     access: HashMap<String, Token>,
     refresh: HashMap<String, (String, String)>,
-    /// Tokens issued so far (for tests).
-    pub tokens_issued: u64,
+    /// Tokens issued so far, by grant type (for tests).
+    pub tokens_issued: HashMap<String, u64>,
 }
 
 /// The OAuth failure body ServiceNow answers with.
@@ -111,7 +111,7 @@ impl AuthState {
             restrict_basic_auth: false,
             access: HashMap::new(),
             refresh: HashMap::new(),
-            tokens_issued: 0,
+            tokens_issued: HashMap::new(),
         }
     }
 
@@ -154,6 +154,7 @@ impl AuthState {
         &mut self,
         user: &str,
         client: &str,
+        grant: &str,
         with_refresh: bool,
     ) -> (StatusCode, serde_json::Value) {
         let access = random_token();
@@ -164,7 +165,7 @@ impl AuthState {
                 expires: Instant::now() + self.token_lifetime,
             },
         );
-        self.tokens_issued += 1;
+        *self.tokens_issued.entry(grant.to_string()).or_default() += 1;
         let mut body = serde_json::json!({
             "access_token": access,
             "scope": "useraccount",
@@ -203,17 +204,19 @@ impl AuthState {
                     return oauth_denied();
                 }
                 let user = get("username").to_string();
-                self.issue(&user, &client.id, true)
+                self.issue(&user, &client.id, "password", true)
             }
             "refresh_token" => match self.refresh.get(get("refresh_token")).cloned() {
-                Some((user, c)) if c == client.id => self.issue(&user, &client.id, false),
+                Some((user, c)) if c == client.id => {
+                    self.issue(&user, &client.id, "refresh_token", false)
+                }
                 _ => oauth_denied(),
             },
             "client_credentials" => {
                 match (&client.application_user, self.client_credentials_enabled) {
                     (Some(user), true) => {
                         let user = user.clone();
-                        self.issue(&user, &client.id, false)
+                        self.issue(&user, &client.id, "client_credentials", false)
                     }
                     _ => oauth_denied(),
                 }

@@ -29,6 +29,9 @@ pub enum Fault {
     SlowBody(u64),
     /// 302 to this URL (a misconfigured proxy or SSO page would do this).
     Redirect(String),
+    /// Every OAuth access token issued so far expires just before this
+    /// request is authenticated (a token expiring in the middle of a sync).
+    ExpireTokens,
 }
 
 /// Faults drawn at random (but reproducibly, from a seed) for a share of requests.
@@ -138,6 +141,19 @@ impl FaultQueue {
     /// Number of faults still pending.
     pub fn pending(&self) -> u32 {
         self.rules.iter().map(|r| r.times).sum()
+    }
+
+    /// Consumes the next rule for `path` only if it is [`Fault::ExpireTokens`].
+    pub fn take_token_expiry(&mut self, path: &str) -> bool {
+        let next = self
+            .rules
+            .iter()
+            .find(|r| r.path_contains.is_empty() || path.contains(&r.path_contains));
+        if next.is_some_and(|r| r.fault == Fault::ExpireTokens && r.after == 0) {
+            self.take(path);
+            return true;
+        }
+        false
     }
 }
 

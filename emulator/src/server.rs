@@ -268,6 +268,7 @@ fn fault_response(fault: &Fault) -> Option<Response<Body>> {
             r
         }
         Fault::TransactionCancelled
+        | Fault::ExpireTokens
         | Fault::ConnectionReset
         | Fault::SlowHeaders(_)
         | Fault::SlowBody(_) => return None,
@@ -287,6 +288,9 @@ pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost")
         .to_string();
+    if lock(&state.faults).take_token_expiry(&path) {
+        lock(&state.auth).expire_access_tokens();
+    }
     let user = state.authenticate(req.headers());
     let had_authorization = req.headers().contains_key(header::AUTHORIZATION)
         || req.headers().contains_key("x-sn-apikey");

@@ -5,10 +5,10 @@
 //! without touching process-global state.
 
 use crate::config::{Config, ConfigError};
-use crate::credentials::Credential;
+use crate::credentials::{Credential, DeclaredAuth};
 use crate::egress::{EgressCounters, EgressPolicy};
 use crate::runtime::{
-    read_info, AuthMethod, ConnectorInfo, InstanceLimits, LoadedComponent, Runtime,
+    read_info, AuthMethod, ConnectorInfo, InstanceLimits, LoadedComponent, Oauth2Grant, Runtime,
     BUNDLED_COMPONENT,
 };
 use crate::secrets::Environment;
@@ -165,12 +165,51 @@ fn load_config(path: &Path) -> Result<Config> {
     Config::load(path).map_err(|e| Failure::from(e).into())
 }
 
-fn credential(config: &Config, info: &ConnectorInfo, env: &dyn Environment) -> Result<Credential> {
-    let supports_basic = info
-        .auth_methods
-        .iter()
-        .any(|m| matches!(m, AuthMethod::Basic));
-    Credential::from_config(config.auth.as_ref(), supports_basic, env).map_err(config_failure)
+/// What the component declared about authentication, in the host's terms.
+pub fn declared_auth(info: &ConnectorInfo) -> DeclaredAuth {
+    let mut declared = DeclaredAuth::default();
+    for m in &info.auth_methods {
+        match m {
+            AuthMethod::Basic => declared.basic = true,
+            AuthMethod::Oauth2(o) => {
+                let grants = o
+                    .grants
+                    .iter()
+                    .map(|g| match g {
+                        Oauth2Grant::ClientCredentials => "client-credentials",
+                        Oauth2Grant::Password => "password",
+                        Oauth2Grant::RefreshToken => "refresh-token",
+                    })
+                    .map(str::to_string)
+                    .collect();
+                declared.oauth = Some((o.token_path.clone(), grants));
+            }
+            AuthMethod::ApiKey(k) => declared.api_key_header = Some(k.header_name.clone()),
+        }
+    }
+    declared
+}
+
+/// Builds the credential and obtains what it needs before the first
+/// request (an OAuth token), so misconfigurations stop the run at once.
+async fn credential(
+    config: &Config,
+    info: &ConnectorInfo,
+    env: &dyn Environment,
+) -> Result<Credential> {
+    let credential = Credential::from_config(
+        config.auth.as_ref(),
+        &declared_auth(info),
+        &config.origin,
+        config.limits.request_timeout(),
+        env,
+    )
+    .map_err(config_failure)?;
+    credential
+        .prepare()
+        .await
+        .map_err(|e| anyhow!("authentication failed: {e}"))?;
+    Ok(credential)
 }
 
 /// Name of a connection in the database.
@@ -287,7 +326,7 @@ fn info_json(i: &ConnectorInfo) -> serde_json::Value {
 async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
     let config = load_config(path)?;
     let p = prepare(config.plugin.as_deref()).await?;
-    let credential = credential(&config, &p.info, env)?;
+    let credential = credential(&config, &p.info, env).await?;
     let egress = EgressPolicy::new(
         config.origin.clone(),
         credential,
@@ -338,7 +377,7 @@ pub async fn sync(
 ) -> Result<RunReport> {
     let config = load_config(path)?;
     let p = prepare(config.plugin.as_deref()).await?;
-    let credential = credential(&config, &p.info, env)?;
+    let credential = credential(&config, &p.info, env).await?;
     let store = Store::open(&config.database)
         .with_context(|| format!("cannot open the database {}", config.database.display()))?;
     let job = SyncJob {

@@ -35,14 +35,24 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// `basic` (others are reserved for OAuth 2.0 and API keys).
+    /// `basic`, `oauth2-client-credentials`, `oauth2-password` or `api-key`.
     pub method: String,
-    /// User name for `basic`.
+    /// User name (`basic`, `oauth2-password`).
     pub username: Option<String>,
     /// Environment variable holding the password.
     pub password_env: Option<String>,
     /// File holding the password (readable by its owner only).
     pub password_file: Option<PathBuf>,
+    /// OAuth client id (`oauth2-*`).
+    pub client_id: Option<String>,
+    /// Environment variable holding the OAuth client secret.
+    pub client_secret_env: Option<String>,
+    /// File holding the OAuth client secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// Environment variable holding the API key (`api-key`).
+    pub api_key_env: Option<String>,
+    /// File holding the API key.
+    pub api_key_file: Option<PathBuf>,
 }
 
 /// `[sync]`: how reads are driven.
@@ -217,6 +227,8 @@ impl Config {
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let auth = raw.auth.map(|mut a| {
             a.password_file = a.password_file.map(resolve);
+            a.client_secret_file = a.client_secret_file.map(resolve);
+            a.api_key_file = a.api_key_file.map(resolve);
             a
         });
         if raw.sync.page_size == 0

@@ -1,10 +1,26 @@
-//! Turning `[auth]` and the secrets it names into the header the host
-//! attaches to every request the component sends.
+//! Turning `[auth]` and the secrets it names into what the host attaches to
+//! every request the component sends: Basic credentials, an OAuth 2.0 bearer
+//! token (fetched and renewed by the host), or an API key header.
 
 use crate::config::AuthConfig;
-use crate::secrets::{read_secret, Environment};
+use crate::oauth::{Grant, OAuthBroker};
+use crate::origin::Origin;
+use crate::secrets::{read_secret, Environment, Secret};
 use base64::Engine as _;
-use http::HeaderValue;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the component declared it supports (from `info`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeclaredAuth {
+    /// HTTP Basic.
+    pub basic: bool,
+    /// OAuth 2.0: token path and grant names (`client-credentials`, `password`, `refresh-token`).
+    pub oauth: Option<(String, Vec<String>)>,
+    /// API key header name.
+    pub api_key_header: Option<String>,
+}
 
 /// The credential attached to outgoing requests.
 #[derive(Clone)]
@@ -13,41 +29,74 @@ pub enum Credential {
     None,
     /// `Authorization: Basic ...` (the value is marked sensitive).
     Basic(HeaderValue),
+    /// A static key in a header the component declared.
+    ApiKey {
+        /// Header name, e.g. `x-sn-apikey`.
+        header: HeaderName,
+        /// The key (marked sensitive).
+        value: HeaderValue,
+    },
+    /// OAuth 2.0 bearer tokens from the host's broker.
+    OAuth(Arc<OAuthBroker>),
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credential::None => f.write_str("Credential::None"),
-            Credential::Basic(_) => f.write_str("Credential::Basic(<redacted>)"),
-        }
+        f.write_str(match self {
+            Credential::None => "Credential::None",
+            Credential::Basic(_) => "Credential::Basic(<redacted>)",
+            Credential::ApiKey { .. } => "Credential::ApiKey(<redacted>)",
+            Credential::OAuth(_) => "Credential::OAuth(<redacted>)",
+        })
     }
 }
 
-/// Authentication methods this host can broker.
-pub const SUPPORTED_METHODS: &[&str] = &["basic"];
-/// Methods the configuration format reserves (declared by connectors, brokered in a later version).
-pub const RESERVED_METHODS: &[&str] = &["oauth2-client-credentials", "oauth2-password", "api-key"];
+/// The authentication methods `[auth] method` accepts.
+pub const METHODS: &[&str] = &[
+    "basic",
+    "oauth2-client-credentials",
+    "oauth2-password",
+    "api-key",
+];
+
+fn sensitive(value: &str, what: &str) -> Result<HeaderValue, String> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| {
+        format!("the {what} contains characters that cannot be sent in an HTTP header")
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+fn required<'a>(value: &'a Option<String>, key: &str, method: &str) -> Result<&'a str, String> {
+    value
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("[auth] method = \"{method}\" needs `{key} = \"...\"`"))
+}
 
 impl Credential {
-    /// Builds the credential. `component_supports_basic` is what the
-    /// component declared in `info`.
+    /// Builds the credential for `origin` from `[auth]`, checking that the
+    /// component declared the method.
     pub fn from_config(
         auth: Option<&AuthConfig>,
-        component_supports_basic: bool,
+        declared: &DeclaredAuth,
+        origin: &Origin,
+        request_timeout: Duration,
         env: &dyn Environment,
     ) -> Result<Credential, String> {
         let Some(auth) = auth else {
             return Ok(Credential::None);
         };
-        match auth.method.as_str() {
+        let method = auth.method.as_str();
+        let not_declared = || {
+            format!("[auth] method = \"{method}\", but the component does not declare it; use a method it declares (see `connector-host info`)")
+        };
+        match method {
             "basic" => {
-                if !component_supports_basic {
-                    return Err("[auth] method = \"basic\", but the component does not declare Basic authentication; use a method it declares (see `connector-host info`)".into());
+                if !declared.basic {
+                    return Err(not_declared());
                 }
-                let username = auth.username.as_deref().filter(|u| !u.is_empty()).ok_or(
-                    "[auth] method = \"basic\" needs `username = \"...\"` (the integration user)",
-                )?;
+                let username = required(&auth.username, "username", method)?;
                 if username.contains(':') {
                     return Err("[auth] username must not contain `:` (Basic authentication cannot carry it)".into());
                 }
@@ -59,31 +108,133 @@ impl Credential {
                 )?;
                 let token = base64::engine::general_purpose::STANDARD
                     .encode(format!("{username}:{}", password.expose()));
-                let mut value = HeaderValue::from_str(&format!("Basic {token}"))
-                    .map_err(|_| "the password contains characters that cannot be sent".to_string())?;
-                value.set_sensitive(true);
-                Ok(Credential::Basic(value))
+                Ok(Credential::Basic(sensitive(
+                    &format!("Basic {token}"),
+                    "password",
+                )?))
             }
-            m if RESERVED_METHODS.contains(&m) => Err(format!(
-                "[auth] method = \"{m}\" is not supported by this version of connector-host; use method = \"basic\""
-            )),
+            "api-key" => {
+                let header = declared
+                    .api_key_header
+                    .as_deref()
+                    .ok_or_else(not_declared)?;
+                let header = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                    format!("the component declared an invalid API key header `{header}`")
+                })?;
+                let key = read_secret(
+                    "api key",
+                    auth.api_key_env.as_deref(),
+                    auth.api_key_file.as_deref(),
+                    env,
+                )?;
+                Ok(Credential::ApiKey {
+                    header,
+                    value: sensitive(key.expose(), "API key")?,
+                })
+            }
+            "oauth2-client-credentials" | "oauth2-password" => {
+                let (token_path, grants) = declared.oauth.as_ref().ok_or_else(not_declared)?;
+                let password_grant = method == "oauth2-password";
+                let grant_name = if password_grant {
+                    "password"
+                } else {
+                    "client-credentials"
+                };
+                if !grants.iter().any(|g| g == grant_name) {
+                    return Err(not_declared());
+                }
+                let client_id = required(&auth.client_id, "client_id", method)?.to_string();
+                let client_secret: Secret = read_secret(
+                    "client secret",
+                    auth.client_secret_env.as_deref(),
+                    auth.client_secret_file.as_deref(),
+                    env,
+                )?;
+                let grant = if password_grant {
+                    Grant::Password {
+                        username: required(&auth.username, "username", method)?.to_string(),
+                        password: read_secret(
+                            "password",
+                            auth.password_env.as_deref(),
+                            auth.password_file.as_deref(),
+                            env,
+                        )?,
+                    }
+                } else {
+                    Grant::ClientCredentials
+                };
+                let broker = OAuthBroker::new(
+                    origin,
+                    token_path,
+                    client_id,
+                    client_secret,
+                    grant,
+                    request_timeout,
+                )?;
+                Ok(Credential::OAuth(Arc::new(broker)))
+            }
             m => Err(format!(
                 "[auth] method = \"{m}\" is unknown; use one of: {}",
-                SUPPORTED_METHODS
-                    .iter()
-                    .chain(RESERVED_METHODS)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                METHODS.join(", ")
             )),
         }
     }
 
-    /// The `Authorization` header value, if any.
-    pub fn authorization(&self) -> Option<&HeaderValue> {
+    /// A header only the host may set (besides `authorization`, always guarded).
+    pub fn guarded_header(&self) -> Option<HeaderName> {
         match self {
-            Credential::None => None,
-            Credential::Basic(v) => Some(v),
+            Credential::ApiKey { header, .. } => Some(header.clone()),
+            _ => None,
+        }
+    }
+
+    /// Sets the credential on a request. Returns the `Authorization` value
+    /// used when it was an OAuth token (to report a refusal back).
+    pub async fn apply(&self, headers: &mut HeaderMap) -> Result<Option<HeaderValue>, String> {
+        match self {
+            Credential::None => Ok(None),
+            Credential::Basic(v) => {
+                headers.insert(http::header::AUTHORIZATION, v.clone());
+                Ok(None)
+            }
+            Credential::ApiKey { header, value } => {
+                headers.insert(header.clone(), value.clone());
+                Ok(None)
+            }
+            Credential::OAuth(broker) => {
+                let v = broker.authorization().await?;
+                headers.insert(http::header::AUTHORIZATION, v.clone());
+                Ok(Some(v))
+            }
+        }
+    }
+
+    /// Obtains what must be obtained before the first request (an OAuth
+    /// token), so a misconfiguration is reported before any work starts.
+    pub async fn prepare(&self) -> Result<(), String> {
+        match self {
+            Credential::OAuth(broker) => broker.authorization().await.map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Tells the broker the server refused `used` (HTTP 401). Returns
+    /// whether a retry with a fresh token makes sense.
+    pub async fn refused(&self, used: Option<&HeaderValue>) -> bool {
+        match (self, used) {
+            (Credential::OAuth(broker), Some(v)) => {
+                broker.refused(v).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// OAuth token requests made so far.
+    pub fn token_fetches(&self) -> u64 {
+        match self {
+            Credential::OAuth(broker) => broker.fetches(),
+            _ => 0,
         }
     }
 }
@@ -93,34 +244,91 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn basic(user: &str) -> AuthConfig {
+    fn auth(method: &str) -> AuthConfig {
         AuthConfig {
-            method: "basic".into(),
-            username: Some(user.into()),
+            method: method.into(),
+            username: Some("svc".into()),
             password_env: Some("PW".into()),
             password_file: None,
+            client_id: Some("cid".into()),
+            client_secret_env: Some("CS".into()),
+            client_secret_file: None,
+            api_key_env: Some("KEY".into()),
+            api_key_file: None,
         }
     }
 
-    #[test]
-    fn basic_header_is_sensitive_and_redacted() {
-        let env = HashMap::from([("PW".to_string(), "p@ss".to_string())]);
-        let c = Credential::from_config(Some(&basic("svc")), true, &env).unwrap();
-        let v = c.authorization().unwrap();
-        assert!(v.is_sensitive());
-        assert_eq!(v.to_str().unwrap(), "Basic c3ZjOnBAc3M=");
+    fn declared() -> DeclaredAuth {
+        DeclaredAuth {
+            basic: true,
+            oauth: Some((
+                "/oauth_token.do".into(),
+                vec!["client-credentials".into(), "password".into()],
+            )),
+            api_key_header: Some("x-sn-apikey".into()),
+        }
+    }
+
+    fn env() -> HashMap<String, String> {
+        HashMap::from([
+            ("PW".to_string(), "p@ss".to_string()),
+            ("CS".into(), "sec".into()),
+            ("KEY".into(), "k1".into()),
+        ])
+    }
+
+    fn origin() -> Origin {
+        Origin::parse("contoso.service-now.com").unwrap()
+    }
+
+    #[tokio::test]
+    async fn basic_and_api_key_headers_are_sensitive() {
+        let t = Duration::from_secs(5);
+        let c = Credential::from_config(Some(&auth("basic")), &declared(), &origin(), t, &env())
+            .unwrap();
+        let mut h = HeaderMap::new();
+        c.apply(&mut h).await.unwrap();
+        assert_eq!(h["authorization"], "Basic c3ZjOnBAc3M=");
+        assert!(h["authorization"].is_sensitive());
         assert!(!format!("{c:?}").contains("c3Zj"));
+        let k = Credential::from_config(Some(&auth("api-key")), &declared(), &origin(), t, &env())
+            .unwrap();
+        let mut h = HeaderMap::new();
+        k.apply(&mut h).await.unwrap();
+        assert_eq!(h["x-sn-apikey"], "k1");
+        assert_eq!(k.guarded_header().unwrap(), "x-sn-apikey");
     }
 
     #[test]
     fn errors_say_what_to_do() {
-        let env = HashMap::new();
-        let e = Credential::from_config(Some(&basic("svc")), true, &env).unwrap_err();
-        assert!(e.contains("PW"));
-        let mut a = basic("svc");
-        a.method = "kerberos".into();
-        assert!(Credential::from_config(Some(&a), true, &env)
-            .unwrap_err()
-            .contains("unknown"));
+        let t = Duration::from_secs(5);
+        let e = Credential::from_config(
+            Some(&auth("basic")),
+            &declared(),
+            &origin(),
+            t,
+            &HashMap::new(),
+        )
+        .unwrap_err();
+        assert!(e.contains("PW"), "{e}");
+        let e = Credential::from_config(Some(&auth("kerberos")), &declared(), &origin(), t, &env())
+            .unwrap_err();
+        assert!(e.contains("unknown"), "{e}");
+        let e = Credential::from_config(
+            Some(&auth("api-key")),
+            &DeclaredAuth {
+                basic: true,
+                ..Default::default()
+            },
+            &origin(),
+            t,
+            &env(),
+        )
+        .unwrap_err();
+        assert!(e.contains("does not declare"), "{e}");
+        let mut a = auth("oauth2-client-credentials");
+        a.client_id = None;
+        let e = Credential::from_config(Some(&a), &declared(), &origin(), t, &env()).unwrap_err();
+        assert!(e.contains("client_id"), "{e}");
     }
 }

@@ -91,7 +91,8 @@ pub fn is_forbidden_header(name: &HeaderName) -> bool {
 
 impl WasiHttpHooks for EgressPolicy {
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
-        Arc::new(is_forbidden_header)
+        let guarded = self.credential.guarded_header();
+        Arc::new(move |name| is_forbidden_header(name) || guarded.as_ref() == Some(name))
     }
 
     fn is_supported_scheme(&mut self, scheme: &Scheme) -> bool {
@@ -119,18 +120,48 @@ impl WasiHttpHooks for EgressPolicy {
                 );
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
             }
+            let guarded = policy.credential.guarded_header();
             let headers = request.headers_mut();
-            for name in [AUTHORIZATION, COOKIE] {
+            for name in [AUTHORIZATION, COOKIE].into_iter().chain(guarded) {
                 headers.remove(name);
             }
-            if let Some(value) = policy.credential.authorization() {
-                headers.insert(AUTHORIZATION, value.clone());
-            }
+            let used = policy
+                .credential
+                .apply(headers)
+                .await
+                .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e)))?;
+            // A GET refused with 401 under an OAuth token is sent once more
+            // with a fresh token (the first may have expired in flight).
+            let retry = (request.method() == http::Method::GET && used.is_some()).then(|| {
+                let mut again = http::Request::new(empty_body());
+                *again.method_mut() = request.method().clone();
+                *again.uri_mut() = request.uri().clone();
+                *again.headers_mut() = request.headers().clone();
+                again
+            });
             policy.counters.requests.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(target: "egress", uri = %redact_query(request.uri()), "request");
             let options = policy.clamp(options);
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let mut response = response.map(BodyExt::boxed_unsync);
+            let mut io: IoFuture = Box::new(io);
+            if response.status() == http::StatusCode::UNAUTHORIZED {
+                if let Some(mut again) = retry {
+                    if policy.credential.refused(used.as_ref()).await {
+                        policy
+                            .credential
+                            .apply(again.headers_mut())
+                            .await
+                            .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e)))?;
+                        policy.counters.requests.fetch_add(1, Ordering::Relaxed);
+                        let resent =
+                            wasmtime_wasi_http::default_send_request(again, Some(options)).await?;
+                        response = resent.0.map(BodyExt::boxed_unsync);
+                        io = Box::new(resent.1) as IoFuture;
+                    }
+                }
+            }
             let max = policy.max_body_bytes;
             // A declared length over the cap is refused before any byte is read;
             // a body without one is cut off when it passes the cap.
@@ -147,16 +178,22 @@ impl WasiHttpHooks for EgressPolicy {
             let counters = policy.counters.clone();
             let response = response.map(move |body| {
                 CappedBody {
-                    inner: body.boxed_unsync(),
+                    inner: body,
                     seen: 0,
                     max,
                     counters,
                 }
                 .boxed_unsync()
             });
-            Ok((response, Box::new(io) as IoFuture))
+            Ok((response, io))
         })
     }
+}
+
+fn empty_body() -> WasiBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// Logs only the path of a URI: queries can be long and are not needed to

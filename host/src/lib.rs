@@ -8,7 +8,8 @@
 //!
 //! Module map:
 //! - [`cli`]: the command line (`info`, `check`, `sync`, `export`, `demo`).
-//! - [`config`], [`origin`], [`secrets`], [`credentials`]: configuration and secrets.
+//! - [`config`], [`origin`], [`secrets`], [`credentials`], [`oauth`]: configuration,
+//!   secrets and the credentials the host attaches (Basic, OAuth 2.0, API key).
 //! - [`runtime`]: wasmtime engine, component cache, instances and limits.
 //! - [`egress`]: the outbound HTTP policy every guest request passes through.
 //! - [`sync`]: the sync engine (partitions, retries, checkpoints).
@@ -22,6 +23,7 @@ pub mod credentials;
 pub mod demo;
 pub mod egress;
 pub mod export;
+pub mod oauth;
 pub mod origin;
 pub mod runtime;
 pub mod secrets;

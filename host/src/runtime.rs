@@ -29,8 +29,8 @@ wasmtime::component::bindgen!({
 });
 
 pub use exposure::connector::types::{
-    AuthMethod, CheckReport, ConnectorError, ConnectorInfo, Page, Partition, ReadRequest,
-    StreamInfo,
+    AuthMethod, CheckReport, ConnectorError, ConnectorInfo, Oauth2Grant, Page, Partition,
+    ReadRequest, StreamInfo,
 };
 
 /// The ServiceNow connector component bundled with this host.

@@ -5,6 +5,7 @@
 //! per process by the shared runtime and cached on disk.
 
 mod e2e {
+    pub mod auth;
     pub mod cli;
     pub mod faults;
     pub mod sandbox;

@@ -1,0 +1,251 @@
+//! OAuth 2.0 tokens, fetched and refreshed by the host.
+//!
+//! The host posts to the token endpoint the component declared (ServiceNow:
+//! `/oauth_token.do`) on the configured instance, form-encoded, with the
+//! client-credentials or the password grant. Tokens live in memory only, for
+//! one run: reused until shortly before they expire, renewed with the
+//! refresh token when the server gave one, and dropped when the server
+//! answers 401 so the next request fetches a fresh one.
+
+use crate::origin::Origin;
+use crate::secrets::Secret;
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body_util::{BodyExt, Full, Limited};
+use serde::Deserialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime_wasi_http::RequestOptions;
+
+/// The grant used to obtain tokens.
+pub enum Grant {
+    /// `client_credentials`: the token acts as the OAuth application's user.
+    ClientCredentials,
+    /// `password`: the token acts as `username`.
+    Password {
+        /// The integration user.
+        username: String,
+        /// Its password.
+        password: Secret,
+    },
+}
+
+struct Token {
+    authorization: HeaderValue,
+    refresh: Option<Secret>,
+    renew_at: Instant,
+}
+
+/// Fetches, caches and renews access tokens for one run.
+pub struct OAuthBroker {
+    token_url: http::Uri,
+    client_id: String,
+    client_secret: Secret,
+    grant: Grant,
+    timeout: Duration,
+    token: tokio::sync::Mutex<Option<Token>>,
+    fetches: AtomicU64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<String>,
+    expires_in: Option<serde_json::Value>,
+    refresh_token: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Access tokens without `expires_in` are assumed to last this long (pysnc does the same).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Largest token response read.
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+impl OAuthBroker {
+    /// A broker for the token endpoint at `token_path` on `origin`.
+    pub fn new(
+        origin: &Origin,
+        token_path: &str,
+        client_id: String,
+        client_secret: Secret,
+        grant: Grant,
+        timeout: Duration,
+    ) -> Result<OAuthBroker, String> {
+        let path = if token_path.starts_with('/') {
+            token_path.to_string()
+        } else {
+            format!("/{token_path}")
+        };
+        let token_url: http::Uri = format!("{origin}{path}").parse().map_err(|_| {
+            format!("the component declared an unusable OAuth token path `{token_path}`")
+        })?;
+        if !origin.matches(&token_url) {
+            return Err(format!(
+                "the component declared an OAuth token path `{token_path}` outside the instance"
+            ));
+        }
+        Ok(OAuthBroker {
+            token_url,
+            client_id,
+            client_secret,
+            grant,
+            timeout,
+            token: tokio::sync::Mutex::new(None),
+            fetches: AtomicU64::new(0),
+        })
+    }
+
+    /// Token requests made so far (for reports and tests).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// The `Authorization` value to send now, fetching or renewing the token if needed.
+    pub async fn authorization(&self) -> Result<HeaderValue, String> {
+        let mut slot = self.token.lock().await;
+        if let Some(t) = slot.as_ref() {
+            if Instant::now() < t.renew_at {
+                return Ok(t.authorization.clone());
+            }
+        }
+        let refresh = slot.as_ref().and_then(|t| t.refresh.clone());
+        let token = match refresh {
+            Some(refresh) => match self.request(Some(&refresh)).await {
+                Ok(t) => t,
+                // An expired or revoked refresh token: start over with the grant.
+                Err(_) => self.request(None).await?,
+            },
+            None => self.request(None).await?,
+        };
+        let value = token.authorization.clone();
+        *slot = Some(token);
+        Ok(value)
+    }
+
+    /// Forgets the token that was just refused (HTTP 401), keeping its
+    /// refresh token, so the next request renews it.
+    pub async fn refused(&self, used: &HeaderValue) {
+        let mut slot = self.token.lock().await;
+        if let Some(t) = slot.as_mut() {
+            if &t.authorization == used {
+                t.renew_at = Instant::now();
+            }
+        }
+    }
+
+    /// The form-encoded body of a token request.
+    fn form(&self, refresh: Option<&Secret>) -> String {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        match (refresh, &self.grant) {
+            (Some(r), _) => {
+                form.append_pair("grant_type", "refresh_token")
+                    .append_pair("refresh_token", r.expose());
+            }
+            (None, Grant::ClientCredentials) => {
+                form.append_pair("grant_type", "client_credentials");
+            }
+            (None, Grant::Password { username, password }) => {
+                form.append_pair("grant_type", "password")
+                    .append_pair("username", username)
+                    .append_pair("password", password.expose());
+            }
+        }
+        form.append_pair("client_id", &self.client_id)
+            .append_pair("client_secret", self.client_secret.expose());
+        form.finish()
+    }
+
+    async fn request(&self, refresh: Option<&Secret>) -> Result<Token, String> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let body = Full::new(Bytes::from(self.form(refresh)))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let request = http::Request::post(self.token_url.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::HOST,
+                self.token_url.authority().map_or("", |a| a.as_str()),
+            )
+            .body(body)
+            .map_err(|e| format!("cannot build the OAuth token request: {e}"))?;
+        let options = RequestOptions {
+            connect_timeout: Some(self.timeout),
+            first_byte_timeout: Some(self.timeout),
+            between_bytes_timeout: Some(self.timeout),
+        };
+        let endpoint = self.token_url.to_string();
+        let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options))
+            .await
+            .map_err(|e| {
+                format!("the OAuth token endpoint {endpoint} could not be reached: {e}")
+            })?;
+        let status = response.status();
+        let read = async {
+            Limited::new(response.into_body(), MAX_TOKEN_RESPONSE)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .map_err(|e| format!("reading the OAuth token response failed: {e}"))
+        };
+        let (bytes, _) = tokio::join!(read, io);
+        let bytes = bytes?;
+        let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
+            format!("the OAuth token endpoint {endpoint} answered HTTP {status} without a JSON token response; check that OAuth is active on the instance")
+        })?;
+        match (status.is_success(), parsed.access_token) {
+            (true, Some(access)) if !access.is_empty() => {
+                let lifetime = parsed
+                    .expires_in
+                    .and_then(|v| {
+                        v.as_u64()
+                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    })
+                    .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+                // Renew a little before expiry: a minute, or a quarter of short lifetimes.
+                let margin = (lifetime / 4).min(Duration::from_secs(60));
+                let mut authorization = HeaderValue::from_str(&format!("Bearer {access}"))
+                    .map_err(|_| {
+                        "the OAuth token endpoint returned an unusable access token".to_string()
+                    })?;
+                authorization.set_sensitive(true);
+                Ok(Token {
+                    authorization,
+                    refresh: parsed
+                        .refresh_token
+                        .filter(|r| !r.is_empty())
+                        .map(Secret::new)
+                        .or_else(|| refresh.cloned()),
+                    renew_at: Instant::now() + lifetime - margin,
+                })
+            }
+            _ => {
+                let reason = [parsed.error.as_deref(), parsed.error_description.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                let advice = match (refresh, &self.grant) {
+                    (Some(_), _) => "the refresh token was refused",
+                    (None, Grant::ClientCredentials) => {
+                        "check client_id and the client secret, that the client-credentials grant is enabled on the instance (system property glide.oauth.inbound.client.credential.grant_type.enabled = true) and that the OAuth application registry names an OAuth Application User with the cmdb_read role"
+                    }
+                    (None, Grant::Password { .. }) => {
+                        "check client_id, the client secret, the user name and the password, and that the user is active and not locked out"
+                    }
+                };
+                Err(format!(
+                    "the instance refused to issue an OAuth token (HTTP {status}{}): {advice}",
+                    if reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {reason}")
+                    }
+                ))
+            }
+        }
+    }
+}

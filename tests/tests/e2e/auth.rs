@@ -1,0 +1,119 @@
+//! The host as credential broker: OAuth 2.0 (both grants, a token expiring
+//! in the middle of a sync) and API keys, end to end against the emulator.
+
+use connector_e2e::{expected_records, ConfigSpec, Fixture, PASSWORD_VAR};
+use servicenow_emulator::{Fault, FaultRule, OAuthClient};
+
+const CLIENT_SECRET_VAR: &str = "TEST_OAUTH_CLIENT_SECRET";
+const API_KEY_VAR: &str = "TEST_SERVICENOW_API_KEY";
+
+fn fixture(client_credentials: bool) -> Fixture {
+    let mut f = Fixture::start_with(200, |c| {
+        c.oauth_clients = vec![OAuthClient {
+            id: "exposure-client".into(),
+            secret: "cl1ent-s3cret".into(),
+            application_user: Some("svc_exposure".into()),
+        }];
+        c.client_credentials = client_credentials;
+        c.api_keys = vec![("k3y-for-svc".into(), "svc_exposure".into())];
+    });
+    f.env
+        .insert(CLIENT_SECRET_VAR.into(), "cl1ent-s3cret".into());
+    f.env.insert(API_KEY_VAR.into(), "k3y-for-svc".into());
+    f
+}
+
+fn oauth_config(f: &Fixture, method: &str) -> std::path::PathBuf {
+    f.config(&ConfigSpec {
+        auth: Some(format!(
+            "method = \"{method}\"\nusername = \"svc_exposure\"\npassword_env = \"{PASSWORD_VAR}\"\nclient_id = \"exposure-client\"\nclient_secret_env = \"{CLIENT_SECRET_VAR}\""
+        )),
+        sync: vec!["page_size = 25".into()],
+        ..Default::default()
+    })
+}
+
+fn assert_complete(f: &Fixture, config: &std::path::Path) {
+    for stream in ["devices", "network_adapters", "business_applications"] {
+        assert_eq!(
+            f.export(config, stream, false),
+            expected_records(f.state(), stream),
+            "{stream}"
+        );
+    }
+}
+
+#[test]
+fn password_grant_survives_a_token_expiring_mid_sync() {
+    let f = fixture(false);
+    let config = oauth_config(&f, "oauth2-password");
+    // The token dies just before the fourth device page.
+    f.state().inject(
+        FaultRule::next(Fault::ExpireTokens, 1)
+            .on_path("cmdb_ci_computer")
+            .after(3),
+    );
+    f.sync(&config).ok();
+    assert_complete(&f, &config);
+    let log = f.state().requests();
+    let refused: Vec<_> = log.iter().filter(|r| r.status == 401).collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "one request met the expired token: {refused:?}"
+    );
+    assert!(log
+        .iter()
+        .filter(|r| r.path != "/oauth_token.do")
+        .all(|r| r.status == 401 || r.user.as_deref() == Some("svc_exposure")));
+    let issued = f.state().configure_auth(|a| a.tokens_issued.clone());
+    assert_eq!(issued.get("password"), Some(&1), "{issued:?}");
+    assert_eq!(
+        issued.get("refresh_token"),
+        Some(&1),
+        "renewed with the refresh token: {issued:?}"
+    );
+}
+
+#[test]
+fn client_credentials_grant_syncs_and_a_disabled_grant_is_explained() {
+    let f = fixture(false);
+    let config = oauth_config(&f, "oauth2-client-credentials");
+    let (code, message) = f.sync(&config).err();
+    assert_eq!(code, 1);
+    assert!(
+        message.contains("client-credentials grant is enabled")
+            && message.contains("glide.oauth.inbound.client.credential.grant_type.enabled"),
+        "{message}"
+    );
+    assert!(!message.contains("cl1ent-s3cret"));
+    f.state()
+        .configure_auth(|a| a.client_credentials_enabled = true);
+    f.sync(&config).ok();
+    assert_complete(&f, &config);
+    assert!(f
+        .state()
+        .requests()
+        .iter()
+        .filter(|r| r.path != "/oauth_token.do")
+        .all(|r| r.user.as_deref() == Some("svc_exposure")));
+}
+
+#[test]
+fn api_key_in_the_declared_header() {
+    let f = fixture(false);
+    let config = f.config(&ConfigSpec {
+        auth: Some(format!(
+            "method = \"api-key\"\napi_key_env = \"{API_KEY_VAR}\""
+        )),
+        ..Default::default()
+    });
+    f.sync(&config).ok();
+    assert_complete(&f, &config);
+    let log = f.state().requests();
+    assert!(
+        log.iter()
+            .all(|r| r.user.as_deref() == Some("svc_exposure") && r.had_authorization),
+        "{log:?}"
+    );
+}
