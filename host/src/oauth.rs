@@ -127,7 +127,7 @@ impl OAuthBroker {
     pub async fn refused(&self, used: &HeaderValue) {
         let mut slot = self.token.lock().await;
         if let Some(t) = slot.as_mut() {
-            if &t.authorization == used {
+            if t.authorization == *used {
                 t.renew_at = Instant::now();
             }
         }
