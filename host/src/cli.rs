@@ -12,6 +12,7 @@ use crate::runtime::{
     BUNDLED_COMPONENT,
 };
 use crate::secrets::Environment;
+use crate::sender::Sender;
 use crate::store::Store;
 use crate::sync::{RunReport, SyncJob, SyncOptions};
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -195,12 +196,14 @@ pub fn declared_auth(info: &ConnectorInfo) -> DeclaredAuth {
 async fn credential(
     config: &Config,
     info: &ConnectorInfo,
+    sender: &Arc<Sender>,
     env: &dyn Environment,
 ) -> Result<Credential> {
     let credential = Credential::from_config(
         config.auth.as_ref(),
         &declared_auth(info),
         &config.origin,
+        sender.clone(),
         config.limits.request_timeout(),
         env,
     )
@@ -210,6 +213,17 @@ async fn credential(
         .await
         .map_err(|e| anyhow!("authentication failed: {e}"))?;
     Ok(credential)
+}
+
+/// How the host reaches the configured instance (CA bundle, proxy).
+fn sender(config: &Config) -> Result<Arc<Sender>> {
+    let proxy = config
+        .network
+        .proxy_authority()
+        .map_err(|e| config_failure(e.to_string()))?;
+    let sender = Sender::new(&config.origin, config.network.tls_ca_file.as_deref(), proxy)
+        .map_err(config_failure)?;
+    Ok(Arc::new(sender))
 }
 
 /// Name of a connection in the database.
@@ -326,9 +340,11 @@ fn info_json(i: &ConnectorInfo) -> serde_json::Value {
 async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
     let config = load_config(path)?;
     let p = prepare(config.plugin.as_deref()).await?;
-    let credential = credential(&config, &p.info, env).await?;
+    let sender = sender(&config)?;
+    let credential = credential(&config, &p.info, &sender, env).await?;
     let egress = EgressPolicy::new(
         config.origin.clone(),
+        sender,
         credential,
         config.limits.request_timeout(),
         config.limits.max_response_mib << 20,
@@ -377,7 +393,8 @@ pub async fn sync(
 ) -> Result<RunReport> {
     let config = load_config(path)?;
     let p = prepare(config.plugin.as_deref()).await?;
-    let credential = credential(&config, &p.info, env).await?;
+    let sender = sender(&config)?;
+    let credential = credential(&config, &p.info, &sender, env).await?;
     let store = Store::open(&config.database)
         .with_context(|| format!("cannot open the database {}", config.database.display()))?;
     let job = SyncJob {
@@ -386,6 +403,7 @@ pub async fn sync(
         info: p.info.clone(),
         settings: config.settings.clone(),
         origin: config.origin.clone(),
+        sender,
         credential,
         limits: limits(&config),
         request_timeout: config.limits.request_timeout(),

@@ -128,6 +128,41 @@ impl LimitsConfig {
     }
 }
 
+/// `[network]`: how the instance is reached from a corporate network.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// PEM file of CA certificates trusted besides the Mozilla roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// HTTPS proxy, `http://HOST:PORT`; https requests go through it with CONNECT.
+    pub https_proxy: Option<String>,
+}
+
+impl NetworkConfig {
+    /// The proxy as `host:port`, validated.
+    pub fn proxy_authority(&self) -> Result<Option<String>, ConfigError> {
+        let Some(raw) = &self.https_proxy else {
+            return Ok(None);
+        };
+        let bad = |why: &str| {
+            ConfigError::Invalid(format!(
+                "[network] https_proxy `{raw}` is not usable: {why}; write it as http://HOST:PORT"
+            ))
+        };
+        let rest = raw
+            .strip_prefix("http://")
+            .ok_or_else(|| bad("only http:// proxies are supported"))?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains('@') {
+            return Err(bad("credentials in the proxy URL are not supported"));
+        }
+        let authority: http::uri::Authority =
+            rest.parse().map_err(|_| bad("it is not HOST:PORT"))?;
+        let port = authority.port_u16().ok_or_else(|| bad("it has no port"))?;
+        Ok(Some(format!("{}:{port}", authority.host())))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -141,6 +176,8 @@ struct RawConfig {
     sync: SyncConfig,
     #[serde(default)]
     limits: LimitsConfig,
+    #[serde(default)]
+    network: NetworkConfig,
 }
 
 /// A validated configuration.
@@ -162,6 +199,8 @@ pub struct Config {
     pub sync: SyncConfig,
     /// Sandbox limits.
     pub limits: LimitsConfig,
+    /// CA bundle and proxy.
+    pub network: NetworkConfig,
 }
 
 impl Config {
@@ -231,6 +270,9 @@ impl Config {
             a.api_key_file = a.api_key_file.map(resolve);
             a
         });
+        let mut network = raw.network;
+        network.tls_ca_file = network.tls_ca_file.map(resolve);
+        network.proxy_authority()?;
         if raw.sync.page_size == 0
             || raw.sync.partitions == 0
             || raw.sync.concurrency == 0
@@ -255,6 +297,7 @@ impl Config {
             auth,
             sync: raw.sync,
             limits: raw.limits,
+            network,
         })
     }
 }

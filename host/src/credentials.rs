@@ -6,6 +6,7 @@ use crate::config::AuthConfig;
 use crate::oauth::{Grant, OAuthBroker};
 use crate::origin::Origin;
 use crate::secrets::{read_secret, Environment, Secret};
+use crate::sender::Sender;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
@@ -81,6 +82,7 @@ impl Credential {
         auth: Option<&AuthConfig>,
         declared: &DeclaredAuth,
         origin: &Origin,
+        sender: Arc<Sender>,
         request_timeout: Duration,
         env: &dyn Environment,
     ) -> Result<Credential, String> {
@@ -165,6 +167,7 @@ impl Credential {
                 };
                 let broker = OAuthBroker::new(
                     origin,
+                    sender,
                     token_path,
                     client_id,
                     client_secret,
@@ -281,18 +284,36 @@ mod tests {
         Origin::parse("contoso.service-now.com").unwrap()
     }
 
+    fn sender() -> Arc<Sender> {
+        Arc::new(Sender::new(&origin(), None, None).unwrap())
+    }
+
     #[tokio::test]
     async fn basic_and_api_key_headers_are_sensitive() {
         let t = Duration::from_secs(5);
-        let c = Credential::from_config(Some(&auth("basic")), &declared(), &origin(), t, &env())
-            .unwrap();
+        let c = Credential::from_config(
+            Some(&auth("basic")),
+            &declared(),
+            &origin(),
+            sender(),
+            t,
+            &env(),
+        )
+        .unwrap();
         let mut h = HeaderMap::new();
         c.apply(&mut h).await.unwrap();
         assert_eq!(h["authorization"], "Basic c3ZjOnBAc3M=");
         assert!(h["authorization"].is_sensitive());
         assert!(!format!("{c:?}").contains("c3Zj"));
-        let k = Credential::from_config(Some(&auth("api-key")), &declared(), &origin(), t, &env())
-            .unwrap();
+        let k = Credential::from_config(
+            Some(&auth("api-key")),
+            &declared(),
+            &origin(),
+            sender(),
+            t,
+            &env(),
+        )
+        .unwrap();
         let mut h = HeaderMap::new();
         k.apply(&mut h).await.unwrap();
         assert_eq!(h["x-sn-apikey"], "k1");
@@ -306,13 +327,21 @@ mod tests {
             Some(&auth("basic")),
             &declared(),
             &origin(),
+            sender(),
             t,
             &HashMap::new(),
         )
         .unwrap_err();
         assert!(e.contains("PW"), "{e}");
-        let e = Credential::from_config(Some(&auth("kerberos")), &declared(), &origin(), t, &env())
-            .unwrap_err();
+        let e = Credential::from_config(
+            Some(&auth("kerberos")),
+            &declared(),
+            &origin(),
+            sender(),
+            t,
+            &env(),
+        )
+        .unwrap_err();
         assert!(e.contains("unknown"), "{e}");
         let e = Credential::from_config(
             Some(&auth("api-key")),
@@ -321,6 +350,7 @@ mod tests {
                 ..Default::default()
             },
             &origin(),
+            sender(),
             t,
             &env(),
         )
@@ -328,7 +358,8 @@ mod tests {
         assert!(e.contains("does not declare"), "{e}");
         let mut a = auth("oauth2-client-credentials");
         a.client_id = None;
-        let e = Credential::from_config(Some(&a), &declared(), &origin(), t, &env()).unwrap_err();
+        let e = Credential::from_config(Some(&a), &declared(), &origin(), sender(), t, &env())
+            .unwrap_err();
         assert!(e.contains("client_id"), "{e}");
     }
 }

@@ -11,6 +11,7 @@
 
 use crate::credentials::Credential;
 use crate::origin::Origin;
+use crate::sender::Sender;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::uri::Scheme;
@@ -42,6 +43,7 @@ pub struct EgressCounters {
 #[derive(Clone)]
 pub struct EgressPolicy {
     origin: Arc<Origin>,
+    sender: Arc<Sender>,
     credential: Credential,
     max_timeout: Duration,
     max_body_bytes: u64,
@@ -54,6 +56,7 @@ impl EgressPolicy {
     /// A policy allowing only `origin`, attaching `credential`.
     pub fn new(
         origin: Origin,
+        sender: Arc<Sender>,
         credential: Credential,
         max_timeout: Duration,
         max_body_bytes: u64,
@@ -61,6 +64,7 @@ impl EgressPolicy {
     ) -> Self {
         EgressPolicy {
             origin: Arc::new(origin),
+            sender,
             credential,
             max_timeout,
             max_body_bytes,
@@ -142,10 +146,7 @@ impl WasiHttpHooks for EgressPolicy {
             policy.counters.requests.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(target: "egress", uri = %redact_query(request.uri()), "request");
             let options = policy.clamp(options);
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            let mut response = response.map(BodyExt::boxed_unsync);
-            let mut io: IoFuture = Box::new(io);
+            let (mut response, mut io) = policy.sender.send(request, options).await?;
             if response.status() == http::StatusCode::UNAUTHORIZED {
                 if let Some(mut again) = retry {
                     if policy.credential.refused(used.as_ref()).await {
@@ -155,10 +156,7 @@ impl WasiHttpHooks for EgressPolicy {
                             .await
                             .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e)))?;
                         policy.counters.requests.fetch_add(1, Ordering::Relaxed);
-                        let resent =
-                            wasmtime_wasi_http::default_send_request(again, Some(options)).await?;
-                        response = resent.0.map(BodyExt::boxed_unsync);
-                        io = Box::new(resent.1) as IoFuture;
+                        (response, io) = policy.sender.send(again, options).await?;
                     }
                 }
             }

@@ -12,6 +12,7 @@
 //!   secrets and the credentials the host attaches (Basic, OAuth 2.0, API key).
 //! - [`runtime`]: wasmtime engine, component cache, instances and limits.
 //! - [`egress`]: the outbound HTTP policy every guest request passes through.
+//! - [`sender`]: DNS with an address check, proxy, TLS with extra CAs, time-outs.
 //! - [`sync`]: the sync engine (partitions, retries, checkpoints).
 //! - [`store`]: the SQLite database.
 //! - [`export`]: JSON-lines export, with nested records.
@@ -27,5 +28,6 @@ pub mod oauth;
 pub mod origin;
 pub mod runtime;
 pub mod secrets;
+pub mod sender;
 pub mod store;
 pub mod sync;

@@ -9,11 +9,13 @@
 
 use crate::origin::Origin;
 use crate::secrets::Secret;
+use crate::sender::Sender;
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::RequestOptions;
 
@@ -39,6 +41,7 @@ struct Token {
 /// Fetches, caches and renews access tokens for one run.
 pub struct OAuthBroker {
     token_url: http::Uri,
+    sender: Arc<Sender>,
     client_id: String,
     client_secret: Secret,
     grant: Grant,
@@ -65,6 +68,7 @@ impl OAuthBroker {
     /// A broker for the token endpoint at `token_path` on `origin`.
     pub fn new(
         origin: &Origin,
+        sender: Arc<Sender>,
         token_path: &str,
         client_id: String,
         client_secret: Secret,
@@ -86,6 +90,7 @@ impl OAuthBroker {
         }
         Ok(OAuthBroker {
             token_url,
+            sender,
             client_id,
             client_secret,
             grant,
@@ -178,7 +183,7 @@ impl OAuthBroker {
             between_bytes_timeout: Some(self.timeout),
         };
         let endpoint = self.token_url.to_string();
-        let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options))
+        let (response, io) = Box::into_pin(Box::new(self.sender.send(request, options)))
             .await
             .map_err(|e| {
                 format!("the OAuth token endpoint {endpoint} could not be reached: {e}")
@@ -191,7 +196,7 @@ impl OAuthBroker {
                 .map(|c| c.to_bytes())
                 .map_err(|e| format!("reading the OAuth token response failed: {e}"))
         };
-        let (bytes, _) = tokio::join!(read, io);
+        let (bytes, _) = tokio::join!(read, Box::into_pin(io));
         let bytes = bytes?;
         let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
             format!("the OAuth token endpoint {endpoint} answered HTTP {status} without a JSON token response; check that OAuth is active on the instance")

@@ -493,12 +493,15 @@ impl ConnectorInstance {
 
 /// Instantiates a component just to read its `info` (no network access).
 pub async fn read_info(runtime: &Runtime, component: &LoadedComponent) -> Result<ConnectorInfo> {
+    let nowhere = crate::origin::Origin {
+        scheme: "https",
+        host: "invalid.".into(),
+        port: 443,
+    };
+    let sender = crate::sender::Sender::new(&nowhere, None, None).map_err(|e| anyhow!(e))?;
     let no_network = EgressPolicy::new(
-        crate::origin::Origin {
-            scheme: "https",
-            host: "invalid.".into(),
-            port: 443,
-        },
+        nowhere,
+        Arc::new(sender),
         crate::credentials::Credential::None,
         Duration::from_secs(1),
         0,

@@ -16,6 +16,7 @@ use crate::runtime::{
     connector_error_kind, connector_error_message, CallError, ConnectorError, ConnectorInfo,
     InstanceLimits, LoadedComponent, Partition, ReadRequest, Runtime, StreamInfo,
 };
+use crate::sender::Sender;
 use crate::store::{Store, StoredRecord};
 use rand::Rng as _;
 use serde::Serialize;
@@ -57,6 +58,8 @@ pub struct SyncJob {
     pub settings: Vec<(String, String)>,
     /// The only origin it may reach.
     pub origin: Origin,
+    /// How requests reach it.
+    pub sender: Arc<Sender>,
     /// The credential attached to its requests.
     pub credential: Credential,
     /// Sandbox limits.
@@ -421,6 +424,7 @@ async fn read_partition(
     };
     let egress = EgressPolicy::new(
         job.origin.clone(),
+        job.sender.clone(),
         job.credential.clone(),
         job.request_timeout,
         job.max_response_bytes,
