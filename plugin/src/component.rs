@@ -265,9 +265,9 @@ fn map_error_code(code: ErrorCode) -> TransportError {
     match code {
         ErrorCode::DnsError(_) => TransportError::Dns(detail),
         ErrorCode::DnsTimeout => TransportError::Dns(detail),
+        ErrorCode::DestinationIpProhibited => TransportError::Prohibited(detail),
         ErrorCode::ConnectionRefused
         | ErrorCode::DestinationUnavailable
-        | ErrorCode::DestinationIpProhibited
         | ErrorCode::DestinationIpUnroutable
         | ErrorCode::DestinationNotFound => TransportError::Connect(detail),
         ErrorCode::TlsProtocolError

@@ -32,6 +32,9 @@ pub fn transport_error(request: &HttpRequest, e: TransportError) -> ConnectorErr
             "The host's network policy refused the request to `{}`: only the configured instance may be contacted. ({d})",
             request.authority
         )),
+        TransportError::Prohibited(d) => ConnectorError::Unreachable(format!(
+            "`{host}` resolves only to addresses that are not public (private, loopback, link-local or cloud metadata), which the host refuses for a non-loopback instance. Check the instance name and your DNS, or reach the instance through an HTTPS proxy. ({d})"
+        )),
         TransportError::BodyTooLarge(d) => ConnectorError::BadResponse(format!(
             "The response from `{}` was larger than the host allows; lower the page size. ({d})",
             request.authority

@@ -68,6 +68,8 @@ pub enum TransportError {
     Timeout(String),
     /// The host's network policy refused the request.
     Denied(String),
+    /// The name resolved only to addresses the host refuses (private, local).
+    Prohibited(String),
     /// The response body exceeded the host's size cap.
     BodyTooLarge(String),
     /// Anything else (connection reset, protocol error, ...).

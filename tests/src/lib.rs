@@ -303,3 +303,105 @@ pub fn expected_records(state: &State, stream: &str) -> Vec<Value> {
             .collect()
     })
 }
+
+/// An HTTPS proxy on 127.0.0.1 that tunnels `CONNECT host:port` and counts tunnels.
+pub struct ConnectProxy {
+    addr: std::net::SocketAddr,
+    tunnels: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ConnectProxy {
+    /// Starts the proxy on its own thread.
+    pub fn start() -> ConnectProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let tunnels = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = tunnels.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let serve = async {
+                    loop {
+                        let Ok((mut client, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let counter = counter.clone();
+                        tokio::spawn(async move {
+                            let mut head = Vec::new();
+                            while !head.ends_with(b"\r\n\r\n") {
+                                match client.read_u8().await {
+                                    Ok(b) => head.push(b),
+                                    Err(_) => return,
+                                }
+                            }
+                            let line = String::from_utf8_lossy(&head)
+                                .lines()
+                                .next()
+                                .unwrap_or("")
+                                .to_string();
+                            let target = line
+                                .strip_prefix("CONNECT ")
+                                .and_then(|r| r.split(' ').next())
+                                .unwrap_or("");
+                            match tokio::net::TcpStream::connect(target).await {
+                                Ok(mut upstream) => {
+                                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                    let _ = client
+                                        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                                        .await;
+                                    let _ =
+                                        tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                                            .await;
+                                }
+                                Err(_) => {
+                                    let _ =
+                                        client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                                }
+                            }
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = rx => {}
+                }
+            });
+        });
+        ConnectProxy {
+            addr,
+            tunnels,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Tunnels opened so far.
+    pub fn tunnels(&self) -> usize {
+        self.tunnels.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
