@@ -348,6 +348,7 @@ async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Resul
         credential,
         config.limits.request_timeout(),
         config.limits.max_response_mib << 20,
+        config.limits.max_requests_per_run,
         Arc::new(EgressCounters::default()),
     );
     let mut instance = p
@@ -408,6 +409,7 @@ pub async fn sync(
         limits: limits(&config),
         request_timeout: config.limits.request_timeout(),
         max_response_bytes: config.limits.max_response_mib << 20,
+        max_requests: config.limits.max_requests_per_run,
         connection: connection_name(&config, &p.info),
         options: SyncOptions {
             page_size: config.sync.page_size,

@@ -103,6 +103,8 @@ pub struct LimitsConfig {
     pub max_response_mib: u64,
     /// Connect / first-byte / between-bytes time-out cap, seconds.
     pub request_timeout_seconds: u64,
+    /// Most HTTP requests one run may send (all streams together).
+    pub max_requests_per_run: u64,
 }
 
 impl Default for LimitsConfig {
@@ -113,6 +115,7 @@ impl Default for LimitsConfig {
             cpu_seconds_per_call: 120,
             max_response_mib: 256,
             request_timeout_seconds: 120,
+            max_requests_per_run: 1_000_000,
         }
     }
 }

@@ -47,6 +47,7 @@ pub struct EgressPolicy {
     credential: Credential,
     max_timeout: Duration,
     max_body_bytes: u64,
+    max_requests: u64,
     counters: Arc<EgressCounters>,
 }
 
@@ -60,6 +61,7 @@ impl EgressPolicy {
         credential: Credential,
         max_timeout: Duration,
         max_body_bytes: u64,
+        max_requests: u64,
         counters: Arc<EgressCounters>,
     ) -> Self {
         EgressPolicy {
@@ -68,6 +70,7 @@ impl EgressPolicy {
             credential,
             max_timeout,
             max_body_bytes,
+            max_requests,
             counters,
         }
     }
@@ -123,6 +126,10 @@ impl WasiHttpHooks for EgressPolicy {
                     "request denied: not the configured instance"
                 );
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
+            if policy.counters.requests.load(Ordering::Relaxed) >= policy.max_requests {
+                tracing::warn!(target: "egress", cap = policy.max_requests, "request denied: the run reached its request cap");
+                return Err(wasmtime_wasi_http::Error::ConnectionLimitReached);
             }
             let guarded = policy.credential.guarded_header();
             let headers = request.headers_mut();

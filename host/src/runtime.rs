@@ -505,6 +505,7 @@ pub async fn read_info(runtime: &Runtime, component: &LoadedComponent) -> Result
         crate::credentials::Credential::None,
         Duration::from_secs(1),
         0,
+        0,
         Arc::new(EgressCounters::default()),
     );
     let mut instance = runtime

@@ -68,6 +68,8 @@ pub struct SyncJob {
     pub request_timeout: Duration,
     /// Response body cap, bytes.
     pub max_response_bytes: u64,
+    /// Most requests the run may send.
+    pub max_requests: u64,
     /// Name of this connection in the database.
     pub connection: String,
     /// Engine options.
@@ -428,7 +430,8 @@ async fn read_partition(
         job.credential.clone(),
         job.request_timeout,
         job.max_response_bytes,
-        counters,
+        job.max_requests,
+        counters.clone(),
     );
     let mut instance = match job
         .runtime
@@ -453,6 +456,17 @@ async fn read_partition(
             watermark: None,
             page_size: job.options.page_size,
         };
+        if counters.requests.load(Ordering::Relaxed) >= job.max_requests {
+            fail(
+                &mut report,
+                "request-cap".into(),
+                format!(
+                    "the run reached its cap of {} requests before `{}` was complete; raise [limits] max_requests_per_run if the instance really needs more",
+                    job.max_requests, task.stream.name
+                ),
+            );
+            return report;
+        }
         let mut attempt = 0;
         let page = loop {
             let result = {

@@ -139,3 +139,17 @@ fn persistent_failure_stops_with_the_reason_and_the_next_sync_resumes() {
         .count();
     assert_eq!(device_requests, 2);
 }
+
+#[test]
+fn the_request_cap_per_run_stops_a_runaway_sync() {
+    let f = Fixture::start(100);
+    let config = f.config(&ConfigSpec {
+        sync: vec!["page_size = 10".into(), "concurrency = 1".into()],
+        limits: vec!["max_requests_per_run = 4".into()],
+        ..Default::default()
+    });
+    let (code, message) = f.sync(&config).err();
+    assert_eq!(code, 1);
+    assert!(message.contains("cap of 4 requests"), "{message}");
+    assert!(f.state().requests().len() <= 4);
+}
