@@ -409,6 +409,16 @@ async fn blocking<T: Send + 'static>(
     Ok(result?)
 }
 
+/// The operator's message when the run has sent all the requests it may.
+fn cap_reached(job: &SyncJob, counters: &EgressCounters, task: &PartitionTask) -> Option<String> {
+    (counters.requests.load(Ordering::Relaxed) >= job.max_requests).then(|| {
+        format!(
+            "the run reached its cap of {} requests before `{}` was complete; raise [limits] max_requests_per_run if the instance really needs more",
+            job.max_requests, task.stream.name
+        )
+    })
+}
+
 async fn read_partition(
     job: &SyncJob,
     store: Arc<Mutex<Store>>,
@@ -456,15 +466,8 @@ async fn read_partition(
             watermark: None,
             page_size: job.options.page_size,
         };
-        if counters.requests.load(Ordering::Relaxed) >= job.max_requests {
-            fail(
-                &mut report,
-                "request-cap".into(),
-                format!(
-                    "the run reached its cap of {} requests before `{}` was complete; raise [limits] max_requests_per_run if the instance really needs more",
-                    job.max_requests, task.stream.name
-                ),
-            );
+        if let Some(message) = cap_reached(job, &counters, &task) {
+            fail(&mut report, "request-cap".into(), message);
             return report;
         }
         let mut attempt = 0;
@@ -479,6 +482,12 @@ async fn read_partition(
             match result {
                 Ok(page) => break page,
                 Err(error) => match decide(&job.options, &error, attempt) {
+                    // Retrying is pointless once the run may send no more requests.
+                    Next::Retry { .. } if cap_reached(job, &counters, &task).is_some() => {
+                        let message = cap_reached(job, &counters, &task).unwrap_or_default();
+                        fail(&mut report, "request-cap".into(), message);
+                        return report;
+                    }
                     Next::Retry { wait, server_asked } => {
                         tracing::info!(
                             stream = %task.stream.name, partition = task.index,

@@ -144,12 +144,18 @@ fn persistent_failure_stops_with_the_reason_and_the_next_sync_resumes() {
 fn the_request_cap_per_run_stops_a_runaway_sync() {
     let f = Fixture::start(100);
     let config = f.config(&ConfigSpec {
-        sync: vec!["page_size = 10".into(), "concurrency = 1".into()],
+        sync: vec![
+            "page_size = 10".into(),
+            "concurrency = 1".into(),
+            "retry_base_ms = 1".into(),
+        ],
         limits: vec!["max_requests_per_run = 4".into()],
         ..Default::default()
     });
     let (code, message) = f.sync(&config).err();
     assert_eq!(code, 1);
     assert!(message.contains("cap of 4 requests"), "{message}");
+    // Neither stream kept retrying once the cap was reached.
+    assert!(!message.contains("gave up after"), "{message}");
     assert!(f.state().requests().len() <= 4);
 }
