@@ -6,7 +6,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::credentials::{Credential, DeclaredAuth};
-use crate::egress::{EgressCounters, EgressPolicy};
+use crate::egress::{EgressCounters, EgressLimits, EgressPolicy};
 use crate::runtime::{
     read_info, AuthMethod, ConnectorInfo, InstanceLimits, LoadedComponent, Oauth2Grant, Runtime,
     BUNDLED_COMPONENT,
@@ -346,9 +346,7 @@ async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Resul
         config.origin.clone(),
         sender,
         credential,
-        config.limits.request_timeout(),
-        config.limits.max_response_mib << 20,
-        config.limits.max_requests_per_run,
+        EgressLimits::from(&config.limits),
         Arc::new(EgressCounters::default()),
     );
     let mut instance = p
@@ -407,9 +405,7 @@ pub async fn sync(
         sender,
         credential,
         limits: limits(&config),
-        request_timeout: config.limits.request_timeout(),
-        max_response_bytes: config.limits.max_response_mib << 20,
-        max_requests: config.limits.max_requests_per_run,
+        egress_limits: EgressLimits::from(&config.limits),
         connection: connection_name(&config, &p.info),
         options: SyncOptions {
             page_size: config.sync.page_size,

@@ -39,15 +39,34 @@ pub struct EgressCounters {
     pub denied: AtomicU64,
 }
 
+/// The caps the policy applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EgressLimits {
+    /// Cap on the connect, first-byte and between-bytes time-outs.
+    pub max_timeout: Duration,
+    /// Largest response body, bytes.
+    pub max_body_bytes: u64,
+    /// Most requests per run (counted in the shared counters).
+    pub max_requests: u64,
+}
+
+impl From<&crate::config::LimitsConfig> for EgressLimits {
+    fn from(l: &crate::config::LimitsConfig) -> Self {
+        EgressLimits {
+            max_timeout: l.request_timeout(),
+            max_body_bytes: l.max_response_mib << 20,
+            max_requests: l.max_requests_per_run,
+        }
+    }
+}
+
 /// The policy for one component instance.
 #[derive(Clone)]
 pub struct EgressPolicy {
     origin: Arc<Origin>,
     sender: Arc<Sender>,
     credential: Credential,
-    max_timeout: Duration,
-    max_body_bytes: u64,
-    max_requests: u64,
+    limits: EgressLimits,
     counters: Arc<EgressCounters>,
 }
 
@@ -59,25 +78,22 @@ impl EgressPolicy {
         origin: Origin,
         sender: Arc<Sender>,
         credential: Credential,
-        max_timeout: Duration,
-        max_body_bytes: u64,
-        max_requests: u64,
+        limits: EgressLimits,
         counters: Arc<EgressCounters>,
     ) -> Self {
         EgressPolicy {
             origin: Arc::new(origin),
             sender,
             credential,
-            max_timeout,
-            max_body_bytes,
-            max_requests,
+            limits,
             counters,
         }
     }
 
     fn clamp(&self, options: Option<RequestOptions>) -> RequestOptions {
-        let cap =
-            |d: Option<Duration>| Some(d.map_or(self.max_timeout, |d| d.min(self.max_timeout)));
+        let cap = |d: Option<Duration>| {
+            Some(d.map_or(self.limits.max_timeout, |d| d.min(self.limits.max_timeout)))
+        };
         let o = options.unwrap_or_default();
         RequestOptions {
             connect_timeout: cap(o.connect_timeout),
@@ -127,8 +143,8 @@ impl WasiHttpHooks for EgressPolicy {
                 );
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
             }
-            if policy.counters.requests.load(Ordering::Relaxed) >= policy.max_requests {
-                tracing::warn!(target: "egress", cap = policy.max_requests, "request denied: the run reached its request cap");
+            if policy.counters.requests.load(Ordering::Relaxed) >= policy.limits.max_requests {
+                tracing::warn!(target: "egress", cap = policy.limits.max_requests, "request denied: the run reached its request cap");
                 return Err(wasmtime_wasi_http::Error::ConnectionLimitReached);
             }
             let guarded = policy.credential.guarded_header();
@@ -167,7 +183,7 @@ impl WasiHttpHooks for EgressPolicy {
                     }
                 }
             }
-            let max = policy.max_body_bytes;
+            let max = policy.limits.max_body_bytes;
             // A declared length over the cap is refused before any byte is read;
             // a body without one is cut off when it passes the cap.
             let declared = response

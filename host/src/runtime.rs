@@ -503,9 +503,11 @@ pub async fn read_info(runtime: &Runtime, component: &LoadedComponent) -> Result
         nowhere,
         Arc::new(sender),
         crate::credentials::Credential::None,
-        Duration::from_secs(1),
-        0,
-        0,
+        crate::egress::EgressLimits {
+            max_timeout: Duration::from_secs(1),
+            max_body_bytes: 0,
+            max_requests: 0,
+        },
         Arc::new(EgressCounters::default()),
     );
     let mut instance = runtime

@@ -10,7 +10,7 @@
 //! component's message for the operator.
 
 use crate::credentials::Credential;
-use crate::egress::{EgressCounters, EgressPolicy};
+use crate::egress::{EgressCounters, EgressLimits, EgressPolicy};
 use crate::origin::Origin;
 use crate::runtime::{
     connector_error_kind, connector_error_message, CallError, ConnectorError, ConnectorInfo,
@@ -64,12 +64,8 @@ pub struct SyncJob {
     pub credential: Credential,
     /// Sandbox limits.
     pub limits: InstanceLimits,
-    /// Request time-out cap.
-    pub request_timeout: Duration,
-    /// Response body cap, bytes.
-    pub max_response_bytes: u64,
-    /// Most requests the run may send.
-    pub max_requests: u64,
+    /// Time-out, response and request caps.
+    pub egress_limits: EgressLimits,
     /// Name of this connection in the database.
     pub connection: String,
     /// Engine options.
@@ -411,10 +407,10 @@ async fn blocking<T: Send + 'static>(
 
 /// The operator's message when the run has sent all the requests it may.
 fn cap_reached(job: &SyncJob, counters: &EgressCounters, task: &PartitionTask) -> Option<String> {
-    (counters.requests.load(Ordering::Relaxed) >= job.max_requests).then(|| {
+    (counters.requests.load(Ordering::Relaxed) >= job.egress_limits.max_requests).then(|| {
         format!(
             "the run reached its cap of {} requests before `{}` was complete; raise [limits] max_requests_per_run if the instance really needs more",
-            job.max_requests, task.stream.name
+            job.egress_limits.max_requests, task.stream.name
         )
     })
 }
@@ -438,9 +434,7 @@ async fn read_partition(
         job.origin.clone(),
         job.sender.clone(),
         job.credential.clone(),
-        job.request_timeout,
-        job.max_response_bytes,
-        job.max_requests,
+        job.egress_limits,
         counters.clone(),
     );
     let mut instance = match job

@@ -22,7 +22,7 @@ wit_bindgen::generate!({ path: "../../../wit", world: "connector" });
 use exports::exposure::connector::source::Guest;
 use exposure::connector::types::*;
 use wasi::http::outgoing_handler;
-use wasi::http::types::{Fields, HeaderError, Method, OutgoingRequest, Scheme};
+use wasi::http::types::{Fields, HeaderError, IncomingResponse, Method, OutgoingRequest, Scheme};
 
 struct Probe;
 
@@ -42,22 +42,40 @@ fn header_result(r: Result<(), HeaderError>) -> &'static str {
     }
 }
 
-/// Sends a GET and reads the whole body; returns (status or error, location header, body bytes read).
-fn get_full(scheme: Scheme, authority: &str, path: &str) -> (String, Option<String>, usize) {
-    let req = OutgoingRequest::new(Fields::new());
+/// Sends a GET; the response, or the error code's text.
+fn send(
+    scheme: Scheme,
+    authority: &str,
+    path: &str,
+    headers: Fields,
+) -> Result<IncomingResponse, String> {
+    let req = OutgoingRequest::new(headers);
     let _ = req.set_method(&Method::Get);
     let _ = req.set_scheme(Some(&scheme));
     let _ = req.set_authority(Some(authority));
     let _ = req.set_path_with_query(Some(path));
-    let fut = match outgoing_handler::handle(req, None) {
-        Ok(f) => f,
-        Err(e) => return (format!("{e:?}"), None, 0),
-    };
+    let fut = outgoing_handler::handle(req, None).map_err(|e| format!("{e:?}"))?;
     fut.subscribe().block();
-    let resp = match fut.get() {
-        Some(Ok(Ok(resp))) => resp,
-        Some(Ok(Err(code))) => return (format!("{code:?}"), None, 0),
-        _ => return ("no response".into(), None, 0),
+    match fut.get() {
+        Some(Ok(Ok(resp))) => Ok(resp),
+        Some(Ok(Err(code))) => Err(format!("{code:?}")),
+        _ => Err("no response".into()),
+    }
+}
+
+/// Sends a GET; returns the status or the error code's text.
+fn get(scheme: Scheme, authority: &str, path: &str, headers: Fields) -> String {
+    match send(scheme, authority, path, headers) {
+        Ok(resp) => resp.status().to_string(),
+        Err(e) => e,
+    }
+}
+
+/// Sends a GET and reads the whole body; returns (status or error, location header, body bytes read).
+fn get_full(scheme: Scheme, authority: &str, path: &str) -> (String, Option<String>, usize) {
+    let resp = match send(scheme, authority, path, Fields::new()) {
+        Ok(resp) => resp,
+        Err(e) => return (e, None, 0),
     };
     let status = resp.status().to_string();
     let location = resp
@@ -78,25 +96,6 @@ fn get_full(scheme: Scheme, authority: &str, path: &str) -> (String, Option<Stri
                 return (code, location, read);
             }
         }
-    }
-}
-
-/// Sends a GET; returns the status or the error code's text.
-fn get(scheme: Scheme, authority: &str, path: &str, headers: Fields) -> String {
-    let req = OutgoingRequest::new(headers);
-    let _ = req.set_method(&Method::Get);
-    let _ = req.set_scheme(Some(&scheme));
-    let _ = req.set_authority(Some(authority));
-    let _ = req.set_path_with_query(Some(path));
-    let fut = match outgoing_handler::handle(req, None) {
-        Ok(f) => f,
-        Err(e) => return format!("{e:?}"),
-    };
-    fut.subscribe().block();
-    match fut.get() {
-        Some(Ok(Ok(resp))) => resp.status().to_string(),
-        Some(Ok(Err(code))) => format!("{code:?}"),
-        _ => "no response".into(),
     }
 }
 
