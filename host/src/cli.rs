@@ -49,11 +49,15 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Read every stream into the database.
+    /// Read every stream into the database (incrementally where a complete
+    /// read came before, unless --full).
     Sync {
         /// Configuration file (TOML).
         #[arg(long)]
         config: PathBuf,
+        /// Read everything, and mark records no longer returned as deleted.
+        #[arg(long)]
+        full: bool,
         /// Print the run report as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -118,7 +122,11 @@ pub fn run(cli: Cli, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
         match cli.command {
             Command::Info { plugin, json } => info(plugin.as_deref(), json, out).await,
             Command::Check { config } => check(&config, env, out).await,
-            Command::Sync { config, json } => sync(&config, env, json, out).await.map(|_| ()),
+            Command::Sync { config, json, full } => {
+                sync(&config, env, SyncFlags { json, full }, out)
+                    .await
+                    .map(|_| ())
+            }
             Command::Export {
                 config,
                 stream,
@@ -383,11 +391,20 @@ async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Resul
     Ok(())
 }
 
+/// Options of the `sync` command.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncFlags {
+    /// Print the report as JSON.
+    pub json: bool,
+    /// Force full reads.
+    pub full: bool,
+}
+
 /// Runs `sync` for a configuration; returns the report.
 pub async fn sync(
     path: &Path,
     env: &dyn Environment,
-    json: bool,
+    flags: SyncFlags,
     out: &mut dyn Write,
 ) -> Result<RunReport> {
     let config = load_config(path)?;
@@ -415,10 +432,11 @@ pub async fn sync(
             retry_base: Duration::from_millis(config.sync.retry_base_ms),
             retry_max: Duration::from_millis(config.sync.retry_max_ms),
             max_retry_after: Duration::from_secs(config.sync.max_retry_after_seconds),
+            force_full: flags.full,
         },
     };
     let report = crate::sync::run(&job, Arc::new(Mutex::new(store))).await?;
-    if json {
+    if flags.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         write_report(&report, &config.database, out)?;
@@ -461,14 +479,15 @@ pub fn write_report(
     )?;
     writeln!(
         out,
-        "{:<24} {:>9} {:>13} {:>7} {:>8} {:>8}  verdict",
-        "stream", "records", "server total", "pages", "retries", "deleted"
+        "{:<24} {:>11} {:>9} {:>13} {:>7} {:>8} {:>8}  verdict",
+        "stream", "read", "records", "server total", "pages", "retries", "deleted"
     )?;
     for s in &report.streams {
         writeln!(
             out,
-            "{:<24} {:>9} {:>13} {:>7} {:>8} {:>8}  {}{}",
+            "{:<24} {:>11} {:>9} {:>13} {:>7} {:>8} {:>8}  {}{}",
             s.stream,
+            s.mode,
             s.records(),
             s.server_total().map_or("-".into(), |t| t.to_string()),
             s.pages(),

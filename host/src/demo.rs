@@ -53,7 +53,13 @@ pub async fn run(devices: usize, dir: Option<&Path>, out: &mut dyn Write) -> Res
         emulator.base_url()
     )?;
     writeln!(out, "Configuration: {}\n", config_path.display())?;
-    let report = crate::cli::sync(&config_path, &env as &dyn Environment, false, out).await?;
+    let report = crate::cli::sync(
+        &config_path,
+        &env as &dyn Environment,
+        Default::default(),
+        out,
+    )
+    .await?;
 
     // Show one device as an exposure platform receives it.
     let config = crate::config::Config::load(&config_path)?;

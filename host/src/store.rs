@@ -34,15 +34,50 @@ pub struct PartitionState {
     pub done: bool,
 }
 
+/// Whether a read covers the whole stream or only what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Every record; records not seen are then marked deleted.
+    Full,
+    /// Records changed at or after the watermark of the last complete read.
+    Incremental {
+        /// The stored watermark the read starts from.
+        watermark: String,
+    },
+}
+
+impl ReadMode {
+    /// `full` or `incremental`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReadMode::Full => "full",
+            ReadMode::Incremental { .. } => "incremental",
+        }
+    }
+}
+
 /// The plan for reading one stream in this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamPlan {
-    /// Generation of this full read.
+    /// Generation of the current full read (incremental reads keep it).
     pub generation: i64,
     /// Whether an interrupted read is being resumed.
     pub resumed: bool,
+    /// Full or incremental.
+    pub mode: ReadMode,
     /// Partition states.
     pub partitions: Vec<PartitionState>,
+}
+
+/// What a sync asks of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamRequest {
+    /// Partitions to read it in.
+    pub partitions: u32,
+    /// Read everything even when an incremental read is possible.
+    pub force_full: bool,
+    /// Whether the component honours watermarks for this stream.
+    pub supports_incremental: bool,
 }
 
 /// The database of one host.
@@ -73,6 +108,8 @@ CREATE TABLE IF NOT EXISTS streams (
     complete       INTEGER NOT NULL,
     watermark      TEXT,
     completed_at   TEXT,
+    read_mode      TEXT NOT NULL DEFAULT 'full',
+    read_watermark TEXT,
     PRIMARY KEY (connection, stream)
 );
 CREATE TABLE IF NOT EXISTS partitions (
@@ -103,6 +140,26 @@ pub fn now_rfc3339() -> String {
         .expect("formatting the current time")
 }
 
+fn partition_states(
+    tx: &Connection,
+    connection: &str,
+    stream: &str,
+) -> rusqlite::Result<Vec<PartitionState>> {
+    let mut stmt = tx.prepare(
+        "SELECT partition, cursor, done FROM partitions WHERE connection = ?1 AND stream = ?2 ORDER BY partition",
+    )?;
+    let states = stmt
+        .query_map(params![connection, stream], |r| {
+            Ok(PartitionState {
+                index: r.get(0)?,
+                cursor: r.get(1)?,
+                done: r.get::<_, i64>(2)? != 0,
+            })
+        })?
+        .collect();
+    states
+}
+
 impl Store {
     /// Opens (creating if needed) the database file.
     pub fn open(path: &Path) -> rusqlite::Result<Store> {
@@ -114,58 +171,83 @@ impl Store {
         Ok(Store { conn })
     }
 
-    /// Starts (or resumes) a full read of a stream with `partitions` partitions.
+    /// Starts or resumes the read of a stream: resumes an interrupted read
+    /// with the same partitioning; otherwise reads incrementally from the
+    /// last complete read's watermark when allowed, else fully (a new generation).
     pub fn begin_stream(
         &mut self,
         connection: &str,
         stream: &str,
-        partitions: u32,
+        request: StreamRequest,
     ) -> rusqlite::Result<StreamPlan> {
+        let partitions = request.partitions;
         let tx = self.conn.transaction()?;
-        let existing: Option<(i64, u32, bool)> = tx
+        type Existing = (i64, u32, bool, Option<String>, String, Option<String>);
+        let existing: Option<Existing> = tx
             .query_row(
-                "SELECT generation, partitions, complete FROM streams WHERE connection = ?1 AND stream = ?2",
+                "SELECT generation, partitions, complete, watermark, read_mode, read_watermark
+                 FROM streams WHERE connection = ?1 AND stream = ?2",
                 params![connection, stream],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get::<_, i64>(2)? != 0,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
             )
             .optional()?;
-        let plan = match existing {
-            Some((generation, count, false)) if count == partitions => {
-                let mut stmt = tx.prepare(
-                    "SELECT partition, cursor, done FROM partitions WHERE connection = ?1 AND stream = ?2 ORDER BY partition",
-                )?;
-                let states = stmt
-                    .query_map(params![connection, stream], |r| {
-                        Ok(PartitionState {
-                            index: r.get(0)?,
-                            cursor: r.get(1)?,
-                            done: r.get::<_, i64>(2)? != 0,
-                        })
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                drop(stmt);
-                if states.len() == partitions as usize {
-                    Some(StreamPlan {
-                        generation,
+        let resumable = |mode: &str, read_watermark: &Option<String>| match (mode, read_watermark) {
+            ("incremental", Some(w)) => Some(ReadMode::Incremental {
+                watermark: w.clone(),
+            }),
+            ("full", _) => Some(ReadMode::Full),
+            _ => None,
+        };
+        let resumed = match &existing {
+            Some((generation, count, false, _, mode, read_watermark)) if *count == partitions => {
+                let states = partition_states(&tx, connection, stream)?;
+                match resumable(mode, read_watermark) {
+                    Some(mode) if states.len() == partitions as usize => Some(StreamPlan {
+                        generation: *generation,
                         resumed: true,
+                        mode,
                         partitions: states,
-                    })
-                } else {
-                    None
+                    }),
+                    _ => None,
                 }
             }
             _ => None,
         };
-        let plan = match plan {
+        let plan = match resumed {
             Some(p) => p,
             None => {
-                let generation = existing.map_or(1, |(g, _, _)| g + 1);
+                let incremental_from = match &existing {
+                    Some((_, _, true, Some(w), _, _))
+                        if request.supports_incremental && !request.force_full =>
+                    {
+                        Some(w.clone())
+                    }
+                    _ => None,
+                };
+                let (generation, mode) = match (incremental_from, &existing) {
+                    (Some(watermark), Some((g, ..))) => (*g, ReadMode::Incremental { watermark }),
+                    _ => (existing.as_ref().map_or(1, |e| e.0 + 1), ReadMode::Full),
+                };
+                let read_watermark = match &mode {
+                    ReadMode::Incremental { watermark } => Some(watermark.clone()),
+                    ReadMode::Full => None,
+                };
                 tx.execute(
-                    "INSERT INTO streams (connection, stream, generation, partitions, complete)
-                     VALUES (?1, ?2, ?3, ?4, 0)
+                    "INSERT INTO streams (connection, stream, generation, partitions, complete, read_mode, read_watermark)
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)
                      ON CONFLICT (connection, stream) DO UPDATE SET
-                        generation = excluded.generation, partitions = excluded.partitions, complete = 0",
-                    params![connection, stream, generation, partitions],
+                        generation = excluded.generation, partitions = excluded.partitions, complete = 0,
+                        read_mode = excluded.read_mode, read_watermark = excluded.read_watermark",
+                    params![connection, stream, generation, partitions, mode.name(), read_watermark],
                 )?;
                 tx.execute(
                     "DELETE FROM partitions WHERE connection = ?1 AND stream = ?2",
@@ -180,6 +262,7 @@ impl Store {
                 StreamPlan {
                     generation,
                     resumed: false,
+                    mode,
                     partitions: (0..partitions)
                         .map(|index| PartitionState {
                             index,
@@ -241,15 +324,17 @@ impl Store {
         tx.commit()
     }
 
-    /// Completes a full read once every partition is done: marks records not
-    /// seen in this generation as deleted and stores the stream's watermark
-    /// (the earliest of its partitions'). Returns the number newly marked deleted.
+    /// Completes a read once every partition is done: stores the stream's
+    /// watermark (the earliest of its partitions') and, after a full read,
+    /// marks records not seen in this generation as deleted. Returns the
+    /// number newly marked deleted.
     pub fn finish_stream(
         &mut self,
         connection: &str,
         stream: &str,
-        generation: i64,
+        plan: &StreamPlan,
     ) -> rusqlite::Result<u64> {
+        let generation = plan.generation;
         let now = now_rfc3339();
         let tx = self.conn.transaction()?;
         let pending: i64 = tx.query_row(
@@ -260,11 +345,14 @@ impl Store {
         if pending > 0 {
             return Ok(0);
         }
-        let deleted = tx.execute(
-            "UPDATE records SET deleted_at = ?4, changed_at = ?4
-             WHERE connection = ?1 AND stream = ?2 AND generation < ?3 AND deleted_at IS NULL",
-            params![connection, stream, generation, now],
-        )?;
+        let deleted = match plan.mode {
+            ReadMode::Full => tx.execute(
+                "UPDATE records SET deleted_at = ?4, changed_at = ?4
+                 WHERE connection = ?1 AND stream = ?2 AND generation < ?3 AND deleted_at IS NULL",
+                params![connection, stream, generation, now],
+            )?,
+            ReadMode::Incremental { .. } => 0,
+        };
         tx.execute(
             "UPDATE streams SET complete = 1, completed_at = ?4,
                 watermark = (SELECT MIN(watermark) FROM partitions WHERE connection = ?1 AND stream = ?2)
@@ -354,12 +442,23 @@ mod tests {
         out
     }
 
+    fn full(partitions: u32) -> StreamRequest {
+        StreamRequest {
+            partitions,
+            force_full: false,
+            supports_incremental: true,
+        }
+    }
+
     #[test]
     fn resume_and_deletions() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("db")).unwrap();
-        let p = s.begin_stream("c", "s", 2).unwrap();
-        assert_eq!((p.generation, p.resumed), (1, false));
+        let p = s.begin_stream("c", "s", full(2)).unwrap();
+        assert_eq!(
+            (p.generation, p.resumed, &p.mode),
+            (1, false, &ReadMode::Full)
+        );
         s.commit_page(
             "c",
             "s",
@@ -371,15 +470,15 @@ mod tests {
         )
         .unwrap();
         // Interrupted: the next run resumes partition 0 at its cursor.
-        let p = s.begin_stream("c", "s", 2).unwrap();
+        let p = s.begin_stream("c", "s", full(2)).unwrap();
         assert!(p.resumed);
         assert_eq!(p.partitions[0].cursor.as_deref(), Some("cur"));
         s.commit_page("c", "s", 1, 0, &[rec("b", "{\"x\":1}")], None, None)
             .unwrap();
-        assert_eq!(s.finish_stream("c", "s", 1).unwrap(), 0);
+        assert_eq!(s.finish_stream("c", "s", &p).unwrap(), 0);
         s.commit_page("c", "s", 1, 1, &[rec("c", "{}")], None, Some("w0"))
             .unwrap();
-        assert_eq!(s.finish_stream("c", "s", 1).unwrap(), 0);
+        assert_eq!(s.finish_stream("c", "s", &p).unwrap(), 0);
         assert_eq!(keys(&s), ["a", "b", "c"]);
         // The stream's watermark is the earliest of its partitions'.
         let wm: Option<String> = s
@@ -387,14 +486,86 @@ mod tests {
             .query_row("SELECT watermark FROM streams", [], |r| r.get(0))
             .unwrap();
         assert_eq!(wm.as_deref(), Some("w0"));
-        // The next full read does not see `a`: it is marked deleted.
-        let p = s.begin_stream("c", "s", 2).unwrap();
-        assert_eq!((p.generation, p.resumed), (2, false));
+
+        // The next read is incremental from that watermark and deletes nothing.
+        let p = s.begin_stream("c", "s", full(2)).unwrap();
+        assert_eq!(
+            (p.generation, &p.mode),
+            (
+                1,
+                &ReadMode::Incremental {
+                    watermark: "w0".into()
+                }
+            )
+        );
+        s.commit_page("c", "s", 1, 0, &[rec("d", "{}")], None, Some("w5"))
+            .unwrap();
+        s.commit_page("c", "s", 1, 1, &[], None, Some("w4"))
+            .unwrap();
+        assert_eq!(s.finish_stream("c", "s", &p).unwrap(), 0);
+        assert_eq!(keys(&s), ["a", "b", "c", "d"]);
+
+        // A forced full read is a new generation: `a` and `d`, not seen, are deleted.
+        let p = s
+            .begin_stream(
+                "c",
+                "s",
+                StreamRequest {
+                    force_full: true,
+                    ..full(2)
+                },
+            )
+            .unwrap();
+        assert_eq!((p.generation, &p.mode), (2, &ReadMode::Full));
         s.commit_page("c", "s", 2, 0, &[rec("b", "{}")], None, None)
             .unwrap();
         s.commit_page("c", "s", 2, 1, &[rec("c", "{}")], None, None)
             .unwrap();
-        assert_eq!(s.finish_stream("c", "s", 2).unwrap(), 1);
+        assert_eq!(s.finish_stream("c", "s", &p).unwrap(), 2);
         assert_eq!(keys(&s), ["b", "c"]);
+        // No watermark from that read: the next one is full again.
+        assert_eq!(
+            s.begin_stream("c", "s", full(2)).unwrap().mode,
+            ReadMode::Full
+        );
+    }
+
+    #[test]
+    fn an_interrupted_incremental_read_resumes_as_incremental() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("db")).unwrap();
+        let p = s.begin_stream("c", "s", full(1)).unwrap();
+        s.commit_page("c", "s", 1, 0, &[rec("a", "{}")], None, Some("w1"))
+            .unwrap();
+        s.finish_stream("c", "s", &p).unwrap();
+        let p = s.begin_stream("c", "s", full(1)).unwrap();
+        s.commit_page("c", "s", 1, 0, &[rec("b", "{}")], Some("cur"), Some("w2"))
+            .unwrap();
+        let resumed = s.begin_stream("c", "s", full(1)).unwrap();
+        assert!(resumed.resumed);
+        assert_eq!(resumed.mode, p.mode);
+        // Streams that cannot read incrementally always read fully.
+        let p = s
+            .begin_stream(
+                "c",
+                "t",
+                StreamRequest {
+                    supports_incremental: false,
+                    ..full(1)
+                },
+            )
+            .unwrap();
+        s.finish_stream("c", "t", &p).unwrap();
+        let again = s
+            .begin_stream(
+                "c",
+                "t",
+                StreamRequest {
+                    supports_incremental: false,
+                    ..full(1)
+                },
+            )
+            .unwrap();
+        assert_eq!(again.mode, ReadMode::Full);
     }
 }

@@ -17,7 +17,7 @@ use crate::runtime::{
     InstanceLimits, LoadedComponent, Partition, ReadRequest, Runtime, StreamInfo,
 };
 use crate::sender::Sender;
-use crate::store::{Store, StoredRecord};
+use crate::store::{ReadMode, Store, StoredRecord, StreamRequest};
 use rand::Rng as _;
 use serde::Serialize;
 use std::borrow::Cow;
@@ -44,6 +44,8 @@ pub struct SyncOptions {
     pub retry_max: Duration,
     /// Longest `Retry-After` honoured.
     pub max_retry_after: Duration,
+    /// Read every stream fully even where an incremental read is possible.
+    pub force_full: bool,
 }
 
 /// Everything a sync needs.
@@ -113,6 +115,8 @@ pub struct PartitionReport {
 pub struct StreamReport {
     /// Stream name.
     pub stream: String,
+    /// `full` or `incremental`.
+    pub mode: String,
     /// Whether an interrupted read was resumed.
     pub resumed: bool,
     /// Per-partition details.
@@ -262,6 +266,7 @@ fn error_kind(e: &CallError) -> String {
 
 struct PartitionTask {
     stream: StreamInfo,
+    watermark: Option<String>,
     embed_field: Option<String>,
     generation: i64,
     index: u32,
@@ -283,10 +288,12 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
         let connection = job.connection.clone();
         let name = stream.name.clone();
         let partitions = job.options.partitions;
-        let plan = blocking(&store, move |s| {
-            s.begin_stream(&connection, &name, partitions)
-        })
-        .await?;
+        let request = StreamRequest {
+            partitions,
+            force_full: job.options.force_full,
+            supports_incremental: stream.supports_incremental,
+        };
+        let plan = blocking(&store, move |s| s.begin_stream(&connection, &name, request)).await?;
         // A stream embedded into another records the parent key with each record.
         let embed_field = stream
             .references
@@ -306,6 +313,10 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
             }
             tasks.push(PartitionTask {
                 stream: stream.clone(),
+                watermark: match &plan.mode {
+                    ReadMode::Incremental { watermark } => Some(watermark.clone()),
+                    ReadMode::Full => None,
+                },
                 embed_field: embed_field.clone(),
                 generation: plan.generation,
                 index: p.index,
@@ -348,9 +359,9 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
                 if complete {
                     let connection = job.connection.clone();
                     let stream = name.clone();
-                    let generation = plan.generation;
+                    let finished = plan.clone();
                     match blocking(&store, move |s| {
-                        s.finish_stream(&connection, &stream, generation)
+                        s.finish_stream(&connection, &stream, &finished)
                     })
                     .await
                     {
@@ -362,6 +373,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
                     verdict = format!("incomplete: {}", why.first().cloned().unwrap_or_default());
                 }
                 StreamReport {
+                    mode: plan.mode.name().to_string(),
                     stream: name,
                     resumed: plan.resumed,
                     partitions: reports,
@@ -457,7 +469,7 @@ async fn read_partition(
                 count: task.count,
             },
             cursor: cursor.clone(),
-            watermark: None,
+            watermark: task.watermark.clone(),
             page_size: job.options.page_size,
         };
         if let Some(message) = cap_reached(job, &counters, &task) {
@@ -589,6 +601,7 @@ mod tests {
             retry_base: Duration::from_millis(100),
             retry_max: Duration::from_millis(1000),
             max_retry_after: Duration::from_secs(60),
+            force_full: false,
         }
     }
 

@@ -196,6 +196,11 @@ impl Fixture {
         self.cli(&["sync", "--config", config.to_str().unwrap()])
     }
 
+    /// `sync --full --config PATH`.
+    pub fn sync_full(&self, config: &std::path::Path) -> CliRun {
+        self.cli(&["sync", "--full", "--config", config.to_str().unwrap()])
+    }
+
     /// `export` parsed into JSON values.
     pub fn export(&self, config: &std::path::Path, stream: &str, nested: bool) -> Vec<Value> {
         let mut args = vec![

@@ -39,7 +39,7 @@ fn sync_then_export_yields_exactly_the_emulators_records() {
 }
 
 #[test]
-fn resync_updates_in_place_and_marks_deletions() {
+fn a_full_resync_updates_in_place_and_marks_deletions() {
     let f = Fixture::start(120);
     let config = f.default_config();
     f.sync(&config).ok();
@@ -52,7 +52,7 @@ fn resync_updates_in_place_and_marks_deletions() {
         assert!(t.remove(&removed).is_some());
         (changed, removed)
     });
-    let out = f.sync(&config).ok();
+    let out = f.sync_full(&config).ok();
     let devices = f.export(&config, "devices", false);
     assert_eq!(devices.len(), 119, "{out}");
     assert_eq!(
@@ -170,7 +170,7 @@ fn pages_emptied_by_acls_over_more_than_10000_rows_are_walked_past() {
 }
 
 #[test]
-fn a_sync_while_data_changes_then_a_quiet_sync_ends_at_the_final_state() {
+fn a_sync_while_data_changes_then_incremental_and_full_syncs_end_at_the_final_state() {
     let f = Fixture::start_with(600, |c| {
         c.latency = std::time::Duration::from_millis(15);
         c.mutations_per_second = 200.0;
@@ -181,13 +181,38 @@ fn a_sync_while_data_changes_then_a_quiet_sync_ends_at_the_final_state() {
     });
     f.sync(&config).ok();
     f.state().set_mutating(false);
-    let log = f.state().mutations();
     assert!(
-        log.len() >= 10,
-        "the mutator ran during the sync: {} changes",
-        log.len()
+        f.state().mutations().len() >= 10,
+        "the mutator ran during the sync"
     );
-    f.sync(&config).ok();
+    // One change of each kind for certain, after the first sync.
+    let mut rng = servicenow_emulator::data::Rng::new(3);
+    for kind in [
+        servicenow_emulator::MutationKind::Insert,
+        servicenow_emulator::MutationKind::Update,
+        servicenow_emulator::MutationKind::Delete,
+    ] {
+        f.state().mutate(kind, &mut rng).unwrap();
+    }
+    let log = f.state().mutations();
+    // An incremental sync brings every insert and update ...
+    let out = f.sync(&config).ok();
+    assert!(out.contains("incremental"), "{out}");
+    let now: std::collections::HashSet<String> = f.state().with_db(|db| {
+        db.tables["cmdb_ci_computer"]
+            .rows
+            .iter()
+            .map(|r| r.key().to_string())
+            .collect()
+    });
+    let live: Vec<serde_json::Value> = f
+        .export(&config, "devices", false)
+        .into_iter()
+        .filter(|d| now.contains(d["sysId"].as_str().unwrap()))
+        .collect();
+    assert_eq!(live, expected_records(f.state(), "devices"));
+    // ... and a full sync the deletions too.
+    f.sync_full(&config).ok();
     // The emulator's data now is the truth; the log says what changed.
     assert_eq!(
         f.export(&config, "devices", false),
@@ -209,4 +234,47 @@ fn a_sync_while_data_changes_then_a_quiet_sync_ends_at_the_final_state() {
         .filter(|m| m.kind == servicenow_emulator::MutationKind::Delete)
         .count();
     assert!(deleted > 0);
+}
+
+#[test]
+fn the_second_sync_reads_only_what_changed_since_the_first() {
+    let f = Fixture::start(400);
+    let config = f.config(&ConfigSpec {
+        sync: vec!["page_size = 50".into()],
+        ..Default::default()
+    });
+    f.sync(&config).ok();
+    let full_requests = f.state().requests().len();
+    let mut rng = servicenow_emulator::data::Rng::new(9);
+    let mut changed: Vec<String> = (0..4)
+        .map(|_| {
+            let m = f
+                .state()
+                .mutate(servicenow_emulator::MutationKind::Update, &mut rng);
+            m.unwrap().sys_id
+        })
+        .collect();
+    let inserted = f
+        .state()
+        .mutate(servicenow_emulator::MutationKind::Insert, &mut rng);
+    changed.push(inserted.unwrap().sys_id);
+    let out = f.sync(&config).ok();
+    assert_eq!(out.matches("incremental").count(), 3, "{out}");
+    let incremental = f.state().requests()[full_requests..].to_vec();
+    assert!(
+        incremental
+            .iter()
+            .all(|r| r.query.contains("sys_updated_on%3E%3D")),
+        "{incremental:?}"
+    );
+    assert!(
+        incremental.len() * 5 < full_requests,
+        "{} requests against {full_requests}",
+        incremental.len()
+    );
+    let devices = f.export(&config, "devices", false);
+    assert_eq!(devices, expected_records(f.state(), "devices"));
+    assert!(changed
+        .iter()
+        .all(|id| devices.iter().any(|d| d["sysId"] == id.as_str())));
 }
