@@ -7,6 +7,7 @@
 use crate::config::{Config, ConfigError};
 use crate::credentials::{Credential, DeclaredAuth};
 use crate::egress::{EgressCounters, EgressLimits, EgressPolicy};
+use crate::pacing::Pacer;
 use crate::runtime::{
     read_info, AuthMethod, ConnectorInfo, InstanceLimits, LoadedComponent, Oauth2Grant, Runtime,
     BUNDLED_COMPONENT,
@@ -356,6 +357,7 @@ async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Resul
         credential,
         EgressLimits::from(&config.limits),
         Arc::new(EgressCounters::default()),
+        Arc::new(Pacer::new(config.sync.requests_per_hour)),
     );
     let mut instance = p
         .runtime
@@ -433,6 +435,7 @@ pub async fn sync(
             retry_max: Duration::from_millis(config.sync.retry_max_ms),
             max_retry_after: Duration::from_secs(config.sync.max_retry_after_seconds),
             force_full: flags.full,
+            requests_per_hour: config.sync.requests_per_hour,
         },
     };
     let report = crate::sync::run(&job, Arc::new(Mutex::new(store))).await?;

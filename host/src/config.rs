@@ -73,6 +73,8 @@ pub struct SyncConfig {
     pub retry_max_ms: u64,
     /// Longest `Retry-After` honoured, in seconds; longer waits fail the stream.
     pub max_retry_after_seconds: u64,
+    /// Budget of requests per hour, spread evenly (none: only the server's limits).
+    pub requests_per_hour: Option<u32>,
 }
 
 impl Default for SyncConfig {
@@ -85,6 +87,7 @@ impl Default for SyncConfig {
             retry_base_ms: 1000,
             retry_max_ms: 60_000,
             max_retry_after_seconds: 3600,
+            requests_per_hour: None,
         }
     }
 }

@@ -11,6 +11,7 @@
 
 use crate::credentials::Credential;
 use crate::origin::Origin;
+use crate::pacing::Pacer;
 use crate::sender::Sender;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
@@ -68,6 +69,7 @@ pub struct EgressPolicy {
     credential: Credential,
     limits: EgressLimits,
     counters: Arc<EgressCounters>,
+    pacer: Arc<Pacer>,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
@@ -80,6 +82,7 @@ impl EgressPolicy {
         credential: Credential,
         limits: EgressLimits,
         counters: Arc<EgressCounters>,
+        pacer: Arc<Pacer>,
     ) -> Self {
         EgressPolicy {
             origin: Arc::new(origin),
@@ -87,6 +90,7 @@ impl EgressPolicy {
             credential,
             limits,
             counters,
+            pacer,
         }
     }
 
@@ -166,10 +170,13 @@ impl WasiHttpHooks for EgressPolicy {
                 *again.headers_mut() = request.headers().clone();
                 again
             });
+            policy.pacer.before_request().await;
             policy.counters.requests.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(target: "egress", uri = %redact_query(request.uri()), "request");
             let options = policy.clamp(options);
-            let (mut response, mut io) = policy.sender.send(request, options).await?;
+            let sent = policy.sender.send(request, options).await;
+            let (mut response, mut io) = sent.inspect_err(|_| policy.pacer.failed())?;
+            policy.pacer.observe(response.headers());
             if response.status() == http::StatusCode::UNAUTHORIZED {
                 if let Some(mut again) = retry {
                     if policy.credential.refused(used.as_ref()).await {
@@ -178,8 +185,11 @@ impl WasiHttpHooks for EgressPolicy {
                             .apply(again.headers_mut())
                             .await
                             .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e)))?;
+                        policy.pacer.before_request().await;
                         policy.counters.requests.fetch_add(1, Ordering::Relaxed);
-                        (response, io) = policy.sender.send(again, options).await?;
+                        let resent = policy.sender.send(again, options).await;
+                        (response, io) = resent.inspect_err(|_| policy.pacer.failed())?;
+                        policy.pacer.observe(response.headers());
                     }
                 }
             }

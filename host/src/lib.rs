@@ -14,6 +14,7 @@
 //! - [`egress`]: the outbound HTTP policy every guest request passes through.
 //! - [`sender`]: DNS with an address check, proxy, TLS with extra CAs, time-outs.
 //! - [`sync`]: the sync engine (partitions, retries, checkpoints).
+//! - [`pacing`]: staying inside rate limits (server headers, budget, shared cool-downs).
 //! - [`store`]: the SQLite database.
 //! - [`export`]: JSON-lines export, with nested records.
 //! - [`demo`]: the self-contained demo against the bundled emulator.
@@ -26,6 +27,7 @@ pub mod egress;
 pub mod export;
 pub mod oauth;
 pub mod origin;
+pub mod pacing;
 pub mod runtime;
 pub mod secrets;
 pub mod sender;

@@ -509,6 +509,7 @@ pub async fn read_info(runtime: &Runtime, component: &LoadedComponent) -> Result
             max_requests: 0,
         },
         Arc::new(EgressCounters::default()),
+        Arc::new(crate::pacing::Pacer::new(None)),
     );
     let mut instance = runtime
         .instantiate(component, no_network, &InstanceLimits::default())

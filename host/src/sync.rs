@@ -12,6 +12,7 @@
 use crate::credentials::Credential;
 use crate::egress::{EgressCounters, EgressLimits, EgressPolicy};
 use crate::origin::Origin;
+use crate::pacing::Pacer;
 use crate::runtime::{
     connector_error_kind, connector_error_message, CallError, ConnectorError, ConnectorInfo,
     InstanceLimits, LoadedComponent, Partition, ReadRequest, Runtime, StreamInfo,
@@ -46,6 +47,8 @@ pub struct SyncOptions {
     pub max_retry_after: Duration,
     /// Read every stream fully even where an incremental read is possible.
     pub force_full: bool,
+    /// Budget of requests per hour (none: only the server's limits).
+    pub requests_per_hour: Option<u32>,
 }
 
 /// Everything a sync needs.
@@ -278,9 +281,16 @@ struct PartitionTask {
 pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let counters = Arc::new(EgressCounters::default());
+    let pacer = Arc::new(Pacer::new(job.options.requests_per_hour));
     let connection = job.connection.clone();
     let run_id = blocking(&store, move |s| s.start_run(&connection)).await?;
     let permits = Arc::new(Semaphore::new(job.options.concurrency as usize));
+    let shared = RunShared {
+        store: store.clone(),
+        counters: counters.clone(),
+        permits,
+        pacer,
+    };
 
     let mut stream_reports = Vec::new();
     let mut handles = Vec::new();
@@ -327,13 +337,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
         let stream_started = Instant::now();
         let mut partition_handles = Vec::new();
         for task in tasks {
-            partition_handles.push(read_partition(
-                job,
-                store.clone(),
-                counters.clone(),
-                permits.clone(),
-                task,
-            ));
+            partition_handles.push(read_partition(job, shared.clone(), task));
         }
         handles.push((
             stream.name.clone(),
@@ -427,13 +431,22 @@ fn cap_reached(job: &SyncJob, counters: &EgressCounters, task: &PartitionTask) -
     })
 }
 
-async fn read_partition(
-    job: &SyncJob,
+/// What every partition of a run shares.
+#[derive(Clone)]
+struct RunShared {
     store: Arc<Mutex<Store>>,
     counters: Arc<EgressCounters>,
     permits: Arc<Semaphore>,
-    task: PartitionTask,
-) -> PartitionReport {
+    pacer: Arc<Pacer>,
+}
+
+async fn read_partition(job: &SyncJob, shared: RunShared, task: PartitionTask) -> PartitionReport {
+    let RunShared {
+        store,
+        counters,
+        permits,
+        pacer,
+    } = shared;
     let mut report = PartitionReport {
         index: task.index,
         ..Default::default()
@@ -448,6 +461,7 @@ async fn read_partition(
         job.credential.clone(),
         job.egress_limits,
         counters.clone(),
+        pacer.clone(),
     );
     let mut instance = match job
         .runtime
@@ -495,6 +509,10 @@ async fn read_partition(
                         return report;
                     }
                     Next::Retry { wait, server_asked } => {
+                        if let CallError::Connector(ConnectorError::RateLimited(_)) = &error {
+                            // Every worker holds off, not only the one refused.
+                            pacer.cool_down(wait);
+                        }
                         tracing::info!(
                             stream = %task.stream.name, partition = task.index,
                             "retrying in {} ms: {}", wait.as_millis(), error
@@ -602,6 +620,7 @@ mod tests {
             retry_max: Duration::from_millis(1000),
             max_retry_after: Duration::from_secs(60),
             force_full: false,
+            requests_per_hour: None,
         }
     }
 

@@ -159,3 +159,34 @@ fn the_request_cap_per_run_stops_a_runaway_sync() {
     assert!(!message.contains("gave up after"), "{message}");
     assert!(f.state().requests().len() <= 4);
 }
+
+#[test]
+fn the_host_paces_itself_by_the_rate_limit_headers_and_meets_no_429() {
+    let f = Fixture::start(60);
+    f.state().set_rate_window(std::time::Duration::from_secs(2));
+    f.state().add_rate_rule(servicenow_emulator::RateRule {
+        sys_id: "rule".into(),
+        user: Some("svc_exposure".into()),
+        limit: 8,
+    });
+    let config = f.config(&ConfigSpec {
+        sync: vec!["page_size = 10".into(), "retry_base_ms = 10".into()],
+        ..Default::default()
+    });
+    f.sync(&config).ok();
+    let log = f.state().requests();
+    assert!(
+        log.len() > 16,
+        "the sync needed more than two windows: {}",
+        log.len()
+    );
+    assert!(
+        log.iter().all(|r| r.status == 200),
+        "{:?}",
+        log.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        f.export(&config, "devices", false),
+        expected_records(f.state(), "devices")
+    );
+}

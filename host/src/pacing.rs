@@ -1,0 +1,191 @@
+//! Pacing requests so a sync stays inside the source's rate limits.
+//!
+//! One [`Pacer`] is shared by every worker of a run:
+//! - when responses carry `X-RateLimit-Limit` and `X-RateLimit-Reset` (Unix
+//!   seconds of the next window), the host counts its requests in the
+//!   window and, once the limit is spent, waits for the reset instead of
+//!   collecting 429s; the wait is measured against the server's `Date`
+//!   header, so a skewed local clock does not matter;
+//! - an optional `requests_per_hour` budget spaces requests evenly;
+//! - a cool-down (after a 429) holds every worker, not only the one refused.
+
+use http::HeaderMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+#[derive(Debug, Default)]
+struct State {
+    limit: Option<u64>,
+    window_reset: Option<u64>,
+    sent_in_window: u64,
+    /// Requests sent whose response has not been observed yet.
+    in_flight: u64,
+    /// Local instant at which the current window resets.
+    window_ends: Option<Instant>,
+    cool_until: Option<Instant>,
+    next_slot: Option<Instant>,
+    waits: u64,
+}
+
+/// Shared pacing state of one run.
+#[derive(Debug)]
+pub struct Pacer {
+    spacing: Option<Duration>,
+    state: Mutex<State>,
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+impl Pacer {
+    /// A pacer with an optional budget of requests per hour.
+    pub fn new(requests_per_hour: Option<u32>) -> Pacer {
+        Pacer {
+            spacing: requests_per_hour
+                .filter(|n| *n > 0)
+                .map(|n| Duration::from_secs_f64(3600.0 / f64::from(n))),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until a request may be sent, and counts it.
+    pub async fn before_request(&self) {
+        loop {
+            let wait_until = {
+                let mut s = self.lock();
+                let now = Instant::now();
+                let mut until: Option<Instant> = s.cool_until.filter(|t| *t > now);
+                if let (Some(limit), Some(ends)) = (s.limit, s.window_ends) {
+                    if ends <= now {
+                        s.sent_in_window = 0;
+                        s.window_ends = None;
+                    } else if s.sent_in_window >= limit {
+                        until = until.max(Some(ends));
+                    }
+                }
+                if let Some(slot) = s.next_slot.filter(|slot| *slot > now) {
+                    until = until.max(Some(slot));
+                }
+                match until {
+                    Some(t) => {
+                        s.waits += 1;
+                        t
+                    }
+                    None => {
+                        s.sent_in_window += 1;
+                        s.in_flight += 1;
+                        if let Some(spacing) = self.spacing {
+                            s.next_slot = Some(now + spacing);
+                        }
+                        return;
+                    }
+                }
+            };
+            tokio::time::sleep_until(wait_until).await;
+        }
+    }
+
+    /// Records that a request counted by [`Pacer::before_request`] got no response.
+    pub fn failed(&self) {
+        let mut s = self.lock();
+        s.in_flight = s.in_flight.saturating_sub(1);
+    }
+
+    /// Learns the window from a response's rate-limit headers.
+    pub fn observe(&self, headers: &HeaderMap) {
+        {
+            let mut s = self.lock();
+            s.in_flight = s.in_flight.saturating_sub(1);
+        }
+        let (Some(limit), Some(reset)) = (
+            header_u64(headers, "x-ratelimit-limit"),
+            header_u64(headers, "x-ratelimit-reset"),
+        ) else {
+            return;
+        };
+        let server_now = headers
+            .get(http::header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+            .unwrap_or_else(SystemTime::now)
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // A second of margin: the reset is given in whole seconds.
+        let remaining = Duration::from_secs(reset.saturating_sub(server_now) + 1);
+        let mut s = self.lock();
+        if s.window_reset != Some(reset) {
+            // A new window: this response's request counts in it, and so may
+            // every request still in flight.
+            s.window_reset = Some(reset);
+            s.sent_in_window = s.sent_in_window.min(1 + s.in_flight);
+        }
+        s.limit = Some(limit);
+        s.window_ends = Some(Instant::now() + remaining);
+    }
+
+    /// Holds every worker for `duration` (after a 429).
+    pub fn cool_down(&self, duration: Duration) {
+        let mut s = self.lock();
+        let until = Instant::now() + duration;
+        s.cool_until = s.cool_until.max(Some(until));
+    }
+
+    /// How many times a request had to wait.
+    pub fn waits(&self) -> u64 {
+        self.lock().waits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(limit: u64, reset_in: u64) -> HeaderMap {
+        let now = SystemTime::now();
+        let reset = now.duration_since(UNIX_EPOCH).unwrap().as_secs() + reset_in;
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-limit", limit.into());
+        h.insert("x-ratelimit-reset", reset.into());
+        h.insert(
+            http::header::DATE,
+            httpdate::fmt_http_date(now).parse().unwrap(),
+        );
+        h
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_the_window_once_the_limit_is_spent() {
+        let p = Pacer::new(None);
+        p.before_request().await;
+        p.observe(&headers(2, 10));
+        p.before_request().await;
+        assert_eq!(p.waits(), 0);
+        let started = Instant::now();
+        p.before_request().await;
+        assert!(
+            started.elapsed() >= Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(p.waits(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cool_down_and_budget_hold_requests() {
+        let p = Pacer::new(Some(3600));
+        p.before_request().await;
+        let started = Instant::now();
+        p.before_request().await;
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        p.cool_down(Duration::from_secs(30));
+        let started = Instant::now();
+        p.before_request().await;
+        assert!(started.elapsed() >= Duration::from_secs(30));
+    }
+}
