@@ -14,7 +14,7 @@ use crate::runtime::{
 };
 use crate::secrets::Environment;
 use crate::sender::Sender;
-use crate::store::Store;
+use crate::store::{Health, HealthState, Store};
 use crate::sync::{RunReport, SyncJob, SyncOptions};
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -60,6 +60,18 @@ pub enum Command {
         #[arg(long)]
         full: bool,
         /// Print the run report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the connection's health and its last runs.
+    Status {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Runs to list.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// Print as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -133,6 +145,7 @@ pub fn run(cli: Cli, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
                 stream,
                 nested,
             } => export(&config, &stream, nested, out).await,
+            Command::Status { config, runs, json } => status(&config, runs, json, out).await,
             Command::Demo { devices, dir } => crate::demo::run(devices, dir.as_deref(), out).await,
         }
     })
@@ -412,9 +425,20 @@ pub async fn sync(
     let config = load_config(path)?;
     let p = prepare(config.plugin.as_deref()).await?;
     let sender = sender(&config)?;
-    let credential = credential(&config, &p.info, &sender, env).await?;
-    let store = Store::open(&config.database)
+    let mut store = Store::open(&config.database)
         .with_context(|| format!("cannot open the database {}", config.database.display()))?;
+    let credential = match credential(&config, &p.info, &sender, env).await {
+        Ok(c) => c,
+        Err(e) => {
+            let health = Health {
+                state: HealthState::Failed,
+                error_kind: Some("authentication".into()),
+                message: Some(format!("{e:#}")),
+            };
+            let _ = store.set_health(&connection_name(&config, &p.info), &health);
+            return Err(e);
+        }
+    };
     let job = SyncJob {
         runtime: p.runtime,
         component: p.component.clone(),
@@ -499,6 +523,85 @@ pub fn write_report(
             s.verdict,
             if s.resumed { " (resumed)" } else { "" }
         )?;
+    }
+    Ok(())
+}
+
+async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> Result<()> {
+    let config = load_config(path)?;
+    if !config.database.exists() {
+        return Err(config_failure(format!(
+            "the database {} does not exist yet; run `connector-host sync --config {}` first",
+            config.database.display(),
+            path.display()
+        )));
+    }
+    let p = prepare(config.plugin.as_deref()).await?;
+    let store = Store::open(&config.database)
+        .with_context(|| format!("cannot open the database {}", config.database.display()))?;
+    let connection = connection_name(&config, &p.info);
+    let health = store.health(&connection)?;
+    let recent = store.recent_runs(&connection, runs)?;
+    let counts = store.counts(&connection)?;
+    if json {
+        let value = serde_json::json!({
+            "connection": connection,
+            "health": health.as_ref().map(|(h, since)| serde_json::json!({
+                "state": h.state.name(), "errorKind": h.error_kind, "message": h.message, "since": since,
+            })),
+            "records": counts.iter().map(|(s, live, deleted)| serde_json::json!({
+                "stream": s, "live": live, "deleted": deleted,
+            })).collect::<Vec<_>>(),
+            "runs": recent.iter().map(|(id, started, finished, status, report)| serde_json::json!({
+                "id": id, "startedAt": started, "finishedAt": finished, "status": status,
+                "report": report.as_deref().and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok()),
+            })).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    match &health {
+        Some((h, since)) => {
+            writeln!(out, "{connection}: {} (since {since})", h.state.name())?;
+            if let Some(m) = &h.message {
+                writeln!(
+                    out,
+                    "  {}{m}",
+                    h.error_kind
+                        .as_deref()
+                        .map(|k| format!("[{k}] "))
+                        .unwrap_or_default()
+                )?;
+            }
+        }
+        None => writeln!(out, "{connection}: never synced")?,
+    }
+    if !counts.is_empty() {
+        writeln!(out, "\nRecords:")?;
+        for (stream, live, deleted) in &counts {
+            writeln!(out, "  {stream:<24} {live:>9} live {deleted:>9} deleted")?;
+        }
+    }
+    if !recent.is_empty() {
+        writeln!(out, "\nLast runs:")?;
+        for (id, started, finished, status, report) in &recent {
+            let summary = report
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<RunReport>(r).ok())
+                .map(|r| {
+                    format!(
+                        "{} records, {} requests",
+                        r.streams.iter().map(|s| s.records()).sum::<u64>(),
+                        r.requests
+                    )
+                })
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  #{id:<5} {started} → {}  {status:<10} {summary}",
+                finished.as_deref().unwrap_or("(running or killed)")
+            )?;
+        }
     }
     Ok(())
 }

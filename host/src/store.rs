@@ -80,6 +80,47 @@ pub struct StreamRequest {
     pub supports_incremental: bool,
 }
 
+/// Whether a connection works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    /// The last run completed.
+    Connected,
+    /// The last run failed for a reason that passes by itself (retried at the next run).
+    TemporaryFailure,
+    /// The last run failed for a reason that needs the operator.
+    Failed,
+}
+
+impl HealthState {
+    /// `connected`, `temporary failure` or `failed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            HealthState::Connected => "connected",
+            HealthState::TemporaryFailure => "temporary failure",
+            HealthState::Failed => "failed",
+        }
+    }
+
+    fn from_name(name: &str) -> HealthState {
+        match name {
+            "connected" => HealthState::Connected,
+            "temporary failure" => HealthState::TemporaryFailure,
+            _ => HealthState::Failed,
+        }
+    }
+}
+
+/// A connection's health with the error behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// The state.
+    pub state: HealthState,
+    /// The error case (`unauthenticated`, `rate-limited`, ...), if any.
+    pub error_kind: Option<String>,
+    /// What happened and what to do, if anything.
+    pub message: Option<String>,
+}
+
 /// The database of one host.
 pub struct Store {
     conn: Connection,
@@ -120,6 +161,14 @@ CREATE TABLE IF NOT EXISTS partitions (
     done       INTEGER NOT NULL,
     watermark  TEXT,
     PRIMARY KEY (connection, stream, partition)
+);
+CREATE TABLE IF NOT EXISTS health (
+    connection TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    error_kind TEXT,
+    message    TEXT,
+    since      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
     id          INTEGER PRIMARY KEY,
@@ -379,6 +428,60 @@ impl Store {
             params![run, now_rfc3339(), status, report],
         )?;
         Ok(())
+    }
+
+    /// Records the connection's health after a run; `since` changes only
+    /// when the state does.
+    pub fn set_health(&mut self, connection: &str, health: &Health) -> rusqlite::Result<()> {
+        let now = now_rfc3339();
+        self.conn.execute(
+            "INSERT INTO health (connection, state, error_kind, message, since, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (connection) DO UPDATE SET
+                since = CASE WHEN health.state = excluded.state THEN health.since ELSE excluded.since END,
+                state = excluded.state, error_kind = excluded.error_kind,
+                message = excluded.message, updated_at = excluded.updated_at",
+            params![connection, health.state.name(), health.error_kind, health.message, now],
+        )?;
+        Ok(())
+    }
+
+    /// The connection's health and when it entered that state.
+    pub fn health(&self, connection: &str) -> rusqlite::Result<Option<(Health, String)>> {
+        self.conn
+            .query_row(
+                "SELECT state, error_kind, message, since FROM health WHERE connection = ?1",
+                params![connection],
+                |r| {
+                    let state: String = r.get(0)?;
+                    Ok((
+                        Health {
+                            state: HealthState::from_name(&state),
+                            error_kind: r.get(1)?,
+                            message: r.get(2)?,
+                        },
+                        r.get(3)?,
+                    ))
+                },
+            )
+            .optional()
+    }
+
+    /// The last `n` runs, newest first: (id, started, finished, status, report JSON).
+    #[allow(clippy::type_complexity)]
+    pub fn recent_runs(
+        &self,
+        connection: &str,
+        n: u32,
+    ) -> rusqlite::Result<Vec<(i64, String, Option<String>, String, Option<String>)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, started_at, finished_at, status, report FROM runs
+             WHERE connection = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![connection, n], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        rows.collect()
     }
 
     /// Live (not deleted) records of a stream in key order, passed to `each`.

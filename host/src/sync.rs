@@ -18,9 +18,9 @@ use crate::runtime::{
     InstanceLimits, LoadedComponent, Partition, ReadRequest, Runtime, StreamInfo,
 };
 use crate::sender::Sender;
-use crate::store::{ReadMode, Store, StoredRecord, StreamRequest};
+use crate::store::{Health, HealthState, ReadMode, Store, StoredRecord, StreamRequest};
 use rand::Rng as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -78,7 +78,7 @@ pub struct SyncJob {
 }
 
 /// One retry, for the report.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RetryRecord {
     /// The `connector-error` case that caused it.
     pub reason: String,
@@ -89,7 +89,7 @@ pub struct RetryRecord {
 }
 
 /// What happened to one partition.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PartitionReport {
     /// Partition index.
     pub index: u32,
@@ -103,6 +103,9 @@ pub struct PartitionReport {
     pub rows_requested: u64,
     /// Rows the server returned.
     pub rows_returned: u64,
+    /// Rows the server counted but did not return (hidden by ACLs), for a
+    /// partition read to its end in this run.
+    pub hidden_by_acl: Option<u64>,
     /// Retries and why.
     pub retries: Vec<RetryRecord>,
     /// Whether the partition was read to its end.
@@ -114,7 +117,7 @@ pub struct PartitionReport {
 }
 
 /// What happened to one stream.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StreamReport {
     /// Stream name.
     pub stream: String,
@@ -161,7 +164,7 @@ impl StreamReport {
 }
 
 /// The report of one sync run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     /// Database run id.
     pub run_id: i64,
@@ -184,6 +187,47 @@ impl RunReport {
     pub fn complete(&self) -> bool {
         self.streams.iter().all(StreamReport::complete)
     }
+
+    /// The connection's health as this run shows it: connected when every
+    /// stream completed; a temporary failure when every failure is of a kind
+    /// that passes by itself (rate limits, unavailability); failed otherwise.
+    pub fn health(&self) -> Health {
+        let failures: Vec<&PartitionReport> = self
+            .streams
+            .iter()
+            .flat_map(|s| &s.partitions)
+            .filter(|p| !p.complete && p.error.is_some())
+            .collect();
+        let Some(first) = failures
+            .iter()
+            .find(|p| !is_temporary(p.error_kind.as_deref()))
+            .or(failures.first())
+        else {
+            return Health {
+                state: HealthState::Connected,
+                error_kind: None,
+                message: None,
+            };
+        };
+        let state = if failures
+            .iter()
+            .all(|p| is_temporary(p.error_kind.as_deref()))
+        {
+            HealthState::TemporaryFailure
+        } else {
+            HealthState::Failed
+        };
+        Health {
+            state,
+            error_kind: first.error_kind.clone(),
+            message: first.error.clone(),
+        }
+    }
+}
+
+/// Failures that pass by themselves and are retried at the next run.
+fn is_temporary(kind: Option<&str>) -> bool {
+    matches!(kind, Some("temporarily-unavailable" | "rate-limited"))
 }
 
 /// A record's key and embedding parent, read without building a JSON tree.
@@ -404,7 +448,13 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
     } else {
         "incomplete"
     };
-    blocking(&store, move |s| s.finish_run(run_id, status, &json)).await?;
+    let health = report.health();
+    let connection = job.connection.clone();
+    blocking(&store, move |s| {
+        s.finish_run(run_id, status, &json)?;
+        s.set_health(&connection, &health)
+    })
+    .await?;
     Ok(report)
 }
 
@@ -599,6 +649,9 @@ async fn read_partition(job: &SyncJob, shared: RunShared, task: PartitionTask) -
             Some(next) => cursor = Some(next),
             None => {
                 report.complete = true;
+                report.hidden_by_acl = report
+                    .server_total
+                    .map(|total| total.saturating_sub(report.rows_returned));
                 return report;
             }
         }

@@ -152,3 +152,58 @@ fn configuration_mistakes_are_explained() {
         .err();
     assert!(message.contains("no stream `incidents`"), "{message}");
 }
+
+fn health(f: &Fixture, config: &std::path::Path) -> serde_json::Value {
+    let out = f
+        .cli(&["status", "--config", config.to_str().unwrap(), "--json"])
+        .ok();
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()["health"].clone()
+}
+
+#[test]
+fn status_follows_the_health_of_each_run() {
+    let f = Fixture::start(20);
+    let config = f.config(&ConfigSpec {
+        sync: vec!["max_attempts = 2".into(), "retry_base_ms = 1".into()],
+        ..Default::default()
+    });
+    f.sync(&config).ok();
+    assert_eq!(health(&f, &config)["state"], "connected");
+
+    // A temporary failure: retried at the next run, no action needed.
+    f.state().inject(
+        servicenow_emulator::FaultRule::next(servicenow_emulator::Fault::Status(503), 2)
+            .on_path("cmdb_ci_business_app"),
+    );
+    f.sync_full(&config).err();
+    let h = health(&f, &config);
+    assert_eq!(
+        (h["state"].as_str(), h["errorKind"].as_str()),
+        (Some("temporary failure"), Some("temporarily-unavailable")),
+        "{h}"
+    );
+
+    // Rejected credentials need the operator.
+    let wrong = HashMap::from([(PASSWORD_VAR.to_string(), "wrong".to_string())]);
+    f.cli_with_env(&["sync", "--config", config.to_str().unwrap()], &wrong)
+        .err();
+    let h = health(&f, &config);
+    assert_eq!(
+        (h["state"].as_str(), h["errorKind"].as_str()),
+        (Some("failed"), Some("unauthenticated")),
+        "{h}"
+    );
+    assert!(h["message"].as_str().unwrap().contains("credentials"));
+
+    f.sync(&config).ok();
+    assert_eq!(health(&f, &config)["state"], "connected");
+    let text = f
+        .cli(&["status", "--config", config.to_str().unwrap()])
+        .ok();
+    assert!(
+        text.contains("connected (since")
+            && text.contains("Last runs:")
+            && text.contains("incomplete"),
+        "{text}"
+    );
+}

@@ -149,7 +149,15 @@ fn pages_emptied_by_acls_over_more_than_10000_rows_are_walked_past() {
         sync: vec!["page_size = 1000".into()],
         ..Default::default()
     });
-    f.sync(&config).ok();
+    let report: Value = serde_json::from_str(
+        &f.cli(&["sync", "--json", "--config", config.to_str().unwrap()])
+            .ok(),
+    )
+    .unwrap();
+    let devices_report = &report["streams"][0];
+    assert_eq!(devices_report["stream"], "devices");
+    assert_eq!(devices_report["partitions"][0]["hidden_by_acl"], 11_200);
+
     let devices = f.export(&config, "devices", false);
     assert_eq!(devices.len(), 1_800);
     assert_eq!(devices, expected_records(f.state(), "devices"));
