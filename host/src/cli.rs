@@ -450,6 +450,11 @@ pub async fn sync(
         limits: limits(&config),
         egress_limits: EgressLimits::from(&config.limits),
         connection: connection_name(&config, &p.info),
+        progress: if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            Arc::new(crate::progress::Bars::default())
+        } else {
+            Arc::new(crate::progress::LogLines::default())
+        },
         options: SyncOptions {
             page_size: config.sync.page_size,
             partitions: config.sync.partitions,

@@ -28,6 +28,7 @@ pub mod export;
 pub mod oauth;
 pub mod origin;
 pub mod pacing;
+pub mod progress;
 pub mod runtime;
 pub mod secrets;
 pub mod sender;

@@ -13,6 +13,7 @@ use crate::credentials::Credential;
 use crate::egress::{EgressCounters, EgressLimits, EgressPolicy};
 use crate::origin::Origin;
 use crate::pacing::Pacer;
+use crate::progress::Progress;
 use crate::runtime::{
     connector_error_kind, connector_error_message, CallError, ConnectorError, ConnectorInfo,
     InstanceLimits, LoadedComponent, Partition, ReadRequest, Runtime, StreamInfo,
@@ -75,6 +76,8 @@ pub struct SyncJob {
     pub connection: String,
     /// Engine options.
     pub options: SyncOptions,
+    /// Where progress goes.
+    pub progress: Arc<dyn Progress>,
 }
 
 /// One retry, for the report.
@@ -420,6 +423,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
                     let why: Vec<String> = reports.iter().filter_map(|r| r.error.clone()).collect();
                     verdict = format!("incomplete: {}", why.first().cloned().unwrap_or_default());
                 }
+                job.progress.finished(&name, &verdict);
                 StreamReport {
                     mode: plan.mode.name().to_string(),
                     stream: name,
@@ -592,6 +596,9 @@ async fn read_partition(job: &SyncJob, shared: RunShared, task: PartitionTask) -
         };
         if report.server_total.is_none() {
             report.server_total = page.counters.server_total;
+            if let Some(total) = page.counters.server_total {
+                job.progress.expect(&task.stream.name, total);
+            }
         }
         report.rows_requested += u64::from(page.counters.rows_requested);
         report.rows_returned += u64::from(page.counters.rows_returned);
@@ -644,6 +651,7 @@ async fn read_partition(job: &SyncJob, shared: RunShared, task: PartitionTask) -
         }
         report.pages += 1;
         report.records += n;
+        job.progress.committed(&task.stream.name, n);
         tracing::debug!(stream = %task.stream.name, partition = task.index, records = n, "page committed");
         match page.next_cursor {
             Some(next) => cursor = Some(next),
