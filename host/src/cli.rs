@@ -63,6 +63,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sync periodically until interrupted (SIGINT/SIGTERM finish the page in
+    /// flight, then stop).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Time between syncs, e.g. `6h`, `30m`.
+        #[arg(long, value_parser = parse_every)]
+        every: std::time::Duration,
+        /// Stop after this many syncs (default: run until interrupted).
+        #[arg(long)]
+        max_runs: Option<u32>,
+    },
     /// Show the connection's health and its last runs.
     Status {
         /// Configuration file (TOML).
@@ -136,7 +149,9 @@ pub fn run(cli: Cli, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
             Command::Info { plugin, json } => info(plugin.as_deref(), json, out).await,
             Command::Check { config } => check(&config, env, out).await,
             Command::Sync { config, json, full } => {
-                sync(&config, env, SyncFlags { json, full }, out)
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                stop_on_signals(stop.clone(), Arc::new(tokio::sync::Notify::new()));
+                sync(&config, env, SyncFlags { json, full, stop }, out)
                     .await
                     .map(|_| ())
             }
@@ -145,6 +160,11 @@ pub fn run(cli: Cli, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
                 stream,
                 nested,
             } => export(&config, &stream, nested, out).await,
+            Command::Run {
+                config,
+                every,
+                max_runs,
+            } => run_every(&config, env, every, max_runs, out).await,
             Command::Status { config, runs, json } => status(&config, runs, json, out).await,
             Command::Demo { devices, dir } => crate::demo::run(devices, dir.as_deref(), out).await,
         }
@@ -407,12 +427,101 @@ async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Resul
 }
 
 /// Options of the `sync` command.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct SyncFlags {
     /// Print the report as JSON.
     pub json: bool,
     /// Force full reads.
     pub full: bool,
+    /// Set to stop after the pages in flight (a signal arrived).
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn parse_every(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration such as 6h or 30m: {e}"))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err("the interval must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+/// Sets `stop` on SIGINT or SIGTERM.
+fn stop_on_signals(stop: Arc<std::sync::atomic::AtomicBool>, wake: Arc<tokio::sync::Notify>) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        wake.notify_waiters();
+    });
+}
+
+/// `run --every`: syncs, waits, syncs again; backs off after temporary failures.
+async fn run_every(
+    path: &Path,
+    env: &dyn Environment,
+    every: std::time::Duration,
+    max_runs: Option<u32>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    stop_on_signals(stop.clone(), wake.clone());
+    let mut runs = 0;
+    let mut temporary_failures = 0u32;
+    loop {
+        let flags = SyncFlags {
+            stop: stop.clone(),
+            ..Default::default()
+        };
+        let outcome = sync(path, env, flags, out).await;
+        runs += 1;
+        let delay = match &outcome {
+            Ok(_) => {
+                temporary_failures = 0;
+                every
+            }
+            Err(e) => {
+                writeln!(out, "sync failed: {}", format!("{e:#}").replace('\n', " "))?;
+                // A configuration problem will not fix itself.
+                if e.downcast_ref::<Failure>()
+                    .is_some_and(|f| f.exit_code == 2)
+                {
+                    return outcome.map(|_| ());
+                }
+                temporary_failures += 1;
+                let backoff = std::time::Duration::from_secs(60)
+                    .saturating_mul(1 << temporary_failures.min(10));
+                backoff.min(every)
+            }
+        };
+        let stopping = stop.load(std::sync::atomic::Ordering::SeqCst);
+        if stopping || max_runs.is_some_and(|m| runs >= m) {
+            writeln!(out, "stopped after {runs} sync(s)")?;
+            return Ok(());
+        }
+        writeln!(out, "next sync in {}", humantime::format_duration(delay))?;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = wake.notified() => {
+                writeln!(out, "stopped after {runs} sync(s)")?;
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Runs `sync` for a configuration; returns the report.
@@ -464,6 +573,7 @@ pub async fn sync(
             retry_max: Duration::from_millis(config.sync.retry_max_ms),
             max_retry_after: Duration::from_secs(config.sync.max_retry_after_seconds),
             force_full: flags.full,
+            stop: flags.stop.clone(),
             requests_per_hour: config.sync.requests_per_hour,
         },
     };

@@ -50,6 +50,8 @@ pub struct SyncOptions {
     pub force_full: bool,
     /// Budget of requests per hour (none: only the server's limits).
     pub requests_per_hour: Option<u32>,
+    /// When set, partitions stop after the page in flight.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Everything a sync needs.
@@ -230,7 +232,10 @@ impl RunReport {
 
 /// Failures that pass by themselves and are retried at the next run.
 fn is_temporary(kind: Option<&str>) -> bool {
-    matches!(kind, Some("temporarily-unavailable" | "rate-limited"))
+    matches!(
+        kind,
+        Some("temporarily-unavailable" | "rate-limited" | "stopped")
+    )
 }
 
 /// A record's key and embedding parent, read without building a JSON tree.
@@ -540,6 +545,15 @@ async fn read_partition(job: &SyncJob, shared: RunShared, task: PartitionTask) -
             watermark: task.watermark.clone(),
             page_size: job.options.page_size,
         };
+        if job.options.stop.load(Ordering::SeqCst) {
+            fail(
+                &mut report,
+                "stopped".into(),
+                "stopped by a signal after the last committed page; the next sync resumes there"
+                    .into(),
+            );
+            return report;
+        }
         if let Some(message) = cap_reached(job, &counters, &task) {
             fail(&mut report, "request-cap".into(), message);
             return report;
@@ -682,6 +696,7 @@ mod tests {
             max_retry_after: Duration::from_secs(60),
             force_full: false,
             requests_per_hour: None,
+            stop: Default::default(),
         }
     }
 

@@ -207,3 +207,43 @@ fn status_follows_the_health_of_each_run() {
         "{text}"
     );
 }
+
+#[test]
+fn run_every_syncs_periodically() {
+    let f = Fixture::start(10);
+    let config = f.default_config();
+    let out = f
+        .cli(&[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--every",
+            "1s",
+            "--max-runs",
+            "2",
+        ])
+        .ok();
+    assert!(
+        out.contains("next sync in 1s") && out.contains("stopped after 2 sync(s)"),
+        "{out}"
+    );
+    let status: serde_json::Value = serde_json::from_str(
+        &f.cli(&["status", "--config", config.to_str().unwrap(), "--json"])
+            .ok(),
+    )
+    .unwrap();
+    let runs = status["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["report"]["streams"][0]["mode"], "incremental");
+    assert_eq!(runs[1]["report"]["streams"][0]["mode"], "full");
+    let refused = <connector_host::cli::Cli as clap::Parser>::try_parse_from([
+        "connector-host",
+        "run",
+        "--config",
+        "x.toml",
+        "--every",
+        "0s",
+    ])
+    .unwrap_err();
+    assert!(refused.to_string().contains("at least 1s"), "{refused}");
+}
