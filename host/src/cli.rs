@@ -7,6 +7,7 @@
 use crate::config::{Config, ConfigError};
 use crate::credentials::{Credential, DeclaredAuth};
 use crate::egress::{EgressCounters, EgressLimits, EgressPolicy};
+use crate::export::ExportOptions;
 use crate::pacing::Pacer;
 use crate::runtime::{
     read_info, AuthMethod, ConnectorInfo, InstanceLimits, LoadedComponent, Oauth2Grant, Runtime,
@@ -99,6 +100,9 @@ pub enum Command {
         /// Embed referencing records (devices carry `networkAdapters`).
         #[arg(long)]
         nested: bool,
+        /// Include records marked deleted, with `deletedAt`.
+        #[arg(long)]
+        include_deleted: bool,
     },
     /// Start the bundled emulator, sync from it and print a summary.
     Demo {
@@ -159,7 +163,14 @@ pub fn run(cli: Cli, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
                 config,
                 stream,
                 nested,
-            } => export(&config, &stream, nested, out).await,
+                include_deleted,
+            } => {
+                let options = ExportOptions {
+                    nested,
+                    include_deleted,
+                };
+                export(&config, &stream, options, out).await
+            }
             Command::Run {
                 config,
                 every,
@@ -721,7 +732,12 @@ async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> Resu
     Ok(())
 }
 
-async fn export(path: &Path, stream: &str, nested: bool, out: &mut dyn Write) -> Result<()> {
+async fn export(
+    path: &Path,
+    stream: &str,
+    options: ExportOptions,
+    out: &mut dyn Write,
+) -> Result<()> {
     let config = load_config(path)?;
     if !config.database.exists() {
         return Err(config_failure(format!(
@@ -735,7 +751,7 @@ async fn export(path: &Path, stream: &str, nested: bool, out: &mut dyn Write) ->
         .with_context(|| format!("cannot open the database {}", config.database.display()))?;
     let connection = connection_name(&config, &p.info);
     let mut buffered = std::io::BufWriter::new(out);
-    crate::export::export(&store, &p.info, &connection, stream, nested, &mut buffered)
+    crate::export::export(&store, &p.info, &connection, stream, options, &mut buffered)
         .map_err(|e| config_failure(format!("{e:#}")))?;
     buffered.flush()?;
     Ok(())

@@ -67,7 +67,11 @@ pub async fn run(devices: usize, dir: Option<&Path>, out: &mut dyn Write) -> Res
     let store = crate::store::Store::open(&config.database)?;
     let connection = crate::cli::connection_name(&config, &p.info);
     let mut sample = Vec::new();
-    crate::export::export(&store, &p.info, &connection, "devices", true, &mut sample)?;
+    let nested = crate::export::ExportOptions {
+        nested: true,
+        include_deleted: false,
+    };
+    crate::export::export(&store, &p.info, &connection, "devices", nested, &mut sample)?;
     let first = String::from_utf8_lossy(&sample)
         .lines()
         .next()

@@ -1,5 +1,6 @@
 //! Export: the stored records of a stream as JSON lines, optionally with the
-//! records of other streams embedded where the component declared it.
+//! records of other streams embedded where the component declared it, and
+//! optionally with the records marked deleted (carrying `deletedAt`).
 //!
 //! Nesting streams through the database in key order (a merge join of the
 //! parent stream by key and each embedded stream by parent key), so memory
@@ -11,15 +12,23 @@ use anyhow::{bail, Result};
 use rusqlite::params;
 use std::io::Write;
 
-/// Writes the live records of `stream` to `out`, one JSON object per line.
-/// With `nested`, records of streams that declare `embed-as` into this one
-/// are embedded as arrays. Returns the number of records written.
+/// What to export besides the live records themselves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// Embed referencing records under the name their stream declares.
+    pub nested: bool,
+    /// Include records marked deleted, with a `deletedAt` field.
+    pub include_deleted: bool,
+}
+
+/// Writes the records of `stream` to `out`, one JSON object per line, in
+/// key order. Returns the number of records written.
 pub fn export(
     store: &Store,
     info: &ConnectorInfo,
     connection: &str,
     stream: &str,
-    nested: bool,
+    options: ExportOptions,
     out: &mut dyn Write,
 ) -> Result<u64> {
     if !info.streams.iter().any(|s| s.name == stream) {
@@ -29,7 +38,8 @@ pub fn export(
             names.join(", ")
         );
     }
-    let embeds: Vec<(String, String)> = if nested {
+    // (child stream, name to embed it under)
+    let embeds: Vec<(String, String)> = if options.nested {
         info.streams
             .iter()
             .flat_map(|s| {
@@ -42,72 +52,79 @@ pub fn export(
     } else {
         Vec::new()
     };
-    if embeds.is_empty() {
-        return store.for_each_record(connection, stream, |_, data| {
-            out.write_all(data.as_bytes())?;
-            out.write_all(b"\n")
-        });
-    }
 
     let conn = store.connection();
-    let mut child_statements = Vec::new();
-    for (child_stream, _) in &embeds {
-        child_statements.push(conn.prepare(
+    let mut statements = Vec::with_capacity(embeds.len());
+    for _ in &embeds {
+        statements.push(conn.prepare(
             "SELECT parent, data FROM records
              WHERE connection = ?1 AND stream = ?2 AND parent IS NOT NULL AND deleted_at IS NULL
              ORDER BY parent, key",
         )?);
-        let _ = child_stream;
     }
-    let mut children = Vec::new();
-    for (stmt, (child_stream, name)) in child_statements.iter_mut().zip(&embeds) {
+    let mut children = Vec::with_capacity(embeds.len());
+    for (stmt, (child_stream, name)) in statements.iter_mut().zip(&embeds) {
         let rows = stmt.query_map(params![connection, child_stream], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
         children.push((name.clone(), rows.peekable()));
     }
+
     let mut line = String::new();
-    store.for_each_record(connection, stream, |key, data| {
-        line.clear();
-        let body = data.trim_end();
-        let body = body.strip_suffix('}').unwrap_or(body);
-        line.push_str(body);
-        let mut has_fields = body.trim_end() != "{";
-        for (name, rows) in children.iter_mut() {
-            // Skip children of parents that are not (or no longer) stored.
-            while let Some(Ok((parent, _))) = rows.peek() {
-                if parent.as_str() < key {
-                    rows.next();
-                } else {
-                    break;
-                }
-            }
-            if has_fields {
-                line.push(',');
-            }
-            has_fields = true;
-            line.push_str(&serde_json::to_string(name).expect("strings serialise"));
-            line.push_str(":[");
-            let mut first = true;
-            while let Some(Ok((parent, _))) = rows.peek() {
-                if parent != key {
-                    break;
-                }
-                let Some(Ok((_, child))) = rows.next() else {
-                    break;
-                };
-                if !first {
+    store.for_each_record(
+        connection,
+        stream,
+        options.include_deleted,
+        |key, data, deleted_at| {
+            line.clear();
+            let body = data.trim_end();
+            let body = body.strip_suffix('}').unwrap_or(body);
+            line.push_str(body);
+            let mut has_fields = body.trim_end() != "{";
+            let mut field = |line: &mut String, name: &str| {
+                if has_fields {
                     line.push(',');
                 }
-                first = false;
-                line.push_str(&child);
+                has_fields = true;
+                line.push_str(&serde_json::to_string(name).expect("strings serialise"));
+                line.push(':');
+            };
+            for (name, rows) in children.iter_mut() {
+                // Skip children of parents that are not (or no longer) stored.
+                while let Some(Ok((parent, _))) = rows.peek() {
+                    if parent.as_str() < key {
+                        rows.next();
+                    } else {
+                        break;
+                    }
+                }
+                field(&mut line, name);
+                line.push('[');
+                let mut first = true;
+                while let Some(Ok((parent, _))) = rows.peek() {
+                    if parent != key {
+                        break;
+                    }
+                    let Some(Ok((_, child))) = rows.next() else {
+                        break;
+                    };
+                    if !first {
+                        line.push(',');
+                    }
+                    first = false;
+                    line.push_str(&child);
+                }
+                if let Some(Err(e)) = rows.peek() {
+                    return Err(std::io::Error::other(e.to_string()));
+                }
+                line.push(']');
             }
-            if let Some(Err(e)) = rows.peek() {
-                return Err(std::io::Error::other(e.to_string()));
+            if let Some(at) = deleted_at {
+                field(&mut line, "deletedAt");
+                line.push_str(&serde_json::to_string(at).expect("strings serialise"));
             }
-            line.push(']');
-        }
-        line.push_str("}\n");
-        out.write_all(line.as_bytes())
-    })
+            line.push_str("}\n");
+            out.write_all(line.as_bytes())
+        },
+    )
 }

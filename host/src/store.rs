@@ -484,22 +484,26 @@ impl Store {
         rows.collect()
     }
 
-    /// Live (not deleted) records of a stream in key order, passed to `each`.
+    /// The records of a stream in key order, passed to `each` with the time
+    /// they were marked deleted; deleted ones only with `include_deleted`.
     pub fn for_each_record(
         &self,
         connection: &str,
         stream: &str,
-        mut each: impl FnMut(&str, &str) -> std::io::Result<()>,
+        include_deleted: bool,
+        mut each: impl FnMut(&str, &str, Option<&str>) -> std::io::Result<()>,
     ) -> anyhow::Result<u64> {
         let mut stmt = self.conn.prepare(
-            "SELECT key, data FROM records WHERE connection = ?1 AND stream = ?2 AND deleted_at IS NULL ORDER BY key",
+            "SELECT key, data, deleted_at FROM records
+             WHERE connection = ?1 AND stream = ?2 AND (?3 OR deleted_at IS NULL) ORDER BY key",
         )?;
-        let mut rows = stmt.query(params![connection, stream])?;
+        let mut rows = stmt.query(params![connection, stream, include_deleted])?;
         let mut n = 0;
         while let Some(row) = rows.next()? {
             let key: String = row.get(0)?;
             let data: String = row.get(1)?;
-            each(&key, &data)?;
+            let deleted_at: Option<String> = row.get(2)?;
+            each(&key, &data, deleted_at.as_deref())?;
             n += 1;
         }
         Ok(n)
@@ -537,7 +541,7 @@ mod tests {
 
     fn keys(s: &Store) -> Vec<String> {
         let mut out = Vec::new();
-        s.for_each_record("c", "s", |k, _| {
+        s.for_each_record("c", "s", false, |k, _, _| {
             out.push(k.to_string());
             Ok(())
         })

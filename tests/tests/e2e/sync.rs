@@ -67,6 +67,27 @@ fn a_full_resync_updates_in_place_and_marks_deletions() {
         .any(|d| d["sysId"] == changed.as_str() && d["name"] == "renamed"));
     assert!(!devices.iter().any(|d| d["sysId"] == removed.as_str()));
     assert_exports_match(&f, &config);
+    // With --include-deleted the removed device is there, marked.
+    let all: Vec<Value> = f
+        .cli(&[
+            "export",
+            "--config",
+            config.to_str().unwrap(),
+            "--stream",
+            "devices",
+            "--include-deleted",
+        ])
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(all.len(), 120);
+    let gone = all.iter().find(|d| d["sysId"] == removed.as_str()).unwrap();
+    assert!(gone["deletedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        all.iter().filter(|d| d.get("deletedAt").is_some()).count(),
+        1
+    );
     // Nothing is stored twice: the database has one row per key.
     let db = rusqlite::Connection::open(f.dir.path().join("inventory.db")).unwrap();
     let (rows, keys): (i64, i64) = db
