@@ -653,7 +653,9 @@ pub fn write_report(
     Ok(())
 }
 
-async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> Result<()> {
+/// For commands that read what `sync` stored: the component, the database
+/// (which must exist) and the connection's name in it.
+async fn open_synced(path: &Path) -> Result<(Prepared, Store, String)> {
     let config = load_config(path)?;
     if !config.database.exists() {
         return Err(config_failure(format!(
@@ -666,6 +668,11 @@ async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> Resu
     let store = Store::open(&config.database)
         .with_context(|| format!("cannot open the database {}", config.database.display()))?;
     let connection = connection_name(&config, &p.info);
+    Ok((p, store, connection))
+}
+
+async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> Result<()> {
+    let (p, store, connection) = open_synced(path).await?;
     let health = store.health(&connection)?;
     let recent = store.recent_runs(&connection, runs)?;
     let counts = store.counts(&connection)?;
@@ -738,18 +745,7 @@ async fn export(
     options: ExportOptions,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let config = load_config(path)?;
-    if !config.database.exists() {
-        return Err(config_failure(format!(
-            "the database {} does not exist yet; run `connector-host sync --config {}` first",
-            config.database.display(),
-            path.display()
-        )));
-    }
-    let p = prepare(config.plugin.as_deref()).await?;
-    let store = Store::open(&config.database)
-        .with_context(|| format!("cannot open the database {}", config.database.display()))?;
-    let connection = connection_name(&config, &p.info);
+    let (p, store, connection) = open_synced(path).await?;
     let mut buffered = std::io::BufWriter::new(out);
     crate::export::export(&store, &p.info, &connection, stream, options, &mut buffered)
         .map_err(|e| config_failure(format!("{e:#}")))?;

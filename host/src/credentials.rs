@@ -288,32 +288,23 @@ mod tests {
         Arc::new(Sender::new(&origin(), None, None).unwrap())
     }
 
+    fn build(
+        a: &AuthConfig,
+        d: &DeclaredAuth,
+        e: &HashMap<String, String>,
+    ) -> Result<Credential, String> {
+        Credential::from_config(Some(a), d, &origin(), sender(), Duration::from_secs(5), e)
+    }
+
     #[tokio::test]
     async fn basic_and_api_key_headers_are_sensitive() {
-        let t = Duration::from_secs(5);
-        let c = Credential::from_config(
-            Some(&auth("basic")),
-            &declared(),
-            &origin(),
-            sender(),
-            t,
-            &env(),
-        )
-        .unwrap();
+        let c = build(&auth("basic"), &declared(), &env()).unwrap();
         let mut h = HeaderMap::new();
         c.apply(&mut h).await.unwrap();
         assert_eq!(h["authorization"], "Basic c3ZjOnBAc3M=");
         assert!(h["authorization"].is_sensitive());
         assert!(!format!("{c:?}").contains("c3Zj"));
-        let k = Credential::from_config(
-            Some(&auth("api-key")),
-            &declared(),
-            &origin(),
-            sender(),
-            t,
-            &env(),
-        )
-        .unwrap();
+        let k = build(&auth("api-key"), &declared(), &env()).unwrap();
         let mut h = HeaderMap::new();
         k.apply(&mut h).await.unwrap();
         assert_eq!(h["x-sn-apikey"], "k1");
@@ -322,44 +313,19 @@ mod tests {
 
     #[test]
     fn errors_say_what_to_do() {
-        let t = Duration::from_secs(5);
-        let e = Credential::from_config(
-            Some(&auth("basic")),
-            &declared(),
-            &origin(),
-            sender(),
-            t,
-            &HashMap::new(),
-        )
-        .unwrap_err();
+        let e = build(&auth("basic"), &declared(), &HashMap::new()).unwrap_err();
         assert!(e.contains("PW"), "{e}");
-        let e = Credential::from_config(
-            Some(&auth("kerberos")),
-            &declared(),
-            &origin(),
-            sender(),
-            t,
-            &env(),
-        )
-        .unwrap_err();
+        let e = build(&auth("kerberos"), &declared(), &env()).unwrap_err();
         assert!(e.contains("unknown"), "{e}");
-        let e = Credential::from_config(
-            Some(&auth("api-key")),
-            &DeclaredAuth {
-                basic: true,
-                ..Default::default()
-            },
-            &origin(),
-            sender(),
-            t,
-            &env(),
-        )
-        .unwrap_err();
+        let basic_only = DeclaredAuth {
+            basic: true,
+            ..Default::default()
+        };
+        let e = build(&auth("api-key"), &basic_only, &env()).unwrap_err();
         assert!(e.contains("does not declare"), "{e}");
         let mut a = auth("oauth2-client-credentials");
         a.client_id = None;
-        let e = Credential::from_config(Some(&a), &declared(), &origin(), sender(), t, &env())
-            .unwrap_err();
+        let e = build(&a, &declared(), &env()).unwrap_err();
         assert!(e.contains("client_id"), "{e}");
     }
 }

@@ -652,27 +652,15 @@ mod tests {
         assert!(resumed.resumed);
         assert_eq!(resumed.mode, p.mode);
         // Streams that cannot read incrementally always read fully.
-        let p = s
-            .begin_stream(
-                "c",
-                "t",
-                StreamRequest {
-                    supports_incremental: false,
-                    ..full(1)
-                },
-            )
+        let never_incremental = StreamRequest {
+            supports_incremental: false,
+            ..full(1)
+        };
+        let p = s.begin_stream("c", "t", never_incremental).unwrap();
+        s.commit_page("c", "t", p.generation, 0, &[], None, Some("w1"))
             .unwrap();
         s.finish_stream("c", "t", &p).unwrap();
-        let again = s
-            .begin_stream(
-                "c",
-                "t",
-                StreamRequest {
-                    supports_incremental: false,
-                    ..full(1)
-                },
-            )
-            .unwrap();
+        let again = s.begin_stream("c", "t", never_incremental).unwrap();
         assert_eq!(again.mode, ReadMode::Full);
     }
 }
