@@ -672,7 +672,7 @@ async fn open_synced(path: &Path) -> Result<(Prepared, Store, String)> {
 }
 
 async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> Result<()> {
-    let (p, store, connection) = open_synced(path).await?;
+    let (_, store, connection) = open_synced(path).await?;
     let health = store.health(&connection)?;
     let recent = store.recent_runs(&connection, runs)?;
     let counts = store.counts(&connection)?;
