@@ -29,7 +29,9 @@ use wasmtime_wasi_http::{
     ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks, DEFAULT_FORBIDDEN_HEADERS,
 };
 
-/// Counters shared between the policy and the run report.
+/// Counters shared between the policy and the run report. A partition's
+/// counters add into their run's (the `parent`), where the request cap is
+/// checked.
 #[derive(Debug, Default)]
 pub struct EgressCounters {
     /// Requests sent.
@@ -38,6 +40,32 @@ pub struct EgressCounters {
     pub bytes: AtomicU64,
     /// Requests refused by the policy.
     pub denied: AtomicU64,
+    parent: Option<Arc<EgressCounters>>,
+}
+
+impl EgressCounters {
+    /// Counters that also add into `parent`.
+    pub fn child(parent: &Arc<EgressCounters>) -> Arc<EgressCounters> {
+        Arc::new(EgressCounters {
+            parent: Some(parent.clone()),
+            ..Default::default()
+        })
+    }
+
+    fn add(&self, pick: fn(&EgressCounters) -> &AtomicU64, n: u64) {
+        pick(self).fetch_add(n, Ordering::Relaxed);
+        if let Some(parent) = &self.parent {
+            parent.add(pick, n);
+        }
+    }
+
+    /// Requests sent by the whole run.
+    pub fn run_requests(&self) -> u64 {
+        match &self.parent {
+            Some(parent) => parent.run_requests(),
+            None => self.requests.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The caps the policy applies.
@@ -138,7 +166,7 @@ impl WasiHttpHooks for EgressPolicy {
         let policy = self.clone();
         Box::new(async move {
             if !policy.origin.matches(request.uri()) {
-                policy.counters.denied.fetch_add(1, Ordering::Relaxed);
+                policy.counters.add(|c| &c.denied, 1);
                 tracing::warn!(
                     target: "egress",
                     uri = %redact_query(request.uri()),
@@ -147,7 +175,7 @@ impl WasiHttpHooks for EgressPolicy {
                 );
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
             }
-            if policy.counters.requests.load(Ordering::Relaxed) >= policy.limits.max_requests {
+            if policy.counters.run_requests() >= policy.limits.max_requests {
                 tracing::warn!(target: "egress", cap = policy.limits.max_requests, "request denied: the run reached its request cap");
                 return Err(wasmtime_wasi_http::Error::ConnectionLimitReached);
             }
@@ -171,7 +199,7 @@ impl WasiHttpHooks for EgressPolicy {
                 again
             });
             policy.pacer.before_request().await;
-            policy.counters.requests.fetch_add(1, Ordering::Relaxed);
+            policy.counters.add(|c| &c.requests, 1);
             tracing::debug!(target: "egress", uri = %redact_query(request.uri()), "request");
             let options = policy.clamp(options);
             let sent = policy.sender.send(request, options).await;
@@ -186,7 +214,7 @@ impl WasiHttpHooks for EgressPolicy {
                             .await
                             .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e)))?;
                         policy.pacer.before_request().await;
-                        policy.counters.requests.fetch_add(1, Ordering::Relaxed);
+                        policy.counters.add(|c| &c.requests, 1);
                         let resent = policy.sender.send(again, options).await;
                         (response, io) = resent.inspect_err(|_| policy.pacer.failed())?;
                         policy.pacer.observe(response.headers());
@@ -259,9 +287,7 @@ impl Body for CappedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
-                    this.counters
-                        .bytes
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    this.counters.add(|c| &c.bytes, data.len() as u64);
                     if this.seen > this.max {
                         return Poll::Ready(Some(Err(
                             wasmtime_wasi_http::Error::HttpResponseBodySize(Some(this.seen)),

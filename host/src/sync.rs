@@ -111,6 +111,18 @@ pub struct PartitionReport {
     /// Rows the server counted but did not return (hidden by ACLs), for a
     /// partition read to its end in this run.
     pub hidden_by_acl: Option<u64>,
+    /// HTTP requests sent for this partition (retries included).
+    #[serde(default)]
+    pub requests: u64,
+    /// Response bytes received for this partition.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Seconds spent on this partition.
+    #[serde(default)]
+    pub seconds: f64,
+    /// The watermark this partition's read will record.
+    #[serde(default)]
+    pub watermark: Option<String>,
     /// Retries and why.
     pub retries: Vec<RetryRecord>,
     /// Whether the partition was read to its end.
@@ -482,7 +494,7 @@ async fn blocking<T: Send + 'static>(
 
 /// The operator's message when the run has sent all the requests it may.
 fn cap_reached(job: &SyncJob, counters: &EgressCounters, task: &PartitionTask) -> Option<String> {
-    (counters.requests.load(Ordering::Relaxed) >= job.egress_limits.max_requests).then(|| {
+    (counters.run_requests() >= job.egress_limits.max_requests).then(|| {
         format!(
             "the run reached its cap of {} requests before `{}` was complete; raise [limits] max_requests_per_run if the instance really needs more",
             job.egress_limits.max_requests, task.stream.name
@@ -500,9 +512,24 @@ struct RunShared {
 }
 
 async fn read_partition(job: &SyncJob, shared: RunShared, task: PartitionTask) -> PartitionReport {
+    let started = Instant::now();
+    let counters = EgressCounters::child(&shared.counters);
+    let mut report = read_partition_pages(job, shared, task, counters.clone()).await;
+    report.requests = counters.requests.load(Ordering::Relaxed);
+    report.bytes = counters.bytes.load(Ordering::Relaxed);
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+async fn read_partition_pages(
+    job: &SyncJob,
+    shared: RunShared,
+    task: PartitionTask,
+    counters: Arc<EgressCounters>,
+) -> PartitionReport {
     let RunShared {
         store,
-        counters,
+        counters: _,
         permits,
         pacer,
     } = shared;
@@ -616,6 +643,9 @@ async fn read_partition(job: &SyncJob, shared: RunShared, task: PartitionTask) -
         }
         report.rows_requested += u64::from(page.counters.rows_requested);
         report.rows_returned += u64::from(page.counters.rows_returned);
+        if page.watermark.is_some() {
+            report.watermark = page.watermark.clone();
+        }
         let mut records = Vec::with_capacity(page.records.len());
         for json in &page.records {
             match index_record(&task.stream, task.embed_field.as_deref(), json) {

@@ -50,6 +50,27 @@ fn rate_limit_waits_exactly_the_retry_after_the_server_gave() {
         expected_records(f.state(), "devices")
     );
     assert_eq!(f.state().pending_faults(), 0);
+    // The report accounts for every request and byte, per partition.
+    let partitions: Vec<&Value> = r["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["partitions"].as_array().unwrap())
+        .collect();
+    let requests: u64 = partitions
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(requests as usize, f.state().requests().len());
+    assert_eq!(requests, r["requests"].as_u64().unwrap());
+    let bytes: u64 = partitions
+        .iter()
+        .map(|p| p["bytes"].as_u64().unwrap())
+        .sum();
+    assert!(bytes > 0 && bytes == r["bytes"].as_u64().unwrap());
+    assert!(partitions
+        .iter()
+        .all(|p| p["watermark"].as_str().is_some_and(|w| w.len() == 19)));
 }
 
 #[test]
