@@ -50,12 +50,21 @@ fn set_updated(table: &Table, row: &crate::data::Row, at: &str) -> crate::data::
     row
 }
 
+/// The sys_id of a random row, if the table has any.
+fn random_key(table: &Table, rng: &mut Rng) -> Option<String> {
+    if table.rows.is_empty() {
+        return None;
+    }
+    let i = rng.below(table.rows.len() as u64) as usize;
+    Some(table.rows[i].key().to_string())
+}
+
 impl State {
     /// Applies one mutation of `kind`, chosen with `rng`; returns what it did
     /// (`None` when there was nothing to update or delete).
     pub fn mutate(&self, kind: MutationKind, rng: &mut Rng) -> Option<Mutation> {
         let at = now();
-        let mutation = self.with_db_mut(|db| {
+        let sys_id = self.with_db_mut(|db| {
             let seed = rng.next_u64();
             match kind {
                 MutationKind::Insert => {
@@ -86,38 +95,20 @@ impl State {
                             }
                         }
                     }
-                    Some(Mutation {
-                        kind,
-                        table: DEVICES.into(),
-                        sys_id: id,
-                        at: at.clone(),
-                    })
+                    Some(id)
                 }
                 MutationKind::Update => {
                     let devices = db.tables.get_mut(DEVICES)?;
-                    if devices.rows.is_empty() {
-                        return None;
-                    }
-                    let i = rng.below(devices.rows.len() as u64) as usize;
-                    let id = devices.rows[i].key().to_string();
+                    let id = random_key(devices, rng)?;
                     let version = format!("{}.{}", 1 + rng.below(20), rng.below(100));
                     devices.set(&id, "os_version", &version);
                     devices.set(&id, "sys_updated_on", &at);
-                    Some(Mutation {
-                        kind,
-                        table: DEVICES.into(),
-                        sys_id: id,
-                        at: at.clone(),
-                    })
+                    Some(id)
                 }
                 MutationKind::Delete => {
                     let devices = db.tables.get_mut(DEVICES)?;
-                    if devices.rows.is_empty() {
-                        return None;
-                    }
-                    let i = rng.below(devices.rows.len() as u64) as usize;
-                    let row = devices.rows.remove(i);
-                    let id = row.key().to_string();
+                    let id = random_key(devices, rng)?;
+                    let row = devices.remove(&id)?;
                     let name = devices.value(&row, "name").to_string();
                     db.tables.get_mut("sys_audit_delete")?.upsert(&[
                         ("sys_id", rng.sys_id()),
@@ -127,15 +118,16 @@ impl State {
                         ("sys_created_on", at.clone()),
                         ("sys_created_by", "admin".to_string()),
                     ]);
-                    Some(Mutation {
-                        kind,
-                        table: DEVICES.into(),
-                        sys_id: id,
-                        at: at.clone(),
-                    })
+                    Some(id)
                 }
             }
         })?;
+        let mutation = Mutation {
+            kind,
+            table: DEVICES.into(),
+            sys_id,
+            at,
+        };
         self.record_mutation(mutation.clone());
         Some(mutation)
     }
