@@ -40,11 +40,20 @@ impl User {
         }
         if table.starts_with("cmdb") {
             has("cmdb_read") || has("itil")
+        } else if table.starts_with("sys_audit") {
+            has(AUDIT_READER_ROLE)
         } else {
             true
         }
     }
 }
+
+/// The role that lets a non-admin read `sys_audit_delete` (and `sys_audit`).
+///
+/// ServiceNow ships the audit tables readable by admins only; a customer who
+/// wants an integration user to see deletions adds a read ACL for a role of
+/// their own. This is that role.
+pub const AUDIT_READER_ROLE: &str = "u_audit_delete_reader";
 
 /// An OAuth application registry entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

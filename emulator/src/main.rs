@@ -29,6 +29,10 @@ struct Args {
     /// Password of the integration user.
     #[arg(long, default_value = "exposure")]
     password: String,
+    /// Also let the integration user read `sys_audit_delete` (a custom read
+    /// ACL on the audit, which ServiceNow leaves to admins by default).
+    #[arg(long)]
+    audit_readable: bool,
     /// Added latency per request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -96,7 +100,12 @@ async fn main() -> anyhow::Result<()> {
         db.dump(&mut out)?;
         out.flush()?;
     }
-    let users = vec![User::new(&args.user, &args.password, &["cmdb_read"])];
+    let roles: &[&str] = if args.audit_readable {
+        &["cmdb_read", servicenow_emulator::auth::AUDIT_READER_ROLE]
+    } else {
+        &["cmdb_read"]
+    };
+    let users = vec![User::new(&args.user, &args.password, roles)];
     let tls = args.tls.then(tls::generate).transpose()?;
     if let (Some(t), Some(path)) = (&tls, &args.ca_out) {
         std::fs::write(path, &t.ca_pem)

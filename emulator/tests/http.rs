@@ -6,6 +6,7 @@ use servicenow_emulator::{
 };
 
 const BASIC_SVC: &str = "Basic c3ZjOnB3"; // svc:pw
+const BASIC_ADMIN: &str = "Basic cm9vdDpwdw=="; // root:pw
 
 fn start() -> Emulator {
     let mut interactive = User::new("alice", "pw2", &["cmdb_read"]);
@@ -17,6 +18,7 @@ fn start() -> Emulator {
         },
         users: vec![
             User::new("svc", "pw", &["cmdb_read"]),
+            User::new("root", "pw", &["admin"]),
             User::new("nobody", "pw", &[]),
             interactive,
         ],
@@ -464,14 +466,13 @@ fn the_mutator_changes_what_is_served() {
         .status,
         404
     );
-    let audit = get(
-        &e,
-        &format!(
-            "/api/now/table/sys_audit_delete?sysparm_query=documentkey={}",
-            deleted.sys_id
-        ),
-        auth,
+    let audit_path = format!(
+        "/api/now/table/sys_audit_delete?sysparm_query=documentkey={}",
+        deleted.sys_id
     );
+    // The audit is for admins (and roles a customer grants), not cmdb_read.
+    assert_eq!(get(&e, &audit_path, auth).status, 403);
+    let audit = get(&e, &audit_path, Some(("Authorization", BASIC_ADMIN)));
     assert_eq!(audit.json()["result"][0]["tablename"], "cmdb_ci_computer");
     let changed = get(
         &e,

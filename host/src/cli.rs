@@ -100,7 +100,7 @@ pub enum Command {
         /// Embed referencing records (devices carry `networkAdapters`).
         #[arg(long)]
         nested: bool,
-        /// Include records marked deleted, with `deletedAt`.
+        /// Include records marked deleted, with `deletedAt` and `deletionReason`.
         #[arg(long)]
         include_deleted: bool,
     },
@@ -649,6 +649,27 @@ pub fn write_report(
             s.verdict,
             if s.resumed { " (resumed)" } else { "" }
         )?;
+    }
+    for s in report.streams.iter().filter(|s| s.deleted > 0) {
+        writeln!(
+            out,
+            "{}: {} deleted at the source, {} aged out of the retention window, {} no longer returned (hidden by an ACL, or deleted without an audit the user can read)",
+            s.stream, s.deleted_at_source, s.aged_out, s.not_returned
+        )?;
+    }
+    let mut warnings: Vec<&str> = Vec::new();
+    for w in report
+        .streams
+        .iter()
+        .flat_map(|s| &s.partitions)
+        .flat_map(|p| &p.warnings)
+    {
+        if !warnings.contains(&w.as_str()) {
+            warnings.push(w);
+        }
+    }
+    for w in warnings {
+        writeln!(out, "warning: {w}")?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Export: the stored records of a stream as JSON lines, optionally with the
 //! records of other streams embedded where the component declared it, and
-//! optionally with the records marked deleted (carrying `deletedAt`).
+//! optionally with the records marked deleted (carrying `deletedAt` and
+//! `deletionReason`: `deleted-at-source`, `aged-out` or `not-returned`).
 //!
 //! Nesting streams through the database in key order (a merge join of the
 //! parent stream by key and each embedded stream by parent key), so memory
@@ -17,7 +18,7 @@ use std::io::Write;
 pub struct ExportOptions {
     /// Embed referencing records under the name their stream declares.
     pub nested: bool,
-    /// Include records marked deleted, with a `deletedAt` field.
+    /// Include records marked deleted, with `deletedAt` and `deletionReason` fields.
     pub include_deleted: bool,
 }
 
@@ -75,7 +76,7 @@ pub fn export(
         connection,
         stream,
         options.include_deleted,
-        |key, data, deleted_at| {
+        |key, data, deletion| {
             line.clear();
             let body = data.trim_end();
             let body = body.strip_suffix('}').unwrap_or(body);
@@ -119,9 +120,11 @@ pub fn export(
                 }
                 line.push(']');
             }
-            if let Some(at) = deleted_at {
+            if let Some(deletion) = deletion {
                 field(&mut line, "deletedAt");
-                line.push_str(&serde_json::to_string(at).expect("strings serialise"));
+                line.push_str(&serde_json::to_string(deletion.at).expect("strings serialise"));
+                field(&mut line, "deletionReason");
+                line.push_str(&serde_json::to_string(deletion.reason).expect("strings serialise"));
             }
             line.push_str("}\n");
             out.write_all(line.as_bytes())

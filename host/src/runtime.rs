@@ -47,8 +47,8 @@ const STDERR_CAPACITY: usize = 64 * 1024;
 
 /// Import prefixes a connector may use; anything else is refused at load.
 const ALLOWED_IMPORTS: &[&str] = &[
-    "exposure:connector/types@0.1",
-    "exposure:connector/log@0.1",
+    "exposure:connector/types@0.2",
+    "exposure:connector/log@0.2",
     "wasi:http/types@0.2",
     "wasi:http/outgoing-handler@0.2",
     "wasi:io/",
@@ -213,7 +213,7 @@ impl Runtime {
         })?;
         let pre = ConnectorPre::new(pre).map_err(|e| {
             anyhow::Error::from(e).context(
-                "the component does not export exposure:connector/source@0.1 (is it a connector built against this contract?)",
+                "the component does not export exposure:connector/source@0.2 (is it a connector built against this contract?)",
             )
         })?;
         let loaded = LoadedComponent {

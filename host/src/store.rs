@@ -8,6 +8,9 @@
 //! - Each full read of a stream has a generation number. Records carry the
 //!   generation that last saw them; when every partition of a generation has
 //!   finished, records of older generations are marked deleted.
+//! - A deleted record says why ([`DeletionReason`]): the source reported the
+//!   deletion (a tombstone, applied with the page that carried it), it aged
+//!   out of the read's retention window, or a full read no longer returned it.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -21,6 +24,66 @@ pub struct StoredRecord {
     pub data: String,
     /// Key of the record this one is embedded into, if the stream embeds.
     pub parent: Option<String>,
+}
+
+/// A record the source reported deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTombstone {
+    /// Key within the stream.
+    pub key: String,
+    /// When the source deleted it, if it said.
+    pub deleted_at: Option<String>,
+}
+
+/// Why a stored record is marked deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletionReason {
+    /// The source reported the deletion (for ServiceNow: `sys_audit_delete`).
+    DeletedAtSource,
+    /// The record fell out of the read's retention window (`active_within_days`).
+    AgedOut,
+    /// A full read did not return it: deleted where the source keeps no
+    /// audit, hidden by an ACL, or moved out of the stream's table.
+    NotReturned,
+}
+
+impl DeletionReason {
+    /// `deleted-at-source`, `aged-out` or `not-returned`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeletionReason::DeletedAtSource => "deleted-at-source",
+            DeletionReason::AgedOut => "aged-out",
+            DeletionReason::NotReturned => "not-returned",
+        }
+    }
+}
+
+/// One page to commit, with the partition state that follows it.
+#[derive(Debug, Clone, Copy)]
+pub struct PageCommit<'a> {
+    /// Generation of the read.
+    pub generation: i64,
+    /// Partition index.
+    pub partition: u32,
+    /// Records to upsert.
+    pub records: &'a [StoredRecord],
+    /// Records the source reported deleted.
+    pub tombstones: &'a [StoredTombstone],
+    /// Cursor of the next page (`None`: the partition is done).
+    pub next_cursor: Option<&'a str>,
+    /// Watermark the read will record.
+    pub watermark: Option<&'a str>,
+    /// Start of the read's retention window.
+    pub window_start: Option<&'a str>,
+}
+
+/// Records marked deleted when a read completed, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FinishedStream {
+    /// Marked aged out.
+    pub aged_out: u64,
+    /// Marked no longer returned (full reads only).
+    pub not_returned: u64,
 }
 
 /// Where one partition of a stream stands.
@@ -67,6 +130,9 @@ pub struct StreamPlan {
     pub mode: ReadMode,
     /// Partition states.
     pub partitions: Vec<PartitionState>,
+    /// Watermark of the last complete read (full reads too): the connector
+    /// reports deletions since then.
+    pub deletions_since: Option<String>,
 }
 
 /// What a sync asks of a stream.
@@ -121,6 +187,15 @@ pub struct Health {
     pub message: Option<String>,
 }
 
+/// When and why a record was marked deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deletion<'a> {
+    /// When (RFC 3339).
+    pub at: &'a str,
+    /// Why: a [`DeletionReason`] name.
+    pub reason: &'a str,
+}
+
 /// The database of one host.
 pub struct Store {
     conn: Connection,
@@ -137,6 +212,7 @@ CREATE TABLE IF NOT EXISTS records (
     first_seen TEXT NOT NULL,
     changed_at TEXT NOT NULL,
     deleted_at TEXT,
+    deletion_reason TEXT,
     PRIMARY KEY (connection, stream, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_by_parent
@@ -160,6 +236,7 @@ CREATE TABLE IF NOT EXISTS partitions (
     cursor     TEXT,
     done       INTEGER NOT NULL,
     watermark  TEXT,
+    window_start TEXT,
     PRIMARY KEY (connection, stream, partition)
 );
 CREATE TABLE IF NOT EXISTS health (
@@ -209,6 +286,34 @@ fn partition_states(
     states
 }
 
+/// Columns added after the first release, added to databases created before.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("records", "deletion_reason", "TEXT"),
+    ("partitions", "window_start", "TEXT"),
+];
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, column],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A JSON path to a top-level field, for `json_extract`; `None` for names
+/// that would need escaping.
+fn json_field_path(field: &str) -> Option<String> {
+    let plain =
+        !field.is_empty() && !field.contains(['"', '\\']) && !field.chars().any(char::is_control);
+    plain.then(|| format!("$.\"{field}\""))
+}
+
 impl Store {
     /// Opens (creating if needed) the database file.
     pub fn open(path: &Path) -> rusqlite::Result<Store> {
@@ -217,6 +322,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Store { conn })
     }
 
@@ -265,6 +371,7 @@ impl Store {
                         resumed: true,
                         mode,
                         partitions: states,
+                        deletions_since: existing.as_ref().and_then(|e| e.3.clone()),
                     }),
                     _ => None,
                 }
@@ -311,6 +418,7 @@ impl Store {
                 StreamPlan {
                     generation,
                     resumed: false,
+                    deletions_since: existing.as_ref().and_then(|e| e.3.clone()),
                     mode,
                     partitions: (0..partitions)
                         .map(|index| PartitionState {
@@ -326,20 +434,18 @@ impl Store {
         Ok(plan)
     }
 
-    /// Commits one page: its records and the partition's next cursor, atomically.
-    #[allow(clippy::too_many_arguments)]
+    /// Commits one page atomically: its records, its tombstones and the
+    /// partition's next cursor. Returns the number of records the tombstones
+    /// newly marked deleted.
     pub fn commit_page(
         &mut self,
         connection: &str,
         stream: &str,
-        generation: i64,
-        partition: u32,
-        records: &[StoredRecord],
-        next_cursor: Option<&str>,
-        watermark: Option<&str>,
-    ) -> rusqlite::Result<()> {
+        page: PageCommit<'_>,
+    ) -> rusqlite::Result<u64> {
         let now = now_rfc3339();
         let tx = self.conn.transaction()?;
+        let mut tombstoned = 0;
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO records (connection, stream, key, data, parent, generation, first_seen, changed_at, deleted_at)
@@ -350,39 +456,66 @@ impl Store {
                     data = excluded.data,
                     parent = excluded.parent,
                     generation = excluded.generation,
-                    deleted_at = NULL",
+                    deleted_at = NULL,
+                    deletion_reason = NULL",
             )?;
-            for r in records {
+            for r in page.records {
                 upsert.execute(params![
-                    connection, stream, r.key, r.data, r.parent, generation, now
+                    connection,
+                    stream,
+                    r.key,
+                    r.data,
+                    r.parent,
+                    page.generation,
+                    now
                 ])?;
+            }
+            let mut tombstone = tx.prepare_cached(
+                "UPDATE records SET deleted_at = COALESCE(?4, ?5), changed_at = ?5, deletion_reason = ?6
+                 WHERE connection = ?1 AND stream = ?2 AND key = ?3
+                   AND (deleted_at IS NULL OR deletion_reason IS NOT ?6)",
+            )?;
+            for t in page.tombstones {
+                tombstoned += tombstone.execute(params![
+                    connection,
+                    stream,
+                    t.key,
+                    t.deleted_at,
+                    now,
+                    DeletionReason::DeletedAtSource.name()
+                ])? as u64;
             }
         }
         tx.execute(
-            "UPDATE partitions SET cursor = ?4, done = ?5, watermark = COALESCE(?6, watermark)
+            "UPDATE partitions SET cursor = ?4, done = ?5, watermark = COALESCE(?6, watermark),
+                window_start = COALESCE(?7, window_start)
              WHERE connection = ?1 AND stream = ?2 AND partition = ?3",
             params![
                 connection,
                 stream,
-                partition,
-                next_cursor,
-                next_cursor.is_none(),
-                watermark
+                page.partition,
+                page.next_cursor,
+                page.next_cursor.is_none(),
+                page.watermark,
+                page.window_start
             ],
         )?;
-        tx.commit()
+        tx.commit()?;
+        Ok(tombstoned)
     }
 
     /// Completes a read once every partition is done: stores the stream's
-    /// watermark (the earliest of its partitions') and, after a full read,
-    /// marks records not seen in this generation as deleted. Returns the
-    /// number newly marked deleted.
+    /// watermark (the earliest of its partitions'), marks records whose
+    /// `updated_field` is older than the read's retention window as aged out
+    /// and, after a full read, records not seen in this generation as no
+    /// longer returned. Returns the numbers newly marked.
     pub fn finish_stream(
         &mut self,
         connection: &str,
         stream: &str,
         plan: &StreamPlan,
-    ) -> rusqlite::Result<u64> {
+        updated_field: Option<&str>,
+    ) -> rusqlite::Result<FinishedStream> {
         let generation = plan.generation;
         let now = now_rfc3339();
         let tx = self.conn.transaction()?;
@@ -392,16 +525,46 @@ impl Store {
             |r| r.get(0),
         )?;
         if pending > 0 {
-            return Ok(0);
+            return Ok(FinishedStream::default());
         }
-        let deleted = match plan.mode {
-            ReadMode::Full => tx.execute(
-                "UPDATE records SET deleted_at = ?4, changed_at = ?4
+        // The earliest partition's window: nothing a partition returned is
+        // older than it.
+        let window_start: Option<String> = tx.query_row(
+            "SELECT MIN(window_start) FROM partitions WHERE connection = ?1 AND stream = ?2",
+            params![connection, stream],
+            |r| r.get(0),
+        )?;
+        let mut finished = FinishedStream::default();
+        if let (Some(start), Some(path)) = (window_start, updated_field.and_then(json_field_path)) {
+            finished.aged_out = tx.execute(
+                "UPDATE records SET deleted_at = ?5, changed_at = ?5, deletion_reason = ?6
+                 WHERE connection = ?1 AND stream = ?2
+                   AND (deleted_at IS NULL OR deletion_reason = ?7)
+                   AND json_extract(data, ?3) < ?4",
+                params![
+                    connection,
+                    stream,
+                    path,
+                    start,
+                    now,
+                    DeletionReason::AgedOut.name(),
+                    DeletionReason::NotReturned.name()
+                ],
+            )? as u64;
+        }
+        if plan.mode == ReadMode::Full {
+            finished.not_returned = tx.execute(
+                "UPDATE records SET deleted_at = ?4, changed_at = ?4, deletion_reason = ?5
                  WHERE connection = ?1 AND stream = ?2 AND generation < ?3 AND deleted_at IS NULL",
-                params![connection, stream, generation, now],
-            )?,
-            ReadMode::Incremental { .. } => 0,
-        };
+                params![
+                    connection,
+                    stream,
+                    generation,
+                    now,
+                    DeletionReason::NotReturned.name()
+                ],
+            )? as u64;
+        }
         tx.execute(
             "UPDATE streams SET complete = 1, completed_at = ?4,
                 watermark = (SELECT MIN(watermark) FROM partitions WHERE connection = ?1 AND stream = ?2)
@@ -409,7 +572,7 @@ impl Store {
             params![connection, stream, generation, now],
         )?;
         tx.commit()?;
-        Ok(deleted as u64)
+        Ok(finished)
     }
 
     /// Records the start of a run; returns its id.
@@ -484,26 +647,37 @@ impl Store {
         rows.collect()
     }
 
-    /// The records of a stream in key order, passed to `each` with the time
-    /// they were marked deleted; deleted ones only with `include_deleted`.
+    /// The records of a stream in key order, passed to `each` with when and
+    /// why they were marked deleted; deleted ones only with `include_deleted`.
     pub fn for_each_record(
         &self,
         connection: &str,
         stream: &str,
         include_deleted: bool,
-        mut each: impl FnMut(&str, &str, Option<&str>) -> std::io::Result<()>,
+        mut each: impl FnMut(&str, &str, Option<Deletion<'_>>) -> std::io::Result<()>,
     ) -> anyhow::Result<u64> {
         let mut stmt = self.conn.prepare(
-            "SELECT key, data, deleted_at FROM records
+            "SELECT key, data, deleted_at, COALESCE(deletion_reason, ?4) FROM records
              WHERE connection = ?1 AND stream = ?2 AND (?3 OR deleted_at IS NULL) ORDER BY key",
         )?;
-        let mut rows = stmt.query(params![connection, stream, include_deleted])?;
+        let mut rows = stmt.query(params![
+            connection,
+            stream,
+            include_deleted,
+            DeletionReason::NotReturned.name()
+        ])?;
         let mut n = 0;
         while let Some(row) = rows.next()? {
-            let key: String = row.get(0)?;
-            let data: String = row.get(1)?;
-            let deleted_at: Option<String> = row.get(2)?;
-            each(&key, &data, deleted_at.as_deref())?;
+            let key: &str = row.get_ref(0)?.as_str()?;
+            let data: &str = row.get_ref(1)?.as_str()?;
+            let deletion = match row.get_ref(2)?.as_str_or_null()? {
+                Some(at) => Some(Deletion {
+                    at,
+                    reason: row.get_ref(3)?.as_str()?,
+                }),
+                None => None,
+            };
+            each(key, data, deletion)?;
             n += 1;
         }
         Ok(n)
@@ -549,6 +723,31 @@ mod tests {
         out
     }
 
+    fn page<'a>(
+        generation: i64,
+        partition: u32,
+        records: &'a [StoredRecord],
+        next_cursor: Option<&'a str>,
+        watermark: Option<&'a str>,
+    ) -> PageCommit<'a> {
+        PageCommit {
+            generation,
+            partition,
+            records,
+            tombstones: &[],
+            next_cursor,
+            watermark,
+            window_start: None,
+        }
+    }
+
+    fn forced_full(partitions: u32) -> StreamRequest {
+        StreamRequest {
+            force_full: true,
+            ..full(partitions)
+        }
+    }
+
     fn full(partitions: u32) -> StreamRequest {
         StreamRequest {
             partitions,
@@ -569,23 +768,25 @@ mod tests {
         s.commit_page(
             "c",
             "s",
-            1,
-            0,
-            &[rec("a", "{}"), rec("b", "{}")],
-            Some("cur"),
-            Some("w1"),
+            page(
+                1,
+                0,
+                &[rec("a", "{}"), rec("b", "{}")],
+                Some("cur"),
+                Some("w1"),
+            ),
         )
         .unwrap();
         // Interrupted: the next run resumes partition 0 at its cursor.
         let p = s.begin_stream("c", "s", full(2)).unwrap();
         assert!(p.resumed);
         assert_eq!(p.partitions[0].cursor.as_deref(), Some("cur"));
-        s.commit_page("c", "s", 1, 0, &[rec("b", "{\"x\":1}")], None, None)
+        s.commit_page("c", "s", page(1, 0, &[rec("b", "{\"x\":1}")], None, None))
             .unwrap();
-        assert_eq!(s.finish_stream("c", "s", &p).unwrap(), 0);
-        s.commit_page("c", "s", 1, 1, &[rec("c", "{}")], None, Some("w0"))
+        assert_eq!(s.finish_stream("c", "s", &p, None).unwrap().not_returned, 0);
+        s.commit_page("c", "s", page(1, 1, &[rec("c", "{}")], None, Some("w0")))
             .unwrap();
-        assert_eq!(s.finish_stream("c", "s", &p).unwrap(), 0);
+        assert_eq!(s.finish_stream("c", "s", &p, None).unwrap().not_returned, 0);
         assert_eq!(keys(&s), ["a", "b", "c"]);
         // The stream's watermark is the earliest of its partitions'.
         let wm: Option<String> = s
@@ -605,30 +806,21 @@ mod tests {
                 }
             )
         );
-        s.commit_page("c", "s", 1, 0, &[rec("d", "{}")], None, Some("w5"))
+        s.commit_page("c", "s", page(1, 0, &[rec("d", "{}")], None, Some("w5")))
             .unwrap();
-        s.commit_page("c", "s", 1, 1, &[], None, Some("w4"))
+        s.commit_page("c", "s", page(1, 1, &[], None, Some("w4")))
             .unwrap();
-        assert_eq!(s.finish_stream("c", "s", &p).unwrap(), 0);
+        assert_eq!(s.finish_stream("c", "s", &p, None).unwrap().not_returned, 0);
         assert_eq!(keys(&s), ["a", "b", "c", "d"]);
 
         // A forced full read is a new generation: `a` and `d`, not seen, are deleted.
-        let p = s
-            .begin_stream(
-                "c",
-                "s",
-                StreamRequest {
-                    force_full: true,
-                    ..full(2)
-                },
-            )
-            .unwrap();
+        let p = s.begin_stream("c", "s", forced_full(2)).unwrap();
         assert_eq!((p.generation, &p.mode), (2, &ReadMode::Full));
-        s.commit_page("c", "s", 2, 0, &[rec("b", "{}")], None, None)
+        s.commit_page("c", "s", page(2, 0, &[rec("b", "{}")], None, None))
             .unwrap();
-        s.commit_page("c", "s", 2, 1, &[rec("c", "{}")], None, None)
+        s.commit_page("c", "s", page(2, 1, &[rec("c", "{}")], None, None))
             .unwrap();
-        assert_eq!(s.finish_stream("c", "s", &p).unwrap(), 2);
+        assert_eq!(s.finish_stream("c", "s", &p, None).unwrap().not_returned, 2);
         assert_eq!(keys(&s), ["b", "c"]);
         // No watermark from that read: the next one is full again.
         assert_eq!(
@@ -642,12 +834,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("db")).unwrap();
         let p = s.begin_stream("c", "s", full(1)).unwrap();
-        s.commit_page("c", "s", 1, 0, &[rec("a", "{}")], None, Some("w1"))
+        s.commit_page("c", "s", page(1, 0, &[rec("a", "{}")], None, Some("w1")))
             .unwrap();
-        s.finish_stream("c", "s", &p).unwrap();
+        s.finish_stream("c", "s", &p, None).unwrap();
         let p = s.begin_stream("c", "s", full(1)).unwrap();
-        s.commit_page("c", "s", 1, 0, &[rec("b", "{}")], Some("cur"), Some("w2"))
-            .unwrap();
+        s.commit_page(
+            "c",
+            "s",
+            page(1, 0, &[rec("b", "{}")], Some("cur"), Some("w2")),
+        )
+        .unwrap();
         let resumed = s.begin_stream("c", "s", full(1)).unwrap();
         assert!(resumed.resumed);
         assert_eq!(resumed.mode, p.mode);
@@ -657,10 +853,127 @@ mod tests {
             ..full(1)
         };
         let p = s.begin_stream("c", "t", never_incremental).unwrap();
-        s.commit_page("c", "t", p.generation, 0, &[], None, Some("w1"))
+        s.commit_page("c", "t", page(p.generation, 0, &[], None, Some("w1")))
             .unwrap();
-        s.finish_stream("c", "t", &p).unwrap();
+        s.finish_stream("c", "t", &p, None).unwrap();
         let again = s.begin_stream("c", "t", never_incremental).unwrap();
         assert_eq!(again.mode, ReadMode::Full);
+    }
+
+    fn reasons(s: &Store) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        s.for_each_record("c", "s", true, |k, _, d| {
+            out.push((k.to_string(), d.map(|d| d.reason.to_string())));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn deletions_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("db")).unwrap();
+        let updated = |k: &str, at: &str| rec(k, &format!(r#"{{"sysId":"{k}","updated":"{at}"}}"#));
+        let p = s.begin_stream("c", "s", full(1)).unwrap();
+        assert_eq!(p.deletions_since, None);
+        let first = [
+            updated("a", "2026-01-01T00:00:00Z"),
+            updated("b", "2026-11-01T00:00:00Z"),
+            updated("c", "2026-11-02T00:00:00Z"),
+            updated("d", "2026-11-03T00:00:00Z"),
+        ];
+        s.commit_page(
+            "c",
+            "s",
+            page(1, 0, &first, None, Some("2026-11-27 00:00:00")),
+        )
+        .unwrap();
+        s.finish_stream("c", "s", &p, Some("updated")).unwrap();
+
+        // The next full read: `b` is reported deleted at the source, `c` is
+        // simply not returned, `a` is older than the window.
+        let p = s.begin_stream("c", "s", forced_full(1)).unwrap();
+        assert_eq!(p.deletions_since.as_deref(), Some("2026-11-27 00:00:00"));
+        let tombstones = [
+            StoredTombstone {
+                key: "b".into(),
+                deleted_at: Some("2026-11-27T10:00:00Z".into()),
+            },
+            StoredTombstone {
+                key: "never-stored".into(),
+                deleted_at: None,
+            },
+        ];
+        let marked = s
+            .commit_page(
+                "c",
+                "s",
+                PageCommit {
+                    tombstones: &tombstones,
+                    window_start: Some("2026-10-28T00:00:00Z"),
+                    ..page(
+                        p.generation,
+                        0,
+                        &first[3..],
+                        None,
+                        Some("2026-11-28 00:00:00"),
+                    )
+                },
+            )
+            .unwrap();
+        assert_eq!(marked, 1);
+        let finished = s.finish_stream("c", "s", &p, Some("updated")).unwrap();
+        assert_eq!(
+            finished,
+            FinishedStream {
+                aged_out: 1,
+                not_returned: 1
+            }
+        );
+        assert_eq!(
+            reasons(&s),
+            [
+                ("a".to_string(), Some("aged-out".to_string())),
+                ("b".to_string(), Some("deleted-at-source".to_string())),
+                ("c".to_string(), Some("not-returned".to_string())),
+                ("d".to_string(), None),
+            ]
+        );
+        // The source's deletion time is kept.
+        s.for_each_record("c", "s", true, |k, _, d| {
+            if k == "b" {
+                assert_eq!(d.unwrap().at, "2026-11-27T10:00:00Z");
+            }
+            Ok(())
+        })
+        .unwrap();
+        // A record that comes back is live again, without a reason.
+        let p = s.begin_stream("c", "s", forced_full(1)).unwrap();
+        s.commit_page("c", "s", page(p.generation, 0, &first[2..], None, None))
+            .unwrap();
+        assert_eq!(reasons(&s)[2], ("c".to_string(), None));
+    }
+
+    #[test]
+    fn databases_of_the_first_release_gain_the_new_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE records (connection TEXT NOT NULL, stream TEXT NOT NULL, key TEXT NOT NULL,
+                data TEXT NOT NULL, parent TEXT, generation INTEGER NOT NULL, first_seen TEXT NOT NULL,
+                changed_at TEXT NOT NULL, deleted_at TEXT, PRIMARY KEY (connection, stream, key)) WITHOUT ROWID;
+             CREATE TABLE partitions (connection TEXT NOT NULL, stream TEXT NOT NULL, partition INTEGER NOT NULL,
+                cursor TEXT, done INTEGER NOT NULL, watermark TEXT, PRIMARY KEY (connection, stream, partition));
+             INSERT INTO records VALUES ('c', 's', 'gone', '{}', NULL, 1, 'x', 'x', '2026-01-01T00:00:00Z');",
+        )
+        .unwrap();
+        drop(old);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            reasons(&s),
+            [("gone".to_string(), Some("not-returned".to_string()))]
+        );
     }
 }

@@ -16,10 +16,14 @@ use crate::pacing::Pacer;
 use crate::progress::Progress;
 use crate::runtime::{
     connector_error_kind, connector_error_message, CallError, ConnectorError, ConnectorInfo,
-    InstanceLimits, LoadedComponent, Partition, ReadRequest, Runtime, StreamInfo,
+    ConnectorInstance, InstanceLimits, LoadedComponent, Partition, ReadRequest, Runtime,
+    StreamInfo,
 };
 use crate::sender::Sender;
-use crate::store::{Health, HealthState, ReadMode, Store, StoredRecord, StreamRequest};
+use crate::store::{
+    FinishedStream, Health, HealthState, PageCommit, ReadMode, Store, StoredRecord,
+    StoredTombstone, StreamRequest,
+};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -123,6 +127,12 @@ pub struct PartitionReport {
     /// The watermark this partition's read will record.
     #[serde(default)]
     pub watermark: Option<String>,
+    /// Records the source reported deleted (tombstones) that this run marked.
+    #[serde(default)]
+    pub deleted_at_source: u64,
+    /// Warnings the component logged (distinct, in order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Retries and why.
     pub retries: Vec<RetryRecord>,
     /// Whether the partition was read to its end.
@@ -144,8 +154,17 @@ pub struct StreamReport {
     pub resumed: bool,
     /// Per-partition details.
     pub partitions: Vec<PartitionReport>,
-    /// Records marked deleted by this run.
+    /// Records marked deleted by this run, for any reason.
     pub deleted: u64,
+    /// Of those, records the source reported deleted.
+    #[serde(default)]
+    pub deleted_at_source: u64,
+    /// Of those, records that aged out of the retention window.
+    #[serde(default)]
+    pub aged_out: u64,
+    /// Of those, records a full read no longer returned.
+    #[serde(default)]
+    pub not_returned: u64,
     /// `complete`, or `incomplete: why`.
     pub verdict: String,
     /// Seconds spent.
@@ -334,6 +353,7 @@ fn error_kind(e: &CallError) -> String {
 struct PartitionTask {
     stream: StreamInfo,
     watermark: Option<String>,
+    deletions_since: Option<String>,
     embed_field: Option<String>,
     generation: i64,
     index: u32,
@@ -391,6 +411,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
                     ReadMode::Incremental { watermark } => Some(watermark.clone()),
                     ReadMode::Full => None,
                 },
+                deletions_since: plan.deletions_since.clone(),
                 embed_field: embed_field.clone(),
                 generation: plan.generation,
                 index: p.index,
@@ -404,7 +425,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
             partition_handles.push(read_partition(job, shared.clone(), task));
         }
         handles.push((
-            stream.name.clone(),
+            stream.clone(),
             plan,
             stream_started,
             done_reports,
@@ -415,25 +436,30 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
     // Drive every partition of every stream concurrently (bounded by `permits`).
     let all = handles
         .into_iter()
-        .map(|(name, plan, started, mut reports, partitions)| {
+        .map(|(stream, plan, started, mut reports, partitions)| {
             let store = store.clone();
+            let name = stream.name.clone();
             async move {
                 let results = futures::future::join_all(partitions).await;
                 reports.extend(results);
                 reports.sort_by_key(|r| r.index);
                 let complete = reports.iter().all(|r| r.complete);
-                let mut deleted = 0;
+                let mut finished = FinishedStream::default();
                 let mut verdict = "complete".to_string();
                 if complete {
                     let connection = job.connection.clone();
-                    let stream = name.clone();
-                    let finished = plan.clone();
+                    let plan = plan.clone();
                     match blocking(&store, move |s| {
-                        s.finish_stream(&connection, &stream, &finished)
+                        s.finish_stream(
+                            &connection,
+                            &stream.name,
+                            &plan,
+                            stream.updated_field.as_deref(),
+                        )
                     })
                     .await
                     {
-                        Ok(n) => deleted = n,
+                        Ok(f) => finished = f,
                         Err(e) => verdict = format!("incomplete: {e}"),
                     }
                 } else {
@@ -441,12 +467,16 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
                     verdict = format!("incomplete: {}", why.first().cloned().unwrap_or_default());
                 }
                 job.progress.finished(&name, &verdict);
+                let deleted_at_source = reports.iter().map(|r| r.deleted_at_source).sum::<u64>();
                 StreamReport {
                     mode: plan.mode.name().to_string(),
                     stream: name,
                     resumed: plan.resumed,
                     partitions: reports,
-                    deleted,
+                    deleted: deleted_at_source + finished.aged_out + finished.not_returned,
+                    deleted_at_source,
+                    aged_out: finished.aged_out,
+                    not_returned: finished.not_returned,
                     verdict,
                     seconds: started.elapsed().as_secs_f64(),
                 }
@@ -514,18 +544,55 @@ struct RunShared {
 async fn read_partition(job: &SyncJob, shared: RunShared, task: PartitionTask) -> PartitionReport {
     let started = Instant::now();
     let counters = EgressCounters::child(&shared.counters);
-    let mut report = read_partition_pages(job, shared, task, counters.clone()).await;
+    let egress = EgressPolicy::new(
+        job.origin.clone(),
+        job.sender.clone(),
+        job.credential.clone(),
+        job.egress_limits,
+        counters.clone(),
+        shared.pacer.clone(),
+    );
+    let mut report = match job
+        .runtime
+        .instantiate(&job.component, egress, &job.limits)
+        .await
+    {
+        Ok(mut instance) => {
+            let mut report =
+                read_partition_pages(job, shared, task, &mut instance, &counters).await;
+            report.warnings = warnings(instance.logs());
+            report
+        }
+        Err(e) => PartitionReport {
+            index: task.index,
+            error_kind: Some("trap".into()),
+            error: Some(format!("{e:#}")),
+            ..Default::default()
+        },
+    };
     report.requests = counters.requests.load(Ordering::Relaxed);
     report.bytes = counters.bytes.load(Ordering::Relaxed);
     report.seconds = started.elapsed().as_secs_f64();
     report
 }
 
+/// The distinct warnings and errors among a component's log lines.
+fn warnings(logs: &[(String, String)]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (level, message) in logs {
+        if (level == "warn" || level == "error") && !out.contains(message) {
+            out.push(message.clone());
+        }
+    }
+    out
+}
+
 async fn read_partition_pages(
     job: &SyncJob,
     shared: RunShared,
     task: PartitionTask,
-    counters: Arc<EgressCounters>,
+    instance: &mut ConnectorInstance,
+    counters: &Arc<EgressCounters>,
 ) -> PartitionReport {
     let RunShared {
         store,
@@ -541,25 +608,6 @@ async fn read_partition_pages(
         report.error_kind = Some(kind);
         report.error = Some(message);
     };
-    let egress = EgressPolicy::new(
-        job.origin.clone(),
-        job.sender.clone(),
-        job.credential.clone(),
-        job.egress_limits,
-        counters.clone(),
-        pacer.clone(),
-    );
-    let mut instance = match job
-        .runtime
-        .instantiate(&job.component, egress, &job.limits)
-        .await
-    {
-        Ok(i) => i,
-        Err(e) => {
-            fail(&mut report, "trap".into(), format!("{e:#}"));
-            return report;
-        }
-    };
     let mut cursor = task.cursor.clone();
     loop {
         let request = ReadRequest {
@@ -570,6 +618,7 @@ async fn read_partition_pages(
             },
             cursor: cursor.clone(),
             watermark: task.watermark.clone(),
+            deletions_since: task.deletions_since.clone(),
             page_size: job.options.page_size,
         };
         if job.options.stop.load(Ordering::SeqCst) {
@@ -581,7 +630,7 @@ async fn read_partition_pages(
             );
             return report;
         }
-        if let Some(message) = cap_reached(job, &counters, &task) {
+        if let Some(message) = cap_reached(job, counters, &task) {
             fail(&mut report, "request-cap".into(), message);
             return report;
         }
@@ -598,8 +647,8 @@ async fn read_partition_pages(
                 Ok(page) => break page,
                 Err(error) => match decide(&job.options, &error, attempt) {
                     // Retrying is pointless once the run may send no more requests.
-                    Next::Retry { .. } if cap_reached(job, &counters, &task).is_some() => {
-                        let message = cap_reached(job, &counters, &task).unwrap_or_default();
+                    Next::Retry { .. } if cap_reached(job, counters, &task).is_some() => {
+                        let message = cap_reached(job, counters, &task).unwrap_or_default();
                         fail(&mut report, "request-cap".into(), message);
                         return report;
                     }
@@ -668,30 +717,46 @@ async fn read_partition_pages(
             return report;
         }
         let n = records.len() as u64;
+        let tombstones: Vec<StoredTombstone> = page
+            .deleted
+            .iter()
+            .map(|t| StoredTombstone {
+                key: t.key.clone(),
+                deleted_at: t.deleted_at.clone(),
+            })
+            .collect();
         let connection = job.connection.clone();
         let stream = task.stream.name.clone();
-        let (generation, index) = (task.generation, task.index);
+        let (generation, partition) = (task.generation, task.index);
         let next = page.next_cursor.clone();
         let watermark = page.watermark.clone();
+        let window_start = page.window_start.clone();
         let committed = blocking(&store, move |s| {
             s.commit_page(
                 &connection,
                 &stream,
-                generation,
-                index,
-                &records,
-                next.as_deref(),
-                watermark.as_deref(),
+                PageCommit {
+                    generation,
+                    partition,
+                    records: &records,
+                    tombstones: &tombstones,
+                    next_cursor: next.as_deref(),
+                    watermark: watermark.as_deref(),
+                    window_start: window_start.as_deref(),
+                },
             )
         })
         .await;
-        if let Err(e) = committed {
-            fail(
-                &mut report,
-                "storage".into(),
-                format!("cannot write to the database: {e:#}"),
-            );
-            return report;
+        match committed {
+            Ok(marked) => report.deleted_at_source += marked,
+            Err(e) => {
+                fail(
+                    &mut report,
+                    "storage".into(),
+                    format!("cannot write to the database: {e:#}"),
+                );
+                return report;
+            }
         }
         report.pages += 1;
         report.records += n;
@@ -776,6 +841,7 @@ mod tests {
             json_schema: "{}".into(),
             supports_incremental: false,
             references: vec![],
+            updated_field: None,
         };
         let r = index_record(
             &stream,

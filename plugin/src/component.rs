@@ -56,12 +56,22 @@ impl Guest for Component {
             },
             cursor: request.cursor,
             watermark: request.watermark,
+            deletions_since: request.deletions_since,
             page_size: request.page_size,
         };
         let page = crate::connector::read(&settings, &request, &mut WasiTransport)
             .map_err(to_wit_error)?;
         Ok(wit::Page {
             records: page.records,
+            deleted: page
+                .deleted
+                .into_iter()
+                .map(|t| wit::Tombstone {
+                    key: t.key,
+                    deleted_at: t.deleted_at,
+                })
+                .collect(),
+            window_start: page.window_start,
             next_cursor: page.next_cursor,
             watermark: page.watermark,
             counters: wit::PageCounters {
@@ -156,6 +166,7 @@ fn to_wit_info(i: contract::ConnectorInfo) -> wit::ConnectorInfo {
                         embed_as: r.embed_as,
                     })
                     .collect(),
+                updated_field: s.updated_field,
             })
             .collect(),
     }
@@ -170,6 +181,10 @@ const BETWEEN_BYTES_TIMEOUT_NS: u64 = 60_000_000_000;
 struct WasiTransport;
 
 impl Transport for WasiTransport {
+    fn warn(&mut self, message: &str) {
+        exposure::connector::log::log(exposure::connector::log::Level::Warn, message);
+    }
+
     fn get(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let headers = Fields::from_list(&[("accept".to_string(), b"application/json".to_vec())])
             .map_err(|e| TransportError::Other(format!("building headers: {e:?}")))?;

@@ -2,12 +2,12 @@
 //! over a [`Transport`].
 
 use crate::contract::{
-    AuthMethod, ConnectorInfo, OAuth2Grant, Page, PageCounters, ReadRequest, StreamCheck,
+    AuthMethod, ConnectorInfo, OAuth2Grant, Page, PageCounters, ReadRequest, StreamCheck, Tombstone,
 };
-use crate::cursor::{check_key_for_query, partition_bounds, Cursor};
+use crate::cursor::{check_key_for_query, partition_bounds, Cursor, Phase};
 use crate::error::ConnectorError;
 use crate::query::TableQuery;
-use crate::record::{is_servicenow_datetime, map_row, RecordError};
+use crate::record::{is_servicenow_datetime, map_row, to_rfc3339, RecordError};
 use crate::response::{parse_rows, status_error, transport_error};
 use crate::rows::{Cell, Envelope};
 use crate::settings::{setting_infos, Settings};
@@ -132,6 +132,17 @@ pub fn read(
     request: &ReadRequest,
     transport: &mut dyn Transport,
 ) -> Result<Page, ConnectorError> {
+    read_at(settings, request, transport, std::time::SystemTime::now())
+}
+
+/// [`read`], with the current time given: it places the start of the
+/// `active_within_days` window when a read begins.
+pub fn read_at(
+    settings: &[(String, String)],
+    request: &ReadRequest,
+    transport: &mut dyn Transport,
+    now: std::time::SystemTime,
+) -> Result<Page, ConnectorError> {
     let settings = Settings::parse(settings)?;
     let spec = StreamSpec::find(&settings, &request.stream_name).ok_or_else(|| {
         ConnectorError::InvalidSettings(format!(
@@ -139,104 +150,287 @@ pub fn read(
             request.stream_name
         ))
     })?;
-    let (lower, upper) = partition_bounds(request.partition)?;
     let mut cursor = match &request.cursor {
         Some(text) => Cursor::parse(text)?,
         None => Cursor::start(),
     };
-    let limit = request.page_size.clamp(1, MAX_PAGE_SIZE);
-
-    let mut conditions = Vec::with_capacity(3);
-    match (&cursor.after, &lower) {
-        (Some(after), _) => conditions.push(format!("sys_id>{after}")),
-        (None, Some(lower)) => conditions.push(format!("sys_id>={lower}")),
-        (None, None) => {}
-    }
-    if let Some(upper) = &upper {
-        conditions.push(format!("sys_id<{upper}"));
-    }
-    if let Some(watermark) = &request.watermark {
-        if !is_servicenow_datetime(watermark) {
+    for (what, value) in [
+        ("watermark", &request.watermark),
+        ("deletions-since watermark", &request.deletions_since),
+    ] {
+        if let Some(value) = value.as_deref().filter(|v| !is_servicenow_datetime(v)) {
             return Err(ConnectorError::InvalidSettings(format!(
-                "The stored watermark `{watermark}` is not a ServiceNow date-time (YYYY-MM-DD HH:MM:SS); run a full sync to replace it."
+                "The stored {what} `{value}` is not a ServiceNow date-time (YYYY-MM-DD HH:MM:SS); run a full sync to replace it."
             )));
         }
-        conditions.push(format!("sys_updated_on>={watermark}"));
     }
-    let query = TableQuery {
-        table: &spec.table,
-        conditions,
-        order_by: Some("sys_id"),
-        fields: spec.sysparm_fields(),
-        limit,
-        offset: cursor.skip,
-        count: true,
+    if request.cursor.is_none() && spec.retention && settings.active_within_days > 0 {
+        cursor.window_start = Some(window_start(now, settings.active_within_days));
+    }
+    let read = PartitionRead {
+        settings: &settings,
+        spec: &spec,
+        request,
+        bounds: partition_bounds(request.partition)?,
+        limit: request.page_size.clamp(1, MAX_PAGE_SIZE),
     };
-    let resp = send(transport, &settings, &query)?;
-    if cursor.watermark.is_none() {
-        cursor.watermark = server_watermark(&resp, settings.watermark_lag_seconds);
+    match cursor.phase {
+        Phase::Rows => read.rows(cursor, transport),
+        Phase::Deletions => read.deletions(cursor, transport),
     }
-    let total = resp
-        .header("x-total-count")
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let env = parse_rows(&resp, &spec.table)?;
-    let rows = env.result.unwrap_or_default();
+}
 
-    let mut records = Vec::with_capacity(rows.len());
-    let mut last_key: Option<&str> = None;
-    for row in &rows {
-        let record = map_row(&spec, row).map_err(|RecordError::MissingKey| {
-            ConnectorError::BadResponse(format!(
-                "ServiceNow returned a `{}` row without a sys_id; the response cannot be used.",
-                spec.table
-            ))
-        })?;
-        let key = row.get("sys_id").and_then(Cell::text).unwrap_or_default();
-        let previous = last_key.or(cursor.after.as_deref());
-        if previous.is_some_and(|p| key <= p) {
-            return Err(ConnectorError::BadResponse(format!(
-                "ServiceNow returned `{}` rows out of sys_id order (`{key}` after `{}`); the server did not honour ORDERBYsys_id.",
-                spec.table,
-                previous.unwrap_or_default()
-            )));
+/// One `read` call: what is fixed for the partition.
+struct PartitionRead<'a> {
+    settings: &'a Settings,
+    spec: &'a StreamSpec,
+    request: &'a ReadRequest,
+    /// Lower (inclusive) and upper (exclusive) key bounds of the partition.
+    bounds: (Option<String>, Option<String>),
+    limit: u32,
+}
+
+/// A keyset page's rows as the paging logic sees them.
+struct Window<'c> {
+    /// Rows the server said match, if it said.
+    total: Option<u64>,
+    /// Rows returned.
+    returned: usize,
+    /// Key of the last row returned.
+    last_key: Option<&'c str>,
+}
+
+impl PartitionRead<'_> {
+    /// Keyset conditions on `column` for the page after `cursor`.
+    fn key_conditions(&self, cursor: &Cursor, column: &str) -> Vec<String> {
+        let (lower, upper) = &self.bounds;
+        let mut conditions = Vec::with_capacity(4);
+        match (&cursor.after, lower) {
+            (Some(after), _) => conditions.push(format!("{column}>{after}")),
+            (None, Some(lower)) => conditions.push(format!("{column}>={lower}")),
+            (None, None) => {}
         }
-        last_key = Some(key);
-        records.push(record);
+        if let Some(upper) = upper {
+            conditions.push(format!("{column}<{upper}"));
+        }
+        conditions
     }
 
-    let window_end = cursor.skip + u64::from(limit);
-    let more = match total {
-        Some(total) => window_end < total,
-        // Without a count, a non-empty page may have more behind it; an empty
-        // one is taken as the end.
-        None => !rows.is_empty(),
-    };
-    let next_cursor = if !more {
-        None
-    } else if let Some(last) = last_key {
-        check_key_for_query(last)?;
-        Some(Cursor {
-            after: Some(last.to_string()),
-            skip: 0,
-            ..cursor.clone()
+    /// The cursor after a page; `None` when the window was the last.
+    fn next(&self, cursor: &Cursor, window: Window<'_>) -> Result<Option<Cursor>, ConnectorError> {
+        let window_end = cursor.skip + u64::from(self.limit);
+        let more = match window.total {
+            Some(total) => window_end < total,
+            // Without a count, a non-empty page may have more behind it; an
+            // empty one is taken as the end.
+            None => window.returned > 0,
+        };
+        Ok(if !more {
+            None
+        } else if let Some(last) = window.last_key {
+            check_key_for_query(last)?;
+            Some(Cursor {
+                after: Some(last.to_string()),
+                skip: 0,
+                ..cursor.clone()
+            })
+        } else {
+            Some(Cursor {
+                skip: window_end,
+                ..cursor.clone()
+            })
         })
-    } else {
-        Some(Cursor {
-            skip: window_end,
-            ..cursor.clone()
+    }
+
+    /// Whether this read also reports the deletions audited since the last one.
+    fn audits_deletions(&self) -> bool {
+        self.settings.deletion_audit && self.request.deletions_since.is_some()
+    }
+
+    /// A page of the stream's own table.
+    fn rows(
+        &self,
+        mut cursor: Cursor,
+        transport: &mut dyn Transport,
+    ) -> Result<Page, ConnectorError> {
+        let spec = self.spec;
+        let mut conditions = self.key_conditions(&cursor, "sys_id");
+        if let Some(watermark) = &self.request.watermark {
+            conditions.push(format!("sys_updated_on>={watermark}"));
+        }
+        if let Some(start) = &cursor.window_start {
+            conditions.push(format!("sys_updated_on>={start}"));
+        }
+        let query = TableQuery {
+            table: &spec.table,
+            conditions,
+            order_by: Some("sys_id"),
+            fields: spec.sysparm_fields(),
+            limit: self.limit,
+            offset: cursor.skip,
+            count: true,
+        };
+        let resp = send(transport, self.settings, &query)?;
+        if cursor.watermark.is_none() {
+            cursor.watermark = server_watermark(&resp, self.settings.watermark_lag_seconds);
+        }
+        let total = total_count(&resp);
+        let env = parse_rows(&resp, &spec.table)?;
+        let rows = env.result.unwrap_or_default();
+
+        let mut records = Vec::with_capacity(rows.len());
+        let mut last_key: Option<&str> = None;
+        for row in &rows {
+            let record = map_row(spec, row).map_err(|RecordError::MissingKey| {
+                ConnectorError::BadResponse(format!(
+                    "ServiceNow returned a `{}` row without a sys_id; the response cannot be used.",
+                    spec.table
+                ))
+            })?;
+            let key = row.get("sys_id").and_then(Cell::text).unwrap_or_default();
+            check_order(&spec.table, last_key.or(cursor.after.as_deref()), key)?;
+            last_key = Some(key);
+            records.push(record);
+        }
+        let window = Window {
+            total,
+            returned: rows.len(),
+            last_key,
+        };
+        let next = match self.next(&cursor, window)? {
+            Some(next) => Some(next),
+            None if self.audits_deletions() => Some(Cursor {
+                after: None,
+                skip: 0,
+                phase: Phase::Deletions,
+                ..cursor.clone()
+            }),
+            None => None,
+        };
+        Ok(Page {
+            counters: PageCounters {
+                rows_requested: self.limit,
+                rows_returned: rows.len() as u32,
+                server_total: total,
+                requests: 1,
+            },
+            records,
+            deleted: Vec::new(),
+            window_start: cursor.window_start.as_deref().and_then(to_rfc3339),
+            next_cursor: next.map(|c| c.to_json()),
+            watermark: cursor.watermark,
         })
-    };
-    Ok(Page {
-        counters: PageCounters {
-            rows_requested: limit,
-            rows_returned: rows.len() as u32,
-            server_total: total,
-            requests: 1,
-        },
-        records,
-        next_cursor: next_cursor.map(|c| c.to_json()),
-        watermark: cursor.watermark,
-    })
+    }
+
+    /// A page of `sys_audit_delete`: this stream's deletions in this
+    /// partition's key range since the last complete read. A user without
+    /// read access to the audit gets a warning and no deletions.
+    fn deletions(
+        &self,
+        cursor: Cursor,
+        transport: &mut dyn Transport,
+    ) -> Result<Page, ConnectorError> {
+        let mut conditions = vec![self.spec.audit_tables.clone()];
+        let (lower, upper) = &self.bounds;
+        if let Some(lower) = lower {
+            conditions.push(format!("documentkey>={lower}"));
+        }
+        if let Some(upper) = upper {
+            conditions.push(format!("documentkey<{upper}"));
+        }
+        if let Some(since) = &self.request.deletions_since {
+            conditions.push(format!("sys_created_on>={since}"));
+        }
+        if let Some(after) = &cursor.after {
+            conditions.push(format!("sys_id>{after}"));
+        }
+        let query = TableQuery {
+            table: AUDIT_TABLE,
+            conditions,
+            order_by: Some("sys_id"),
+            fields: "sys_id,documentkey,sys_created_on".into(),
+            limit: self.limit,
+            offset: cursor.skip,
+            count: true,
+        };
+        let finished = |deleted: Vec<Tombstone>, next: Option<Cursor>| Page {
+            records: Vec::new(),
+            deleted,
+            window_start: cursor.window_start.as_deref().and_then(to_rfc3339),
+            next_cursor: next.map(|c| c.to_json()),
+            watermark: cursor.watermark.clone(),
+            counters: PageCounters {
+                requests: 1,
+                ..Default::default()
+            },
+        };
+        let resp = match send(transport, self.settings, &query) {
+            Ok(resp) => resp,
+            Err(ConnectorError::Forbidden(_) | ConnectorError::NotFound(_)) => {
+                transport.warn(&format!(
+                    "`{AUDIT_TABLE}` is not readable by this user, so records that disappear from `{}` are reported as no longer returned rather than deleted in ServiceNow. Grant read access to `{AUDIT_TABLE}` to tell them apart, or set deletion_audit = \"off\" to silence this.",
+                    self.spec.table
+                ));
+                return Ok(finished(Vec::new(), None));
+            }
+            Err(e) => return Err(e),
+        };
+        let total = total_count(&resp);
+        let env = parse_rows(&resp, AUDIT_TABLE)?;
+        let rows = env.result.unwrap_or_default();
+        let mut deleted = Vec::with_capacity(rows.len());
+        let mut last_key: Option<&str> = None;
+        for row in &rows {
+            let text = |column: &str| row.get(column).and_then(Cell::text);
+            let Some(id) = text("sys_id") else {
+                return Err(ConnectorError::BadResponse(format!(
+                    "ServiceNow returned a `{AUDIT_TABLE}` row without a sys_id; the response cannot be used."
+                )));
+            };
+            check_order(AUDIT_TABLE, last_key.or(cursor.after.as_deref()), id)?;
+            last_key = Some(id);
+            if let Some(key) = text("documentkey") {
+                deleted.push(Tombstone {
+                    key: key.to_string(),
+                    deleted_at: text("sys_created_on").and_then(to_rfc3339),
+                });
+            }
+        }
+        let window = Window {
+            total,
+            returned: rows.len(),
+            last_key,
+        };
+        let next = self.next(&cursor, window)?;
+        Ok(finished(deleted, next))
+    }
+}
+
+/// The audit table ServiceNow records deletions in.
+const AUDIT_TABLE: &str = "sys_audit_delete";
+
+/// `X-Total-Count`, when the server sent a usable one.
+fn total_count(resp: &HttpResponse) -> Option<u64> {
+    resp.header("x-total-count")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Keyset paging needs rows in strictly increasing key order.
+fn check_order(table: &str, previous: Option<&str>, key: &str) -> Result<(), ConnectorError> {
+    match previous {
+        Some(previous) if key <= previous => Err(ConnectorError::BadResponse(format!(
+            "ServiceNow returned `{table}` rows out of sys_id order (`{key}` after `{previous}`); the server did not honour ORDERBYsys_id."
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Start of the UTC day `days` days before `now`, as a ServiceNow date-time
+/// (like ServiceNow's `gs.daysAgoStart`, but always in UTC).
+fn window_start(now: std::time::SystemTime, days: u32) -> String {
+    let now = time::OffsetDateTime::from(now);
+    let day = now.date() - time::Duration::days(i64::from(days));
+    format!("{day} 00:00:00")
 }
 
 /// The server's clock (its `Date` header) minus `lag_seconds`, as a ServiceNow

@@ -73,6 +73,8 @@ pub struct StreamInfo {
     pub supports_incremental: bool,
     /// References to other streams.
     pub references: Vec<StreamReference>,
+    /// Record field holding the source's last-change time (RFC 3339 UTC).
+    pub updated_field: Option<String>,
 }
 
 /// What the connector is (`connector-info`).
@@ -125,6 +127,8 @@ pub struct ReadRequest {
     pub cursor: Option<String>,
     /// Incremental watermark.
     pub watermark: Option<String>,
+    /// Watermark of the last complete read: deletions since then are reported.
+    pub deletions_since: Option<String>,
     /// Preferred rows per page.
     pub page_size: u32,
 }
@@ -142,11 +146,24 @@ pub struct PageCounters {
     pub requests: u32,
 }
 
+/// A record the source deleted (`tombstone`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    /// Key of the deleted record.
+    pub key: String,
+    /// When it was deleted (RFC 3339 UTC), if known.
+    pub deleted_at: Option<String>,
+}
+
 /// One page of records (`page`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
     /// JSON object records.
     pub records: Vec<String>,
+    /// Records the source deleted since `ReadRequest::deletions_since`.
+    pub deleted: Vec<Tombstone>,
+    /// Start of the read's retention window (RFC 3339 UTC), if it has one.
+    pub window_start: Option<String>,
     /// Cursor for the next page; `None` when done.
     pub next_cursor: Option<String>,
     /// Watermark to store once the stream completes.

@@ -24,6 +24,31 @@ pub struct Cursor {
     /// The watermark this read will record (server clock at its start, minus the lag).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
+    /// Start of the retention window (`sys_updated_on` at or after it), fixed
+    /// at the read's first page so that every page uses the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<String>,
+    /// What the partition is reading now.
+    #[serde(default, skip_serializing_if = "Phase::is_rows")]
+    pub phase: Phase,
+}
+
+/// The two parts of a partition's read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The stream's own table.
+    #[default]
+    Rows,
+    /// `sys_audit_delete`, for the deletions since the last complete read;
+    /// `after` and `skip` then refer to audit rows.
+    Deletions,
+}
+
+impl Phase {
+    fn is_rows(&self) -> bool {
+        *self == Phase::Rows
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -113,8 +138,15 @@ mod tests {
             after: Some("abc".into()),
             skip: 200,
             watermark: Some("2024-01-01 00:00:00".into()),
+            window_start: Some("2023-10-03 00:00:00".into()),
+            phase: Phase::Deletions,
         };
         assert_eq!(Cursor::parse(&c.to_json()).unwrap(), c);
+        // Cursors written before the deletion phase existed still parse.
+        assert_eq!(
+            Cursor::parse(r#"{"v":1,"after":"abc"}"#).unwrap().phase,
+            Phase::Rows
+        );
         assert_eq!(Cursor::start().to_json(), r#"{"v":1}"#);
     }
 

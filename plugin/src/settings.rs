@@ -32,6 +32,10 @@ pub struct Settings {
     pub business_application_criticality_column: String,
     /// Seconds subtracted from the server's clock for the next watermark.
     pub watermark_lag_seconds: u32,
+    /// Read only devices updated in the last N days (0 = all devices).
+    pub active_within_days: u32,
+    /// Whether to read `sys_audit_delete` to report deletions at the source.
+    pub deletion_audit: bool,
 }
 
 struct SettingSpec {
@@ -80,6 +84,16 @@ const SPECS: &[SettingSpec] = &[
         name: "watermark_lag_seconds",
         description: "Seconds subtracted from the server's clock when recording the incremental watermark, to cover transactions that commit late.",
         default: Some("60"),
+    },
+    SettingSpec {
+        name: "active_within_days",
+        description: "Read only devices updated (`sys_updated_on`) since the start of the UTC day N days ago; devices that age out of that window are reported as such. 0 reads every device.",
+        default: Some("0"),
+    },
+    SettingSpec {
+        name: "deletion_audit",
+        description: "`auto`: read `sys_audit_delete` (when the user may) to tell records deleted in ServiceNow from records merely no longer returned; `off`: never read it.",
+        default: Some("auto"),
     },
 ];
 
@@ -132,12 +146,28 @@ impl Settings {
             validate_identifier(name, &value)?;
             Ok(value)
         };
-        let lag = get("watermark_lag_seconds").unwrap_or_default();
-        let watermark_lag_seconds = lag.parse::<u32>().map_err(|_| {
-            ConnectorError::InvalidSettings(format!(
-                "The `watermark_lag_seconds` setting must be a whole number of seconds, not `{lag}`."
-            ))
-        })?;
+        let whole_number = |name: &str, unit: &str, max: u32| -> Result<u32, ConnectorError> {
+            let text = get(name).unwrap_or_default();
+            text.parse::<u32>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| {
+                    ConnectorError::InvalidSettings(format!(
+                        "The `{name}` setting must be a whole number of {unit} from 0 to {max}, not `{text}`."
+                    ))
+                })
+        };
+        let watermark_lag_seconds = whole_number("watermark_lag_seconds", "seconds", 86_400)?;
+        let active_within_days = whole_number("active_within_days", "days", 36_500)?;
+        let deletion_audit = match get("deletion_audit").unwrap_or_default().as_str() {
+            "auto" => true,
+            "off" => false,
+            other => {
+                return Err(ConnectorError::InvalidSettings(format!(
+                    "The `deletion_audit` setting must be `auto` or `off`, not `{other}`."
+                )))
+            }
+        };
         Ok(Settings {
             instance: parse_instance(&instance)?,
             device_table: column("device_table")?,
@@ -151,6 +181,8 @@ impl Settings {
                 "business_application_criticality_column",
             )?,
             watermark_lag_seconds,
+            active_within_days,
+            deletion_audit,
         })
     }
 }
@@ -229,6 +261,28 @@ mod tests {
         assert_eq!(s.device_criticality_column, "u_criticality");
         assert_eq!(s.instance.scheme, Scheme::Https);
         assert_eq!(s.watermark_lag_seconds, 60);
+        assert_eq!((s.active_within_days, s.deletion_audit), (0, true));
+    }
+
+    #[test]
+    fn numbers_and_switches_are_checked() {
+        let with = |name: &str, value: &str| {
+            Settings::parse(&pairs(&[("instance", "x.y"), (name, value)]))
+        };
+        assert_eq!(
+            with("active_within_days", "90").unwrap().active_within_days,
+            90
+        );
+        assert!(!with("deletion_audit", "off").unwrap().deletion_audit);
+        for (name, bad) in [
+            ("active_within_days", "-1"),
+            ("active_within_days", "99999"),
+            ("watermark_lag_seconds", "1m"),
+            ("deletion_audit", "yes"),
+        ] {
+            let e = with(name, bad).unwrap_err();
+            assert!(e.message().contains(name), "{}", e.message());
+        }
     }
 
     #[test]

@@ -40,6 +40,13 @@ pub struct StreamSpec {
     pub fields: Vec<FieldMap>,
     /// References to other streams.
     pub references: Vec<StreamReference>,
+    /// Record field holding `sys_updated_on`, when the stream maps it.
+    pub updated_field: Option<&'static str>,
+    /// Encoded-query condition selecting this stream's deletions in
+    /// `sys_audit_delete` (by the deleted record's table).
+    pub audit_tables: String,
+    /// Whether `active_within_days` applies to this stream.
+    pub retention: bool,
 }
 
 /// Name of the devices stream.
@@ -103,6 +110,12 @@ impl StreamSpec {
                     target_stream: BUSINESS_APPLICATIONS.into(),
                     embed_as: None,
                 }],
+                updated_field: Some("sysUpdatedOn"),
+                // A deleted device is audited under its own class
+                // (cmdb_ci_linux_server, ...): take every CMDB class; keys
+                // of other classes match no stored device.
+                audit_tables: format!("tablenameSTARTSWITHcmdb_ci^ORtablename={}", s.device_table),
+                retention: true,
             },
             StreamSpec {
                 name: NETWORK_ADAPTERS,
@@ -121,6 +134,9 @@ impl StreamSpec {
                     target_stream: DEVICES.into(),
                     embed_as: Some("networkAdapters".into()),
                 }],
+                updated_field: None,
+                audit_tables: "tablename=cmdb_ci_network_adapter".into(),
+                retention: false,
             },
             StreamSpec {
                 name: BUSINESS_APPLICATIONS,
@@ -134,6 +150,9 @@ impl StreamSpec {
                     field("businessCriticality", "business_criticality", Text, "Business criticality."),
                 ],
                 references: vec![],
+                updated_field: None,
+                audit_tables: "tablename=cmdb_ci_business_app".into(),
+                retention: false,
             },
         ]
     }
@@ -192,6 +211,7 @@ impl StreamSpec {
             json_schema: self.json_schema(),
             supports_incremental: true,
             references: self.references.clone(),
+            updated_field: self.updated_field.map(str::to_string),
         }
     }
 }

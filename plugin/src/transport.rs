@@ -81,4 +81,11 @@ pub enum TransportError {
 pub trait Transport {
     /// Sends `request` and returns the whole response.
     fn get(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError>;
+
+    /// Passes a warning for the operator to the host (the component sends it
+    /// to the contract's `log` import); a read goes on after it. Test doubles
+    /// may ignore it.
+    fn warn(&mut self, message: &str) {
+        let _ = message;
+    }
 }

@@ -2,7 +2,7 @@
 //! transport trait: keyset paging, ACL-emptied windows, partitions, counts,
 //! watermarks and malformed answers.
 
-use servicenow_connector::connector::{check, read};
+use servicenow_connector::connector::{check, read, read_at};
 use servicenow_connector::contract::{Partition, ReadRequest};
 use servicenow_connector::error::ConnectorError;
 use servicenow_connector::transport::{HttpRequest, HttpResponse, Transport, TransportError};
@@ -160,6 +160,7 @@ fn request(
         partition,
         cursor,
         watermark,
+        deletions_since: None,
         page_size,
     }
 }
@@ -341,4 +342,203 @@ fn check_reports_missing_columns_and_unreadable_streams() {
     // Rejected credentials fail the whole check.
     let e = check(&settings(), &mut canned(401, r#"{"error":{"message":"User Not Authenticated","detail":"Required to provide Auth information"},"status":"failure"}"#)).unwrap_err();
     assert!(matches!(e, ConnectorError::Unauthenticated(_)));
+}
+
+/// A table server that also serves `sys_audit_delete` (or refuses it).
+struct Audited {
+    table: TableServer,
+    /// Audit rows: (sys_id, documentkey, sys_created_on), sorted by sys_id.
+    audit: Vec<(String, String, String)>,
+    audit_readable: bool,
+    warnings: Vec<String>,
+}
+
+impl Transport for Audited {
+    fn get(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        if !request.path_and_query.contains("/sys_audit_delete?") {
+            return self.table.get(request);
+        }
+        self.table.requests.push(request.path_and_query.clone());
+        if !self.audit_readable {
+            return Ok(HttpResponse {
+                status: 403,
+                headers: vec![],
+                body: br#"{"error":{"message":"Insufficient rights to query records","detail":null},"status":"failure"}"#.to_vec(),
+            });
+        }
+        let p = params(&request.path_and_query);
+        let query = p["sysparm_query"].clone();
+        let matches: Vec<_> = self
+            .audit
+            .iter()
+            .filter(|(id, key, created)| {
+                query.split('^').all(|c| {
+                    let cmp = |prefix: &str, value: &str, f: fn(&str, &str) -> bool| {
+                        c.strip_prefix(prefix).map(|v| f(value, v))
+                    };
+                    cmp("documentkey>=", key, |a, b| a >= b)
+                        .or_else(|| cmp("documentkey<", key, |a, b| a < b))
+                        .or_else(|| cmp("sys_created_on>=", created, |a, b| a >= b))
+                        .or_else(|| cmp("sys_id>", id, |a, b| a > b))
+                        .unwrap_or(true)
+                })
+            })
+            .collect();
+        let limit: usize = p["sysparm_limit"].parse().unwrap();
+        let rows: Vec<String> = matches
+            .iter()
+            .take(limit)
+            .map(|(id, key, created)| {
+                format!(r#"{{"sys_id":"{id}","documentkey":"{key}","sys_created_on":"{created}"}}"#)
+            })
+            .collect();
+        Ok(HttpResponse {
+            status: 200,
+            headers: vec![("x-total-count".into(), matches.len().to_string())],
+            body: format!(r#"{{"result":[{}]}}"#, rows.join(",")).into_bytes(),
+        })
+    }
+
+    fn warn(&mut self, message: &str) {
+        self.warnings.push(message.to_string());
+    }
+}
+
+/// Reads a partition to its end with `deletions_since` set; returns the
+/// record keys and the tombstones' keys and times.
+fn read_with_deletions(
+    t: &mut Audited,
+    partition: Partition,
+    since: &str,
+) -> (Vec<String>, Vec<(String, Option<String>)>) {
+    let (mut keys, mut deleted, mut cursor) = (Vec::new(), Vec::new(), None);
+    for _ in 0..1000 {
+        let mut req = request("devices", partition, cursor, None, 3);
+        req.deletions_since = Some(since.into());
+        let page = read(&settings(), &req, t).unwrap();
+        for r in &page.records {
+            let v: serde_json::Value = serde_json::from_str(r).unwrap();
+            keys.push(v["sysId"].as_str().unwrap().to_string());
+        }
+        deleted.extend(page.deleted.into_iter().map(|d| (d.key, d.deleted_at)));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return (keys, deleted),
+        }
+    }
+    panic!("runaway paging");
+}
+
+#[test]
+fn deletions_since_the_last_read_follow_the_rows_of_each_partition() {
+    let audit: Vec<(String, String, String)> = (0..8u32)
+        .map(|i| {
+            (
+                format!("{i:02}"),
+                format!("{:x}{:031x}", i * 2, 0),
+                format!("2026-11-2{} 10:00:00", i % 3 + 5),
+            )
+        })
+        .collect();
+    let mut t = Audited {
+        table: TableServer::new(7),
+        audit,
+        audit_readable: true,
+        warnings: vec![],
+    };
+    let mut all = Vec::new();
+    for index in 0..2 {
+        let (keys, deleted) =
+            read_with_deletions(&mut t, Partition { index, count: 2 }, "2026-11-26 00:00:00");
+        assert!(!keys.is_empty());
+        all.extend(deleted);
+    }
+    // Entries before `since` are left out; each tombstone comes from exactly
+    // one partition; times become RFC 3339.
+    let expected: Vec<(String, Option<String>)> = (0..8u32)
+        .filter(|i| i % 3 + 5 >= 6)
+        .map(|i| {
+            (
+                format!("{:x}{:031x}", i * 2, 0),
+                Some(format!("2026-11-2{}T10:00:00Z", i % 3 + 5)),
+            )
+        })
+        .collect();
+    all.sort();
+    assert_eq!(all, expected);
+    let audit_query = t
+        .table
+        .requests
+        .iter()
+        .find(|r| r.contains("sys_audit_delete"))
+        .unwrap();
+    assert!(
+        audit_query.contains("tablenameSTARTSWITHcmdb_ci"),
+        "{audit_query}"
+    );
+    assert!(t.warnings.is_empty());
+}
+
+#[test]
+fn an_unreadable_audit_warns_and_ends_the_read() {
+    let mut t = Audited {
+        table: TableServer::new(5),
+        audit: vec![],
+        audit_readable: false,
+        warnings: vec![],
+    };
+    let (keys, deleted) = read_with_deletions(&mut t, WHOLE, "2026-11-26 00:00:00");
+    assert_eq!((keys.len(), deleted.len()), (5, 0));
+    assert_eq!(t.warnings.len(), 1);
+    assert!(t.warnings[0].contains("Grant read access to `sys_audit_delete`"));
+    // Without a previous complete read there is nothing to look up.
+    let requests_before = t.table.requests.len();
+    let (keys, _) = read_all(&mut t.table, "devices", WHOLE, 10).unwrap();
+    assert_eq!(keys.len(), 5);
+    assert!(t.table.requests[requests_before..]
+        .iter()
+        .all(|r| !r.contains("sys_audit_delete")));
+}
+
+#[test]
+fn active_within_days_fixes_one_window_for_the_whole_read() {
+    let settings = vec![
+        (
+            "instance".to_string(),
+            "contoso.service-now.com".to_string(),
+        ),
+        ("active_within_days".to_string(), "30".to_string()),
+    ];
+    let mut s = TableServer::new(5);
+    // 2026-11-27 01:40:33 UTC.
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_743_633);
+    let first = read_at(
+        &settings,
+        &request("devices", WHOLE, None, None, 2),
+        &mut s,
+        now,
+    )
+    .unwrap();
+    assert_eq!(first.window_start.as_deref(), Some("2026-10-28T00:00:00Z"));
+    assert!(s.requests[0].contains("sys_updated_on%3E%3D2026-10-28%2000%3A00%3A00"));
+    // A later page keeps the window even when the clock has moved on.
+    let later = now + std::time::Duration::from_secs(3 * 86_400);
+    let next = read_at(
+        &settings,
+        &request("devices", WHOLE, first.next_cursor, None, 2),
+        &mut s,
+        later,
+    )
+    .unwrap();
+    assert_eq!(next.window_start, first.window_start);
+    assert!(s.requests[1].contains("2026-10-28%2000%3A00%3A00"));
+    // Other streams have no retention window.
+    let adapters = read_at(
+        &settings,
+        &request("network_adapters", WHOLE, None, None, 2),
+        &mut s,
+        now,
+    )
+    .unwrap();
+    assert_eq!(adapters.window_start, None);
 }

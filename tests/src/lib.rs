@@ -213,7 +213,24 @@ impl Fixture {
         if nested {
             args.push("--nested");
         }
-        self.cli(&args)
+        self.export_with(&args)
+    }
+
+    /// `export --include-deleted` (flat) parsed into JSON values.
+    pub fn export_including_deleted(&self, config: &std::path::Path, stream: &str) -> Vec<Value> {
+        let config = config.to_str().unwrap();
+        self.export_with(&[
+            "export",
+            "--config",
+            config,
+            "--stream",
+            stream,
+            "--include-deleted",
+        ])
+    }
+
+    fn export_with(&self, args: &[&str]) -> Vec<Value> {
+        self.cli(args)
             .ok()
             .lines()
             .map(|l| serde_json::from_str(l).expect("export lines are JSON"))

@@ -8,6 +8,7 @@ mod e2e {
     pub mod auth;
     pub mod cli;
     pub mod faults;
+    pub mod lifecycle;
     pub mod network;
     pub mod sandbox;
     pub mod sync;

@@ -267,7 +267,7 @@ fn a_sync_while_data_changes_then_incremental_and_full_syncs_end_at_the_final_st
 
 #[test]
 fn the_second_sync_reads_only_what_changed_since_the_first() {
-    let f = Fixture::start(400);
+    let f = Fixture::start(1000);
     let config = f.config(&ConfigSpec {
         sync: vec!["page_size = 50".into()],
         ..Default::default()
@@ -290,11 +290,22 @@ fn the_second_sync_reads_only_what_changed_since_the_first() {
     let out = f.sync(&config).ok();
     assert_eq!(out.matches("incremental").count(), 3, "{out}");
     let incremental = f.state().requests()[full_requests..].to_vec();
+    // Each stream's rows changed since the watermark, then its deletions
+    // audited since then (refused here: the user has only cmdb_read).
+    let (audit, rows): (Vec<_>, Vec<_>) = incremental
+        .iter()
+        .partition(|r| r.path.ends_with("/sys_audit_delete"));
     assert!(
-        incremental
-            .iter()
+        rows.iter()
             .all(|r| r.query.contains("sys_updated_on%3E%3D")),
-        "{incremental:?}"
+        "{rows:?}"
+    );
+    assert!(
+        audit.len() == 3
+            && audit
+                .iter()
+                .all(|r| r.query.contains("sys_created_on%3E%3D")),
+        "{audit:?}"
     );
     assert!(
         incremental.len() * 5 < full_requests,

@@ -140,6 +140,7 @@ impl Guest for Probe {
                 json_schema: "{\"type\":\"object\"}".into(),
                 supports_incremental: false,
                 references: vec![],
+                updated_field: None,
             }],
         }
     }
@@ -232,6 +233,8 @@ impl Guest for Probe {
         };
         Ok(Page {
             records: vec![record],
+            deleted: vec![],
+            window_start: None,
             next_cursor: None,
             watermark: None,
             counters: PageCounters {
