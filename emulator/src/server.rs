@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use percent_encoding::percent_decode_str;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 /// What the emulator saw of one request (for tests' assertions).
@@ -48,6 +48,8 @@ pub struct State {
     pub hidden: RwLock<HashMap<String, HashSet<String>>>,
     /// Every request received, in order.
     pub log: Mutex<Vec<RequestRecord>>,
+    /// Notified whenever a request is added to `log`.
+    logged: Condvar,
     /// Every change the mutator made, in order.
     mutations: Mutex<Vec<crate::mutator::Mutation>>,
     /// Whether the background mutator may change data.
@@ -82,6 +84,7 @@ impl State {
             semaphore: ApiSemaphore::new(None, 0),
             hidden: RwLock::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
+            logged: Condvar::new(),
             mutations: Mutex::new(Vec::new()),
             mutating: AtomicBool::new(true),
             latency,
@@ -93,6 +96,23 @@ impl State {
     /// Requests received so far.
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.log).clone()
+    }
+
+    /// Number of requests received so far.
+    pub fn request_count(&self) -> usize {
+        lock(&self.log).len()
+    }
+
+    /// Blocks until `n` requests have been answered (their response built,
+    /// not necessarily delivered) or `timeout` has passed; returns the count
+    /// then. Lets a test act at an exact point of a client's progress.
+    pub fn wait_for_requests(&self, n: usize, timeout: Duration) -> usize {
+        let guard = lock(&self.log);
+        let (guard, _) = self
+            .logged
+            .wait_timeout_while(guard, timeout, |log| log.len() < n)
+            .unwrap_or_else(|p| p.into_inner());
+        guard.len()
     }
 
     /// Changes made to the data so far, in order.
@@ -312,6 +332,7 @@ pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
         had_authorization,
         status: response.status().as_u16(),
     });
+    state.logged.notify_all();
     response
 }
 

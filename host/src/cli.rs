@@ -115,11 +115,16 @@ pub enum Command {
     },
 }
 
+/// Exit status of a sync that stopped for a reason that passes by itself
+/// (rate limits, unavailability, a stop signal): `EX_TEMPFAIL` from sysexits.h.
+pub const EXIT_TEMPORARY_FAILURE: u8 = 75;
+
 /// A failure with the exit status it deserves.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct Failure {
-    /// 2 for configuration problems, 1 for everything else.
+    /// 2 for configuration problems, 75 for an incomplete sync that the next
+    /// run may complete by itself, 1 for everything else.
     pub exit_code: u8,
     /// One paragraph for the operator.
     pub message: String,
@@ -607,10 +612,19 @@ pub async fn sync(
                 )
             })
             .collect();
-        bail!(
-            "the sync did not complete; committed pages are kept and the next sync resumes after them. {}",
-            failed.join(" | ")
-        );
+        // Schedulers can tell "try again later" (EX_TEMPFAIL) from "needs a fix".
+        let exit_code = match report.health().state {
+            crate::store::HealthState::TemporaryFailure => EXIT_TEMPORARY_FAILURE,
+            _ => 1,
+        };
+        return Err(Failure {
+            exit_code,
+            message: format!(
+                "the sync did not complete; committed pages are kept and the next sync resumes after them. {}",
+                failed.join(" | ")
+            ),
+        }
+        .into());
     }
     Ok(report)
 }
@@ -772,4 +786,30 @@ async fn export(
         .map_err(|e| config_failure(format!("{e:#}")))?;
     buffered.flush()?;
     Ok(())
+}
+
+/// The whole `connector-host` process: parses the process's arguments, logs
+/// to stderr (level from `CONNECTOR_HOST_LOG`, default `warn`), runs the
+/// command with the process environment and maps errors to exit codes, the
+/// error printed as one line on stderr.
+pub fn main() -> std::process::ExitCode {
+    let cli = <Cli as clap::Parser>::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONNECTOR_HOST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(cli, &crate::secrets::ProcessEnvironment, &mut out) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e.downcast_ref::<Failure>().map_or(1, |f| f.exit_code);
+            // One paragraph: the cause chain joined on one line.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::from(code)
+        }
+    }
 }

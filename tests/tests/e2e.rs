@@ -10,6 +10,7 @@ mod e2e {
     pub mod faults;
     pub mod lifecycle;
     pub mod network;
+    pub mod process;
     pub mod sandbox;
     pub mod sync;
 }

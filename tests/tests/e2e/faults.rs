@@ -133,7 +133,8 @@ fn persistent_failure_stops_with_the_reason_and_the_next_sync_resumes() {
             .after(2),
     );
     let (code, message) = f.sync(&config).err();
-    assert_eq!(code, 1);
+    // A temporary failure: EX_TEMPFAIL, so that a scheduler tries again later.
+    assert_eq!(code, 75);
     assert!(
         message.contains("devices")
             && message.contains("gave up after 3 attempts")

@@ -1,0 +1,223 @@
+//! The real `connector-host` process, stopped by real signals: SIGKILL at
+//! random points of a large sync, and SIGTERM's clean stop.
+
+use connector_e2e::{expected_records, ConfigSpec, Fixture};
+use servicenow_emulator::data::Rng;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const STREAMS: [&str; 3] = ["devices", "network_adapters", "business_applications"];
+
+/// Longest a sync may take to reach the next kill point (a hang fails the test).
+const PATIENCE: Duration = Duration::from_secs(600);
+
+/// Starts `connector-host sync` as a child process.
+fn spawn_sync(f: &Fixture, config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_e2e-host"))
+        .args(["sync", "--config", config.to_str().unwrap()])
+        .envs(&f.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the host binary starts")
+}
+
+/// Waits for the child; panics with its output unless it succeeded.
+fn finish(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn remove_database(f: &Fixture) {
+    for suffix in ["", "-wal", "-shm"] {
+        let path = f.dir.path().join(format!("inventory.db{suffix}"));
+        if path.exists() {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+}
+
+/// The emulator's keys of a stream, sorted.
+fn sorted_keys(f: &Fixture, stream: &str) -> Vec<String> {
+    let mut keys: Vec<String> = expected_records(f.state(), stream)
+        .iter()
+        .map(|r| r["sysId"].as_str().unwrap().to_string())
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// After a kill, each stream holds exactly the source's records up to its
+/// committed cursor (all of them once its full read is done): nothing lost
+/// before the cursor, nothing beyond it.
+fn assert_committed_prefixes(f: &Fixture, truth: &[Vec<String>], kill: usize) {
+    let db = rusqlite::Connection::open(f.dir.path().join("inventory.db")).unwrap();
+    for (stream, keys) in STREAMS.iter().zip(truth) {
+        // A stream whose full read completed in an earlier run is read
+        // incrementally by the later ones: it holds everything.
+        let state: Option<(Option<String>, bool)> = db
+            .query_row(
+                "SELECT p.cursor, p.done OR s.read_mode = 'incremental'
+                 FROM partitions p JOIN streams s USING (connection, stream) WHERE stream = ?1",
+                [stream],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        let stored: Vec<String> = db
+            .prepare("SELECT key FROM records WHERE stream = ?1 ORDER BY key")
+            .unwrap()
+            .query_map([stream], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected: &[String] = match state {
+            Some((_, true)) => keys,
+            Some((Some(cursor), false)) => {
+                let cursor: serde_json::Value = serde_json::from_str(&cursor).unwrap();
+                match cursor["after"].as_str() {
+                    Some(after) => &keys[..keys.partition_point(|k| k.as_str() <= after)],
+                    None => &[],
+                }
+            }
+            Some((None, false)) | None => &[],
+        };
+        assert!(
+            stored == expected,
+            "kill {kill}, {stream}: {} stored, {} expected before the cursor",
+            stored.len(),
+            expected.len()
+        );
+    }
+}
+
+/// `PRAGMA integrity_check` and the number of stored records.
+fn inspect(f: &Fixture) -> (String, i64) {
+    let db = rusqlite::Connection::open(f.dir.path().join("inventory.db")).unwrap();
+    let integrity: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    let records: i64 = db
+        .query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))
+        .unwrap();
+    (integrity, records)
+}
+
+#[test]
+fn sigkill_at_20_random_points_then_resume_ends_with_the_emulators_data_and_few_extra_requests() {
+    let f = Fixture::start(100_000);
+    // Concurrency 3 = one page in flight per stream; 250-row pages.
+    let config = f.config(&ConfigSpec {
+        sync: vec!["page_size = 250".into(), "concurrency = 3".into()],
+        ..Default::default()
+    });
+    // The yardstick: one uninterrupted sync of the same data.
+    finish(spawn_sync(&f, &config));
+    let uninterrupted = f.state().request_count();
+    assert!(uninterrupted > 1000, "{uninterrupted} requests");
+    remove_database(&f);
+
+    let truth: Vec<Vec<String>> = STREAMS.iter().map(|s| sorted_keys(&f, s)).collect();
+    let mut rng = Rng::new(2026);
+    let mut kills = 0;
+    let series_start = f.state().request_count();
+    loop {
+        let started_at = f.state().request_count();
+        let mut child = spawn_sync(&f, &config);
+        if kills == 20 {
+            finish(child);
+            break;
+        }
+        // Kill once this run has had a random number of requests answered:
+        // on average a fortieth of the sync, so all 20 kills land inside it.
+        let point = started_at + 1 + rng.below((uninterrupted / 20) as u64) as usize;
+        let reached = f.state().wait_for_requests(point, PATIENCE);
+        assert!(
+            reached >= point,
+            "run {kills} stalled at {reached} of {point} requests"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sync finished before kill {kills}"
+        );
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        kills += 1;
+        let (integrity, _) = inspect(&f);
+        assert_eq!(integrity, "ok", "after kill {kills}");
+        assert_committed_prefixes(&f, &truth, kills);
+    }
+    let total = f.state().request_count() - series_start;
+    // Every record once, exactly as the emulator has it.
+    for stream in STREAMS {
+        let got = f.export(&config, stream, false);
+        let want = expected_records(f.state(), stream);
+        assert_eq!(got.len(), want.len(), "{stream}: record count");
+        assert!(got == want, "{stream}: records differ");
+    }
+    // A kill loses the pages in flight (one per stream, and whatever the
+    // process sent before the signal landed); the whole series stays within
+    // 110% of the uninterrupted sync.
+    let extra = total.saturating_sub(uninterrupted);
+    assert!(
+        total * 100 <= uninterrupted * 110,
+        "{total} requests against {uninterrupted} uninterrupted"
+    );
+    eprintln!("20 kills: {total} requests against {uninterrupted} uninterrupted ({extra} extra)");
+}
+
+#[test]
+fn sigterm_finishes_the_pages_in_flight_and_the_next_sync_resumes() {
+    let f = Fixture::start_with(6_000, |c| c.latency = Duration::from_millis(5));
+    let config = f.config(&ConfigSpec {
+        sync: vec!["page_size = 100".into()],
+        ..Default::default()
+    });
+    let child = spawn_sync(&f, &config);
+    assert!(f.state().wait_for_requests(10, PATIENCE) >= 10);
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A stop is a temporary failure: exit code 75 (EX_TEMPFAIL) and a report.
+    assert_eq!(out.status.code(), Some(75), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("incomplete: stopped by a signal"),
+        "{stdout}"
+    );
+    let requests_at_stop = f.state().request_count();
+    let (_, stored) = inspect(&f);
+    assert!(stored > 0);
+
+    // The next sync resumes after the committed pages: it completes and reads
+    // only what the first did not.
+    let out = finish(spawn_sync(&f, &config));
+    assert!(out.contains("(resumed)"), "{out}");
+    let resumed_requests = f.state().request_count() - requests_at_stop;
+    let pages_in_total =
+        6_000 / 100 + expected_records(f.state(), "network_adapters").len() / 100 + 1;
+    assert!(
+        resumed_requests + 10 <= pages_in_total + 3,
+        "{resumed_requests} requests to resume a {pages_in_total}-page sync"
+    );
+    for stream in STREAMS {
+        assert_eq!(
+            f.export(&config, stream, false),
+            expected_records(f.state(), stream),
+            "{stream}"
+        );
+    }
+}
