@@ -160,6 +160,16 @@ fn health(f: &Fixture, config: &std::path::Path) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&out).unwrap()["health"].clone()
 }
 
+fn assert_health(f: &Fixture, config: &std::path::Path, state: &str, kind: &str, hint: &str) {
+    let h = health(f, config);
+    assert_eq!(
+        (h["state"].as_str(), h["errorKind"].as_str()),
+        (Some(state), Some(kind)),
+        "{h}"
+    );
+    assert!(h["message"].as_str().unwrap().contains(hint), "{h}");
+}
+
 #[test]
 fn status_follows_the_health_of_each_run() {
     let f = Fixture::start(20);
@@ -195,6 +205,59 @@ fn status_follows_the_health_of_each_run() {
     );
     assert!(h["message"].as_str().unwrap().contains("credentials"));
 
+    f.sync(&config).ok();
+    assert_eq!(health(&f, &config)["state"], "connected");
+
+    // Every other error kind, each followed by a good run. Rate limits pass
+    // by themselves; a missing role, an unknown table or an unreachable
+    // instance need the operator.
+    f.state().inject(
+        servicenow_emulator::FaultRule::next(servicenow_emulator::Fault::RateLimitedBare, 2)
+            .on_path("cmdb_ci_business_app"),
+    );
+    let (code, _) = f.sync(&config).err();
+    assert_eq!(code, 75);
+    assert_health(&f, &config, "temporary failure", "rate-limited", "429");
+    f.sync(&config).ok();
+    let cases = [
+        (
+            ConfigSpec {
+                auth: Some(format!(
+                    "method = \"basic\"\nusername = \"no_roles\"\npassword_env = \"{PASSWORD_VAR}\""
+                )),
+                ..Default::default()
+            },
+            "forbidden",
+            "cmdb_read",
+        ),
+        (
+            ConfigSpec {
+                settings: vec!["device_table = \"u_no_such_table\"".into()],
+                ..Default::default()
+            },
+            "not-found",
+            "u_no_such_table",
+        ),
+        (
+            ConfigSpec {
+                instance: Some("http://127.0.0.1:9".into()),
+                ..Default::default()
+            },
+            "unreachable",
+            "127.0.0.1:9",
+        ),
+    ];
+    for (spec, kind, hint) in cases {
+        // The same connection name, so that the health is the same record.
+        let broken = f.config(&ConfigSpec {
+            file: "broken.toml".into(),
+            sync: vec!["max_attempts = 2".into(), "retry_base_ms = 1".into()],
+            ..spec
+        });
+        let (code, _) = f.sync(&broken).err();
+        assert_eq!(code, 1, "{kind}");
+        assert_health(&f, &broken, "failed", kind, hint);
+    }
     f.sync(&config).ok();
     assert_eq!(health(&f, &config)["state"], "connected");
     let text = f
