@@ -26,8 +26,6 @@ use crate::store::{
 };
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -267,40 +265,6 @@ fn is_temporary(kind: Option<&str>) -> bool {
         kind,
         Some("temporarily-unavailable" | "rate-limited" | "stopped")
     )
-}
-
-/// A record's key and embedding parent, read without building a JSON tree.
-fn index_record(
-    stream: &StreamInfo,
-    embed_field: Option<&str>,
-    json: &str,
-) -> Result<StoredRecord, String> {
-    let fields: BTreeMap<Cow<'_, str>, &serde_json::value::RawValue> = serde_json::from_str(json)
-        .map_err(|e| {
-        format!(
-            "the component returned a record of `{}` that is not a JSON object ({e})",
-            stream.name
-        )
-    })?;
-    let text = |field: &str| -> Option<String> {
-        fields
-            .get(field)
-            .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok())
-            .map(Cow::into_owned)
-    };
-    let key = text(&stream.key_field)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| {
-            format!(
-                "the component returned a record of `{}` without its key field `{}`",
-                stream.name, stream.key_field
-            )
-        })?;
-    Ok(StoredRecord {
-        key,
-        data: json.to_string(),
-        parent: embed_field.and_then(text),
-    })
 }
 
 fn backoff(options: &SyncOptions, attempt: u32) -> Duration {
@@ -696,8 +660,14 @@ async fn read_partition_pages(
             report.watermark = page.watermark.clone();
         }
         let mut records = Vec::with_capacity(page.records.len());
-        for json in &page.records {
-            match index_record(&task.stream, task.embed_field.as_deref(), json) {
+        for json in page.records {
+            let indexed = StoredRecord::index(
+                &task.stream.name,
+                &task.stream.key_field,
+                task.embed_field.as_deref(),
+                json,
+            );
+            match indexed {
                 Ok(r) => records.push(r),
                 Err(message) => {
                     fail(&mut report, "bad-record".into(), message);
@@ -830,29 +800,5 @@ mod tests {
             decide(&options(), &CallError::Trap("x".into()), 0),
             Next::Stop
         ));
-    }
-
-    #[test]
-    fn records_are_indexed_without_trees() {
-        let stream = StreamInfo {
-            name: "a".into(),
-            description: String::new(),
-            key_field: "sysId".into(),
-            json_schema: "{}".into(),
-            supports_incremental: false,
-            references: vec![],
-            updated_field: None,
-        };
-        let r = index_record(
-            &stream,
-            Some("deviceSysId"),
-            r#"{"sysId":"k\"1","deviceSysId":"d","n":[1]}"#,
-        )
-        .unwrap();
-        assert_eq!((r.key.as_str(), r.parent.as_deref()), ("k\"1", Some("d")));
-        assert!(index_record(&stream, None, r#"{"name":"x"}"#)
-            .unwrap_err()
-            .contains("sysId"));
-        assert!(index_record(&stream, None, "[1]").is_err());
     }
 }

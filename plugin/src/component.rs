@@ -177,6 +177,19 @@ const CONNECT_TIMEOUT_NS: u64 = 30_000_000_000;
 const FIRST_BYTE_TIMEOUT_NS: u64 = 120_000_000_000;
 const BETWEEN_BYTES_TIMEOUT_NS: u64 = 60_000_000_000;
 
+/// Bytes asked for per read of a response body.
+const READ_CHUNK: u64 = 1 << 20;
+/// Largest body buffer allocated up front from `Content-Length`.
+const MAX_PRESIZE: usize = 64 << 20;
+
+/// The `content-length` header, if present and numeric.
+fn headers_content_length(headers: &[(String, String)]) -> Option<usize> {
+    headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.trim().parse().ok())
+}
+
 /// `wasi:http` transport: one blocking GET per call.
 struct WasiTransport;
 
@@ -225,7 +238,7 @@ impl Transport for WasiTransport {
             }
         };
         let status = response.status();
-        let headers = response
+        let headers: Vec<(String, String)> = response
             .headers()
             .entries()
             .into_iter()
@@ -242,9 +255,13 @@ impl Transport for WasiTransport {
         let stream = body_resource
             .stream()
             .map_err(|_| TransportError::Other("response body stream unavailable".into()))?;
-        let mut body = Vec::new();
+        // Sized once from Content-Length (capped: the host caps bodies anyway).
+        let declared = headers_content_length(&headers)
+            .unwrap_or(0)
+            .min(MAX_PRESIZE);
+        let mut body = Vec::with_capacity(declared);
         loop {
-            match stream.blocking_read(1 << 16) {
+            match stream.blocking_read(READ_CHUNK) {
                 Ok(chunk) => body.extend_from_slice(&chunk),
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(e)) => {

@@ -1,0 +1,488 @@
+//! The benchmark harness: whole processes against the emulator, measured
+//! with `/usr/bin/time -v`, repeated, reported as medians.
+//!
+//! For each device count and added latency it runs, against one emulator
+//! (HTTPS with its own CA, started in this process):
+//! - `connector-host sync --full` (the wasm component in the host);
+//! - `native-sync` (the same connector crate compiled natively, same store);
+//! - optionally pysnc, ServiceNow's Python SDK, reading the same three
+//!   tables with its defaults and tuned;
+//! - at 0 ms, an incremental sync after 1% of the devices changed.
+//!
+//! Then the cold start of `connector-host info` with and without the
+//! compiled-component cache. Prints a table and writes it as JSON.
+//! See BENCHMARKS.md for the command and the latest results.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde::Serialize;
+use servicenow_emulator::data::Rng;
+use servicenow_emulator::{DataSpec, Emulator, EmulatorConfig, MutationKind, User};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks the connector against the emulator (see BENCHMARKS.md)")]
+struct Args {
+    /// Device counts (each has ~2 adapters and 1 business app per 40 devices).
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    devices: Vec<usize>,
+    /// Added latency per request, in milliseconds.
+    #[arg(long, value_delimiter = ',', default_value = "0,50")]
+    latency_ms: Vec<u64>,
+    /// Runs per measurement (the table shows medians).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Device counts at which to run pysnc too (it is slow: keep it small).
+    #[arg(long, value_delimiter = ',', default_value = "100000")]
+    pysnc_devices: Vec<usize>,
+    /// The Python interpreter with pysnc installed.
+    #[arg(long, default_value = "target/python-venv/bin/python")]
+    python: PathBuf,
+    /// Directory holding the release `connector-host` and `native-sync`.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "bench/results.json")]
+    out: PathBuf,
+}
+
+const USER: &str = "svc_bench";
+const PASSWORD: &str = "bench password";
+
+/// One whole-process measurement.
+#[derive(Debug, Clone, Serialize)]
+struct Sample {
+    wall_s: f64,
+    cpu_s: f64,
+    max_rss_mib: f64,
+}
+
+/// A measured configuration: medians of its samples.
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    what: String,
+    devices: usize,
+    latency_ms: u64,
+    runs: usize,
+    wall_s: f64,
+    cpu_s: f64,
+    max_rss_mib: f64,
+    records: u64,
+    requests: u64,
+    records_per_s: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs `cmd` under `/usr/bin/time -v`; fails with its stderr unless it succeeded.
+fn timed(cmd: &mut Command) -> Result<(Sample, String)> {
+    let report = tempfile_path("time");
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut wrapped = Command::new("/usr/bin/time");
+    wrapped
+        .arg("-v")
+        .arg("-o")
+        .arg(&report)
+        .arg(&program)
+        .args(&args);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    let started = std::time::Instant::now();
+    let out = wrapped
+        .output()
+        .with_context(|| format!("running {program:?}"))?;
+    // `time` reports wall time in hundredths of a second: measure it here.
+    let wall = started.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "{program:?} failed: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&report)?;
+    let _ = std::fs::remove_file(&report);
+    let field = |name: &str| -> Option<&str> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(str::trim)
+    };
+    let seconds = |name: &str| -> f64 { field(name).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
+    let rss_kib: f64 = field("Maximum resident set size (kbytes):")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    Ok((
+        Sample {
+            wall_s: wall,
+            cpu_s: seconds("User time (seconds):") + seconds("System time (seconds):"),
+            max_rss_mib: rss_kib / 1024.0,
+        },
+        stdout,
+    ))
+}
+
+fn tempfile_path(tag: &str) -> PathBuf {
+    let n: u64 = Rng::new(std::process::id() as u64 ^ now_nanos()).next_u64();
+    std::env::temp_dir().join(format!("bench-{tag}-{n:x}"))
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Everything one emulator configuration needs.
+struct Bench<'a> {
+    args: &'a Args,
+    emulator: Emulator,
+    dir: PathBuf,
+    devices: usize,
+    latency_ms: u64,
+}
+
+impl Bench<'_> {
+    fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn database(&self) -> PathBuf {
+        self.dir.join("bench.db")
+    }
+
+    fn remove_database(&self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.database().display()));
+        }
+    }
+
+    fn config(&self) -> Result<PathBuf> {
+        let path = self.dir.join("bench.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "database = {:?}\n[settings]\ninstance = {:?}\n[network]\ntls_ca_file = {:?}\n[auth]\nmethod = \"basic\"\nusername = {USER:?}\npassword_env = \"BENCH_PASSWORD\"\n",
+                self.database().display().to_string(),
+                self.emulator.base_url(),
+                self.ca_file().display().to_string(),
+            ),
+        )?;
+        Ok(path)
+    }
+
+    fn requests(&self) -> u64 {
+        self.emulator.state().request_count() as u64
+    }
+
+    fn records(&self) -> Result<u64> {
+        let db = rusqlite::Connection::open(self.database())?;
+        Ok(db.query_row(
+            "SELECT COUNT(*) FROM records WHERE deleted_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn row(&self, what: &str, samples: &[Sample], records: u64, requests: u64) -> Row {
+        let wall = median(samples.iter().map(|s| s.wall_s).collect());
+        Row {
+            what: what.into(),
+            devices: self.devices,
+            latency_ms: self.latency_ms,
+            runs: samples.len(),
+            wall_s: wall,
+            cpu_s: median(samples.iter().map(|s| s.cpu_s).collect()),
+            max_rss_mib: median(samples.iter().map(|s| s.max_rss_mib).collect()),
+            records,
+            requests,
+            records_per_s: if wall > 0.0 {
+                records as f64 / wall
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// A full sync with the wasm component, `runs` times from an empty database.
+    fn host_full(&self) -> Result<Row> {
+        let config = self.config()?;
+        let mut samples = Vec::new();
+        let (mut records, mut requests) = (0, 0);
+        for _ in 0..self.args.runs {
+            self.remove_database();
+            let before = self.requests();
+            let (sample, _) = timed(
+                Command::new(self.args.bin_dir.join("connector-host"))
+                    .args(["sync", "--full", "--config"])
+                    .arg(&config)
+                    .env("BENCH_PASSWORD", PASSWORD),
+            )?;
+            requests = self.requests() - before;
+            records = self.records()?;
+            samples.push(sample);
+        }
+        Ok(self.row(
+            "wasm component (connector-host sync)",
+            &samples,
+            records,
+            requests,
+        ))
+    }
+
+    /// The same sync by the connector compiled natively.
+    fn native_full(&self) -> Result<Row> {
+        let mut samples = Vec::new();
+        let (mut records, mut requests) = (0, 0);
+        for _ in 0..self.args.runs {
+            self.remove_database();
+            let before = self.requests();
+            let (sample, _) = timed(
+                Command::new(self.args.bin_dir.join("native-sync"))
+                    .args(["--instance", &self.emulator.base_url(), "--user", USER])
+                    .arg("--ca-file")
+                    .arg(self.ca_file())
+                    .arg("--database")
+                    .arg(self.database())
+                    .env("NATIVE_SYNC_PASSWORD", PASSWORD),
+            )?;
+            requests = self.requests() - before;
+            records = self.records()?;
+            samples.push(sample);
+        }
+        Ok(self.row(
+            "native build (same crate, ureq)",
+            &samples,
+            records,
+            requests,
+        ))
+    }
+
+    /// An incremental sync after 1% of the devices changed (after a full sync).
+    fn host_incremental(&self) -> Result<Row> {
+        let config = self.config()?;
+        let mut samples = Vec::new();
+        let (mut records, mut requests) = (0, 0);
+        let mut rng = Rng::new(42);
+        for _ in 0..self.args.runs {
+            self.remove_database();
+            let sync = || {
+                timed(
+                    Command::new(self.args.bin_dir.join("connector-host"))
+                        .args(["sync", "--config"])
+                        .arg(&config)
+                        .env("BENCH_PASSWORD", PASSWORD),
+                )
+            };
+            sync()?;
+            // Updates carry the emulator's clock, after the stored watermark
+            // (the server's clock at the full sync minus a 60 s lag).
+            for _ in 0..self.devices / 100 {
+                self.emulator.state().mutate(MutationKind::Update, &mut rng);
+            }
+            let before = self.requests();
+            let (sample, _) = sync()?;
+            requests = self.requests() - before;
+            records = self.records()?;
+            samples.push(sample);
+        }
+        Ok(self.row(
+            "incremental, 1% of devices changed",
+            &samples,
+            records,
+            requests,
+        ))
+    }
+
+    /// pysnc reading the three tables (`mode`: `defaults` or `tuned`).
+    fn pysnc(&self, mode: &str) -> Result<Row> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pysnc_read.py");
+        let mut samples = Vec::new();
+        let (mut records, mut requests) = (0, 0);
+        for _ in 0..self.args.runs {
+            let before = self.requests();
+            let (sample, stdout) = timed(
+                Command::new(&self.args.python)
+                    .arg(&script)
+                    .args([&self.emulator.base_url(), USER, mode])
+                    .env("PYSNC_PASSWORD", PASSWORD)
+                    .env("REQUESTS_CA_BUNDLE", self.ca_file()),
+            )?;
+            requests = self.requests() - before;
+            records = stdout
+                .trim()
+                .parse()
+                .context("pysnc_read.py prints a row count")?;
+            samples.push(sample);
+        }
+        Ok(self.row(&format!("pysnc 1.2.1, {mode}"), &samples, records, requests))
+    }
+}
+
+/// `connector-host info` with an empty and with a warm compiled-component cache.
+fn cold_start(args: &Args) -> Result<Vec<Row>> {
+    let cache = tempfile_path("cache");
+    let host = args.bin_dir.join("connector-host");
+    let info = |cache: &Path| {
+        timed(
+            Command::new(&host)
+                .arg("info")
+                .env("CONNECTOR_HOST_CACHE_DIR", cache),
+        )
+    };
+    let mut uncached = Vec::new();
+    let mut cached = Vec::new();
+    for _ in 0..args.runs.max(5) {
+        let _ = std::fs::remove_dir_all(&cache);
+        uncached.push(info(&cache)?.0);
+        cached.push(info(&cache)?.0);
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+    let row = |what: &str, samples: &[Sample]| Row {
+        what: what.into(),
+        devices: 0,
+        latency_ms: 0,
+        runs: samples.len(),
+        wall_s: median(samples.iter().map(|s| s.wall_s).collect()),
+        cpu_s: median(samples.iter().map(|s| s.cpu_s).collect()),
+        max_rss_mib: median(samples.iter().map(|s| s.max_rss_mib).collect()),
+        records: 0,
+        requests: 0,
+        records_per_s: 0.0,
+    };
+    Ok(vec![
+        row("cold start: `info`, empty cache (compiles)", &uncached),
+        row("cold start: `info`, compiled component cached", &cached),
+    ])
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<48} {:>9} {:>7} {:>8} {:>8} {:>9} {:>10} {:>9} {:>11}",
+        "what",
+        "devices",
+        "lat ms",
+        "wall s",
+        "cpu s",
+        "RSS MiB",
+        "records",
+        "requests",
+        "records/s"
+    );
+    for r in rows {
+        println!(
+            "{:<48} {:>9} {:>7} {:>8.2} {:>8.2} {:>9.1} {:>10} {:>9} {:>11.0}",
+            r.what,
+            r.devices,
+            r.latency_ms,
+            r.wall_s,
+            r.cpu_s,
+            r.max_rss_mib,
+            r.records,
+            r.requests,
+            r.records_per_s
+        );
+    }
+}
+
+fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_default();
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            })
+        })
+        .unwrap_or(0);
+    serde_json::json!({
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu": cpu,
+        "memory_gib": (mem_kib as f64 / 1_048_576.0 * 10.0).round() / 10.0,
+    })
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    for bin in ["connector-host", "native-sync"] {
+        let path = args.bin_dir.join(bin);
+        if !path.exists() {
+            bail!(
+                "{} is missing: build it first with `cargo build --release -p connector-host -p bench` (bench/run.sh does)",
+                path.display()
+            );
+        }
+    }
+    let machine = machine();
+    eprintln!("machine: {machine}");
+    let mut rows = Vec::new();
+    for &devices in &args.devices {
+        for &latency_ms in &args.latency_ms {
+            eprintln!("starting the emulator: {devices} devices, {latency_ms} ms latency");
+            let emulator = Emulator::start(EmulatorConfig {
+                data: DataSpec { devices, seed: 1 },
+                users: vec![User::new(USER, PASSWORD, &["cmdb_read"])],
+                latency: Duration::from_millis(latency_ms),
+                tls: true,
+                mutations_per_second: 0.0,
+                ..Default::default()
+            })?;
+            let dir = tempfile_path("run");
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("ca.pem"), emulator.ca_pem().unwrap_or_default())?;
+            let bench = Bench {
+                args: &args,
+                emulator,
+                dir,
+                devices,
+                latency_ms,
+            };
+            let mut measured = vec![bench.host_full()?, bench.native_full()?];
+            if args.pysnc_devices.contains(&devices) {
+                measured.push(bench.pysnc("defaults")?);
+                measured.push(bench.pysnc("tuned")?);
+            }
+            if latency_ms == 0 {
+                measured.push(bench.host_incremental()?);
+            }
+            print_table(&measured);
+            rows.extend(measured);
+            let _ = std::fs::remove_dir_all(&bench.dir);
+        }
+    }
+    rows.extend(cold_start(&args)?);
+    println!();
+    print_table(&rows);
+    std::fs::write(
+        &args.out,
+        serde_json::to_string_pretty(&serde_json::json!({"machine": machine, "rows": rows}))?,
+    )?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
