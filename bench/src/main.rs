@@ -354,6 +354,11 @@ fn cold_start(args: &Args) -> Result<Vec<Row>> {
         uncached.push(info(&cache)?.0);
         cached.push(info(&cache)?.0);
     }
+    // In this process, with the cache warm: loading the compiled component,
+    // then the first and a later instantiation (each with an `info` call).
+    info(&cache)?;
+    std::env::set_var("CONNECTOR_HOST_CACHE_DIR", &cache);
+    let in_process = instantiation_times()?;
     let _ = std::fs::remove_dir_all(&cache);
     let row = |what: &str, samples: &[Sample]| Row {
         what: what.into(),
@@ -367,9 +372,43 @@ fn cold_start(args: &Args) -> Result<Vec<Row>> {
         requests: 0,
         records_per_s: 0.0,
     };
-    Ok(vec![
+    let mut rows = vec![
         row("cold start: `info`, empty cache (compiles)", &uncached),
         row("cold start: `info`, compiled component cached", &cached),
+    ];
+    for (what, seconds) in in_process {
+        let sample = Sample {
+            wall_s: seconds,
+            cpu_s: 0.0,
+            max_rss_mib: 0.0,
+        };
+        rows.push(row(what, &[sample]));
+    }
+    Ok(rows)
+}
+
+/// Seconds to load the cached component into a fresh engine, and to
+/// instantiate it (and call `info`) for the first and the second time.
+fn instantiation_times() -> Result<Vec<(&'static str, f64)>> {
+    use connector_host::runtime::{read_info, Runtime, BUNDLED_COMPONENT};
+    use std::time::Instant;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let runtime = Runtime::shared()?;
+    let component = runtime.load(BUNDLED_COMPONENT)?;
+    let loaded = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    tokio.block_on(read_info(runtime, &component))?;
+    let first = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    tokio.block_on(read_info(runtime, &component))?;
+    let second = started.elapsed().as_secs_f64();
+    Ok(vec![
+        ("in process: engine + cached component loaded", loaded),
+        ("in process: first instantiation + `info` call", first),
+        ("in process: next instantiation + `info` call", second),
     ])
 }
 
@@ -388,7 +427,7 @@ fn print_table(rows: &[Row]) {
     );
     for r in rows {
         println!(
-            "{:<48} {:>9} {:>7} {:>8.2} {:>8.2} {:>9.1} {:>10} {:>9} {:>11.0}",
+            "{:<48} {:>9} {:>7} {:>8.3} {:>8.2} {:>9.1} {:>10} {:>9} {:>11.0}",
             r.what,
             r.devices,
             r.latency_ms,

@@ -157,14 +157,28 @@ impl Query {
 
     /// Whether `row` of `table` matches.
     pub fn matches(&self, table: &Table, row: &Row) -> bool {
-        self.groups.is_empty()
-            || self.groups.iter().any(|group| {
-                group.iter().all(|clause| {
-                    clause
+        self.resolve(table).matches(row)
+    }
+
+    /// The query with its columns looked up in `table` once, to test many rows.
+    pub fn resolve<'q>(&'q self, table: &Table) -> ResolvedQuery<'q> {
+        ResolvedQuery {
+            groups: self
+                .groups
+                .iter()
+                .map(|group| {
+                    group
                         .iter()
-                        .any(|c| c.matches(table.value(row, &c.column)))
+                        .map(|clause| {
+                            clause
+                                .iter()
+                                .map(|c| (ColumnAt::of(table, &c.column), c))
+                                .collect()
+                        })
+                        .collect()
                 })
-            })
+                .collect(),
+        }
     }
 
     /// When the query is nothing but `sys_id` comparisons (one group, no
@@ -214,19 +228,86 @@ impl Query {
     /// The lowest `sys_id` a matching row can have, when every group bounds it
     /// from below: lets keyset reads start with a binary search instead of a scan.
     pub fn sys_id_lower_bound(&self) -> Option<(String, bool)> {
+        self.sys_id_bound(Op::Gt, Op::Ge, |prev, new| prev <= new)
+    }
+
+    /// The highest `sys_id` a matching row can have, when every group bounds
+    /// it from above: lets sys_id-range reads (partitions) stop scanning there.
+    pub fn sys_id_upper_bound(&self) -> Option<(String, bool)> {
+        self.sys_id_bound(Op::Lt, Op::Le, |prev, new| prev >= new)
+    }
+
+    /// A bound on `sys_id` from `strict`/`inclusive` conditions present in
+    /// every group; across groups the loosest (`keep_prev(prev, new)` says
+    /// whether the bound found so far is already looser).
+    fn sys_id_bound(
+        &self,
+        strict: Op,
+        inclusive: Op,
+        keep_prev: fn(&str, &str) -> bool,
+    ) -> Option<(String, bool)> {
         let mut bound: Option<(String, bool)> = None;
         for group in &self.groups {
             let b = group.iter().find_map(|clause| match clause.as_slice() {
-                [c] if c.column == "sys_id" && c.op == Op::Gt => Some((c.value.clone(), false)),
-                [c] if c.column == "sys_id" && c.op == Op::Ge => Some((c.value.clone(), true)),
+                [c] if c.column == "sys_id" && c.op == strict => Some((c.value.clone(), false)),
+                [c] if c.column == "sys_id" && c.op == inclusive => Some((c.value.clone(), true)),
                 _ => None,
             })?;
             bound = Some(match bound {
-                Some(prev) if prev.0 <= b.0 => prev,
+                Some(prev) if keep_prev(&prev.0, &b.0) => prev,
                 _ => b,
             });
         }
         bound
+    }
+}
+
+/// Where a column's value is in a table's rows.
+#[derive(Debug, Clone, Copy)]
+enum ColumnAt {
+    /// The table lacks the column: its value is empty.
+    Missing,
+    /// Index from the start.
+    Start(usize),
+    /// Index from the end (for the columns nearer the end).
+    End(usize),
+}
+
+impl ColumnAt {
+    fn of(table: &Table, column: &str) -> ColumnAt {
+        match table.column(column) {
+            None => ColumnAt::Missing,
+            Some(i) if i * 2 < table.columns.len() => ColumnAt::Start(i),
+            Some(i) => ColumnAt::End(table.columns.len() - 1 - i),
+        }
+    }
+
+    fn value(self, row: &Row) -> &str {
+        match self {
+            ColumnAt::Missing => "",
+            ColumnAt::Start(i) => row.get(i),
+            ColumnAt::End(back) => row.get_from_end(back),
+        }
+    }
+}
+
+/// A [`Query`]'s conditions with their columns located in one table.
+#[derive(Debug, Clone)]
+pub struct ResolvedQuery<'q> {
+    groups: Vec<Vec<Vec<(ColumnAt, &'q Condition)>>>,
+}
+
+impl ResolvedQuery<'_> {
+    /// Whether `row` matches.
+    pub fn matches(&self, row: &Row) -> bool {
+        self.groups.is_empty()
+            || self.groups.iter().any(|group| {
+                group.iter().all(|clause| {
+                    clause
+                        .iter()
+                        .any(|(column, c)| c.matches(column.value(row)))
+                })
+            })
     }
 }
 
@@ -315,5 +396,14 @@ mod tests {
         assert_eq!(r.lower, Some(("b".into(), false)));
         assert_eq!(r.upper, Some(("m".into(), false)));
         assert_eq!(Query::parse("sys_id>a^name=x").sys_id_range(), None);
+        assert_eq!(
+            Query::parse("sys_id>a^sys_id<m^sys_updated_on>=2025").sys_id_upper_bound(),
+            Some(("m".into(), false))
+        );
+        assert_eq!(
+            Query::parse("sys_id<=k^NQsys_id<m").sys_id_upper_bound(),
+            Some(("m".into(), false))
+        );
+        assert_eq!(Query::parse("sys_id<m^NQname=x").sys_id_upper_bound(), None);
     }
 }

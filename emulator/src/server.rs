@@ -686,10 +686,22 @@ impl View<'_> {
                 }),
                 None => 0,
             };
+            let end = match query.sys_id_upper_bound() {
+                Some((bound, inclusive)) => rows.partition_point(|r| {
+                    if inclusive {
+                        r.key() <= bound.as_str()
+                    } else {
+                        r.key() < bound.as_str()
+                    }
+                }),
+                None => rows.len(),
+            }
+            .max(start);
             let mut total = 0;
             let mut window = Vec::with_capacity(limit.min(10_000));
-            for row in &rows[start..] {
-                if self.in_class(row) && query.matches(self.table, row) {
+            let resolved = query.resolve(self.table);
+            for row in &rows[start..end] {
+                if self.in_class(row) && resolved.matches(row) {
                     if total >= offset && window.len() < limit {
                         window.push(row);
                     }
@@ -698,9 +710,10 @@ impl View<'_> {
             }
             return (total, window);
         }
+        let resolved = query.resolve(self.table);
         let mut matches: Vec<&Row> = rows
             .iter()
-            .filter(|r| self.in_class(r) && query.matches(self.table, r))
+            .filter(|r| self.in_class(r) && resolved.matches(r))
             .collect();
         matches.sort_by(|a, b| {
             for (col, desc) in &query.order {

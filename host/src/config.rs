@@ -81,7 +81,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             page_size: 2000,
-            partitions: 1,
+            partitions: 4,
             concurrency: 4,
             max_attempts: 8,
             retry_base_ms: 1000,

@@ -648,7 +648,9 @@ async fn read_partition_pages(
                 },
             }
         };
-        if report.server_total.is_none() {
+        // Only the run's first page counts the rows this run will see (a
+        // component may count again later, from where it then is).
+        if report.pages == 0 {
             report.server_total = page.counters.server_total;
             if let Some(total) = page.counters.server_total {
                 job.progress.expect(&task.stream.name, total);

@@ -217,13 +217,27 @@ impl PartitionRead<'_> {
     }
 
     /// The cursor after a page; `None` when the window was the last.
+    ///
+    /// Only a counted answer ends a read (a page short of the limit may be
+    /// the end or a window thinned by ACLs). Between counts, each window
+    /// takes `limit` rows off the expected remainder; when that says the end
+    /// is near, the next request counts again.
     fn next(&self, cursor: &Cursor, window: Window<'_>) -> Result<Option<Cursor>, ConnectorError> {
-        let window_end = cursor.skip + u64::from(self.limit);
-        let more = match window.total {
-            Some(total) => window_end < total,
-            // Without a count, a non-empty page may have more behind it; an
-            // empty one is taken as the end.
-            None => window.returned > 0,
+        let limit = u64::from(self.limit);
+        let window_end = cursor.skip + limit;
+        let (more, remaining) = if !cursor.wants_count(self.limit) {
+            (true, cursor.remaining.map(|r| r.saturating_sub(limit)))
+        } else {
+            match window.total {
+                Some(total) => (window_end < total, Some(total.saturating_sub(window_end))),
+                // A server that does not count: a non-empty page may have
+                // more behind it; an empty one is taken as the end.
+                None => (window.returned > 0, None),
+            }
+        };
+        let next = Cursor {
+            remaining,
+            ..cursor.clone()
         };
         Ok(if !more {
             None
@@ -232,12 +246,12 @@ impl PartitionRead<'_> {
             Some(Cursor {
                 after: Some(last.to_string()),
                 skip: 0,
-                ..cursor.clone()
+                ..next
             })
         } else {
             Some(Cursor {
                 skip: window_end,
-                ..cursor.clone()
+                ..next
             })
         })
     }
@@ -268,7 +282,7 @@ impl PartitionRead<'_> {
             fields: spec.sysparm_fields(),
             limit: self.limit,
             offset: cursor.skip,
-            count: true,
+            count: cursor.wants_count(self.limit),
         };
         let resp = send(transport, self.settings, &query)?;
         if cursor.watermark.is_none() {
@@ -303,6 +317,7 @@ impl PartitionRead<'_> {
                 after: None,
                 skip: 0,
                 phase: Phase::Deletions,
+                remaining: None,
                 ..cursor.clone()
             }),
             None => None,
@@ -351,7 +366,7 @@ impl PartitionRead<'_> {
             fields: "sys_id,documentkey,sys_created_on".into(),
             limit: self.limit,
             offset: cursor.skip,
-            count: true,
+            count: cursor.wants_count(self.limit),
         };
         let finished = |deleted: Vec<Tombstone>, next: Option<Cursor>| Page {
             records: Vec::new(),

@@ -31,6 +31,19 @@ pub struct Cursor {
     /// What the partition is reading now.
     #[serde(default, skip_serializing_if = "Phase::is_rows")]
     pub phase: Phase,
+    /// Rows expected beyond the position (before ACLs), from the last
+    /// count. `X-Total-Count` costs the server a count of every remaining
+    /// row, so a request asks for it only when this is unknown or says the
+    /// end is within the next window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
+}
+
+impl Cursor {
+    /// Whether the request at this position asks for `X-Total-Count`.
+    pub fn wants_count(&self, limit: u32) -> bool {
+        self.remaining.is_none_or(|r| r <= u64::from(limit))
+    }
 }
 
 /// The two parts of a partition's read.
@@ -140,6 +153,7 @@ mod tests {
             watermark: Some("2024-01-01 00:00:00".into()),
             window_start: Some("2023-10-03 00:00:00".into()),
             phase: Phase::Deletions,
+            remaining: Some(4_000),
         };
         assert_eq!(Cursor::parse(&c.to_json()).unwrap(), c);
         // Cursors written before the deletion phase existed still parse.

@@ -179,6 +179,47 @@ fn reads_every_row_once_in_order() {
 }
 
 #[test]
+fn counts_only_at_the_start_and_where_the_end_is_expected() {
+    let counted = |s: &TableServer| -> Vec<bool> {
+        s.requests
+            .iter()
+            .map(|r| r.contains("sysparm_no_count=false"))
+            .collect()
+    };
+    let mut s = TableServer::new(1000);
+    read_all(&mut s, "devices", WHOLE, 100).unwrap();
+    let mut expected = vec![false; 10];
+    expected[0] = true;
+    expected[9] = true;
+    assert_eq!(counted(&s), expected);
+
+    // Rows deleted behind the reader's back: the estimate runs past the end,
+    // empty windows bring it down, and a counted answer ends the read.
+    let mut s = TableServer::new(1000);
+    let mut cursor = None;
+    let mut keys = 0;
+    for page in 0.. {
+        let p = read(
+            &settings(),
+            &request("devices", WHOLE, cursor, None, 100),
+            &mut s,
+        )
+        .unwrap();
+        keys += p.records.len();
+        if page == 0 {
+            s.rows.truncate(500);
+        }
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+        assert!(page < 20, "runaway paging");
+    }
+    assert_eq!(keys, 500);
+    assert!(*counted(&s).last().unwrap());
+}
+
+#[test]
 fn walks_past_long_acl_gaps() {
     let mut s = TableServer::new(30_000);
     // 12,000 consecutive rows hidden: many pages come back completely empty.

@@ -34,7 +34,7 @@ pub struct ConfigSpec {
     pub file: String,
     /// Lines under `[settings]` besides `instance`.
     pub settings: Vec<String>,
-    /// Lines under `[sync]`.
+    /// Lines under `[sync]` (`partitions = 1` is added unless they set it).
     pub sync: Vec<String>,
     /// The whole `[auth]` section (None: none).
     pub auth: Option<String>,
@@ -144,6 +144,15 @@ impl Fixture {
         for line in &spec.sync {
             text.push_str(line);
             text.push('\n');
+        }
+        // One partition unless a test asks for more: request counts and the
+        // order of faults are then those of one keyset walk per stream.
+        if !spec
+            .sync
+            .iter()
+            .any(|l| l.trim_start().starts_with("partitions"))
+        {
+            text.push_str("partitions = 1\n");
         }
         for (section, lines) in [("limits", &spec.limits), ("network", &spec.network)] {
             if !lines.is_empty() {

@@ -116,7 +116,11 @@ fn sigkill_at_20_random_points_then_resume_ends_with_the_emulators_data_and_few_
     let f = Fixture::start(100_000);
     // Concurrency 3 = one page in flight per stream; 250-row pages.
     let config = f.config(&ConfigSpec {
-        sync: vec!["page_size = 250".into(), "concurrency = 3".into()],
+        sync: vec![
+            "page_size = 250".into(),
+            "partitions = 1".into(),
+            "concurrency = 3".into(),
+        ],
         ..Default::default()
     });
     // The yardstick: one uninterrupted sync of the same data.
@@ -179,7 +183,7 @@ fn sigkill_at_20_random_points_then_resume_ends_with_the_emulators_data_and_few_
 fn sigterm_finishes_the_pages_in_flight_and_the_next_sync_resumes() {
     let f = Fixture::start_with(6_000, |c| c.latency = Duration::from_millis(5));
     let config = f.config(&ConfigSpec {
-        sync: vec!["page_size = 100".into()],
+        sync: vec!["page_size = 100".into(), "partitions = 1".into()],
         ..Default::default()
     });
     let child = spawn_sync(&f, &config);

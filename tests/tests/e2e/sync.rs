@@ -18,7 +18,11 @@ fn assert_exports_match(f: &Fixture, config: &std::path::Path) {
 #[test]
 fn sync_then_export_yields_exactly_the_emulators_records() {
     let f = Fixture::start(300);
-    let config = f.default_config();
+    // The host's default partitioning (4 sys_id ranges per stream).
+    let config = f.config(&ConfigSpec {
+        sync: vec!["partitions = 4".into()],
+        ..Default::default()
+    });
     let out = f.sync(&config).ok();
     assert!(out.contains("devices") && out.contains("complete"), "{out}");
     assert_exports_match(&f, &config);
@@ -167,7 +171,7 @@ fn pages_emptied_by_acls_over_more_than_10000_rows_are_walked_past() {
         .force_reference_links
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let config = f.config(&ConfigSpec {
-        sync: vec!["page_size = 1000".into()],
+        sync: vec!["page_size = 1000".into(), "partitions = 1".into()],
         ..Default::default()
     });
     let report: Value = serde_json::from_str(
@@ -268,8 +272,10 @@ fn a_sync_while_data_changes_then_incremental_and_full_syncs_end_at_the_final_st
 #[test]
 fn the_second_sync_reads_only_what_changed_since_the_first() {
     let f = Fixture::start(10_000);
+    // One partition: an incremental read costs two requests per stream and
+    // partition (rows, deletion audit) however few rows changed.
     let config = f.config(&ConfigSpec {
-        sync: vec!["page_size = 100".into()],
+        sync: vec!["page_size = 100".into(), "partitions = 1".into()],
         ..Default::default()
     });
     f.sync(&config).ok();
