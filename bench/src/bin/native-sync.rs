@@ -1,11 +1,12 @@
 //! The ServiceNow connector's logic compiled natively: the same crate as the
 //! component, with a `ureq` transport instead of `wasi:http`, syncing into the
-//! host's SQLite store the way the host does (one worker per stream, each
-//! page committed with its cursor). The benchmark runs it next to
+//! host's SQLite store the way the host does (the same partitions, as many
+//! requests at a time, each page committed with its cursor). The benchmark runs it next to
 //! `connector-host sync` so that the ratio shows what the sandbox costs.
 //!
 //! `native-sync --instance URL --user NAME --ca-file PEM --database PATH
-//! [--page-size N]`; the password comes from `NATIVE_SYNC_PASSWORD`.
+//! [--page-size N] [--partitions N] [--concurrency N]`; the password comes
+//! from `NATIVE_SYNC_PASSWORD`.
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -30,9 +31,15 @@ struct Args {
     /// SQLite database to write.
     #[arg(long)]
     database: PathBuf,
-    /// Rows per page.
+    /// Rows per page (the host's default).
     #[arg(long, default_value_t = 2000)]
     page_size: u32,
+    /// `sys_id` partitions per stream (the host's default).
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Partitions read at the same time (the host's default request concurrency).
+    #[arg(long, default_value_t = 4)]
+    concurrency: u32,
 }
 
 /// A blocking HTTP transport with Basic authentication.
@@ -105,92 +112,145 @@ fn main() -> Result<()> {
     );
     let agent = agent(args.ca_file.as_ref())?;
     let settings = vec![("instance".to_string(), args.instance.clone())];
-    let info = servicenow_connector::connector::info();
     let store = Arc::new(Mutex::new(Store::open(&args.database)?));
-    let connection = "native";
+    // Every (stream, partition), as the host plans them.
+    let mut tasks = Vec::new();
+    for stream in servicenow_connector::connector::info().streams {
+        let request = StreamRequest {
+            partitions: args.partitions,
+            force_full: true,
+            supports_incremental: true,
+        };
+        let plan = lock(&store).begin_stream(CONNECTION, &stream.name, request)?;
+        for index in 0..args.partitions {
+            tasks.push(Task {
+                stream: stream.clone(),
+                plan: plan.clone(),
+                index,
+            });
+        }
+    }
+    let total = tasks.len();
+    let queue = Arc::new(Mutex::new(tasks));
     let mut workers = Vec::new();
-    for stream in info.streams {
-        let (store, settings) = (store.clone(), settings.clone());
+    for _ in 0..args.concurrency {
+        let (queue, store, settings) = (queue.clone(), store.clone(), settings.clone());
         let mut transport = UreqTransport {
             agent: agent.clone(),
             authorization: authorization.clone(),
         };
-        let page_size = args.page_size;
-        workers.push(std::thread::spawn(move || -> Result<u64> {
-            let embed_field = stream
-                .references
-                .iter()
-                .find(|r| r.embed_as.is_some())
-                .map(|r| r.field.clone());
-            let request = StreamRequest {
-                partitions: 1,
-                force_full: true,
-                supports_incremental: true,
-            };
-            let plan = lock(&store).begin_stream(connection, &stream.name, request)?;
-            let mut cursor = None;
-            let mut records = 0;
+        let (page_size, partitions) = (args.page_size, args.partitions);
+        workers.push(std::thread::spawn(move || -> Result<Vec<Task>> {
+            let mut done = Vec::new();
             loop {
-                let read = ReadRequest {
-                    stream_name: stream.name.clone(),
-                    partition: Partition { index: 0, count: 1 },
-                    cursor: cursor.clone(),
-                    watermark: None,
-                    deletions_since: None,
-                    page_size,
+                let Some(task) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+                    return Ok(done);
                 };
-                let page =
-                    match servicenow_connector::connector::read(&settings, &read, &mut transport) {
-                        Ok(page) => page,
-                        Err(e) => bail!("{}: {e}", stream.name),
-                    };
-                let rows: Vec<StoredRecord> = page
-                    .records
-                    .into_iter()
-                    .map(|json| {
-                        StoredRecord::index(
-                            &stream.name,
-                            &stream.key_field,
-                            embed_field.as_deref(),
-                            json,
-                        )
-                    })
-                    .collect::<Result<_, String>>()
-                    .map_err(anyhow::Error::msg)?;
-                records += rows.len() as u64;
-                lock(&store).commit_page(
-                    connection,
-                    &stream.name,
-                    PageCommit {
-                        generation: plan.generation,
-                        partition: 0,
-                        records: &rows,
-                        tombstones: &[],
-                        next_cursor: page.next_cursor.as_deref(),
-                        watermark: page.watermark.as_deref(),
-                        window_start: page.window_start.as_deref(),
-                    },
+                read_partition(
+                    &task,
+                    partitions,
+                    page_size,
+                    &settings,
+                    &mut transport,
+                    &store,
                 )?;
-                match page.next_cursor {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
+                done.push(task);
             }
-            lock(&store).finish_stream(
-                connection,
-                &stream.name,
-                &plan,
-                stream.updated_field.as_deref(),
-            )?;
-            Ok(records)
         }));
     }
-    let mut total = 0;
+    let mut finished = Vec::with_capacity(total);
     for worker in workers {
-        total += worker.join().expect("a worker panicked")?;
+        finished.extend(worker.join().expect("a worker panicked")?);
     }
-    println!("{total} records");
+    // Each stream completes once all its partitions are in.
+    let mut records = 0;
+    for task in finished.iter().filter(|t| t.index == 0) {
+        lock(&store).finish_stream(
+            CONNECTION,
+            &task.stream.name,
+            &task.plan,
+            task.stream.updated_field.as_deref(),
+        )?;
+    }
+    for (_, live, _) in lock(&store).counts(CONNECTION)? {
+        records += live;
+    }
+    println!("{records} records");
     Ok(())
+}
+
+const CONNECTION: &str = "native";
+
+/// One partition of one stream to read to its end.
+struct Task {
+    stream: servicenow_connector::contract::StreamInfo,
+    plan: connector_host::store::StreamPlan,
+    index: u32,
+}
+
+/// Reads one partition page by page, committing each page with its cursor.
+fn read_partition(
+    task: &Task,
+    partitions: u32,
+    page_size: u32,
+    settings: &[(String, String)],
+    transport: &mut UreqTransport,
+    store: &Mutex<Store>,
+) -> Result<()> {
+    let stream = &task.stream;
+    let embed_field = stream
+        .references
+        .iter()
+        .find(|r| r.embed_as.is_some())
+        .map(|r| r.field.clone());
+    let mut cursor = None;
+    loop {
+        let read = ReadRequest {
+            stream_name: stream.name.clone(),
+            partition: Partition {
+                index: task.index,
+                count: partitions,
+            },
+            cursor: cursor.clone(),
+            watermark: None,
+            deletions_since: None,
+            page_size,
+        };
+        let page = match servicenow_connector::connector::read(settings, &read, transport) {
+            Ok(page) => page,
+            Err(e) => bail!("{}: {e}", stream.name),
+        };
+        let rows: Vec<StoredRecord> = page
+            .records
+            .into_iter()
+            .map(|json| {
+                StoredRecord::index(
+                    &stream.name,
+                    &stream.key_field,
+                    embed_field.as_deref(),
+                    json,
+                )
+            })
+            .collect::<Result<_, String>>()
+            .map_err(anyhow::Error::msg)?;
+        lock(store).commit_page(
+            CONNECTION,
+            &stream.name,
+            PageCommit {
+                generation: task.plan.generation,
+                partition: task.index,
+                records: &rows,
+                tombstones: &[],
+                next_cursor: page.next_cursor.as_deref(),
+                watermark: page.watermark.as_deref(),
+                window_start: page.window_start.as_deref(),
+            },
+        )?;
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(()),
+        }
+    }
 }
 
 fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
