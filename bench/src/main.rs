@@ -37,6 +37,10 @@ struct Args {
     /// Device counts at which to run pysnc too (it is slow: keep it small).
     #[arg(long, value_delimiter = ',', default_value = "100000")]
     pysnc_devices: Vec<usize>,
+    /// Runs per pysnc measurement (default: `--runs`); with its defaults at
+    /// 50 ms one run takes minutes.
+    #[arg(long)]
+    pysnc_runs: Option<usize>,
     /// The Python interpreter with pysnc installed.
     #[arg(long, default_value = "target/python-venv/bin/python")]
     python: PathBuf,
@@ -316,7 +320,7 @@ impl Bench<'_> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pysnc_read.py");
         let mut samples = Vec::new();
         let (mut records, mut requests) = (0, 0);
-        for _ in 0..self.args.runs {
+        for _ in 0..self.args.pysnc_runs.unwrap_or(self.args.runs) {
             let before = self.requests();
             let (sample, stdout) = timed(
                 Command::new(&self.args.python)

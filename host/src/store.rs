@@ -176,8 +176,11 @@ pub struct StreamPlan {
 /// What a sync asks of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamRequest {
-    /// Partitions to read it in.
+    /// Partitions to read it in when reading it fully.
     pub partitions: u32,
+    /// Partitions for an incremental read (which returns only what changed,
+    /// so more partitions mostly add requests).
+    pub incremental_partitions: u32,
     /// Read everything even when an incremental read is possible.
     pub force_full: bool,
     /// Whether the component honours watermarks for this stream.
@@ -375,7 +378,6 @@ impl Store {
         stream: &str,
         request: StreamRequest,
     ) -> rusqlite::Result<StreamPlan> {
-        let partitions = request.partitions;
         let tx = self.conn.transaction()?;
         type Existing = (i64, u32, bool, Option<String>, String, Option<String>);
         let existing: Option<Existing> = tx
@@ -395,6 +397,13 @@ impl Store {
                 },
             )
             .optional()?;
+        let partitions_for = |incremental: bool| {
+            if incremental {
+                request.incremental_partitions
+            } else {
+                request.partitions
+            }
+        };
         let resumable = |mode: &str, read_watermark: &Option<String>| match (mode, read_watermark) {
             ("incremental", Some(w)) => Some(ReadMode::Incremental {
                 watermark: w.clone(),
@@ -403,10 +412,13 @@ impl Store {
             _ => None,
         };
         let resumed = match &existing {
-            Some((generation, count, false, _, mode, read_watermark)) if *count == partitions => {
+            // An interrupted read resumes when it was partitioned as it would be now.
+            Some((generation, count, false, _, mode, read_watermark))
+                if *count == partitions_for(mode == "incremental") =>
+            {
                 let states = partition_states(&tx, connection, stream)?;
                 match resumable(mode, read_watermark) {
-                    Some(mode) if states.len() == partitions as usize => Some(StreamPlan {
+                    Some(mode) if states.len() == *count as usize => Some(StreamPlan {
                         generation: *generation,
                         resumed: true,
                         mode,
@@ -437,6 +449,7 @@ impl Store {
                     ReadMode::Incremental { watermark } => Some(watermark.clone()),
                     ReadMode::Full => None,
                 };
+                let partitions = partitions_for(read_watermark.is_some());
                 tx.execute(
                     "INSERT INTO streams (connection, stream, generation, partitions, complete, read_mode, read_watermark)
                      VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)
@@ -791,6 +804,7 @@ mod tests {
     fn full(partitions: u32) -> StreamRequest {
         StreamRequest {
             partitions,
+            incremental_partitions: partitions,
             force_full: false,
             supports_incremental: true,
         }
@@ -1033,5 +1047,31 @@ mod tests {
             reasons(&s),
             [("gone".to_string(), Some("not-returned".to_string()))]
         );
+    }
+
+    #[test]
+    fn incremental_reads_use_their_own_partitioning() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("db")).unwrap();
+        let request = StreamRequest {
+            incremental_partitions: 1,
+            ..full(4)
+        };
+        let p = s.begin_stream("c", "s", request).unwrap();
+        assert_eq!(p.partitions.len(), 4);
+        for i in 0..4 {
+            s.commit_page("c", "s", page(1, i, &[], None, Some("w1")))
+                .unwrap();
+        }
+        s.finish_stream("c", "s", &p, None).unwrap();
+        let p = s.begin_stream("c", "s", request).unwrap();
+        assert_eq!((p.partitions.len(), p.mode.name()), (1, "incremental"));
+        s.commit_page("c", "s", page(1, 0, &[], Some("cur"), Some("w2")))
+            .unwrap();
+        // Interrupted, it resumes with its one partition.
+        let resumed = s.begin_stream("c", "s", request).unwrap();
+        assert!(resumed.resumed);
+        assert_eq!(resumed.partitions.len(), 1);
+        assert_eq!(resumed.partitions[0].cursor.as_deref(), Some("cur"));
     }
 }

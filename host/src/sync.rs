@@ -314,6 +314,11 @@ fn error_kind(e: &CallError) -> String {
     }
 }
 
+/// Partitions of an incremental read: it returns only what changed since
+/// the last read (typically a few percent), and each partition costs at
+/// least a request of its own.
+const INCREMENTAL_PARTITIONS: u32 = 1;
+
 struct PartitionTask {
     stream: StreamInfo,
     watermark: Option<String>,
@@ -348,6 +353,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
         let partitions = job.options.partitions;
         let request = StreamRequest {
             partitions,
+            incremental_partitions: INCREMENTAL_PARTITIONS,
             force_full: job.options.force_full,
             supports_incremental: stream.supports_incremental,
         };
@@ -379,7 +385,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
                 embed_field: embed_field.clone(),
                 generation: plan.generation,
                 index: p.index,
-                count: partitions,
+                count: plan.partitions.len() as u32,
                 cursor: p.cursor.clone(),
             });
         }

@@ -257,8 +257,14 @@ impl PartitionRead<'_> {
     }
 
     /// Whether this read also reports the deletions audited since the last one.
+    ///
+    /// Partition 0 does, for the whole stream: the audit since the last read
+    /// is small, and one request per stream is enough to learn that the user
+    /// may not read it.
     fn audits_deletions(&self) -> bool {
-        self.settings.deletion_audit && self.request.deletions_since.is_some()
+        self.settings.deletion_audit
+            && self.request.deletions_since.is_some()
+            && self.request.partition.index == 0
     }
 
     /// A page of the stream's own table.
@@ -337,22 +343,15 @@ impl PartitionRead<'_> {
         })
     }
 
-    /// A page of `sys_audit_delete`: this stream's deletions in this
-    /// partition's key range since the last complete read. A user without
-    /// read access to the audit gets a warning and no deletions.
+    /// A page of `sys_audit_delete`: this stream's deletions since the last
+    /// complete read. A user without read access to the audit gets a warning
+    /// and no deletions.
     fn deletions(
         &self,
         cursor: Cursor,
         transport: &mut dyn Transport,
     ) -> Result<Page, ConnectorError> {
         let mut conditions = vec![self.spec.audit_tables.clone()];
-        let (lower, upper) = &self.bounds;
-        if let Some(lower) = lower {
-            conditions.push(format!("documentkey>={lower}"));
-        }
-        if let Some(upper) = upper {
-            conditions.push(format!("documentkey<{upper}"));
-        }
         if let Some(since) = &self.request.deletions_since {
             conditions.push(format!("sys_created_on>={since}"));
         }

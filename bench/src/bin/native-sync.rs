@@ -118,6 +118,7 @@ fn main() -> Result<()> {
     for stream in servicenow_connector::connector::info().streams {
         let request = StreamRequest {
             partitions: args.partitions,
+            incremental_partitions: 1,
             force_full: true,
             supports_incremental: true,
         };
