@@ -178,12 +178,16 @@ impl Bench<'_> {
         }
     }
 
+    /// The host's configuration: its defaults, except a watermark lag of 0
+    /// so that an incremental sync after a fresh full sync reads only this
+    /// round's changes, not also those of the previous round (they happened
+    /// within the default 60 s lag).
     fn config(&self) -> Result<PathBuf> {
         let path = self.dir.join("bench.toml");
         std::fs::write(
             &path,
             format!(
-                "database = {:?}\n[settings]\ninstance = {:?}\n[network]\ntls_ca_file = {:?}\n[auth]\nmethod = \"basic\"\nusername = {USER:?}\npassword_env = \"BENCH_PASSWORD\"\n",
+                "database = {:?}\n[settings]\ninstance = {:?}\nwatermark_lag_seconds = \"0\"\n[network]\ntls_ca_file = {:?}\n[auth]\nmethod = \"basic\"\nusername = {USER:?}\npassword_env = \"BENCH_PASSWORD\"\n",
                 self.database().display().to_string(),
                 self.emulator.base_url(),
                 self.ca_file().display().to_string(),

@@ -201,17 +201,18 @@ struct Window<'c> {
 }
 
 impl PartitionRead<'_> {
-    /// Keyset conditions on `column` for the page after `cursor`.
-    fn key_conditions(&self, cursor: &Cursor, column: &str) -> Vec<String> {
+    /// Keyset conditions on `sys_id` for the page after `cursor`, within
+    /// the partition.
+    fn key_conditions(&self, cursor: &Cursor) -> Vec<String> {
         let (lower, upper) = &self.bounds;
         let mut conditions = Vec::with_capacity(4);
         match (&cursor.after, lower) {
-            (Some(after), _) => conditions.push(format!("{column}>{after}")),
-            (None, Some(lower)) => conditions.push(format!("{column}>={lower}")),
+            (Some(after), _) => conditions.push(format!("sys_id>{after}")),
+            (None, Some(lower)) => conditions.push(format!("sys_id>={lower}")),
             (None, None) => {}
         }
         if let Some(upper) = upper {
-            conditions.push(format!("{column}<{upper}"));
+            conditions.push(format!("sys_id<{upper}"));
         }
         conditions
     }
@@ -274,7 +275,7 @@ impl PartitionRead<'_> {
         transport: &mut dyn Transport,
     ) -> Result<Page, ConnectorError> {
         let spec = self.spec;
-        let mut conditions = self.key_conditions(&cursor, "sys_id");
+        let mut conditions = self.key_conditions(&cursor);
         if let Some(watermark) = &self.request.watermark {
             conditions.push(format!("sys_updated_on>={watermark}"));
         }
