@@ -784,7 +784,7 @@ fn merge_sorted(parts: Vec<Vec<Row>>) -> Vec<Row> {
     let mut all: Vec<Row> = parts.into_iter().flatten().collect();
     // Runs are already sorted; the stable sort merges them in linear-ish time.
     all.sort();
-    all.iter().cloned().collect()
+    all.to_vec()
 }
 
 #[cfg(test)]
