@@ -172,10 +172,18 @@ impl Bench<'_> {
         self.dir.join("bench.db")
     }
 
-    fn remove_database(&self) {
+    /// Removes the database (and its WAL files) so that a sync starts empty.
+    fn remove_database(&self) -> Result<()> {
         for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.database().display()));
+            let path = format!("{}{suffix}", self.database().display());
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {path}"))
+                }
+                _ => {}
+            }
         }
+        Ok(())
     }
 
     /// The host's configuration: its defaults, except a watermark lag of 0
@@ -229,118 +237,119 @@ impl Bench<'_> {
         }
     }
 
-    /// A full sync with the wasm component, `runs` times from an empty database.
-    fn host_full(&self) -> Result<Row> {
-        let config = self.config()?;
+    /// Measures `what` `runs` times: `prepare` (not timed), then the
+    /// command `command` builds, timed; `records` counts what it read, from
+    /// its stdout or the database. Requests and records are the last run's.
+    fn measure(
+        &self,
+        what: &str,
+        runs: usize,
+        mut prepare: impl FnMut() -> Result<()>,
+        command: impl Fn() -> Command,
+        records: impl Fn(&str) -> Result<u64>,
+    ) -> Result<Row> {
         let mut samples = Vec::new();
-        let (mut records, mut requests) = (0, 0);
-        for _ in 0..self.args.runs {
-            self.remove_database();
+        let (mut read, mut requests) = (0, 0);
+        for _ in 0..runs {
+            prepare()?;
             let before = self.requests();
-            let (sample, _) = timed(
-                Command::new(self.args.bin_dir.join("connector-host"))
-                    .args(["sync", "--full", "--config"])
-                    .arg(&config)
-                    .env("BENCH_PASSWORD", PASSWORD),
-            )?;
+            let (sample, stdout) = timed(&mut command())?;
             requests = self.requests() - before;
-            records = self.records()?;
+            read = records(&stdout)?;
             samples.push(sample);
         }
-        Ok(self.row(
+        Ok(self.row(what, &samples, read, requests))
+    }
+
+    /// `connector-host sync` (`--full` when `full`) with the bench configuration.
+    fn host_sync(&self, config: &Path, full: bool) -> Command {
+        let mut cmd = Command::new(self.args.bin_dir.join("connector-host"));
+        cmd.arg("sync");
+        if full {
+            cmd.arg("--full");
+        }
+        cmd.arg("--config")
+            .arg(config)
+            .env("BENCH_PASSWORD", PASSWORD);
+        cmd
+    }
+
+    /// A full sync with the wasm component, from an empty database.
+    fn host_full(&self) -> Result<Row> {
+        let config = self.config()?;
+        self.measure(
             "wasm component (connector-host sync)",
-            &samples,
-            records,
-            requests,
-        ))
+            self.args.runs,
+            || self.remove_database(),
+            || self.host_sync(&config, true),
+            |_| self.records(),
+        )
     }
 
     /// The same sync by the connector compiled natively.
     fn native_full(&self) -> Result<Row> {
-        let mut samples = Vec::new();
-        let (mut records, mut requests) = (0, 0);
-        for _ in 0..self.args.runs {
-            self.remove_database();
-            let before = self.requests();
-            let (sample, _) = timed(
-                Command::new(self.args.bin_dir.join("native-sync"))
-                    .args(["--instance", &self.emulator.base_url(), "--user", USER])
+        self.measure(
+            "native build (same crate, ureq)",
+            self.args.runs,
+            || self.remove_database(),
+            || {
+                let mut cmd = Command::new(self.args.bin_dir.join("native-sync"));
+                cmd.args(["--instance", &self.emulator.base_url(), "--user", USER])
                     .arg("--ca-file")
                     .arg(self.ca_file())
                     .arg("--database")
                     .arg(self.database())
-                    .env("NATIVE_SYNC_PASSWORD", PASSWORD),
-            )?;
-            requests = self.requests() - before;
-            records = self.records()?;
-            samples.push(sample);
-        }
-        Ok(self.row(
-            "native build (same crate, ureq)",
-            &samples,
-            records,
-            requests,
-        ))
+                    .env("NATIVE_SYNC_PASSWORD", PASSWORD);
+                cmd
+            },
+            |_| self.records(),
+        )
     }
 
-    /// An incremental sync after 1% of the devices changed (after a full sync).
+    /// An incremental sync after a fresh full sync and 1% of the devices updated.
     fn host_incremental(&self) -> Result<Row> {
         let config = self.config()?;
-        let mut samples = Vec::new();
-        let (mut records, mut requests) = (0, 0);
         let mut rng = Rng::new(42);
-        for _ in 0..self.args.runs {
-            self.remove_database();
-            let sync = || {
-                timed(
-                    Command::new(self.args.bin_dir.join("connector-host"))
-                        .args(["sync", "--config"])
-                        .arg(&config)
-                        .env("BENCH_PASSWORD", PASSWORD),
-                )
-            };
-            sync()?;
-            // Updates carry the emulator's clock, after the stored watermark
-            // (the server's clock at the full sync minus a 60 s lag).
-            for _ in 0..self.devices / 100 {
-                self.emulator.state().mutate(MutationKind::Update, &mut rng);
-            }
-            let before = self.requests();
-            let (sample, _) = sync()?;
-            requests = self.requests() - before;
-            records = self.records()?;
-            samples.push(sample);
-        }
-        Ok(self.row(
+        self.measure(
             "incremental, 1% of devices changed",
-            &samples,
-            records,
-            requests,
-        ))
+            self.args.runs,
+            || {
+                self.remove_database()?;
+                timed(&mut self.host_sync(&config, false))?;
+                // Updates carry the emulator's clock: at or after the
+                // watermark just stored (the configuration's lag is 0).
+                for _ in 0..self.devices / 100 {
+                    self.emulator.state().mutate(MutationKind::Update, &mut rng);
+                }
+                Ok(())
+            },
+            || self.host_sync(&config, false),
+            |_| self.records(),
+        )
     }
 
     /// pysnc reading the three tables (`mode`: `defaults` or `tuned`).
     fn pysnc(&self, mode: &str) -> Result<Row> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pysnc_read.py");
-        let mut samples = Vec::new();
-        let (mut records, mut requests) = (0, 0);
-        for _ in 0..self.args.pysnc_runs.unwrap_or(self.args.runs) {
-            let before = self.requests();
-            let (sample, stdout) = timed(
-                Command::new(&self.args.python)
-                    .arg(&script)
+        self.measure(
+            &format!("pysnc 1.2.1, {mode}"),
+            self.args.pysnc_runs.unwrap_or(self.args.runs),
+            || Ok(()),
+            || {
+                let mut cmd = Command::new(&self.args.python);
+                cmd.arg(&script)
                     .args([&self.emulator.base_url(), USER, mode])
                     .env("PYSNC_PASSWORD", PASSWORD)
-                    .env("REQUESTS_CA_BUNDLE", self.ca_file()),
-            )?;
-            requests = self.requests() - before;
-            records = stdout
-                .trim()
-                .parse()
-                .context("pysnc_read.py prints a row count")?;
-            samples.push(sample);
-        }
-        Ok(self.row(&format!("pysnc 1.2.1, {mode}"), &samples, records, requests))
+                    .env("REQUESTS_CA_BUNDLE", self.ca_file());
+                cmd
+            },
+            |stdout| {
+                stdout
+                    .trim()
+                    .parse()
+                    .context("pysnc_read.py prints a row count")
+            },
+        )
     }
 }
 
