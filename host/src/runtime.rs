@@ -45,6 +45,9 @@ const MAX_LOG_LINE: usize = 2048;
 /// Guest stderr kept (panic messages).
 const STDERR_CAPACITY: usize = 64 * 1024;
 
+/// The contract version this host implements (the package in `wit/`).
+const CONTRACT_VERSION: &str = "0.2";
+
 /// Import prefixes a connector may use; anything else is refused at load.
 const ALLOWED_IMPORTS: &[&str] = &[
     "exposure:connector/types@0.2",
@@ -349,6 +352,16 @@ fn hex(bytes: &[u8]) -> String {
 fn check_imports(engine: &Engine, component: &Component) -> Result<()> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
+        if let Some(version) = name
+            .strip_prefix("exposure:connector/")
+            .and_then(|rest| rest.split_once('@'))
+            .map(|(_, version)| version)
+            .filter(|_| !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)))
+        {
+            bail!(
+                "the component was built against exposure:connector@{version}, and this host implements exposure:connector@{CONTRACT_VERSION}; rebuild the component against this host's wit/connector.wit"
+            );
+        }
         if !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)) {
             bail!(
                 "the component imports `{name}`, which connectors may not use (allowed: wasi:http outgoing requests, wasi:io, wasi:clocks, wasi:random, wasi:cli stdio/environment/exit, and exposure:connector/log)"

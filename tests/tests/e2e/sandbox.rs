@@ -66,6 +66,23 @@ fn a_guest_sees_no_environment_and_no_arguments() {
 }
 
 #[test]
+fn a_component_built_for_another_contract_version_is_told_so() {
+    let f = Fixture::start(1);
+    let component =
+        wat::parse_str(r#"(component (import "exposure:connector/log@0.1.0" (instance)))"#)
+            .unwrap();
+    let plugin = f.dir.path().join("old.wasm");
+    std::fs::write(&plugin, component).unwrap();
+    let (code, message) = f.cli(&["info", "--plugin", plugin.to_str().unwrap()]).err();
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("built against exposure:connector@0.1.0")
+            && message.contains("implements exposure:connector@0.2"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_component_importing_the_filesystem_is_refused_at_load() {
     let f = Fixture::start(1);
     let component = wat::parse_str(
