@@ -155,11 +155,6 @@ impl Query {
         self
     }
 
-    /// Whether `row` of `table` matches.
-    pub fn matches(&self, table: &Table, row: &Row) -> bool {
-        self.resolve(table).matches(row)
-    }
-
     /// The query with its columns looked up in `table` once, to test many rows.
     pub fn resolve<'q>(&'q self, table: &Table) -> ResolvedQuery<'q> {
         ResolvedQuery {
@@ -383,7 +378,8 @@ mod tests {
         t.upsert(&[("sys_id", "a".into()), ("name", "alpha".into())]);
         t.upsert(&[("sys_id", "b".into()), ("name", "beta".into())]);
         let q = Query::parse("nameLIKEph^bogus=1").restrict_to(&t);
-        let hits: Vec<_> = t.rows.iter().filter(|r| q.matches(&t, r)).collect();
+        let resolved = q.resolve(&t);
+        let hits: Vec<_> = t.rows.iter().filter(|r| resolved.matches(r)).collect();
         assert_eq!(hits.len(), 1);
         assert_eq!(
             Query::parse("sys_id>a^ORDERBYsys_id").sys_id_lower_bound(),

@@ -215,9 +215,9 @@ impl Runtime {
                 .context("the component cannot be linked with the host's interfaces")
         })?;
         let pre = ConnectorPre::new(pre).map_err(|e| {
-            anyhow::Error::from(e).context(
-                "the component does not export exposure:connector/source@0.2 (is it a connector built against this contract?)",
-            )
+            anyhow::Error::from(e).context(format!(
+                "the component does not export exposure:connector/source@{CONTRACT_VERSION} (is it a connector built against this contract?)"
+            ))
         })?;
         let loaded = LoadedComponent {
             pre,

@@ -55,6 +55,7 @@ impl StoredRecord {
             )
         })?;
         let parent = embed_field.and_then(text);
+        // `fields` borrows `json`, which moves into the record below.
         drop(fields);
         Ok(StoredRecord {
             key,
