@@ -98,7 +98,7 @@ fn router(state: Arc<State>) -> axum::Router {
 
 /// Serves `state` over plain HTTP on `listener` until the future is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+    accept_loop(listener, state, None).await
 }
 
 /// Serves `state` over HTTPS on `listener` until the future is dropped.
@@ -107,24 +107,64 @@ pub async fn serve_tls(
     state: Arc<State>,
     config: Arc<rustls::ServerConfig>,
 ) -> std::io::Result<()> {
-    let app = router(state);
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    accept_loop(
+        listener,
+        state,
+        Some(tokio_rustls::TlsAcceptor::from(config)),
+    )
+    .await
+}
+
+/// Accepts connections (counting them in `state`) and serves each with
+/// keep-alive, over TLS when `tls` is given.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<()> {
+    let app = router(state.clone());
     loop {
-        let (stream, _) = listener.accept().await?;
-        let acceptor = acceptor.clone();
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // A connection that failed while queued concerns that client only.
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        state.connection_accepted();
+        let _ = stream.set_nodelay(true);
+        let tls = tls.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            // A failed handshake concerns that client only.
-            let Ok(tls) = acceptor.accept(stream).await else {
-                return;
-            };
             let service = hyper_util::service::TowerToHyperService::new(app);
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
+            let server =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let _ = match tls {
+                // A failed handshake concerns that client only.
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        server
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await
+                    }
+                    Err(_) => return,
+                },
+                None => {
+                    server
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await
+                }
+            };
         });
     }
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 /// An emulator running on its own thread and runtime; stops when dropped.

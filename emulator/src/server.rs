@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use futures::StreamExt as _;
 use percent_encoding::percent_decode_str;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, RwLock};
 use std::time::Duration;
 
@@ -50,6 +50,8 @@ pub struct State {
     pub log: Mutex<Vec<RequestRecord>>,
     /// Notified whenever a request is added to `log`.
     logged: Condvar,
+    /// TCP connections accepted.
+    connections: AtomicUsize,
     /// Every change the mutator made, in order.
     mutations: Mutex<Vec<crate::mutator::Mutation>>,
     /// Whether the background mutator may change data.
@@ -85,12 +87,23 @@ impl State {
             hidden: RwLock::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             logged: Condvar::new(),
+            connections: AtomicUsize::new(0),
             mutations: Mutex::new(Vec::new()),
             mutating: AtomicBool::new(true),
             latency,
             scheme,
             force_reference_links: AtomicBool::new(false),
         }
+    }
+
+    /// TCP connections accepted so far (clients that keep connections alive
+    /// make fewer than requests).
+    pub fn connections_accepted(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn connection_accepted(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests received so far.

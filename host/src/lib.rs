@@ -13,6 +13,7 @@
 //! - [`runtime`]: wasmtime engine, component cache, instances and limits.
 //! - [`egress`]: the outbound HTTP policy every guest request passes through.
 //! - [`sender`]: DNS with an address check, proxy, TLS with extra CAs, time-outs.
+//! - [`pool`]: keep-alive connections reused between requests.
 //! - [`sync`]: the sync engine (partitions, retries, checkpoints).
 //! - [`pacing`]: staying inside rate limits (server headers, budget, shared cool-downs).
 //! - [`store`]: the SQLite database.
@@ -28,6 +29,7 @@ pub mod export;
 pub mod oauth;
 pub mod origin;
 pub mod pacing;
+pub mod pool;
 pub mod progress;
 pub mod runtime;
 pub mod secrets;

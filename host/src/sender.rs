@@ -1,7 +1,8 @@
 //! Sending one HTTP request for the component (and for the host's own OAuth
 //! token requests): DNS resolution with an address check, an optional HTTPS
 //! proxy (CONNECT), TLS with the Mozilla roots plus an optional CA bundle,
-//! and the connect / first-byte / between-bytes time-outs.
+//! and the connect / first-byte / between-bytes time-outs. Connections are
+//! kept alive between requests ([`crate::pool`]).
 //!
 //! Why not `wasmtime_wasi_http::default_send_request`: it connects to
 //! whatever a name resolves to and trusts only the built-in roots. A
@@ -10,6 +11,7 @@
 //! their own CA and proxy.
 
 use crate::origin::Origin;
+use crate::pool::{self, Destination, Pool};
 use bytes::Bytes;
 use http::uri::Scheme;
 use http_body::{Body, Frame, SizeHint};
@@ -41,6 +43,8 @@ pub struct Sender {
     /// The instance is a loopback IP written in the configuration: loopback
     /// addresses are allowed (and no proxy is used).
     loopback: bool,
+    /// Kept-alive connections.
+    pool: Arc<Pool>,
 }
 
 /// Whether an address is on the public internet (not private, loopback,
@@ -124,33 +128,96 @@ impl Sender {
             tls: Arc::new(tls),
             proxy,
             loopback: origin.is_loopback_ip(),
+            pool: Arc::default(),
         })
     }
 
-    /// Sends `request`, applying the time-outs in `options`.
+    /// Sends `request`, applying the time-outs in `options`, on an idle
+    /// keep-alive connection to its destination when there is one.
     pub async fn send(
         &self,
         mut request: http::Request<WasiBody>,
         options: RequestOptions,
     ) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
         let uri = request.uri().clone();
-        let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let tls = uri.scheme() == Some(&Scheme::HTTPS);
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let destination = destination_of(&uri)?;
         let connect_timeout = options.connect_timeout.unwrap_or(Duration::from_secs(60));
-        let stream = tokio::time::timeout(connect_timeout, self.connect(&host, port))
+        let first_byte = options
+            .first_byte_timeout
+            .unwrap_or(Duration::from_secs(60));
+        let between_bytes = options
+            .between_bytes_timeout
+            .unwrap_or(Duration::from_secs(60));
+        // Only the path goes on the request line (the Host header names the server).
+        *request.uri_mut() = http::Uri::builder()
+            .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .build()
+            .map_err(|_| Error::HttpRequestUriInvalid)?;
+        let reused = self.pool.take(&destination);
+        // A request without a body can be sent again on a new connection if
+        // the server closed the idle one just as it was reused.
+        let replay = match reused {
+            Some(_) if request.body().is_end_stream() => Some(head_only_copy(&request)),
+            _ => None,
+        };
+        let (connection, response) = match reused {
+            Some(mut connection) => {
+                let sent = first_response(&mut connection, request, first_byte).await;
+                match (sent, replay) {
+                    (Err(SendFailure::Closed(_)), Some(again)) => {
+                        tracing::debug!(target: "egress", "a kept-alive connection was closed by the server; sending again on a new one");
+                        let mut connection = self.open(&destination, connect_timeout).await?;
+                        let sent = first_response(&mut connection, again, first_byte).await;
+                        (connection, sent.map_err(Error::from)?)
+                    }
+                    (sent, _) => (connection, sent.map_err(Error::from)?),
+                }
+            }
+            None => {
+                let mut connection = self.open(&destination, connect_timeout).await?;
+                let sent = first_response(&mut connection, request, first_byte).await;
+                (connection, sent.map_err(Error::from)?)
+            }
+        };
+        if response
+            .headers()
+            .get(http::header::CONNECTION)
+            .is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(b"close"))
+        {
+            self.pool.recycle(destination, connection);
+        } else {
+            drop(connection);
+        }
+        let response = response.map(|incoming| {
+            TimeoutBody {
+                inner: incoming,
+                timeout: between_bytes,
+                sleep: Box::pin(tokio::time::sleep(between_bytes)),
+            }
+            .boxed_unsync()
+        });
+        // The connection runs on its own task (it outlives this response when
+        // kept alive): nothing is left for the caller to drive.
+        let io: IoFuture = Box::new(async { Ok(()) });
+        Ok((response, io))
+    }
+
+    /// Opens a new connection to `destination` and starts driving it on a
+    /// task of its own.
+    async fn open(
+        &self,
+        destination: &Destination,
+        connect_timeout: Duration,
+    ) -> Result<pool::Connection, Error> {
+        let host = destination.host.as_str();
+        let stream = tokio::time::timeout(connect_timeout, self.connect(host, destination.port))
             .await
             .map_err(|_| Error::ConnectionTimeout)??;
-        let stream: Box<dyn Stream> = if tls {
+        let stream: Box<dyn Stream> = if destination.tls {
             let name = match host.parse::<IpAddr>() {
                 Ok(ip) => ServerName::from(ip),
-                Err(_) => {
-                    ServerName::try_from(host.clone()).map_err(|_| Error::HttpRequestUriInvalid)?
-                }
+                Err(_) => ServerName::try_from(host.to_string())
+                    .map_err(|_| Error::HttpRequestUriInvalid)?,
             };
             let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
             let handshake = tokio::time::timeout(connect_timeout, connector.connect(name, stream))
@@ -160,52 +227,18 @@ impl Sender {
         } else {
             stream
         };
-        let (mut sender, conn) = tokio::time::timeout(
+        let (connection, driver) = tokio::time::timeout(
             connect_timeout,
             hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream)),
         )
         .await
         .map_err(|_| Error::ConnectionTimeout)??;
-        // Only the path goes on the request line (the Host header names the server).
-        *request.uri_mut() = http::Uri::builder()
-            .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
-            .build()
-            .map_err(|_| Error::HttpRequestUriInvalid)?;
-        let first_byte = options
-            .first_byte_timeout
-            .unwrap_or(Duration::from_secs(60));
-        let between_bytes = options
-            .between_bytes_timeout
-            .unwrap_or(Duration::from_secs(60));
-        let mut conn = Box::pin(conn);
-        let response = {
-            let send = sender.send_request(request);
-            tokio::pin!(send);
-            // Drive the connection while waiting for the response head.
-            let wait = async {
-                tokio::select! {
-                    r = &mut send => r.map_err(Error::from),
-                    c = &mut conn => {
-                        c.map_err(Error::from)?;
-                        send.await.map_err(Error::from)
-                    }
-                }
-            };
-            tokio::time::timeout(first_byte, wait)
-                .await
-                .map_err(|_| Error::ConnectionReadTimeout)??
-        };
-        drop(sender);
-        let response = response.map(|incoming| {
-            TimeoutBody {
-                inner: incoming,
-                timeout: between_bytes,
-                sleep: Box::pin(tokio::time::sleep(between_bytes)),
+        tokio::spawn(async move {
+            if let Err(e) = driver.await {
+                tracing::debug!(target: "egress", error = %e, "connection ended with an error");
             }
-            .boxed_unsync()
         });
-        let io: IoFuture = Box::new(async move { conn.await.map_err(Error::from) });
-        Ok((response, io))
+        Ok(connection)
     }
 
     async fn connect(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, Error> {
@@ -296,6 +329,67 @@ fn tls_error(e: std::io::Error) -> Error {
     }
 }
 
+/// The scheme, host and port `uri` points at.
+fn destination_of(uri: &http::Uri) -> Result<Destination, Error> {
+    let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let tls = uri.scheme() == Some(&Scheme::HTTPS);
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    Ok(Destination { tls, host, port })
+}
+
+/// A copy of a request whose body is empty.
+fn head_only_copy(request: &http::Request<WasiBody>) -> http::Request<WasiBody> {
+    let mut copy = http::Request::new(
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
+/// Why no response head arrived.
+enum SendFailure {
+    /// The connection was closed before a response began: on a reused
+    /// connection, the server's keep-alive time-out won the race.
+    Closed(hyper::Error),
+    /// Anything else, as the component sees it.
+    Other(Error),
+}
+
+impl From<SendFailure> for Error {
+    fn from(failure: SendFailure) -> Error {
+        match failure {
+            SendFailure::Closed(e) => Error::from(e),
+            SendFailure::Other(e) => e,
+        }
+    }
+}
+
+/// Sends `request` on `connection` and waits up to `first_byte` for the
+/// response head.
+async fn first_response(
+    connection: &mut pool::Connection,
+    request: http::Request<WasiBody>,
+    first_byte: Duration,
+) -> Result<http::Response<hyper::body::Incoming>, SendFailure> {
+    match tokio::time::timeout(first_byte, connection.send_request(request)).await {
+        Err(_) => Err(SendFailure::Other(Error::ConnectionReadTimeout)),
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) if e.is_canceled() || e.is_incomplete_message() || e.is_closed() => {
+            Err(SendFailure::Closed(e))
+        }
+        Ok(Err(e)) => Err(SendFailure::Other(Error::from(e))),
+    }
+}
+
 /// A response body that fails when no frame arrives within `timeout`.
 struct TimeoutBody {
     inner: hyper::body::Incoming,
@@ -339,6 +433,148 @@ impl Body for TimeoutBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::net::TcpListener;
+
+    /// How the scripted server answers on one connection.
+    #[derive(Clone, Copy)]
+    enum Script {
+        /// Answers every request, keeping the connection alive.
+        KeepAlive,
+        /// Answers every request with `Connection: close`, then closes.
+        Close,
+        /// Answers the first request; at the second, closes without a word
+        /// (the server's keep-alive time-out racing the client's reuse).
+        DropSecond,
+    }
+
+    /// A plain HTTP server on 127.0.0.1 answering with the number of its
+    /// connection and request (`c1 r2`); returns its URL and the count of
+    /// connections it accepted. The first connection follows `first`, later
+    /// ones `KeepAlive`.
+    async fn scripted_server(first: Script) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let number = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                let script = if number == 1 {
+                    first
+                } else {
+                    Script::KeepAlive
+                };
+                tokio::spawn(answer(stream, number, script));
+            }
+        });
+        (url, connections)
+    }
+
+    async fn answer(stream: TcpStream, connection: usize, script: Script) {
+        let mut stream = BufReader::new(stream);
+        for request in 1.. {
+            // Read one request head (GETs without bodies).
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match stream.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if line == "\r\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            if matches!(script, Script::DropSecond) && request == 2 {
+                return;
+            }
+            let body = format!("c{connection} r{request}");
+            let close = matches!(script, Script::Close);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{}\r\n",
+                body.len(),
+                if close { "connection: close\r\n" } else { "" }
+            );
+            let written = stream
+                .get_mut()
+                .write_all(format!("{head}{body}").as_bytes())
+                .await;
+            if written.is_err() || close {
+                return;
+            }
+        }
+    }
+
+    /// GETs `url` through `sender` and reads the whole body.
+    async fn get(sender: &Sender, url: &str) -> Result<String, Error> {
+        let uri: http::Uri = url.parse().unwrap();
+        let request = http::Request::builder()
+            .uri(&uri)
+            .header(http::header::HOST, uri.authority().unwrap().as_str())
+            .body(
+                http_body_util::Empty::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .unwrap();
+        let (response, _io) = sender.send(request, RequestOptions::default()).await?;
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn three_gets(first: Script) -> (Vec<String>, usize) {
+        let (url, connections) = scripted_server(first).await;
+        let sender = Sender::new(&Origin::parse(&url).unwrap(), None, None).unwrap();
+        let mut bodies = Vec::new();
+        for _ in 0..3 {
+            bodies.push(
+                get(&sender, &format!("{url}/api/now/table/x"))
+                    .await
+                    .unwrap(),
+            );
+            // The connection goes back to the pool on a task of its own.
+            for _ in 0..10_000 {
+                if sender.pool.idle_count() > 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(
+                sender.pool.idle_count(),
+                1,
+                "the connection is back in the pool"
+            );
+        }
+        (bodies, connections.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn one_connection_serves_requests_one_after_another() {
+        let (bodies, connections) = three_gets(Script::KeepAlive).await;
+        assert_eq!(bodies, ["c1 r1", "c1 r2", "c1 r3"]);
+        assert_eq!(connections, 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closes_is_not_reused() {
+        let (url, connections) = scripted_server(Script::Close).await;
+        let sender = Sender::new(&Origin::parse(&url).unwrap(), None, None).unwrap();
+        assert_eq!(get(&sender, &url).await.unwrap(), "c1 r1");
+        assert_eq!(
+            sender.pool.idle_count(),
+            0,
+            "`connection: close` is not pooled"
+        );
+        assert_eq!(get(&sender, &url).await.unwrap(), "c2 r1");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_on_a_connection_closed_at_reuse_is_sent_again() {
+        let (bodies, connections) = three_gets(Script::DropSecond).await;
+        assert_eq!(bodies, ["c1 r1", "c2 r1", "c2 r2"]);
+        assert_eq!(connections, 2);
+    }
 
     #[test]
     fn only_public_addresses_are_public() {

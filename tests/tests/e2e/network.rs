@@ -56,10 +56,32 @@ fn through_an_https_proxy() {
     });
     f.sync(&config).ok();
     assert_devices_match(&f, &config);
+    assert!(proxy.tunnels() > 0);
     assert_eq!(
         proxy.tunnels(),
-        f.state().requests().len(),
-        "every request went through the proxy"
+        f.state().connections_accepted(),
+        "every connection went through the proxy"
+    );
+}
+
+#[test]
+fn connections_are_kept_alive_between_requests() {
+    let (f, ca) = tls_fixture();
+    let config = f.config(&ConfigSpec {
+        network: vec![format!("tls_ca_file = {:?}", ca.display().to_string())],
+        sync: vec!["page_size = 10".into()],
+        ..Default::default()
+    });
+    f.sync(&config).ok();
+    assert_devices_match(&f, &config);
+    let requests = f.state().requests().len();
+    let connections = f.state().connections_accepted();
+    // Three streams read side by side, a request at a time each: a handful
+    // of connections serve every page.
+    assert!(requests >= 30, "{requests} requests");
+    assert!(
+        connections * 4 <= requests,
+        "{connections} connections for {requests} requests"
     );
 }
 
