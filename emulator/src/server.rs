@@ -713,8 +713,11 @@ impl View<'_> {
             let mut total = 0;
             let mut window = Vec::with_capacity(limit.min(10_000));
             let resolved = query.resolve(self.table);
+            // The query first: it usually rejects most rows (an incremental
+            // read's `sys_updated_on` bound), and the class test walks the
+            // class hierarchy by name.
             for row in &rows[start..end] {
-                if self.in_class(row) && resolved.matches(row) {
+                if resolved.matches(row) && self.in_class(row) {
                     if total >= offset && window.len() < limit {
                         window.push(row);
                     }
@@ -726,7 +729,7 @@ impl View<'_> {
         let resolved = query.resolve(self.table);
         let mut matches: Vec<&Row> = rows
             .iter()
-            .filter(|r| self.in_class(r) && resolved.matches(r))
+            .filter(|r| resolved.matches(r) && self.in_class(r))
             .collect();
         matches.sort_by(|a, b| {
             for (col, desc) in &query.order {
