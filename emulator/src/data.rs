@@ -109,7 +109,36 @@ pub struct Table {
     /// Columns holding references, with the table they point to.
     pub references: HashMap<String, String>,
     /// Rows sorted by `sys_id`.
-    pub rows: Vec<Row>,
+    rows: Vec<Row>,
+    /// Position of `sys_updated_on` in `columns`, if the table has it.
+    updated_column: Option<usize>,
+    /// Each row's `sys_updated_on` as a [`datetime_key`] (or
+    /// [`UNKNOWN_DATETIME`]), in row order: a column of its own, so that
+    /// `sys_updated_on>=…` (every incremental read) tests 8 bytes per row
+    /// instead of walking each row's text, as a database's index would
+    /// spare it the table scan. Empty when the table lacks the column.
+    updated: Vec<u64>,
+}
+
+/// The [`datetime_key`] of a value that is not a `YYYY-MM-DD hh:mm:ss` date-time.
+pub const UNKNOWN_DATETIME: u64 = u64::MAX;
+
+/// A `YYYY-MM-DD hh:mm:ss` date-time as the number `YYYYMMDDhhmmss`, which
+/// orders as the text does; `None` for anything else.
+pub fn datetime_key(value: &str) -> Option<u64> {
+    let bytes = value.as_bytes();
+    if bytes.len() != 19 {
+        return None;
+    }
+    let mut key = 0u64;
+    for (i, &b) in bytes.iter().enumerate() {
+        match (i, b) {
+            (4 | 7, b'-') | (10, b' ') | (13 | 16, b':') => {}
+            (_, b'0'..=b'9') => key = key * 10 + u64::from(b - b'0'),
+            _ => return None,
+        }
+    }
+    Some(key)
 }
 
 impl Table {
@@ -123,7 +152,54 @@ impl Table {
         Table {
             name: name.into(),
             columns: columns.iter().map(|c| c.to_string()).collect(),
+            updated_column: columns.iter().position(|c| *c == "sys_updated_on"),
             ..Default::default()
+        }
+    }
+
+    /// The rows, sorted by `sys_id`.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// Replaces every row; `rows` must be sorted by `sys_id`.
+    pub fn set_rows(&mut self, rows: Vec<Row>) {
+        debug_assert!(rows.windows(2).all(|w| w[0].key() < w[1].key()));
+        self.updated = match self.updated_column {
+            Some(_) => rows.iter().map(|r| self.updated_key(r)).collect(),
+            None => Vec::new(),
+        };
+        self.rows = rows;
+    }
+
+    /// The `sys_updated_on` of the row at `index`, as a [`datetime_key`]
+    /// ([`UNKNOWN_DATETIME`] when the table lacks the column).
+    pub fn updated_key_at(&self, index: usize) -> u64 {
+        self.updated.get(index).copied().unwrap_or(UNKNOWN_DATETIME)
+    }
+
+    fn updated_key(&self, row: &Row) -> u64 {
+        self.updated_column
+            .and_then(|c| datetime_key(row.get(c)))
+            .unwrap_or(UNKNOWN_DATETIME)
+    }
+
+    /// Puts `row` at its place by `sys_id`, replacing a row with the same one.
+    pub fn put(&mut self, row: Row) {
+        let key = self.updated_key(&row);
+        match self.find(row.key()) {
+            Ok(i) => {
+                self.rows[i] = row;
+                if self.updated_column.is_some() {
+                    self.updated[i] = key;
+                }
+            }
+            Err(i) => {
+                self.rows.insert(i, row);
+                if self.updated_column.is_some() {
+                    self.updated.insert(i, key);
+                }
+            }
         }
     }
 
@@ -156,18 +232,15 @@ impl Table {
                 row[i] = value;
             }
         }
-        let row = Row::new(&row);
-        match self.find(row.key()) {
-            Ok(i) => self.rows[i] = row,
-            Err(i) => self.rows.insert(i, row),
-        }
+        self.put(Row::new(&row));
     }
 
     /// Sets one column of the row with that `sys_id`; false if there is no such row or column.
     pub fn set(&mut self, sys_id: &str, column: &str, value: &str) -> bool {
         match (self.find(sys_id), self.column(column)) {
-            (Ok(i), Some(c)) if c > 0 => {
-                self.rows[i] = self.rows[i].with(c, value);
+            (Ok(_), Some(c)) if c > 0 => {
+                let row = self.get(sys_id).map(|r| r.with(c, value));
+                self.put(row.expect("found above"));
                 true
             }
             _ => false,
@@ -176,7 +249,11 @@ impl Table {
 
     /// Removes the row with that `sys_id`; returns it.
     pub fn remove(&mut self, sys_id: &str) -> Option<Row> {
-        self.find(sys_id).ok().map(|i| self.rows.remove(i))
+        let i = self.find(sys_id).ok()?;
+        if self.updated_column.is_some() {
+            self.updated.remove(i);
+        }
+        Some(self.rows.remove(i))
     }
 
     /// Value of `column` in `row` (empty when the table lacks the column).
@@ -265,7 +342,7 @@ impl Database {
             }
             serde_json::to_writer(&mut *out, name)?;
             out.write_all(b":[")?;
-            for (ri, row) in t.rows.iter().enumerate() {
+            for (ri, row) in t.rows().iter().enumerate() {
                 if ri > 0 {
                     out.write_all(b",")?;
                 }
@@ -661,9 +738,10 @@ pub fn device_rows(seed: u64, i: usize, app_ids: &[String], related: &mut Relate
 pub fn generate(spec: DataSpec) -> Database {
     let app_count = spec.devices.div_ceil(40).max(1);
     let mut apps = Table::new("cmdb_ci_business_app", BUSINESS_APP_COLUMNS);
-    apps.rows = (0..app_count).map(|i| app_row(spec.seed, i)).collect();
-    let app_ids: Vec<String> = apps.rows.iter().map(|r| r.key().to_string()).collect();
-    apps.rows.sort_unstable();
+    let mut app_rows: Vec<Row> = (0..app_count).map(|i| app_row(spec.seed, i)).collect();
+    let app_ids: Vec<String> = app_rows.iter().map(|r| r.key().to_string()).collect();
+    app_rows.sort_unstable();
+    apps.set_rows(app_rows);
 
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -707,18 +785,18 @@ pub fn generate(spec: DataSpec) -> Database {
         .with_reference("u_primary_business_application", "cmdb_ci_business_app")
         .with_reference("u_last_logged_on_user", "sys_user")
         .with_reference("u_most_frequent_user", "sys_user");
-    computers.rows = merge_sorted(device_parts);
+    computers.set_rows(merge_sorted(device_parts));
     let mut adapters =
         Table::new("cmdb_ci_network_adapter", ADAPTER_COLUMNS).with_reference("cmdb_ci", "cmdb_ci");
-    adapters.rows = merge_sorted(adapter_parts);
+    adapters.set_rows(merge_sorted(adapter_parts));
     let mut ip_addresses = Table::new("cmdb_ci_ip_address", IP_ADDRESS_COLUMNS)
         .with_reference("nic", "cmdb_ci_network_adapter");
-    ip_addresses.rows = merge_sorted(ip_parts);
+    ip_addresses.set_rows(merge_sorted(ip_parts));
     let mut relations = Table::new("cmdb_rel_ci", RELATION_COLUMNS)
         .with_reference("parent", "cmdb_ci")
         .with_reference("child", "cmdb_ci")
         .with_reference("type", "cmdb_rel_type");
-    relations.rows = merge_sorted(relation_parts);
+    relations.set_rows(merge_sorted(relation_parts));
     let mut relation_types = Table::new(
         "cmdb_rel_type",
         &["sys_id", "name", "parent_descriptor", "child_descriptor"],
@@ -795,6 +873,36 @@ fn packed(rows: Vec<Row>) -> Vec<Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_updated_column_follows_every_change() {
+        let keys =
+            |t: &Table| -> Vec<u64> { (0..t.rows().len()).map(|i| t.updated_key_at(i)).collect() };
+        let mut t = Table::new("t", &["sys_id", "name", "sys_updated_on"]);
+        t.upsert(&[
+            ("sys_id", "b".into()),
+            ("sys_updated_on", "2024-01-02 00:00:00".into()),
+        ]);
+        t.upsert(&[
+            ("sys_id", "a".into()),
+            ("sys_updated_on", "2024-01-01 10:20:30".into()),
+        ]);
+        t.upsert(&[
+            ("sys_id", "c".into()),
+            ("sys_updated_on", "yesterday".into()),
+        ]);
+        assert_eq!(keys(&t), [20240101102030, 20240102000000, UNKNOWN_DATETIME]);
+        assert!(t.set("a", "sys_updated_on", "2024-03-01 00:00:00"));
+        assert!(t.set("c", "name", "renamed"));
+        assert!(t.remove("b").is_some());
+        assert_eq!(keys(&t), [20240301000000, UNKNOWN_DATETIME]);
+        t.set_rows(vec![Row::new(&["x", "", "2025-12-31 23:59:59"])]);
+        assert_eq!(keys(&t), [20251231235959]);
+        let no_column = Table::new("u", &["sys_id"]);
+        assert_eq!(no_column.updated_key_at(0), UNKNOWN_DATETIME);
+        assert_eq!(datetime_key("2024-01-01T00:00:00"), None);
+        assert_eq!(datetime_key("2024-01-01 00:00:0x"), None);
+    }
 
     #[test]
     fn generation_is_deterministic_and_sorted() {

@@ -52,11 +52,12 @@ fn set_updated(table: &Table, row: &crate::data::Row, at: &str) -> crate::data::
 
 /// The sys_id of a random row, if the table has any.
 fn random_key(table: &Table, rng: &mut Rng) -> Option<String> {
-    if table.rows.is_empty() {
+    let rows = table.rows();
+    if rows.is_empty() {
         return None;
     }
-    let i = rng.below(table.rows.len() as u64) as usize;
-    Some(table.rows[i].key().to_string())
+    let i = rng.below(rows.len() as u64) as usize;
+    Some(rows[i].key().to_string())
 }
 
 impl State {
@@ -69,7 +70,7 @@ impl State {
             match kind {
                 MutationKind::Insert => {
                     let apps: Vec<String> = db.tables["cmdb_ci_business_app"]
-                        .rows
+                        .rows()
                         .iter()
                         .map(|r| r.key().to_string())
                         .collect();
@@ -79,8 +80,8 @@ impl State {
                     let devices = db.tables.get_mut(DEVICES)?;
                     let device = set_updated(devices, &device, &at);
                     let id = device.key().to_string();
-                    if let Err(i) = devices.find(&id) {
-                        devices.rows.insert(i, device);
+                    if devices.find(&id).is_err() {
+                        devices.put(device);
                     }
                     for (table, rows) in [
                         ("cmdb_ci_network_adapter", related.adapters),
@@ -90,8 +91,8 @@ impl State {
                         let t = db.tables.get_mut(table)?;
                         for row in rows {
                             let row = set_updated(t, &row, &at);
-                            if let Err(i) = t.find(row.key()) {
-                                t.rows.insert(i, row);
+                            if t.find(row.key()).is_err() {
+                                t.put(row);
                             }
                         }
                     }
@@ -178,7 +179,7 @@ mod tests {
         let deleted = state.mutate(MutationKind::Delete, &mut rng).unwrap();
         state.with_db(|db| {
             let devices = &db.tables[DEVICES];
-            assert_eq!(devices.rows.len(), 20);
+            assert_eq!(devices.rows().len(), 20);
             assert!(devices.get(&inserted.sys_id).is_some());
             assert_eq!(
                 devices.value(devices.get(&updated.sys_id).unwrap(), "sys_updated_on"),
@@ -186,8 +187,8 @@ mod tests {
             );
             assert!(devices.get(&deleted.sys_id).is_none());
             let audit = &db.tables["sys_audit_delete"];
-            assert_eq!(audit.value(&audit.rows[0], "documentkey"), deleted.sys_id);
-            assert!(devices.rows.windows(2).all(|w| w[0].key() < w[1].key()));
+            assert_eq!(audit.value(&audit.rows()[0], "documentkey"), deleted.sys_id);
+            assert!(devices.rows().windows(2).all(|w| w[0].key() < w[1].key()));
         });
         assert_eq!(state.mutations(), vec![inserted, updated, deleted]);
     }

@@ -5,7 +5,7 @@
 //! condition), `^NQ` (a new OR'ed group), `ORDERBY` and `ORDERBYDESC`.
 //! Conditions on columns the table does not have are ignored, as ServiceNow does.
 
-use crate::data::{Row, Table};
+use crate::data::{datetime_key, Row, Table, UNKNOWN_DATETIME};
 
 /// Comparison operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +220,27 @@ impl Query {
         Some(range)
     }
 
+    /// Bounds on `sys_updated_on` that every matching row meets: in a
+    /// one-group query, the `>`, `>=`, `<` and `<=` clauses of that column
+    /// alone whose operand is a date-time. Lets a scan test the table's
+    /// date-time column ([`Table::updated_key_at`]) before a row's text.
+    pub fn updated_on_bounds(&self) -> Vec<UpdatedBound> {
+        let [group] = self.groups.as_slice() else {
+            return Vec::new();
+        };
+        group
+            .iter()
+            .filter_map(|clause| match clause.as_slice() {
+                [c] if c.column == "sys_updated_on"
+                    && matches!(c.op, Op::Gt | Op::Ge | Op::Lt | Op::Le) =>
+                {
+                    datetime_key(&c.value).map(|key| UpdatedBound { op: c.op, key })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The lowest `sys_id` a matching row can have, when every group bounds it
     /// from below: lets keyset reads start with a binary search instead of a scan.
     pub fn sys_id_lower_bound(&self) -> Option<(String, bool)> {
@@ -254,6 +275,27 @@ impl Query {
             });
         }
         bound
+    }
+}
+
+/// A comparison of `sys_updated_on` with a date-time, on [`datetime_key`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdatedBound {
+    op: Op,
+    key: u64,
+}
+
+impl UpdatedBound {
+    /// Whether a row whose `sys_updated_on` has `key` may match: always when
+    /// its value is not a date-time ([`UNKNOWN_DATETIME`]; the text decides).
+    pub fn admits(&self, key: u64) -> bool {
+        key == UNKNOWN_DATETIME
+            || match self.op {
+                Op::Gt => key > self.key,
+                Op::Ge => key >= self.key,
+                Op::Lt => key < self.key,
+                _ => key <= self.key,
+            }
     }
 }
 
@@ -373,13 +415,71 @@ mod tests {
     }
 
     #[test]
+    fn updated_on_bounds_agree_with_the_text() {
+        let mut t = Table::new("t", &["sys_id", "name", "sys_updated_on"]);
+        for (id, at) in [
+            ("a", "2024-01-01 00:00:00"),
+            ("b", "2024-01-02 00:00:00"),
+            ("c", "2024-01-02 00:00:01"),
+            ("d", "yesterday"),
+            ("e", ""),
+        ] {
+            t.upsert(&[("sys_id", id.into()), ("sys_updated_on", at.into())]);
+        }
+        for text in [
+            "sys_updated_on>=2024-01-02 00:00:00",
+            "sys_updated_on>2024-01-02 00:00:00",
+            "sys_updated_on<2024-01-02 00:00:00",
+            "sys_updated_on<=2024-01-02 00:00:00^sys_updated_on>2024-01-01 00:00:00",
+            "sys_updated_on>=2024",
+        ] {
+            let q = Query::parse(text).restrict_to(&t);
+            let resolved = q.resolve(&t);
+            let bounds = q.updated_on_bounds();
+            let by_text: Vec<&str> = t
+                .rows()
+                .iter()
+                .filter(|r| resolved.matches(r))
+                .map(Row::key)
+                .collect();
+            let by_column: Vec<&str> = t
+                .rows()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bounds.iter().all(|b| b.admits(t.updated_key_at(*i))))
+                .filter(|(_, r)| resolved.matches(r))
+                .map(|(_, r)| r.key())
+                .collect();
+            assert_eq!(by_column, by_text, "{text}");
+        }
+        assert_eq!(Query::parse("sys_updated_on>=2024").updated_on_bounds(), []);
+        assert_eq!(
+            Query::parse("sys_updated_on>=2024-01-01 00:00:00^NQname=x").updated_on_bounds(),
+            []
+        );
+        // Rows the column rules out are not even read.
+        let q = Query::parse("sys_updated_on>2024-01-02 00:00:00");
+        let admitted = (0..t.rows().len())
+            .filter(|i| {
+                q.updated_on_bounds()
+                    .iter()
+                    .all(|b| b.admits(t.updated_key_at(*i)))
+            })
+            .count();
+        assert_eq!(
+            admitted, 3,
+            "c, and d and e whose values are not date-times"
+        );
+    }
+
+    #[test]
     fn evaluates_and_ignores_unknown_columns() {
         let mut t = Table::new("t", &["sys_id", "name"]);
         t.upsert(&[("sys_id", "a".into()), ("name", "alpha".into())]);
         t.upsert(&[("sys_id", "b".into()), ("name", "beta".into())]);
         let q = Query::parse("nameLIKEph^bogus=1").restrict_to(&t);
         let resolved = q.resolve(&t);
-        let hits: Vec<_> = t.rows.iter().filter(|r| resolved.matches(r)).collect();
+        let hits: Vec<_> = t.rows().iter().filter(|r| resolved.matches(r)).collect();
         assert_eq!(hits.len(), 1);
         assert_eq!(
             Query::parse("sys_id>a^ORDERBYsys_id").sys_id_lower_bound(),

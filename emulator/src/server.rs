@@ -636,7 +636,11 @@ impl View<'_> {
             .param("sysparm_offset")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let (total, window) = self.select(&query, offset, limit);
+        // Without X-Total-Count and Link nothing needs the number of
+        // matches: the scan may stop at the end of the window.
+        let count_all =
+            !self.flag("sysparm_no_count") || !self.flag("sysparm_suppress_pagination_header");
+        let (total, window) = self.select(&query, offset, limit, count_all);
         // The limit applies before ACLs: hidden rows leave holes in the page.
         let mut body = String::with_capacity(64 + window.len() * 300);
         body.push_str("{\"result\":[");
@@ -673,13 +677,21 @@ impl View<'_> {
     }
 
     /// Counts the rows matching `query` (before ACLs) and returns the window
-    /// `offset..offset+limit` of them in the query's order.
+    /// `offset..offset+limit` of them in the query's order. Unless
+    /// `count_all`, a sys_id-ordered scan stops once the window is full, and
+    /// the count is only of the rows up to there.
     ///
     /// Keyset reads (sys_id bounds only, sys_id order) are answered by binary
     /// search without touching other rows; other sys_id-ordered queries scan
     /// once without collecting; any other order collects and sorts.
-    fn select(&self, query: &Query, offset: usize, limit: usize) -> (usize, Vec<&Row>) {
-        let rows = &self.table.rows;
+    fn select(
+        &self,
+        query: &Query,
+        offset: usize,
+        limit: usize,
+        count_all: bool,
+    ) -> (usize, Vec<&Row>) {
+        let rows = self.table.rows();
         let by_sys_id = query.order.is_empty() || query.order == [("sys_id".to_string(), false)];
         let whole_table = self.class == self.table.name;
         if by_sys_id {
@@ -713,13 +725,20 @@ impl View<'_> {
             let mut total = 0;
             let mut window = Vec::with_capacity(limit.min(10_000));
             let resolved = query.resolve(self.table);
-            // The query first: it usually rejects most rows (an incremental
-            // read's `sys_updated_on` bound), and the class test walks the
-            // class hierarchy by name.
-            for row in &rows[start..end] {
+            let updated = query.updated_on_bounds();
+            // The date-time column first, then the query: they usually
+            // reject most rows (an incremental read's `sys_updated_on`
+            // bound), and the class test walks the class hierarchy by name.
+            for (index, row) in rows.iter().enumerate().take(end).skip(start) {
+                let key = self.table.updated_key_at(index);
+                if !updated.iter().all(|bound| bound.admits(key)) {
+                    continue;
+                }
                 if resolved.matches(row) && self.in_class(row) {
                     if total >= offset && window.len() < limit {
                         window.push(row);
+                    } else if !count_all && window.len() == limit {
+                        break;
                     }
                     total += 1;
                 }

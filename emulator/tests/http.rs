@@ -216,7 +216,7 @@ fn acl_holes_paging_headers_and_references() {
     let auth = Some(("Authorization", BASIC_SVC));
     let ids: Vec<String> = e.state().with_db(|db| {
         db.tables["cmdb_ci_computer"]
-            .rows
+            .rows()
             .iter()
             .map(|r| r.key().to_string())
             .collect()

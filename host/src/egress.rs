@@ -12,7 +12,7 @@
 use crate::credentials::Credential;
 use crate::origin::Origin;
 use crate::pacing::Pacer;
-use crate::sender::Sender;
+use crate::sender::{bodiless_copy, Sender};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::uri::Scheme;
@@ -191,13 +191,8 @@ impl WasiHttpHooks for EgressPolicy {
                 .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e)))?;
             // A GET refused with 401 under an OAuth token is sent once more
             // with a fresh token (the first may have expired in flight).
-            let retry = (request.method() == http::Method::GET && used.is_some()).then(|| {
-                let mut again = http::Request::new(empty_body());
-                *again.method_mut() = request.method().clone();
-                *again.uri_mut() = request.uri().clone();
-                *again.headers_mut() = request.headers().clone();
-                again
-            });
+            let retry = (request.method() == http::Method::GET && used.is_some())
+                .then(|| bodiless_copy(&request));
             policy.pacer.before_request().await;
             policy.counters.add(|c| &c.requests, 1);
             tracing::debug!(target: "egress", uri = %redact_query(request.uri()), "request");
@@ -247,12 +242,6 @@ impl WasiHttpHooks for EgressPolicy {
             Ok((response, io))
         })
     }
-}
-
-fn empty_body() -> WasiBody {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }
 
 /// Logs only the path of a URI: queries can be long and are not needed to

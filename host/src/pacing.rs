@@ -119,11 +119,18 @@ impl Pacer {
         // A second of margin: the reset is given in whole seconds.
         let remaining = Duration::from_secs(reset.saturating_sub(server_now) + 1);
         let mut s = self.lock();
-        if s.window_reset != Some(reset) {
-            // A new window: this response's request counts in it, and so may
-            // every request still in flight.
-            s.window_reset = Some(reset);
-            s.sent_in_window = s.sent_in_window.min(1 + s.in_flight);
+        match s.window_reset {
+            // A late answer to a request the server counted in an earlier
+            // window: it says nothing of the current one (and taking it for a
+            // new window would forget the requests counted since).
+            Some(current) if reset < current => return,
+            Some(current) if reset == current => {}
+            _ => {
+                // A new window: this response's request counts in it, and so
+                // may every request still in flight.
+                s.window_reset = Some(reset);
+                s.sent_in_window = s.sent_in_window.min(1 + s.in_flight);
+            }
         }
         s.limit = Some(limit);
         s.window_ends = Some(Instant::now() + remaining);
@@ -174,6 +181,22 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(p.waits(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_answer_from_the_previous_window_keeps_the_count() {
+        let p = Pacer::new(None);
+        for _ in 0..3 {
+            p.before_request().await;
+        }
+        // Answers arrive out of order across the server's window boundary.
+        p.observe(&headers(3, 20));
+        p.observe(&headers(3, 1));
+        p.observe(&headers(3, 20));
+        let started = Instant::now();
+        p.before_request().await;
+        assert_eq!(p.waits(), 1, "the three requests of the new window count");
+        assert!(started.elapsed() >= Duration::from_secs(20));
     }
 
     #[tokio::test(start_paused = true)]

@@ -157,7 +157,7 @@ impl Sender {
         // A request without a body can be sent again on a new connection if
         // the server closed the idle one just as it was reused.
         let replay = match reused {
-            Some(_) if request.body().is_end_stream() => Some(head_only_copy(&request)),
+            Some(_) if request.body().is_end_stream() => Some(bodiless_copy(&request)),
             _ => None,
         };
         let (connection, response) = match reused {
@@ -341,13 +341,17 @@ fn destination_of(uri: &http::Uri) -> Result<Destination, Error> {
     Ok(Destination { tls, host, port })
 }
 
-/// A copy of a request whose body is empty.
-fn head_only_copy(request: &http::Request<WasiBody>) -> http::Request<WasiBody> {
-    let mut copy = http::Request::new(
-        http_body_util::Empty::new()
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+/// An empty body.
+pub fn empty_body() -> WasiBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A copy of `request` (method, URI, version, headers) with an empty body:
+/// what is sent again when a request without a body must be repeated.
+pub fn bodiless_copy(request: &http::Request<WasiBody>) -> http::Request<WasiBody> {
+    let mut copy = http::Request::new(empty_body());
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();
@@ -511,11 +515,7 @@ mod tests {
         let request = http::Request::builder()
             .uri(&uri)
             .header(http::header::HOST, uri.authority().unwrap().as_str())
-            .body(
-                http_body_util::Empty::new()
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            )
+            .body(empty_body())
             .unwrap();
         let (response, _io) = sender.send(request, RequestOptions::default()).await?;
         let body = response.into_body().collect().await?.to_bytes();

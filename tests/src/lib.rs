@@ -312,7 +312,7 @@ pub fn expected_records(state: &State, stream: &str) -> Vec<Value> {
         .unwrap_or_default();
     state.with_db(|db| {
         let t = &db.tables[table];
-        t.rows
+        t.rows()
             .iter()
             .filter(|row| !hidden.contains(row.key()))
             .map(|row| {

@@ -58,7 +58,7 @@ fn deletions_say_whether_the_source_deleted_the_record_or_it_stopped_being_retur
     f.sync(&config).ok();
     let deleted = delete_devices(&f, 3, 11);
     let hidden: Vec<String> = f.state().with_db(|db| {
-        db.tables["cmdb_ci_computer"].rows[10..12]
+        db.tables["cmdb_ci_computer"].rows()[10..12]
             .iter()
             .map(|r| r.key().to_string())
             .collect()

@@ -50,8 +50,8 @@ fn a_full_resync_updates_in_place_and_marks_deletions() {
     // Change one device, delete another at the source.
     let (changed, removed) = f.state().with_db_mut(|db| {
         let t = db.tables.get_mut("cmdb_ci_computer").unwrap();
-        let changed = t.rows[0].key().to_string();
-        let removed = t.rows[5].key().to_string();
+        let changed = t.rows()[0].key().to_string();
+        let removed = t.rows()[5].key().to_string();
         assert!(t.set(&changed, "name", "renamed"));
         assert!(t.remove(&removed).is_some());
         (changed, removed)
@@ -160,7 +160,7 @@ fn partitioned_sync_reads_the_same_records() {
 fn pages_emptied_by_acls_over_more_than_10000_rows_are_walked_past() {
     let f = Fixture::start(13_000);
     let hidden: Vec<String> = f.state().with_db(|db| {
-        db.tables["cmdb_ci_computer"].rows[1_000..12_200]
+        db.tables["cmdb_ci_computer"].rows()[1_000..12_200]
             .iter()
             .map(|r| r.key().to_string())
             .collect()
@@ -233,7 +233,7 @@ fn a_sync_while_data_changes_then_incremental_and_full_syncs_end_at_the_final_st
     assert!(out.contains("incremental"), "{out}");
     let now: std::collections::HashSet<String> = f.state().with_db(|db| {
         db.tables["cmdb_ci_computer"]
-            .rows
+            .rows()
             .iter()
             .map(|r| r.key().to_string())
             .collect()
