@@ -179,8 +179,9 @@ impl Table {
     }
 
     fn updated_key(&self, row: &Row) -> u64 {
+        // `sys_updated_on` is a late column: found faster from the row's end.
         self.updated_column
-            .and_then(|c| datetime_key(row.get(c)))
+            .and_then(|c| datetime_key(row.get_from_end(self.columns.len() - 1 - c)))
             .unwrap_or(UNKNOWN_DATETIME)
     }
 
@@ -781,22 +782,35 @@ pub fn generate(spec: DataSpec) -> Database {
         relation_parts.push(r.relations);
     }
 
-    let mut computers = Table::new("cmdb_ci_computer", COMPUTER_COLUMNS)
+    let computers = Table::new("cmdb_ci_computer", COMPUTER_COLUMNS)
         .with_reference("u_primary_business_application", "cmdb_ci_business_app")
         .with_reference("u_last_logged_on_user", "sys_user")
         .with_reference("u_most_frequent_user", "sys_user");
-    computers.set_rows(merge_sorted(device_parts));
-    let mut adapters =
+    let adapters =
         Table::new("cmdb_ci_network_adapter", ADAPTER_COLUMNS).with_reference("cmdb_ci", "cmdb_ci");
-    adapters.set_rows(merge_sorted(adapter_parts));
-    let mut ip_addresses = Table::new("cmdb_ci_ip_address", IP_ADDRESS_COLUMNS)
+    let ip_addresses = Table::new("cmdb_ci_ip_address", IP_ADDRESS_COLUMNS)
         .with_reference("nic", "cmdb_ci_network_adapter");
-    ip_addresses.set_rows(merge_sorted(ip_parts));
-    let mut relations = Table::new("cmdb_rel_ci", RELATION_COLUMNS)
+    let relations = Table::new("cmdb_rel_ci", RELATION_COLUMNS)
         .with_reference("parent", "cmdb_ci")
         .with_reference("child", "cmdb_ci")
         .with_reference("type", "cmdb_rel_type");
-    relations.set_rows(merge_sorted(relation_parts));
+    // The four big tables are merged (and their date-time columns built)
+    // side by side.
+    let [computers, adapters, ip_addresses, relations] = std::thread::scope(|scope| {
+        [
+            (computers, device_parts),
+            (adapters, adapter_parts),
+            (ip_addresses, ip_parts),
+            (relations, relation_parts),
+        ]
+        .map(|(mut table, parts)| {
+            scope.spawn(move || {
+                table.set_rows(merge_sorted(parts));
+                table
+            })
+        })
+        .map(|handle| handle.join().expect("merging thread"))
+    });
     let mut relation_types = Table::new(
         "cmdb_rel_type",
         &["sys_id", "name", "parent_descriptor", "child_descriptor"],
