@@ -153,30 +153,32 @@ impl Sender {
             .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
             .build()
             .map_err(|_| Error::HttpRequestUriInvalid)?;
-        let reused = self.pool.take(&destination);
-        // A request without a body can be sent again on a new connection if
-        // the server closed the idle one just as it was reused.
-        let replay = match reused {
-            Some(_) if request.body().is_end_stream() => Some(bodiless_copy(&request)),
-            _ => None,
-        };
-        let (connection, response) = match reused {
+        let (connection, response) = match self.pool.take(&destination) {
             Some(mut connection) => {
+                // A request without a body can be sent again on a new
+                // connection if the server closed the idle one as it was reused.
+                let replay = request
+                    .body()
+                    .is_end_stream()
+                    .then(|| bodiless_copy(&request));
                 let sent = first_response(&mut connection, request, first_byte).await;
                 match (sent, replay) {
                     (Err(SendFailure::Closed(_)), Some(again)) => {
                         tracing::debug!(target: "egress", "a kept-alive connection was closed by the server; sending again on a new one");
-                        let mut connection = self.open(&destination, connect_timeout).await?;
-                        let sent = first_response(&mut connection, again, first_byte).await;
-                        (connection, sent.map_err(Error::from)?)
+                        self.send_on_new_connection(
+                            &destination,
+                            again,
+                            connect_timeout,
+                            first_byte,
+                        )
+                        .await?
                     }
-                    (sent, _) => (connection, sent.map_err(Error::from)?),
+                    (sent, _) => (connection, sent?),
                 }
             }
             None => {
-                let mut connection = self.open(&destination, connect_timeout).await?;
-                let sent = first_response(&mut connection, request, first_byte).await;
-                (connection, sent.map_err(Error::from)?)
+                self.send_on_new_connection(&destination, request, connect_timeout, first_byte)
+                    .await?
             }
         };
         if response
@@ -200,6 +202,20 @@ impl Sender {
         // kept alive): nothing is left for the caller to drive.
         let io: IoFuture = Box::new(async { Ok(()) });
         Ok((response, io))
+    }
+
+    /// Opens a connection to `destination`, sends `request` on it and waits
+    /// for the response head.
+    async fn send_on_new_connection(
+        &self,
+        destination: &Destination,
+        request: http::Request<WasiBody>,
+        connect_timeout: Duration,
+        first_byte: Duration,
+    ) -> Result<(pool::Connection, http::Response<hyper::body::Incoming>), Error> {
+        let mut connection = self.open(destination, connect_timeout).await?;
+        let response = first_response(&mut connection, request, first_byte).await?;
+        Ok((connection, response))
     }
 
     /// Opens a new connection to `destination` and starts driving it on a
