@@ -238,10 +238,10 @@ impl Table {
 
     /// Sets one column of the row with that `sys_id`; false if there is no such row or column.
     pub fn set(&mut self, sys_id: &str, column: &str, value: &str) -> bool {
-        match (self.find(sys_id), self.column(column)) {
-            (Ok(_), Some(c)) if c > 0 => {
-                let row = self.get(sys_id).map(|r| r.with(c, value));
-                self.put(row.expect("found above"));
+        match (self.get(sys_id), self.column(column)) {
+            (Some(row), Some(c)) if c > 0 => {
+                let changed = row.with(c, value);
+                self.put(changed);
                 true
             }
             _ => false,
