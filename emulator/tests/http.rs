@@ -56,6 +56,15 @@ impl Answer {
     fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
+    /// The `sys_id`s of a list answer's rows, in order.
+    fn sys_ids(&self) -> Vec<String> {
+        self.json()["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("not a list: {}", self.body))
+            .iter()
+            .map(|r| r["sys_id"].as_str().unwrap().to_string())
+            .collect()
+    }
 }
 
 fn get(e: &Emulator, path: &str, auth: Option<(&str, &str)>) -> Answer {
@@ -244,17 +253,7 @@ fn acl_holes_paging_headers_and_references() {
     );
     let keyset = get(&e, &format!("/api/now/table/cmdb_ci_computer?sysparm_query=sys_id%3E{}%5EORDERBYsys_id&sysparm_limit=5&sysparm_fields=sys_id&sysparm_no_count=true&sysparm_suppress_pagination_header=true", ids[29]), auth);
     assert!(keyset.header("x-total-count").is_none() && keyset.header("link").is_none());
-    let json = keyset.json();
-    let got: Vec<&str> = json["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["sys_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        got,
-        ids[30..35].iter().map(String::as_str).collect::<Vec<_>>()
-    );
+    assert_eq!(keyset.sys_ids(), ids[30..35]);
     let adapters = get(
         &e,
         "/api/now/table/cmdb_ci_network_adapter?sysparm_limit=1&sysparm_fields=cmdb_ci",
@@ -482,14 +481,7 @@ fn the_mutator_changes_what_is_served() {
         ),
         auth,
     );
-    let json = changed.json();
-    let ids: Vec<&str> = json["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["sys_id"].as_str().unwrap())
-        .collect();
-    assert!(ids.contains(&updated.sys_id.as_str()));
+    assert!(changed.sys_ids().contains(&updated.sys_id));
 }
 
 #[test]
@@ -550,12 +542,7 @@ fn filtered_keyset_pages_are_the_same_with_and_without_a_count() {
             } else {
                 assert!(page.header("x-total-count").is_none());
             }
-            let ids: Vec<String> = page.json()["result"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["sys_id"].as_str().unwrap().to_string())
-                .collect();
+            let ids = page.sys_ids();
             if ids.is_empty() {
                 break;
             }
