@@ -128,34 +128,40 @@ async fn accept_loop(
             Ok((stream, _)) => stream,
             // A connection that failed while queued concerns that client only.
             Err(e) if is_connection_error(&e) => continue,
-            Err(e) => return Err(e),
+            // Out of file descriptors or the like: wait for some to close, as
+            // `axum::serve` does, rather than stop serving.
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         state.connection_accepted();
         let _ = stream.set_nodelay(true);
         let tls = tls.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let server =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let _ = match tls {
+            match tls {
                 // A failed handshake concerns that client only.
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => {
-                        server
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve_connection(app, stream).await;
                     }
-                    Err(_) => return,
-                },
-                None => {
-                    server
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await
                 }
-            };
+                None => serve_connection(app, stream).await,
+            }
         });
     }
+}
+
+/// Serves HTTP/1 or HTTP/2 on one connection until it closes.
+async fn serve_connection<S>(app: axum::Router, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await;
 }
 
 fn is_connection_error(e: &std::io::Error) -> bool {
