@@ -7,6 +7,8 @@ fn main() {
         &[
             "tests/components/probe/src",
             "tests/components/probe/Cargo.toml",
+            "sdk/src",
+            "sdk/Cargo.toml",
         ],
     );
     println!("cargo:rustc-env=PROBE_COMPONENT_PATH={}", path.display());

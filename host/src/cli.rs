@@ -5,9 +5,10 @@
 //! without touching process-global state.
 
 use crate::config::{Config, ConfigError};
-use crate::credentials::{Credential, DeclaredAuth};
+use crate::credentials::{ApiKeyFormat, Credential, DeclaredAuth, DeclaredOAuth};
 use crate::egress::{EgressCounters, EgressLimits, EgressPolicy};
 use crate::export::ExportOptions;
+use crate::origin::Origin;
 use crate::pacing::Pacer;
 use crate::runtime::{
     read_info, AuthMethod, ConnectorInfo, InstanceLimits, LoadedComponent, Oauth2Grant, Runtime,
@@ -197,6 +198,37 @@ pub struct Prepared {
     pub info: ConnectorInfo,
 }
 
+impl Prepared {
+    /// The origin the component may contact: the configured value of the
+    /// one setting it declares as its endpoint (or that setting's default),
+    /// validated.
+    pub fn origin(&self, config: &Config) -> Result<Origin> {
+        let endpoints: Vec<_> = self.info.settings.iter().filter(|s| s.endpoint).collect();
+        let [endpoint] = endpoints.as_slice() else {
+            return Err(config_failure(format!(
+                "the component `{}` declares {} endpoint settings; a connector must mark exactly one setting as its endpoint (the origin it may contact), so this host cannot tell where it may connect",
+                self.info.name,
+                endpoints.len()
+            )));
+        };
+        let value = config
+            .settings
+            .iter()
+            .rev()
+            .find(|(name, _)| *name == endpoint.name)
+            .map(|(_, value)| value.trim())
+            .filter(|value| !value.is_empty())
+            .or(endpoint.default_value.as_deref())
+            .ok_or_else(|| {
+                config_failure(format!(
+                    "[settings] has no `{}`, the connector's endpoint: {} Set it, e.g. {} = \"source.example.com\"",
+                    endpoint.name, endpoint.description, endpoint.name
+                ))
+            })?;
+        Origin::parse(&endpoint.name, value).map_err(config_failure)
+    }
+}
+
 /// Loads the configured (or bundled) component and reads its `info`.
 pub async fn prepare(plugin: Option<&Path>) -> Result<Prepared> {
     let runtime = Runtime::shared()?;
@@ -241,9 +273,17 @@ pub fn declared_auth(info: &ConnectorInfo) -> DeclaredAuth {
                     })
                     .map(str::to_string)
                     .collect();
-                declared.oauth = Some((o.token_path.clone(), grants));
+                declared.oauth = Some(DeclaredOAuth {
+                    token_path: o.token_path.clone(),
+                    grants,
+                    client_credentials_help: o.client_credentials_help.clone(),
+                });
             }
-            AuthMethod::ApiKey(k) => declared.api_key_header = Some(k.header_name.clone()),
+            AuthMethod::ApiKey(k) => declared.api_keys.push(ApiKeyFormat {
+                header: k.header_name.clone(),
+                value_prefix: k.value_prefix.clone().unwrap_or_default(),
+                key_prefix: k.key_prefix.clone(),
+            }),
         }
     }
     declared
@@ -254,13 +294,14 @@ pub fn declared_auth(info: &ConnectorInfo) -> DeclaredAuth {
 async fn credential(
     config: &Config,
     info: &ConnectorInfo,
+    origin: &Origin,
     sender: &Arc<Sender>,
     env: &dyn Environment,
 ) -> Result<Credential> {
     let credential = Credential::from_config(
         config.auth.as_ref(),
         &declared_auth(info),
-        &config.origin,
+        origin,
         sender.clone(),
         config.limits.request_timeout(),
         env,
@@ -273,23 +314,23 @@ async fn credential(
     Ok(credential)
 }
 
-/// How the host reaches the configured instance (CA bundle, proxy).
-fn sender(config: &Config) -> Result<Arc<Sender>> {
+/// How the host reaches the endpoint (CA bundle, proxy).
+fn sender(config: &Config, origin: &Origin) -> Result<Arc<Sender>> {
     let proxy = config
         .network
         .proxy_authority()
         .map_err(|e| config_failure(e.to_string()))?;
-    let sender = Sender::new(&config.origin, config.network.tls_ca_file.as_deref(), proxy)
+    let sender = Sender::new(origin, config.network.tls_ca_file.as_deref(), proxy)
         .map_err(config_failure)?;
     Ok(Arc::new(sender))
 }
 
-/// Name of a connection in the database.
-pub fn connection_name(config: &Config, info: &ConnectorInfo) -> String {
+/// Name of a connection in the database: `[name]`, else `CONNECTOR@HOST:PORT`.
+pub fn connection_name(config: &Config, info: &ConnectorInfo, origin: &Origin) -> String {
     config
         .name
         .clone()
-        .unwrap_or_else(|| format!("{}@{}", info.name, config.origin.authority()))
+        .unwrap_or_else(|| format!("{}@{}", info.name, origin.authority()))
 }
 
 fn limits(config: &Config) -> InstanceLimits {
@@ -317,6 +358,11 @@ async fn info(plugin: Option<&Path>, json: bool, out: &mut dyn Write) -> Result<
             .map(|d| format!(" (default: {d})"))
             .unwrap_or_default();
         let required = if s.required { " [required]" } else { "" };
+        let required = if s.endpoint {
+            format!("{required} [endpoint: the one origin it may contact]")
+        } else {
+            required.to_string()
+        };
         writeln!(
             out,
             "  {}{required}{default}\n      {}",
@@ -358,7 +404,17 @@ fn auth_method_text(m: &AuthMethod) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        AuthMethod::ApiKey(k) => format!("api-key (header {})", k.header_name),
+        AuthMethod::ApiKey(k) => {
+            let format = format!(
+                "{}: {}<key>",
+                k.header_name,
+                k.value_prefix.as_deref().unwrap_or("")
+            );
+            match &k.key_prefix {
+                Some(prefix) => format!("api-key ({format}, for keys starting with {prefix})"),
+                None => format!("api-key ({format})"),
+            }
+        }
     }
 }
 
@@ -379,7 +435,7 @@ fn info_json(i: &ConnectorInfo) -> serde_json::Value {
         "version": i.version,
         "description": i.description,
         "settings": i.settings.iter().map(|s| serde_json::json!({
-            "name": s.name, "description": s.description, "required": s.required, "default": s.default_value,
+            "name": s.name, "description": s.description, "required": s.required, "default": s.default_value, "endpoint": s.endpoint,
         })).collect::<Vec<_>>(),
         "authMethods": i.auth_methods.iter().map(auth_method_text).collect::<Vec<_>>(),
         "streams": i.streams.iter().map(|s| serde_json::json!({
@@ -398,10 +454,11 @@ fn info_json(i: &ConnectorInfo) -> serde_json::Value {
 async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
     let config = load_config(path)?;
     let p = prepare(config.plugin.as_deref()).await?;
-    let sender = sender(&config)?;
-    let credential = credential(&config, &p.info, &sender, env).await?;
+    let origin = p.origin(&config)?;
+    let sender = sender(&config, &origin)?;
+    let credential = credential(&config, &p.info, &origin, &sender, env).await?;
     let egress = EgressPolicy::new(
-        config.origin.clone(),
+        origin.clone(),
         sender,
         credential,
         EgressLimits::from(&config.limits),
@@ -416,7 +473,7 @@ async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Resul
         .check(&config.settings)
         .await
         .map_err(|e| anyhow!("the connection test failed: {e}"))?;
-    writeln!(out, "Connection to {} ({}):", config.origin, p.info.name)?;
+    writeln!(out, "Connection to {origin} ({}):", p.info.name)?;
     let mut unreadable = Vec::new();
     for s in &report.streams {
         let status = if s.readable {
@@ -549,10 +606,12 @@ pub async fn sync(
 ) -> Result<RunReport> {
     let config = load_config(path)?;
     let p = prepare(config.plugin.as_deref()).await?;
-    let sender = sender(&config)?;
+    let origin = p.origin(&config)?;
+    let sender = sender(&config, &origin)?;
     let mut store = Store::open(&config.database)
         .with_context(|| format!("cannot open the database {}", config.database.display()))?;
-    let credential = match credential(&config, &p.info, &sender, env).await {
+    let connection = connection_name(&config, &p.info, &origin);
+    let credential = match credential(&config, &p.info, &origin, &sender, env).await {
         Ok(c) => c,
         Err(e) => {
             let health = Health {
@@ -560,7 +619,7 @@ pub async fn sync(
                 error_kind: Some("authentication".into()),
                 message: Some(format!("{e:#}")),
             };
-            let _ = store.set_health(&connection_name(&config, &p.info), &health);
+            let _ = store.set_health(&connection, &health);
             return Err(e);
         }
     };
@@ -569,12 +628,12 @@ pub async fn sync(
         component: p.component.clone(),
         info: p.info.clone(),
         settings: config.settings.clone(),
-        origin: config.origin.clone(),
+        origin,
         sender,
         credential,
         limits: limits(&config),
         egress_limits: EgressLimits::from(&config.limits),
-        connection: connection_name(&config, &p.info),
+        connection,
         progress: if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             Arc::new(crate::progress::Bars::default())
         } else {
@@ -702,7 +761,7 @@ async fn open_synced(path: &Path) -> Result<(Prepared, Store, String)> {
     let p = prepare(config.plugin.as_deref()).await?;
     let store = Store::open(&config.database)
         .with_context(|| format!("cannot open the database {}", config.database.display()))?;
-    let connection = connection_name(&config, &p.info);
+    let connection = connection_name(&config, &p.info, &p.origin(&config)?);
     Ok((p, store, connection))
 }
 

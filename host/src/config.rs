@@ -1,7 +1,6 @@
 //! The configuration file (TOML): where the database is, which component,
 //! its settings, how to authenticate, and the sync and sandbox limits.
 
-use crate::origin::Origin;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +52,9 @@ pub struct AuthConfig {
     pub api_key_env: Option<String>,
     /// File holding the API key.
     pub api_key_file: Option<PathBuf>,
+    /// OAuth token endpoint path on the endpoint's origin, overriding the
+    /// path the component declares.
+    pub token_path: Option<String>,
 }
 
 /// `[sync]`: how reads are driven.
@@ -193,12 +195,11 @@ pub struct Config {
     pub database: PathBuf,
     /// Component to load; `None` for the bundled ServiceNow connector.
     pub plugin: Option<PathBuf>,
-    /// Name of this connection in the database (default: connector@instance).
+    /// Name of this connection in the database (default: connector@endpoint).
     pub name: Option<String>,
-    /// Settings passed to the component.
+    /// Settings passed to the component; the one it declares as its
+    /// endpoint is the only origin it may contact.
     pub settings: Vec<(String, String)>,
-    /// The only origin the component may contact (from the `instance` setting).
-    pub origin: Origin,
     /// Authentication.
     pub auth: Option<AuthConfig>,
     /// Sync behaviour.
@@ -259,16 +260,6 @@ impl Config {
             };
             settings.push((name, value));
         }
-        let instance = settings
-            .iter()
-            .find(|(n, _)| n == "instance")
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| {
-                ConfigError::Invalid(
-                    "[settings] has no `instance`: set it to the instance's host name, e.g. instance = \"contoso.service-now.com\"".into(),
-                )
-            })?;
-        let origin = Origin::parse(&instance).map_err(ConfigError::Invalid)?;
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let auth = raw.auth.map(|mut a| {
             a.password_file = a.password_file.map(resolve);
@@ -299,7 +290,6 @@ impl Config {
             plugin: raw.plugin.map(resolve),
             name: raw.name,
             settings,
-            origin,
             auth,
             sync: raw.sync,
             limits: raw.limits,
@@ -330,7 +320,6 @@ password_env = "SERVICENOW_PASSWORD"
         .unwrap();
         assert_eq!(c.database, PathBuf::from("/etc/x/inventory.db"));
         assert!(c.settings.contains(&("page".into(), "5".into())));
-        assert_eq!(c.origin.authority(), "contoso.service-now.com:443");
         assert_eq!(c.sync, SyncConfig::default());
     }
 
@@ -347,20 +336,12 @@ password_env = "SERVICENOW_PASSWORD"
     }
 
     #[test]
-    fn rejects_unknown_keys_and_bad_instances() {
+    fn rejects_unknown_keys() {
         let e = Config::parse(
             "database='a'\nbogus=1\n[settings]\ninstance='x.y'",
             Path::new("."),
         )
         .unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
-        let e = Config::parse(
-            "database='a'\n[settings]\ninstance='http://example.com'",
-            Path::new("."),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("loopback"), "{e}");
-        let e = Config::parse("database='a'\n[settings]\n", Path::new(".")).unwrap_err();
-        assert!(e.to_string().contains("instance"), "{e}");
     }
 }

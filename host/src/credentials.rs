@@ -17,10 +17,40 @@ use std::time::Duration;
 pub struct DeclaredAuth {
     /// HTTP Basic.
     pub basic: bool,
-    /// OAuth 2.0: token path and grant names (`client-credentials`, `password`, `refresh-token`).
-    pub oauth: Option<(String, Vec<String>)>,
-    /// API key header name.
-    pub api_key_header: Option<String>,
+    /// OAuth 2.0, when declared.
+    pub oauth: Option<DeclaredOAuth>,
+    /// API key formats, in the component's order of preference.
+    pub api_keys: Vec<ApiKeyFormat>,
+}
+
+/// The component's OAuth 2.0 declaration (`oauth2-method`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeclaredOAuth {
+    /// Token endpoint path on the endpoint's origin.
+    pub token_path: String,
+    /// Grant names: `client-credentials`, `password`, `refresh-token`.
+    pub grants: Vec<String>,
+    /// What to check when a client-credentials token is refused.
+    pub client_credentials_help: Option<String>,
+}
+
+/// How an API key is written into requests (`api-key-method`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyFormat {
+    /// Header that carries the key.
+    pub header: String,
+    /// Text written before the key (`Token `), empty for none.
+    pub value_prefix: String,
+    /// The format applies only to keys starting with this text.
+    pub key_prefix: Option<String>,
+}
+
+impl ApiKeyFormat {
+    fn accepts(&self, key: &str) -> bool {
+        self.key_prefix
+            .as_deref()
+            .is_none_or(|prefix| key.starts_with(prefix))
+    }
 }
 
 /// The credential attached to outgoing requests.
@@ -75,6 +105,143 @@ fn required<'a>(value: &'a Option<String>, key: &str, method: &str) -> Result<&'
         .ok_or_else(|| format!("[auth] method = \"{method}\" needs `{key} = \"...\"`"))
 }
 
+fn not_declared(method: &str) -> String {
+    format!("[auth] method = \"{method}\", but the component does not declare it; use a method it declares (see `connector-host info`)")
+}
+
+/// `Authorization: Basic ...`.
+fn basic(
+    auth: &AuthConfig,
+    declared: &DeclaredAuth,
+    env: &dyn Environment,
+) -> Result<Credential, String> {
+    if !declared.basic {
+        return Err(not_declared("basic"));
+    }
+    let username = required(&auth.username, "username", "basic")?;
+    if username.contains(':') {
+        return Err(
+            "[auth] username must not contain `:` (Basic authentication cannot carry it)".into(),
+        );
+    }
+    let password = read_secret(
+        "password",
+        auth.password_env.as_deref(),
+        auth.password_file.as_deref(),
+        env,
+    )?;
+    let token = base64::engine::general_purpose::STANDARD
+        .encode(format!("{username}:{}", password.expose()));
+    Ok(Credential::Basic(sensitive(
+        &format!("Basic {token}"),
+        "password",
+    )?))
+}
+
+/// The key in the first declared format that accepts it.
+fn api_key(
+    auth: &AuthConfig,
+    declared: &DeclaredAuth,
+    env: &dyn Environment,
+) -> Result<Credential, String> {
+    if declared.api_keys.is_empty() {
+        return Err(not_declared("api-key"));
+    }
+    let key = read_secret(
+        "api key",
+        auth.api_key_env.as_deref(),
+        auth.api_key_file.as_deref(),
+        env,
+    )?;
+    let format = declared
+        .api_keys
+        .iter()
+        .find(|f| f.accepts(key.expose()))
+        .ok_or_else(|| {
+            let prefixes: Vec<&str> = declared
+                .api_keys
+                .iter()
+                .filter_map(|f| f.key_prefix.as_deref())
+                .collect();
+            format!(
+                "the API key has none of the formats the component declares (keys starting with {}); check that it is the right key",
+                prefixes.join(" or ")
+            )
+        })?;
+    let header = HeaderName::from_bytes(format.header.as_bytes()).map_err(|_| {
+        format!(
+            "the component declared an invalid API key header `{}`",
+            format.header
+        )
+    })?;
+    Ok(Credential::ApiKey {
+        header,
+        value: sensitive(
+            &format!("{}{}", format.value_prefix, key.expose()),
+            "API key",
+        )?,
+    })
+}
+
+/// The OAuth broker for the client-credentials or password grant.
+fn oauth_broker(
+    auth: &AuthConfig,
+    declared: &DeclaredAuth,
+    origin: &Origin,
+    sender: Arc<Sender>,
+    request_timeout: Duration,
+    env: &dyn Environment,
+) -> Result<OAuthBroker, String> {
+    let method = auth.method.as_str();
+    let oauth = declared
+        .oauth
+        .as_ref()
+        .ok_or_else(|| not_declared(method))?;
+    let password_grant = method == "oauth2-password";
+    let grant_name = if password_grant {
+        "password"
+    } else {
+        "client-credentials"
+    };
+    if !oauth.grants.iter().any(|g| g == grant_name) {
+        return Err(not_declared(method));
+    }
+    let client_id = required(&auth.client_id, "client_id", method)?.to_string();
+    let client_secret: Secret = read_secret(
+        "client secret",
+        auth.client_secret_env.as_deref(),
+        auth.client_secret_file.as_deref(),
+        env,
+    )?;
+    let grant = if password_grant {
+        Grant::Password {
+            username: required(&auth.username, "username", method)?.to_string(),
+            password: read_secret(
+                "password",
+                auth.password_env.as_deref(),
+                auth.password_file.as_deref(),
+                env,
+            )?,
+        }
+    } else {
+        Grant::ClientCredentials {
+            help: oauth.client_credentials_help.clone(),
+        }
+    };
+    // The operator's pinned path wins over the component's declaration;
+    // either way the broker keeps it on the endpoint's origin.
+    let token_path = auth.token_path.as_deref().unwrap_or(&oauth.token_path);
+    OAuthBroker::new(
+        origin,
+        sender,
+        token_path,
+        client_id,
+        client_secret,
+        grant,
+        request_timeout,
+    )
+}
+
 impl Credential {
     /// Builds the credential for `origin` from `[auth]`, checking that the
     /// component declared the method.
@@ -89,91 +256,11 @@ impl Credential {
         let Some(auth) = auth else {
             return Ok(Credential::None);
         };
-        let method = auth.method.as_str();
-        let not_declared = || {
-            format!("[auth] method = \"{method}\", but the component does not declare it; use a method it declares (see `connector-host info`)")
-        };
-        match method {
-            "basic" => {
-                if !declared.basic {
-                    return Err(not_declared());
-                }
-                let username = required(&auth.username, "username", method)?;
-                if username.contains(':') {
-                    return Err("[auth] username must not contain `:` (Basic authentication cannot carry it)".into());
-                }
-                let password = read_secret(
-                    "password",
-                    auth.password_env.as_deref(),
-                    auth.password_file.as_deref(),
-                    env,
-                )?;
-                let token = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{username}:{}", password.expose()));
-                Ok(Credential::Basic(sensitive(
-                    &format!("Basic {token}"),
-                    "password",
-                )?))
-            }
-            "api-key" => {
-                let header = declared
-                    .api_key_header
-                    .as_deref()
-                    .ok_or_else(not_declared)?;
-                let header = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
-                    format!("the component declared an invalid API key header `{header}`")
-                })?;
-                let key = read_secret(
-                    "api key",
-                    auth.api_key_env.as_deref(),
-                    auth.api_key_file.as_deref(),
-                    env,
-                )?;
-                Ok(Credential::ApiKey {
-                    header,
-                    value: sensitive(key.expose(), "API key")?,
-                })
-            }
+        match auth.method.as_str() {
+            "basic" => basic(auth, declared, env),
+            "api-key" => api_key(auth, declared, env),
             "oauth2-client-credentials" | "oauth2-password" => {
-                let (token_path, grants) = declared.oauth.as_ref().ok_or_else(not_declared)?;
-                let password_grant = method == "oauth2-password";
-                let grant_name = if password_grant {
-                    "password"
-                } else {
-                    "client-credentials"
-                };
-                if !grants.iter().any(|g| g == grant_name) {
-                    return Err(not_declared());
-                }
-                let client_id = required(&auth.client_id, "client_id", method)?.to_string();
-                let client_secret: Secret = read_secret(
-                    "client secret",
-                    auth.client_secret_env.as_deref(),
-                    auth.client_secret_file.as_deref(),
-                    env,
-                )?;
-                let grant = if password_grant {
-                    Grant::Password {
-                        username: required(&auth.username, "username", method)?.to_string(),
-                        password: read_secret(
-                            "password",
-                            auth.password_env.as_deref(),
-                            auth.password_file.as_deref(),
-                            env,
-                        )?,
-                    }
-                } else {
-                    Grant::ClientCredentials
-                };
-                let broker = OAuthBroker::new(
-                    origin,
-                    sender,
-                    token_path,
-                    client_id,
-                    client_secret,
-                    grant,
-                    request_timeout,
-                )?;
+                let broker = oauth_broker(auth, declared, origin, sender, request_timeout, env)?;
                 Ok(Credential::OAuth(Arc::new(broker)))
             }
             m => Err(format!(
@@ -258,17 +345,23 @@ mod tests {
             client_secret_file: None,
             api_key_env: Some("KEY".into()),
             api_key_file: None,
+            token_path: None,
         }
     }
 
     fn declared() -> DeclaredAuth {
         DeclaredAuth {
             basic: true,
-            oauth: Some((
-                "/oauth_token.do".into(),
-                vec!["client-credentials".into(), "password".into()],
-            )),
-            api_key_header: Some("x-sn-apikey".into()),
+            oauth: Some(DeclaredOAuth {
+                token_path: "/oauth_token.do".into(),
+                grants: vec!["client-credentials".into(), "password".into()],
+                client_credentials_help: None,
+            }),
+            api_keys: vec![ApiKeyFormat {
+                header: "x-sn-apikey".into(),
+                value_prefix: String::new(),
+                key_prefix: None,
+            }],
         }
     }
 
@@ -281,7 +374,7 @@ mod tests {
     }
 
     fn origin() -> Origin {
-        Origin::parse("contoso.service-now.com").unwrap()
+        Origin::parse("instance", "contoso.service-now.com").unwrap()
     }
 
     fn sender() -> Arc<Sender> {
@@ -309,6 +402,37 @@ mod tests {
         k.apply(&mut h).await.unwrap();
         assert_eq!(h["x-sn-apikey"], "k1");
         assert_eq!(k.guarded_header().unwrap(), "x-sn-apikey");
+    }
+
+    #[tokio::test]
+    async fn api_keys_take_the_first_format_their_prefix_matches() {
+        let format = |prefix: &str, key_prefix: Option<&str>| ApiKeyFormat {
+            header: "authorization".into(),
+            value_prefix: prefix.into(),
+            key_prefix: key_prefix.map(str::to_string),
+        };
+        let two_formats = DeclaredAuth {
+            api_keys: vec![format("Bearer ", Some("nbt_")), format("Token ", None)],
+            ..Default::default()
+        };
+        for (key, written) in [
+            ("nbt_abc.def", "Bearer nbt_abc.def"),
+            ("0123abcd", "Token 0123abcd"),
+        ] {
+            let env = HashMap::from([("KEY".to_string(), key.to_string())]);
+            let c = build(&auth("api-key"), &two_formats, &env).unwrap();
+            let mut h = HeaderMap::new();
+            c.apply(&mut h).await.unwrap();
+            assert_eq!(h["authorization"], written);
+            assert!(h["authorization"].is_sensitive());
+        }
+        let only_v2 = DeclaredAuth {
+            api_keys: vec![format("Bearer ", Some("nbt_"))],
+            ..Default::default()
+        };
+        let env = HashMap::from([("KEY".to_string(), "s3cret-v1".to_string())]);
+        let e = build(&auth("api-key"), &only_v2, &env).unwrap_err();
+        assert!(e.contains("nbt_") && !e.contains("s3cret"), "{e}");
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub async fn run(devices: usize, dir: Option<&Path>, out: &mut dyn Write) -> Res
     let config = crate::config::Config::load(&config_path)?;
     let p = crate::cli::prepare(None).await?;
     let store = crate::store::Store::open(&config.database)?;
-    let connection = crate::cli::connection_name(&config, &p.info);
+    let connection = crate::cli::connection_name(&config, &p.info, &p.origin(&config)?);
     let mut sample = Vec::new();
     let nested = crate::export::ExportOptions {
         nested: true,

@@ -22,7 +22,11 @@ use wasmtime_wasi_http::RequestOptions;
 /// The grant used to obtain tokens.
 pub enum Grant {
     /// `client_credentials`: the token acts as the OAuth application's user.
-    ClientCredentials,
+    ClientCredentials {
+        /// What to check when the source refuses a token (the component's
+        /// `client-credentials-help`).
+        help: Option<String>,
+    },
     /// `password`: the token acts as `username`.
     Password {
         /// The integration user.
@@ -146,7 +150,7 @@ impl OAuthBroker {
                 form.append_pair("grant_type", "refresh_token")
                     .append_pair("refresh_token", r.expose());
             }
-            (None, Grant::ClientCredentials) => {
+            (None, Grant::ClientCredentials { .. }) => {
                 form.append_pair("grant_type", "client_credentials");
             }
             (None, Grant::Password { username, password }) => {
@@ -234,16 +238,20 @@ impl OAuthBroker {
                     .collect::<Vec<_>>()
                     .join(": ");
                 let advice = match (refresh, &self.grant) {
-                    (Some(_), _) => "the refresh token was refused",
-                    (None, Grant::ClientCredentials) => {
-                        "check client_id and the client secret, that the client-credentials grant is enabled on the instance (system property glide.oauth.inbound.client.credential.grant_type.enabled = true) and that the OAuth application registry names an OAuth Application User with the cmdb_read role"
+                    (Some(_), _) => "the refresh token was refused".to_string(),
+                    (None, Grant::ClientCredentials { help }) => {
+                        let general = "check client_id and the client secret";
+                        match help {
+                            Some(help) => format!("{general}; {help}"),
+                            None => format!("{general}, and that the client-credentials grant is enabled for this client"),
+                        }
                     }
                     (None, Grant::Password { .. }) => {
-                        "check client_id, the client secret, the user name and the password, and that the user is active and not locked out"
+                        "check client_id, the client secret, the user name and the password, and that the user is active and not locked out".to_string()
                     }
                 };
                 Err(format!(
-                    "the instance refused to issue an OAuth token (HTTP {status}{}): {advice}",
+                    "the endpoint refused to issue an OAuth token (HTTP {status}{}): {advice}",
                     if reason.is_empty() {
                         String::new()
                     } else {

@@ -1,8 +1,9 @@
-//! The one origin (scheme, host, port) a component may contact.
+//! The one origin (scheme, host, port) a component may contact: the value of
+//! the setting the component declares as its endpoint.
 
 use std::net::IpAddr;
 
-/// Scheme, host and port of the configured instance.
+/// Scheme, host and port of the configured endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     /// `https`, or `http` for an explicit loopback address.
@@ -14,14 +15,15 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// Parses an `instance` value: `host`, `host:port`, `https://host[:port]`,
-    /// or `http://LOOPBACK-IP:port`. User information, paths, queries and
-    /// plain http to anything but a loopback address are refused.
-    pub fn parse(instance: &str) -> Result<Origin, String> {
+    /// Parses the value of the endpoint setting `setting`: `host`,
+    /// `host:port`, `https://host[:port]`, or `http://LOOPBACK-IP:port`. User
+    /// information, paths, queries and plain http to anything but a loopback
+    /// address are refused.
+    pub fn parse(setting: &str, value: &str) -> Result<Origin, String> {
         let bad = |why: &str| {
-            format!("the instance `{instance}` is not allowed: {why}. Write the instance's host name, e.g. instance = \"contoso.service-now.com\"")
+            format!("the endpoint setting {setting} = \"{value}\" is not allowed: {why}. Write the host name, e.g. {setting} = \"source.example.com\" or \"https://source.example.com:8443\"")
         };
-        let (scheme, rest) = match instance.split_once("://") {
+        let (scheme, rest) = match value.split_once("://") {
             Some(("https", rest)) => ("https", rest),
             Some(("http", rest)) => ("http", rest),
             Some((other, _)) => {
@@ -29,7 +31,7 @@ impl Origin {
                     "the scheme `{other}` is not supported (https only)"
                 )))
             }
-            None => ("https", instance),
+            None => ("https", value),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains('@') {
@@ -109,16 +111,18 @@ mod tests {
 
     #[test]
     fn parses_and_matches() {
-        let o = Origin::parse("Contoso.service-now.com").unwrap();
+        let o = Origin::parse("instance", "Contoso.service-now.com").unwrap();
         assert_eq!(o.to_string(), "https://contoso.service-now.com:443");
         assert!(o.matches(&"https://contoso.service-now.com/api".parse().unwrap()));
         assert!(o.matches(&"https://CONTOSO.service-now.com:443/api".parse().unwrap()));
         assert!(!o.matches(&"http://contoso.service-now.com/api".parse().unwrap()));
         assert!(!o.matches(&"https://contoso.service-now.com:8443/".parse().unwrap()));
         assert!(!o.matches(&"https://evil.com/".parse().unwrap()));
-        let l = Origin::parse("http://127.0.0.1:8080").unwrap();
+        let l = Origin::parse("instance", "http://127.0.0.1:8080").unwrap();
         assert!(l.matches(&"http://127.0.0.1:8080/x".parse().unwrap()));
-        assert!(Origin::parse("http://[::1]:80").unwrap().is_loopback_ip());
+        assert!(Origin::parse("instance", "http://[::1]:80")
+            .unwrap()
+            .is_loopback_ip());
     }
 
     #[test]
@@ -133,7 +137,7 @@ mod tests {
             "ftp://contoso",
             "",
         ] {
-            assert!(Origin::parse(bad).is_err(), "{bad}");
+            assert!(Origin::parse("instance", bad).is_err(), "{bad}");
         }
     }
 }

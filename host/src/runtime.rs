@@ -26,7 +26,21 @@ wasmtime::component::bindgen!({
     world: "connector",
     imports: { default: async },
     exports: { default: async },
+    // The WASI interfaces the world imports are wasmtime's own.
+    with: {
+        "wasi:io": wasmtime_wasi::p2::bindings::io,
+        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        "wasi:random": wasmtime_wasi::p2::bindings::random,
+        "wasi:cli": wasmtime_wasi::p2::bindings::cli,
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+    },
 });
+
+/// Facts read from `wit/` at build time (see `build.rs`).
+mod contract {
+    include!(concat!(env!("OUT_DIR"), "/contract.rs"));
+}
+pub use contract::{CONTRACT_VERSION, WORLD_IMPORTS};
 
 pub use exposure::connector::types::{
     AuthMethod, CheckReport, ConnectorError, ConnectorInfo, Oauth2Grant, Page, Partition,
@@ -44,26 +58,6 @@ const MAX_LOG_LINES: usize = 1000;
 const MAX_LOG_LINE: usize = 2048;
 /// Guest stderr kept (panic messages).
 const STDERR_CAPACITY: usize = 64 * 1024;
-
-/// The contract version this host implements (the package in `wit/`).
-const CONTRACT_VERSION: &str = "0.2";
-
-/// Import prefixes a connector may use; anything else is refused at load.
-const ALLOWED_IMPORTS: &[&str] = &[
-    "exposure:connector/types@0.2",
-    "exposure:connector/log@0.2",
-    "wasi:http/types@0.2",
-    "wasi:http/outgoing-handler@0.2",
-    "wasi:io/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:cli/environment@0.2",
-    "wasi:cli/exit@0.2",
-    "wasi:cli/stdin@0.2",
-    "wasi:cli/stdout@0.2",
-    "wasi:cli/stderr@0.2",
-    "wasi:cli/terminal-",
-];
 
 /// Sandbox limits of one instance.
 #[derive(Debug, Clone)]
@@ -188,7 +182,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        Connector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        exposure::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        exposure::connector::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         Ok(Runtime {
             engine,
             linker,
@@ -348,27 +343,71 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Refuses components that import anything the contract does not allow.
+/// Refuses a component built for another contract version (naming the
+/// version to rebuild against), and one that imports anything the
+/// `connector` world does not.
 fn check_imports(engine: &Engine, component: &Component) -> Result<()> {
     let ty = component.component_type();
-    for (name, _) in ty.imports(engine) {
-        if let Some(version) = name
-            .strip_prefix("exposure:connector/")
-            .and_then(|rest| rest.split_once('@'))
-            .map(|(_, version)| version)
-            .filter(|_| !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)))
+    let exports = ty.exports(engine).map(|(name, _)| name.to_string());
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    for name in imports.iter().cloned().chain(exports) {
+        if let Some(version) = contract_version_of(&name) {
+            if !semver_compatible(version, CONTRACT_VERSION) {
+                bail!(
+                    "the component was built against exposure:connector@{version}, and this host implements exposure:connector@{CONTRACT_VERSION}; rebuild the component against exposure:connector@{CONTRACT_VERSION} (this host's wit/connector.wit)"
+                );
+            }
+        }
+    }
+    for name in &imports {
+        if !WORLD_IMPORTS
+            .iter()
+            .any(|allowed| import_matches(name, allowed))
         {
             bail!(
-                "the component was built against exposure:connector@{version}, and this host implements exposure:connector@{CONTRACT_VERSION}; rebuild the component against this host's wit/connector.wit"
-            );
-        }
-        if !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)) {
-            bail!(
-                "the component imports `{name}`, which connectors may not use (allowed: wasi:http outgoing requests, wasi:io, wasi:clocks, wasi:random, wasi:cli stdio/environment/exit, and exposure:connector/log)"
+                "the component imports `{name}`, which the connector world does not grant (it grants: {}); a connector may use only what wit/connector.wit's world imports",
+                WORLD_IMPORTS.join(", ")
             );
         }
     }
     Ok(())
+}
+
+/// The version in an `exposure:connector/...@VERSION` name.
+fn contract_version_of(name: &str) -> Option<&str> {
+    name.strip_prefix("exposure:connector/")?
+        .split_once('@')
+        .map(|(_, version)| version)
+}
+
+/// Whether an import names the same interface as `allowed` at a
+/// semver-compatible version (as wasmtime links them).
+fn import_matches(import: &str, allowed: &str) -> bool {
+    match (import.split_once('@'), allowed.split_once('@')) {
+        (Some((name, version)), Some((allowed_name, allowed_version))) => {
+            name == allowed_name && semver_compatible(version, allowed_version)
+        }
+        _ => import == allowed,
+    }
+}
+
+/// Semver compatibility: the same major version, and for 0.x the same minor.
+fn semver_compatible(a: &str, b: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> {
+        v.split(['.', '-', '+'])
+            .take(3)
+            .map(|p| p.parse().unwrap_or(u64::MAX))
+            .collect()
+    };
+    let (a, b) = (parts(a), parts(b));
+    match (a.first(), b.first()) {
+        (Some(0), Some(0)) => a.get(1) == b.get(1),
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// Why a call into the component failed.
@@ -528,4 +567,51 @@ pub async fn read_info(runtime: &Runtime, component: &LoadedComponent) -> Result
         .instantiate(component, no_network, &InstanceLimits::default())
         .await?;
     instance.info().await.map_err(|e| anyhow!("{e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imports_match_the_world_by_name_and_compatible_version() {
+        assert!(import_matches(
+            "wasi:io/error@0.2.0",
+            "wasi:io/error@0.2.12"
+        ));
+        assert!(import_matches(
+            "wasi:http/types@0.2.4",
+            "wasi:http/types@0.2.12"
+        ));
+        assert!(!import_matches(
+            "wasi:http/types@0.3.0",
+            "wasi:http/types@0.2.12"
+        ));
+        assert!(!import_matches(
+            "wasi:io/errors@0.2.12",
+            "wasi:io/error@0.2.12"
+        ));
+        assert!(semver_compatible("1.2.0", "1.9.3"));
+        assert!(!semver_compatible("1.2.0", "2.0.0"));
+        assert!(!semver_compatible("0.2.0", "0.3.0"));
+        assert!(!semver_compatible("x", "0.3.0"));
+    }
+
+    #[test]
+    fn the_world_grants_http_and_no_filesystem_or_sockets() {
+        assert!(CONTRACT_VERSION.starts_with("0.3."));
+        for needed in [
+            "wasi:http/outgoing-handler@0.2.12",
+            "wasi:cli/environment@0.2.12",
+            "exposure:connector/log@0.3.0",
+        ] {
+            assert!(
+                WORLD_IMPORTS.contains(&needed),
+                "{needed}: {WORLD_IMPORTS:?}"
+            );
+        }
+        assert!(!WORLD_IMPORTS
+            .iter()
+            .any(|i| i.starts_with("wasi:filesystem") || i.starts_with("wasi:sockets")));
+    }
 }

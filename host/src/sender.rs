@@ -540,7 +540,7 @@ mod tests {
 
     async fn three_gets(first: Script) -> (Vec<String>, usize) {
         let (url, connections) = scripted_server(first).await;
-        let sender = Sender::new(&Origin::parse(&url).unwrap(), None, None).unwrap();
+        let sender = Sender::new(&Origin::parse("instance", &url).unwrap(), None, None).unwrap();
         let mut bodies = Vec::new();
         for _ in 0..3 {
             bodies.push(
@@ -574,7 +574,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_the_server_closes_is_not_reused() {
         let (url, connections) = scripted_server(Script::Close).await;
-        let sender = Sender::new(&Origin::parse(&url).unwrap(), None, None).unwrap();
+        let sender = Sender::new(&Origin::parse("instance", &url).unwrap(), None, None).unwrap();
         assert_eq!(get(&sender, &url).await.unwrap(), "c1 r1");
         assert_eq!(
             sender.pool.idle_count(),

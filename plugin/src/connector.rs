@@ -1,18 +1,18 @@
 //! The connector's three operations (`info`, `check`, `read`) as plain Rust
-//! over a [`Transport`].
+//! over the SDK's [`Http`] client.
 
-use crate::contract::{
-    AuthMethod, ConnectorInfo, OAuth2Grant, Page, PageCounters, ReadRequest, StreamCheck, Tombstone,
-};
 use crate::cursor::{check_key_for_query, partition_bounds, Cursor, Phase};
-use crate::error::ConnectorError;
 use crate::query::TableQuery;
 use crate::record::{is_servicenow_datetime, map_row, to_rfc3339, RecordError};
-use crate::response::{parse_rows, status_error, transport_error};
+use crate::response::{parse_rows, status_error};
 use crate::rows::{Cell, Envelope};
 use crate::settings::{setting_infos, Settings};
 use crate::streams::StreamSpec;
-use crate::transport::{HttpRequest, HttpResponse, Transport};
+use exposure_connector_sdk::http::{Http, Request, Response};
+use exposure_connector_sdk::types::{
+    ApiKeyMethod, AuthMethod, ConnectorError, ConnectorInfo, Oauth2Grant, Oauth2Method, Page,
+    PageCounters, ReadRequest, StreamCheck, Tombstone,
+};
 
 /// Connector name reported by `info`.
 pub const NAME: &str = "servicenow-cmdb";
@@ -30,35 +30,36 @@ pub fn info() -> ConnectorInfo {
         settings: setting_infos(),
         auth_methods: vec![
             AuthMethod::Basic,
-            AuthMethod::OAuth2 {
+            AuthMethod::Oauth2(Oauth2Method {
                 token_path: "/oauth_token.do".into(),
                 grants: vec![
-                    OAuth2Grant::ClientCredentials,
-                    OAuth2Grant::Password,
-                    OAuth2Grant::RefreshToken,
+                    Oauth2Grant::ClientCredentials,
+                    Oauth2Grant::Password,
+                    Oauth2Grant::RefreshToken,
                 ],
-            },
-            AuthMethod::ApiKey {
+                client_credentials_help: Some(
+                    "check that the client-credentials grant is enabled on the instance (system property glide.oauth.inbound.client.credential.grant_type.enabled = true) and that the OAuth application registry names an OAuth Application User with the cmdb_read role".into(),
+                ),
+            }),
+            AuthMethod::ApiKey(ApiKeyMethod {
                 header_name: "x-sn-apikey".into(),
-            },
+                value_prefix: None,
+                key_prefix: None,
+            }),
         ],
         streams: StreamSpec::all(&defaults).iter().map(StreamSpec::info).collect(),
     }
 }
 
 fn send(
-    transport: &mut dyn Transport,
+    http: &mut dyn Http,
     settings: &Settings,
     query: &TableQuery<'_>,
-) -> Result<HttpResponse, ConnectorError> {
-    let request = HttpRequest {
-        scheme: settings.instance.scheme,
-        authority: settings.instance.authority.clone(),
-        path_and_query: query.path_and_query(),
-    };
-    let resp = transport
-        .get(&request)
-        .map_err(|e| transport_error(&request, e))?;
+) -> Result<Response, ConnectorError> {
+    let request = Request::get(&settings.instance, &query.path_and_query());
+    let resp = http
+        .send(&request)
+        .map_err(|e| e.to_connector_error(&request, "instance"))?;
     if resp.status != 200 {
         return Err(status_error(&resp, query.table));
     }
@@ -68,7 +69,7 @@ fn send(
 /// Probes every stream with a one-row read and reports readability and missing columns.
 pub fn check(
     settings: &[(String, String)],
-    transport: &mut dyn Transport,
+    http: &mut dyn Http,
 ) -> Result<Vec<StreamCheck>, ConnectorError> {
     let settings = Settings::parse(settings)?;
     let mut report = Vec::new();
@@ -79,7 +80,7 @@ pub fn check(
             limit: 1,
             ..Default::default()
         };
-        let outcome = send(transport, &settings, &query).and_then(|resp| {
+        let outcome = send(http, &settings, &query).and_then(|resp| {
             let env = parse_rows(&resp, &spec.table)?;
             Ok(missing_columns(&spec, &env))
         });
@@ -130,9 +131,9 @@ fn missing_columns(spec: &StreamSpec, env: &Envelope<'_>) -> Option<Vec<String>>
 pub fn read(
     settings: &[(String, String)],
     request: &ReadRequest,
-    transport: &mut dyn Transport,
+    http: &mut dyn Http,
 ) -> Result<Page, ConnectorError> {
-    read_at(settings, request, transport, std::time::SystemTime::now())
+    read_at(settings, request, http, std::time::SystemTime::now())
 }
 
 /// [`read`], with the current time given: it places the start of the
@@ -140,7 +141,7 @@ pub fn read(
 pub fn read_at(
     settings: &[(String, String)],
     request: &ReadRequest,
-    transport: &mut dyn Transport,
+    http: &mut dyn Http,
     now: std::time::SystemTime,
 ) -> Result<Page, ConnectorError> {
     let settings = Settings::parse(settings)?;
@@ -175,8 +176,8 @@ pub fn read_at(
         limit: request.page_size.clamp(1, MAX_PAGE_SIZE),
     };
     match cursor.phase {
-        Phase::Rows => read.rows(cursor, transport),
-        Phase::Deletions => read.deletions(cursor, transport),
+        Phase::Rows => read.rows(cursor, http),
+        Phase::Deletions => read.deletions(cursor, http),
     }
 }
 
@@ -269,11 +270,7 @@ impl PartitionRead<'_> {
     }
 
     /// A page of the stream's own table.
-    fn rows(
-        &self,
-        mut cursor: Cursor,
-        transport: &mut dyn Transport,
-    ) -> Result<Page, ConnectorError> {
+    fn rows(&self, mut cursor: Cursor, http: &mut dyn Http) -> Result<Page, ConnectorError> {
         let spec = self.spec;
         let mut conditions = self.key_conditions(&cursor);
         if let Some(watermark) = &self.request.watermark {
@@ -291,7 +288,7 @@ impl PartitionRead<'_> {
             offset: cursor.skip,
             count: cursor.wants_count(self.limit),
         };
-        let resp = send(transport, self.settings, &query)?;
+        let resp = send(http, self.settings, &query)?;
         if cursor.watermark.is_none() {
             cursor.watermark = server_watermark(&resp, self.settings.watermark_lag_seconds);
         }
@@ -347,11 +344,7 @@ impl PartitionRead<'_> {
     /// A page of `sys_audit_delete`: this stream's deletions since the last
     /// complete read. A user without read access to the audit gets a warning
     /// and no deletions.
-    fn deletions(
-        &self,
-        cursor: Cursor,
-        transport: &mut dyn Transport,
-    ) -> Result<Page, ConnectorError> {
+    fn deletions(&self, cursor: Cursor, http: &mut dyn Http) -> Result<Page, ConnectorError> {
         let mut conditions = vec![self.spec.audit_tables.clone()];
         if let Some(since) = &self.request.deletions_since {
             conditions.push(format!("sys_created_on>={since}"));
@@ -379,13 +372,13 @@ impl PartitionRead<'_> {
                 ..Default::default()
             },
         };
-        let resp = match send(transport, self.settings, &query) {
+        let resp = match send(http, self.settings, &query) {
             Ok(resp) => resp,
             Err(ConnectorError::Forbidden(_) | ConnectorError::NotFound(_)) => {
-                transport.warn(&format!(
+                exposure_connector_sdk::warn!(
                     "`{AUDIT_TABLE}` is not readable by this user, so records that disappear from `{}` are reported as no longer returned rather than deleted in ServiceNow. Grant read access to `{AUDIT_TABLE}` to tell them apart, or set deletion_audit = \"off\" to silence this.",
                     self.spec.table
-                ));
+                );
                 return Ok(finished(Vec::new(), None));
             }
             Err(e) => return Err(e),
@@ -425,7 +418,7 @@ impl PartitionRead<'_> {
 const AUDIT_TABLE: &str = "sys_audit_delete";
 
 /// `X-Total-Count`, when the server sent a usable one.
-fn total_count(resp: &HttpResponse) -> Option<u64> {
+fn total_count(resp: &Response) -> Option<u64> {
     resp.header("x-total-count")
         .and_then(|v| v.trim().parse::<u64>().ok())
 }
@@ -450,7 +443,7 @@ fn window_start(now: std::time::SystemTime, days: u32) -> String {
 
 /// The server's clock (its `Date` header) minus `lag_seconds`, as a ServiceNow
 /// date-time. `None` when the server sent no usable `Date`.
-fn server_watermark(resp: &HttpResponse, lag_seconds: u32) -> Option<String> {
+fn server_watermark(resp: &Response, lag_seconds: u32) -> Option<String> {
     let date = httpdate::parse_http_date(resp.header("date")?).ok()?;
     let at = date.checked_sub(std::time::Duration::from_secs(u64::from(lag_seconds)))?;
     let at = time::OffsetDateTime::from(at);

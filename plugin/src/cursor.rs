@@ -6,8 +6,7 @@
 //! ACLs, a window of rows can come back empty while rows remain beyond it, so
 //! the cursor also counts rows to skip past such hidden windows.
 
-use crate::contract::Partition;
-use crate::error::ConnectorError;
+use exposure_connector_sdk::types::{ConnectorError, Partition};
 use serde::{Deserialize, Serialize};
 
 /// Position within a partition.

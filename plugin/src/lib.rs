@@ -2,9 +2,9 @@
 //!
 //! Built for `wasm32-wasip2` this crate is a WebAssembly component that
 //! exports `exposure:connector/source` and speaks the ServiceNow Table API
-//! through `wasi:http` (see `component.rs`). Everything else is plain Rust
-//! behind the [`transport::Transport`] trait, so it is unit-tested and
-//! benchmarked natively.
+//! through `wasi:http`, both by way of the guest SDK
+//! (`exposure-connector-sdk`). Everything here is plain Rust over the SDK's
+//! `Http` trait, so it is unit-tested and benchmarked natively.
 //!
 //! Module map:
 //! - [`connector`]: `info`, `check`, `read`: the operations the WIT exports.
@@ -14,19 +14,40 @@
 //! - [`cursor`]: keyset cursor and partition bounds.
 //! - [`rows`] and [`record`]: parsing rows and mapping them to records.
 //! - [`response`]: HTTP statuses and bodies to operator-ready errors.
-//! - [`transport`] and [`contract`], [`error`]: the types the rest stands on.
 
 pub mod connector;
-pub mod contract;
 pub mod cursor;
-pub mod error;
 pub mod query;
 pub mod record;
 pub mod response;
 pub mod rows;
 pub mod settings;
 pub mod streams;
-pub mod transport;
 
-#[cfg(target_arch = "wasm32")]
-mod component;
+use exposure_connector_sdk::prelude::*;
+
+/// The component: the contract's three functions, exported by the SDK.
+pub struct ServiceNow;
+
+impl Connector for ServiceNow {
+    fn info() -> ConnectorInfo {
+        connector::info()
+    }
+
+    fn check(
+        settings: &[(String, String)],
+        http: &mut dyn Http,
+    ) -> Result<CheckReport, ConnectorError> {
+        connector::check(settings, http).map(|streams| CheckReport { streams })
+    }
+
+    fn read(
+        settings: &[(String, String)],
+        request: &ReadRequest,
+        http: &mut dyn Http,
+    ) -> Result<Page, ConnectorError> {
+        connector::read(settings, request, http)
+    }
+}
+
+export_connector!(ServiceNow);

@@ -1,17 +1,11 @@
 //! Connector settings: parsing, validation and the documented defaults.
 
-use crate::contract::SettingInfo;
-use crate::error::ConnectorError;
-use crate::transport::Scheme;
+use exposure_connector_sdk::settings::Endpoint;
+use exposure_connector_sdk::types::{ConnectorError, SettingInfo};
 
-/// Where the instance is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Instance {
-    /// Scheme (https unless an explicit `http://` URL was given).
-    pub scheme: Scheme,
-    /// `host[:port]`.
-    pub authority: String,
-}
+/// Where the instance is: scheme (https unless an explicit `http://` URL to
+/// a loopback IP was given) and `host[:port]`.
+pub type Instance = Endpoint;
 
 /// Validated settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +31,10 @@ pub struct Settings {
     /// Whether to read `sys_audit_delete` to report deletions at the source.
     pub deletion_audit: bool,
 }
+
+/// The endpoint setting: the instance, the one origin the host lets the
+/// component contact.
+pub const ENDPOINT: &str = "instance";
 
 struct SettingSpec {
     name: &'static str,
@@ -106,6 +104,7 @@ pub fn setting_infos() -> Vec<SettingInfo> {
             description: s.description.to_string(),
             required: s.default.is_none(),
             default_value: s.default.map(str::to_string),
+            endpoint: s.name == ENDPOINT,
         })
         .collect()
 }
@@ -204,44 +203,9 @@ fn validate_identifier(setting: &str, value: &str) -> Result<(), ConnectorError>
     }
 }
 
-/// Parses the `instance` setting into scheme and authority.
+/// Parses the `instance` setting (the connector's endpoint).
 pub fn parse_instance(raw: &str) -> Result<Instance, ConnectorError> {
-    let invalid = |why: &str| {
-        ConnectorError::InvalidSettings(format!(
-            "The `instance` setting `{raw}` is not usable: {why}. Use the instance host name, e.g. `contoso.service-now.com`."
-        ))
-    };
-    let (scheme, rest) = if let Some(rest) = raw.strip_prefix("https://") {
-        (Scheme::Https, rest)
-    } else if let Some(rest) = raw.strip_prefix("http://") {
-        (Scheme::Http, rest)
-    } else if raw.contains("://") {
-        return Err(invalid(
-            "only https:// (or http:// to a loopback test server) is supported",
-        ));
-    } else {
-        (Scheme::Https, raw)
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() {
-        return Err(invalid("it has no host name"));
-    }
-    if authority.contains('@') {
-        return Err(invalid("it contains user information (`@`)"));
-    }
-    if authority.contains(['/', '?', '#']) {
-        return Err(invalid("it contains a path, query or fragment"));
-    }
-    let host_ok = authority
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    if !host_ok {
-        return Err(invalid("it contains characters not allowed in a host name"));
-    }
-    Ok(Instance {
-        scheme,
-        authority: authority.to_ascii_lowercase(),
-    })
+    Endpoint::parse("instance", raw)
 }
 
 #[cfg(test)]
@@ -259,7 +223,10 @@ mod tests {
         let s = Settings::parse(&pairs(&[("instance", "contoso.service-now.com")])).unwrap();
         assert_eq!(s.device_table, "cmdb_ci_computer");
         assert_eq!(s.device_criticality_column, "u_criticality");
-        assert_eq!(s.instance.scheme, Scheme::Https);
+        assert_eq!(
+            s.instance.scheme,
+            exposure_connector_sdk::settings::Scheme::Https
+        );
         assert_eq!(s.watermark_lag_seconds, 60);
         assert_eq!((s.active_within_days, s.deletion_audit), (0, true));
     }
@@ -292,7 +259,10 @@ mod tests {
         let l = parse_instance("http://127.0.0.1:8080").unwrap();
         assert_eq!(
             (l.scheme, l.authority.as_str()),
-            (Scheme::Http, "127.0.0.1:8080")
+            (
+                exposure_connector_sdk::settings::Scheme::Http,
+                "127.0.0.1:8080"
+            )
         );
         for bad in [
             "evil.com@contoso.service-now.com",

@@ -1,7 +1,7 @@
 //! The streams the connector offers and how each source column maps to a record field.
 
-use crate::contract::{StreamInfo, StreamReference};
 use crate::settings::Settings;
+use exposure_connector_sdk::types::{StreamInfo, StreamReference};
 
 /// How a source value (always a string in the Table API) becomes a JSON value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

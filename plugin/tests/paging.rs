@@ -1,11 +1,12 @@
 //! The connector's read loop against an in-memory table server behind the
-//! transport trait: keyset paging, ACL-emptied windows, partitions, counts,
+//! SDK's `Http` trait: keyset paging, ACL-emptied windows, partitions, counts,
 //! watermarks and malformed answers.
 
+use exposure_connector_sdk::http::{
+    Http, Request as HttpRequest, Response as HttpResponse, TransportError,
+};
+use exposure_connector_sdk::types::{ConnectorError, Page, Partition, ReadRequest};
 use servicenow_connector::connector::{check, read, read_at};
-use servicenow_connector::contract::{Partition, ReadRequest};
-use servicenow_connector::error::ConnectorError;
-use servicenow_connector::transport::{HttpRequest, HttpResponse, Transport, TransportError};
 use std::collections::{HashMap, HashSet};
 
 /// A table served the way ServiceNow does: `sysparm_limit` applied before ACLs.
@@ -63,8 +64,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-impl Transport for TableServer {
-    fn get(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+impl Http for TableServer {
+    fn send(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         self.requests.push(request.path_and_query.clone());
         let p = params(&request.path_and_query);
         let query = p.get("sysparm_query").cloned().unwrap_or_default();
@@ -292,8 +293,8 @@ fn watermark_comes_from_the_server_clock_minus_the_lag() {
 /// Answers every request with the same response.
 struct Canned(HttpResponse);
 
-impl Transport for Canned {
-    fn get(&mut self, _: &HttpRequest) -> Result<HttpResponse, TransportError> {
+impl Http for Canned {
+    fn send(&mut self, _: &HttpRequest) -> Result<HttpResponse, TransportError> {
         Ok(self.0.clone())
     }
 }
@@ -306,9 +307,7 @@ fn canned(status: u16, body: &str) -> Canned {
     })
 }
 
-fn read_once(
-    t: &mut dyn Transport,
-) -> Result<servicenow_connector::contract::Page, ConnectorError> {
+fn read_once(t: &mut dyn Http) -> Result<Page, ConnectorError> {
     read(&settings(), &request("devices", WHOLE, None, None, 10), t)
 }
 
@@ -348,8 +347,8 @@ fn unknown_streams_and_bad_cursors_are_settings_errors() {
 #[test]
 fn check_reports_missing_columns_and_unreadable_streams() {
     struct Server;
-    impl Transport for Server {
-        fn get(&mut self, r: &HttpRequest) -> Result<HttpResponse, TransportError> {
+    impl Http for Server {
+        fn send(&mut self, r: &HttpRequest) -> Result<HttpResponse, TransportError> {
             let body = if r.path_and_query.contains("cmdb_ci_business_app") {
                 return Ok(HttpResponse { status: 403, headers: vec![], body: br#"{"error":{"message":"Insufficient rights to query records","detail":null},"status":"failure"}"#.to_vec() });
             } else if r.path_and_query.contains("cmdb_ci_computer") {
@@ -391,13 +390,12 @@ struct Audited {
     /// Audit rows: (sys_id, documentkey, sys_created_on), sorted by sys_id.
     audit: Vec<(String, String, String)>,
     audit_readable: bool,
-    warnings: Vec<String>,
 }
 
-impl Transport for Audited {
-    fn get(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+impl Http for Audited {
+    fn send(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         if !request.path_and_query.contains("/sys_audit_delete?") {
-            return self.table.get(request);
+            return self.table.send(request);
         }
         self.table.requests.push(request.path_and_query.clone());
         if !self.audit_readable {
@@ -439,10 +437,15 @@ impl Transport for Audited {
             body: format!(r#"{{"result":[{}]}}"#, rows.join(",")).into_bytes(),
         })
     }
+}
 
-    fn warn(&mut self, message: &str) {
-        self.warnings.push(message.to_string());
-    }
+/// The warnings this test's thread logged through the SDK since the last call.
+fn warnings() -> Vec<String> {
+    exposure_connector_sdk::log::take()
+        .into_iter()
+        .filter(|(level, _)| *level == exposure_connector_sdk::log::Level::Warn)
+        .map(|(_, line)| line)
+        .collect()
 }
 
 /// Reads a partition to its end with `deletions_since` set; returns the
@@ -485,7 +488,6 @@ fn deletions_since_the_last_read_follow_the_rows_of_partition_0() {
         table: TableServer::new(7),
         audit,
         audit_readable: true,
-        warnings: vec![],
     };
     let mut all = Vec::new();
     for index in 0..2 {
@@ -518,7 +520,7 @@ fn deletions_since_the_last_read_follow_the_rows_of_partition_0() {
         audit_query.contains("tablenameSTARTSWITHcmdb_ci"),
         "{audit_query}"
     );
-    assert!(t.warnings.is_empty());
+    assert!(warnings().is_empty());
 }
 
 #[test]
@@ -527,12 +529,12 @@ fn an_unreadable_audit_warns_and_ends_the_read() {
         table: TableServer::new(5),
         audit: vec![],
         audit_readable: false,
-        warnings: vec![],
     };
     let (keys, deleted) = read_with_deletions(&mut t, WHOLE, "2026-11-26 00:00:00");
     assert_eq!((keys.len(), deleted.len()), (5, 0));
-    assert_eq!(t.warnings.len(), 1);
-    assert!(t.warnings[0].contains("Grant read access to `sys_audit_delete`"));
+    let warnings = warnings();
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("Grant read access to `sys_audit_delete`"));
     // Without a previous complete read there is nothing to look up.
     let requests_before = t.table.requests.len();
     let (keys, _) = read_all(&mut t.table, "devices", WHOLE, 10).unwrap();

@@ -12,8 +12,8 @@ use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use clap::Parser;
 use connector_host::store::{PageCommit, Store, StoredRecord, StreamRequest};
-use servicenow_connector::contract::{Partition, ReadRequest};
-use servicenow_connector::transport::{HttpRequest, HttpResponse, Transport, TransportError};
+use exposure_connector_sdk::http::{Http, Request, Response, TransportError};
+use exposure_connector_sdk::types::{Partition, ReadRequest, StreamInfo};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -48,14 +48,9 @@ struct UreqTransport {
     authorization: String,
 }
 
-impl Transport for UreqTransport {
-    fn get(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        let url = format!(
-            "{}://{}{}",
-            request.scheme.as_str(),
-            request.authority,
-            request.path_and_query
-        );
+impl Http for UreqTransport {
+    fn send(&mut self, request: &Request) -> Result<Response, TransportError> {
+        let url = request.url();
         let mut response = self
             .agent
             .get(&url)
@@ -79,7 +74,7 @@ impl Transport for UreqTransport {
             .limit(u64::MAX)
             .read_to_vec()
             .map_err(|e| TransportError::Other(e.to_string()))?;
-        Ok(HttpResponse {
+        Ok(Response {
             status: response.status().as_u16(),
             headers,
             body,
@@ -184,7 +179,7 @@ const CONNECTION: &str = "native";
 
 /// One partition of one stream to read to its end.
 struct Task {
-    stream: servicenow_connector::contract::StreamInfo,
+    stream: StreamInfo,
     plan: connector_host::store::StreamPlan,
     index: u32,
 }

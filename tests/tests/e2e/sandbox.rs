@@ -68,18 +68,31 @@ fn a_guest_sees_no_environment_and_no_arguments() {
 #[test]
 fn a_component_built_for_another_contract_version_is_told_so() {
     let f = Fixture::start(1);
-    let component =
-        wat::parse_str(r#"(component (import "exposure:connector/log@0.1.0" (instance)))"#)
-            .unwrap();
-    let plugin = f.dir.path().join("old.wasm");
-    std::fs::write(&plugin, component).unwrap();
-    let (code, message) = f.cli(&["info", "--plugin", plugin.to_str().unwrap()]).err();
-    assert_eq!(code, 2);
-    assert!(
-        message.contains("built against exposure:connector@0.1.0")
-            && message.contains("implements exposure:connector@0.2"),
-        "{message}"
-    );
+    // A 0.2 component is seen by what it imports, or else by what it exports.
+    for (version, wat) in [
+        (
+            "0.2.0",
+            r#"(component (import "exposure:connector/log@0.2.0" (instance)))"#,
+        ),
+        (
+            "0.1.0",
+            r#"(component (import "exposure:connector/types@0.1.0" (instance)))"#,
+        ),
+        (
+            "0.2.1",
+            r#"(component (instance $s) (export "exposure:connector/source@0.2.1" (instance $s)))"#,
+        ),
+    ] {
+        let plugin = f.dir.path().join("old.wasm");
+        std::fs::write(&plugin, wat::parse_str(wat).unwrap()).unwrap();
+        let (code, message) = f.cli(&["info", "--plugin", plugin.to_str().unwrap()]).err();
+        assert_eq!(code, 2);
+        assert!(
+            message.contains(&format!("built against exposure:connector@{version}"))
+                && message.contains("rebuild the component against exposure:connector@0.3.0"),
+            "{message}"
+        );
+    }
 }
 
 #[test]

@@ -17,16 +17,13 @@
 
 #![cfg(target_arch = "wasm32")]
 
-wit_bindgen::generate!({ path: "../../../wit", world: "connector" });
-
-use exports::exposure::connector::source::Guest;
-use exposure::connector::types::*;
-use wasi::http::outgoing_handler;
-use wasi::http::types::{Fields, HeaderError, IncomingResponse, Method, OutgoingRequest, Scheme};
+use exposure_connector_sdk::prelude::*;
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{Fields, HeaderError, IncomingResponse, Method, OutgoingRequest, Scheme};
 
 struct Probe;
 
-fn setting<'a>(settings: &'a [(String, String)], name: &str) -> &'a str {
+fn value_of<'a>(settings: &'a [(String, String)], name: &str) -> &'a str {
     settings
         .iter()
         .find(|(n, _)| n == name)
@@ -89,9 +86,9 @@ fn get_full(scheme: Scheme, authority: &str, path: &str) -> (String, Option<Stri
     loop {
         match stream.blocking_read(1 << 16) {
             Ok(chunk) => read += chunk.len(),
-            Err(wasi::io::streams::StreamError::Closed) => return (status, location, read),
-            Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
-                let code = wasi::http::types::http_error_code(&e)
+            Err(wasip2::io::streams::StreamError::Closed) => return (status, location, read),
+            Err(wasip2::io::streams::StreamError::LastOperationFailed(e)) => {
+                let code = wasip2::http::types::http_error_code(&e)
                     .map_or_else(|| e.to_debug_string(), |c| format!("{c:?}"));
                 return (code, location, read);
             }
@@ -112,26 +109,20 @@ fn split_url(url: &str) -> (Scheme, String, String) {
 }
 
 fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    serde_json::Value::from(s).to_string()
 }
 
-impl Guest for Probe {
+impl Connector for Probe {
     fn info() -> ConnectorInfo {
         ConnectorInfo {
             name: "probe".into(),
             version: "0.0.0".into(),
             description: "Test connector that probes the sandbox.".into(),
-            settings: vec![],
+            settings: vec![
+                endpoint_setting("instance", "The server the probe may contact."),
+                setting("mode", "The misbehaviour to try.", None),
+                setting("target", "A URL or path the mode uses.", None),
+            ],
             auth_methods: vec![AuthMethod::Basic],
             streams: vec![StreamInfo {
                 name: "probe".into(),
@@ -145,13 +136,18 @@ impl Guest for Probe {
         }
     }
 
-    fn check(_: Settings) -> Result<CheckReport, ConnectorError> {
+    fn check(_: &[(String, String)], _: &mut dyn Http) -> Result<CheckReport, ConnectorError> {
         Ok(CheckReport { streams: vec![] })
     }
 
-    fn read(settings: Settings, _: ReadRequest) -> Result<Page, ConnectorError> {
-        let (scheme, authority, _) = split_url(setting(&settings, "instance"));
-        let record = match setting(&settings, "mode") {
+    fn read(
+        settings: &[(String, String)],
+        _: &ReadRequest,
+        _: &mut dyn Http,
+    ) -> Result<Page, ConnectorError> {
+        let settings = settings.to_vec();
+        let (scheme, authority, _) = split_url(value_of(&settings, "instance"));
+        let record = match value_of(&settings, "mode") {
             "set-authorization" => {
                 let from_list = match Fields::from_list(&[(
                     "authorization".into(),
@@ -176,7 +172,7 @@ impl Guest for Probe {
                 )
             }
             "other-host" => {
-                let (scheme, authority, path) = split_url(setting(&settings, "target"));
+                let (scheme, authority, path) = split_url(value_of(&settings, "target"));
                 let status = get(scheme, &authority, &path, Fields::new());
                 format!("{{\"sysId\":\"1\",\"status\":{}}}", json_string(&status))
             }
@@ -203,7 +199,8 @@ impl Guest for Probe {
                 }
             }
             "big-response" => {
-                let (outcome, _, read) = get_full(scheme, &authority, setting(&settings, "target"));
+                let (outcome, _, read) =
+                    get_full(scheme, &authority, value_of(&settings, "target"));
                 format!(
                     "{{\"sysId\":\"1\",\"outcome\":{},\"bytes\":{read}}}",
                     json_string(&outcome)
@@ -211,7 +208,7 @@ impl Guest for Probe {
             }
             "follow-redirect" => {
                 let (first, location, _) =
-                    get_full(scheme, &authority, setting(&settings, "target"));
+                    get_full(scheme, &authority, value_of(&settings, "target"));
                 let followed = match &location {
                     Some(url) => {
                         let (s, a, p) = split_url(url);
@@ -247,4 +244,4 @@ impl Guest for Probe {
     }
 }
 
-export!(Probe);
+export_connector!(Probe);
