@@ -1,4 +1,5 @@
-//! Builds the test-only probe component for the sandbox tests.
+//! Builds the test-only probe component for the sandbox tests, and the
+//! guide's example connector.
 
 fn main() {
     let path = component_build::build(
@@ -12,4 +13,19 @@ fn main() {
         ],
     );
     println!("cargo:rustc-env=PROBE_COMPONENT_PATH={}", path.display());
+    // The guide's example connector, run by the host in `e2e::example`.
+    let example = component_build::build(
+        "example-inventory-connector",
+        "example_inventory_connector",
+        &[
+            "examples/inventory/src",
+            "examples/inventory/Cargo.toml",
+            "sdk/src",
+            "sdk/Cargo.toml",
+        ],
+    );
+    println!(
+        "cargo:rustc-env=EXAMPLE_COMPONENT_PATH={}",
+        example.display()
+    );
 }

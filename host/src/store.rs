@@ -43,15 +43,10 @@ impl StoredRecord {
                     "the component returned a record of `{stream}` that is not a JSON object ({e})"
                 )
             })?;
-        let text = |field: &str| -> Option<String> {
-            fields
-                .get(field)
-                .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok())
-                .map(Cow::into_owned)
-        };
+        let text = |field: &str| fields.get(field).and_then(|raw| key_text(raw.get()));
         let key = text(key_field).filter(|k| !k.is_empty()).ok_or_else(|| {
             format!(
-                "the component returned a record of `{stream}` without its key field `{key_field}`"
+                "the component returned a record of `{stream}` without its key field `{key_field}` (a string or an integer)"
             )
         })?;
         let parent = embed_field.and_then(text);
@@ -63,6 +58,19 @@ impl StoredRecord {
             parent,
         })
     }
+}
+
+/// A key as stored: a JSON string's text, or an integer's decimal digits
+/// (which is also how a tombstone names it). Anything else is no key.
+fn key_text(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(raw.to_string());
+    }
+    serde_json::from_str::<Cow<'_, str>>(raw)
+        .ok()
+        .map(Cow::into_owned)
 }
 
 /// A record the source reported deleted.
@@ -935,6 +943,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r.key.as_str(), r.parent.as_deref()), ("k\"1", Some("d")));
+        let r = StoredRecord::index(
+            "s",
+            "id",
+            Some("deviceId"),
+            r#"{"id":17,"deviceId":-3}"#.into(),
+        )
+        .unwrap();
+        assert_eq!((r.key.as_str(), r.parent.as_deref()), ("17", Some("-3")));
+        for not_a_key in [
+            r#"{"id":1.5}"#,
+            r#"{"id":true}"#,
+            r#"{"id":null}"#,
+            r#"{"id":[1]}"#,
+        ] {
+            assert!(
+                StoredRecord::index("s", "id", None, not_a_key.into()).is_err(),
+                "{not_a_key}"
+            );
+        }
         assert!(
             StoredRecord::index("a", "sysId", None, r#"{"name":"x"}"#.into())
                 .unwrap_err()

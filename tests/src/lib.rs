@@ -9,6 +9,8 @@ use servicenow_emulator::{DataSpec, Emulator, EmulatorConfig, State, User};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+pub mod inventory;
+
 /// The test-only probe component (see `tests/components/probe`).
 pub static PROBE_COMPONENT: &[u8] = include_bytes!(env!("PROBE_COMPONENT_PATH"));
 
