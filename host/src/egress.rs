@@ -7,7 +7,10 @@
 //!   guest can neither set them nor see them in responses.
 //! - The host attaches the credential (marked sensitive).
 //! - Time-outs the guest asks for are clamped; response bodies are capped.
-//! - Requests and response bytes are counted for the run report.
+//! - Requests and response bytes are counted for the run report, and so are
+//!   the guest's attempts to set a forbidden header (conformance judges them).
+//! - A [`FaultInjector`] may answer the next request with a fault instead
+//!   (conformance checks how the connector maps it).
 
 use crate::credentials::Credential;
 use crate::origin::Origin;
@@ -40,6 +43,8 @@ pub struct EgressCounters {
     pub bytes: AtomicU64,
     /// Requests refused by the policy.
     pub denied: AtomicU64,
+    /// Times the guest tried to set or remove a forbidden header.
+    pub forbidden_header_attempts: AtomicU64,
     parent: Option<Arc<EgressCounters>>,
 }
 
@@ -98,6 +103,47 @@ pub struct EgressPolicy {
     limits: EgressLimits,
     counters: Arc<EgressCounters>,
     pacer: Arc<Pacer>,
+    faults: Option<Arc<FaultInjector>>,
+}
+
+/// A fault the host puts in place of a real answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 429, with `Retry-After: N` when given (nothing is sent).
+    TooManyRequests(Option<u32>),
+    /// HTTP 503 (nothing is sent).
+    Unavailable,
+    /// The real answer, its body cut in half (a 200 whose body is malformed).
+    TruncatedBody,
+    /// The real answer's headers, then the connection fails half-way through the body.
+    ResetMidBody,
+}
+
+/// Answers the next request with a fault, once.
+#[derive(Debug, Default)]
+pub struct FaultInjector {
+    next: std::sync::Mutex<Option<Fault>>,
+    injected: AtomicU64,
+}
+
+impl FaultInjector {
+    /// Arms `fault` for the next request.
+    pub fn arm(&self, fault: Fault) {
+        *self.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(fault);
+    }
+
+    /// How many faults were injected so far.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::Relaxed)
+    }
+
+    fn take(&self) -> Option<Fault> {
+        let fault = self.next.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if fault.is_some() {
+            self.injected.fetch_add(1, Ordering::Relaxed);
+        }
+        fault
+    }
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
@@ -119,7 +165,14 @@ impl EgressPolicy {
             limits,
             counters,
             pacer,
+            faults: None,
         }
+    }
+
+    /// The same policy, with faults injected from `faults`.
+    pub fn with_faults(mut self, faults: Arc<FaultInjector>) -> Self {
+        self.faults = Some(faults);
+        self
     }
 
     fn clamp(&self, options: Option<RequestOptions>) -> RequestOptions {
@@ -148,6 +201,18 @@ impl WasiHttpHooks for EgressPolicy {
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
         let guarded = self.credential.guarded_header();
         Arc::new(move |name| is_forbidden_header(name) || guarded.as_ref() == Some(name))
+    }
+
+    /// Asked when the guest sets, appends or removes a header (responses
+    /// reach the guest without forbidden headers already: `send_request`
+    /// strips them), so every `true` here is a guest's attempt.
+    fn is_forbidden_header(&mut self, name: &HeaderName) -> bool {
+        let forbidden = (self.forbidden_header_filter())(name);
+        if forbidden {
+            self.counters.add(|c| &c.forbidden_header_attempts, 1);
+            tracing::warn!(target: "egress", header = %name, "the component tried to set a forbidden header");
+        }
+        forbidden
     }
 
     fn is_supported_scheme(&mut self, scheme: &Scheme) -> bool {
@@ -193,6 +258,10 @@ impl WasiHttpHooks for EgressPolicy {
             // with a fresh token (the first may have expired in flight).
             let retry = (request.method() == http::Method::GET && used.is_some())
                 .then(|| bodiless_copy(&request));
+            let fault = policy.faults.as_ref().and_then(|f| f.take());
+            if let Some(response) = fault.and_then(synthetic_response) {
+                return Ok((response, Box::new(async { Ok(()) }) as IoFuture));
+            }
             policy.pacer.before_request().await;
             policy.counters.add(|c| &c.requests, 1);
             tracing::debug!(target: "egress", uri = %redact_query(request.uri()), "request");
@@ -229,6 +298,8 @@ impl WasiHttpHooks for EgressPolicy {
                     length,
                 )));
             }
+            let guarded = policy.credential.guarded_header();
+            strip_forbidden(response.headers_mut(), guarded.as_ref());
             let counters = policy.counters.clone();
             let response = response.map(move |body| {
                 CappedBody {
@@ -239,9 +310,72 @@ impl WasiHttpHooks for EgressPolicy {
                 }
                 .boxed_unsync()
             });
+            let response = match fault {
+                Some(fault) => damage(response, fault).await?,
+                None => response,
+            };
             Ok((response, io))
         })
     }
+}
+
+/// Removes the headers the guest may not see.
+fn strip_forbidden(headers: &mut http::HeaderMap, guarded: Option<&HeaderName>) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_forbidden_header(n) || guarded == Some(*n))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// A whole response body of `bytes`.
+fn full_body(bytes: Bytes) -> WasiBody {
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// The answer for a fault that sends nothing; `None` for faults that damage a real answer.
+fn synthetic_response(fault: Fault) -> Option<http::Response<WasiBody>> {
+    let (status, retry_after) = match fault {
+        Fault::TooManyRequests(retry_after) => (429, retry_after),
+        Fault::Unavailable => (503, None),
+        Fault::TruncatedBody | Fault::ResetMidBody => return None,
+    };
+    let mut response = http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(seconds) = retry_after {
+        response = response.header(http::header::RETRY_AFTER, seconds);
+    }
+    let body = format!("{{\"error\":\"HTTP {status} injected by the host\"}}");
+    response.body(full_body(Bytes::from(body))).ok()
+}
+
+/// The real answer with its body cut in half, either cleanly (a malformed
+/// body) or by a failing connection.
+async fn damage(
+    response: http::Response<WasiBody>,
+    fault: Fault,
+) -> Result<http::Response<WasiBody>, wasmtime_wasi_http::Error> {
+    let (mut parts, body) = response.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    let half = bytes.slice(..bytes.len() / 2);
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let body = match fault {
+        Fault::ResetMidBody => {
+            let frames = vec![
+                Ok(Frame::data(half)),
+                Err(wasmtime_wasi_http::Error::ConnectionTerminated),
+            ];
+            http_body_util::StreamBody::new(futures::stream::iter(frames)).boxed_unsync()
+        }
+        _ => full_body(half),
+    };
+    Ok(http::Response::from_parts(parts, body))
 }
 
 /// Logs only the path of a URI: queries can be long and are not needed to
