@@ -1,31 +1,45 @@
-//! Builds the test-only probe component for the sandbox tests, and the
-//! guide's example connector.
+//! Builds the test-only components: the probe (sandbox tests), the guide's
+//! example connector (`e2e::example`, `e2e::conformance`) and the example
+//! broken one way per mode (conformance's negative controls).
 
 fn main() {
-    let path = component_build::build(
-        "probe-connector",
-        "probe_connector",
-        &[
-            "tests/components/probe/src",
-            "tests/components/probe/Cargo.toml",
-            "sdk/src",
-            "sdk/Cargo.toml",
-        ],
-    );
-    println!("cargo:rustc-env=PROBE_COMPONENT_PATH={}", path.display());
-    // The guide's example connector, run by the host in `e2e::example`.
-    let example = component_build::build(
-        "example-inventory-connector",
-        "example_inventory_connector",
-        &[
-            "examples/inventory/src",
-            "examples/inventory/Cargo.toml",
-            "sdk/src",
-            "sdk/Cargo.toml",
-        ],
-    );
-    println!(
-        "cargo:rustc-env=EXAMPLE_COMPONENT_PATH={}",
-        example.display()
-    );
+    let components = [
+        (
+            "probe-connector",
+            "probe_connector",
+            "PROBE",
+            "tests/components/probe",
+        ),
+        (
+            "example-inventory-connector",
+            "example_inventory_connector",
+            "EXAMPLE",
+            "examples/inventory",
+        ),
+        (
+            "broken-connector",
+            "broken_connector",
+            "BROKEN",
+            "tests/components/broken",
+        ),
+    ];
+    for (package, artifact, variable, dir) in components {
+        let src = format!("{dir}/src");
+        let manifest = format!("{dir}/Cargo.toml");
+        let path = component_build::build(
+            package,
+            artifact,
+            &[
+                &src,
+                &manifest,
+                "examples/inventory/src",
+                "sdk/src",
+                "sdk/Cargo.toml",
+            ],
+        );
+        println!(
+            "cargo:rustc-env={variable}_COMPONENT_PATH={}",
+            path.display()
+        );
+    }
 }

@@ -105,6 +105,16 @@ pub enum Command {
         #[arg(long)]
         include_deleted: bool,
     },
+    /// Judge a connector component against the contract, on the configured
+    /// source (reads only): exit 0 when no check fails.
+    Conformance {
+        /// Configuration file (TOML), as for `check` and `sync`.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print `{"checks": [{"name", "status", "detail"}], "passed"}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start the bundled emulator, sync from it and print a summary.
     Demo {
         /// Devices the emulator generates.
@@ -140,7 +150,7 @@ impl From<ConfigError> for Failure {
     }
 }
 
-fn config_failure(message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn config_failure(message: impl Into<String>) -> anyhow::Error {
     Failure {
         exit_code: 2,
         message: message.into(),
@@ -183,6 +193,7 @@ pub fn run(cli: Cli, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
                 max_runs,
             } => run_every(&config, env, every, max_runs, out).await,
             Command::Status { config, runs, json } => status(&config, runs, json, out).await,
+            Command::Conformance { config, json } => conformance(&config, env, json, out).await,
             Command::Demo { devices, dir } => crate::demo::run(devices, dir.as_deref(), out).await,
         }
     })
@@ -252,7 +263,7 @@ pub async fn prepare(plugin: Option<&Path>) -> Result<Prepared> {
     })
 }
 
-fn load_config(path: &Path) -> Result<Config> {
+pub(crate) fn load_config(path: &Path) -> Result<Config> {
     Config::load(path).map_err(|e| Failure::from(e).into())
 }
 
@@ -291,7 +302,7 @@ pub fn declared_auth(info: &ConnectorInfo) -> DeclaredAuth {
 
 /// Builds the credential and obtains what it needs before the first
 /// request (an OAuth token), so misconfigurations stop the run at once.
-async fn credential(
+pub(crate) async fn credential(
     config: &Config,
     info: &ConnectorInfo,
     origin: &Origin,
@@ -315,7 +326,7 @@ async fn credential(
 }
 
 /// How the host reaches the endpoint (CA bundle, proxy).
-fn sender(config: &Config, origin: &Origin) -> Result<Arc<Sender>> {
+pub(crate) fn sender(config: &Config, origin: &Origin) -> Result<Arc<Sender>> {
     let proxy = config
         .network
         .proxy_authority()
@@ -333,7 +344,7 @@ pub fn connection_name(config: &Config, info: &ConnectorInfo, origin: &Origin) -
         .unwrap_or_else(|| format!("{}@{}", info.name, origin.authority()))
 }
 
-fn limits(config: &Config) -> InstanceLimits {
+pub(crate) fn limits(config: &Config) -> InstanceLimits {
     InstanceLimits {
         memory_bytes: (config.limits.memory_mib.max(16) << 20) as usize,
         call_timeout: config.limits.call_timeout(),
@@ -497,6 +508,62 @@ async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Resul
         bail!("some streams cannot be read: {}", unreadable.join("; "));
     }
     Ok(())
+}
+
+/// `conformance`: runs every check and prints the report.
+async fn conformance(
+    path: &Path,
+    env: &dyn Environment,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use crate::conformance::{harness::Harness, Report};
+    let config = load_config(path)?;
+    let p = prepare(config.plugin.as_deref()).await?;
+    let report: Report = match p.origin(&config) {
+        Err(e) => {
+            crate::conformance::info_only(&p.info, &format!("the source cannot be reached: {e}"))
+        }
+        Ok(origin) => {
+            let sender = sender(&config, &origin)?;
+            let credential = credential(&config, &p.info, &origin, &sender, env).await?;
+            let harness = Harness {
+                runtime: p.runtime,
+                component: p.component.clone(),
+                info: p.info.clone(),
+                limits: limits(&config),
+                egress_limits: EgressLimits::from(&config.limits),
+                config,
+                origin,
+                sender,
+                credential,
+                totals: Arc::new(EgressCounters::default()),
+            };
+            crate::conformance::run(&harness).await
+        }
+    };
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        crate::conformance::write_text(&report, out)?;
+    }
+    if report.passed {
+        return Ok(());
+    }
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.status == crate::conformance::Status::Fail)
+        .map(|c| c.name)
+        .collect();
+    Err(Failure {
+        exit_code: 1,
+        message: format!(
+            "the connector is not conformant: failed checks: {}",
+            failed.join(", ")
+        ),
+    }
+    .into())
 }
 
 /// Options of the `sync` command.

@@ -144,6 +144,12 @@ impl FaultInjector {
         }
         fault
     }
+
+    /// Puts back a fault that could not be applied (a body fault needs a 200).
+    fn put_back(&self, fault: Fault) {
+        self.injected.fetch_sub(1, Ordering::Relaxed);
+        self.arm(fault);
+    }
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
@@ -310,9 +316,15 @@ impl WasiHttpHooks for EgressPolicy {
                 }
                 .boxed_unsync()
             });
-            let response = match fault {
-                Some(fault) => damage(response, fault).await?,
-                None => response,
+            let response = match (fault, &policy.faults) {
+                (Some(fault), _) if response.status() == http::StatusCode::OK => {
+                    damage(response, fault).await?
+                }
+                (Some(fault), Some(faults)) => {
+                    faults.put_back(fault);
+                    response
+                }
+                _ => response,
             };
             Ok((response, io))
         })

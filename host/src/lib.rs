@@ -7,7 +7,8 @@
 //! records and cursors to SQLite atomically.
 //!
 //! Module map:
-//! - [`cli`]: the command line (`info`, `check`, `sync`, `export`, `demo`).
+//! - [`cli`]: the command line (`info`, `check`, `sync`, `export`, `conformance`, `demo`).
+//! - [`conformance`]: judging any connector component against the contract.
 //! - [`config`], [`origin`], [`secrets`], [`credentials`], [`oauth`]: configuration,
 //!   secrets and the credentials the host attaches (Basic, OAuth 2.0, API key).
 //! - [`runtime`]: wasmtime engine, component cache, instances and limits.
@@ -22,6 +23,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod credentials;
 pub mod demo;
 pub mod egress;

@@ -7,10 +7,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The example connector component (`examples/inventory`).
 pub static EXAMPLE_COMPONENT: &[u8] = include_bytes!(env!("EXAMPLE_COMPONENT_PATH"));
+
+/// The example broken one way per `violation` setting (`tests/components/broken`).
+pub static BROKEN_COMPONENT: &[u8] = include_bytes!(env!("BROKEN_COMPONENT_PATH"));
+
+/// The variable the configurations read the key from.
+pub const TOKEN_VAR: &str = "INVENTORY_TOKEN";
 
 /// A running inventory server.
 pub struct InventoryServer {
@@ -58,6 +65,27 @@ impl InventoryServer {
             url,
             shutdown: Some(shutdown),
         }
+    }
+
+    /// Writes `inventory.toml` in `dir` for `component` (written beside it)
+    /// reading this server with the key from `INVENTORY_TOKEN`; `settings`
+    /// are more lines under `[settings]`, `sync` under `[sync]`.
+    pub fn config(&self, dir: &Path, component: &[u8], settings: &str, sync: &str) -> PathBuf {
+        let plugin = dir.join("component.wasm");
+        std::fs::write(&plugin, component).expect("writing the component");
+        let path = dir.join("inventory.toml");
+        let text = format!(
+            "database = \"example.db\"\nplugin = {:?}\n[settings]\nurl = {:?}\n{settings}\n[sync]\n{sync}\n[auth]\nmethod = \"api-key\"\napi_key_env = \"{TOKEN_VAR}\"\n",
+            plugin.display().to_string(),
+            self.url
+        );
+        std::fs::write(&path, text).expect("writing the config");
+        path
+    }
+
+    /// The environment that gives `token` as the configurations' key.
+    pub fn env(token: &str) -> HashMap<String, String> {
+        HashMap::from([(TOKEN_VAR.to_string(), token.to_string())])
     }
 
     /// The records the example connector should produce, in id order.

@@ -172,6 +172,7 @@ fn fetch(
     Ok(page.devices)
 }
 
+#[cfg(feature = "component")]
 export_connector!(Inventory);
 
 #[cfg(test)]

@@ -10,38 +10,25 @@ use std::collections::HashMap;
 
 const TOKEN: &str = "0123456789abcdef";
 
-/// A configuration for the example connector; returns its path.
-fn config(f: &Fixture, server: &InventoryServer, extra: &str) -> std::path::PathBuf {
-    let plugin = f.dir.path().join("inventory.wasm");
-    std::fs::write(&plugin, EXAMPLE_COMPONENT).unwrap();
-    let path = f.dir.path().join("inventory.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "database = \"example.db\"\nplugin = {:?}\n{extra}\n[settings]\nurl = {:?}\n[sync]\npage_size = 7\n[auth]\nmethod = \"api-key\"\napi_key_env = \"INVENTORY_TOKEN\"\n",
-            plugin.display().to_string(),
-            server.url
-        ),
-    )
-    .unwrap();
-    path
+fn config(f: &Fixture, server: &InventoryServer) -> std::path::PathBuf {
+    server.config(f.dir.path(), EXAMPLE_COMPONENT, "", "page_size = 7")
 }
 
 fn env(token: &str) -> HashMap<String, String> {
-    HashMap::from([("INVENTORY_TOKEN".to_string(), token.to_string())])
+    InventoryServer::env(token)
 }
 
 #[test]
 fn the_example_connector_syncs_every_device_once() {
     let f = Fixture::start(1);
     let server = InventoryServer::start(40, TOKEN);
-    let path = config(&f, &server, "");
+    let path = config(&f, &server);
     let config = path.to_str().unwrap();
     let info = f
         .cli(&[
             "info",
             "--plugin",
-            f.dir.path().join("inventory.wasm").to_str().unwrap(),
+            f.dir.path().join("component.wasm").to_str().unwrap(),
         ])
         .ok();
     assert!(info.contains("url [required] [endpoint"), "{info}");
@@ -75,7 +62,7 @@ fn the_example_connector_syncs_every_device_once() {
 fn a_wrong_token_is_reported_as_rejected_credentials() {
     let f = Fixture::start(1);
     let server = InventoryServer::start(3, TOKEN);
-    let path = config(&f, &server, "");
+    let path = config(&f, &server);
     let (code, message) = f
         .cli_with_env(&["sync", "--config", path.to_str().unwrap()], &env("wrong"))
         .err();
