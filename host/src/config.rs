@@ -63,7 +63,7 @@ pub struct AuthConfig {
 pub struct SyncConfig {
     /// Rows asked for per page.
     pub page_size: u32,
-    /// `sys_id`-range partitions per stream.
+    /// Partitions per stream, read in parallel (how a stream splits is the connector's business).
     pub partitions: u32,
     /// Partitions read at the same time (across streams).
     pub concurrency: u32,
@@ -136,7 +136,7 @@ impl LimitsConfig {
     }
 }
 
-/// `[network]`: how the instance is reached from a corporate network.
+/// `[network]`: how the endpoint is reached from a corporate network.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {

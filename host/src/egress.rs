@@ -242,7 +242,7 @@ impl WasiHttpHooks for EgressPolicy {
                     target: "egress",
                     uri = %redact_query(request.uri()),
                     allowed = %policy.origin,
-                    "request denied: not the configured instance"
+                    "request denied: not the configured endpoint"
                 );
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
             }

@@ -1,8 +1,9 @@
 //! OAuth 2.0 tokens, fetched and refreshed by the host.
 //!
 //! The host posts to the token endpoint the component declared (ServiceNow:
-//! `/oauth_token.do`) on the configured instance, form-encoded, with the
-//! client-credentials or the password grant. Tokens live in memory only, for
+//! `/oauth_token.do`), or the one the operator pinned in `[auth] token_path`,
+//! always on the endpoint's origin, form-encoded, with the client-credentials
+//! or the password grant. Tokens live in memory only, for
 //! one run: reused until shortly before they expire, renewed with the
 //! refresh token when the server gave one, and dropped when the server
 //! answers 401 so the next request fetches a fresh one.
@@ -84,12 +85,12 @@ impl OAuthBroker {
         } else {
             format!("/{token_path}")
         };
-        let token_url: http::Uri = format!("{origin}{path}").parse().map_err(|_| {
-            format!("the component declared an unusable OAuth token path `{token_path}`")
-        })?;
+        let token_url: http::Uri = format!("{origin}{path}")
+            .parse()
+            .map_err(|_| format!("the OAuth token path `{token_path}` is not a usable path"))?;
         if !origin.matches(&token_url) {
             return Err(format!(
-                "the component declared an OAuth token path `{token_path}` outside the instance"
+                "the OAuth token path `{token_path}` leads outside the endpoint's origin"
             ));
         }
         Ok(OAuthBroker {
@@ -203,7 +204,7 @@ impl OAuthBroker {
         let (bytes, _) = tokio::join!(read, Box::into_pin(io));
         let bytes = bytes?;
         let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
-            format!("the OAuth token endpoint {endpoint} answered HTTP {status} without a JSON token response; check that OAuth is active on the instance")
+            format!("the OAuth token endpoint {endpoint} answered HTTP {status} without a JSON token response; check that OAuth is active at the source and that the token path is right (`[auth] token_path` sets another)")
         })?;
         match (status.is_success(), parsed.access_token) {
             (true, Some(access)) if !access.is_empty() => {

@@ -1,4 +1,4 @@
-//! Keep-alive HTTP/1 connections to the instance, kept between requests.
+//! Keep-alive HTTP/1 connections to the endpoint, kept between requests.
 //!
 //! A sync sends hundreds of requests to one origin. Opening a TCP and TLS
 //! connection for each costs two round trips before the request leaves

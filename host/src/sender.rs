@@ -40,7 +40,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
 pub struct Sender {
     tls: Arc<rustls::ClientConfig>,
     proxy: Option<String>,
-    /// The instance is a loopback IP written in the configuration: loopback
+    /// The endpoint is a loopback IP written in the configuration: loopback
     /// addresses are allowed (and no proxy is used).
     loopback: bool,
     /// Kept-alive connections.
@@ -281,7 +281,7 @@ impl Sender {
                 target: "egress",
                 host,
                 addresses = ?candidates,
-                "refused: the instance does not resolve to a public address"
+                "refused: the endpoint does not resolve to a public address"
             );
             return Err(Error::DestinationIpProhibited);
         }

@@ -496,7 +496,7 @@ async fn blocking<T: Send + 'static>(
 fn cap_reached(job: &SyncJob, counters: &EgressCounters, task: &PartitionTask) -> Option<String> {
     (counters.run_requests() >= job.egress_limits.max_requests).then(|| {
         format!(
-            "the run reached its cap of {} requests before `{}` was complete; raise [limits] max_requests_per_run if the instance really needs more",
+            "the run reached its cap of {} requests before `{}` was complete; raise [limits] max_requests_per_run if the source really needs more",
             job.egress_limits.max_requests, task.stream.name
         )
     })

@@ -130,3 +130,43 @@ fn api_key_in_the_declared_header() {
         "{log:?}"
     );
 }
+
+#[test]
+fn a_pinned_token_path_is_used_and_stays_on_the_endpoints_origin() {
+    let f = fixture(false);
+    let with_path = |file: &str, path: &str| {
+        f.config(&ConfigSpec {
+            file: file.into(),
+            network: trust_ca(&f),
+            auth: Some(format!(
+                "method = \"oauth2-password\"\nusername = \"svc_exposure\"\npassword_env = \"{PASSWORD_VAR}\"\nclient_id = \"exposure-client\"\nclient_secret_env = \"{CLIENT_SECRET_VAR}\"\ntoken_path = {path:?}"
+            )),
+            ..Default::default()
+        })
+    };
+    // The emulator serves tokens at /oauth_token.do only: a pinned path elsewhere
+    // is asked (and refused), which shows the pin replaced the declared path.
+    let (code, message) = f.sync(&with_path("elsewhere.toml", "/custom/token")).err();
+    assert_eq!(code, 1, "{message}");
+    assert!(
+        message.contains("https://127.0.0.1") && message.contains("/custom/token answered HTTP 405"),
+        "{message}"
+    );
+    assert!(f
+        .state()
+        .requests()
+        .iter()
+        .any(|r| r.path == "/custom/token"));
+    // A path that names another host still goes to the endpoint's origin.
+    let before = f.state().requests().len();
+    let (_, message) = f
+        .sync(&with_path("evil.toml", "//evil.example/token"))
+        .err();
+    let asked: Vec<String> = f.state().requests()[before..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(asked, ["//evil.example/token"], "{message}");
+    // And the declared path still works once the pin matches it.
+    f.sync(&with_path("pinned.toml", "/oauth_token.do")).ok();
+}
