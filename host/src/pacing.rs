@@ -63,7 +63,9 @@ impl Pacer {
                 let mut until: Option<Instant> = s.cool_until.filter(|t| *t > now);
                 if let (Some(limit), Some(ends)) = (s.limit, s.window_ends) {
                     if ends <= now {
-                        s.sent_in_window = 0;
+                        // Requests still in flight may reach the server in
+                        // the new window, and be counted there.
+                        s.sent_in_window = s.in_flight;
                         s.window_ends = None;
                     } else if s.sent_in_window >= limit {
                         until = until.max(Some(ends));
@@ -196,6 +198,30 @@ mod tests {
         let started = Instant::now();
         p.before_request().await;
         assert_eq!(p.waits(), 1, "the three requests of the new window count");
+        assert!(started.elapsed() >= Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_at_the_window_end_counts_in_the_next_window() {
+        let p = Pacer::new(None);
+        p.before_request().await;
+        p.before_request().await;
+        // The first answer tells the window; the second request is still in flight.
+        p.observe(&headers(2, 10));
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        // The window ended here; the late request may count in the next one.
+        p.before_request().await;
+        assert_eq!(p.waits(), 0);
+        // Its answer comes from the next window: together with the request
+        // just sent, that window's two requests are spent.
+        p.observe(&headers(2, 20));
+        let started = Instant::now();
+        p.before_request().await;
+        assert_eq!(
+            p.waits(),
+            1,
+            "a third request would exceed the next window's limit"
+        );
         assert!(started.elapsed() >= Duration::from_secs(20));
     }
 

@@ -149,7 +149,8 @@ fn a_pinned_token_path_is_used_and_stays_on_the_endpoints_origin() {
     let (code, message) = f.sync(&with_path("elsewhere.toml", "/custom/token")).err();
     assert_eq!(code, 1, "{message}");
     assert!(
-        message.contains("https://127.0.0.1") && message.contains("/custom/token answered HTTP 405"),
+        message.contains("https://127.0.0.1")
+            && message.contains("/custom/token answered HTTP 405"),
         "{message}"
     );
     assert!(f
