@@ -609,6 +609,37 @@ fn stop_on_signals(stop: Arc<std::sync::atomic::AtomicBool>, wake: Arc<tokio::sy
     });
 }
 
+/// First wait after a failure that passes by itself; it doubles with each
+/// further one, up to the interval.
+const FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long `run --every` waits after a sync: the interval after a success
+/// or a failure that needs action (it will not pass sooner); 1 min, 2 min,
+/// 4 min … (at most the interval) after failures that pass by themselves
+/// (exit 75); `None` after a configuration error, which stops the loop.
+fn next_sync_delay<T>(
+    outcome: &Result<T>,
+    temporary_failures: &mut u32,
+    every: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let exit_code = match outcome {
+        Ok(_) => 0,
+        Err(e) => e.downcast_ref::<Failure>().map_or(1, |f| f.exit_code),
+    };
+    match exit_code {
+        2 => None,
+        EXIT_TEMPORARY_FAILURE => {
+            let backoff = FIRST_RETRY.saturating_mul(1 << (*temporary_failures).min(16));
+            *temporary_failures += 1;
+            Some(backoff.min(every))
+        }
+        _ => {
+            *temporary_failures = 0;
+            Some(every)
+        }
+    }
+}
+
 /// `run --every`: syncs, waits, syncs again; backs off after temporary failures.
 async fn run_every(
     path: &Path,
@@ -629,24 +660,12 @@ async fn run_every(
         };
         let outcome = sync(path, env, flags, out).await;
         runs += 1;
-        let delay = match &outcome {
-            Ok(_) => {
-                temporary_failures = 0;
-                every
-            }
-            Err(e) => {
-                writeln!(out, "sync failed: {}", format!("{e:#}").replace('\n', " "))?;
-                // A configuration problem will not fix itself.
-                if e.downcast_ref::<Failure>()
-                    .is_some_and(|f| f.exit_code == 2)
-                {
-                    return outcome.map(|_| ());
-                }
-                temporary_failures += 1;
-                let backoff = std::time::Duration::from_secs(60)
-                    .saturating_mul(1 << temporary_failures.min(10));
-                backoff.min(every)
-            }
+        if let Err(e) = &outcome {
+            writeln!(out, "sync failed: {}", format!("{e:#}").replace('\n', " "))?;
+        }
+        let Some(delay) = next_sync_delay(&outcome, &mut temporary_failures, every) else {
+            // A configuration problem will not fix itself.
+            return outcome.map(|_| ());
         };
         let stopping = stop.load(std::sync::atomic::Ordering::SeqCst);
         if stopping || max_runs.is_some_and(|m| runs >= m) {
@@ -937,5 +956,54 @@ pub fn main() -> std::process::ExitCode {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             std::process::ExitCode::from(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(exit_code: u8) -> Result<()> {
+        Err(Failure {
+            exit_code,
+            message: String::new(),
+        }
+        .into())
+    }
+
+    #[test]
+    fn run_every_backs_off_only_after_failures_that_pass_by_themselves() {
+        let every = Duration::from_secs(6 * 3600);
+        let mut failures = 0;
+        let delays: Vec<Option<Duration>> = [75, 75, 75, 1, 75, 0]
+            .into_iter()
+            .map(|code| {
+                let outcome = if code == 0 { Ok(()) } else { failure(code) };
+                next_sync_delay(&outcome, &mut failures, every)
+            })
+            .collect();
+        let minutes = |m: u64| Some(Duration::from_secs(60 * m));
+        // 1, 2, 4 minutes; a failure that needs action waits the interval
+        // and starts the back-off over.
+        assert_eq!(
+            delays,
+            [
+                minutes(1),
+                minutes(2),
+                minutes(4),
+                Some(every),
+                minutes(1),
+                Some(every)
+            ]
+        );
+        assert_eq!(next_sync_delay(&failure(2), &mut failures, every), None);
+        let short = Duration::from_secs(90);
+        let mut failures = 5;
+        assert_eq!(
+            next_sync_delay(&failure(75), &mut failures, short),
+            Some(short)
+        );
+        let plain: Result<()> = Err(anyhow!("the database is locked"));
+        assert_eq!(next_sync_delay(&plain, &mut failures, every), Some(every));
     }
 }

@@ -96,23 +96,36 @@ pub async fn run(devices: usize, dir: Option<&Path>, out: &mut dyn Write) -> Res
     Ok(())
 }
 
-fn tempfile_dir() -> Result<TempDir> {
-    let base = std::env::temp_dir().join(format!("connector-host-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&base)?;
-    Ok(TempDir(base))
-}
-
-/// A directory removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
+/// A private directory for the demo (a random name, mode 0700, removed when
+/// dropped): another user cannot predict it, plant files in it, or read the
+/// demo's database.
+fn tempfile_dir() -> Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("connector-host-demo-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
     }
+    builder
+        .tempdir()
+        .context("cannot create a temporary directory for the demo")
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_demo_directory_is_private_and_unpredictable() {
+        let (a, b) = (
+            super::tempfile_dir().unwrap(),
+            super::tempfile_dir().unwrap(),
+        );
+        assert_ne!(a.path(), b.path());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(a.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{mode:o}");
+        }
     }
 }

@@ -11,7 +11,8 @@
 //! - [`conformance`]: judging any connector component against the contract.
 //! - [`config`], [`origin`], [`secrets`], [`credentials`], [`oauth`]: configuration,
 //!   secrets and the credentials the host attaches (Basic, OAuth 2.0, API key).
-//! - [`runtime`]: wasmtime engine, component cache, instances and limits.
+//! - [`runtime`]: wasmtime engine, compiled components, instances and limits.
+//! - [`component_cache`]: the on-disk cache of compiled components, used only when private.
 //! - [`egress`]: the outbound HTTP policy every guest request passes through.
 //! - [`sender`]: DNS with an address check, proxy, TLS with extra CAs, time-outs.
 //! - [`pool`]: keep-alive connections reused between requests.
@@ -22,6 +23,7 @@
 //! - [`demo`]: the self-contained demo against the bundled emulator.
 
 pub mod cli;
+pub mod component_cache;
 pub mod config;
 pub mod conformance;
 pub mod credentials;

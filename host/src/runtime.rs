@@ -159,12 +159,16 @@ impl Runtime {
     pub fn shared() -> Result<&'static Runtime> {
         static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
         RUNTIME
-            .get_or_init(|| Runtime::new().map_err(|e| format!("{e:#}")))
+            .get_or_init(|| {
+                Runtime::with_cache_dir(crate::component_cache::default_dir())
+                    .map_err(|e| format!("{e:#}"))
+            })
             .as_ref()
             .map_err(|e| anyhow!("cannot start the WebAssembly runtime: {e}"))
     }
 
-    fn new() -> Result<Runtime> {
+    /// A runtime keeping compiled components in `cache_dir` (none: memory only).
+    pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> Result<Runtime> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -188,7 +192,7 @@ impl Runtime {
             engine,
             linker,
             compiled: Mutex::new(HashMap::new()),
-            cache_dir: default_cache_dir(),
+            cache_dir,
         })
     }
 
@@ -225,38 +229,45 @@ impl Runtime {
         Ok(loaded)
     }
 
-    fn compile_cached(&self, wasm: &[u8], sha256: &str) -> Result<Component> {
-        if !wasm.starts_with(b"\0asm") {
-            bail!("the plugin file is not a WebAssembly binary");
-        }
+    /// Where the compiled form of the component with this SHA-256 is cached:
+    /// the engine's compatibility hash is part of the name.
+    fn cache_entry(&self, sha256: &str) -> Option<PathBuf> {
         let compat = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             self.engine.precompile_compatibility_hash().hash(&mut h);
             format!("{:016x}", h.finish())
         };
-        let cached = self
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{sha256}-{compat}.cwasm")));
-        if let Some(path) = &cached {
-            if path.is_file() {
+        let dir = self.cache_dir.as_ref()?;
+        Some(dir.join(format!("{sha256}-{compat}.cwasm")))
+    }
+
+    fn compile_cached(&self, wasm: &[u8], sha256: &str) -> Result<Component> {
+        if !wasm.starts_with(b"\0asm") {
+            bail!("the plugin file is not a WebAssembly binary");
+        }
+        let cached = self.cache_entry(sha256);
+        if let Some(path) = cached.as_ref().filter(|p| p.exists()) {
+            match crate::component_cache::distrust(path) {
+                Some(why) => tracing::warn!("not using the compiled-component cache: {why}"),
                 // SAFETY: the file was written by `precompile_component` of an
-                // engine with the same compatibility hash (part of its name)
-                // into this user's private cache directory.
-                match unsafe { Component::deserialize_file(&self.engine, path) } {
+                // engine with the same compatibility hash (part of its name),
+                // and only this user can have written it (`distrust`).
+                None => match unsafe { Component::deserialize_file(&self.engine, path) } {
                     Ok(c) => return Ok(c),
                     Err(e) => {
                         tracing::debug!("ignoring unusable cache entry {}: {e}", path.display())
                     }
-                }
+                },
             }
         }
         let bytes = self.engine.precompile_component(wasm).map_err(|e| {
             anyhow::Error::from(e).context("the plugin is not a valid WebAssembly component")
         })?;
         if let Some(path) = &cached {
-            let _ = write_cache_entry(path, &bytes);
+            if let Err(e) = crate::component_cache::write(path, &bytes) {
+                tracing::debug!("not caching the compiled component: {e}");
+            }
         }
         // SAFETY: `bytes` was produced just now by this engine.
         Ok(unsafe { Component::deserialize(&self.engine, &bytes)? })
@@ -313,30 +324,6 @@ impl Runtime {
             call_timeout: limits.call_timeout,
         })
     }
-}
-
-fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("CONNECTOR_HOST_CACHE_DIR") {
-        return (!dir.is_empty()).then(|| PathBuf::from(dir));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("connector-host"))
-}
-
-fn write_cache_entry(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("cache entries live in a directory");
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    // Write then rename, so a concurrent reader never sees half a file.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -595,6 +582,25 @@ mod tests {
         assert!(!semver_compatible("1.2.0", "2.0.0"));
         assert!(!semver_compatible("0.2.0", "0.3.0"));
         assert!(!semver_compatible("x", "0.3.0"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_compiled_component_planted_where_others_can_write_is_not_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let runtime = Runtime::with_cache_dir(Some(dir.path().to_path_buf())).unwrap();
+        // Valid native code of another program, under the bundled component's name.
+        let planted = runtime.engine.precompile_component(b"(component)").unwrap();
+        let entry = runtime
+            .cache_entry(&hex(&Sha256::digest(BUNDLED_COMPONENT)))
+            .unwrap();
+        std::fs::write(&entry, planted).unwrap();
+        // Loading the bundled component compiles it afresh: it exports the contract.
+        runtime
+            .load(BUNDLED_COMPONENT)
+            .expect("the planted entry was not used");
     }
 
     #[test]
