@@ -165,6 +165,9 @@ pub struct StreamReport {
     pub not_returned: u64,
     /// `complete`, or `incomplete: why`.
     pub verdict: String,
+    /// Why the finishing step failed after every partition completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_error: Option<String>,
     /// Seconds spent.
     pub seconds: f64,
 }
@@ -182,9 +185,10 @@ impl StreamReport {
     pub fn retries(&self) -> usize {
         self.partitions.iter().map(|p| p.retries.len()).sum()
     }
-    /// Whether every partition completed.
+    /// Whether every partition completed and the stream's finishing step
+    /// (watermark, deletions) was committed.
     pub fn complete(&self) -> bool {
-        self.partitions.iter().all(|p| p.complete)
+        self.finish_error.is_none() && self.partitions.iter().all(|p| p.complete)
     }
     /// Rows the server said match, summed over partitions that reported it.
     pub fn server_total(&self) -> Option<u64> {
@@ -226,6 +230,18 @@ impl RunReport {
     /// stream completed; a temporary failure when every failure is of a kind
     /// that passes by itself (rate limits, unavailability); failed otherwise.
     pub fn health(&self) -> Health {
+        if let Some((stream, why)) = self
+            .streams
+            .iter()
+            .find_map(|s| s.finish_error.as_ref().map(|e| (&s.stream, e)))
+        {
+            // The database refused a write: that needs someone to look.
+            return Health {
+                state: HealthState::Failed,
+                error_kind: Some("store".into()),
+                message: Some(format!("`{stream}`: {why}")),
+            };
+        }
         let failures: Vec<&PartitionReport> = self
             .streams
             .iter()
@@ -416,6 +432,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
                 let complete = reports.iter().all(|r| r.complete);
                 let mut finished = FinishedStream::default();
                 let mut verdict = "complete".to_string();
+                let mut finish_error = None;
                 if complete {
                     let connection = job.connection.clone();
                     let plan = plan.clone();
@@ -430,7 +447,11 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
                     .await
                     {
                         Ok(f) => finished = f,
-                        Err(e) => verdict = format!("incomplete: {e}"),
+                        Err(e) => {
+                            let why = format!("finishing the stream failed: {e}");
+                            verdict = format!("incomplete: {why}");
+                            finish_error = Some(why);
+                        }
                     }
                 } else {
                     let why: Vec<String> = reports.iter().filter_map(|r| r.error.clone()).collect();
@@ -448,6 +469,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
                     aged_out: finished.aged_out,
                     not_returned: finished.not_returned,
                     verdict,
+                    finish_error,
                     seconds: started.elapsed().as_secs_f64(),
                 }
             }

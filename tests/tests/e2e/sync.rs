@@ -325,3 +325,34 @@ fn the_second_sync_reads_only_what_changed_since_the_first() {
         .iter()
         .all(|id| devices.iter().any(|d| d["sysId"] == id.as_str())));
 }
+
+#[test]
+fn a_stream_whose_finishing_step_fails_is_not_reported_complete() {
+    let f = Fixture::start(20);
+    let config = f.default_config();
+    f.sync(&config).ok();
+    // The database refuses to mark any stream complete from now on.
+    let db = rusqlite::Connection::open(f.dir.path().join("inventory.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_finish BEFORE UPDATE OF complete ON streams WHEN NEW.complete = 1
+         BEGIN SELECT RAISE(ABORT, 'the disk refused the write'); END;",
+    )
+    .unwrap();
+    drop(db);
+    let (code, message) = f.sync_full(&config).err();
+    assert_eq!(code, 1, "{message}");
+    assert!(
+        message.contains("finishing the stream failed")
+            && message.contains("the disk refused the write"),
+        "{message}"
+    );
+    let status = f
+        .cli(&["status", "--config", config.to_str().unwrap(), "--json"])
+        .ok();
+    let health = &serde_json::from_str::<serde_json::Value>(&status).unwrap()["health"];
+    assert_eq!(
+        (health["state"].as_str(), health["errorKind"].as_str()),
+        (Some("failed"), Some("store")),
+        "{health}"
+    );
+}
