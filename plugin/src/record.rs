@@ -11,12 +11,38 @@ pub enum RecordError {
     MissingKey,
 }
 
-/// Maps `row` to a JSON object with the stream's record fields. Empty source
-/// values leave the field out; booleans and timestamps are converted.
-pub fn map_row(spec: &StreamSpec, row: &Row<'_>) -> Result<String, RecordError> {
-    if row.get("sys_id").and_then(Cell::text).is_none() {
-        return Err(RecordError::MissingKey);
+/// Values a page had to leave out because they are not what their field
+/// declares (an impossible date), for one warning per page.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// How many values were left out.
+    pub count: u32,
+    /// The first: column, row key and value.
+    pub first: Option<(String, String, String)>,
+}
+
+impl Dropped {
+    /// The operator's warning, when anything was left out.
+    pub fn warning(&self, table: &str) -> Option<String> {
+        let (column, key, value) = self.first.as_ref()?;
+        Some(format!(
+            "{} value(s) read from `{table}` were not valid date-times (YYYY-MM-DD HH:MM:SS on the calendar) and were left out of their records, e.g. `{column}` of `{key}` is `{value}`. Check that data on the instance.",
+            self.count
+        ))
     }
+}
+
+/// Maps `row` to a JSON object with the stream's record fields. Empty source
+/// values leave the field out; booleans and timestamps are converted, and a
+/// timestamp that is not a real date-time is left out and noted in `dropped`.
+pub fn map_row(
+    spec: &StreamSpec,
+    row: &Row<'_>,
+    dropped: &mut Dropped,
+) -> Result<String, RecordError> {
+    let Some(key) = row.get("sys_id").and_then(Cell::text) else {
+        return Err(RecordError::MissingKey);
+    };
     let mut out = Vec::with_capacity(256);
     let mut ser = serde_json::Serializer::new(&mut out);
     // Writing into a Vec cannot fail, and every value is a plain string or bool.
@@ -33,7 +59,13 @@ pub fn map_row(spec: &StreamSpec, row: &Row<'_>) -> Result<String, RecordError> 
             },
             FieldKind::Timestamp => match to_rfc3339(text) {
                 Some(ts) => map.serialize_entry(f.field, &ts),
-                None => Ok(()),
+                None => {
+                    dropped.count += 1;
+                    dropped.first.get_or_insert_with(|| {
+                        (f.column.clone(), key.to_string(), text.to_string())
+                    });
+                    Ok(())
+                }
             },
         }
         .expect("serialize to Vec");
@@ -65,16 +97,15 @@ pub fn to_rfc3339(text: &str) -> Option<String> {
     Some(s)
 }
 
-/// Whether `text` has the exact shape `YYYY-MM-DD HH:MM:SS`.
+/// Whether `text` is a real date-time written `YYYY-MM-DD HH:MM:SS` (month
+/// 1–12, a day that month has, hour below 24, minute and second below 60).
 pub fn is_servicenow_datetime(text: &str) -> bool {
-    let b = text.as_bytes();
-    b.len() == 19
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b' ',
-            13 | 16 => *c == b':',
-            _ => c.is_ascii_digit(),
-        })
+    text.len() == 19
+        && time::PrimitiveDateTime::parse(
+            text,
+            time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+        )
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -95,7 +126,12 @@ mod tests {
           "sys_updated_on":"2024-05-01 10:00:00","u_primary_business_application":{"link":"l","value":"b1"},
           "os_version":"10.0"}]}"#;
         let env: Envelope = serde_json::from_slice(body).unwrap();
-        let rec = map_row(&spec(DEVICES), &env.result.unwrap()[0]).unwrap();
+        let rec = map_row(
+            &spec(DEVICES),
+            &env.result.unwrap()[0],
+            &mut Dropped::default(),
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
         assert_eq!(
             v,
@@ -111,16 +147,41 @@ mod tests {
             &br#"{"result":[{"sys_id":"a","cmdb_ci":{"link":"https://x/y","value":"d1"}}]}"#[..],
         ] {
             let env: Envelope = serde_json::from_slice(body).unwrap();
-            let rec = map_row(&spec(NETWORK_ADAPTERS), &env.result.unwrap()[0]).unwrap();
+            let rec = map_row(
+                &spec(NETWORK_ADAPTERS),
+                &env.result.unwrap()[0],
+                &mut Dropped::default(),
+            )
+            .unwrap();
             assert_eq!(rec, r#"{"sysId":"a","deviceSysId":"d1"}"#);
         }
+    }
+
+    #[test]
+    fn an_impossible_date_is_left_out_and_noted() {
+        let body =
+            br#"{"result":[{"sys_id":"0a","name":"n","sys_updated_on":"2024-13-45 99:99:99"}]}"#;
+        let env: Envelope = serde_json::from_slice(body).unwrap();
+        let mut dropped = Dropped::default();
+        let rec = map_row(&spec(DEVICES), &env.result.unwrap()[0], &mut dropped).unwrap();
+        assert_eq!(rec, r#"{"sysId":"0a","name":"n"}"#);
+        assert_eq!(dropped.count, 1);
+        let warning = dropped.warning("cmdb_ci_computer").unwrap();
+        assert!(
+            warning.contains("`sys_updated_on` of `0a` is `2024-13-45 99:99:99`"),
+            "{warning}"
+        );
     }
 
     #[test]
     fn missing_key_is_an_error() {
         let env: Envelope = serde_json::from_slice(br#"{"result":[{"name":"x"}]}"#).unwrap();
         assert_eq!(
-            map_row(&spec(DEVICES), &env.result.unwrap()[0]),
+            map_row(
+                &spec(DEVICES),
+                &env.result.unwrap()[0],
+                &mut Dropped::default()
+            ),
             Err(RecordError::MissingKey)
         );
     }
@@ -131,5 +192,19 @@ mod tests {
         assert_eq!(parse_bool("yes"), None);
         assert_eq!(to_rfc3339("2024-05-01 10:00:0x"), None);
         assert_eq!(to_rfc3339("2024-05-01T10:00:00"), None);
+        assert_eq!(to_rfc3339("+2024-05-01 10:00"), None);
+        for impossible in [
+            "2024-13-45 99:99:99",
+            "2023-02-29 10:00:00",
+            "2024-04-31 00:00:00",
+            "2024-01-01 24:00:00",
+            "2024-01-01 23:60:00",
+        ] {
+            assert_eq!(to_rfc3339(impossible), None, "{impossible}");
+        }
+        assert_eq!(
+            to_rfc3339("2024-02-29 23:59:59").as_deref(),
+            Some("2024-02-29T23:59:59Z")
+        );
     }
 }
