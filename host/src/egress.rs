@@ -45,6 +45,8 @@ pub struct EgressCounters {
     pub denied: AtomicU64,
     /// Times the guest tried to set or remove a forbidden header.
     pub forbidden_header_attempts: AtomicU64,
+    /// Requests the run's cap has granted (counted at the run's root).
+    granted: AtomicU64,
     parent: Option<Arc<EgressCounters>>,
 }
 
@@ -61,6 +63,21 @@ impl EgressCounters {
         pick(self).fetch_add(n, Ordering::Relaxed);
         if let Some(parent) = &self.parent {
             parent.add(pick, n);
+        }
+    }
+
+    /// Takes one request from the run's cap of `max`, atomically: of any
+    /// number of concurrent callers, exactly as many as the cap has left get
+    /// `true`.
+    pub fn grant_request(&self, max: u64) -> bool {
+        match &self.parent {
+            Some(parent) => parent.grant_request(max),
+            None => self
+                .granted
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .is_ok(),
         }
     }
 
@@ -246,7 +263,7 @@ impl WasiHttpHooks for EgressPolicy {
                 );
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
             }
-            if policy.counters.run_requests() >= policy.limits.max_requests {
+            if !policy.counters.grant_request(policy.limits.max_requests) {
                 tracing::warn!(target: "egress", cap = policy.limits.max_requests, "request denied: the run reached its request cap");
                 return Err(wasmtime_wasi_http::Error::ConnectionLimitReached);
             }
@@ -276,6 +293,9 @@ impl WasiHttpHooks for EgressPolicy {
             let (mut response, mut io) = sent.inspect_err(|_| policy.pacer.failed())?;
             policy.pacer.observe(response.headers());
             if response.status() == http::StatusCode::UNAUTHORIZED {
+                // The resend is a request like any other: the cap applies.
+                let retry =
+                    retry.filter(|_| policy.counters.grant_request(policy.limits.max_requests));
                 if let Some(mut again) = retry {
                     if policy.credential.refused(used.as_ref()).await {
                         policy
@@ -447,6 +467,26 @@ impl Body for CappedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_cap_grants_exactly_its_number_to_concurrent_callers() {
+        let run = Arc::new(EgressCounters::default());
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let granted: u64 = (0..8)
+            .map(|_| {
+                let (partition, barrier) = (EgressCounters::child(&run), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    (0..5).filter(|_| partition.grant_request(3)).count() as u64
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(granted, 3);
+        assert!(!run.grant_request(3));
+    }
 
     #[test]
     fn forbidden_headers() {
