@@ -16,6 +16,7 @@ use crate::runtime::{
 };
 use crate::secrets::Environment;
 use crate::sender::Sender;
+use crate::stop::StopSignal;
 use crate::store::{Health, HealthState, Store};
 use crate::sync::{RunReport, SyncJob, SyncOptions};
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -159,18 +160,33 @@ pub(crate) fn config_failure(message: impl Into<String>) -> anyhow::Error {
 }
 
 /// Runs the CLI. Secrets are looked up in `env`; results go to `out`.
+///
+/// As a library call it installs no signal handler: `stop` ends a `sync` or
+/// `run --every` (the binary's [`main`] triggers it on SIGINT and SIGTERM).
 pub fn run(cli: Cli, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
+    run_until(cli, env, out, Arc::new(StopSignal::default()), false)
+}
+
+/// [`run`], stopped by `stop`; with `signals`, SIGINT and SIGTERM trigger it.
+fn run_until(
+    cli: Cli,
+    env: &dyn Environment,
+    out: &mut dyn Write,
+    stop: Arc<StopSignal>,
+    signals: bool,
+) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        if signals {
+            crate::stop::on_signals(stop.clone());
+        }
         match cli.command {
             Command::Info { plugin, json } => info(plugin.as_deref(), json, out).await,
             Command::Check { config } => check(&config, env, out).await,
             Command::Sync { config, json, full } => {
-                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                stop_on_signals(stop.clone(), Arc::new(tokio::sync::Notify::new()));
                 sync(&config, env, SyncFlags { json, full, stop }, out)
                     .await
                     .map(|_| ())
@@ -191,7 +207,7 @@ pub fn run(cli: Cli, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
                 config,
                 every,
                 max_runs,
-            } => run_every(&config, env, every, max_runs, out).await,
+            } => run_every(&config, env, every, max_runs, &stop, out).await,
             Command::Status { config, runs, json } => status(&config, runs, json, out).await,
             Command::Conformance { config, json } => conformance(&config, env, json, out).await,
             Command::Demo { devices, dir } => crate::demo::run(devices, dir.as_deref(), out).await,
@@ -573,8 +589,8 @@ pub struct SyncFlags {
     pub json: bool,
     /// Force full reads.
     pub full: bool,
-    /// Set to stop after the pages in flight (a signal arrived).
-    pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Triggered to stop after the pages in flight (a signal arrived).
+    pub stop: Arc<StopSignal>,
 }
 
 fn parse_every(text: &str) -> std::result::Result<std::time::Duration, String> {
@@ -584,29 +600,6 @@ fn parse_every(text: &str) -> std::result::Result<std::time::Duration, String> {
         return Err("the interval must be at least 1s".into());
     }
     Ok(d)
-}
-
-/// Sets `stop` on SIGINT or SIGTERM.
-fn stop_on_signals(stop: Arc<std::sync::atomic::AtomicBool>, wake: Arc<tokio::sync::Notify>) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate => {}
-        }
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        wake.notify_waiters();
-    });
 }
 
 /// First wait after a failure that passes by itself; it doubles with each
@@ -646,11 +639,9 @@ async fn run_every(
     env: &dyn Environment,
     every: std::time::Duration,
     max_runs: Option<u32>,
+    stop: &Arc<StopSignal>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let wake = Arc::new(tokio::sync::Notify::new());
-    stop_on_signals(stop.clone(), wake.clone());
     let mut runs = 0;
     let mut temporary_failures = 0u32;
     loop {
@@ -667,18 +658,14 @@ async fn run_every(
             // A configuration problem will not fix itself.
             return outcome.map(|_| ());
         };
-        let stopping = stop.load(std::sync::atomic::Ordering::SeqCst);
-        if stopping || max_runs.is_some_and(|m| runs >= m) {
+        if stop.is_triggered() || max_runs.is_some_and(|m| runs >= m) {
             writeln!(out, "stopped after {runs} sync(s)")?;
             return Ok(());
         }
         writeln!(out, "next sync in {}", humantime::format_duration(delay))?;
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = wake.notified() => {
-                writeln!(out, "stopped after {runs} sync(s)")?;
-                return Ok(());
-            }
+        if stop.sleep(delay).await {
+            writeln!(out, "stopped after {runs} sync(s)")?;
+            return Ok(());
         }
     }
 }
@@ -948,7 +935,14 @@ pub fn main() -> std::process::ExitCode {
         .init();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match run(cli, &crate::secrets::ProcessEnvironment, &mut out) {
+    let stop = Arc::new(StopSignal::default());
+    match run_until(
+        cli,
+        &crate::secrets::ProcessEnvironment,
+        &mut out,
+        stop,
+        true,
+    ) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             let code = e.downcast_ref::<Failure>().map_or(1, |f| f.exit_code);

@@ -121,6 +121,7 @@ pub struct EgressPolicy {
     counters: Arc<EgressCounters>,
     pacer: Arc<Pacer>,
     faults: Option<Arc<FaultInjector>>,
+    stop: Option<Arc<crate::stop::StopSignal>>,
 }
 
 /// A fault the host puts in place of a real answer.
@@ -189,7 +190,14 @@ impl EgressPolicy {
             counters,
             pacer,
             faults: None,
+            stop: None,
         }
+    }
+
+    /// The same policy, whose waits for the rate budget end when `stop` is triggered.
+    pub fn with_stop(mut self, stop: Arc<crate::stop::StopSignal>) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// The same policy, with faults injected from `faults`.
@@ -285,7 +293,9 @@ impl WasiHttpHooks for EgressPolicy {
             if let Some(response) = fault.and_then(synthetic_response) {
                 return Ok((response, Box::new(async { Ok(()) }) as IoFuture));
             }
-            policy.pacer.before_request().await;
+            if !policy.pacer.before_request(policy.stop.as_deref()).await {
+                return Err(stopped());
+            }
             policy.counters.add(|c| &c.requests, 1);
             tracing::debug!(target: "egress", uri = %redact_query(request.uri()), "request");
             let options = policy.clamp(options);
@@ -303,7 +313,9 @@ impl WasiHttpHooks for EgressPolicy {
                             .apply(again.headers_mut())
                             .await
                             .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e)))?;
-                        policy.pacer.before_request().await;
+                        if !policy.pacer.before_request(policy.stop.as_deref()).await {
+                            return Err(stopped());
+                        }
                         policy.counters.add(|c| &c.requests, 1);
                         let resent = policy.sender.send(again, options).await;
                         (response, io) = resent.inspect_err(|_| policy.pacer.failed())?;
@@ -349,6 +361,13 @@ impl WasiHttpHooks for EgressPolicy {
             Ok((response, io))
         })
     }
+}
+
+/// The error a request meets when the run stopped while it waited.
+fn stopped() -> wasmtime_wasi_http::Error {
+    wasmtime_wasi_http::Error::InternalError(Some(
+        "the sync was stopped while the request waited for the rate budget".into(),
+    ))
 }
 
 /// Removes the headers the guest may not see.

@@ -18,6 +18,7 @@
 //! - [`pool`]: keep-alive connections reused between requests.
 //! - [`sync`]: the sync engine (partitions, retries, checkpoints).
 //! - [`pacing`]: staying inside rate limits (server headers, budget, shared cool-downs).
+//! - [`stop`]: the stop signal every wait of a run awaits.
 //! - [`store`]: the SQLite database.
 //! - [`export`]: JSON-lines export, with nested records.
 //! - [`demo`]: the self-contained demo against the bundled emulator.
@@ -38,5 +39,6 @@ pub mod progress;
 pub mod runtime;
 pub mod secrets;
 pub mod sender;
+pub mod stop;
 pub mod store;
 pub mod sync;

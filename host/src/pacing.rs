@@ -54,8 +54,9 @@ impl Pacer {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits until a request may be sent, and counts it.
-    pub async fn before_request(&self) {
+    /// Waits until a request may be sent, and counts it; `false` (and no
+    /// request counted) when `stop` was triggered first.
+    pub async fn before_request(&self, stop: Option<&crate::stop::StopSignal>) -> bool {
         loop {
             let wait_until = {
                 let mut s = self.lock();
@@ -85,11 +86,18 @@ impl Pacer {
                         if let Some(spacing) = self.spacing {
                             s.next_slot = Some(now + spacing);
                         }
-                        return;
+                        return true;
                     }
                 }
             };
-            tokio::time::sleep_until(wait_until).await;
+            match stop {
+                Some(stop) => {
+                    if stop.sleep_until(wait_until).await {
+                        return false;
+                    }
+                }
+                None => tokio::time::sleep_until(wait_until).await,
+            }
         }
     }
 
@@ -171,12 +179,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waits_for_the_window_once_the_limit_is_spent() {
         let p = Pacer::new(None);
-        p.before_request().await;
+        p.before_request(None).await;
         p.observe(&headers(2, 10));
-        p.before_request().await;
+        p.before_request(None).await;
         assert_eq!(p.waits(), 0);
         let started = Instant::now();
-        p.before_request().await;
+        p.before_request(None).await;
         assert!(
             started.elapsed() >= Duration::from_secs(10),
             "{:?}",
@@ -189,14 +197,14 @@ mod tests {
     async fn a_late_answer_from_the_previous_window_keeps_the_count() {
         let p = Pacer::new(None);
         for _ in 0..3 {
-            p.before_request().await;
+            p.before_request(None).await;
         }
         // Answers arrive out of order across the server's window boundary.
         p.observe(&headers(3, 20));
         p.observe(&headers(3, 1));
         p.observe(&headers(3, 20));
         let started = Instant::now();
-        p.before_request().await;
+        p.before_request(None).await;
         assert_eq!(p.waits(), 1, "the three requests of the new window count");
         assert!(started.elapsed() >= Duration::from_secs(20));
     }
@@ -204,19 +212,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_in_flight_at_the_window_end_counts_in_the_next_window() {
         let p = Pacer::new(None);
-        p.before_request().await;
-        p.before_request().await;
+        p.before_request(None).await;
+        p.before_request(None).await;
         // The first answer tells the window; the second request is still in flight.
         p.observe(&headers(2, 10));
         tokio::time::sleep(Duration::from_secs(12)).await;
         // The window ended here; the late request may count in the next one.
-        p.before_request().await;
+        p.before_request(None).await;
         assert_eq!(p.waits(), 0);
         // Its answer comes from the next window: together with the request
         // just sent, that window's two requests are spent.
         p.observe(&headers(2, 20));
         let started = Instant::now();
-        p.before_request().await;
+        p.before_request(None).await;
         assert_eq!(
             p.waits(),
             1,
@@ -226,15 +234,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_the_wait_for_the_budget() {
+        let p = Pacer::new(None);
+        p.cool_down(Duration::from_secs(3600));
+        let stop = crate::stop::StopSignal::default();
+        stop.trigger();
+        let started = Instant::now();
+        assert!(!p.before_request(Some(&stop)).await);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn cool_down_and_budget_hold_requests() {
         let p = Pacer::new(Some(3600));
-        p.before_request().await;
+        p.before_request(None).await;
         let started = Instant::now();
-        p.before_request().await;
+        p.before_request(None).await;
         assert!(started.elapsed() >= Duration::from_secs(1));
         p.cool_down(Duration::from_secs(30));
         let started = Instant::now();
-        p.before_request().await;
+        p.before_request(None).await;
         assert!(started.elapsed() >= Duration::from_secs(30));
     }
 }

@@ -52,8 +52,9 @@ pub struct SyncOptions {
     pub force_full: bool,
     /// Budget of requests per hour (none: only the server's limits).
     pub requests_per_hour: Option<u32>,
-    /// When set, partitions stop after the page in flight.
-    pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Once triggered, waits end at once and partitions stop after the
+    /// page they committed last.
+    pub stop: Arc<crate::stop::StopSignal>,
 }
 
 /// Everything a sync needs.
@@ -282,6 +283,10 @@ fn is_temporary(kind: Option<&str>) -> bool {
         Some("temporarily-unavailable" | "rate-limited" | "stopped")
     )
 }
+
+/// Why a partition stopped when the run was stopped.
+const STOPPED: &str =
+    "stopped by a signal after the last committed page; the next sync resumes there";
 
 fn backoff(options: &SyncOptions, attempt: u32) -> Duration {
     let exp = options
@@ -543,7 +548,8 @@ async fn read_partition(job: &SyncJob, shared: RunShared, task: PartitionTask) -
         job.egress_limits,
         counters.clone(),
         shared.pacer.clone(),
-    );
+    )
+    .with_stop(job.options.stop.clone());
     let mut report = match job
         .runtime
         .instantiate(&job.component, egress, &job.limits)
@@ -613,13 +619,8 @@ async fn read_partition_pages(
             deletions_since: task.deletions_since.clone(),
             page_size: job.options.page_size,
         };
-        if job.options.stop.load(Ordering::SeqCst) {
-            fail(
-                &mut report,
-                "stopped".into(),
-                "stopped by a signal after the last committed page; the next sync resumes there"
-                    .into(),
-            );
+        if job.options.stop.is_triggered() {
+            fail(&mut report, "stopped".into(), STOPPED.into());
             return report;
         }
         if let Some(message) = cap_reached(job, counters, &task) {
@@ -637,6 +638,11 @@ async fn read_partition_pages(
             };
             match result {
                 Ok(page) => break page,
+                // A stop during a wait for the rate budget fails the call: that is no error.
+                Err(_) if job.options.stop.is_triggered() => {
+                    fail(&mut report, "stopped".into(), STOPPED.into());
+                    return report;
+                }
                 Err(error) => match decide(&job.options, &error, attempt) {
                     // Retrying is pointless once the run may send no more requests.
                     Next::Retry { .. } if cap_reached(job, counters, &task).is_some() => {
@@ -658,7 +664,10 @@ async fn read_partition_pages(
                             waited_ms: wait.as_millis() as u64,
                             server_asked,
                         });
-                        tokio::time::sleep(wait).await;
+                        if job.options.stop.sleep(wait).await {
+                            fail(&mut report, "stopped".into(), STOPPED.into());
+                            return report;
+                        }
                         attempt += 1;
                     }
                     Next::Stop => {

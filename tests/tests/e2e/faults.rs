@@ -212,3 +212,52 @@ fn the_host_paces_itself_by_the_rate_limit_headers_and_meets_no_429() {
         expected_records(f.state(), "devices")
     );
 }
+
+#[test]
+fn a_stop_ends_a_long_retry_after_wait_at_once() {
+    use connector_host::cli::{sync, Failure, SyncFlags};
+    use connector_host::stop::StopSignal;
+    use std::sync::Arc;
+    let f = Fixture::start(30);
+    f.state().inject(
+        FaultRule::next(Fault::RateLimited { retry_after: 20 }, 1).on_path("cmdb_ci_computer"),
+    );
+    let config = f.default_config();
+    let stop = Arc::new(StopSignal::default());
+    let syncing = {
+        let (stop, env) = (stop.clone(), f.env.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let flags = SyncFlags {
+                stop,
+                ..Default::default()
+            };
+            let outcome = runtime.block_on(sync(&config, &env, flags, &mut Vec::new()));
+            outcome
+                .err()
+                .and_then(|e| e.downcast_ref::<Failure>().map(|f| f.exit_code))
+        })
+    };
+    // Once the 429 is answered the sync is waiting out its Retry-After: stop it.
+    while !f.state().requests().iter().any(|r| r.status == 429) {
+        let seen = f.state().requests().len();
+        f.state()
+            .wait_for_requests(seen + 1, std::time::Duration::from_secs(30));
+    }
+    stop.trigger();
+    assert_eq!(
+        syncing.join().unwrap(),
+        Some(75),
+        "stopped: the next sync resumes"
+    );
+    let devices = f
+        .state()
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("cmdb_ci_computer"))
+        .count();
+    assert_eq!(
+        devices, 1,
+        "the refused page was not sent again after the stop"
+    );
+}
