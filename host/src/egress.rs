@@ -14,7 +14,7 @@
 
 use crate::credentials::Credential;
 use crate::origin::Origin;
-use crate::pacing::Pacer;
+use crate::pacing::{Admission, Pacer, WaitClock};
 use crate::sender::{bodiless_copy, Sender};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
@@ -122,6 +122,8 @@ pub struct EgressPolicy {
     pacer: Arc<Pacer>,
     faults: Option<Arc<FaultInjector>>,
     stop: Option<Arc<crate::stop::StopSignal>>,
+    max_budget_wait: Option<Duration>,
+    budget_waits: Arc<WaitClock>,
 }
 
 /// A fault the host puts in place of a real answer.
@@ -191,6 +193,39 @@ impl EgressPolicy {
             pacer,
             faults: None,
             stop: None,
+            max_budget_wait: None,
+            budget_waits: Arc::default(),
+        }
+    }
+
+    /// The same policy, refusing to wait longer than `max` for the rate budget.
+    pub fn with_max_budget_wait(mut self, max: Duration) -> Self {
+        self.max_budget_wait = Some(max);
+        self
+    }
+
+    /// Time this instance's requests spent waiting for the rate budget.
+    pub fn budget_waits(&self) -> Arc<WaitClock> {
+        self.budget_waits.clone()
+    }
+
+    /// Waits for the rate budget (outside the call's time-out); the error
+    /// the request meets when the run stopped or the wait is too long.
+    async fn admit(&self) -> Result<(), wasmtime_wasi_http::Error> {
+        let stop = self.stop.as_deref();
+        match self
+            .pacer
+            .before_request(stop, self.max_budget_wait, &self.budget_waits)
+            .await
+        {
+            Admission::Go => Ok(()),
+            Admission::Stopped => Err(stopped()),
+            Admission::BudgetReturnsAt(at) => {
+                Err(wasmtime_wasi_http::Error::InternalError(Some(format!(
+                    "the rate budget returns only at {}",
+                    httpdate::fmt_http_date(at)
+                ))))
+            }
         }
     }
 
@@ -293,9 +328,7 @@ impl WasiHttpHooks for EgressPolicy {
             if let Some(response) = fault.and_then(synthetic_response) {
                 return Ok((response, Box::new(async { Ok(()) }) as IoFuture));
             }
-            if !policy.pacer.before_request(policy.stop.as_deref()).await {
-                return Err(stopped());
-            }
+            policy.admit().await?;
             policy.counters.add(|c| &c.requests, 1);
             tracing::debug!(target: "egress", uri = %redact_query(request.uri()), "request");
             let options = policy.clamp(options);
@@ -313,9 +346,7 @@ impl WasiHttpHooks for EgressPolicy {
                             .apply(again.headers_mut())
                             .await
                             .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e)))?;
-                        if !policy.pacer.before_request(policy.stop.as_deref()).await {
-                            return Err(stopped());
-                        }
+                        policy.admit().await?;
                         policy.counters.add(|c| &c.requests, 1);
                         let resent = policy.sender.send(again, options).await;
                         (response, io) = resent.inspect_err(|_| policy.pacer.failed())?;

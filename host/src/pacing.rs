@@ -26,6 +26,61 @@ struct State {
     cool_until: Option<Instant>,
     next_slot: Option<Instant>,
     waits: u64,
+    /// When a wait was refused for being longer than the run waits.
+    budget_returns_at: Option<SystemTime>,
+}
+
+/// What [`Pacer::before_request`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Send the request (it is counted).
+    Go,
+    /// The run was stopped while waiting.
+    Stopped,
+    /// The budget returns only at this time, later than the run waits.
+    BudgetReturnsAt(SystemTime),
+}
+
+/// Time an instance spent waiting for the rate budget, so that those waits
+/// do not count against its call time-out. Overlapping waits count once.
+#[derive(Debug, Default)]
+pub struct WaitClock {
+    /// Waits in progress, since when, and the total of the finished ones.
+    state: Mutex<(u32, Option<Instant>, Duration)>,
+}
+
+impl WaitClock {
+    /// Time waited so far, the wait in progress included.
+    pub fn waited(&self) -> Duration {
+        let (_, since, total) = *self.state.lock().unwrap_or_else(|p| p.into_inner());
+        total + since.map_or(Duration::ZERO, |s| s.elapsed())
+    }
+
+    /// Counts the time until the guard is dropped.
+    fn waiting(&self) -> impl Drop + '_ {
+        {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if s.0 == 0 {
+                s.1 = Some(Instant::now());
+            }
+            s.0 += 1;
+        }
+        WaitGuard(self)
+    }
+}
+
+struct WaitGuard<'a>(&'a WaitClock);
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 -= 1;
+        if s.0 == 0 {
+            if let Some(since) = s.1.take() {
+                s.2 += since.elapsed();
+            }
+        }
+    }
 }
 
 /// Shared pacing state of one run.
@@ -54,9 +109,15 @@ impl Pacer {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits until a request may be sent, and counts it; `false` (and no
-    /// request counted) when `stop` was triggered first.
-    pub async fn before_request(&self, stop: Option<&crate::stop::StopSignal>) -> bool {
+    /// Waits until a request may be sent, and counts it. The wait ends early
+    /// when `stop` is triggered; it is refused when it would last longer than
+    /// `max_wait`; `clock` counts it.
+    pub async fn before_request(
+        &self,
+        stop: Option<&crate::stop::StopSignal>,
+        max_wait: Option<Duration>,
+        clock: &WaitClock,
+    ) -> Admission {
         loop {
             let wait_until = {
                 let mut s = self.lock();
@@ -76,6 +137,11 @@ impl Pacer {
                     until = until.max(Some(slot));
                 }
                 match until {
+                    Some(t) if max_wait.is_some_and(|max| t - now > max) => {
+                        let at = SystemTime::now() + (t - now);
+                        s.budget_returns_at = Some(at);
+                        return Admission::BudgetReturnsAt(at);
+                    }
                     Some(t) => {
                         s.waits += 1;
                         t
@@ -86,14 +152,15 @@ impl Pacer {
                         if let Some(spacing) = self.spacing {
                             s.next_slot = Some(now + spacing);
                         }
-                        return true;
+                        return Admission::Go;
                     }
                 }
             };
+            let _waiting = clock.waiting();
             match stop {
                 Some(stop) => {
                     if stop.sleep_until(wait_until).await {
-                        return false;
+                        return Admission::Stopped;
                     }
                 }
                 None => tokio::time::sleep_until(wait_until).await,
@@ -153,6 +220,11 @@ impl Pacer {
         s.cool_until = s.cool_until.max(Some(until));
     }
 
+    /// When the budget returns, if a wait was refused for being too long.
+    pub fn budget_returns_at(&self) -> Option<SystemTime> {
+        self.lock().budget_returns_at
+    }
+
     /// How many times a request had to wait.
     pub fn waits(&self) -> u64 {
         self.lock().waits
@@ -179,12 +251,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waits_for_the_window_once_the_limit_is_spent() {
         let p = Pacer::new(None);
-        p.before_request(None).await;
+        p.before_request(None, None, &WaitClock::default()).await;
         p.observe(&headers(2, 10));
-        p.before_request(None).await;
+        p.before_request(None, None, &WaitClock::default()).await;
         assert_eq!(p.waits(), 0);
         let started = Instant::now();
-        p.before_request(None).await;
+        p.before_request(None, None, &WaitClock::default()).await;
         assert!(
             started.elapsed() >= Duration::from_secs(10),
             "{:?}",
@@ -197,14 +269,14 @@ mod tests {
     async fn a_late_answer_from_the_previous_window_keeps_the_count() {
         let p = Pacer::new(None);
         for _ in 0..3 {
-            p.before_request(None).await;
+            p.before_request(None, None, &WaitClock::default()).await;
         }
         // Answers arrive out of order across the server's window boundary.
         p.observe(&headers(3, 20));
         p.observe(&headers(3, 1));
         p.observe(&headers(3, 20));
         let started = Instant::now();
-        p.before_request(None).await;
+        p.before_request(None, None, &WaitClock::default()).await;
         assert_eq!(p.waits(), 1, "the three requests of the new window count");
         assert!(started.elapsed() >= Duration::from_secs(20));
     }
@@ -212,19 +284,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_in_flight_at_the_window_end_counts_in_the_next_window() {
         let p = Pacer::new(None);
-        p.before_request(None).await;
-        p.before_request(None).await;
+        p.before_request(None, None, &WaitClock::default()).await;
+        p.before_request(None, None, &WaitClock::default()).await;
         // The first answer tells the window; the second request is still in flight.
         p.observe(&headers(2, 10));
         tokio::time::sleep(Duration::from_secs(12)).await;
         // The window ended here; the late request may count in the next one.
-        p.before_request(None).await;
+        p.before_request(None, None, &WaitClock::default()).await;
         assert_eq!(p.waits(), 0);
         // Its answer comes from the next window: together with the request
         // just sent, that window's two requests are spent.
         p.observe(&headers(2, 20));
         let started = Instant::now();
-        p.before_request(None).await;
+        p.before_request(None, None, &WaitClock::default()).await;
         assert_eq!(
             p.waits(),
             1,
@@ -240,20 +312,43 @@ mod tests {
         let stop = crate::stop::StopSignal::default();
         stop.trigger();
         let started = Instant::now();
-        assert!(!p.before_request(Some(&stop)).await);
+        assert_eq!(
+            p.before_request(Some(&stop), None, &WaitClock::default())
+                .await,
+            Admission::Stopped
+        );
         assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_are_clocked_and_too_long_ones_refused() {
+        let p = Pacer::new(None);
+        let clock = WaitClock::default();
+        p.cool_down(Duration::from_secs(30));
+        let max = Some(Duration::from_secs(60));
+        assert_eq!(p.before_request(None, max, &clock).await, Admission::Go);
+        assert!(
+            clock.waited() >= Duration::from_secs(30),
+            "{:?}",
+            clock.waited()
+        );
+        p.cool_down(Duration::from_secs(600));
+        let Admission::BudgetReturnsAt(at) = p.before_request(None, max, &clock).await else {
+            panic!("a ten-minute wait is longer than the run waits");
+        };
+        assert_eq!(p.budget_returns_at(), Some(at));
     }
 
     #[tokio::test(start_paused = true)]
     async fn cool_down_and_budget_hold_requests() {
         let p = Pacer::new(Some(3600));
-        p.before_request(None).await;
+        p.before_request(None, None, &WaitClock::default()).await;
         let started = Instant::now();
-        p.before_request(None).await;
+        p.before_request(None, None, &WaitClock::default()).await;
         assert!(started.elapsed() >= Duration::from_secs(1));
         p.cool_down(Duration::from_secs(30));
         let started = Instant::now();
-        p.before_request(None).await;
+        p.before_request(None, None, &WaitClock::default()).await;
         assert!(started.elapsed() >= Duration::from_secs(30));
     }
 }

@@ -475,12 +475,29 @@ impl ConnectorInstance {
         self.store.data_mut().cpu_ticks = 0;
         self.store.set_epoch_deadline(1);
         let timeout = self.call_timeout;
-        let bindings = &self.bindings;
-        let result = tokio::time::timeout(timeout, f(bindings, &mut self.store)).await;
+        // Waits for the rate budget are the host's, not the component's: the
+        // deadline moves by them.
+        let clock = self.store.data().egress.budget_waits();
+        let started = tokio::time::Instant::now();
+        let waited_before = clock.waited();
+        let result = {
+            let mut call = std::pin::pin!(f(&self.bindings, &mut self.store));
+            loop {
+                let waited = clock.waited().saturating_sub(waited_before);
+                tokio::select! {
+                    r = &mut call => break Some(r),
+                    _ = tokio::time::sleep_until(started + timeout + waited) => {
+                        if clock.waited().saturating_sub(waited_before) == waited {
+                            break None;
+                        }
+                    }
+                }
+            }
+        };
         match result {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.trap(what, format!("{e:#}"))),
-            Err(_) => Err(self.trap(
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(self.trap(what, format!("{e:#}"))),
+            None => Err(self.trap(
                 what,
                 format!(
                     "no answer within {} s (the call time-out)",

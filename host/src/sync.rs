@@ -284,6 +284,17 @@ fn is_temporary(kind: Option<&str>) -> bool {
     )
 }
 
+/// Why a partition stopped when the rate budget returns later than the run waits.
+fn budget_spent(job: &SyncJob, pacer: &Pacer) -> String {
+    let at = pacer
+        .budget_returns_at()
+        .map_or_else(String::new, httpdate::fmt_http_date);
+    format!(
+        "the source's rate budget is spent until {at}, longer than [sync] max_retry_after_seconds ({} s) lets a run wait; committed pages are kept and the next sync resumes after them",
+        job.options.max_retry_after.as_secs()
+    )
+}
+
 /// Why a partition stopped when the run was stopped.
 const STOPPED: &str =
     "stopped by a signal after the last committed page; the next sync resumes there";
@@ -549,7 +560,8 @@ async fn read_partition(job: &SyncJob, shared: RunShared, task: PartitionTask) -
         counters.clone(),
         shared.pacer.clone(),
     )
-    .with_stop(job.options.stop.clone());
+    .with_stop(job.options.stop.clone())
+    .with_max_budget_wait(job.options.max_retry_after);
     let mut report = match job
         .runtime
         .instantiate(&job.component, egress, &job.limits)
@@ -641,6 +653,15 @@ async fn read_partition_pages(
                 // A stop during a wait for the rate budget fails the call: that is no error.
                 Err(_) if job.options.stop.is_triggered() => {
                     fail(&mut report, "stopped".into(), STOPPED.into());
+                    return report;
+                }
+                // So does a wait the run will not make.
+                Err(_) if pacer.budget_returns_at().is_some() => {
+                    fail(
+                        &mut report,
+                        "rate-limited".into(),
+                        budget_spent(job, &pacer),
+                    );
                     return report;
                 }
                 Err(error) => match decide(&job.options, &error, attempt) {

@@ -261,3 +261,43 @@ fn a_stop_ends_a_long_retry_after_wait_at_once() {
         "the refused page was not sent again after the stop"
     );
 }
+
+#[test]
+fn waits_for_the_rate_budget_do_not_count_against_the_call_time_out() {
+    let f = Fixture::start(8);
+    f.state().set_rate_window(std::time::Duration::from_secs(2));
+    f.state().add_rate_rule(servicenow_emulator::RateRule {
+        sys_id: "rule".into(),
+        user: Some("svc_exposure".into()),
+        limit: 4,
+    });
+    // Every page past the fourth waits for the next window, longer than a call may take.
+    let config = f.config(&ConfigSpec {
+        sync: vec!["page_size = 2".into(), "retry_base_ms = 10".into()],
+        limits: vec!["call_timeout_seconds = 1".into()],
+        ..Default::default()
+    });
+    f.sync(&config).ok();
+    assert!(
+        f.state().requests().len() > 8,
+        "the sync needed more than two windows"
+    );
+    assert!(f.state().requests().iter().all(|r| r.status == 200));
+    assert_eq!(
+        f.export(&config, "devices", false),
+        expected_records(f.state(), "devices")
+    );
+
+    // A budget that returns later than the run waits ends the run as a temporary failure.
+    let impatient = f.config(&ConfigSpec {
+        file: "impatient.toml".into(),
+        sync: vec!["page_size = 1".into(), "max_retry_after_seconds = 1".into()],
+        limits: vec!["call_timeout_seconds = 1".into()],
+        ..Default::default()
+    });
+    f.state()
+        .set_rate_window(std::time::Duration::from_secs(3600));
+    let (code, message) = f.sync_full(&impatient).err();
+    assert_eq!(code, 75, "{message}");
+    assert!(message.contains("rate budget is spent until"), "{message}");
+}
