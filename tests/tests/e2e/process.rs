@@ -233,3 +233,44 @@ fn sigterm_finishes_the_pages_in_flight_and_the_next_sync_resumes() {
         );
     }
 }
+
+#[test]
+fn debug_logs_carry_no_secret() {
+    use base64::Engine as _;
+    let f = Fixture::start(40);
+    let config = f.default_config();
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("svc_exposure:{}", f.password));
+    let run = |env: &std::collections::HashMap<String, String>| {
+        Command::new(env!("CARGO_BIN_EXE_e2e-host"))
+            .args(["sync", "--config", config.to_str().unwrap()])
+            .envs(env)
+            .env("CONNECTOR_HOST_LOG", "debug")
+            .stdin(Stdio::null())
+            .output()
+            .expect("the host binary runs")
+    };
+    let good = run(&f.env);
+    let mut wrong = f.env.clone();
+    wrong.insert(
+        connector_e2e::PASSWORD_VAR.into(),
+        "wr0ng-s3cret-value".into(),
+    );
+    let refused = run(&wrong);
+    assert!(good.status.success() && !refused.status.success());
+    for out in [&good, &refused] {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The control: debug logging is on and shows the requests.
+        assert!(
+            text.contains("DEBUG") && text.contains("/api/now/table/"),
+            "{text}"
+        );
+        for secret in [f.password.as_str(), basic.as_str(), "wr0ng-s3cret-value"] {
+            assert!(!text.contains(secret), "`{secret}` leaked into the output");
+        }
+    }
+}
