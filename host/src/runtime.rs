@@ -280,8 +280,35 @@ impl Runtime {
         egress: EgressPolicy,
         limits: &InstanceLimits,
     ) -> Result<ConnectorInstance> {
+        self.instantiate_in(component, egress, limits, &[]).await
+    }
+
+    /// Test hook, never used by the host: an instance whose guest sees these
+    /// environment variables, so that the sandbox test proving a guest sees
+    /// none has a positive control (the same probe sees these).
+    #[doc(hidden)]
+    pub async fn instantiate_with_guest_environment(
+        &self,
+        component: &LoadedComponent,
+        egress: EgressPolicy,
+        environment: &[(&str, &str)],
+    ) -> Result<ConnectorInstance> {
+        self.instantiate_in(component, egress, &InstanceLimits::default(), environment)
+            .await
+    }
+
+    async fn instantiate_in(
+        &self,
+        component: &LoadedComponent,
+        egress: EgressPolicy,
+        limits: &InstanceLimits,
+        environment: &[(&str, &str)],
+    ) -> Result<ConnectorInstance> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .envs(environment)
+            .build();
         let state = HostState {
             wasi,
             http: WasiHttpCtx::new(),

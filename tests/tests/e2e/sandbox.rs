@@ -63,6 +63,52 @@ fn a_guest_sees_no_environment_and_no_arguments() {
     let r = probe(&f, &["mode = \"snoop\""]);
     assert_eq!(r["environment"], "");
     assert_eq!(r["arguments"], "");
+    // The control: the same probe, given an environment, reports it.
+    let seen = snoop_with_environment(&f, &[("PROBE_CONTROL", "1"), ("HOME", "/root")]);
+    assert_eq!(seen["environment"], "PROBE_CONTROL,HOME", "{seen}");
+}
+
+/// Runs the probe's `snoop` in an instance whose guest has `environment`.
+fn snoop_with_environment(f: &Fixture, environment: &[(&str, &str)]) -> Value {
+    use connector_host::egress::{EgressCounters, EgressLimits, EgressPolicy};
+    use connector_host::runtime::{Partition, ReadRequest, Runtime};
+    use std::sync::Arc;
+    let runtime = Runtime::shared().unwrap();
+    let component = runtime.load(connector_e2e::PROBE_COMPONENT).unwrap();
+    let origin = connector_host::origin::Origin::parse("instance", &f.emulator.base_url()).unwrap();
+    let sender = connector_host::sender::Sender::new(&origin, None, None).unwrap();
+    let egress = EgressPolicy::new(
+        origin,
+        Arc::new(sender),
+        connector_host::credentials::Credential::None,
+        EgressLimits {
+            max_timeout: std::time::Duration::from_secs(5),
+            max_body_bytes: 1 << 20,
+            max_requests: 10,
+        },
+        Arc::new(EgressCounters::default()),
+        Arc::new(connector_host::pacing::Pacer::new(None)),
+    );
+    let settings = vec![
+        ("instance".to_string(), f.emulator.base_url()),
+        ("mode".to_string(), "snoop".to_string()),
+    ];
+    let request = ReadRequest {
+        stream_name: "probe".into(),
+        partition: Partition { index: 0, count: 1 },
+        cursor: None,
+        watermark: None,
+        deletions_since: None,
+        page_size: 1,
+    };
+    let page = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut instance = runtime
+            .instantiate_with_guest_environment(&component, egress, environment)
+            .await
+            .unwrap();
+        instance.read(&settings, &request).await.unwrap()
+    });
+    serde_json::from_str(&page.records[0]).unwrap()
 }
 
 #[test]
