@@ -285,17 +285,9 @@ impl Sender {
             );
             return Err(Error::DestinationIpProhibited);
         }
-        let mut last = Error::ConnectionRefused;
-        for addr in allowed {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    return Ok(Box::new(s));
-                }
-                Err(e) => last = Error::Connect(e),
-            }
-        }
-        Err(last)
+        let stream = happy_eyeballs(allowed, CONNECTION_ATTEMPT_DELAY).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(Box::new(stream))
     }
 
     /// Opens a tunnel to `host:port` through the proxy with HTTP CONNECT.
@@ -410,6 +402,66 @@ async fn first_response(
     }
 }
 
+/// How long one connection attempt runs alone before the next address is
+/// tried beside it (RFC 8305's recommended Connection Attempt Delay).
+const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Connects to the first of `addresses` that answers (RFC 8305, "Happy
+/// Eyeballs"): the families alternate, starting with the first address's;
+/// each attempt gets `delay` alone before the next one starts beside it, and a
+/// failed attempt starts the next at once. A black-holed address (often an
+/// IPv6 one) thus costs `delay`, not the whole connect time-out.
+async fn happy_eyeballs(addresses: Vec<SocketAddr>, delay: Duration) -> Result<TcpStream, Error> {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let mut waiting = interleave_families(addresses).into_iter();
+    let mut attempts = FuturesUnordered::new();
+    let mut last = Error::ConnectionRefused;
+    loop {
+        if attempts.is_empty() {
+            match waiting.next() {
+                Some(addr) => attempts.push(TcpStream::connect(addr)),
+                None => return Err(last),
+            }
+        }
+        tokio::select! {
+            Some(outcome) = attempts.next() => match outcome {
+                Ok(stream) => return Ok(stream),
+                Err(e) => {
+                    last = Error::Connect(e);
+                    if let Some(addr) = waiting.next() {
+                        attempts.push(TcpStream::connect(addr));
+                    }
+                }
+            },
+            _ = tokio::time::sleep(delay), if waiting.len() > 0 => {
+                if let Some(addr) = waiting.next() {
+                    attempts.push(TcpStream::connect(addr));
+                }
+            }
+        }
+    }
+}
+
+/// The addresses with IPv6 and IPv4 alternating, the first address's family first.
+fn interleave_families(addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let first_is_v6 = addresses.first().is_some_and(SocketAddr::is_ipv6);
+    let (mut preferred, mut other): (Vec<_>, Vec<_>) = addresses
+        .into_iter()
+        .partition(|a| a.is_ipv6() == first_is_v6);
+    let mut ordered = Vec::with_capacity(preferred.len() + other.len());
+    preferred.reverse();
+    other.reverse();
+    while let Some(a) = preferred.pop() {
+        ordered.push(a);
+        if let Some(b) = other.pop() {
+            ordered.push(b);
+        }
+    }
+    other.reverse();
+    ordered.extend(other);
+    ordered
+}
+
 /// A response body that fails when no frame arrives within `timeout`.
 struct TimeoutBody {
     inner: hyper::body::Incoming,
@@ -453,6 +505,59 @@ impl Body for TimeoutBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn families_alternate_from_the_first_addresss() {
+        let v6 = |n: u16| SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, n], 443));
+        let v4 = |n: u8| SocketAddr::from(([192, 0, 2, n], 443));
+        let ordered = interleave_families(vec![v6(1), v6(2), v6(3), v4(1), v4(2)]);
+        assert_eq!(ordered, [v6(1), v4(1), v6(2), v4(2), v6(3)]);
+        assert_eq!(
+            interleave_families(vec![v4(1), v6(1), v6(2)]),
+            [v4(1), v6(1), v6(2)]
+        );
+    }
+
+    /// A loopback address whose SYNs go unanswered: a listener with a backlog
+    /// of one whose queue is full (Linux drops SYNs then), kept open.
+    async fn black_hole(ip: &str) -> (tokio::net::TcpListener, Vec<TcpStream>) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        // Fill the accept queue; the connection that does not complete is the proof.
+        for _ in 0..8 {
+            match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => queued.push(s),
+                _ => break,
+            }
+        }
+        (listener, queued)
+    }
+
+    #[tokio::test]
+    async fn a_black_holed_first_address_costs_one_attempt_delay() {
+        let (hole, _queued) = black_hole("127.0.0.2").await;
+        let port = hole.local_addr().unwrap().port();
+        let good = tokio::net::TcpListener::bind(("127.0.0.3", port))
+            .await
+            .unwrap();
+        // The control: alone, the black-holed address never answers.
+        let alone = happy_eyeballs(vec![hole.local_addr().unwrap()], Duration::from_millis(50));
+        assert!(tokio::time::timeout(Duration::from_secs(2), alone).await.is_err());
+        let addresses = vec![hole.local_addr().unwrap(), good.local_addr().unwrap()];
+        // A hang guard, not a timing assertion: one attempt after another
+        // would wait for the black hole until the kernel gives up (minutes).
+        let stream = tokio::time::timeout(
+            Duration::from_secs(30),
+            happy_eyeballs(addresses, Duration::from_millis(50)),
+        )
+        .await
+        .expect("the second address was tried beside the first")
+        .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), good.local_addr().unwrap());
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncBufReadExt, BufReader};
     use tokio::net::TcpListener;
