@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test of the project, from a fresh clone:
 #   1. the Rust workspace (unit tests and the end-to-end tests over 127.0.0.1);
-#   2. ServiceNow's own Python SDK (pysnc) and pysnow against the emulator over HTTPS.
+#   2. ServiceNow's own Python SDK (pysnc) and pysnow against the emulator over HTTPS;
+#   3. the code checks: rustfmt, clippy with -D warnings for the host and for the
+#      wasm32-wasip2 components, and rustdoc without warnings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +17,15 @@ if command -v rustup >/dev/null && ! rustup toolchain list | grep -q '^1\.95\.0'
   fi
 fi
 
+cargo fmt --all --check
 cargo test --workspace
+
+# Code checks (after the tests, whose build they reuse).
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --target wasm32-wasip2 \
+  -p exposure-connector-sdk -p servicenow-connector -p example-inventory-connector \
+  -p probe-connector -p broken-connector -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 # The real clients need the emulator binary and a Python environment of their own.
 cargo build -p servicenow-emulator

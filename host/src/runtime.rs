@@ -21,20 +21,26 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "connector",
-    imports: { default: async },
-    exports: { default: async },
-    // The WASI interfaces the world imports are wasmtime's own.
-    with: {
-        "wasi:io": wasmtime_wasi::p2::bindings::io,
-        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-        "wasi:random": wasmtime_wasi::p2::bindings::random,
-        "wasi:cli": wasmtime_wasi::p2::bindings::cli,
-        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-    },
-});
+/// The contract's bindings, generated from `wit/` (undocumented items are
+/// the WIT's, documented there).
+#[allow(missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "connector",
+        imports: { default: async },
+        exports: { default: async },
+        // The WASI interfaces the world imports are wasmtime's own.
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:random": wasmtime_wasi::p2::bindings::random,
+            "wasi:cli": wasmtime_wasi::p2::bindings::cli,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        },
+    });
+}
+pub use bindings::*;
 
 /// Facts read from `wit/` at build time (see `build.rs`).
 mod contract {

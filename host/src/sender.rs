@@ -545,7 +545,9 @@ mod tests {
             .unwrap();
         // The control: alone, the black-holed address never answers.
         let alone = happy_eyeballs(vec![hole.local_addr().unwrap()], Duration::from_millis(50));
-        assert!(tokio::time::timeout(Duration::from_secs(2), alone).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_secs(2), alone)
+            .await
+            .is_err());
         let addresses = vec![hole.local_addr().unwrap(), good.local_addr().unwrap()];
         // A hang guard, not a timing assertion: one attempt after another
         // would wait for the black hole until the kernel gives up (minutes).

@@ -43,9 +43,7 @@
 //! - [`http`]: requests, responses, typed transport failures, the `wasi:http` client.
 //! - [`testing`]: [`testing::FakeHttp`], a scripted [`http::Http`] for native tests.
 //! - [`settings`]: reading settings and the endpoint.
-//! - [`cursor`], [`schema`], [`error`], [`log`]: helpers every connector needs.
-
-#![warn(missing_docs)]
+//! - [`cursor`], [`schema`], [`error`](mod@error), [`log`](mod@log): helpers every connector needs.
 
 /// The generated bindings of the `connector` world (wasm32 imports are real;
 /// natively they are stubs that the SDK never calls).

@@ -1,7 +1,7 @@
 //! Log lines to the host (the contract's `log` import).
 //!
-//! Use the macros: [`debug!`](crate::debug), [`info!`](crate::info),
-//! [`warn!`](crate::warn), [`error!`](crate::error). A host keeps
+//! Use the macros: [`debug!`](macro@crate::debug), [`info!`](macro@crate::info),
+//! [`warn!`](macro@crate::warn), [`error!`](macro@crate::error). A host keeps
 //! warnings in the run report. Natively (in tests) the lines are kept in a
 //! per-thread buffer that [`take`] returns. A connector has no secrets, so
 //! none can be logged; still, never log a response body wholesale.
