@@ -42,4 +42,19 @@ fn main() {
             path.display()
         );
     }
+    // The broken component whose `info` itself breaks the contract.
+    let bad_info = component_build::build_with_features(
+        "broken-connector",
+        "broken_connector",
+        &["bad-info"],
+        &[
+            "tests/components/broken/src",
+            "examples/inventory/src",
+            "sdk/src",
+        ],
+    );
+    println!(
+        "cargo:rustc-env=BROKEN_INFO_COMPONENT_PATH={}",
+        bad_info.display()
+    );
 }

@@ -19,6 +19,9 @@ pub static BROKEN_COMPONENT: &[u8] = include_bytes!(env!("BROKEN_COMPONENT_PATH"
 /// The variable the configurations read the key from.
 pub const TOKEN_VAR: &str = "INVENTORY_TOKEN";
 
+/// The broken component built with `bad-info`: its `info` breaks the contract.
+pub static BROKEN_INFO_COMPONENT: &[u8] = include_bytes!(env!("BROKEN_INFO_COMPONENT_PATH"));
+
 /// A running inventory server.
 pub struct InventoryServer {
     /// `http://127.0.0.1:PORT`.

@@ -3,7 +3,9 @@
 //! guide's example; each check's failure is shown on a component broken in
 //! that one way (see `tests/components/broken`).
 
-use connector_e2e::inventory::{InventoryServer, BROKEN_COMPONENT, EXAMPLE_COMPONENT};
+use connector_e2e::inventory::{
+    InventoryServer, BROKEN_COMPONENT, BROKEN_INFO_COMPONENT, EXAMPLE_COMPONENT,
+};
 use connector_e2e::Fixture;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -113,6 +115,14 @@ fn every_check_fails_on_the_component_broken_its_way() {
     let config = inventory_config(&f, &server, BROKEN_COMPONENT, "violation = \"none\"");
     let (code, report) = conformance(&f, &config, &token());
     assert_eq!(code, 0, "{report:#}");
+    let config = inventory_config(&f, &server, BROKEN_INFO_COMPONENT, "");
+    let (code, report) = conformance(&f, &config, &token());
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        statuses(&report)[0],
+        ("info".into(), "fail".into()),
+        "{report:#}"
+    );
     for (violation, check) in [
         ("missing-settings-internal", "missing-settings"),
         ("unauthenticated-as-bad-response", "wrong-credentials"),

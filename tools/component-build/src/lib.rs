@@ -18,6 +18,17 @@ pub const TARGET: &str = "wasm32-wasip2";
 /// copied into `OUT_DIR` as `{artifact}.wasm`. `watch` lists paths (relative
 /// to the workspace root) whose changes should rebuild it.
 pub fn build(package: &str, artifact: &str, watch: &[&str]) -> PathBuf {
+    build_with_features(package, artifact, &[], watch)
+}
+
+/// [`build`] with cargo `features` enabled; the copy in `OUT_DIR` is named
+/// `{artifact}-{features joined by -}.wasm` when there are any.
+pub fn build_with_features(
+    package: &str,
+    artifact: &str,
+    features: &[&str],
+    watch: &[&str],
+) -> PathBuf {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("called from a build script"));
     let workspace = workspace_root();
     for path in watch.iter().chain(&["Cargo.lock", "wit"]) {
@@ -34,6 +45,11 @@ pub fn build(package: &str, artifact: &str, watch: &[&str]) -> PathBuf {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
         .args(["build", "--release", "--target", TARGET, "-p", package])
+        .args(if features.is_empty() {
+            Vec::new()
+        } else {
+            vec!["--features".to_string(), features.join(",")]
+        })
         .arg("--target-dir")
         .arg(&target_dir)
         // The outer build's flags are for the host platform, not for wasm.
@@ -56,7 +72,11 @@ pub fn build(package: &str, artifact: &str, watch: &[&str]) -> PathBuf {
         .join(TARGET)
         .join("release")
         .join(format!("{artifact}.wasm"));
-    let embedded = out_dir.join(format!("{artifact}.wasm"));
+    let name = std::iter::once(artifact)
+        .chain(features.iter().copied())
+        .collect::<Vec<_>>()
+        .join("-");
+    let embedded = out_dir.join(format!("{name}.wasm"));
     std::fs::copy(&built, &embedded)
         .unwrap_or_else(|e| panic!("cannot copy {}: {e}", built.display()));
     embedded

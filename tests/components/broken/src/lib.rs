@@ -18,8 +18,10 @@
 //! | `forbidden-header` | tries to set `authorization` | `egress` |
 //! | `other-host` | also calls another port | `egress` |
 //!
-//! Besides, it declares incremental reads, done by filtering on `updatedAt`
-//! with a fixed watermark after every test device's change.
+//! Built with the `bad-info` feature, its `info` names a key field its
+//! schema lacks (check `info`). Besides, it declares incremental reads, done
+//! by filtering on `updatedAt` with a fixed watermark after every test
+//! device's change.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -52,6 +54,9 @@ impl Connector for Broken {
         info.settings
             .push(setting("violation", "The rule to break.", Some("none")));
         info.streams[0].supports_incremental = true;
+        if cfg!(feature = "bad-info") {
+            info.streams[0].key_field = "uuid".into();
+        }
         info
     }
 
