@@ -310,3 +310,29 @@ fn run_every_syncs_periodically() {
     .unwrap_err();
     assert!(refused.to_string().contains("at least 1s"), "{refused}");
 }
+
+/// Signals this process catches (`SigCgt` in /proc/self/status), by number.
+#[cfg(target_os = "linux")]
+fn caught_signals() -> Vec<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+        .unwrap();
+    (1..=64).filter(|n| mask & (1u64 << (n - 1)) != 0).collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_cli_as_a_library_leaves_no_signal_handler_behind() {
+    let f = Fixture::start(5);
+    f.sync(&f.default_config()).ok();
+    // SIGINT (2) and SIGTERM (15) keep their default action in this process:
+    // only the binary's main installs handlers.
+    let caught = caught_signals();
+    assert!(
+        !caught.contains(&2) && !caught.contains(&15),
+        "caught: {caught:?}"
+    );
+}
