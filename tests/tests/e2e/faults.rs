@@ -182,15 +182,20 @@ fn the_request_cap_per_run_stops_a_runaway_sync() {
     assert!(f.state().requests().len() <= 4);
 }
 
-#[test]
-fn the_host_paces_itself_by_the_rate_limit_headers_and_meets_no_429() {
-    let f = Fixture::start(60);
+/// A rate-limit rule for the integration user: `limit` requests per 2 s window.
+fn limit_rate(f: &Fixture, limit: u32) {
     f.state().set_rate_window(std::time::Duration::from_secs(2));
     f.state().add_rate_rule(servicenow_emulator::RateRule {
         sys_id: "rule".into(),
         user: Some("svc_exposure".into()),
-        limit: 8,
+        limit,
     });
+}
+
+#[test]
+fn the_host_paces_itself_by_the_rate_limit_headers_and_meets_no_429() {
+    let f = Fixture::start(60);
+    limit_rate(&f, 8);
     let config = f.config(&ConfigSpec {
         sync: vec!["page_size = 10".into(), "retry_base_ms = 10".into()],
         ..Default::default()
@@ -265,12 +270,7 @@ fn a_stop_ends_a_long_retry_after_wait_at_once() {
 #[test]
 fn waits_for_the_rate_budget_do_not_count_against_the_call_time_out() {
     let f = Fixture::start(8);
-    f.state().set_rate_window(std::time::Duration::from_secs(2));
-    f.state().add_rate_rule(servicenow_emulator::RateRule {
-        sys_id: "rule".into(),
-        user: Some("svc_exposure".into()),
-        limit: 4,
-    });
+    limit_rate(&f, 4);
     // Every page past the fourth waits for the next window, longer than a call may take.
     let config = f.config(&ConfigSpec {
         sync: vec!["page_size = 2".into(), "retry_base_ms = 10".into()],
