@@ -356,3 +356,44 @@ fn a_stream_whose_finishing_step_fails_is_not_reported_complete() {
         "{health}"
     );
 }
+
+#[test]
+fn a_subclass_as_device_table_and_a_remapped_column() {
+    let f = Fixture::start(200);
+    let config = f.config(&ConfigSpec {
+        settings: vec![
+            "device_table = \"cmdb_ci_server\"".into(),
+            "device_criticality_column = \"asset_tag\"".into(),
+        ],
+        ..Default::default()
+    });
+    f.sync(&config).ok();
+    // Servers and their own subclasses; the criticality field carries the asset tag.
+    let servers = [
+        "cmdb_ci_server",
+        "cmdb_ci_win_server",
+        "cmdb_ci_linux_server",
+    ];
+    let expected: Vec<Value> = expected_records(f.state(), "devices")
+        .into_iter()
+        .filter(|r| servers.contains(&r["sysClassName"].as_str().unwrap_or_default()))
+        .map(|mut r| {
+            let record = r.as_object_mut().unwrap();
+            record.remove("serviceNowCriticality");
+            if let Some(tag) = record.get("assetTag").cloned() {
+                record.insert("serviceNowCriticality".into(), tag);
+            }
+            r
+        })
+        .collect();
+    let classes: std::collections::BTreeSet<&str> = expected
+        .iter()
+        .filter_map(|r| r["sysClassName"].as_str())
+        .collect();
+    assert!(
+        classes.len() > 1 && expected.len() < 200,
+        "{classes:?}, {}",
+        expected.len()
+    );
+    assert_eq!(f.export(&config, "devices", false), expected);
+}
