@@ -301,3 +301,57 @@ fn waits_for_the_rate_budget_do_not_count_against_the_call_time_out() {
     assert_eq!(code, 75, "{message}");
     assert!(message.contains("rate budget is spent until"), "{message}");
 }
+
+#[test]
+fn slow_headers_slow_bodies_and_resets_are_retried_and_lose_nothing() {
+    for (fault, what) in [
+        (
+            Fault::SlowHeaders(3_000),
+            "headers after 3 s (first-byte time-out 1 s)",
+        ),
+        (
+            Fault::SlowBody(3_000),
+            "3 s between body chunks (between-bytes time-out 1 s)",
+        ),
+        (Fault::ConnectionReset, "a reset in the middle of the body"),
+    ] {
+        let f = Fixture::start(40);
+        f.state()
+            .inject(FaultRule::next(fault, 1).on_path("cmdb_ci_computer"));
+        let config = f.config(&ConfigSpec {
+            limits: vec!["request_timeout_seconds = 1".into()],
+            ..Default::default()
+        });
+        let r = sync_json(&f, &config);
+        let reasons: Vec<Value> = retries(&r, "devices")
+            .iter()
+            .map(|t| t["reason"].clone())
+            .collect();
+        assert_eq!(reasons, ["temporarily-unavailable"], "{what}");
+        assert_eq!(
+            f.export(&config, "devices", false),
+            expected_records(f.state(), "devices"),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn a_call_longer_than_the_call_time_out_is_ended() {
+    let f = Fixture::start(10);
+    // The guest waits for headers (its request time-outs allow it) longer than a call may last.
+    f.state()
+        .inject(FaultRule::next(Fault::SlowHeaders(5_000), 1).on_path("cmdb_ci_computer"));
+    let config = f.config(&ConfigSpec {
+        limits: vec!["call_timeout_seconds = 1".into()],
+        ..Default::default()
+    });
+    let (code, message) = f.sync(&config).err();
+    assert_eq!(code, 1, "{message}");
+    assert!(
+        message.contains(
+            "devices: the component failed during `read`: no answer within 1 s (the call time-out)"
+        ),
+        "{message}"
+    );
+}
