@@ -530,7 +530,8 @@ const USERS: u64 = 3;
 
 const USER_NAMES: [&str; 6] = ["", "alice", "bob", "chandra", "dmitri", "eve.o'neil"];
 
-fn app_row(seed: u64, i: usize) -> Row {
+/// Business application number `i`, as the generator makes it.
+pub fn app_row(seed: u64, i: usize) -> Row {
     let mut rng = item_rng(seed, APPS, i as u64);
     let id = rng.sys_id();
     let updated = format_datetime(EPOCH_2025 + rng.below(300 * 86_400) as i64);
@@ -735,9 +736,14 @@ pub fn device_rows(seed: u64, i: usize, app_ids: &[String], related: &mut Relate
     device
 }
 
+/// How many business applications the generator makes for `devices` devices.
+pub fn app_count(devices: usize) -> usize {
+    devices.div_ceil(40).max(1)
+}
+
 /// Generates the deterministic data set, using every core for large sets.
 pub fn generate(spec: DataSpec) -> Database {
-    let app_count = spec.devices.div_ceil(40).max(1);
+    let app_count = app_count(spec.devices);
     let mut apps = Table::new("cmdb_ci_business_app", BUSINESS_APP_COLUMNS);
     let mut app_rows: Vec<Row> = (0..app_count).map(|i| app_row(spec.seed, i)).collect();
     let app_ids: Vec<String> = app_rows.iter().map(|r| r.key().to_string()).collect();

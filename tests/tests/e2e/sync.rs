@@ -26,6 +26,16 @@ fn sync_then_export_yields_exactly_the_emulators_records() {
     let out = f.sync(&config).ok();
     assert!(out.contains("devices") && out.contains("complete"), "{out}");
     assert_exports_match(&f, &config);
+    // And against the generator's own rows, before the emulator stored them.
+    let spec = servicenow_emulator::DataSpec {
+        devices: 300,
+        seed: 7,
+    };
+    for stream in STREAMS {
+        let generated = connector_e2e::generated_records(&spec, stream);
+        assert!(!generated.is_empty(), "{stream}");
+        assert_eq!(f.export(&config, stream, false), generated, "{stream}");
+    }
     // Names with unicode, quotes, backslashes and carets survived the trip.
     let devices = f.export(&config, "devices", false);
     assert!(devices.iter().any(|d| d["name"]
