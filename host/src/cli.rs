@@ -179,8 +179,11 @@ fn run_until(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Only the commands that stop cleanly take over SIGINT and SIGTERM; the
+    // others keep the default action, which ends the process at once.
+    let stops_cleanly = matches!(cli.command, Command::Sync { .. } | Command::Run { .. });
     runtime.block_on(async {
-        if signals {
+        if signals && stops_cleanly {
             crate::stop::on_signals(stop.clone());
         }
         match cli.command {

@@ -274,3 +274,34 @@ fn debug_logs_carry_no_secret() {
         }
     }
 }
+
+#[test]
+fn sigint_ends_a_command_that_has_no_clean_stop_at_once() {
+    let f = Fixture::start(1);
+    // A server that accepts the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // With SIGINT caught, `check` would end only when this time-out expires, exiting 1.
+    let config = f.config(&ConfigSpec {
+        instance: Some(format!("http://{}", silent.local_addr().unwrap())),
+        limits: vec!["request_timeout_seconds = 5".into()],
+        ..Default::default()
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
+        .args(["check", "--config", config.to_str().unwrap()])
+        .envs(&f.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the host binary starts");
+    // `check` is waiting for the answer once its request's connection is accepted.
+    let _connection = silent.accept().unwrap();
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(2), "{status}");
+}
