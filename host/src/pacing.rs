@@ -26,8 +26,6 @@ struct State {
     cool_until: Option<Instant>,
     next_slot: Option<Instant>,
     waits: u64,
-    /// When a wait was refused for being longer than the run waits.
-    budget_returns_at: Option<SystemTime>,
 }
 
 /// What [`Pacer::before_request`] decided.
@@ -42,14 +40,27 @@ pub enum Admission {
 }
 
 /// Time an instance spent waiting for the rate budget, so that those waits
-/// do not count against its call time-out. Overlapping waits count once.
+/// do not count against its call time-out (overlapping waits count once),
+/// and the wait it was refused, if any.
 #[derive(Debug, Default)]
 pub struct WaitClock {
     /// Waits in progress, since when, and the total of the finished ones.
     state: Mutex<(u32, Option<Instant>, Duration)>,
+    /// When the budget returns, if this instance's last request was refused
+    /// a wait for it (taken by [`WaitClock::take_refusal`]).
+    refused_until: Mutex<Option<SystemTime>>,
 }
 
 impl WaitClock {
+    /// When the budget returns, if this instance's request was refused a
+    /// wait that long since the last call; clears it.
+    pub fn take_refusal(&self) -> Option<SystemTime> {
+        self.refused_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
     /// Time waited so far, the wait in progress included.
     pub fn waited(&self) -> Duration {
         let (_, since, total) = *self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -139,7 +150,10 @@ impl Pacer {
                 match until {
                     Some(t) if max_wait.is_some_and(|max| t - now > max) => {
                         let at = SystemTime::now() + (t - now);
-                        s.budget_returns_at = Some(at);
+                        *clock
+                            .refused_until
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = Some(at);
                         return Admission::BudgetReturnsAt(at);
                     }
                     Some(t) => {
@@ -218,11 +232,6 @@ impl Pacer {
         let mut s = self.lock();
         let until = Instant::now() + duration;
         s.cool_until = s.cool_until.max(Some(until));
-    }
-
-    /// When the budget returns, if a wait was refused for being too long.
-    pub fn budget_returns_at(&self) -> Option<SystemTime> {
-        self.lock().budget_returns_at
     }
 
     /// How many times a request had to wait.
@@ -336,7 +345,8 @@ mod tests {
         let Admission::BudgetReturnsAt(at) = p.before_request(None, max, &clock).await else {
             panic!("a ten-minute wait is longer than the run waits");
         };
-        assert_eq!(p.budget_returns_at(), Some(at));
+        assert_eq!(clock.take_refusal(), Some(at));
+        assert_eq!(clock.take_refusal(), None, "a refusal is reported once");
     }
 
     #[tokio::test(start_paused = true)]

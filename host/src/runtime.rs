@@ -574,6 +574,12 @@ impl ConnectorInstance {
         .map_err(CallError::Connector)
     }
 
+    /// When the rate budget returns, if one of this instance's requests was
+    /// refused a wait for it since the last time this was asked.
+    pub fn take_budget_refusal(&self) -> Option<std::time::SystemTime> {
+        self.store.data().egress.budget_waits().take_refusal()
+    }
+
     /// Log lines the component emitted so far.
     pub fn logs(&self) -> &[(String, String)] {
         &self.store.data().logs

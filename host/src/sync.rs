@@ -284,11 +284,9 @@ fn is_temporary(kind: Option<&str>) -> bool {
     )
 }
 
-/// Why a partition stopped when the rate budget returns later than the run waits.
-fn budget_spent(job: &SyncJob, pacer: &Pacer) -> String {
-    let at = pacer
-        .budget_returns_at()
-        .map_or_else(String::new, httpdate::fmt_http_date);
+/// Why a partition stopped when the rate budget returns (`at`) later than the run waits.
+fn budget_spent(job: &SyncJob, at: std::time::SystemTime) -> String {
+    let at = httpdate::fmt_http_date(at);
     format!(
         "the source's rate budget is spent until {at}, longer than [sync] max_retry_after_seconds ({} s) lets a run wait; committed pages are kept and the next sync resumes after them",
         job.options.max_retry_after.as_secs()
@@ -648,6 +646,8 @@ async fn read_partition_pages(
                     .expect("the semaphore is never closed");
                 instance.read(&job.settings, &request).await
             };
+            // This instance's request was refused a wait the run will not make.
+            let refused = instance.take_budget_refusal();
             match result {
                 Ok(page) => break page,
                 // A stop during a wait for the rate budget fails the call: that is no error.
@@ -656,12 +656,9 @@ async fn read_partition_pages(
                     return report;
                 }
                 // So does a wait the run will not make.
-                Err(_) if pacer.budget_returns_at().is_some() => {
-                    fail(
-                        &mut report,
-                        "rate-limited".into(),
-                        budget_spent(job, &pacer),
-                    );
+                Err(_) if refused.is_some() => {
+                    let at = refused.unwrap_or_else(std::time::SystemTime::now);
+                    fail(&mut report, "rate-limited".into(), budget_spent(job, at));
                     return report;
                 }
                 Err(error) => match decide(&job.options, &error, attempt) {
