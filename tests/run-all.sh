@@ -26,6 +26,13 @@ cargo clippy --target wasm32-wasip2 \
   -p exposure-connector-sdk -p servicenow-connector -p example-inventory-connector \
   -p probe-connector -p broken-connector -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+# The product binary without the demo builds, and does not link the emulator.
+cargo clippy -p connector-host --no-default-features -- -D warnings
+if cargo tree -p connector-host --no-default-features -e normal --prefix none \
+    | grep -q '^servicenow-emulator '; then
+  echo "connector-host without the demo feature links servicenow-emulator" >&2
+  exit 1
+fi
 
 # The real clients need the emulator binary and a Python environment of their own.
 cargo build -p servicenow-emulator

@@ -407,7 +407,8 @@ fn cold_start(args: &Args) -> Result<Vec<Row>> {
 /// Seconds to load the cached component into a fresh engine, and to
 /// instantiate it (and call `info`) for the first and the second time.
 fn instantiation_times() -> Result<Vec<(&'static str, f64)>> {
-    use connector_host::runtime::{read_info, Runtime, BUNDLED_COMPONENT};
+    use connector_host::bundled::BUNDLED_COMPONENT;
+    use connector_sandbox::runtime::{read_info, Runtime};
     use std::time::Instant;
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()

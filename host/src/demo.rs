@@ -1,8 +1,8 @@
 //! `connector-host demo`: the bundled emulator, the bundled component, a real
 //! sync over HTTP on 127.0.0.1, and a readable summary.
 
-use crate::secrets::Environment;
 use anyhow::{Context as _, Result};
+use connector_sandbox::secrets::Environment;
 use servicenow_emulator::{DataSpec, Emulator, EmulatorConfig, User};
 use std::collections::HashMap;
 use std::io::Write;
@@ -53,7 +53,7 @@ pub async fn run(devices: usize, dir: Option<&Path>, out: &mut dyn Write) -> Res
         emulator.base_url()
     )?;
     writeln!(out, "Configuration: {}\n", config_path.display())?;
-    let report = crate::cli::sync(
+    let report = crate::commands::sync::sync(
         &config_path,
         &env as &dyn Environment,
         Default::default(),
@@ -62,16 +62,16 @@ pub async fn run(devices: usize, dir: Option<&Path>, out: &mut dyn Write) -> Res
     .await?;
 
     // Show one device as an exposure platform receives it.
-    let config = crate::config::Config::load(&config_path)?;
-    let p = crate::cli::prepare(None).await?;
-    let store = crate::store::Store::open(&config.database)?;
-    let connection = crate::cli::connection_name(&config, &p.info, &p.origin(&config)?);
+    let config = connector_sandbox::config::Config::load(&config_path)?;
+    let p = crate::connection::prepare(None).await?;
+    let store = connector_engine::store::Store::open(&config.database)?;
+    let connection = crate::connection::connection_name(&config, &p.info, &p.origin(&config)?);
     let mut sample = Vec::new();
-    let nested = crate::export::ExportOptions {
+    let nested = connector_engine::export::ExportOptions {
         nested: true,
         include_deleted: false,
     };
-    crate::export::export(&store, &p.info, &connection, "devices", nested, &mut sample)?;
+    connector_engine::export::export(&store, &p.info, &connection, "devices", nested, &mut sample)?;
     let first = String::from_utf8_lossy(&sample)
         .lines()
         .next()

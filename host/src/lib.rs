@@ -1,44 +1,26 @@
 //! `connector-host`: the reference host for `exposure:connector` components.
 //!
-//! It loads a connector component (by default the bundled ServiceNow CMDB
-//! connector), holds the credentials and attaches them to the component's
-//! outgoing requests, confines the component to one origin and to memory,
-//! CPU and time limits, drives reads page by page with retries, and commits
-//! records and cursors to SQLite atomically.
+//! The command line on top of three crates, one per capability:
+//! [`connector_sandbox`] runs a component confined (limits, egress policy,
+//! credentials it never sees), [`connector_engine`] syncs its streams into
+//! SQLite and exports them, and [`connector_conformance`] judges any
+//! component against the contract. This crate only turns a configuration
+//! file into their inputs and their results into output and exit codes.
 //!
 //! Module map:
-//! - [`cli`]: the command line (`info`, `check`, `sync`, `export`, `conformance`, `demo`).
-//! - [`conformance`]: judging any connector component against the contract.
-//! - [`config`], [`origin`], [`secrets`], [`credentials`], [`oauth`]: configuration,
-//!   secrets and the credentials the host attaches (Basic, OAuth 2.0, API key).
-//! - [`runtime`]: wasmtime engine, compiled components, instances and limits.
-//! - [`component_cache`]: the on-disk cache of compiled components, used only when private.
-//! - [`egress`]: the outbound HTTP policy every guest request passes through.
-//! - [`sender`]: DNS with an address check, proxy, TLS with extra CAs, time-outs.
-//! - [`pool`]: keep-alive connections reused between requests.
-//! - [`sync`]: the sync engine (partitions, retries, checkpoints).
-//! - [`pacing`]: staying inside rate limits (server headers, budget, shared cool-downs).
-//! - [`stop`]: the stop signal every wait of a run awaits.
-//! - [`store`]: the SQLite database.
-//! - [`export`]: JSON-lines export, with nested records.
-//! - [`demo`]: the self-contained demo against the bundled emulator.
+//! - [`cli`]: the command line and [`cli::main`], the whole process.
+//! - [`commands`]: one module per command (`info`, `check`, `sync`, `run`, …).
+//! - [`connection`]: from a configuration to a loaded component, its origin,
+//!   sender, credential and limits.
+//! - [`failure`]: exit statuses (2 configuration, 75 temporary, 1 other).
+//! - [`bundled`]: the ServiceNow component shipped inside the binary.
+//! - `demo` (feature `demo`, on by default): the self-contained demo against
+//!   the bundled emulator; without the feature the binary does not link it.
 
+pub mod bundled;
 pub mod cli;
-pub mod component_cache;
-pub mod config;
-pub mod conformance;
-pub mod credentials;
+pub mod commands;
+pub mod connection;
+#[cfg(feature = "demo")]
 pub mod demo;
-pub mod egress;
-pub mod export;
-pub mod oauth;
-pub mod origin;
-pub mod pacing;
-pub mod pool;
-pub mod progress;
-pub mod runtime;
-pub mod secrets;
-pub mod sender;
-pub mod stop;
-pub mod store;
-pub mod sync;
+pub mod failure;

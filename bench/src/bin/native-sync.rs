@@ -11,7 +11,7 @@
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use clap::Parser;
-use connector_host::store::{PageCommit, Store, StoredRecord, StreamRequest};
+use connector_engine::store::{PageCommit, Store, StoredRecord, StreamRequest};
 use exposure_connector_sdk::http::{Http, Request, Response, TransportError};
 use exposure_connector_sdk::types::{Partition, ReadRequest, StreamInfo};
 use std::path::PathBuf;
@@ -180,7 +180,7 @@ const CONNECTION: &str = "native";
 /// One partition of one stream to read to its end.
 struct Task {
     stream: StreamInfo,
-    plan: connector_host::store::StreamPlan,
+    plan: connector_engine::store::StreamPlan,
     index: u32,
 }
 

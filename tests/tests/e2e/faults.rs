@@ -221,7 +221,7 @@ fn the_host_paces_itself_by_the_rate_limit_headers_and_meets_no_429() {
 #[test]
 fn a_stop_ends_a_long_retry_after_wait_at_once() {
     use connector_host::cli::{sync, Failure, SyncFlags};
-    use connector_host::stop::StopSignal;
+    use connector_sandbox::stop::StopSignal;
     use std::sync::Arc;
     let f = Fixture::start(30);
     f.state().inject(

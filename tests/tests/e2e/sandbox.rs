@@ -70,24 +70,25 @@ fn a_guest_sees_no_environment_and_no_arguments() {
 
 /// Runs the probe's `snoop` in an instance whose guest has `environment`.
 fn snoop_with_environment(f: &Fixture, environment: &[(&str, &str)]) -> Value {
-    use connector_host::egress::{EgressCounters, EgressLimits, EgressPolicy};
-    use connector_host::runtime::{Partition, ReadRequest, Runtime};
+    use connector_sandbox::egress::{EgressCounters, EgressLimits, EgressPolicy};
+    use connector_sandbox::runtime::{Partition, ReadRequest, Runtime};
     use std::sync::Arc;
     let runtime = Runtime::shared().unwrap();
     let component = runtime.load(connector_e2e::PROBE_COMPONENT).unwrap();
-    let origin = connector_host::origin::Origin::parse("instance", &f.emulator.base_url()).unwrap();
-    let sender = connector_host::sender::Sender::new(&origin, None, None).unwrap();
+    let origin =
+        connector_sandbox::origin::Origin::parse("instance", &f.emulator.base_url()).unwrap();
+    let sender = connector_sandbox::sender::Sender::new(&origin, None, None).unwrap();
     let egress = EgressPolicy::new(
         origin,
         Arc::new(sender),
-        connector_host::credentials::Credential::None,
+        connector_sandbox::credentials::Credential::None,
         EgressLimits {
             max_timeout: std::time::Duration::from_secs(5),
             max_body_bytes: 1 << 20,
             max_requests: 10,
         },
         Arc::new(EgressCounters::default()),
-        Arc::new(connector_host::pacing::Pacer::new(None)),
+        Arc::new(connector_sandbox::pacing::Pacer::new(None)),
     );
     let settings = vec![
         ("instance".to_string(), f.emulator.base_url()),

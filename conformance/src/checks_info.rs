@@ -1,7 +1,7 @@
 //! Check 1, `info`: what a host relies on before it reads anything.
 
 use super::Check;
-use crate::runtime::{ConnectorInfo, StreamInfo};
+use connector_sandbox::runtime::{ConnectorInfo, StreamInfo};
 use serde_json::Value;
 
 /// Compiles a stream's schema as JSON Schema draft 2020-12, formats checked.
@@ -136,8 +136,8 @@ fn is_semver(version: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conformance::Status;
-    use crate::runtime::exposure::connector::types::{SettingInfo, StreamReference};
+    use crate::Status;
+    use connector_sandbox::runtime::exposure::connector::types::{SettingInfo, StreamReference};
 
     fn good() -> ConnectorInfo {
         let schema = serde_json::json!({

@@ -4,8 +4,8 @@
 use super::checks_info::validator;
 use super::harness::{Harness, Read, ReadSpec, MAX_PAGES};
 use super::Check;
-use crate::runtime::{Partition, StreamInfo};
-use crate::store::StoredRecord;
+use connector_engine::store::StoredRecord;
+use connector_sandbox::runtime::{Partition, StreamInfo};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 

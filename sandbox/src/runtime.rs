@@ -53,9 +53,6 @@ pub use exposure::connector::types::{
     ReadRequest, StreamInfo,
 };
 
-/// The ServiceNow connector component bundled with this host.
-pub static BUNDLED_COMPONENT: &[u8] = include_bytes!(env!("SERVICENOW_COMPONENT_PATH"));
-
 /// How often the epoch advances.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Most log lines kept per instance.
@@ -233,6 +230,17 @@ impl Runtime {
             .unwrap_or_else(|p| p.into_inner())
             .insert(sha256, loaded.clone());
         Ok(loaded)
+    }
+
+    /// The wasmtime engine every component of this runtime runs on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Where the compiled form of the component `wasm` is cached (none
+    /// without a cache directory).
+    pub fn cache_entry_of(&self, wasm: &[u8]) -> Option<PathBuf> {
+        self.cache_entry(&hex(&Sha256::digest(wasm)))
     }
 
     /// Where the compiled form of the component with this SHA-256 is cached:
@@ -638,25 +646,6 @@ mod tests {
         assert!(!semver_compatible("1.2.0", "2.0.0"));
         assert!(!semver_compatible("0.2.0", "0.3.0"));
         assert!(!semver_compatible("x", "0.3.0"));
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn a_compiled_component_planted_where_others_can_write_is_not_run() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let runtime = Runtime::with_cache_dir(Some(dir.path().to_path_buf())).unwrap();
-        // Valid native code of another program, under the bundled component's name.
-        let planted = runtime.engine.precompile_component(b"(component)").unwrap();
-        let entry = runtime
-            .cache_entry(&hex(&Sha256::digest(BUNDLED_COMPONENT)))
-            .unwrap();
-        std::fs::write(&entry, planted).unwrap();
-        // Loading the bundled component compiles it afresh: it exports the contract.
-        runtime
-            .load(BUNDLED_COMPONENT)
-            .expect("the planted entry was not used");
     }
 
     #[test]

@@ -1,16 +1,16 @@
 //! Instances of the connector under test, as `sync` makes them, and whole
 //! reads of a stream through them.
 
-use crate::config::Config;
-use crate::credentials::Credential;
-use crate::egress::{EgressCounters, EgressLimits, EgressPolicy, FaultInjector};
-use crate::origin::Origin;
-use crate::pacing::Pacer;
-use crate::runtime::{
+use connector_sandbox::config::Config;
+use connector_sandbox::credentials::Credential;
+use connector_sandbox::egress::{EgressCounters, EgressLimits, EgressPolicy, FaultInjector};
+use connector_sandbox::origin::Origin;
+use connector_sandbox::pacing::Pacer;
+use connector_sandbox::runtime::{
     CallError, CheckReport, ConnectorError, ConnectorInfo, ConnectorInstance, InstanceLimits,
     LoadedComponent, Page, Partition, ReadRequest, Runtime,
 };
-use crate::sender::Sender;
+use connector_sandbox::sender::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 

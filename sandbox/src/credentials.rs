@@ -5,6 +5,7 @@
 use crate::config::AuthConfig;
 use crate::oauth::{Grant, OAuthBroker};
 use crate::origin::Origin;
+use crate::runtime::{AuthMethod, ConnectorInfo, Oauth2Grant};
 use crate::secrets::{read_secret, Environment, Secret};
 use crate::sender::Sender;
 use base64::Engine as _;
@@ -326,6 +327,41 @@ impl Credential {
             Credential::OAuth(broker) => broker.fetches(),
             _ => 0,
         }
+    }
+}
+
+impl DeclaredAuth {
+    /// What the component declared about authentication, in the host's terms.
+    pub fn of(info: &ConnectorInfo) -> DeclaredAuth {
+        let mut declared = DeclaredAuth::default();
+        for m in &info.auth_methods {
+            match m {
+                AuthMethod::Basic => declared.basic = true,
+                AuthMethod::Oauth2(o) => {
+                    let grants = o
+                        .grants
+                        .iter()
+                        .map(|g| match g {
+                            Oauth2Grant::ClientCredentials => "client-credentials",
+                            Oauth2Grant::Password => "password",
+                            Oauth2Grant::RefreshToken => "refresh-token",
+                        })
+                        .map(str::to_string)
+                        .collect();
+                    declared.oauth = Some(DeclaredOAuth {
+                        token_path: o.token_path.clone(),
+                        grants,
+                        client_credentials_help: o.client_credentials_help.clone(),
+                    });
+                }
+                AuthMethod::ApiKey(k) => declared.api_keys.push(ApiKeyFormat {
+                    header: k.header_name.clone(),
+                    value_prefix: k.value_prefix.clone().unwrap_or_default(),
+                    key_prefix: k.key_prefix.clone(),
+                }),
+            }
+        }
+        declared
     }
 }
 

@@ -119,7 +119,7 @@ pub async fn run(h: &harness::Harness) -> Report {
 
 /// The report when the source cannot be reached at all (no usable
 /// endpoint): the `info` check, and every other check skipped with `why`.
-pub fn info_only(info: &crate::runtime::ConnectorInfo, why: &str) -> Report {
+pub fn info_only(info: &connector_sandbox::runtime::ConnectorInfo, why: &str) -> Report {
     let mut checks = vec![checks_info::info(info)];
     for name in [
         "missing-settings",

@@ -7,9 +7,9 @@
 //! parent stream by key and each embedded stream by parent key), so memory
 //! stays flat however large the tables are.
 
-use crate::runtime::ConnectorInfo;
 use crate::store::Store;
 use anyhow::{bail, Result};
+use connector_sandbox::runtime::ConnectorInfo;
 use rusqlite::params;
 use std::io::Write;
 

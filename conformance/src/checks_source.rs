@@ -3,9 +3,9 @@
 
 use super::harness::Harness;
 use super::Check;
-use crate::credentials::Credential;
-use crate::egress::{Fault, FaultInjector};
-use crate::runtime::{
+use connector_sandbox::credentials::{Credential, DeclaredAuth};
+use connector_sandbox::egress::{Fault, FaultInjector};
+use connector_sandbox::runtime::{
     connector_error_kind, CallError, ConnectorError, Page, Partition, ReadRequest,
 };
 use std::collections::HashMap;
@@ -105,7 +105,7 @@ pub(super) async fn wrong_credentials(h: &Harness) -> Check {
             "no [auth] is configured: the source takes no credentials",
         );
     };
-    let declared = crate::cli::declared_auth(&h.info);
+    let declared = DeclaredAuth::of(&h.info);
     let wrong = format!("conformance-wrong-{:016x}", rand::random::<u64>());
     let mut auth = auth.clone();
     let secret = match auth.method.as_str() {

@@ -9,21 +9,21 @@
 //! exponentially with full jitter, anything else stops the stream with the
 //! component's message for the operator.
 
-use crate::credentials::Credential;
-use crate::egress::{EgressCounters, EgressLimits, EgressPolicy};
-use crate::origin::Origin;
-use crate::pacing::Pacer;
 use crate::progress::Progress;
-use crate::runtime::{
-    connector_error_kind, connector_error_message, CallError, ConnectorError, ConnectorInfo,
-    ConnectorInstance, InstanceLimits, LoadedComponent, Partition, ReadRequest, Runtime,
-    StreamInfo,
-};
-use crate::sender::Sender;
 use crate::store::{
     FinishedStream, Health, HealthState, PageCommit, ReadMode, Store, StoredRecord,
     StoredTombstone, StreamRequest,
 };
+use connector_sandbox::credentials::Credential;
+use connector_sandbox::egress::{EgressCounters, EgressLimits, EgressPolicy};
+use connector_sandbox::origin::Origin;
+use connector_sandbox::pacing::Pacer;
+use connector_sandbox::runtime::{
+    connector_error_kind, connector_error_message, CallError, ConnectorError, ConnectorInfo,
+    ConnectorInstance, InstanceLimits, LoadedComponent, Partition, ReadRequest, Runtime,
+    StreamInfo,
+};
+use connector_sandbox::sender::Sender;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
@@ -54,7 +54,7 @@ pub struct SyncOptions {
     pub requests_per_hour: Option<u32>,
     /// Once triggered, waits end at once and partitions stop after the
     /// page they committed last.
-    pub stop: Arc<crate::stop::StopSignal>,
+    pub stop: Arc<connector_sandbox::stop::StopSignal>,
 }
 
 /// Everything a sync needs.
@@ -805,7 +805,7 @@ async fn read_partition_pages(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::exposure::connector::types::RateLimit;
+    use connector_sandbox::runtime::exposure::connector::types::RateLimit;
 
     fn options() -> SyncOptions {
         SyncOptions {

@@ -1,0 +1,60 @@
+//! `check`: reads one row of every stream and reports which are readable.
+
+use crate::connection::{credential, limits, prepare, sender};
+use crate::failure::load_config;
+use anyhow::{anyhow, bail, Result};
+use connector_sandbox::egress::{EgressCounters, EgressLimits, EgressPolicy};
+use connector_sandbox::pacing::Pacer;
+use connector_sandbox::secrets::Environment;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Tests the connection the configuration at `path` describes.
+pub async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
+    let config = load_config(path)?;
+    let p = prepare(config.plugin.as_deref()).await?;
+    let origin = p.origin(&config)?;
+    let sender = sender(&config, &origin)?;
+    let credential = credential(&config, &p.info, &origin, &sender, env).await?;
+    let egress = EgressPolicy::new(
+        origin.clone(),
+        sender,
+        credential,
+        EgressLimits::from(&config.limits),
+        Arc::new(EgressCounters::default()),
+        Arc::new(Pacer::new(config.sync.requests_per_hour)),
+    );
+    let mut instance = p
+        .runtime
+        .instantiate(&p.component, egress, &limits(&config))
+        .await?;
+    let report = instance
+        .check(&config.settings)
+        .await
+        .map_err(|e| anyhow!("the connection test failed: {e}"))?;
+    writeln!(out, "Connection to {origin} ({}):", p.info.name)?;
+    let mut unreadable = Vec::new();
+    for s in &report.streams {
+        let status = if s.readable {
+            "readable"
+        } else {
+            "NOT READABLE"
+        };
+        writeln!(out, "  {:<24} {status}", s.stream_name)?;
+        if let Some(m) = &s.message {
+            writeln!(out, "      {m}")?;
+        }
+        if !s.readable {
+            unreadable.push(format!(
+                "{}: {}",
+                s.stream_name,
+                s.message.clone().unwrap_or_default()
+            ));
+        }
+    }
+    if !unreadable.is_empty() {
+        bail!("some streams cannot be read: {}", unreadable.join("; "));
+    }
+    Ok(())
+}

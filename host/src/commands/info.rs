@@ -1,0 +1,118 @@
+//! `info`: describes a component (settings, auth methods, streams).
+
+use crate::connection::prepare;
+use anyhow::Result;
+use connector_sandbox::runtime::{AuthMethod, ConnectorInfo};
+use std::io::Write;
+use std::path::Path;
+
+/// Prints the description of the component at `plugin` (or the bundled one).
+pub async fn info(plugin: Option<&Path>, json: bool, out: &mut dyn Write) -> Result<()> {
+    let p = prepare(plugin).await?;
+    let i = &p.info;
+    if json {
+        writeln!(out, "{}", info_json(i))?;
+        return Ok(());
+    }
+    writeln!(out, "{} {}", i.name, i.version)?;
+    writeln!(out, "{}", i.description)?;
+    writeln!(out, "\nSettings:")?;
+    for s in &i.settings {
+        let default = s
+            .default_value
+            .as_deref()
+            .map(|d| format!(" (default: {d})"))
+            .unwrap_or_default();
+        let required = if s.required { " [required]" } else { "" };
+        let required = if s.endpoint {
+            format!("{required} [endpoint: the one origin it may contact]")
+        } else {
+            required.to_string()
+        };
+        writeln!(
+            out,
+            "  {}{required}{default}\n      {}",
+            s.name, s.description
+        )?;
+    }
+    writeln!(out, "\nAuthentication methods:")?;
+    for m in &i.auth_methods {
+        writeln!(out, "  {}", auth_method_text(m))?;
+    }
+    writeln!(out, "\nStreams:")?;
+    for s in &i.streams {
+        let fields = schema_fields(&s.json_schema);
+        writeln!(out, "  {} (key {}): {}", s.name, s.key_field, s.description)?;
+        writeln!(out, "      fields: {}", fields.join(", "))?;
+        for r in &s.references {
+            match &r.embed_as {
+                Some(name) => writeln!(
+                    out,
+                    "      {} → {} (embedded there as `{name}`)",
+                    r.field, r.target_stream
+                )?,
+                None => writeln!(out, "      {} → {}", r.field, r.target_stream)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn auth_method_text(m: &AuthMethod) -> String {
+    match m {
+        AuthMethod::Basic => "basic".into(),
+        AuthMethod::Oauth2(o) => format!(
+            "oauth2 (token endpoint {}; grants: {})",
+            o.token_path,
+            o.grants
+                .iter()
+                .map(|g| format!("{g:?}").to_lowercase())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        AuthMethod::ApiKey(k) => {
+            let format = format!(
+                "{}: {}<key>",
+                k.header_name,
+                k.value_prefix.as_deref().unwrap_or("")
+            );
+            match &k.key_prefix {
+                Some(prefix) => format!("api-key ({format}, for keys starting with {prefix})"),
+                None => format!("api-key ({format})"),
+            }
+        }
+    }
+}
+
+fn schema_fields(schema: &str) -> Vec<String> {
+    serde_json::from_str::<serde_json::Value>(schema)
+        .ok()
+        .and_then(|v| {
+            v.get("properties")
+                .and_then(|p| p.as_object())
+                .map(|p| p.keys().cloned().collect())
+        })
+        .unwrap_or_default()
+}
+
+fn info_json(i: &ConnectorInfo) -> serde_json::Value {
+    serde_json::json!({
+        "name": i.name,
+        "version": i.version,
+        "description": i.description,
+        "settings": i.settings.iter().map(|s| serde_json::json!({
+            "name": s.name, "description": s.description, "required": s.required, "default": s.default_value, "endpoint": s.endpoint,
+        })).collect::<Vec<_>>(),
+        "authMethods": i.auth_methods.iter().map(auth_method_text).collect::<Vec<_>>(),
+        "streams": i.streams.iter().map(|s| serde_json::json!({
+            "name": s.name,
+            "description": s.description,
+            "keyField": s.key_field,
+            "supportsIncremental": s.supports_incremental,
+            "schema": serde_json::from_str::<serde_json::Value>(&s.json_schema).unwrap_or(serde_json::Value::Null),
+            "references": s.references.iter().map(|r| serde_json::json!({
+                "field": r.field, "targetStream": r.target_stream, "embedAs": r.embed_as,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,33 @@
+//! One module per command of the CLI.
+
+pub mod check;
+pub mod conformance;
+pub mod export;
+pub mod info;
+pub mod schedule;
+pub mod status;
+pub mod sync;
+
+use crate::connection::{connection_name, prepare, Prepared};
+use crate::failure::{config_failure, load_config};
+use anyhow::{Context as _, Result};
+use connector_engine::store::Store;
+use std::path::Path;
+
+/// For commands that read what `sync` stored: the component, the database
+/// (which must exist) and the connection's name in it.
+pub(crate) async fn open_synced(path: &Path) -> Result<(Prepared, Store, String)> {
+    let config = load_config(path)?;
+    if !config.database.exists() {
+        return Err(config_failure(format!(
+            "the database {} does not exist yet; run `connector-host sync --config {}` first",
+            config.database.display(),
+            path.display()
+        )));
+    }
+    let p = prepare(config.plugin.as_deref()).await?;
+    let store = Store::open(&config.database)
+        .with_context(|| format!("cannot open the database {}", config.database.display()))?;
+    let connection = connection_name(&config, &p.info, &p.origin(&config)?);
+    Ok((p, store, connection))
+}

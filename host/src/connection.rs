@@ -1,0 +1,135 @@
+//! From a configuration to what one connection needs: the loaded component
+//! and its `info`, the origin it may contact, the sender, the credential
+//! (with its OAuth token obtained) and the sandbox limits.
+
+use crate::bundled::BUNDLED_COMPONENT;
+use crate::failure::config_failure;
+use anyhow::{anyhow, Result};
+use connector_sandbox::config::Config;
+use connector_sandbox::credentials::{Credential, DeclaredAuth};
+use connector_sandbox::origin::Origin;
+use connector_sandbox::runtime::{
+    read_info, ConnectorInfo, InstanceLimits, LoadedComponent, Runtime,
+};
+use connector_sandbox::secrets::Environment;
+use connector_sandbox::sender::Sender;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A component loaded with its `info`.
+pub struct Prepared {
+    /// The runtime.
+    pub runtime: &'static Runtime,
+    /// The component.
+    pub component: LoadedComponent,
+    /// Its description.
+    pub info: ConnectorInfo,
+}
+
+impl Prepared {
+    /// The origin the component may contact: the configured value of the
+    /// one setting it declares as its endpoint (or that setting's default),
+    /// validated.
+    pub fn origin(&self, config: &Config) -> Result<Origin> {
+        let endpoints: Vec<_> = self.info.settings.iter().filter(|s| s.endpoint).collect();
+        let [endpoint] = endpoints.as_slice() else {
+            return Err(config_failure(format!(
+                "the component `{}` declares {} endpoint settings; a connector must mark exactly one setting as its endpoint (the origin it may contact), so this host cannot tell where it may connect",
+                self.info.name,
+                endpoints.len()
+            )));
+        };
+        let value = config
+            .settings
+            .iter()
+            .rev()
+            .find(|(name, _)| *name == endpoint.name)
+            .map(|(_, value)| value.trim())
+            .filter(|value| !value.is_empty())
+            .or(endpoint.default_value.as_deref())
+            .ok_or_else(|| {
+                config_failure(format!(
+                    "[settings] has no `{}`, the connector's endpoint: {} Set it, e.g. {} = \"source.example.com\"",
+                    endpoint.name, endpoint.description, endpoint.name
+                ))
+            })?;
+        Origin::parse(&endpoint.name, value).map_err(config_failure)
+    }
+}
+
+/// Loads the configured (or bundled) component and reads its `info`.
+pub async fn prepare(plugin: Option<&Path>) -> Result<Prepared> {
+    let runtime = Runtime::shared()?;
+    let bytes = match plugin {
+        Some(path) => std::fs::read(path).map_err(|e| {
+            config_failure(format!("cannot read the plugin {}: {e}", path.display()))
+        })?,
+        None => BUNDLED_COMPONENT.to_vec(),
+    };
+    let component = runtime.load(&bytes).map_err(|e| {
+        config_failure(format!(
+            "cannot load the plugin {}: {e:#}",
+            plugin.map_or("(bundled)".into(), |p| p.display().to_string())
+        ))
+    })?;
+    let info = read_info(runtime, &component).await?;
+    Ok(Prepared {
+        runtime,
+        component,
+        info,
+    })
+}
+
+/// Builds the credential and obtains what it needs before the first
+/// request (an OAuth token), so misconfigurations stop the run at once.
+pub async fn credential(
+    config: &Config,
+    info: &ConnectorInfo,
+    origin: &Origin,
+    sender: &Arc<Sender>,
+    env: &dyn Environment,
+) -> Result<Credential> {
+    let credential = Credential::from_config(
+        config.auth.as_ref(),
+        &DeclaredAuth::of(info),
+        origin,
+        sender.clone(),
+        config.limits.request_timeout(),
+        env,
+    )
+    .map_err(config_failure)?;
+    credential
+        .prepare()
+        .await
+        .map_err(|e| anyhow!("authentication failed: {e}"))?;
+    Ok(credential)
+}
+
+/// How the host reaches the endpoint (CA bundle, proxy).
+pub fn sender(config: &Config, origin: &Origin) -> Result<Arc<Sender>> {
+    let proxy = config
+        .network
+        .proxy_authority()
+        .map_err(|e| config_failure(e.to_string()))?;
+    let sender = Sender::new(origin, config.network.tls_ca_file.as_deref(), proxy)
+        .map_err(config_failure)?;
+    Ok(Arc::new(sender))
+}
+
+/// Name of a connection in the database: `[name]`, else `CONNECTOR@HOST:PORT`.
+pub fn connection_name(config: &Config, info: &ConnectorInfo, origin: &Origin) -> String {
+    config
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}@{}", info.name, origin.authority()))
+}
+
+/// The sandbox limits the configuration sets.
+pub fn limits(config: &Config) -> InstanceLimits {
+    InstanceLimits {
+        memory_bytes: (config.limits.memory_mib.max(16) << 20) as usize,
+        call_timeout: config.limits.call_timeout(),
+        cpu_per_call: Duration::from_secs(config.limits.cpu_seconds_per_call.max(1)),
+    }
+}
