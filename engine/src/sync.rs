@@ -26,6 +26,7 @@ use connector_sandbox::runtime::{
 use connector_sandbox::sender::Sender;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,6 +59,7 @@ pub struct SyncOptions {
 }
 
 /// Everything a sync needs.
+#[derive(Clone)]
 pub struct SyncJob {
     /// The runtime.
     pub runtime: &'static Runtime,
@@ -361,8 +363,14 @@ struct PartitionTask {
 }
 
 /// Runs a sync of every stream; returns the report (also stored in the database).
+///
+/// Every partition is read by a task of its own on the current tokio
+/// runtime, so on a multi-threaded runtime the component work of different
+/// partitions runs on different cores; `[sync] concurrency` bounds how many
+/// read at once. Dropping the returned future aborts the partitions' tasks.
 pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunReport> {
     let started = Instant::now();
+    let job_for_tasks = Arc::new(job.clone());
     let counters = Arc::new(EgressCounters::default());
     let pacer = Arc::new(Pacer::new(job.options.requests_per_hour));
     let connection = job.connection.clone();
@@ -420,10 +428,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
             });
         }
         let stream_started = Instant::now();
-        let mut partition_handles = Vec::new();
-        for task in tasks {
-            partition_handles.push(read_partition(job, shared.clone(), task));
-        }
+        let partition_handles = spawn_partitions(&job_for_tasks, &shared, tasks);
         handles.push((
             stream.clone(),
             plan,
@@ -440,8 +445,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
             let store = store.clone();
             let name = stream.name.clone();
             async move {
-                let results = futures::future::join_all(partitions).await;
-                reports.extend(results);
+                reports.extend(join_partitions(partitions).await);
                 reports.sort_by_key(|r| r.index);
                 let complete = reports.iter().all(|r| r.complete);
                 let mut finished = FinishedStream::default();
@@ -536,6 +540,52 @@ fn cap_reached(job: &SyncJob, counters: &EgressCounters, task: &PartitionTask) -
             job.egress_limits.max_requests, task.stream.name
         )
     })
+}
+
+/// A stream's partitions, each read by a task of its own.
+struct PartitionTasks {
+    /// The tasks; dropping the set aborts them.
+    set: tokio::task::JoinSet<PartitionReport>,
+    /// Which partition each task reads.
+    index_of: HashMap<tokio::task::Id, u32>,
+}
+
+/// Starts one task per partition.
+fn spawn_partitions(
+    job: &Arc<SyncJob>,
+    shared: &RunShared,
+    tasks: Vec<PartitionTask>,
+) -> PartitionTasks {
+    let mut set = tokio::task::JoinSet::new();
+    let mut index_of = HashMap::new();
+    for task in tasks {
+        let index = task.index;
+        let (job, shared) = (job.clone(), shared.clone());
+        let handle = set.spawn(async move { read_partition(&job, shared, task).await });
+        index_of.insert(handle.id(), index);
+    }
+    PartitionTasks { set, index_of }
+}
+
+/// The reports of a stream's partition tasks, as they finish. A task that
+/// panicked (a bug of the engine, never of a component, whose traps are
+/// errors) becomes an incomplete partition rather than a lost report.
+async fn join_partitions(mut tasks: PartitionTasks) -> Vec<PartitionReport> {
+    let mut reports = Vec::new();
+    while let Some(joined) = tasks.set.join_next_with_id().await {
+        reports.push(match joined {
+            Ok((_, report)) => report,
+            Err(e) => PartitionReport {
+                index: tasks.index_of.get(&e.id()).copied().unwrap_or_default(),
+                error_kind: Some("host".into()),
+                error: Some(format!(
+                    "the host's task reading this partition failed: {e}"
+                )),
+                ..Default::default()
+            },
+        });
+    }
+    reports
 }
 
 /// What every partition of a run shares.

@@ -6,11 +6,12 @@ use anyhow::{Context as _, Result};
 use connector_engine::progress::{Bars, LogLines};
 use connector_engine::store::{Health, HealthState, Store};
 use connector_engine::sync::{RunReport, SyncJob, SyncOptions};
+use connector_sandbox::config::SyncConfig;
 use connector_sandbox::egress::EgressLimits;
 use connector_sandbox::secrets::Environment;
 use connector_sandbox::stop::StopSignal;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,16 @@ pub struct SyncFlags {
     pub stop: Arc<StopSignal>,
 }
 
+/// A sync ready to run: the job and the database it writes into.
+pub struct PreparedSync {
+    /// Everything the engine needs.
+    pub job: SyncJob,
+    /// The open database.
+    pub store: Store,
+    /// Where the database is (for the report).
+    pub database: PathBuf,
+}
+
 /// Runs `sync` for a configuration; returns the report.
 pub async fn sync(
     path: &Path,
@@ -32,6 +43,28 @@ pub async fn sync(
     flags: SyncFlags,
     out: &mut dyn Write,
 ) -> Result<RunReport> {
+    let prepared = prepare_sync(path, env, &flags).await?;
+    let store = Arc::new(Mutex::new(prepared.store));
+    let report = connector_engine::sync::run(&prepared.job, store).await?;
+    if flags.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write_report(&report, &prepared.database, out)?;
+    }
+    if !report.complete() {
+        return Err(incomplete(&report).into());
+    }
+    Ok(report)
+}
+
+/// Loads the configuration and the component, opens the database and
+/// obtains the credential; a credential that fails is recorded as the
+/// connection's health before the error is returned.
+pub async fn prepare_sync(
+    path: &Path,
+    env: &dyn Environment,
+    flags: &SyncFlags,
+) -> Result<PreparedSync> {
     let config = load_config(path)?;
     let p = prepare(config.plugin.as_deref()).await?;
     let origin = p.origin(&config)?;
@@ -67,53 +100,57 @@ pub async fn sync(
         } else {
             Arc::new(LogLines::default())
         },
-        options: SyncOptions {
-            page_size: config.sync.page_size,
-            partitions: config.sync.partitions,
-            concurrency: config.sync.concurrency,
-            max_attempts: config.sync.max_attempts,
-            retry_base: Duration::from_millis(config.sync.retry_base_ms),
-            retry_max: Duration::from_millis(config.sync.retry_max_ms),
-            max_retry_after: Duration::from_secs(config.sync.max_retry_after_seconds),
-            force_full: flags.full,
-            stop: flags.stop.clone(),
-            requests_per_hour: config.sync.requests_per_hour,
-        },
+        options: sync_options(&config.sync, flags),
     };
-    let report = connector_engine::sync::run(&job, Arc::new(Mutex::new(store))).await?;
-    if flags.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-    } else {
-        write_report(&report, &config.database, out)?;
+    Ok(PreparedSync {
+        job,
+        store,
+        database: config.database,
+    })
+}
+
+/// The engine's options from `[sync]` and the command's flags.
+fn sync_options(sync: &SyncConfig, flags: &SyncFlags) -> SyncOptions {
+    SyncOptions {
+        page_size: sync.page_size,
+        partitions: sync.partitions,
+        concurrency: sync.concurrency,
+        max_attempts: sync.max_attempts,
+        retry_base: Duration::from_millis(sync.retry_base_ms),
+        retry_max: Duration::from_millis(sync.retry_max_ms),
+        max_retry_after: Duration::from_secs(sync.max_retry_after_seconds),
+        force_full: flags.full,
+        stop: flags.stop.clone(),
+        requests_per_hour: sync.requests_per_hour,
     }
-    if !report.complete() {
-        let failed: Vec<String> = report
-            .streams
-            .iter()
-            .filter(|s| !s.complete())
-            .map(|s| {
-                format!(
-                    "{}: {}",
-                    s.stream,
-                    s.verdict.trim_start_matches("incomplete: ")
-                )
-            })
-            .collect();
-        // Schedulers can tell "try again later" (EX_TEMPFAIL) from "needs a fix".
-        let exit_code = match report.health().state {
-            HealthState::TemporaryFailure => EXIT_TEMPORARY_FAILURE,
-            _ => 1,
-        };
-        return Err(Failure {
-            exit_code,
-            message: format!(
-                "the sync did not complete; committed pages are kept and the next sync resumes after them. {}",
-                failed.join(" | ")
-            ),
-        }
-        .into());
+}
+
+/// The failure of an incomplete sync: exit 75 when the next run may complete
+/// it by itself (schedulers tell "try again later" from "needs a fix"), else 1.
+fn incomplete(report: &RunReport) -> Failure {
+    let failed: Vec<String> = report
+        .streams
+        .iter()
+        .filter(|s| !s.complete())
+        .map(|s| {
+            format!(
+                "{}: {}",
+                s.stream,
+                s.verdict.trim_start_matches("incomplete: ")
+            )
+        })
+        .collect();
+    let exit_code = match report.health().state {
+        HealthState::TemporaryFailure => EXIT_TEMPORARY_FAILURE,
+        _ => 1,
+    };
+    Failure {
+        exit_code,
+        message: format!(
+            "the sync did not complete; committed pages are kept and the next sync resumes after them. {}",
+            failed.join(" | ")
+        ),
     }
-    Ok(report)
 }
 
 /// Prints a run report as a table.

@@ -407,3 +407,59 @@ fn a_subclass_as_device_table_and_a_remapped_column() {
     );
     assert_eq!(f.export(&config, "devices", false), expected);
 }
+
+/// Remembers, per stream, the tokio task that committed each page.
+#[derive(Default)]
+struct TaskRecorder {
+    tasks: std::sync::Mutex<Vec<(String, Option<tokio::task::Id>)>>,
+}
+
+impl connector_engine::progress::Progress for TaskRecorder {
+    fn expect(&self, _: &str, _: u64) {}
+    fn committed(&self, stream: &str, _: u64) {
+        let task = tokio::task::try_id();
+        self.tasks.lock().unwrap().push((stream.to_string(), task));
+    }
+    fn finished(&self, _: &str, _: &str) {}
+}
+
+#[test]
+fn each_partition_is_read_by_a_task_of_its_own() {
+    // Partitions that are futures of one task never run on two cores at
+    // once; tasks of their own on the multi-threaded runtime can.
+    let f = Fixture::start(400);
+    let config = f.config(&ConfigSpec {
+        sync: vec!["page_size = 50".into(), "partitions = 4".into()],
+        ..Default::default()
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let recorder = std::sync::Arc::new(TaskRecorder::default());
+    let report = runtime.block_on(async {
+        let flags = connector_host::cli::SyncFlags::default();
+        let mut prepared = connector_host::commands::sync::prepare_sync(&config, &f.env, &flags)
+            .await
+            .unwrap();
+        prepared.job.progress = recorder.clone();
+        let store = std::sync::Arc::new(std::sync::Mutex::new(prepared.store));
+        connector_engine::sync::run(&prepared.job, store)
+            .await
+            .unwrap()
+    });
+    assert!(report.complete(), "{report:?}");
+    let tasks = recorder.tasks.lock().unwrap();
+    for stream in ["devices", "network_adapters"] {
+        let ids: std::collections::HashSet<_> = tasks
+            .iter()
+            .filter(|(s, _)| s == stream)
+            .map(|(_, id)| {
+                id.unwrap_or_else(|| panic!("{stream}: a page committed outside any task"))
+            })
+            .collect();
+        assert_eq!(ids.len(), 4, "{stream}: tasks of its 4 partitions: {ids:?}");
+    }
+    drop(tasks);
+    assert_exports_match(&f, &config);
+}
