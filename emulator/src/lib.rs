@@ -48,6 +48,9 @@ pub struct EmulatorConfig {
     pub latency: Duration,
     /// Serve HTTPS with a generated certificate (see [`Emulator::ca_pem`]).
     pub tls: bool,
+    /// With `tls`: accept only clients presenting a certificate of the
+    /// generated CA (see [`Emulator::client_identity_pem`]).
+    pub require_client_cert: bool,
     /// OAuth clients accepted at `/oauth_token.do`.
     pub oauth_clients: Vec<OAuthClient>,
     /// Whether the client-credentials grant is enabled.
@@ -78,6 +81,7 @@ impl Default for EmulatorConfig {
             ],
             latency: Duration::ZERO,
             tls: false,
+            require_client_cert: false,
             oauth_clients: Vec::new(),
             client_credentials: false,
             api_keys: Vec::new(),
@@ -178,6 +182,7 @@ pub struct Emulator {
     state: Arc<State>,
     addr: SocketAddr,
     ca_pem: Option<String>,
+    client_identity_pem: Option<(String, String)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -186,7 +191,10 @@ impl Emulator {
     /// Generates the data and starts serving; returns once the port is bound.
     pub fn start(config: EmulatorConfig) -> anyhow::Result<Emulator> {
         let db = generate(config.data);
-        let tls = config.tls.then(tls::generate).transpose()?;
+        let tls = config
+            .tls
+            .then(|| tls::generate(config.require_client_cert))
+            .transpose()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let state = Arc::new(
             State::new(db, config.users, config.latency, scheme)
@@ -199,6 +207,9 @@ impl Emulator {
             auth.token_lifetime = config.token_lifetime;
         });
         let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
+        let client_identity_pem = tls
+            .as_ref()
+            .map(|t| (t.client_cert_pem.clone(), t.client_key_pem.clone()));
         let server_config = tls.map(|t| t.server_config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -254,6 +265,7 @@ impl Emulator {
             state,
             addr,
             ca_pem,
+            client_identity_pem,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
         })
@@ -267,6 +279,14 @@ impl Emulator {
     /// The PEM certificate of the CA that signed the emulator's certificate (TLS only).
     pub fn ca_pem(&self) -> Option<&str> {
         self.ca_pem.as_deref()
+    }
+
+    /// A client certificate and its key (PEM) signed by the emulator's CA
+    /// (TLS only): what a client presents where `require_client_cert` is set.
+    pub fn client_identity_pem(&self) -> Option<(&str, &str)> {
+        self.client_identity_pem
+            .as_ref()
+            .map(|(cert, key)| (cert.as_str(), key.as_str()))
     }
 
     /// The bound address.

@@ -106,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
         &["cmdb_read"]
     };
     let users = vec![User::new(&args.user, &args.password, roles)];
-    let tls = args.tls.then(tls::generate).transpose()?;
+    let tls = args.tls.then(|| tls::generate(false)).transpose()?;
     if let (Some(t), Some(path)) = (&tls, &args.ca_out) {
         std::fs::write(path, &t.ca_pem)
             .with_context(|| format!("cannot write the CA certificate to {}", path.display()))?;

@@ -12,16 +12,23 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::sync::Arc;
 
-/// A generated CA and the TLS configuration of a server certified by it.
+/// A generated CA, the TLS configuration of a server certified by it, and a
+/// client identity certified by the same CA.
 pub struct TlsMaterial {
     /// The CA certificate, PEM.
     pub ca_pem: String,
     /// The server configuration.
     pub server_config: Arc<rustls::ServerConfig>,
+    /// A client certificate signed by the CA, PEM (for mutual TLS).
+    pub client_cert_pem: String,
+    /// Its private key, PKCS#8 PEM.
+    pub client_key_pem: String,
 }
 
-/// Generates a CA and a server certificate for `localhost`, `127.0.0.1` and `::1`.
-pub fn generate() -> Result<TlsMaterial> {
+/// Generates a CA and a server certificate for `localhost`, `127.0.0.1` and
+/// `::1`. With `require_client_cert` the server accepts only clients that
+/// present a certificate of that CA (mutual TLS).
+pub fn generate(require_client_cert: bool) -> Result<TlsMaterial> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -41,11 +48,30 @@ pub fn generate() -> Result<TlsMaterial> {
     let server_key = KeyPair::generate()?;
     let server_cert = server_params.signed_by(&server_key, &ca)?;
 
+    let mut client_params = CertificateParams::new(Vec::<String>::new())?;
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "svc_exposure client");
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_key = KeyPair::generate()?;
+    let client_cert = client_params.signed_by(&client_key, &ca)?;
+
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
+        .context("TLS protocol versions")?;
+    let builder = if require_client_cert {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(ca.der().to_vec()))?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .context("the client certificate verifier")?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let config = builder
         .with_single_cert(
             vec![
                 CertificateDer::from(server_cert.der().to_vec()),
@@ -59,5 +85,7 @@ pub fn generate() -> Result<TlsMaterial> {
     Ok(TlsMaterial {
         ca_pem: ca.pem(),
         server_config: Arc::new(config),
+        client_cert_pem: client_cert.pem(),
+        client_key_pem: client_key.serialize_pem(),
     })
 }

@@ -11,8 +11,8 @@ use connector_sandbox::origin::Origin;
 use connector_sandbox::runtime::{
     read_info, ConnectorInfo, InstanceLimits, LoadedComponent, Runtime,
 };
-use connector_sandbox::secrets::Environment;
-use connector_sandbox::sender::Sender;
+use connector_sandbox::secrets::{read_secret, Environment};
+use connector_sandbox::sender::{ClientIdentity, Proxy, Sender, SenderOptions};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,14 +106,42 @@ pub async fn credential(
     Ok(credential)
 }
 
-/// How the host reaches the endpoint (CA bundle, proxy).
-pub fn sender(config: &Config, origin: &Origin) -> Result<Arc<Sender>> {
-    let proxy = config
-        .network
+/// How the host reaches the endpoint: CA bundle, client certificate,
+/// proxy (its password read from the environment).
+pub fn sender(config: &Config, origin: &Origin, env: &dyn Environment) -> Result<Arc<Sender>> {
+    let network = &config.network;
+    let proxy = match network
         .proxy_authority()
-        .map_err(|e| config_failure(e.to_string()))?;
-    let sender = Sender::new(origin, config.network.tls_ca_file.as_deref(), proxy)
-        .map_err(config_failure)?;
+        .map_err(|e| config_failure(e.to_string()))?
+    {
+        None => None,
+        Some(authority) => Some(
+            match (&network.https_proxy_user, &network.https_proxy_password_env) {
+                (Some(user), Some(var)) => {
+                    let password = read_secret("proxy password", Some(var), None, env)
+                        .map_err(config_failure)?;
+                    Proxy::with_basic_auth(authority, user, &password)
+                }
+                _ => Proxy {
+                    authority,
+                    authorization: None,
+                },
+            },
+        ),
+    };
+    let client_identity = network
+        .client_identity()
+        .map_err(|e| config_failure(e.to_string()))?
+        .map(|(cert_file, key_file)| ClientIdentity {
+            cert_file,
+            key_file,
+        });
+    let options = SenderOptions {
+        ca_file: network.tls_ca_file.clone(),
+        client_identity,
+        proxy,
+    };
+    let sender = Sender::new(origin, &options).map_err(config_failure)?;
     Ok(Arc::new(sender))
 }
 

@@ -144,17 +144,35 @@ pub struct NetworkConfig {
     pub tls_ca_file: Option<PathBuf>,
     /// HTTPS proxy, `http://HOST:PORT`; https requests go through it with CONNECT.
     pub https_proxy: Option<String>,
+    /// User name for the proxy (Basic `Proxy-Authorization` on `CONNECT`).
+    pub https_proxy_user: Option<String>,
+    /// Environment variable holding the proxy user's password.
+    pub https_proxy_password_env: Option<String>,
+    /// Client certificate (PEM, with intermediates) for mutual TLS with the endpoint.
+    pub client_cert_file: Option<PathBuf>,
+    /// Its private key (PEM), readable by its owner only.
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl NetworkConfig {
     /// The proxy as `host:port`, validated.
     pub fn proxy_authority(&self) -> Result<Option<String>, ConfigError> {
         let Some(raw) = &self.https_proxy else {
+            if self.https_proxy_user.is_some() || self.https_proxy_password_env.is_some() {
+                return Err(ConfigError::Invalid(
+                    "[network] names proxy credentials but no https_proxy; add https_proxy = \"http://HOST:PORT\" or remove them".into(),
+                ));
+            }
             return Ok(None);
+        };
+        // Never quote user information (a password) back.
+        let shown = match raw.rsplit_once('@') {
+            Some((_, host)) => format!("…@{host}"),
+            None => raw.clone(),
         };
         let bad = |why: &str| {
             ConfigError::Invalid(format!(
-                "[network] https_proxy `{raw}` is not usable: {why}; write it as http://HOST:PORT"
+                "[network] https_proxy `{shown}` is not usable: {why}; write it as http://HOST:PORT"
             ))
         };
         let rest = raw
@@ -162,12 +180,30 @@ impl NetworkConfig {
             .ok_or_else(|| bad("only http:// proxies are supported"))?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains('@') {
-            return Err(bad("credentials in the proxy URL are not supported"));
+            return Err(bad(
+                "credentials do not go in the URL (use https_proxy_user and https_proxy_password_env)",
+            ));
         }
         let authority: http::uri::Authority =
             rest.parse().map_err(|_| bad("it is not HOST:PORT"))?;
         let port = authority.port_u16().ok_or_else(|| bad("it has no port"))?;
+        if self.https_proxy_user.is_some() != self.https_proxy_password_env.is_some() {
+            return Err(ConfigError::Invalid(
+                "[network] https_proxy_user and https_proxy_password_env go together: set both for a proxy that asks for credentials, or neither".into(),
+            ));
+        }
         Ok(Some(format!("{}:{port}", authority.host())))
+    }
+
+    /// The client certificate and key files, when mutual TLS is configured.
+    pub fn client_identity(&self) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        match (&self.client_cert_file, &self.client_key_file) {
+            (Some(cert), Some(key)) => Ok(Some((cert.clone(), key.clone()))),
+            (None, None) => Ok(None),
+            _ => Err(ConfigError::Invalid(
+                "[network] client_cert_file and client_key_file go together: set both for mutual TLS, or neither".into(),
+            )),
+        }
     }
 }
 
@@ -269,7 +305,10 @@ impl Config {
         });
         let mut network = raw.network;
         network.tls_ca_file = network.tls_ca_file.map(resolve);
+        network.client_cert_file = network.client_cert_file.map(resolve);
+        network.client_key_file = network.client_key_file.map(resolve);
         network.proxy_authority()?;
+        network.client_identity()?;
         if raw.sync.page_size == 0
             || raw.sync.partitions == 0
             || raw.sync.concurrency == 0
@@ -343,5 +382,43 @@ password_env = "SERVICENOW_PASSWORD"
         )
         .unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn proxy_credentials_and_client_certificates_come_in_pairs() {
+        let parse = |network: &str| {
+            Config::parse(
+                &format!("database='a'\n[settings]\ninstance='x.y'\n[network]\n{network}"),
+                Path::new("/etc/x"),
+            )
+        };
+        let proxy = "https_proxy = 'http://proxy.corp:3128'\n";
+        let ok = parse(&format!(
+            "{proxy}https_proxy_user = 'u'\nhttps_proxy_password_env = 'P'\nclient_cert_file = 'c.pem'\nclient_key_file = 'k.pem'"
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.network.client_identity().unwrap(),
+            Some(("/etc/x/c.pem".into(), "/etc/x/k.pem".into()))
+        );
+        for (network, named) in [
+            (
+                format!("{proxy}https_proxy_user = 'u'"),
+                "https_proxy_password_env",
+            ),
+            (
+                "https_proxy_password_env = 'P'".to_string(),
+                "no https_proxy",
+            ),
+            ("client_cert_file = 'c.pem'".to_string(), "client_key_file"),
+            (
+                "https_proxy = 'http://u:secret@proxy.corp:3128'".to_string(),
+                "https_proxy_user",
+            ),
+        ] {
+            let e = parse(&network).unwrap_err().to_string();
+            assert!(e.contains(named), "{network}: {e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
     }
 }

@@ -414,7 +414,7 @@ mod tests {
     }
 
     fn sender() -> Arc<Sender> {
-        Arc::new(Sender::new(&origin(), None, None).unwrap())
+        Arc::new(Sender::new(&origin(), &crate::sender::SenderOptions::default()).unwrap())
     }
 
     fn build(

@@ -601,7 +601,8 @@ pub async fn read_info(runtime: &Runtime, component: &LoadedComponent) -> Result
         host: "invalid.".into(),
         port: 443,
     };
-    let sender = crate::sender::Sender::new(&nowhere, None, None).map_err(|e| anyhow!(e))?;
+    let sender = crate::sender::Sender::new(&nowhere, &crate::sender::SenderOptions::default())
+        .map_err(|e| anyhow!(e))?;
     let no_network = EgressPolicy::new(
         nowhere,
         Arc::new(sender),

@@ -78,7 +78,9 @@ pub fn read_secret(
     }
 }
 
-fn read_secret_file(what: &str, path: &Path) -> Result<Secret, String> {
+/// Refuses a file that users other than its owner may read or write (on
+/// Unix): a secret there is not one.
+pub fn check_owner_only(what: &str, path: &Path) -> Result<(), String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -92,6 +94,11 @@ fn read_secret_file(what: &str, path: &Path) -> Result<Secret, String> {
             ));
         }
     }
+    Ok(())
+}
+
+fn read_secret_file(what: &str, path: &Path) -> Result<Secret, String> {
+    check_owner_only(what, path)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the {what} file {}: {e}", path.display()))?;
     let value = text.trim_end_matches(['\r', '\n']);

@@ -12,15 +12,17 @@
 
 use crate::origin::Origin;
 use crate::pool::{self, Destination, Pool};
+use crate::secrets::Secret;
+use base64::Engine as _;
 use bytes::Bytes;
 use http::uri::Scheme;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -39,7 +41,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
 /// How the host reaches the instance.
 pub struct Sender {
     tls: Arc<rustls::ClientConfig>,
-    proxy: Option<String>,
+    proxy: Option<Proxy>,
     /// The endpoint is a loopback IP written in the configuration: loopback
     /// addresses are allowed (and no proxy is used).
     loopback: bool,
@@ -82,51 +84,122 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
-impl Sender {
-    /// A sender for `origin`, trusting the Mozilla roots plus the
-    /// certificates in `ca_file`, and tunnelling through `proxy` (`host:port`).
-    pub fn new(
-        origin: &Origin,
-        ca_file: Option<&Path>,
-        proxy: Option<String>,
-    ) -> Result<Sender, String> {
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        if let Some(path) = ca_file {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| {
-                    format!(
-                        "the CA file {} is not PEM certificates: {e}",
-                        path.display()
-                    )
-                })?;
-            if certs.is_empty() {
-                return Err(format!(
-                    "the CA file {} holds no certificate",
-                    path.display()
-                ));
-            }
-            for cert in certs {
-                roots.add(cert).map_err(|e| {
-                    format!(
-                        "the CA file {} holds an unusable certificate: {e}",
-                        path.display()
-                    )
-                })?;
-            }
+/// How the host reaches an endpoint, besides its origin: whom it trusts,
+/// how it proves who it is, and the proxy on the way.
+#[derive(Debug, Default)]
+pub struct SenderOptions {
+    /// PEM file of CA certificates trusted besides the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate for mutual TLS.
+    pub client_identity: Option<ClientIdentity>,
+    /// The HTTPS proxy requests tunnel through (not for a loopback endpoint).
+    pub proxy: Option<Proxy>,
+}
+
+/// A client certificate chain and its private key, both PEM files; the key
+/// file must be readable by its owner only.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    /// The certificate, followed by any intermediates.
+    pub cert_file: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// An HTTPS proxy reached with `CONNECT`.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    /// `host:port`.
+    pub authority: String,
+    /// The `Proxy-Authorization` value sent with `CONNECT` (`Basic …`).
+    pub authorization: Option<Secret>,
+}
+
+impl Proxy {
+    /// A proxy asking for Basic credentials.
+    pub fn with_basic_auth(authority: String, user: &str, password: &Secret) -> Proxy {
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{user}:{}", password.expose()));
+        Proxy {
+            authority,
+            authorization: Some(Secret::new(format!("Basic {token}"))),
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS set-up failed: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    }
+}
+
+/// The Mozilla roots plus the certificates in `ca_file`.
+fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let Some(path) = ca_file else {
+        return Ok(roots);
+    };
+    let certs = read_certificates("CA", path)?;
+    for cert in certs {
+        roots.add(cert).map_err(|e| {
+            format!(
+                "the CA file {} holds an unusable certificate: {e}",
+                path.display()
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
+/// The PEM certificates in `path`, at least one.
+fn read_certificates(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read the {what} file {}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            format!(
+                "the {what} file {} is not PEM certificates: {e}",
+                path.display()
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "the {what} file {} holds no certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// The TLS client configuration: roots, and the client certificate if any.
+fn tls_config(options: &SenderOptions) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .with_root_certificates(root_store(options.ca_file.as_deref())?);
+    let Some(identity) = &options.client_identity else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let chain = read_certificates("client certificate", &identity.cert_file)?;
+    crate::secrets::check_owner_only("client key", &identity.key_file)?;
+    let key = PrivateKeyDer::from_pem_file(&identity.key_file).map_err(|e| {
+        format!(
+            "the client key file {} is not a PEM private key: {e}",
+            identity.key_file.display()
+        )
+    })?;
+    builder.with_client_auth_cert(chain, key).map_err(|e| {
+        format!(
+            "the client certificate {} and key {} cannot be used together: {e}",
+            identity.cert_file.display(),
+            identity.key_file.display()
+        )
+    })
+}
+
+impl Sender {
+    /// A sender for `origin`, reaching it as `options` say.
+    pub fn new(origin: &Origin, options: &SenderOptions) -> Result<Sender, String> {
         Ok(Sender {
-            tls: Arc::new(tls),
-            proxy,
+            tls: Arc::new(tls_config(options)?),
+            proxy: options.proxy.clone(),
             loopback: origin.is_loopback_ip(),
             pool: Arc::default(),
         })
@@ -291,14 +364,23 @@ impl Sender {
     }
 
     /// Opens a tunnel to `host:port` through the proxy with HTTP CONNECT.
-    async fn tunnel(&self, proxy: &str, host: &str, port: u16) -> Result<Box<dyn Stream>, Error> {
-        let mut stream = TcpStream::connect(proxy).await.map_err(Error::Connect)?;
+    async fn tunnel(&self, proxy: &Proxy, host: &str, port: u16) -> Result<Box<dyn Stream>, Error> {
+        let mut stream = TcpStream::connect(&proxy.authority)
+            .await
+            .map_err(Error::Connect)?;
         let target = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
             format!("{host}:{port}")
         };
-        let hello = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+        let mut hello = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+        if let Some(authorization) = &proxy.authorization {
+            hello.push_str(&format!(
+                "Proxy-Authorization: {}\r\n",
+                authorization.expose()
+            ));
+        }
+        hello.push_str("\r\n");
         stream
             .write_all(hello.as_bytes())
             .await
@@ -318,7 +400,13 @@ impl Sender {
             .nth(1)
             .is_some_and(|code| code.starts_with('2'));
         if !ok {
-            tracing::warn!(target: "egress", proxy, answer = %status_line.lines().next().unwrap_or(""), "the proxy refused the tunnel");
+            let answer = status_line.lines().next().unwrap_or("");
+            let advice = match (status_line.split_whitespace().nth(1), &proxy.authorization) {
+                (Some("407"), None) => "the proxy asks for credentials: set [network] https_proxy_user and https_proxy_password_env",
+                (Some("407"), Some(_)) => "the proxy refused the credentials of [network] https_proxy_user and https_proxy_password_env",
+                _ => "the proxy refused the tunnel",
+            };
+            tracing::warn!(target: "egress", proxy = %proxy.authority, answer, "{advice}");
             return Err(Error::DestinationUnavailable);
         }
         Ok(Box::new(stream))
@@ -335,6 +423,36 @@ fn tls_error(e: std::io::Error) -> Error {
     } else {
         Error::TlsProtocolError
     }
+}
+
+/// The TLS alert the server sent, if that is what ended the exchange. With
+/// TLS 1.3 a server refuses a client certificate (or its absence) after the
+/// client's side of the handshake is done, so the refusal arrives as the
+/// response is read.
+fn tls_alert(e: &hyper::Error) -> Option<Error> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        let rustls_error = error.downcast_ref::<rustls::Error>().or_else(|| {
+            error
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::AlertReceived(alert)) = rustls_error {
+            use rustls::AlertDescription as A;
+            let advice = match alert {
+                A::CertificateRequired | A::HandshakeFailure => "the server requires a client certificate: set [network] client_cert_file and client_key_file".to_string(),
+                A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::CertificateExpired | A::CertificateRevoked | A::AccessDenied => format!("the server refused the client certificate ({alert:?}): check [network] client_cert_file against the CA the server trusts"),
+                other => format!("the server ended TLS with the alert {other:?}"),
+            };
+            return Some(Error::TlsAlertReceived {
+                alert_id: Some(u8::from(*alert)),
+                alert_message: Some(advice),
+            });
+        }
+        source = error.source();
+    }
+    None
 }
 
 /// The scheme, host and port `uri` points at.
@@ -395,10 +513,13 @@ async fn first_response(
     match tokio::time::timeout(first_byte, connection.send_request(request)).await {
         Err(_) => Err(SendFailure::Other(Error::ConnectionReadTimeout)),
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) if e.is_canceled() || e.is_incomplete_message() || e.is_closed() => {
-            Err(SendFailure::Closed(e))
-        }
-        Ok(Err(e)) => Err(SendFailure::Other(Error::from(e))),
+        Ok(Err(e)) => match tls_alert(&e) {
+            Some(alert) => Err(SendFailure::Other(alert)),
+            None if e.is_canceled() || e.is_incomplete_message() || e.is_closed() => {
+                Err(SendFailure::Closed(e))
+            }
+            None => Err(SendFailure::Other(Error::from(e))),
+        },
     }
 }
 
@@ -647,7 +768,11 @@ mod tests {
 
     async fn three_gets(first: Script) -> (Vec<String>, usize) {
         let (url, connections) = scripted_server(first).await;
-        let sender = Sender::new(&Origin::parse("instance", &url).unwrap(), None, None).unwrap();
+        let sender = Sender::new(
+            &Origin::parse("instance", &url).unwrap(),
+            &SenderOptions::default(),
+        )
+        .unwrap();
         let mut bodies = Vec::new();
         for _ in 0..3 {
             bodies.push(
@@ -681,7 +806,11 @@ mod tests {
     #[tokio::test]
     async fn a_connection_the_server_closes_is_not_reused() {
         let (url, connections) = scripted_server(Script::Close).await;
-        let sender = Sender::new(&Origin::parse("instance", &url).unwrap(), None, None).unwrap();
+        let sender = Sender::new(
+            &Origin::parse("instance", &url).unwrap(),
+            &SenderOptions::default(),
+        )
+        .unwrap();
         assert_eq!(get(&sender, &url).await.unwrap(), "c1 r1");
         assert_eq!(
             sender.pool.idle_count(),

@@ -389,6 +389,12 @@ pub struct ConnectProxy {
 impl ConnectProxy {
     /// Starts the proxy on its own thread.
     pub fn start() -> ConnectProxy {
+        ConnectProxy::start_requiring(None)
+    }
+
+    /// Starts a proxy that answers `407` to a `CONNECT` without exactly this
+    /// `Proxy-Authorization` value.
+    pub fn start_requiring(authorization: Option<String>) -> ConnectProxy {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
@@ -409,6 +415,7 @@ impl ConnectProxy {
                             continue;
                         };
                         let counter = counter.clone();
+                        let required = authorization.clone();
                         tokio::spawn(async move {
                             let mut head = Vec::new();
                             while !head.ends_with(b"\r\n\r\n") {
@@ -417,11 +424,21 @@ impl ConnectProxy {
                                     Err(_) => return,
                                 }
                             }
-                            let line = String::from_utf8_lossy(&head)
-                                .lines()
-                                .next()
-                                .unwrap_or("")
-                                .to_string();
+                            let head = String::from_utf8_lossy(&head).to_string();
+                            if let Some(required) = required {
+                                let given = head.lines().find_map(|l| {
+                                    l.split_once(':')
+                                        .filter(|(name, _)| name.eq_ignore_ascii_case("proxy-authorization"))
+                                        .map(|(_, value)| value.trim().to_string())
+                                });
+                                if given.as_deref() != Some(required.as_str()) {
+                                    let _ = client
+                                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\n\r\n")
+                                        .await;
+                                    return;
+                                }
+                            }
+                            let line = head.lines().next().unwrap_or("").to_string();
                             let target = line
                                 .strip_prefix("CONNECT ")
                                 .and_then(|r| r.split(' ').next())

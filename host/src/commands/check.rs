@@ -15,7 +15,7 @@ pub async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> R
     let config = load_config(path)?;
     let p = prepare(config.plugin.as_deref()).await?;
     let origin = p.origin(&config)?;
-    let sender = sender(&config, &origin)?;
+    let sender = sender(&config, &origin, env)?;
     let credential = credential(&config, &p.info, &origin, &sender, env).await?;
     let egress = EgressPolicy::new(
         origin.clone(),

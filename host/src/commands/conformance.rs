@@ -25,7 +25,7 @@ pub async fn run(
             connector_conformance::info_only(&p.info, &format!("the source cannot be reached: {e}"))
         }
         Ok(origin) => {
-            let sender = sender(&config, &origin)?;
+            let sender = sender(&config, &origin, env)?;
             let credential = credential(&config, &p.info, &origin, &sender, env).await?;
             let harness = Harness {
                 runtime: p.runtime,

@@ -68,7 +68,7 @@ pub async fn prepare_sync(
     let config = load_config(path)?;
     let p = prepare(config.plugin.as_deref()).await?;
     let origin = p.origin(&config)?;
-    let sender = sender(&config, &origin)?;
+    let sender = sender(&config, &origin, env)?;
     let mut store = Store::open(&config.database)
         .with_context(|| format!("cannot open the database {}", config.database.display()))?;
     let connection = connection_name(&config, &p.info, &origin);

@@ -77,7 +77,7 @@ fn snoop_with_environment(f: &Fixture, environment: &[(&str, &str)]) -> Value {
     let component = runtime.load(connector_e2e::PROBE_COMPONENT).unwrap();
     let origin =
         connector_sandbox::origin::Origin::parse("instance", &f.emulator.base_url()).unwrap();
-    let sender = connector_sandbox::sender::Sender::new(&origin, None, None).unwrap();
+    let sender = connector_sandbox::sender::Sender::new(&origin, &Default::default()).unwrap();
     let egress = EgressPolicy::new(
         origin,
         Arc::new(sender),
