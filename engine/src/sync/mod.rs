@@ -1,0 +1,361 @@
+//! The sync engine: reads every stream of a connector, partition by
+//! partition and page by page, retrying what is temporary, and commits each
+//! page with its cursor.
+//!
+//! Who decides what: the component says what a response means (a
+//! `connector-error` case); the engine decides what to do about it:
+//! `rate-limited` waits exactly the `Retry-After` the server gave (or backs
+//! off with jitter when it gave none), `temporarily-unavailable` backs off
+//! exponentially with full jitter, anything else stops the stream with the
+//! component's message for the operator.
+
+use crate::progress::Progress;
+use crate::store::{FinishedStream, ReadMode, Store, StreamPlan, StreamRequest};
+use connector_sandbox::credentials::Credential;
+use connector_sandbox::egress::{EgressCounters, EgressLimits};
+use connector_sandbox::origin::Origin;
+use connector_sandbox::pacing::Pacer;
+use connector_sandbox::runtime::{
+    ConnectorInfo, InstanceLimits, LoadedComponent, Runtime, StreamInfo,
+};
+use connector_sandbox::sender::Sender;
+use partition::read_partition;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+mod partition;
+mod report;
+mod retry;
+
+pub use report::{PartitionReport, RetryRecord, RunReport, StreamReport};
+
+/// How the engine drives reads.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Rows per page (a hint to the component).
+    pub page_size: u32,
+    /// Partitions per stream.
+    pub partitions: u32,
+    /// Reads in flight at once, across streams and partitions.
+    pub concurrency: u32,
+    /// Attempts per page.
+    pub max_attempts: u32,
+    /// First back-off delay.
+    pub retry_base: Duration,
+    /// Longest back-off delay.
+    pub retry_max: Duration,
+    /// Longest `Retry-After` honoured.
+    pub max_retry_after: Duration,
+    /// Read every stream fully even where an incremental read is possible.
+    pub force_full: bool,
+    /// Budget of requests per hour (none: only the server's limits).
+    pub requests_per_hour: Option<u32>,
+    /// Once triggered, waits end at once and partitions stop after the
+    /// page they committed last.
+    pub stop: Arc<connector_sandbox::stop::StopSignal>,
+}
+
+/// Everything a sync needs.
+#[derive(Clone)]
+pub struct SyncJob {
+    /// The runtime.
+    pub runtime: &'static Runtime,
+    /// The component.
+    pub component: LoadedComponent,
+    /// What the component declared.
+    pub info: ConnectorInfo,
+    /// Settings for the component.
+    pub settings: Vec<(String, String)>,
+    /// The only origin it may reach.
+    pub origin: Origin,
+    /// How requests reach it.
+    pub sender: Arc<Sender>,
+    /// The credential attached to its requests.
+    pub credential: Credential,
+    /// Sandbox limits.
+    pub limits: InstanceLimits,
+    /// Time-out, response and request caps.
+    pub egress_limits: EgressLimits,
+    /// Name of this connection in the database.
+    pub connection: String,
+    /// Engine options.
+    pub options: SyncOptions,
+    /// Where progress goes.
+    pub progress: Arc<dyn Progress>,
+}
+
+/// Partitions of an incremental read: it returns only what changed since
+/// the last read (typically a few percent), and each partition costs at
+/// least a request of its own.
+const INCREMENTAL_PARTITIONS: u32 = 1;
+
+/// One partition to read: the stream, where to start and how.
+struct PartitionTask {
+    stream: StreamInfo,
+    watermark: Option<String>,
+    deletions_since: Option<String>,
+    embed_field: Option<String>,
+    generation: i64,
+    index: u32,
+    count: u32,
+    cursor: Option<String>,
+}
+
+/// A stream whose partitions are being read.
+struct StreamInProgress {
+    stream: StreamInfo,
+    plan: StreamPlan,
+    started: Instant,
+    /// Reports of the partitions an earlier run already finished.
+    done: Vec<PartitionReport>,
+    /// The partitions being read now.
+    tasks: PartitionTasks,
+}
+
+/// Runs a sync of every stream; returns the report (also stored in the database).
+///
+/// Every partition is read by a task of its own on the current tokio
+/// runtime, so on a multi-threaded runtime the component work of different
+/// partitions runs on different cores; `[sync] concurrency` bounds how many
+/// read at once. Dropping the returned future aborts the partitions' tasks.
+pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunReport> {
+    let started = Instant::now();
+    let counters = Arc::new(EgressCounters::default());
+    let connection = job.connection.clone();
+    let run_id = blocking(&store, move |s| s.start_run(&connection)).await?;
+    let shared = RunShared {
+        store: store.clone(),
+        counters: counters.clone(),
+        permits: Arc::new(Semaphore::new(job.options.concurrency as usize)),
+        pacer: Arc::new(Pacer::new(job.options.requests_per_hour)),
+    };
+    let job_for_tasks = Arc::new(job.clone());
+    let mut in_progress = Vec::new();
+    for stream in &job.info.streams {
+        in_progress.push(start_stream(&job_for_tasks, &shared, stream).await?);
+    }
+    // Every partition of every stream reads concurrently (bounded by `permits`).
+    let streams = in_progress
+        .into_iter()
+        .map(|s| finish_stream(job, &store, s));
+    let report = RunReport {
+        run_id,
+        connection: job.connection.clone(),
+        streams: futures::future::join_all(streams).await,
+        requests: counters.requests.load(Ordering::Relaxed),
+        bytes: counters.bytes.load(Ordering::Relaxed),
+        denied_requests: counters.denied.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    record_run(job, &store, &report).await?;
+    Ok(report)
+}
+
+/// Plans the read of `stream` (resume, incremental or full) and starts a
+/// task for each partition not finished yet.
+async fn start_stream(
+    job: &Arc<SyncJob>,
+    shared: &RunShared,
+    stream: &StreamInfo,
+) -> anyhow::Result<StreamInProgress> {
+    let connection = job.connection.clone();
+    let name = stream.name.clone();
+    let request = StreamRequest {
+        partitions: job.options.partitions,
+        incremental_partitions: INCREMENTAL_PARTITIONS,
+        force_full: job.options.force_full,
+        supports_incremental: stream.supports_incremental,
+    };
+    let plan = blocking(&shared.store, move |s| {
+        s.begin_stream(&connection, &name, request)
+    })
+    .await?;
+    // A stream embedded into another records the parent key with each record.
+    let embed_field = stream
+        .references
+        .iter()
+        .find(|r| r.embed_as.is_some())
+        .map(|r| r.field.clone());
+    let (finished, unfinished): (Vec<_>, Vec<_>) = plan.partitions.iter().partition(|p| p.done);
+    let done = finished
+        .iter()
+        .map(|p| PartitionReport {
+            index: p.index,
+            complete: true,
+            ..Default::default()
+        })
+        .collect();
+    let tasks = unfinished
+        .iter()
+        .map(|p| PartitionTask {
+            stream: stream.clone(),
+            watermark: match &plan.mode {
+                ReadMode::Incremental { watermark } => Some(watermark.clone()),
+                ReadMode::Full => None,
+            },
+            deletions_since: plan.deletions_since.clone(),
+            embed_field: embed_field.clone(),
+            generation: plan.generation,
+            index: p.index,
+            count: plan.partitions.len() as u32,
+            cursor: p.cursor.clone(),
+        })
+        .collect();
+    Ok(StreamInProgress {
+        stream: stream.clone(),
+        started: Instant::now(),
+        tasks: spawn_partitions(job, shared, tasks),
+        plan,
+        done,
+    })
+}
+
+/// Waits for a stream's partitions; when all completed, commits the
+/// stream's end (watermark, records aged out or no longer returned).
+async fn finish_stream(
+    job: &SyncJob,
+    store: &Arc<Mutex<Store>>,
+    s: StreamInProgress,
+) -> StreamReport {
+    let StreamInProgress {
+        stream,
+        plan,
+        started,
+        done: mut reports,
+        tasks,
+    } = s;
+    reports.extend(join_partitions(tasks).await);
+    reports.sort_by_key(|r| r.index);
+    let mut finished = FinishedStream::default();
+    let mut finish_error = None;
+    let verdict = if reports.iter().all(|r| r.complete) {
+        let (connection, name, plan) = (job.connection.clone(), stream.name.clone(), plan.clone());
+        let updated_field = stream.updated_field.clone();
+        let outcome = blocking(store, move |s| {
+            s.finish_stream(&connection, &name, &plan, updated_field.as_deref())
+        })
+        .await;
+        match outcome {
+            Ok(f) => {
+                finished = f;
+                "complete".to_string()
+            }
+            Err(e) => {
+                let why = format!("finishing the stream failed: {e}");
+                finish_error = Some(why.clone());
+                format!("incomplete: {why}")
+            }
+        }
+    } else {
+        let why = reports.iter().find_map(|r| r.error.clone());
+        format!("incomplete: {}", why.unwrap_or_default())
+    };
+    job.progress.finished(&stream.name, &verdict);
+    let deleted_at_source = reports.iter().map(|r| r.deleted_at_source).sum::<u64>();
+    StreamReport {
+        mode: plan.mode.name().to_string(),
+        stream: stream.name,
+        resumed: plan.resumed,
+        partitions: reports,
+        deleted: deleted_at_source + finished.aged_out + finished.not_returned,
+        deleted_at_source,
+        aged_out: finished.aged_out,
+        not_returned: finished.not_returned,
+        verdict,
+        finish_error,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Stores the run's report and the connection's health it shows.
+async fn record_run(
+    job: &SyncJob,
+    store: &Arc<Mutex<Store>>,
+    report: &RunReport,
+) -> anyhow::Result<()> {
+    let json = serde_json::to_string(report)?;
+    let status = if report.complete() {
+        "complete"
+    } else {
+        "incomplete"
+    };
+    let health = report.health();
+    let connection = job.connection.clone();
+    let run_id = report.run_id;
+    blocking(store, move |s| {
+        s.finish_run(run_id, status, &json)?;
+        s.set_health(&connection, &health)
+    })
+    .await
+}
+
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Mutex<Store>>,
+    f: impl FnOnce(&mut Store) -> rusqlite::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let store = store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    })
+    .await?;
+    Ok(result?)
+}
+
+/// A stream's partitions, each read by a task of its own.
+struct PartitionTasks {
+    /// The tasks; dropping the set aborts them.
+    set: tokio::task::JoinSet<PartitionReport>,
+    /// Which partition each task reads.
+    index_of: HashMap<tokio::task::Id, u32>,
+}
+
+/// Starts one task per partition.
+fn spawn_partitions(
+    job: &Arc<SyncJob>,
+    shared: &RunShared,
+    tasks: Vec<PartitionTask>,
+) -> PartitionTasks {
+    let mut set = tokio::task::JoinSet::new();
+    let mut index_of = HashMap::new();
+    for task in tasks {
+        let index = task.index;
+        let (job, shared) = (job.clone(), shared.clone());
+        let handle = set.spawn(async move { read_partition(&job, shared, task).await });
+        index_of.insert(handle.id(), index);
+    }
+    PartitionTasks { set, index_of }
+}
+
+/// The reports of a stream's partition tasks, as they finish. A task that
+/// panicked (a bug of the engine, never of a component, whose traps are
+/// errors) becomes an incomplete partition rather than a lost report.
+async fn join_partitions(mut tasks: PartitionTasks) -> Vec<PartitionReport> {
+    let mut reports = Vec::new();
+    while let Some(joined) = tasks.set.join_next_with_id().await {
+        reports.push(match joined {
+            Ok((_, report)) => report,
+            Err(e) => PartitionReport {
+                index: tasks.index_of.get(&e.id()).copied().unwrap_or_default(),
+                error_kind: Some("host".into()),
+                error: Some(format!(
+                    "the host's task reading this partition failed: {e}"
+                )),
+                ..Default::default()
+            },
+        });
+    }
+    reports
+}
+
+/// What every partition of a run shares.
+#[derive(Clone)]
+struct RunShared {
+    store: Arc<Mutex<Store>>,
+    counters: Arc<EgressCounters>,
+    permits: Arc<Semaphore>,
+    pacer: Arc<Pacer>,
+}

@@ -1,0 +1,364 @@
+//! Reading one partition to its end: one component instance, page after
+//! page, each committed with its cursor; retries and waits between calls.
+
+use super::report::PartitionReport;
+use super::retry::{decide, error_kind, Next};
+use super::{blocking, PartitionTask, RetryRecord, RunShared, SyncJob};
+use crate::store::{PageCommit, StoredRecord, StoredTombstone};
+use connector_sandbox::egress::{EgressCounters, EgressPolicy};
+use connector_sandbox::runtime::{
+    connector_error_message, CallError, ConnectorError, ConnectorInstance, Page, Partition,
+    ReadRequest,
+};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a partition stopped when the run was stopped.
+const STOPPED: &str =
+    "stopped by a signal after the last committed page; the next sync resumes there";
+
+/// Why a partition ended before its last page: the report's error case and
+/// the operator's message.
+struct Ended {
+    kind: String,
+    message: String,
+}
+
+impl Ended {
+    fn new(kind: &str, message: impl Into<String>) -> Ended {
+        Ended {
+            kind: kind.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn stopped() -> Ended {
+        Ended::new("stopped", STOPPED)
+    }
+}
+
+/// Reads the partition `task` with an instance of its own; the report says
+/// how far it got and why it stopped there.
+pub(super) async fn read_partition(
+    job: &SyncJob,
+    shared: RunShared,
+    task: PartitionTask,
+) -> PartitionReport {
+    let started = Instant::now();
+    let counters = EgressCounters::child(&shared.counters);
+    let egress = EgressPolicy::new(
+        job.origin.clone(),
+        job.sender.clone(),
+        job.credential.clone(),
+        job.egress_limits,
+        counters.clone(),
+        shared.pacer.clone(),
+    )
+    .with_stop(job.options.stop.clone())
+    .with_max_budget_wait(job.options.max_retry_after);
+    let mut report = PartitionReport {
+        index: task.index,
+        ..Default::default()
+    };
+    let outcome = match job
+        .runtime
+        .instantiate(&job.component, egress, &job.limits)
+        .await
+    {
+        Ok(mut instance) => {
+            let reader = PartitionReader {
+                job,
+                shared: &shared,
+                task: &task,
+                counters: &counters,
+            };
+            let outcome = reader.read_to_end(&mut instance, &mut report).await;
+            report.warnings = warnings(instance.logs());
+            outcome
+        }
+        Err(e) => Err(Ended::new("trap", format!("{e:#}"))),
+    };
+    if let Err(ended) = outcome {
+        report.error_kind = Some(ended.kind);
+        report.error = Some(ended.message);
+    }
+    report.requests = counters.requests.load(Ordering::Relaxed);
+    report.bytes = counters.bytes.load(Ordering::Relaxed);
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+/// The distinct warnings and errors among a component's log lines.
+fn warnings(logs: &[(String, String)]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (level, message) in logs {
+        if (level == "warn" || level == "error") && !out.contains(message) {
+            out.push(message.clone());
+        }
+    }
+    out
+}
+
+/// What one partition's read works with (its instance is passed along:
+/// it is not `Sync`, and this is shared across awaits).
+struct PartitionReader<'a> {
+    job: &'a SyncJob,
+    shared: &'a RunShared,
+    task: &'a PartitionTask,
+    counters: &'a Arc<EgressCounters>,
+}
+
+impl PartitionReader<'_> {
+    /// Reads and commits pages until the component returns no cursor.
+    async fn read_to_end(
+        &self,
+        instance: &mut ConnectorInstance,
+        report: &mut PartitionReport,
+    ) -> Result<(), Ended> {
+        let mut cursor = self.task.cursor.clone();
+        loop {
+            if self.job.options.stop.is_triggered() {
+                return Err(Ended::stopped());
+            }
+            self.check_request_cap()?;
+            let request = self.request(cursor.clone());
+            let mut page = self.read_with_retries(instance, &request, report).await?;
+            self.count(&page, report);
+            if page.next_cursor.is_some() && page.next_cursor == cursor {
+                return Err(Ended::new(
+                    "internal",
+                    format!(
+                        "the component returned the same cursor twice for `{}`; stopped to avoid an endless loop",
+                        self.task.stream.name
+                    ),
+                ));
+            }
+            let committed = self.commit(&mut page).await?;
+            report.deleted_at_source += committed.marked_deleted;
+            report.pages += 1;
+            report.records += committed.records;
+            let stream = &self.task.stream.name;
+            self.job.progress.committed(stream, committed.records);
+            tracing::debug!(stream = %stream, partition = self.task.index, records = committed.records, "page committed");
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => {
+                    report.complete = true;
+                    report.hidden_by_acl = report
+                        .server_total
+                        .map(|total| total.saturating_sub(report.rows_returned));
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// The request for the page after `cursor`.
+    fn request(&self, cursor: Option<String>) -> ReadRequest {
+        ReadRequest {
+            stream_name: self.task.stream.name.clone(),
+            partition: Partition {
+                index: self.task.index,
+                count: self.task.count,
+            },
+            cursor,
+            watermark: self.task.watermark.clone(),
+            deletions_since: self.task.deletions_since.clone(),
+            page_size: self.job.options.page_size,
+        }
+    }
+
+    /// Fails once the run has sent all the requests it may.
+    fn check_request_cap(&self) -> Result<(), Ended> {
+        let limit = self.job.egress_limits.max_requests;
+        if self.counters.run_requests() < limit {
+            return Ok(());
+        }
+        Err(Ended::new(
+            "request-cap",
+            format!(
+                "the run reached its cap of {limit} requests before `{}` was complete; raise [limits] max_requests_per_run if the source really needs more",
+                self.task.stream.name
+            ),
+        ))
+    }
+
+    /// One page, retried as the error's case says.
+    async fn read_with_retries(
+        &self,
+        instance: &mut ConnectorInstance,
+        request: &ReadRequest,
+        report: &mut PartitionReport,
+    ) -> Result<Page, Ended> {
+        let mut attempt = 0;
+        loop {
+            let result = {
+                let _permit = self
+                    .shared
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
+                instance.read(&self.job.settings, request).await
+            };
+            // This instance's request was refused a wait the run will not make.
+            let refused = instance.take_budget_refusal();
+            let error = match result {
+                Ok(page) => return Ok(page),
+                Err(error) => error,
+            };
+            // A stop during a wait for the rate budget fails the call: that is no error.
+            if self.job.options.stop.is_triggered() {
+                return Err(Ended::stopped());
+            }
+            // So does a wait the run will not make.
+            if let Some(at) = refused {
+                return Err(Ended::new("rate-limited", self.budget_spent(at)));
+            }
+            match decide(&self.job.options, &error, attempt) {
+                Next::Retry { wait, server_asked } => {
+                    // Retrying is pointless once the run may send no more requests.
+                    self.check_request_cap()?;
+                    self.wait_to_retry(&error, wait, server_asked, report)
+                        .await?;
+                    attempt += 1;
+                }
+                Next::Stop => return Err(give_up(&error, attempt)),
+            }
+        }
+    }
+
+    /// Records the retry and waits `wait` (a stop ends the wait and the partition).
+    async fn wait_to_retry(
+        &self,
+        error: &CallError,
+        wait: Duration,
+        server_asked: bool,
+        report: &mut PartitionReport,
+    ) -> Result<(), Ended> {
+        if let CallError::Connector(ConnectorError::RateLimited(_)) = error {
+            // Every worker holds off, not only the one refused.
+            self.shared.pacer.cool_down(wait);
+        }
+        tracing::info!(
+            stream = %self.task.stream.name, partition = self.task.index,
+            "retrying in {} ms: {}", wait.as_millis(), error
+        );
+        report.retries.push(RetryRecord {
+            reason: error_kind(error),
+            waited_ms: wait.as_millis() as u64,
+            server_asked,
+        });
+        if self.job.options.stop.sleep(wait).await {
+            return Err(Ended::stopped());
+        }
+        Ok(())
+    }
+
+    /// Why a partition stopped when the rate budget returns (`at`) later
+    /// than the run waits.
+    fn budget_spent(&self, at: std::time::SystemTime) -> String {
+        format!(
+            "the source's rate budget is spent until {}, longer than [sync] max_retry_after_seconds ({} s) lets a run wait; committed pages are kept and the next sync resumes after them",
+            httpdate::fmt_http_date(at),
+            self.job.options.max_retry_after.as_secs()
+        )
+    }
+
+    /// Adds the page's counters to the report.
+    fn count(&self, page: &Page, report: &mut PartitionReport) {
+        // Only the run's first page counts the rows this run will see (a
+        // component may count again later, from where it then is).
+        if report.pages == 0 {
+            report.server_total = page.counters.server_total;
+            if let Some(total) = page.counters.server_total {
+                self.job.progress.expect(&self.task.stream.name, total);
+            }
+        }
+        report.rows_requested += u64::from(page.counters.rows_requested);
+        report.rows_returned += u64::from(page.counters.rows_returned);
+        if page.watermark.is_some() {
+            report.watermark = page.watermark.clone();
+        }
+    }
+
+    /// Validates the page's records and commits them, its tombstones and the
+    /// next cursor in one transaction.
+    async fn commit(&self, page: &mut Page) -> Result<Committed, Ended> {
+        let task = self.task;
+        let records = std::mem::take(&mut page.records)
+            .into_iter()
+            .map(|json| {
+                StoredRecord::index(
+                    &task.stream.name,
+                    &task.stream.key_field,
+                    task.embed_field.as_deref(),
+                    json,
+                )
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|message| Ended::new("bad-record", message))?;
+        let tombstones: Vec<StoredTombstone> = page
+            .deleted
+            .iter()
+            .map(|t| StoredTombstone {
+                key: t.key.clone(),
+                deleted_at: t.deleted_at.clone(),
+            })
+            .collect();
+        let count = records.len() as u64;
+        let connection = self.job.connection.clone();
+        let stream = task.stream.name.clone();
+        let (generation, partition) = (task.generation, task.index);
+        let next = page.next_cursor.clone();
+        let watermark = page.watermark.clone();
+        let window_start = page.window_start.clone();
+        let marked_deleted = blocking(&self.shared.store, move |s| {
+            s.commit_page(
+                &connection,
+                &stream,
+                PageCommit {
+                    generation,
+                    partition,
+                    records: &records,
+                    tombstones: &tombstones,
+                    next_cursor: next.as_deref(),
+                    watermark: watermark.as_deref(),
+                    window_start: window_start.as_deref(),
+                },
+            )
+        })
+        .await
+        .map_err(|e| Ended::new("storage", format!("cannot write to the database: {e:#}")))?;
+        Ok(Committed {
+            records: count,
+            marked_deleted,
+        })
+    }
+}
+
+/// What committing a page did.
+struct Committed {
+    /// Records written.
+    records: u64,
+    /// Records its tombstones marked deleted.
+    marked_deleted: u64,
+}
+
+/// The partition's end after an error the engine does not retry (any
+/// longer): the component's message, with the attempts made.
+fn give_up(error: &CallError, attempt: u32) -> Ended {
+    let message = match error {
+        CallError::Connector(c) if attempt > 0 => format!(
+            "gave up after {} attempts: {}",
+            attempt + 1,
+            connector_error_message(c)
+        ),
+        other => other.to_string(),
+    };
+    Ended {
+        kind: error_kind(error),
+        message,
+    }
+}
