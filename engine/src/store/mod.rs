@@ -12,7 +12,10 @@
 //!   deletion (a tombstone, applied with the page that carried it), it aged
 //!   out of the read's retention window, or a full read no longer returned it.
 
+mod schema;
+
 use rusqlite::{params, Connection, OptionalExtension};
+pub use schema::{OpenError, LATEST_VERSION};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -196,6 +199,17 @@ pub struct StreamRequest {
     pub supports_incremental: bool,
 }
 
+impl StreamRequest {
+    /// Partitions of a read of this kind.
+    fn partitions_for(&self, incremental: bool) -> u32 {
+        if incremental {
+            self.incremental_partitions
+        } else {
+            self.partitions
+        }
+    }
+}
+
 /// Whether a connection works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthState {
@@ -251,64 +265,6 @@ pub struct Store {
     conn: Connection,
 }
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS records (
-    connection TEXT NOT NULL,
-    stream     TEXT NOT NULL,
-    key        TEXT NOT NULL,
-    data       TEXT NOT NULL,
-    parent     TEXT,
-    generation INTEGER NOT NULL,
-    first_seen TEXT NOT NULL,
-    changed_at TEXT NOT NULL,
-    deleted_at TEXT,
-    deletion_reason TEXT,
-    PRIMARY KEY (connection, stream, key)
-) WITHOUT ROWID;
--- No index on `parent`: embedded streams arrive in their own key order, so
--- an index by parent would take random-order writes on every page (the
--- costliest thing a sync did). A nested export sorts once instead.
-DROP INDEX IF EXISTS records_by_parent;
-CREATE TABLE IF NOT EXISTS streams (
-    connection     TEXT NOT NULL,
-    stream         TEXT NOT NULL,
-    generation     INTEGER NOT NULL,
-    partitions     INTEGER NOT NULL,
-    complete       INTEGER NOT NULL,
-    watermark      TEXT,
-    completed_at   TEXT,
-    read_mode      TEXT NOT NULL DEFAULT 'full',
-    read_watermark TEXT,
-    PRIMARY KEY (connection, stream)
-);
-CREATE TABLE IF NOT EXISTS partitions (
-    connection TEXT NOT NULL,
-    stream     TEXT NOT NULL,
-    partition  INTEGER NOT NULL,
-    cursor     TEXT,
-    done       INTEGER NOT NULL,
-    watermark  TEXT,
-    window_start TEXT,
-    PRIMARY KEY (connection, stream, partition)
-);
-CREATE TABLE IF NOT EXISTS health (
-    connection TEXT PRIMARY KEY,
-    state      TEXT NOT NULL,
-    error_kind TEXT,
-    message    TEXT,
-    since      TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id          INTEGER PRIMARY KEY,
-    connection  TEXT NOT NULL,
-    started_at  TEXT NOT NULL,
-    finished_at TEXT,
-    status      TEXT NOT NULL,
-    report      TEXT
-);
-"#;
-
 /// The current UTC time, RFC 3339 (host clock; bookkeeping only).
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
@@ -338,26 +294,6 @@ fn partition_states(
     states
 }
 
-/// Columns added after the first release, added to databases created before.
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
-    ("records", "deletion_reason", "TEXT"),
-    ("partitions", "window_start", "TEXT"),
-];
-
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    for (table, column, kind) in ADDED_COLUMNS {
-        let present: bool = conn.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
-            params![table, column],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !present {
-            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
-        }
-    }
-    Ok(())
-}
-
 /// A JSON path to a top-level field, for `json_extract`; `None` for names
 /// that would need escaping.
 fn json_field_path(field: &str) -> Option<String> {
@@ -366,15 +302,136 @@ fn json_field_path(field: &str) -> Option<String> {
     plain.then(|| format!("$.\"{field}\""))
 }
 
+/// A stream's row in `streams`: where its reads stand.
+struct StoredStream {
+    generation: i64,
+    partitions: u32,
+    complete: bool,
+    /// The last complete read's watermark.
+    watermark: Option<String>,
+    /// `full` or `incremental`: the current (or interrupted) read.
+    read_mode: String,
+    /// The watermark an incremental read started from.
+    read_watermark: Option<String>,
+}
+
+impl StoredStream {
+    fn read(tx: &Connection, connection: &str, stream: &str) -> rusqlite::Result<Option<Self>> {
+        tx.query_row(
+            "SELECT generation, partitions, complete, watermark, read_mode, read_watermark
+             FROM streams WHERE connection = ?1 AND stream = ?2",
+            params![connection, stream],
+            |r| {
+                Ok(StoredStream {
+                    generation: r.get(0)?,
+                    partitions: r.get(1)?,
+                    complete: r.get::<_, i64>(2)? != 0,
+                    watermark: r.get(3)?,
+                    read_mode: r.get(4)?,
+                    read_watermark: r.get(5)?,
+                })
+            },
+        )
+        .optional()
+    }
+
+    /// The plan to resume this stream's interrupted read, when it was
+    /// partitioned as a read would be now and every partition is stored.
+    fn resume(
+        &self,
+        tx: &Connection,
+        connection: &str,
+        stream: &str,
+        request: &StreamRequest,
+    ) -> rusqlite::Result<Option<StreamPlan>> {
+        let incremental = self.read_mode == "incremental";
+        if self.complete || self.partitions != request.partitions_for(incremental) {
+            return Ok(None);
+        }
+        let mode = match (self.read_mode.as_str(), &self.read_watermark) {
+            ("incremental", Some(w)) => ReadMode::Incremental {
+                watermark: w.clone(),
+            },
+            ("full", _) => ReadMode::Full,
+            _ => return Ok(None),
+        };
+        let states = partition_states(tx, connection, stream)?;
+        if states.len() != self.partitions as usize {
+            return Ok(None);
+        }
+        Ok(Some(StreamPlan {
+            generation: self.generation,
+            resumed: true,
+            mode,
+            partitions: states,
+            deletions_since: self.watermark.clone(),
+        }))
+    }
+}
+
+/// Starts a new read of `stream`: incremental from the last complete read's
+/// watermark when the stream supports it and the run allows it, else full
+/// (a new generation); its partitions start without a cursor.
+fn start_read(
+    tx: &Connection,
+    connection: &str,
+    stream: &str,
+    existing: Option<&StoredStream>,
+    request: &StreamRequest,
+) -> rusqlite::Result<StreamPlan> {
+    let incremental_from = existing
+        .filter(|e| e.complete && request.supports_incremental && !request.force_full)
+        .and_then(|e| e.watermark.clone());
+    let (generation, mode) = match (incremental_from, existing) {
+        (Some(watermark), Some(e)) => (e.generation, ReadMode::Incremental { watermark }),
+        _ => (existing.map_or(1, |e| e.generation + 1), ReadMode::Full),
+    };
+    let read_watermark = match &mode {
+        ReadMode::Incremental { watermark } => Some(watermark.clone()),
+        ReadMode::Full => None,
+    };
+    let partitions = request.partitions_for(read_watermark.is_some());
+    tx.execute(
+        "INSERT INTO streams (connection, stream, generation, partitions, complete, read_mode, read_watermark)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)
+         ON CONFLICT (connection, stream) DO UPDATE SET
+            generation = excluded.generation, partitions = excluded.partitions, complete = 0,
+            read_mode = excluded.read_mode, read_watermark = excluded.read_watermark",
+        params![connection, stream, generation, partitions, mode.name(), read_watermark],
+    )?;
+    tx.execute(
+        "DELETE FROM partitions WHERE connection = ?1 AND stream = ?2",
+        params![connection, stream],
+    )?;
+    for index in 0..partitions {
+        tx.execute(
+            "INSERT INTO partitions (connection, stream, partition, cursor, done) VALUES (?1, ?2, ?3, NULL, 0)",
+            params![connection, stream, index],
+        )?;
+    }
+    Ok(StreamPlan {
+        generation,
+        resumed: false,
+        deletions_since: existing.and_then(|e| e.watermark.clone()),
+        mode,
+        partitions: (0..partitions)
+            .map(|index| PartitionState {
+                index,
+                cursor: None,
+                done: false,
+            })
+            .collect(),
+    })
+}
+
 impl Store {
     /// Opens (creating if needed) the database file.
-    pub fn open(path: &Path) -> rusqlite::Result<Store> {
+    pub fn open(path: &Path) -> Result<Store, OpenError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)?;
-        migrate(&conn)?;
+        schema::migrate(&conn)?;
         Ok(Store { conn })
     }
 
@@ -388,109 +445,14 @@ impl Store {
         request: StreamRequest,
     ) -> rusqlite::Result<StreamPlan> {
         let tx = self.conn.transaction()?;
-        type Existing = (i64, u32, bool, Option<String>, String, Option<String>);
-        let existing: Option<Existing> = tx
-            .query_row(
-                "SELECT generation, partitions, complete, watermark, read_mode, read_watermark
-                 FROM streams WHERE connection = ?1 AND stream = ?2",
-                params![connection, stream],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get::<_, i64>(2)? != 0,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let partitions_for = |incremental: bool| {
-            if incremental {
-                request.incremental_partitions
-            } else {
-                request.partitions
-            }
-        };
-        let resumable = |mode: &str, read_watermark: &Option<String>| match (mode, read_watermark) {
-            ("incremental", Some(w)) => Some(ReadMode::Incremental {
-                watermark: w.clone(),
-            }),
-            ("full", _) => Some(ReadMode::Full),
-            _ => None,
-        };
+        let existing = StoredStream::read(&tx, connection, stream)?;
         let resumed = match &existing {
-            // An interrupted read resumes when it was partitioned as it would be now.
-            Some((generation, count, false, _, mode, read_watermark))
-                if *count == partitions_for(mode == "incremental") =>
-            {
-                let states = partition_states(&tx, connection, stream)?;
-                match resumable(mode, read_watermark) {
-                    Some(mode) if states.len() == *count as usize => Some(StreamPlan {
-                        generation: *generation,
-                        resumed: true,
-                        mode,
-                        partitions: states,
-                        deletions_since: existing.as_ref().and_then(|e| e.3.clone()),
-                    }),
-                    _ => None,
-                }
-            }
-            _ => None,
+            Some(e) => e.resume(&tx, connection, stream, &request)?,
+            None => None,
         };
         let plan = match resumed {
-            Some(p) => p,
-            None => {
-                let incremental_from = match &existing {
-                    Some((_, _, true, Some(w), _, _))
-                        if request.supports_incremental && !request.force_full =>
-                    {
-                        Some(w.clone())
-                    }
-                    _ => None,
-                };
-                let (generation, mode) = match (incremental_from, &existing) {
-                    (Some(watermark), Some((g, ..))) => (*g, ReadMode::Incremental { watermark }),
-                    _ => (existing.as_ref().map_or(1, |e| e.0 + 1), ReadMode::Full),
-                };
-                let read_watermark = match &mode {
-                    ReadMode::Incremental { watermark } => Some(watermark.clone()),
-                    ReadMode::Full => None,
-                };
-                let partitions = partitions_for(read_watermark.is_some());
-                tx.execute(
-                    "INSERT INTO streams (connection, stream, generation, partitions, complete, read_mode, read_watermark)
-                     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)
-                     ON CONFLICT (connection, stream) DO UPDATE SET
-                        generation = excluded.generation, partitions = excluded.partitions, complete = 0,
-                        read_mode = excluded.read_mode, read_watermark = excluded.read_watermark",
-                    params![connection, stream, generation, partitions, mode.name(), read_watermark],
-                )?;
-                tx.execute(
-                    "DELETE FROM partitions WHERE connection = ?1 AND stream = ?2",
-                    params![connection, stream],
-                )?;
-                for index in 0..partitions {
-                    tx.execute(
-                        "INSERT INTO partitions (connection, stream, partition, cursor, done) VALUES (?1, ?2, ?3, NULL, 0)",
-                        params![connection, stream, index],
-                    )?;
-                }
-                StreamPlan {
-                    generation,
-                    resumed: false,
-                    deletions_since: existing.as_ref().and_then(|e| e.3.clone()),
-                    mode,
-                    partitions: (0..partitions)
-                        .map(|index| PartitionState {
-                            index,
-                            cursor: None,
-                            done: false,
-                        })
-                        .collect(),
-                }
-            }
+            Some(plan) => plan,
+            None => start_read(&tx, connection, stream, existing.as_ref(), &request)?,
         };
         tx.commit()?;
         Ok(plan)

@@ -1,0 +1,216 @@
+//! The database's schema and its migrations, keyed by `PRAGMA user_version`.
+//!
+//! Version 1 is the schema as it stood when versions were introduced;
+//! databases written before (version 0) may lack columns added since, which
+//! the step to version 1 adds. Each later change is one entry of
+//! [`MIGRATIONS`], applied in order in one transaction with the version it
+//! brings the database to. A database of a newer version than this build
+//! knows is refused rather than written with an older idea of its tables.
+
+use rusqlite::{params, Connection};
+
+/// Why a database cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// SQLite refused (the file is not a database, is locked, …).
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// A newer connector-host wrote it.
+    #[error("the database has schema version {found}, newer than the {known} this connector-host knows: it was written by a newer release; run that release, or point `database` at another file")]
+    Newer {
+        /// The database's `user_version`.
+        found: u32,
+        /// The latest this build knows.
+        known: u32,
+    },
+}
+
+/// The schema of version 1 (every statement idempotent: it also brings a
+/// version-0 database to version 1 together with [`ADDED_BEFORE_VERSIONS`]).
+const SCHEMA_V1: &str = r#"
+CREATE TABLE IF NOT EXISTS records (
+    connection TEXT NOT NULL,
+    stream     TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    parent     TEXT,
+    generation INTEGER NOT NULL,
+    first_seen TEXT NOT NULL,
+    changed_at TEXT NOT NULL,
+    deleted_at TEXT,
+    deletion_reason TEXT,
+    PRIMARY KEY (connection, stream, key)
+) WITHOUT ROWID;
+-- No index on `parent`: embedded streams arrive in their own key order, so
+-- an index by parent would take random-order writes on every page (the
+-- costliest thing a sync did). A nested export sorts once instead.
+DROP INDEX IF EXISTS records_by_parent;
+CREATE TABLE IF NOT EXISTS streams (
+    connection     TEXT NOT NULL,
+    stream         TEXT NOT NULL,
+    generation     INTEGER NOT NULL,
+    partitions     INTEGER NOT NULL,
+    complete       INTEGER NOT NULL,
+    watermark      TEXT,
+    completed_at   TEXT,
+    read_mode      TEXT NOT NULL DEFAULT 'full',
+    read_watermark TEXT,
+    PRIMARY KEY (connection, stream)
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    connection TEXT NOT NULL,
+    stream     TEXT NOT NULL,
+    partition  INTEGER NOT NULL,
+    cursor     TEXT,
+    done       INTEGER NOT NULL,
+    watermark  TEXT,
+    window_start TEXT,
+    PRIMARY KEY (connection, stream, partition)
+);
+CREATE TABLE IF NOT EXISTS health (
+    connection TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    error_kind TEXT,
+    message    TEXT,
+    since      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY,
+    connection  TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    status      TEXT NOT NULL,
+    report      TEXT
+);
+"#;
+/// Columns added before versions existed, added to version-0 databases
+/// that lack them.
+const ADDED_BEFORE_VERSIONS: &[(&str, &str, &str)] = &[
+    ("records", "deletion_reason", "TEXT"),
+    ("partitions", "window_start", "TEXT"),
+];
+
+/// Later migrations: entry `i` brings a database from version `i + 1` to
+/// `i + 2`. Append only; never edit a released entry.
+const MIGRATIONS: &[&str] = &[];
+
+/// The version a database has after [`migrate`].
+pub const LATEST_VERSION: u32 = 1 + MIGRATIONS.len() as u32;
+
+/// Brings the database to [`LATEST_VERSION`], or refuses a newer one.
+pub fn migrate(conn: &Connection) -> Result<(), OpenError> {
+    let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > LATEST_VERSION {
+        return Err(OpenError::Newer {
+            found,
+            known: LATEST_VERSION,
+        });
+    }
+    if found == 0 {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let step = to_version_1(conn);
+        finish(conn, step, 1)?;
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as u32 + 2;
+        if found < version {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let step = conn.execute_batch(sql);
+            finish(conn, step, version)?;
+        }
+    }
+    Ok(())
+}
+
+/// Commits a migration step with the version it reached, or rolls it back.
+fn finish(conn: &Connection, step: rusqlite::Result<()>, version: u32) -> Result<(), OpenError> {
+    match step.and_then(|()| conn.pragma_update(None, "user_version", version)) {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e.into())
+        }
+    }
+}
+
+/// Version 0 (no version, any earlier schema, or an empty file) to 1.
+fn to_version_1(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA_V1)?;
+    for (table, column, kind) in ADDED_BEFORE_VERSIONS {
+        let present: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, column],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(conn: &Connection) -> u32 {
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    fn columns(conn: &Connection, table: &str) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM pragma_table_info(?1)")
+            .unwrap();
+        stmt.query_map([table], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_new_database_gets_the_latest_version() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        assert_eq!(version(&conn), LATEST_VERSION);
+        // Opening again changes nothing.
+        migrate(&conn).unwrap();
+        assert_eq!(version(&conn), LATEST_VERSION);
+    }
+
+    #[test]
+    fn a_database_from_before_versions_gains_the_columns_added_since() {
+        let conn = Connection::open_in_memory().unwrap();
+        // The first release's tables: no deletion reason, no window start.
+        conn.execute_batch(
+            "CREATE TABLE records (connection TEXT NOT NULL, stream TEXT NOT NULL, key TEXT NOT NULL,
+                data TEXT NOT NULL, parent TEXT, generation INTEGER NOT NULL, first_seen TEXT NOT NULL,
+                changed_at TEXT NOT NULL, deleted_at TEXT, PRIMARY KEY (connection, stream, key)) WITHOUT ROWID;
+             CREATE TABLE partitions (connection TEXT NOT NULL, stream TEXT NOT NULL,
+                partition INTEGER NOT NULL, cursor TEXT, done INTEGER NOT NULL, watermark TEXT,
+                PRIMARY KEY (connection, stream, partition));
+             INSERT INTO records VALUES ('c', 's', 'k', '{}', NULL, 1, 't', 't', NULL);",
+        )
+        .unwrap();
+        assert!(!columns(&conn, "records").contains(&"deletion_reason".to_string()));
+        migrate(&conn).unwrap();
+        assert!(columns(&conn, "records").contains(&"deletion_reason".to_string()));
+        assert!(columns(&conn, "partitions").contains(&"window_start".to_string()));
+        assert_eq!(version(&conn), LATEST_VERSION);
+        let kept: i64 = conn
+            .query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1, "the records were kept");
+    }
+
+    #[test]
+    fn a_database_of_a_newer_release_is_refused_untouched() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", LATEST_VERSION + 1)
+            .unwrap();
+        let e = migrate(&conn).unwrap_err().to_string();
+        assert!(e.contains("newer release"), "{e}");
+        assert!(columns(&conn, "records").is_empty(), "nothing was created");
+    }
+}
