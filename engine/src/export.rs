@@ -39,21 +39,11 @@ pub fn export(
             names.join(", ")
         );
     }
-    // (child stream, name to embed it under)
-    let embeds: Vec<(String, String)> = if options.nested {
-        info.streams
-            .iter()
-            .flat_map(|s| {
-                s.references
-                    .iter()
-                    .filter(|r| r.target_stream == stream)
-                    .filter_map(move |r| r.embed_as.clone().map(|name| (s.name.clone(), name)))
-            })
-            .collect()
+    let embeds = if options.nested {
+        embedded_streams(info, stream)
     } else {
         Vec::new()
     };
-
     let conn = store.connection();
     let mut statements = Vec::with_capacity(embeds.len());
     for _ in &embeds {
@@ -63,6 +53,8 @@ pub fn export(
              ORDER BY parent, key",
         )?);
     }
+    // Each child stream's live records in parent order, merged with the
+    // parents as they stream past.
     let mut children = Vec::with_capacity(embeds.len());
     for (stmt, (child_stream, name)) in statements.iter_mut().zip(&embeds) {
         let rows = stmt.query_map(params![connection, child_stream], |r| {
@@ -70,64 +62,117 @@ pub fn export(
         })?;
         children.push((name.clone(), rows.peekable()));
     }
-
-    let mut line = String::new();
+    let mut line = ObjectLine::default();
     store.for_each_record(
         connection,
         stream,
         options.include_deleted,
         |key, data, deletion| {
-            line.clear();
-            let body = data.trim_end();
-            let body = body.strip_suffix('}').unwrap_or(body);
-            line.push_str(body);
-            let mut has_fields = body.trim_end() != "{";
-            let mut field = |line: &mut String, name: &str| {
-                if has_fields {
-                    line.push(',');
-                }
-                has_fields = true;
-                line.push_str(&serde_json::to_string(name).expect("strings serialise"));
-                line.push(':');
-            };
+            line.start(data);
             for (name, rows) in children.iter_mut() {
-                // Skip children of parents that are not (or no longer) stored.
-                while let Some(Ok((parent, _))) = rows.peek() {
-                    if parent.as_str() < key {
-                        rows.next();
-                    } else {
-                        break;
-                    }
-                }
-                field(&mut line, name);
-                line.push('[');
-                let mut first = true;
-                while let Some(Ok((parent, _))) = rows.peek() {
-                    if parent != key {
-                        break;
-                    }
-                    let Some(Ok((_, child))) = rows.next() else {
-                        break;
-                    };
-                    if !first {
-                        line.push(',');
-                    }
-                    first = false;
-                    line.push_str(&child);
-                }
-                if let Some(Err(e)) = rows.peek() {
-                    return Err(std::io::Error::other(e.to_string()));
-                }
-                line.push(']');
+                line.field(name);
+                embed_children(&mut line, rows, key)?;
             }
             if let Some(deletion) = deletion {
-                field(&mut line, "deletedAt");
-                line.push_str(&serde_json::to_string(deletion.at).expect("strings serialise"));
-                field(&mut line, "deletionReason");
-                line.push_str(&serde_json::to_string(deletion.reason).expect("strings serialise"));
+                line.field("deletedAt");
+                line.string(deletion.at);
+                line.field("deletionReason");
+                line.string(deletion.reason);
             }
-            line.push_str("}\n");
-            out.write_all(line.as_bytes())
+            out.write_all(line.finish().as_bytes())
         },
     )
+}
+
+/// The streams embedded into `stream` in a nested export: (child stream,
+/// the field name it is embedded under).
+fn embedded_streams(info: &ConnectorInfo, stream: &str) -> Vec<(String, String)> {
+    info.streams
+        .iter()
+        .flat_map(|s| {
+            s.references
+                .iter()
+                .filter(|r| r.target_stream == stream)
+                .filter_map(move |r| r.embed_as.clone().map(|name| (s.name.clone(), name)))
+        })
+        .collect()
+}
+
+/// Appends the JSON array of the children of `key`, taken from `rows`
+/// (ordered by parent), skipping children of parents not exported.
+fn embed_children<I>(
+    line: &mut ObjectLine,
+    rows: &mut std::iter::Peekable<I>,
+    key: &str,
+) -> std::io::Result<()>
+where
+    I: Iterator<Item = rusqlite::Result<(String, String)>>,
+{
+    while let Some(Ok((parent, _))) = rows.peek() {
+        if parent.as_str() >= key {
+            break;
+        }
+        rows.next();
+    }
+    line.text.push('[');
+    let mut first = true;
+    while let Some(Ok((parent, _))) = rows.peek() {
+        if parent != key {
+            break;
+        }
+        let Some(Ok((_, child))) = rows.next() else {
+            break;
+        };
+        if !first {
+            line.text.push(',');
+        }
+        first = false;
+        line.text.push_str(&child);
+    }
+    if let Some(Err(e)) = rows.peek() {
+        return Err(std::io::Error::other(e.to_string()));
+    }
+    line.text.push(']');
+    Ok(())
+}
+
+/// One exported line: a stored record's JSON object with fields appended,
+/// built in a buffer reused from line to line.
+#[derive(Default)]
+struct ObjectLine {
+    text: String,
+    has_fields: bool,
+}
+
+impl ObjectLine {
+    /// Starts a line with the stored object `data`, left open for more fields.
+    fn start(&mut self, data: &str) {
+        self.text.clear();
+        let body = data.trim_end();
+        let body = body.strip_suffix('}').unwrap_or(body);
+        self.text.push_str(body);
+        self.has_fields = body.trim_end() != "{";
+    }
+
+    /// Appends the name of a new field; its value comes next.
+    fn field(&mut self, name: &str) {
+        if self.has_fields {
+            self.text.push(',');
+        }
+        self.has_fields = true;
+        self.string(name);
+        self.text.push(':');
+    }
+
+    /// Appends a JSON string.
+    fn string(&mut self, value: &str) {
+        self.text
+            .push_str(&serde_json::to_string(value).expect("strings serialise"));
+    }
+
+    /// Closes the object and the line.
+    fn finish(&mut self) -> &str {
+        self.text.push_str("}\n");
+        &self.text
+    }
 }

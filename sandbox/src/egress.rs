@@ -287,7 +287,7 @@ impl WasiHttpHooks for EgressPolicy {
 
     fn send_request(
         &mut self,
-        mut request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> Box<
@@ -295,102 +295,158 @@ impl WasiHttpHooks for EgressPolicy {
             + Send,
     > {
         let policy = self.clone();
-        Box::new(async move {
-            if !policy.origin.matches(request.uri()) {
-                policy.counters.add(|c| &c.denied, 1);
-                tracing::warn!(
-                    target: "egress",
-                    uri = %redact_query(request.uri()),
-                    allowed = %policy.origin,
-                    "request denied: not the configured endpoint"
-                );
-                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+        Box::new(async move { policy.handle(request, options).await })
+    }
+}
+
+/// The error type of `wasi:http`, as the component sees it.
+type HttpError = wasmtime_wasi_http::Error;
+/// A response with the future that drives its connection.
+type Sent = (http::Response<WasiBody>, IoFuture);
+
+impl EgressPolicy {
+    /// Everything between the component's request and the response it sees.
+    async fn handle(
+        &self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<Sent, HttpError> {
+        self.allow(&request)?;
+        let used = self.attach_credential(&mut request).await?;
+        // A GET refused with 401 under an OAuth token is sent once more
+        // with a fresh token (the first may have expired in flight).
+        let retry = (request.method() == http::Method::GET && used.is_some())
+            .then(|| bodiless_copy(&request));
+        let fault = self.faults.as_ref().and_then(|f| f.take());
+        if let Some(response) = fault.and_then(synthetic_response) {
+            return Ok((response, Box::new(async { Ok(()) }) as IoFuture));
+        }
+        let options = self.clamp(options);
+        let mut sent = self.transmit(request, options).await?;
+        if sent.0.status() == http::StatusCode::UNAUTHORIZED {
+            if let Some(again) = retry {
+                sent = self
+                    .resend_after_401(again, used, options)
+                    .await?
+                    .unwrap_or(sent);
             }
-            if !policy.counters.grant_request(policy.limits.max_requests) {
-                tracing::warn!(target: "egress", cap = policy.limits.max_requests, "request denied: the run reached its request cap");
-                return Err(wasmtime_wasi_http::Error::ConnectionLimitReached);
+        }
+        let (response, io) = sent;
+        let response = self.limit_response(response)?;
+        let response = match (fault, &self.faults) {
+            (Some(fault), _) if response.status() == http::StatusCode::OK => {
+                damage(response, fault).await?
             }
-            let guarded = policy.credential.guarded_header();
-            let headers = request.headers_mut();
-            for name in [AUTHORIZATION, COOKIE].into_iter().chain(guarded) {
-                headers.remove(name);
+            (Some(fault), Some(faults)) => {
+                faults.put_back(fault);
+                response
             }
-            let used = policy
-                .credential
-                .apply(headers)
-                .await
-                .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e)))?;
-            // A GET refused with 401 under an OAuth token is sent once more
-            // with a fresh token (the first may have expired in flight).
-            let retry = (request.method() == http::Method::GET && used.is_some())
-                .then(|| bodiless_copy(&request));
-            let fault = policy.faults.as_ref().and_then(|f| f.take());
-            if let Some(response) = fault.and_then(synthetic_response) {
-                return Ok((response, Box::new(async { Ok(()) }) as IoFuture));
+            _ => response,
+        };
+        Ok((response, io))
+    }
+
+    /// Refuses a request to anything but the endpoint, or past the run's cap.
+    fn allow(&self, request: &http::Request<WasiBody>) -> Result<(), HttpError> {
+        if !self.origin.matches(request.uri()) {
+            self.counters.add(|c| &c.denied, 1);
+            tracing::warn!(
+                target: "egress",
+                uri = %redact_query(request.uri()),
+                allowed = %self.origin,
+                "request denied: not the configured endpoint"
+            );
+            return Err(HttpError::HttpRequestDenied);
+        }
+        if !self.counters.grant_request(self.limits.max_requests) {
+            tracing::warn!(target: "egress", cap = self.limits.max_requests, "request denied: the run reached its request cap");
+            return Err(HttpError::ConnectionLimitReached);
+        }
+        Ok(())
+    }
+
+    /// Removes whatever credential the component set and attaches the
+    /// host's; returns the OAuth token used, if any.
+    async fn attach_credential(
+        &self,
+        request: &mut http::Request<WasiBody>,
+    ) -> Result<Option<http::HeaderValue>, HttpError> {
+        let guarded = self.credential.guarded_header();
+        let headers = request.headers_mut();
+        for name in [AUTHORIZATION, COOKIE].into_iter().chain(guarded) {
+            headers.remove(name);
+        }
+        self.credential
+            .apply(headers)
+            .await
+            .map_err(|e| HttpError::InternalError(Some(e)))
+    }
+
+    /// Waits for the rate budget, then sends; counts the request and tells
+    /// the pacer what the server said.
+    async fn transmit(
+        &self,
+        request: http::Request<WasiBody>,
+        options: RequestOptions,
+    ) -> Result<Sent, HttpError> {
+        self.admit().await?;
+        self.counters.add(|c| &c.requests, 1);
+        tracing::debug!(target: "egress", uri = %redact_query(request.uri()), "request");
+        let sent = self.sender.send(request, options).await;
+        let sent = sent.inspect_err(|_| self.pacer.failed())?;
+        self.pacer.observe(sent.0.headers());
+        Ok(sent)
+    }
+
+    /// Sends `again` with a fresh token after a 401 under `used`, when the
+    /// cap allows one more request and the credential could be renewed.
+    async fn resend_after_401(
+        &self,
+        mut again: http::Request<WasiBody>,
+        used: Option<http::HeaderValue>,
+        options: RequestOptions,
+    ) -> Result<Option<Sent>, HttpError> {
+        // The resend is a request like any other: the cap applies.
+        if !self.counters.grant_request(self.limits.max_requests)
+            || !self.credential.refused(used.as_ref()).await
+        {
+            return Ok(None);
+        }
+        self.credential
+            .apply(again.headers_mut())
+            .await
+            .map_err(|e| HttpError::InternalError(Some(e)))?;
+        self.transmit(again, options).await.map(Some)
+    }
+
+    /// Refuses a body declared over the cap before any byte is read, cuts
+    /// off an undeclared one when it passes the cap, and strips the headers
+    /// the component may not see.
+    fn limit_response(
+        &self,
+        mut response: http::Response<WasiBody>,
+    ) -> Result<http::Response<WasiBody>, HttpError> {
+        let max = self.limits.max_body_bytes;
+        let declared = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(length) = declared.filter(|l| *l > max) {
+            return Err(HttpError::HttpResponseBodySize(Some(length)));
+        }
+        let guarded = self.credential.guarded_header();
+        strip_forbidden(response.headers_mut(), guarded.as_ref());
+        let counters = self.counters.clone();
+        Ok(response.map(move |body| {
+            CappedBody {
+                inner: body,
+                seen: 0,
+                max,
+                counters,
             }
-            policy.admit().await?;
-            policy.counters.add(|c| &c.requests, 1);
-            tracing::debug!(target: "egress", uri = %redact_query(request.uri()), "request");
-            let options = policy.clamp(options);
-            let sent = policy.sender.send(request, options).await;
-            let (mut response, mut io) = sent.inspect_err(|_| policy.pacer.failed())?;
-            policy.pacer.observe(response.headers());
-            if response.status() == http::StatusCode::UNAUTHORIZED {
-                // The resend is a request like any other: the cap applies.
-                let retry =
-                    retry.filter(|_| policy.counters.grant_request(policy.limits.max_requests));
-                if let Some(mut again) = retry {
-                    if policy.credential.refused(used.as_ref()).await {
-                        policy
-                            .credential
-                            .apply(again.headers_mut())
-                            .await
-                            .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e)))?;
-                        policy.admit().await?;
-                        policy.counters.add(|c| &c.requests, 1);
-                        let resent = policy.sender.send(again, options).await;
-                        (response, io) = resent.inspect_err(|_| policy.pacer.failed())?;
-                        policy.pacer.observe(response.headers());
-                    }
-                }
-            }
-            let max = policy.limits.max_body_bytes;
-            // A declared length over the cap is refused before any byte is read;
-            // a body without one is cut off when it passes the cap.
-            let declared = response
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if let Some(length) = declared.filter(|l| *l > max) {
-                return Err(wasmtime_wasi_http::Error::HttpResponseBodySize(Some(
-                    length,
-                )));
-            }
-            let guarded = policy.credential.guarded_header();
-            strip_forbidden(response.headers_mut(), guarded.as_ref());
-            let counters = policy.counters.clone();
-            let response = response.map(move |body| {
-                CappedBody {
-                    inner: body,
-                    seen: 0,
-                    max,
-                    counters,
-                }
-                .boxed_unsync()
-            });
-            let response = match (fault, &policy.faults) {
-                (Some(fault), _) if response.status() == http::StatusCode::OK => {
-                    damage(response, fault).await?
-                }
-                (Some(fault), Some(faults)) => {
-                    faults.put_back(fault);
-                    response
-                }
-                _ => response,
-            };
-            Ok((response, io))
-        })
+            .boxed_unsync()
+        }))
     }
 }
 

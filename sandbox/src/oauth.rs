@@ -167,6 +167,22 @@ impl OAuthBroker {
 
     async fn request(&self, refresh: Option<&Secret>) -> Result<Token, String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
+        let (status, bytes) = self.post_token_request(refresh).await?;
+        let endpoint = &self.token_url;
+        let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
+            format!("the OAuth token endpoint {endpoint} answered HTTP {status} without a JSON token response; check that OAuth is active at the source and that the token path is right (`[auth] token_path` sets another)")
+        })?;
+        match (status.is_success(), &parsed.access_token) {
+            (true, Some(access)) if !access.is_empty() => token_from(access, &parsed, refresh),
+            _ => Err(self.refusal(status, &parsed, refresh)),
+        }
+    }
+
+    /// Posts the token request (the grant's form) and reads the whole answer.
+    async fn post_token_request(
+        &self,
+        refresh: Option<&Secret>,
+    ) -> Result<(http::StatusCode, Bytes), String> {
         let body = Full::new(Bytes::from(self.form(refresh)))
             .map_err(|never| match never {})
             .boxed_unsync();
@@ -187,7 +203,7 @@ impl OAuthBroker {
             first_byte_timeout: Some(self.timeout),
             between_bytes_timeout: Some(self.timeout),
         };
-        let endpoint = self.token_url.to_string();
+        let endpoint = &self.token_url;
         let (response, io) = Box::into_pin(Box::new(self.sender.send(request, options)))
             .await
             .map_err(|e| {
@@ -202,64 +218,73 @@ impl OAuthBroker {
                 .map_err(|e| format!("reading the OAuth token response failed: {e}"))
         };
         let (bytes, _) = tokio::join!(read, Box::into_pin(io));
-        let bytes = bytes?;
-        let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
-            format!("the OAuth token endpoint {endpoint} answered HTTP {status} without a JSON token response; check that OAuth is active at the source and that the token path is right (`[auth] token_path` sets another)")
-        })?;
-        match (status.is_success(), parsed.access_token) {
-            (true, Some(access)) if !access.is_empty() => {
-                let lifetime = parsed
-                    .expires_in
-                    .and_then(|v| {
-                        v.as_u64()
-                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                    })
-                    .map_or(DEFAULT_LIFETIME, Duration::from_secs);
-                // Renew a little before expiry: a minute, or a quarter of short lifetimes.
-                let margin = (lifetime / 4).min(Duration::from_secs(60));
-                let mut authorization = HeaderValue::from_str(&format!("Bearer {access}"))
-                    .map_err(|_| {
-                        "the OAuth token endpoint returned an unusable access token".to_string()
-                    })?;
-                authorization.set_sensitive(true);
-                Ok(Token {
-                    authorization,
-                    refresh: parsed
-                        .refresh_token
-                        .filter(|r| !r.is_empty())
-                        .map(Secret::new)
-                        .or_else(|| refresh.cloned()),
-                    renew_at: Instant::now() + lifetime - margin,
-                })
-            }
-            _ => {
-                let reason = [parsed.error.as_deref(), parsed.error_description.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(": ");
-                let advice = match (refresh, &self.grant) {
-                    (Some(_), _) => "the refresh token was refused".to_string(),
-                    (None, Grant::ClientCredentials { help }) => {
-                        let general = "check client_id and the client secret";
-                        match help {
-                            Some(help) => format!("{general}; {help}"),
-                            None => format!("{general}, and that the client-credentials grant is enabled for this client"),
-                        }
-                    }
-                    (None, Grant::Password { .. }) => {
-                        "check client_id, the client secret, the user name and the password, and that the user is active and not locked out".to_string()
-                    }
-                };
-                Err(format!(
-                    "the endpoint refused to issue an OAuth token (HTTP {status}{}): {advice}",
-                    if reason.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {reason}")
-                    }
-                ))
-            }
-        }
+        Ok((status, bytes?))
     }
+
+    /// The operator's message when the endpoint issued no token.
+    fn refusal(
+        &self,
+        status: http::StatusCode,
+        parsed: &TokenResponse,
+        refresh: Option<&Secret>,
+    ) -> String {
+        let reason = [parsed.error.as_deref(), parsed.error_description.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(": ");
+        let advice = match (refresh, &self.grant) {
+            (Some(_), _) => "the refresh token was refused".to_string(),
+            (None, Grant::ClientCredentials { help }) => {
+                let general = "check client_id and the client secret";
+                match help {
+                    Some(help) => format!("{general}; {help}"),
+                    None => format!("{general}, and that the client-credentials grant is enabled for this client"),
+                }
+            }
+            (None, Grant::Password { .. }) => {
+                "check client_id, the client secret, the user name and the password, and that the user is active and not locked out".to_string()
+            }
+        };
+        format!(
+            "the endpoint refused to issue an OAuth token (HTTP {status}{}): {advice}",
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!(", {reason}")
+            }
+        )
+    }
+}
+
+/// The token an endpoint issued: the `Authorization` value, the refresh
+/// token (the new one, else the one used), and when to renew it.
+fn token_from(
+    access: &str,
+    parsed: &TokenResponse,
+    refresh: Option<&Secret>,
+) -> Result<Token, String> {
+    let lifetime = parsed
+        .expires_in
+        .as_ref()
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+    // Renew a little before expiry: a minute, or a quarter of short lifetimes.
+    let margin = (lifetime / 4).min(Duration::from_secs(60));
+    let mut authorization = HeaderValue::from_str(&format!("Bearer {access}"))
+        .map_err(|_| "the OAuth token endpoint returned an unusable access token".to_string())?;
+    authorization.set_sensitive(true);
+    Ok(Token {
+        authorization,
+        refresh: parsed
+            .refresh_token
+            .clone()
+            .filter(|r| !r.is_empty())
+            .map(Secret::new)
+            .or_else(|| refresh.cloned()),
+        renew_at: Instant::now() + lifetime - margin,
+    })
 }

@@ -302,6 +302,21 @@ fn json_field_path(field: &str) -> Option<String> {
     plain.then(|| format!("$.\"{field}\""))
 }
 
+/// One run as the `runs` table keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRun {
+    /// Run id.
+    pub id: i64,
+    /// When it started (UTC, RFC 3339).
+    pub started_at: String,
+    /// When it finished; none while running, or when it was killed.
+    pub finished_at: Option<String>,
+    /// `running`, `complete` or `incomplete`.
+    pub status: String,
+    /// The run report, JSON.
+    pub report: Option<String>,
+}
+
 /// A stream's row in `streams`: where its reads stand.
 struct StoredStream {
     generation: i64,
@@ -654,19 +669,20 @@ impl Store {
             .optional()
     }
 
-    /// The last `n` runs, newest first: (id, started, finished, status, report JSON).
-    #[allow(clippy::type_complexity)]
-    pub fn recent_runs(
-        &self,
-        connection: &str,
-        n: u32,
-    ) -> rusqlite::Result<Vec<(i64, String, Option<String>, String, Option<String>)>> {
+    /// The last `n` runs, newest first.
+    pub fn recent_runs(&self, connection: &str, n: u32) -> rusqlite::Result<Vec<StoredRun>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, started_at, finished_at, status, report FROM runs
              WHERE connection = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![connection, n], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok(StoredRun {
+                id: r.get(0)?,
+                started_at: r.get(1)?,
+                finished_at: r.get(2)?,
+                status: r.get(3)?,
+                report: r.get(4)?,
+            })
         })?;
         rows.collect()
     }

@@ -3,6 +3,7 @@
 use crate::connection::prepare;
 use anyhow::Result;
 use connector_sandbox::runtime::{AuthMethod, ConnectorInfo};
+use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
 
@@ -11,7 +12,7 @@ pub async fn info(plugin: Option<&Path>, json: bool, out: &mut dyn Write) -> Res
     let p = prepare(plugin).await?;
     let i = &p.info;
     if json {
-        writeln!(out, "{}", info_json(i))?;
+        writeln!(out, "{}", serde_json::to_string(&info_json(i))?)?;
         return Ok(());
     }
     writeln!(out, "{} {}", i.name, i.version)?;
@@ -95,24 +96,88 @@ fn schema_fields(schema: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn info_json(i: &ConnectorInfo) -> serde_json::Value {
-    serde_json::json!({
-        "name": i.name,
-        "version": i.version,
-        "description": i.description,
-        "settings": i.settings.iter().map(|s| serde_json::json!({
-            "name": s.name, "description": s.description, "required": s.required, "default": s.default_value, "endpoint": s.endpoint,
-        })).collect::<Vec<_>>(),
-        "authMethods": i.auth_methods.iter().map(auth_method_text).collect::<Vec<_>>(),
-        "streams": i.streams.iter().map(|s| serde_json::json!({
-            "name": s.name,
-            "description": s.description,
-            "keyField": s.key_field,
-            "supportsIncremental": s.supports_incremental,
-            "schema": serde_json::from_str::<serde_json::Value>(&s.json_schema).unwrap_or(serde_json::Value::Null),
-            "references": s.references.iter().map(|r| serde_json::json!({
-                "field": r.field, "targetStream": r.target_stream, "embedAs": r.embed_as,
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
+/// `info --json`: the component's description.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InfoJson<'a> {
+    name: &'a str,
+    version: &'a str,
+    description: &'a str,
+    settings: Vec<SettingJson<'a>>,
+    /// Each method as `info` prints it.
+    auth_methods: Vec<String>,
+    streams: Vec<StreamJson<'a>>,
+}
+
+/// A setting the component reads.
+#[derive(Serialize)]
+struct SettingJson<'a> {
+    name: &'a str,
+    description: &'a str,
+    required: bool,
+    default: Option<&'a str>,
+    /// The one setting whose origin the component may contact.
+    endpoint: bool,
+}
+
+/// A stream and its record schema.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamJson<'a> {
+    name: &'a str,
+    description: &'a str,
+    key_field: &'a str,
+    supports_incremental: bool,
+    /// The JSON Schema (null if the component's text is not JSON).
+    schema: serde_json::Value,
+    references: Vec<ReferenceJson<'a>>,
+}
+
+/// A field of one stream naming a record of another.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferenceJson<'a> {
+    field: &'a str,
+    target_stream: &'a str,
+    embed_as: Option<&'a str>,
+}
+
+fn info_json(i: &ConnectorInfo) -> InfoJson<'_> {
+    InfoJson {
+        name: &i.name,
+        version: &i.version,
+        description: &i.description,
+        settings: i
+            .settings
+            .iter()
+            .map(|s| SettingJson {
+                name: &s.name,
+                description: &s.description,
+                required: s.required,
+                default: s.default_value.as_deref(),
+                endpoint: s.endpoint,
+            })
+            .collect(),
+        auth_methods: i.auth_methods.iter().map(auth_method_text).collect(),
+        streams: i
+            .streams
+            .iter()
+            .map(|s| StreamJson {
+                name: &s.name,
+                description: &s.description,
+                key_field: &s.key_field,
+                supports_incremental: s.supports_incremental,
+                schema: serde_json::from_str(&s.json_schema).unwrap_or(serde_json::Value::Null),
+                references: s
+                    .references
+                    .iter()
+                    .map(|r| ReferenceJson {
+                        field: &r.field,
+                        target_stream: &r.target_stream,
+                        embed_as: r.embed_as.as_deref(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }

@@ -3,6 +3,7 @@
 use crate::commands::open_synced;
 use anyhow::Result;
 use connector_engine::sync::RunReport;
+use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
 
@@ -13,20 +14,37 @@ pub async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> 
     let recent = store.recent_runs(&connection, runs)?;
     let counts = store.counts(&connection)?;
     if json {
-        let value = serde_json::json!({
-            "connection": connection,
-            "health": health.as_ref().map(|(h, since)| serde_json::json!({
-                "state": h.state.name(), "errorKind": h.error_kind, "message": h.message, "since": since,
-            })),
-            "records": counts.iter().map(|(s, live, deleted)| serde_json::json!({
-                "stream": s, "live": live, "deleted": deleted,
-            })).collect::<Vec<_>>(),
-            "runs": recent.iter().map(|(id, started, finished, status, report)| serde_json::json!({
-                "id": id, "startedAt": started, "finishedAt": finished, "status": status,
-                "report": report.as_deref().and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok()),
-            })).collect::<Vec<_>>(),
-        });
-        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        let report = StatusJson {
+            connection: &connection,
+            health: health.as_ref().map(|(h, since)| HealthJson {
+                state: h.state.name(),
+                error_kind: h.error_kind.as_deref(),
+                message: h.message.as_deref(),
+                since,
+            }),
+            records: counts
+                .iter()
+                .map(|(stream, live, deleted)| RecordsJson {
+                    stream,
+                    live: *live,
+                    deleted: *deleted,
+                })
+                .collect(),
+            runs: recent
+                .iter()
+                .map(|run| RunJson {
+                    id: run.id,
+                    started_at: &run.started_at,
+                    finished_at: run.finished_at.as_deref(),
+                    status: &run.status,
+                    report: run
+                        .report
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str(r).ok()),
+                })
+                .collect(),
+        };
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
     match &health {
@@ -53,8 +71,9 @@ pub async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> 
     }
     if !recent.is_empty() {
         writeln!(out, "\nLast runs:")?;
-        for (id, started, finished, status, report) in &recent {
-            let summary = report
+        for run in &recent {
+            let summary = run
+                .report
                 .as_deref()
                 .and_then(|r| serde_json::from_str::<RunReport>(r).ok())
                 .map(|r| {
@@ -67,10 +86,55 @@ pub async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> 
                 .unwrap_or_default();
             writeln!(
                 out,
-                "  #{id:<5} {started} → {}  {status:<10} {summary}",
-                finished.as_deref().unwrap_or("(running or killed)")
+                "  #{:<5} {} → {}  {:<10} {summary}",
+                run.id,
+                run.started_at,
+                run.finished_at.as_deref().unwrap_or("(running or killed)"),
+                run.status
             )?;
         }
     }
     Ok(())
+}
+
+/// `status --json`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusJson<'a> {
+    connection: &'a str,
+    /// None before the first sync.
+    health: Option<HealthJson<'a>>,
+    records: Vec<RecordsJson<'a>>,
+    /// Newest first.
+    runs: Vec<RunJson<'a>>,
+}
+
+/// The connection's health.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthJson<'a> {
+    state: &'a str,
+    error_kind: Option<&'a str>,
+    message: Option<&'a str>,
+    since: &'a str,
+}
+
+/// A stream's stored records.
+#[derive(Serialize)]
+struct RecordsJson<'a> {
+    stream: &'a str,
+    live: u64,
+    deleted: u64,
+}
+
+/// One run.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunJson<'a> {
+    id: i64,
+    started_at: &'a str,
+    finished_at: Option<&'a str>,
+    status: &'a str,
+    /// The run report as `sync --json` printed it.
+    report: Option<serde_json::Value>,
 }
