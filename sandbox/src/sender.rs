@@ -828,6 +828,40 @@ mod tests {
         assert_eq!(connections, 2);
     }
 
+    /// Why this module is not hyper-util's pooled client (ARCHITECTURE.md):
+    /// on a kept-alive connection the server drops as it is reused, that
+    /// client fails the GET (`IncompleteMessage`; 50 of 50 when measured),
+    /// where this sender sends it again on a new connection. Should a
+    /// hyper-util release replay it, this test fails and the choice is worth
+    /// revisiting.
+    #[tokio::test]
+    async fn hyper_utils_pooled_client_loses_a_get_the_server_drops_at_reuse() {
+        use hyper_util::client::legacy::Client;
+        use hyper_util::rt::TokioExecutor;
+        let (url, _) = scripted_server(Script::DropSecond).await;
+        let client: Client<_, http_body_util::Empty<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let first = client
+            .get(format!("{url}/x").parse().unwrap())
+            .await
+            .unwrap();
+        first.into_body().collect().await.unwrap();
+        // On this single-threaded runtime, let the client's own task put the
+        // connection back in its pool (it has no way to await that).
+        for _ in 0..1_000 {
+            tokio::task::yield_now().await;
+        }
+        let second = client.get(format!("{url}/x").parse().unwrap()).await;
+        let error = second.expect_err("hyper-util's client does not replay the GET");
+        assert!(
+            format!("{error:?}").contains("IncompleteMessage"),
+            "{error:?}"
+        );
+        // The same server, through this sender: the GET arrives.
+        let (bodies, _) = three_gets(Script::DropSecond).await;
+        assert_eq!(bodies[1], "c2 r1");
+    }
+
     #[test]
     fn only_public_addresses_are_public() {
         for private in [
