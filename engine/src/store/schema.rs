@@ -95,7 +95,7 @@ const ADDED_BEFORE_VERSIONS: &[(&str, &str, &str)] = &[
 /// `i + 2`. Append only; never edit a released entry.
 const MIGRATIONS: &[&str] = &[];
 
-/// The version a database has after [`migrate`].
+/// The schema version [`Store::open`](super::Store::open) brings a database to.
 pub const LATEST_VERSION: u32 = 1 + MIGRATIONS.len() as u32;
 
 /// Brings the database to [`LATEST_VERSION`], or refuses a newer one.
