@@ -88,10 +88,10 @@ pub async fn run(devices: usize, dir: Option<&Path>, out: &mut dyn Write) -> Res
     let authenticated = requests.iter().filter(|r| r.user.is_some()).count();
     writeln!(
         out,
-        "\nThe emulator saw {} requests, {authenticated} authenticated by the host (the component never saw the password). {} records in {:.1} s.",
+        "\nThe emulator saw {} requests, {authenticated} authenticated by the host (the component never saw the password). {} records in {}.",
         requests.len(),
         report.streams.iter().map(|s| s.records()).sum::<u64>(),
-        report.seconds
+        crate::commands::sync::elapsed_text(report.seconds)
     )?;
     Ok(())
 }

@@ -153,6 +153,16 @@ fn incomplete(report: &RunReport) -> Failure {
     }
 }
 
+/// A run's duration for people: milliseconds below a second (a short sync
+/// is not "0.0 s"), else seconds with one decimal.
+pub fn elapsed_text(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{} ms", (seconds * 1000.0).round() as u64)
+    } else {
+        format!("{seconds:.1} s")
+    }
+}
+
 /// Prints a run report as a table.
 pub fn write_report(
     report: &RunReport,
@@ -161,10 +171,10 @@ pub fn write_report(
 ) -> std::io::Result<()> {
     writeln!(
         out,
-        "Synced {} into {} in {:.1} s ({} requests, {:.1} MB received)",
+        "Synced {} into {} in {} ({} requests, {:.1} MB received)",
         report.connection,
         database.display(),
-        report.seconds,
+        elapsed_text(report.seconds),
         report.requests,
         report.bytes as f64 / 1e6
     )?;
@@ -210,4 +220,18 @@ pub fn write_report(
         writeln!(out, "warning: {w}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::elapsed_text;
+
+    #[test]
+    fn short_runs_are_told_in_milliseconds() {
+        assert_eq!(elapsed_text(0.0), "0 ms");
+        assert_eq!(elapsed_text(0.0424), "42 ms");
+        assert_eq!(elapsed_text(0.9994), "999 ms");
+        assert_eq!(elapsed_text(1.0), "1.0 s");
+        assert_eq!(elapsed_text(61.26), "61.3 s");
+    }
 }
