@@ -5,7 +5,7 @@ use crate::cursor::{check_key_for_query, partition_bounds, Cursor, Phase};
 use crate::query::TableQuery;
 use crate::record::{is_servicenow_datetime, map_row, to_rfc3339, Dropped, RecordError};
 use crate::response::{parse_rows, status_error};
-use crate::rows::{Cell, Envelope};
+use crate::rows::Cell;
 use crate::settings::{setting_infos, Settings};
 use crate::streams::StreamSpec;
 use exposure_connector_sdk::http::{Http, Request, Response};
@@ -51,7 +51,7 @@ pub fn info() -> ConnectorInfo {
     }
 }
 
-fn send(
+pub(crate) fn send(
     http: &mut dyn Http,
     settings: &Settings,
     query: &TableQuery<'_>,
@@ -66,7 +66,8 @@ fn send(
     Ok(resp)
 }
 
-/// Probes every stream with a one-row read and reports readability and missing columns.
+/// Probes every stream ([`crate::probe`]) and reports readability, what
+/// the user can see of each table and the mapped columns it lacks.
 pub fn check(
     settings: &[(String, String)],
     http: &mut dyn Http,
@@ -74,34 +75,12 @@ pub fn check(
     let settings = Settings::parse(settings)?;
     let mut report = Vec::new();
     for spec in StreamSpec::all(&settings) {
-        let query = TableQuery {
-            table: &spec.table,
-            fields: spec.sysparm_fields(),
-            limit: 1,
-            ..Default::default()
-        };
-        let outcome = send(http, &settings, &query).and_then(|resp| {
-            let env = parse_rows(&resp, &spec.table)?;
-            Ok(missing_columns(&spec, &env))
-        });
-        report.push(match outcome {
-            Ok(Some(missing)) => StreamCheck {
+        report.push(match crate::probe::probe(http, &settings, &spec) {
+            Ok(probe) => StreamCheck {
                 stream_name: spec.name.into(),
                 readable: true,
-                message: (!missing.is_empty()).then(|| format!(
-                    "These mapped columns are missing from `{}` or not readable by the user, so their fields will be absent: {}. Check the column mapping settings.",
-                    spec.table, missing.join(", ")
-                )),
-                missing_columns: missing,
-            },
-            Ok(None) => StreamCheck {
-                stream_name: spec.name.into(),
-                readable: true,
-                missing_columns: vec![],
-                message: Some(format!(
-                    "`{}` returned no readable rows, so the column mapping could not be verified.",
-                    spec.table
-                )),
+                message: Some(crate::probe::describe(&spec, &probe)),
+                missing_columns: probe.missing_columns.unwrap_or_default(),
             },
             Err(e) if e.is_connection_wide() => return Err(e),
             Err(e) => StreamCheck {
@@ -113,18 +92,6 @@ pub fn check(
         });
     }
     Ok(report)
-}
-
-/// Columns of the stream's mapping absent from the first row; `None` without rows.
-fn missing_columns(spec: &StreamSpec, env: &Envelope<'_>) -> Option<Vec<String>> {
-    let row = env.result.as_ref()?.first()?;
-    let mut missing: Vec<String> = Vec::new();
-    for f in &spec.fields {
-        if row.get(&f.column).is_none() && !missing.contains(&f.column) {
-            missing.push(f.column.clone());
-        }
-    }
-    Some(missing)
 }
 
 /// Reads one page of one stream partition.
@@ -422,7 +389,7 @@ impl PartitionRead<'_> {
 const AUDIT_TABLE: &str = "sys_audit_delete";
 
 /// `X-Total-Count`, when the server sent a usable one.
-fn total_count(resp: &Response) -> Option<u64> {
+pub(crate) fn total_count(resp: &Response) -> Option<u64> {
     resp.header("x-total-count")
         .and_then(|v| v.trim().parse::<u64>().ok())
 }

@@ -376,7 +376,7 @@ fn check_reports_missing_columns_and_unreadable_streams() {
                 .message
                 .as_deref()
                 .unwrap()
-                .contains("no readable rows")
+                .contains("could not be verified")
     );
     assert!(!report[2].readable && report[2].message.as_deref().unwrap().contains("cmdb_read"));
     // Rejected credentials fail the whole check.

@@ -336,3 +336,108 @@ fn the_cli_as_a_library_leaves_no_signal_handler_behind() {
         "caught: {caught:?}"
     );
 }
+
+/// The `check` text of one stream: its status line and message.
+fn check_section(out: &str, stream: &str) -> String {
+    let mut lines = out
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("  {stream} ")));
+    let status = lines
+        .next()
+        .unwrap_or_else(|| panic!("no {stream} in {out}"));
+    let message = lines.take_while(|l| l.starts_with("      "));
+    std::iter::once(status)
+        .chain(message)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn check_sees_past_acl_hidden_first_rows_and_names_a_missing_column() {
+    let f = Fixture::start(300);
+    // The first 150 devices in sys_id order are hidden from the user:
+    // a one-row probe would see none of them.
+    let hidden: Vec<String> = f.state().with_db(|db| {
+        db.tables["cmdb_ci_computer"].rows()[..150]
+            .iter()
+            .map(|r| r.key().to_string())
+            .collect()
+    });
+    f.state().hide("cmdb_ci_computer", hidden);
+    let config = f.config(&ConfigSpec {
+        settings: vec!["device_criticality_column = \"u_missing_col\"".into()],
+        ..Default::default()
+    });
+    let out = f.cli(&["check", "--config", config.to_str().unwrap()]).ok();
+    let devices = check_section(&out, "devices");
+    assert!(devices.contains("u_missing_col"), "{devices}");
+    assert!(
+        devices.contains("The server counts 300 rows in `cmdb_ci_computer`")
+            && devices.contains("of the first 200 probed in sys_id order, 50 are visible to this user and 150 hidden by ACLs"),
+        "{devices}"
+    );
+    // The other streams still verify their mapping and hide nothing.
+    let adapters = check_section(&out, "network_adapters");
+    assert!(adapters.contains(" 0 hidden by ACLs"), "{adapters}");
+    assert!(!adapters.contains("could not be verified"), "{adapters}");
+}
+
+#[test]
+fn check_tells_devices_hidden_by_acls_from_devices_of_another_class() {
+    let f = Fixture::start(200);
+    // Every third device is hidden; the rest are of several classes.
+    let (hidden, visible_classes) = f.state().with_db(|db| {
+        let table = &db.tables["cmdb_ci_computer"];
+        let mut hidden = Vec::new();
+        let mut classes: std::collections::BTreeMap<String, u64> = Default::default();
+        for (i, row) in table.rows().iter().enumerate() {
+            if i % 3 == 0 {
+                hidden.push(row.key().to_string());
+            } else if i < 100 {
+                *classes
+                    .entry(table.value(row, "sys_class_name").to_string())
+                    .or_default() += 1;
+            }
+        }
+        (hidden, classes)
+    });
+    let hidden_in_window = (0..100).filter(|i| i % 3 == 0).count();
+    f.state().hide("cmdb_ci_computer", hidden);
+    let out = f
+        .cli(&["check", "--config", f.default_config().to_str().unwrap()])
+        .ok();
+    let devices = check_section(&out, "devices");
+    assert!(
+        devices.contains(&format!(
+            "of the first 100 probed in sys_id order, {} are visible to this user and {hidden_in_window} hidden by ACLs",
+            100 - hidden_in_window
+        )),
+        "{devices}"
+    );
+    assert!(visible_classes.len() > 1, "{visible_classes:?}");
+    let listed: Vec<String> = visible_classes
+        .iter()
+        .map(|(class, n)| format!("{class} ({n})"))
+        .collect();
+    assert!(
+        devices.contains(&format!(
+            "Classes of the visible rows: {}.",
+            listed.join(", ")
+        )),
+        "{devices}"
+    );
+
+    // A device table of one class only shows that class, and its own count.
+    let config = f.config(&ConfigSpec {
+        file: "win.toml".into(),
+        settings: vec!["device_table = \"cmdb_ci_win_server\"".into()],
+        ..Default::default()
+    });
+    let out = f.cli(&["check", "--config", config.to_str().unwrap()]).ok();
+    let devices = check_section(&out, "devices");
+    assert!(
+        devices.contains("rows in `cmdb_ci_win_server`")
+            && devices.contains("Classes of the visible rows: cmdb_ci_win_server ("),
+        "{devices}"
+    );
+}
