@@ -8,6 +8,9 @@
 //! off with jitter when it gave none), `temporarily-unavailable` backs off
 //! exponentially with full jitter, anything else stops the stream with the
 //! component's message for the operator.
+//!
+//! Modules: `partition` reads one partition to its end, `retry` decides
+//! what follows an error, `report` is what a run reports.
 
 use crate::progress::Progress;
 use crate::store::{FinishedStream, ReadMode, Store, StreamPlan, StreamRequest};
@@ -292,6 +295,8 @@ async fn record_run(
     .await
 }
 
+/// Runs `f` on the store on a blocking thread: SQLite calls block, and an
+/// async worker must not.
 async fn blocking<T: Send + 'static>(
     store: &Arc<Mutex<Store>>,
     f: impl FnOnce(&mut Store) -> rusqlite::Result<T> + Send + 'static,
