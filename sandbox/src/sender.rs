@@ -441,7 +441,9 @@ fn tls_alert(e: &hyper::Error) -> Option<Error> {
         if let Some(rustls::Error::AlertReceived(alert)) = rustls_error {
             use rustls::AlertDescription as A;
             let advice = match alert {
-                A::CertificateRequired | A::HandshakeFailure => "the server requires a client certificate: set [network] client_cert_file and client_key_file".to_string(),
+                A::CertificateRequired => "the server requires a client certificate: set [network] client_cert_file and client_key_file".to_string(),
+                // TLS 1.2 servers say this for a missing client certificate, among other things.
+                A::HandshakeFailure => "the server ended the TLS handshake (HandshakeFailure): if it requires a client certificate, set [network] client_cert_file and client_key_file".to_string(),
                 A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::CertificateExpired | A::CertificateRevoked | A::AccessDenied => format!("the server refused the client certificate ({alert:?}): check [network] client_cert_file against the CA the server trusts"),
                 other => format!("the server ended TLS with the alert {other:?}"),
             };
