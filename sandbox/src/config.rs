@@ -187,6 +187,15 @@ impl NetworkConfig {
         let authority: http::uri::Authority =
             rest.parse().map_err(|_| bad("it is not HOST:PORT"))?;
         let port = authority.port_u16().ok_or_else(|| bad("it has no port"))?;
+        if self
+            .https_proxy_user
+            .as_deref()
+            .is_some_and(|u| u.contains(':'))
+        {
+            return Err(ConfigError::Invalid(
+                "[network] https_proxy_user contains `:`, which Basic proxy authentication cannot carry in a user name".into(),
+            ));
+        }
         if self.https_proxy_user.is_some() != self.https_proxy_password_env.is_some() {
             return Err(ConfigError::Invalid(
                 "[network] https_proxy_user and https_proxy_password_env go together: set both for a proxy that asks for credentials, or neither".into(),
@@ -414,6 +423,10 @@ password_env = "SERVICENOW_PASSWORD"
             (
                 "https_proxy = 'http://u:secret@proxy.corp:3128'".to_string(),
                 "https_proxy_user",
+            ),
+            (
+                format!("{proxy}https_proxy_user = 'corp:u'\nhttps_proxy_password_env = 'P'"),
+                "contains `:`",
             ),
         ] {
             let e = parse(&network).unwrap_err().to_string();
