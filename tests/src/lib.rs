@@ -395,7 +395,6 @@ impl ConnectProxy {
     /// Starts a proxy that answers `407` to a `CONNECT` without exactly this
     /// `Proxy-Authorization` value.
     pub fn start_requiring(authorization: Option<String>) -> ConnectProxy {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
@@ -411,54 +410,12 @@ impl ConnectProxy {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 let serve = async {
                     loop {
-                        let Ok((mut client, _)) = listener.accept().await else {
+                        let Ok((client, _)) = listener.accept().await else {
                             continue;
                         };
                         let counter = counter.clone();
                         let required = authorization.clone();
-                        tokio::spawn(async move {
-                            let mut head = Vec::new();
-                            while !head.ends_with(b"\r\n\r\n") {
-                                match client.read_u8().await {
-                                    Ok(b) => head.push(b),
-                                    Err(_) => return,
-                                }
-                            }
-                            let head = String::from_utf8_lossy(&head).to_string();
-                            if let Some(required) = required {
-                                let given = head.lines().find_map(|l| {
-                                    l.split_once(':')
-                                        .filter(|(name, _)| name.eq_ignore_ascii_case("proxy-authorization"))
-                                        .map(|(_, value)| value.trim().to_string())
-                                });
-                                if given.as_deref() != Some(required.as_str()) {
-                                    let _ = client
-                                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\n\r\n")
-                                        .await;
-                                    return;
-                                }
-                            }
-                            let line = head.lines().next().unwrap_or("").to_string();
-                            let target = line
-                                .strip_prefix("CONNECT ")
-                                .and_then(|r| r.split(' ').next())
-                                .unwrap_or("");
-                            match tokio::net::TcpStream::connect(target).await {
-                                Ok(mut upstream) => {
-                                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                                    let _ = client
-                                        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                                        .await;
-                                    let _ =
-                                        tokio::io::copy_bidirectional(&mut client, &mut upstream)
-                                            .await;
-                                }
-                                Err(_) => {
-                                    let _ =
-                                        client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
-                                }
-                            }
-                        });
+                        tokio::spawn(tunnel(client, required, counter));
                     }
                 };
                 tokio::select! {
@@ -483,6 +440,54 @@ impl ConnectProxy {
     /// Tunnels opened so far.
     pub fn tunnels(&self) -> usize {
         self.tunnels.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Serves one proxy client: checks `Proxy-Authorization` when `required`,
+/// then tunnels `CONNECT host:port` (counted in `tunnels`).
+async fn tunnel(
+    mut client: tokio::net::TcpStream,
+    required: Option<String>,
+    tunnels: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read_u8().await {
+            Ok(b) => head.push(b),
+            Err(_) => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    if let Some(required) = required {
+        let given = head.lines().find_map(|l| {
+            l.split_once(':')
+                .filter(|(name, _)| name.eq_ignore_ascii_case("proxy-authorization"))
+                .map(|(_, value)| value.trim().to_string())
+        });
+        if given.as_deref() != Some(required.as_str()) {
+            let _ = client
+                .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\n\r\n")
+                .await;
+            return;
+        }
+    }
+    let line = head.lines().next().unwrap_or("");
+    let target = line
+        .strip_prefix("CONNECT ")
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or("");
+    match tokio::net::TcpStream::connect(target).await {
+        Ok(mut upstream) => {
+            tunnels.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = client
+                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                .await;
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+        Err(_) => {
+            let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+        }
     }
 }
 
