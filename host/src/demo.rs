@@ -26,27 +26,10 @@ pub async fn run(devices: usize, dir: Option<&Path>, out: &mut dyn Write) -> Res
         users: vec![User::new("svc_exposure", &password, &["cmdb_read"])],
         ..Default::default()
     })?;
-    let temp;
-    let dir = match dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-            d.to_path_buf()
-        }
-        None => {
-            temp = tempfile_dir()?;
-            temp.path().to_path_buf()
-        }
-    };
-    let config_path = dir.join("demo.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "# Written by `connector-host demo`.\ndatabase = \"demo.db\"\n\n[settings]\ninstance = \"{}\"\n\n[auth]\nmethod = \"basic\"\nusername = \"svc_exposure\"\npassword_env = \"DEMO_SERVICENOW_PASSWORD\"\n",
-            emulator.base_url()
-        ),
-    )?;
-    let env: HashMap<String, String> =
-        HashMap::from([("DEMO_SERVICENOW_PASSWORD".into(), password)]);
+    // Kept until the end: dropping it removes the temporary directory.
+    let (dir, _temp) = demo_dir(dir)?;
+    let config_path = write_config(&dir, &emulator.base_url())?;
+    let env: HashMap<String, String> = HashMap::from([(PASSWORD_VARIABLE.into(), password)]);
     writeln!(
         out,
         "Emulated ServiceNow instance with {devices} devices at {}",
@@ -60,9 +43,54 @@ pub async fn run(devices: usize, dir: Option<&Path>, out: &mut dyn Write) -> Res
         out,
     )
     .await?;
+    print_one_device(&config_path, out).await?;
+    let requests = emulator.state().requests();
+    let authenticated = requests.iter().filter(|r| r.user.is_some()).count();
+    writeln!(
+        out,
+        "\nThe emulator saw {} requests, {authenticated} authenticated by the host (the component never saw the password). {} records in {}.",
+        requests.len(),
+        report.streams.iter().map(|s| s.records()).sum::<u64>(),
+        crate::commands::sync::elapsed_text(report.seconds)
+    )?;
+    Ok(())
+}
 
-    // Show one device as an exposure platform receives it.
-    let config = connector_sandbox::config::Config::load(&config_path)?;
+/// The variable the demo's configuration names for the password.
+const PASSWORD_VARIABLE: &str = "DEMO_SERVICENOW_PASSWORD";
+
+/// The demo's directory: `dir` (created if needed), else a private
+/// temporary one, returned too so that it lives as long as the demo.
+fn demo_dir(dir: Option<&Path>) -> Result<(std::path::PathBuf, Option<tempfile::TempDir>)> {
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            Ok((d.to_path_buf(), None))
+        }
+        None => {
+            let temp = tempfile_dir()?;
+            Ok((temp.path().to_path_buf(), Some(temp)))
+        }
+    }
+}
+
+/// Writes the demo's configuration (no secret in it: the password is named
+/// by its variable) and returns its path.
+fn write_config(dir: &Path, base_url: &str) -> Result<std::path::PathBuf> {
+    let path = dir.join("demo.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "# Written by `connector-host demo`.\ndatabase = \"demo.db\"\n\n[settings]\ninstance = \"{base_url}\"\n\n[auth]\nmethod = \"basic\"\nusername = \"svc_exposure\"\npassword_env = \"{PASSWORD_VARIABLE}\"\n"
+        ),
+    )?;
+    Ok(path)
+}
+
+/// Prints the first device as an exposure platform receives it (the nested
+/// export).
+async fn print_one_device(config_path: &Path, out: &mut dyn Write) -> Result<()> {
+    let config = connector_sandbox::config::Config::load(config_path)?;
     let p = crate::connection::prepare(None).await?;
     let store = connector_engine::store::Store::open(&config.database)?;
     let connection = crate::connection::connection_name(&config, &p.info, &p.origin(&config)?);
@@ -84,15 +112,6 @@ pub async fn run(devices: usize, dir: Option<&Path>, out: &mut dyn Write) -> Res
         )?;
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     }
-    let requests = emulator.state().requests();
-    let authenticated = requests.iter().filter(|r| r.user.is_some()).count();
-    writeln!(
-        out,
-        "\nThe emulator saw {} requests, {authenticated} authenticated by the host (the component never saw the password). {} records in {}.",
-        requests.len(),
-        report.streams.iter().map(|s| s.records()).sum::<u64>(),
-        crate::commands::sync::elapsed_text(report.seconds)
-    )?;
     Ok(())
 }
 
