@@ -56,6 +56,16 @@ pub const NETWORK_ADAPTERS: &str = "network_adapters";
 /// Name of the business applications stream.
 pub const BUSINESS_APPLICATIONS: &str = "business_applications";
 
+/// Every stream's key: `sysId` ← `sys_id`.
+fn sys_id_key() -> FieldMap {
+    field(
+        "sysId",
+        "sys_id",
+        FieldKind::Text,
+        "ServiceNow sys_id (32 hex characters).",
+    )
+}
+
 fn field(
     field: &'static str,
     column: &str,
@@ -73,88 +83,122 @@ fn field(
 impl StreamSpec {
     /// All streams, with the column mapping the settings choose.
     pub fn all(s: &Settings) -> Vec<StreamSpec> {
-        use FieldKind::*;
-        let key = || {
-            field(
-                "sysId",
-                "sys_id",
-                Text,
-                "ServiceNow sys_id (32 hex characters).",
-            )
-        };
         vec![
-            StreamSpec {
-                name: DEVICES,
-                table: s.device_table.clone(),
-                description: "Computers from the CMDB (servers, PCs and the other subclasses of the device table).",
-                fields: vec![
-                    key(),
-                    field("name", "name", Text, "Device name."),
-                    field("os", "os", Text, "Operating system."),
-                    field("osVersion", "os_version", Text, "Operating system version."),
-                    field("osServicePack", "os_service_pack", Text, "Operating system service pack."),
-                    field("cpuType", "cpu_type", Text, "CPU type."),
-                    field("category", "category", Text, "CMDB category."),
-                    field("assetTag", "asset_tag", Text, "Asset tag."),
-                    field("virtual", "virtual", Boolean, "Whether the device is virtual."),
-                    field("serviceNowCriticality", &s.device_criticality_column, Text, "Criticality of the device."),
-                    field("usedFor", "used_for", Text, "What the device is used for (Production, Development, ...)."),
-                    field("lastLoggedOnUser", &s.device_last_logged_on_user_column, Text, "Last logged-on user."),
-                    field("mostFrequentUser", &s.device_most_frequent_user_column, Text, "Most frequent user."),
-                    field("sysClassName", "sys_class_name", Text, "The device's CMDB class, e.g. cmdb_ci_linux_server."),
-                    field("uPrimaryBusinessApplication", &s.device_primary_business_application_column, Text, "sys_id of the business application the device serves."),
-                    field("sysUpdatedOn", "sys_updated_on", Timestamp, "Last update in ServiceNow (RFC 3339, UTC)."),
-                ],
-                references: vec![StreamReference {
-                    field: "uPrimaryBusinessApplication".into(),
-                    target_stream: BUSINESS_APPLICATIONS.into(),
-                    embed_as: None,
-                }],
-                updated_field: Some("sysUpdatedOn"),
-                // A deleted device is audited under its own class
-                // (cmdb_ci_linux_server, ...): take every CMDB class; keys
-                // of other classes match no stored device.
-                audit_tables: format!("tablenameSTARTSWITHcmdb_ci^ORtablename={}", s.device_table),
-                retention: true,
-            },
-            StreamSpec {
-                name: NETWORK_ADAPTERS,
-                table: "cmdb_ci_network_adapter".into(),
-                description: "Network adapters of CMDB devices, with their addresses.",
-                fields: vec![
-                    key(),
-                    field("name", "name", Text, "Adapter name."),
-                    field("macAddress", "mac_address", Text, "MAC address."),
-                    field("ipAddress", "ip_address", Text, "IP address."),
-                    field("ipDefaultGateway", "ip_default_gateway", Text, "IP address of the default gateway."),
-                    field("deviceSysId", "cmdb_ci", Text, "sys_id of the device the adapter belongs to."),
-                ],
-                references: vec![StreamReference {
-                    field: "deviceSysId".into(),
-                    target_stream: DEVICES.into(),
-                    embed_as: Some("networkAdapters".into()),
-                }],
-                updated_field: None,
-                audit_tables: "tablename=cmdb_ci_network_adapter".into(),
-                retention: false,
-            },
-            StreamSpec {
-                name: BUSINESS_APPLICATIONS,
-                table: "cmdb_ci_business_app".into(),
-                description: "Business applications and how critical they are to the business.",
-                fields: vec![
-                    key(),
-                    field("number", "number", Text, "Business application number, e.g. APM0001001."),
-                    field("name", "name", Text, "Business application name."),
-                    field("uCriticality", &s.business_application_criticality_column, Text, "Criticality (customer-specific column)."),
-                    field("businessCriticality", "business_criticality", Text, "Business criticality."),
-                ],
-                references: vec![],
-                updated_field: None,
-                audit_tables: "tablename=cmdb_ci_business_app".into(),
-                retention: false,
-            },
+            Self::devices(s),
+            Self::network_adapters(),
+            Self::business_applications(s),
         ]
+    }
+
+    /// `devices` ← `device_table` and its subclasses.
+    fn devices(s: &Settings) -> StreamSpec {
+        use FieldKind::*;
+        StreamSpec {
+            name: DEVICES,
+            table: s.device_table.clone(),
+            description: "Computers from the CMDB (servers, PCs and the other subclasses of the device table).",
+            fields: vec![
+                sys_id_key(),
+                field("name", "name", Text, "Device name."),
+                field("os", "os", Text, "Operating system."),
+                field("osVersion", "os_version", Text, "Operating system version."),
+                field("osServicePack", "os_service_pack", Text, "Operating system service pack."),
+                field("cpuType", "cpu_type", Text, "CPU type."),
+                field("category", "category", Text, "CMDB category."),
+                field("assetTag", "asset_tag", Text, "Asset tag."),
+                field("virtual", "virtual", Boolean, "Whether the device is virtual."),
+                field("serviceNowCriticality", &s.device_criticality_column, Text, "Criticality of the device."),
+                field("usedFor", "used_for", Text, "What the device is used for (Production, Development, ...)."),
+                field("lastLoggedOnUser", &s.device_last_logged_on_user_column, Text, "Last logged-on user."),
+                field("mostFrequentUser", &s.device_most_frequent_user_column, Text, "Most frequent user."),
+                field("sysClassName", "sys_class_name", Text, "The device's CMDB class, e.g. cmdb_ci_linux_server."),
+                field("uPrimaryBusinessApplication", &s.device_primary_business_application_column, Text, "sys_id of the business application the device serves."),
+                field("sysUpdatedOn", "sys_updated_on", Timestamp, "Last update in ServiceNow (RFC 3339, UTC)."),
+            ],
+            references: vec![StreamReference {
+                field: "uPrimaryBusinessApplication".into(),
+                target_stream: BUSINESS_APPLICATIONS.into(),
+                embed_as: None,
+            }],
+            updated_field: Some("sysUpdatedOn"),
+            // A deleted device is audited under its own class
+            // (cmdb_ci_linux_server, ...): take every CMDB class; keys
+            // of other classes match no stored device.
+            audit_tables: format!("tablenameSTARTSWITHcmdb_ci^ORtablename={}", s.device_table),
+            retention: true,
+        }
+    }
+
+    /// `network_adapters` ← `cmdb_ci_network_adapter`, embedded into devices.
+    fn network_adapters() -> StreamSpec {
+        use FieldKind::*;
+        StreamSpec {
+            name: NETWORK_ADAPTERS,
+            table: "cmdb_ci_network_adapter".into(),
+            description: "Network adapters of CMDB devices, with their addresses.",
+            fields: vec![
+                sys_id_key(),
+                field("name", "name", Text, "Adapter name."),
+                field("macAddress", "mac_address", Text, "MAC address."),
+                field("ipAddress", "ip_address", Text, "IP address."),
+                field(
+                    "ipDefaultGateway",
+                    "ip_default_gateway",
+                    Text,
+                    "IP address of the default gateway.",
+                ),
+                field(
+                    "deviceSysId",
+                    "cmdb_ci",
+                    Text,
+                    "sys_id of the device the adapter belongs to.",
+                ),
+            ],
+            references: vec![StreamReference {
+                field: "deviceSysId".into(),
+                target_stream: DEVICES.into(),
+                embed_as: Some("networkAdapters".into()),
+            }],
+            updated_field: None,
+            audit_tables: "tablename=cmdb_ci_network_adapter".into(),
+            retention: false,
+        }
+    }
+
+    /// `business_applications` ← `cmdb_ci_business_app`.
+    fn business_applications(s: &Settings) -> StreamSpec {
+        use FieldKind::*;
+        StreamSpec {
+            name: BUSINESS_APPLICATIONS,
+            table: "cmdb_ci_business_app".into(),
+            description: "Business applications and how critical they are to the business.",
+            fields: vec![
+                sys_id_key(),
+                field(
+                    "number",
+                    "number",
+                    Text,
+                    "Business application number, e.g. APM0001001.",
+                ),
+                field("name", "name", Text, "Business application name."),
+                field(
+                    "uCriticality",
+                    &s.business_application_criticality_column,
+                    Text,
+                    "Criticality (customer-specific column).",
+                ),
+                field(
+                    "businessCriticality",
+                    "business_criticality",
+                    Text,
+                    "Business criticality.",
+                ),
+            ],
+            references: vec![],
+            updated_field: None,
+            audit_tables: "tablename=cmdb_ci_business_app".into(),
+            retention: false,
+        }
     }
 
     /// Finds a stream by name.
