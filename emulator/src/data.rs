@@ -614,18 +614,7 @@ pub fn device_rows(seed: u64, i: usize, app_ids: &[String], related: &mut Relate
     let id = rng.sys_id();
     let (class, os, versions) = CLASSES[rng.below(CLASSES.len() as u64) as usize];
     let updated = format_datetime(EPOCH_2025 + rng.below(300 * 86_400) as i64);
-    let name = if i % 97 == 13 {
-        format!("Café \"ops\" \\ ^srv-{i:06} 東京")
-    } else {
-        format!(
-            "{}-{i:06}",
-            if class == "cmdb_ci_pc_hardware" {
-                "pc"
-            } else {
-                "srv"
-            }
-        )
-    };
+    let name = device_name(i, class);
     let app = if app_ids.is_empty() || rng.below(5) == 0 {
         ""
     } else {
@@ -677,6 +666,39 @@ pub fn device_rows(seed: u64, i: usize, app_ids: &[String], related: &mut Relate
         "1",
         "1",
     ]);
+    push_adapters(&mut rng, &id, &updated, related);
+    if !app.is_empty() {
+        related.relations.push(Row::new(&[
+            rng.sys_id().as_str(),
+            app,
+            &id,
+            DEPENDS_ON_USED_BY,
+            "cmdb_rel_ci",
+            &updated,
+            &updated,
+        ]));
+    }
+    device
+}
+
+/// The name of device `i`: `srv-000042` (`pc-…` for PCs); every 97th has
+/// quotes, a backslash, a caret and non-Latin letters, to test escaping.
+fn device_name(i: usize, class: &str) -> String {
+    if i % 97 == 13 {
+        format!("Café \"ops\" \\ ^srv-{i:06} 東京")
+    } else {
+        let prefix = if class == "cmdb_ci_pc_hardware" {
+            "pc"
+        } else {
+            "srv"
+        };
+        format!("{prefix}-{i:06}")
+    }
+}
+
+/// One to three network adapters of the device `id` (the third without an
+/// address), and an IP address row for each adapter that has one.
+fn push_adapters(rng: &mut Rng, id: &str, updated: &str, related: &mut Related) {
     for n in 0..1 + rng.below(3) {
         let subnet = rng.below(250) + 1;
         let adapter_id = rng.sys_id();
@@ -701,10 +723,10 @@ pub fn device_rows(seed: u64, i: usize, app_ids: &[String], related: &mut Relate
             &ip,
             &gateway,
             "255.255.0.0",
-            &id,
+            id,
             "cmdb_ci_network_adapter",
-            &updated,
-            &updated,
+            updated,
+            updated,
             "1",
         ]));
         if !ip.is_empty() {
@@ -716,24 +738,12 @@ pub fn device_rows(seed: u64, i: usize, app_ids: &[String], related: &mut Relate
                 "255.255.0.0",
                 &adapter_id,
                 "cmdb_ci_ip_address",
-                &updated,
-                &updated,
+                updated,
+                updated,
                 "1",
             ]));
         }
     }
-    if !app.is_empty() {
-        related.relations.push(Row::new(&[
-            rng.sys_id().as_str(),
-            app,
-            &id,
-            DEPENDS_ON_USED_BY,
-            "cmdb_rel_ci",
-            &updated,
-            &updated,
-        ]));
-    }
-    device
 }
 
 /// How many business applications the generator makes for `devices` devices.
