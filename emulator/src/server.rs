@@ -691,62 +691,48 @@ impl View<'_> {
         limit: usize,
         count_all: bool,
     ) -> (usize, Vec<&Row>) {
-        let rows = self.table.rows();
         let by_sys_id = query.order.is_empty() || query.order == [("sys_id".to_string(), false)];
-        let whole_table = self.class == self.table.name;
-        if by_sys_id {
-            if let (Some(range), true) = (query.sys_id_range(), whole_table) {
-                let (start, end) = range_indices(rows, &range);
-                let from = (start + offset).min(end);
-                let to = (from + limit).min(end);
-                return (end - start, rows[from..to].iter().collect());
-            }
-            let start = match query.sys_id_lower_bound() {
-                Some((bound, inclusive)) => rows.partition_point(|r| {
-                    if inclusive {
-                        r.key() < bound.as_str()
-                    } else {
-                        r.key() <= bound.as_str()
-                    }
-                }),
-                None => 0,
-            };
-            let end = match query.sys_id_upper_bound() {
-                Some((bound, inclusive)) => rows.partition_point(|r| {
-                    if inclusive {
-                        r.key() <= bound.as_str()
-                    } else {
-                        r.key() < bound.as_str()
-                    }
-                }),
-                None => rows.len(),
-            }
-            .max(start);
-            let mut total = 0;
-            let mut window = Vec::with_capacity(limit.min(10_000));
-            let resolved = query.resolve(self.table);
-            let updated = query.updated_on_bounds();
-            // The date-time column first, then the query: they usually
-            // reject most rows (an incremental read's `sys_updated_on`
-            // bound), and the class test walks the class hierarchy by name.
-            for (index, row) in rows.iter().enumerate().take(end).skip(start) {
-                let key = self.table.updated_key_at(index);
-                if !updated.iter().all(|bound| bound.admits(key)) {
-                    continue;
-                }
-                if resolved.matches(row) && self.in_class(row) {
-                    if total >= offset && window.len() < limit {
-                        window.push(row);
-                    } else if !count_all && window.len() == limit {
-                        break;
-                    }
-                    total += 1;
-                }
-            }
-            return (total, window);
+        if !by_sys_id {
+            return self.select_sorted(query, offset, limit);
         }
+        let rows = self.table.rows();
+        if let (Some(range), true) = (query.sys_id_range(), self.class == self.table.name) {
+            let (start, end) = range_indices(rows, &range);
+            let from = (start + offset).min(end);
+            let to = (from + limit).min(end);
+            return (end - start, rows[from..to].iter().collect());
+        }
+        let (start, end) = sys_id_bounds(rows, query);
+        let mut total = 0;
+        let mut window = Vec::with_capacity(limit.min(10_000));
         let resolved = query.resolve(self.table);
-        let mut matches: Vec<&Row> = rows
+        let updated = query.updated_on_bounds();
+        // The date-time column first, then the query: they usually
+        // reject most rows (an incremental read's `sys_updated_on`
+        // bound), and the class test walks the class hierarchy by name.
+        for (index, row) in rows.iter().enumerate().take(end).skip(start) {
+            let key = self.table.updated_key_at(index);
+            if !updated.iter().all(|bound| bound.admits(key)) {
+                continue;
+            }
+            if resolved.matches(row) && self.in_class(row) {
+                if total >= offset && window.len() < limit {
+                    window.push(row);
+                } else if !count_all && window.len() == limit {
+                    break;
+                }
+                total += 1;
+            }
+        }
+        (total, window)
+    }
+
+    /// Rows ordered by other columns than `sys_id`: every match, sorted.
+    fn select_sorted(&self, query: &Query, offset: usize, limit: usize) -> (usize, Vec<&Row>) {
+        let resolved = query.resolve(self.table);
+        let mut matches: Vec<&Row> = self
+            .table
+            .rows()
             .iter()
             .filter(|r| resolved.matches(r) && self.in_class(r))
             .collect();
@@ -917,6 +903,31 @@ fn choice_label(column: &str, value: &str) -> Option<&'static str> {
         }),
         _ => None,
     }
+}
+
+/// The rows (sorted by sys_id) within the query's sys_id bounds, as indices.
+fn sys_id_bounds(rows: &[Row], query: &Query) -> (usize, usize) {
+    let start = match query.sys_id_lower_bound() {
+        Some((bound, inclusive)) => rows.partition_point(|r| {
+            if inclusive {
+                r.key() < bound.as_str()
+            } else {
+                r.key() <= bound.as_str()
+            }
+        }),
+        None => 0,
+    };
+    let end = match query.sys_id_upper_bound() {
+        Some((bound, inclusive)) => rows.partition_point(|r| {
+            if inclusive {
+                r.key() <= bound.as_str()
+            } else {
+                r.key() < bound.as_str()
+            }
+        }),
+        None => rows.len(),
+    };
+    (start, end.max(start))
 }
 
 /// Indices `[start, end)` of the rows within a sys_id range.
