@@ -213,51 +213,16 @@ impl Emulator {
         let server_config = tls.map(|t| t.server_config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread_state = state.clone();
+        let server = ServerThread {
+            listen: config.listen,
+            mutations_per_second: config.mutations_per_second,
+            mutation_seed: config.data.seed ^ 0x5EED,
+            state: state.clone(),
+            tls: server_config,
+        };
         let thread = std::thread::Builder::new()
             .name("servicenow-emulator".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = addr_tx.send(Err(anyhow::Error::from(e)));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::bind(config.listen).await {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = addr_tx.send(Err(anyhow::anyhow!(
-                                "cannot listen on {}: {e}",
-                                config.listen
-                            )));
-                            return;
-                        }
-                    };
-                    let _ = addr_tx.send(listener.local_addr().map_err(Into::into));
-                    let mutator = mutator::run(
-                        thread_state.clone(),
-                        config.mutations_per_second,
-                        config.data.seed ^ 0x5EED,
-                    );
-                    let server = async move {
-                        match server_config {
-                            Some(c) => serve_tls(listener, thread_state, c).await,
-                            None => serve(listener, thread_state).await,
-                        }
-                    };
-                    tokio::select! {
-                        _ = server => {}
-                        _ = mutator => {}
-                        _ = shutdown_rx => {}
-                    }
-                });
-            })?;
+            .spawn(move || server.run(addr_tx, shutdown_rx))?;
         let addr = addr_rx
             .recv()
             .map_err(|_| anyhow::anyhow!("the emulator thread stopped before listening"))??;
@@ -297,6 +262,67 @@ impl Emulator {
     /// The shared state (data, faults, ACLs, request log).
     pub fn state(&self) -> &Arc<State> {
         &self.state
+    }
+}
+
+/// What the emulator's own thread serves, and how.
+struct ServerThread {
+    listen: SocketAddr,
+    mutations_per_second: f64,
+    mutation_seed: u64,
+    state: Arc<State>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl ServerThread {
+    /// Listens, reports the bound address (or why not) on `bound`, then
+    /// serves (and mutates the data, if asked) until `shutdown`.
+    fn run(
+        self,
+        bound: std::sync::mpsc::Sender<anyhow::Result<SocketAddr>>,
+        shutdown: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = bound.send(Err(anyhow::Error::from(e)));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let listener = match tokio::net::TcpListener::bind(self.listen).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = bound.send(Err(anyhow::anyhow!(
+                        "cannot listen on {}: {e}",
+                        self.listen
+                    )));
+                    return;
+                }
+            };
+            let _ = bound.send(listener.local_addr().map_err(Into::into));
+            let mutator = mutator::run(
+                self.state.clone(),
+                self.mutations_per_second,
+                self.mutation_seed,
+            );
+            let state = self.state;
+            let server = async move {
+                match self.tls {
+                    Some(c) => serve_tls(listener, state, c).await,
+                    None => serve(listener, state).await,
+                }
+            };
+            tokio::select! {
+                _ = server => {}
+                _ = mutator => {}
+                _ = shutdown => {}
+            }
+        });
     }
 }
 
