@@ -2,6 +2,7 @@
 
 use crate::commands::open_synced;
 use anyhow::Result;
+use connector_engine::store::{Health, StoredRun};
 use connector_engine::sync::RunReport;
 use serde::Serialize;
 use std::io::Write;
@@ -10,19 +11,45 @@ use std::path::Path;
 /// Prints the status of the connection the configuration at `path` names.
 pub async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> Result<()> {
     let (_, store, connection) = open_synced(path).await?;
-    let health = store.health(&connection)?;
-    let recent = store.recent_runs(&connection, runs)?;
-    let counts = store.counts(&connection)?;
+    let seen = Status {
+        connection: &connection,
+        health: store.health(&connection)?,
+        counts: store.counts(&connection)?,
+        runs: store.recent_runs(&connection, runs)?,
+    };
     if json {
-        let report = StatusJson {
-            connection: &connection,
-            health: health.as_ref().map(|(h, since)| HealthJson {
+        writeln!(out, "{}", serde_json::to_string_pretty(&seen.to_json())?)?;
+        return Ok(());
+    }
+    seen.write_health(out)?;
+    seen.write_counts(out)?;
+    seen.write_runs(out)?;
+    Ok(())
+}
+
+/// What the database says of one connection.
+struct Status<'a> {
+    connection: &'a str,
+    /// The health and since when.
+    health: Option<(Health, String)>,
+    /// (stream, live records, deleted records).
+    counts: Vec<(String, u64, u64)>,
+    /// Newest first.
+    runs: Vec<StoredRun>,
+}
+
+impl Status<'_> {
+    fn to_json(&self) -> StatusJson<'_> {
+        StatusJson {
+            connection: self.connection,
+            health: self.health.as_ref().map(|(h, since)| HealthJson {
                 state: h.state.name(),
                 error_kind: h.error_kind.as_deref(),
                 message: h.message.as_deref(),
                 since,
             }),
-            records: counts
+            records: self
+                .counts
                 .iter()
                 .map(|(stream, live, deleted)| RecordsJson {
                     stream,
@@ -30,7 +57,8 @@ pub async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> 
                     deleted: *deleted,
                 })
                 .collect(),
-            runs: recent
+            runs: self
+                .runs
                 .iter()
                 .map(|run| RunJson {
                     id: run.id,
@@ -43,35 +71,43 @@ pub async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> 
                         .and_then(|r| serde_json::from_str(r).ok()),
                 })
                 .collect(),
-        };
-        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-        return Ok(());
-    }
-    match &health {
-        Some((h, since)) => {
-            writeln!(out, "{connection}: {} (since {since})", h.state.name())?;
-            if let Some(m) = &h.message {
-                writeln!(
-                    out,
-                    "  {}{m}",
-                    h.error_kind
-                        .as_deref()
-                        .map(|k| format!("[{k}] "))
-                        .unwrap_or_default()
-                )?;
-            }
         }
-        None => writeln!(out, "{connection}: never synced")?,
     }
-    if !counts.is_empty() {
+
+    fn write_health(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let connection = self.connection;
+        let Some((h, since)) = &self.health else {
+            return writeln!(out, "{connection}: never synced");
+        };
+        writeln!(out, "{connection}: {} (since {since})", h.state.name())?;
+        if let Some(m) = &h.message {
+            let kind = h
+                .error_kind
+                .as_deref()
+                .map(|k| format!("[{k}] "))
+                .unwrap_or_default();
+            writeln!(out, "  {kind}{m}")?;
+        }
+        Ok(())
+    }
+
+    fn write_counts(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        if self.counts.is_empty() {
+            return Ok(());
+        }
         writeln!(out, "\nRecords:")?;
-        for (stream, live, deleted) in &counts {
+        for (stream, live, deleted) in &self.counts {
             writeln!(out, "  {stream:<24} {live:>9} live {deleted:>9} deleted")?;
         }
+        Ok(())
     }
-    if !recent.is_empty() {
+
+    fn write_runs(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        if self.runs.is_empty() {
+            return Ok(());
+        }
         writeln!(out, "\nLast runs:")?;
-        for run in &recent {
+        for run in &self.runs {
             let summary = run
                 .report
                 .as_deref()
@@ -93,8 +129,8 @@ pub async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> 
                 run.status
             )?;
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// `status --json`.
