@@ -190,26 +190,32 @@ impl Pacer {
 
     /// Learns the window from a response's rate-limit headers.
     pub fn observe(&self, headers: &HeaderMap) {
-        {
-            let mut s = self.lock();
-            s.in_flight = s.in_flight.saturating_sub(1);
-        }
-        let (Some(limit), Some(reset)) = (
+        let window = match (
             header_u64(headers, "x-ratelimit-limit"),
             header_u64(headers, "x-ratelimit-reset"),
-        ) else {
+        ) {
+            (Some(limit), Some(reset)) => {
+                let server_now = headers
+                    .get(http::header::DATE)
+                    .and_then(|d| d.to_str().ok())
+                    .and_then(|d| httpdate::parse_http_date(d).ok())
+                    .unwrap_or_else(SystemTime::now)
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                // A second of margin: the reset is given in whole seconds.
+                let remaining = Duration::from_secs(reset.saturating_sub(server_now) + 1);
+                Some((limit, reset, remaining))
+            }
+            _ => None,
+        };
+        // One critical section: with partitions on several threads, responses
+        // are observed concurrently, and a count of the requests in flight
+        // taken between two locks would miss those answered in between.
+        let mut s = self.lock();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        let Some((limit, reset, remaining)) = window else {
             return;
         };
-        let server_now = headers
-            .get(http::header::DATE)
-            .and_then(|d| d.to_str().ok())
-            .and_then(|d| httpdate::parse_http_date(d).ok())
-            .unwrap_or_else(SystemTime::now)
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        // A second of margin: the reset is given in whole seconds.
-        let remaining = Duration::from_secs(reset.saturating_sub(server_now) + 1);
-        let mut s = self.lock();
         match s.window_reset {
             // A late answer to a request the server counted in an earlier
             // window: it says nothing of the current one (and taking it for a
