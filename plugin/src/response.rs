@@ -9,6 +9,18 @@ const TRANSACTION_CANCELLED: &str = "Transaction cancelled";
 /// Marker of the page a hibernating developer instance serves.
 const HIBERNATING: &str = "Instance Hibernating page";
 
+/// Where the instance's IP allow-list is, for messages that may be about it.
+const IP_ACCESS_CONTROL: &str = "the instance's IP Address Access Control (System Security > IP Address Access Control) may not admit this host's public address: add it to an Allow rule";
+
+/// Whether the body is ServiceNow's JSON error object (what the Table API
+/// sends for its own refusals, e.g. an ACL's 403).
+fn is_servicenow_error(body: &[u8]) -> bool {
+    matches!(
+        serde_json::from_slice::<Envelope>(body),
+        Ok(Envelope { error: Some(_), .. })
+    )
+}
+
 fn error_detail(body: &[u8]) -> String {
     match serde_json::from_slice::<Envelope>(body) {
         Ok(Envelope { error: Some(e), .. }) => e.describe(),
@@ -36,7 +48,10 @@ pub fn status_error(resp: &Response, table: &str) -> ConnectorError {
     let detail = error_detail(&resp.body);
     match resp.status {
         401 => ConnectorError::Unauthenticated(format!(
-            "ServiceNow rejected the credentials (HTTP 401: {detail}). Check the user name and secret, that the user is active and not locked out, and that it may use web services: use a dedicated 'web service access only' user, since Basic authentication can be refused for interactive users."
+            "ServiceNow rejected the credentials (HTTP 401: {detail}). Check the user name and secret, that the user is active and not locked out, and that it may use web services: use a dedicated 'web service access only' user, since Basic authentication can be refused for interactive users. If all of that is right, {IP_ACCESS_CONTROL}."
+        )),
+        403 if !is_servicenow_error(&resp.body) => ConnectorError::Forbidden(format!(
+            "The request for `{table}` was refused before the Table API answered (HTTP 403 without ServiceNow's error object: {detail}). Most likely {IP_ACCESS_CONTROL}; a web application firewall or proxy in between refuses the same way."
         )),
         403 => ConnectorError::Forbidden(format!(
             "ServiceNow refused to let the user read `{table}` (HTTP 403: {detail}). Grant the integration user the `cmdb_read` role."
@@ -114,6 +129,30 @@ mod tests {
             headers: vec![("retry-after".into(), "7".into())],
             body: body.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn a_refusal_without_servicenows_error_object_points_at_the_ip_allow_list() {
+        let page = "<html><body>Access restricted</body></html>";
+        for body in [page, ""] {
+            let e = status_error(&resp(403, body), "cmdb_ci_computer");
+            assert!(
+                matches!(&e, ConnectorError::Forbidden(m) if m.contains("IP Address Access Control") && !m.contains("cmdb_read")),
+                "{e:?}"
+            );
+        }
+        // The Table API's own 403 (an ACL) still asks for the role.
+        let acl = r#"{"error":{"message":"Insufficient rights to query records","detail":null},"status":"failure"}"#;
+        let e = status_error(&resp(403, acl), "cmdb_ci_computer");
+        assert!(
+            matches!(&e, ConnectorError::Forbidden(m) if m.contains("cmdb_read") && !m.contains("IP Address")),
+            "{e:?}"
+        );
+        // A 401 names the allow-list last, after the credentials.
+        let env = r#"{"error":{"message":"User Not Authenticated","detail":"Required to provide Auth information"},"status":"failure"}"#;
+        assert!(
+            matches!(status_error(&resp(401, env), "t"), ConnectorError::Unauthenticated(m) if m.contains("IP Address Access Control"))
+        );
     }
 
     #[test]
