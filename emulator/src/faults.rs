@@ -160,6 +160,16 @@ impl FaultQueue {
 /// The page a hibernating developer instance serves.
 pub const HIBERNATING_PAGE: &str = "<!DOCTYPE html><html><head><title>Instance Hibernating page</title></head><body><h1>Your instance is hibernating</h1><p>Sign in to the site to wake your instance.</p></body></html>";
 
+/// What an instance's IP Address Access Control serves an address a Deny
+/// rule covers and no Allow rule admits: an HTML page, not the Table API's
+/// JSON error object. ServiceNow's node log records the same refusal as
+/// "Security restricted: Access restricted (<address>) not authorized".
+/// The emulator sends it with HTTP 401, the status Microsoft's ServiceNow
+/// connector troubleshooting lists the IP allow-list under
+/// (`shared/reference/peer-connectors.md`, [M1]); the connector recognises
+/// the page by its text, whatever the status.
+pub const ACCESS_RESTRICTED_PAGE: &str = "<!DOCTYPE html><html><head><title>Access restricted</title></head><body><h1>Access restricted</h1><p>Access to this instance is restricted: your IP address is not authorized.</p></body></html>";
+
 /// A maintenance page from a load balancer.
 pub const MAINTENANCE_PAGE: &str = "<html><head><title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1><p>The instance is down for maintenance.</p></body></html>";
 

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::Parser;
 use servicenow_emulator::{
-    generate, serve, serve_tls, tls, DataSpec, OAuthClient, RateRule, State, User,
+    generate, serve, serve_tls, tls, DataSpec, Database, OAuthClient, RateRule, State, User,
 };
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -81,6 +81,10 @@ struct Args {
     /// deletes; deletes are written to sys_audit_delete).
     #[arg(long, default_value_t = 0.0)]
     mutations_per_second: f64,
+    /// Act as an instance whose IP Address Access Control denies every
+    /// address: each request gets the "Access restricted" page.
+    #[arg(long)]
+    deny_all_ips: bool,
     /// Lifetime of OAuth access tokens, in seconds.
     #[arg(long, default_value_t = 1800)]
     token_lifetime_s: u64,
@@ -100,46 +104,13 @@ async fn main() -> anyhow::Result<()> {
         db.dump(&mut out)?;
         out.flush()?;
     }
-    let roles: &[&str] = if args.audit_readable {
-        &["cmdb_read", servicenow_emulator::auth::AUDIT_READER_ROLE]
-    } else {
-        &["cmdb_read"]
-    };
-    let users = vec![User::new(&args.user, &args.password, roles)];
     let tls = args.tls.then(|| tls::generate(false)).transpose()?;
     if let (Some(t), Some(path)) = (&tls, &args.ca_out) {
         std::fs::write(path, &t.ca_pem)
             .with_context(|| format!("cannot write the CA certificate to {}", path.display()))?;
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let latency = Duration::from_millis(args.latency_ms);
-    let state = Arc::new(
-        State::new(db, users, latency, scheme)
-            .with_semaphore(args.max_concurrent, args.queue_depth),
-    );
-    state.set_rate_window(Duration::from_secs(args.rate_window_s));
-    if let Some(limit) = args.rate_limit {
-        state.add_rate_rule(RateRule {
-            sys_id: "0e3c5f1a2b4d6e8f9a0b1c2d3e4f5a6b".into(),
-            user: Some(args.user.clone()),
-            limit,
-        });
-    }
-    state.set_random_faults(args.fault_rate, args.fault_seed);
-    state.configure_auth(|auth| {
-        if let (Some(id), Some(secret)) = (&args.oauth_client_id, &args.oauth_client_secret) {
-            auth.clients.push(OAuthClient {
-                id: id.clone(),
-                secret: secret.clone(),
-                application_user: Some(args.user.clone()),
-            });
-        }
-        auth.client_credentials_enabled = args.client_credentials;
-        if let Some(key) = &args.api_key {
-            auth.api_keys.insert(key.clone(), args.user.clone());
-        }
-        auth.token_lifetime = Duration::from_secs(args.token_lifetime_s.max(1));
-    });
+    let state = build_state(&args, db, scheme);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -162,4 +133,47 @@ async fn main() -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
+}
+
+/// The served state: the data, its one user, and what the flags ask of
+/// rate limits, faults, IP access control and OAuth.
+fn build_state(args: &Args, db: Database, scheme: &'static str) -> Arc<State> {
+    let roles: &[&str] = if args.audit_readable {
+        &["cmdb_read", servicenow_emulator::auth::AUDIT_READER_ROLE]
+    } else {
+        &["cmdb_read"]
+    };
+    let users = vec![User::new(&args.user, &args.password, roles)];
+    let latency = Duration::from_millis(args.latency_ms);
+    let state = Arc::new(
+        State::new(db, users, latency, scheme)
+            .with_semaphore(args.max_concurrent, args.queue_depth),
+    );
+    state.set_rate_window(Duration::from_secs(args.rate_window_s));
+    if let Some(limit) = args.rate_limit {
+        state.add_rate_rule(RateRule {
+            sys_id: "0e3c5f1a2b4d6e8f9a0b1c2d3e4f5a6b".into(),
+            user: Some(args.user.clone()),
+            limit,
+        });
+    }
+    state.set_random_faults(args.fault_rate, args.fault_seed);
+    state
+        .deny_all_ips
+        .store(args.deny_all_ips, std::sync::atomic::Ordering::Relaxed);
+    state.configure_auth(|auth| {
+        if let (Some(id), Some(secret)) = (&args.oauth_client_id, &args.oauth_client_secret) {
+            auth.clients.push(OAuthClient {
+                id: id.clone(),
+                secret: secret.clone(),
+                application_user: Some(args.user.clone()),
+            });
+        }
+        auth.client_credentials_enabled = args.client_credentials;
+        if let Some(key) = &args.api_key {
+            auth.api_keys.insert(key.clone(), args.user.clone());
+        }
+        auth.token_lifetime = Duration::from_secs(args.token_lifetime_s.max(1));
+    });
+    state
 }

@@ -2,7 +2,9 @@
 
 use crate::auth::{AuthState, User};
 use crate::data::{Database, Row, Table};
-use crate::faults::{Fault, FaultQueue, RandomFaults, HIBERNATING_PAGE, MAINTENANCE_PAGE};
+use crate::faults::{
+    Fault, FaultQueue, RandomFaults, ACCESS_RESTRICTED_PAGE, HIBERNATING_PAGE, MAINTENANCE_PAGE,
+};
 use crate::limits::{ApiSemaphore, RateDecision, RateLimits};
 use crate::query::{Query, SysIdRange};
 use axum::body::Body;
@@ -64,6 +66,10 @@ pub struct State {
     /// asked `sysparm_exclude_reference_link=true` (some proxies and older
     /// releases do).
     pub force_reference_links: AtomicBool,
+    /// IP Address Access Control with a deny rule over every address and no
+    /// allow rule: each request gets the "Access restricted" page (see
+    /// [`ACCESS_RESTRICTED_PAGE`]).
+    pub deny_all_ips: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -93,6 +99,7 @@ impl State {
             latency,
             scheme,
             force_reference_links: AtomicBool::new(false),
+            deny_all_ips: AtomicBool::new(false),
         }
     }
 
@@ -327,7 +334,9 @@ pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
     let user = state.authenticate(req.headers());
     let had_authorization = req.headers().contains_key(header::AUTHORIZATION)
         || req.headers().contains_key("x-sn-apikey");
-    let response = if path == "/oauth_token.do" {
+    let response = if state.deny_all_ips.load(Ordering::Relaxed) {
+        access_restricted()
+    } else if path == "/oauth_token.do" {
         token_request(state, req).await
     } else if req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD {
         error_response(
@@ -347,6 +356,12 @@ pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
     });
     state.logged.notify_all();
     response
+}
+
+/// What IP Address Access Control answers an address it denies, whatever
+/// the path: the "Access restricted" page, before any authentication.
+fn access_restricted() -> Response<Body> {
+    html_response(StatusCode::UNAUTHORIZED, ACCESS_RESTRICTED_PAGE)
 }
 
 /// `POST /oauth_token.do` (form-encoded, as ServiceNow requires).

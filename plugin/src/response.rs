@@ -9,6 +9,9 @@ const TRANSACTION_CANCELLED: &str = "Transaction cancelled";
 /// Marker of the page a hibernating developer instance serves.
 const HIBERNATING: &str = "Instance Hibernating page";
 
+/// Title of the page IP Address Access Control serves a denied address.
+const ACCESS_RESTRICTED: &str = "<title>Access restricted</title>";
+
 /// Where the instance's IP allow-list is, for messages that may be about it.
 const IP_ACCESS_CONTROL: &str = "the instance's IP Address Access Control (System Security > IP Address Access Control) may not admit this host's public address: add it to an Allow rule";
 
@@ -40,9 +43,20 @@ fn hibernating(body: &[u8]) -> Option<ConnectorError> {
     })
 }
 
+/// The instance's IP Address Access Control refused this host: its
+/// "Access restricted" page, whatever the status it came with.
+fn access_restricted(resp: &Response) -> Option<ConnectorError> {
+    contains(&resp.body, ACCESS_RESTRICTED).then(|| {
+        ConnectorError::Forbidden(format!(
+            "The instance refused this host's address: it answered its \"Access restricted\" page (HTTP {}) before checking any credentials, which is what its IP Address Access Control does for an address that a Deny rule covers and no Allow rule admits. In System Security > IP Address Access Control, add an Allow rule (type Allow, direction Inbound) whose range holds the public address this host's requests leave from (a NAT gateway or proxy's address, not the machine's private one).",
+            resp.status
+        ))
+    })
+}
+
 /// Maps a non-200 response to an error. `table` names what was read.
 pub fn status_error(resp: &Response, table: &str) -> ConnectorError {
-    if let Some(e) = hibernating(&resp.body) {
+    if let Some(e) = hibernating(&resp.body).or_else(|| access_restricted(resp)) {
         return e;
     }
     let detail = error_detail(&resp.body);
@@ -153,6 +167,18 @@ mod tests {
         assert!(
             matches!(status_error(&resp(401, env), "t"), ConnectorError::Unauthenticated(m) if m.contains("IP Address Access Control"))
         );
+    }
+
+    #[test]
+    fn the_access_restricted_page_names_the_allow_rule_to_add() {
+        let page = "<!DOCTYPE html><html><head><title>Access restricted</title></head><body>no</body></html>";
+        for status in [401, 403] {
+            let e = status_error(&resp(status, page), "t");
+            assert!(
+                matches!(&e, ConnectorError::Forbidden(m) if m.contains("Access restricted") && m.contains("add an Allow rule") && !m.contains("credentials (HTTP")),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]

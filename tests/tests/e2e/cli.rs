@@ -2,6 +2,7 @@
 
 use connector_e2e::{ConfigSpec, Fixture, PASSWORD_VAR};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 #[test]
 fn info_describes_the_bundled_connector() {
@@ -52,6 +53,40 @@ fn a_user_without_cmdb_read_is_told_to_get_the_role() {
         message.contains("cmdb_read") && message.contains("403"),
         "{message}"
     );
+}
+
+#[test]
+fn an_instance_whose_ip_access_control_denies_this_host_names_the_allow_rule_to_add() {
+    let f = Fixture::start(5);
+    f.state().deny_all_ips.store(true, Ordering::Relaxed);
+    let config = f.default_config();
+    let names_the_allow_list = |message: &str| {
+        assert!(
+            message.contains("\"Access restricted\" page (HTTP 401)")
+                && message.contains("System Security > IP Address Access Control")
+                && message.contains("add an Allow rule")
+                && !message.contains("rejected the credentials"),
+            "{message}"
+        );
+    };
+    let (code, message) = f
+        .cli(&["check", "--config", config.to_str().unwrap()])
+        .err();
+    assert_eq!(code, 1);
+    names_the_allow_list(&message);
+    let (code, message) = f.sync(&config).err();
+    assert_eq!(code, 1);
+    names_the_allow_list(&message);
+    let statuses: Vec<u16> = f.state().requests().iter().map(|r| r.status).collect();
+    assert!(statuses.iter().all(|&s| s == 401), "{statuses:?}");
+    let status = f
+        .cli(&["status", "--config", config.to_str().unwrap()])
+        .ok();
+    assert!(!status.contains("devices: 5"), "{status}");
+
+    // Control: once the address is admitted, the same configuration syncs.
+    f.state().deny_all_ips.store(false, Ordering::Relaxed);
+    f.sync(&config).ok();
 }
 
 #[test]
