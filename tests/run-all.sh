@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project, from a fresh clone:
 #   1. the Rust workspace (unit tests and the end-to-end tests over 127.0.0.1);
-#   2. ServiceNow's own Python SDK (pysnc) and pysnow against the emulator over HTTPS;
+#   2. ServiceNow's own Python SDK (pysnc) and pysnow against the emulator over HTTPS,
+#      and NetBox's own client (pynetbox) against the NetBox emulator;
 #   3. the code checks: rustfmt, clippy with -D warnings for the host and for the
 #      wasm32-wasip2 components, and rustdoc without warnings.
 set -euo pipefail
@@ -35,11 +36,12 @@ if cargo tree -p connector-host --no-default-features -e normal --prefix none \
 fi
 
 # The real clients need the emulator binary and a Python environment of their own.
-cargo build -p servicenow-emulator
+cargo build -p servicenow-emulator -p netbox-emulator
 venv=target/python-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 SERVICENOW_EMULATOR="$PWD/target/debug/servicenow-emulator" \
+NETBOX_EMULATOR="$PWD/target/debug/netbox-emulator" \
   "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
