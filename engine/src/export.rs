@@ -10,7 +10,6 @@
 use crate::store::Store;
 use anyhow::{bail, Result};
 use connector_sandbox::runtime::ConnectorInfo;
-use rusqlite::params;
 use std::io::Write;
 
 /// What to export besides the live records themselves.
@@ -39,47 +38,56 @@ pub fn export(
             names.join(", ")
         );
     }
-    let embeds = if options.nested {
-        embedded_streams(info, stream)
+    let plan = if options.nested {
+        nesting_plan(info, stream)
     } else {
         Vec::new()
     };
     let conn = store.connection();
-    let mut statements = Vec::with_capacity(embeds.len());
-    for _ in &embeds {
-        statements.push(conn.prepare(
-            "SELECT parent, data FROM records
-             WHERE connection = ?1 AND stream = ?2 AND parent IS NOT NULL AND deleted_at IS NULL
-             ORDER BY parent, key",
-        )?);
+    let mut statements = Vec::with_capacity(plan.len());
+    for i in 0..plan.len() {
+        statements.push(conn.prepare(&embedded_rows_sql(&plan, i))?);
     }
-    // Each child stream's live records in parent order, merged with the
-    // parents as they stream past.
-    let mut children = Vec::with_capacity(embeds.len());
-    for (stmt, (child_stream, name)) in statements.iter_mut().zip(&embeds) {
-        let rows = stmt.query_map(params![connection, child_stream], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    // Each embedded stream's live records in the order of their ancestor
+    // chain, merged with the records above them as those stream past.
+    let mut cursors = Vec::with_capacity(plan.len());
+    for (stmt, embed) in statements.iter_mut().zip(&plan) {
+        let mut streams = embed.chain.clone();
+        streams.insert(0, connection.to_string());
+        let rows = stmt.query_map(rusqlite::params_from_iter(streams), |r| {
+            let depth = r.as_ref().column_count() - 2;
+            let path = (0..depth)
+                .map(|c| r.get::<_, String>(c))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(EmbeddedRow {
+                path,
+                key: r.get(depth)?,
+                data: r.get(depth + 1)?,
+            })
         })?;
-        children.push((name.clone(), rows.peekable()));
+        cursors.push(rows.peekable());
     }
-    let mut line = ObjectLine::default();
+    let mut line = JsonText::default();
+    let mut path = Vec::new();
     store.for_each_record(
         connection,
         stream,
         options.include_deleted,
         |key, data, deletion| {
-            line.start(data);
-            for (name, rows) in children.iter_mut() {
-                line.field(name);
-                embed_children(&mut line, rows, key)?;
-            }
+            line.clear();
+            line.open(data);
+            path.clear();
+            path.push(key.to_string());
+            embed_into(&mut line, &plan, &mut cursors, None, &mut path)?;
             if let Some(deletion) = deletion {
                 line.field("deletedAt");
                 line.string(deletion.at);
                 line.field("deletionReason");
                 line.string(deletion.reason);
             }
-            out.write_all(line.finish().as_bytes())
+            line.close();
+            line.text.push('\n');
+            out.write_all(line.text.as_bytes())
         },
     )
 }
@@ -98,68 +106,160 @@ fn embedded_streams(info: &ConnectorInfo, stream: &str) -> Vec<(String, String)>
         .collect()
 }
 
-/// Appends the JSON array of the children of `key`, taken from `rows`
-/// (ordered by parent), skipping children of parents not exported.
-fn embed_children<I>(
-    line: &mut ObjectLine,
-    rows: &mut std::iter::Peekable<I>,
-    key: &str,
+/// How deep a nested export embeds (devices, their interfaces, their
+/// addresses, ... four levels below the exported stream at most).
+const MAX_NESTING: usize = 4;
+
+/// One stream embedded somewhere below the exported one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Embed {
+    /// The streams from the first embedded level down to this one.
+    chain: Vec<String>,
+    /// The field its records are embedded under.
+    field: String,
+    /// The plan entry it is embedded into; `None` for the exported stream.
+    parent: Option<usize>,
+}
+
+/// Every stream embedded below `stream`, depth first: each stream's
+/// children come right after it. A stream already on the chain above is
+/// not embedded again (no cycles).
+fn nesting_plan(info: &ConnectorInfo, stream: &str) -> Vec<Embed> {
+    fn visit(info: &ConnectorInfo, root: &str, parent: Option<usize>, plan: &mut Vec<Embed>) {
+        let chain = parent.map_or(Vec::new(), |p| plan[p].chain.clone());
+        if chain.len() >= MAX_NESTING {
+            return;
+        }
+        let stream = chain.last().map_or(root, String::as_str);
+        for (child, field) in embedded_streams(info, stream) {
+            if child == root || chain.contains(&child) {
+                continue;
+            }
+            let mut child_chain = chain.clone();
+            child_chain.push(child);
+            plan.push(Embed {
+                chain: child_chain,
+                field,
+                parent,
+            });
+            visit(info, root, Some(plan.len() - 1), plan);
+        }
+    }
+    let mut plan = Vec::new();
+    visit(info, stream, None, &mut plan);
+    plan
+}
+
+/// The query of one embedded stream's live records whose ancestors are all
+/// live: the keys of its ancestor chain (the exported record's first), its
+/// key and its data, in the order of that chain. Parameters: the
+/// connection, then the streams of the chain.
+fn embedded_rows_sql(plan: &[Embed], index: usize) -> String {
+    let depth = plan[index].chain.len();
+    let columns: Vec<String> = (1..=depth).map(|d| format!("t{d}.parent")).collect();
+    let mut sql = format!(
+        "SELECT {}, t{depth}.key, t{depth}.data FROM records t1",
+        columns.join(", ")
+    );
+    for d in 2..=depth {
+        sql.push_str(&format!(
+            " JOIN records t{d} ON t{d}.connection = t1.connection AND t{d}.stream = ?{} \
+             AND t{d}.parent = t{}.key AND t{d}.deleted_at IS NULL",
+            d + 1,
+            d - 1
+        ));
+    }
+    sql.push_str(
+        " WHERE t1.connection = ?1 AND t1.stream = ?2 AND t1.parent IS NOT NULL AND t1.deleted_at IS NULL",
+    );
+    sql.push_str(&format!(" ORDER BY {}, t{depth}.key", columns.join(", ")));
+    sql
+}
+
+/// A record of an embedded stream, with the keys of its ancestors.
+struct EmbeddedRow {
+    path: Vec<String>,
+    key: String,
+    data: String,
+}
+
+/// Appends, for each stream embedded into the record at `path` (of plan
+/// entry `parent`), the JSON array of its records there, each with its own
+/// embedded records. Rows of ancestors not exported are skipped.
+fn embed_into<I>(
+    line: &mut JsonText,
+    plan: &[Embed],
+    cursors: &mut [std::iter::Peekable<I>],
+    parent: Option<usize>,
+    path: &mut Vec<String>,
 ) -> std::io::Result<()>
 where
-    I: Iterator<Item = rusqlite::Result<(String, String)>>,
+    I: Iterator<Item = rusqlite::Result<EmbeddedRow>>,
 {
-    while let Some(Ok((parent, _))) = rows.peek() {
-        if parent.as_str() >= key {
-            break;
+    for index in (0..plan.len()).filter(|i| plan[*i].parent == parent) {
+        line.field(&plan[index].field);
+        line.text.push('[');
+        let mut first = true;
+        loop {
+            match cursors[index].peek() {
+                Some(Ok(row)) if row.path < *path => {
+                    cursors[index].next();
+                }
+                Some(Ok(row)) if row.path == *path => {
+                    let Some(Ok(row)) = cursors[index].next() else {
+                        break;
+                    };
+                    if !first {
+                        line.text.push(',');
+                    }
+                    first = false;
+                    line.open(&row.data);
+                    path.push(row.key);
+                    embed_into(line, plan, cursors, Some(index), path)?;
+                    path.pop();
+                    line.close();
+                }
+                Some(Err(e)) => return Err(std::io::Error::other(e.to_string())),
+                _ => break,
+            }
         }
-        rows.next();
+        line.text.push(']');
     }
-    line.text.push('[');
-    let mut first = true;
-    while let Some(Ok((parent, _))) = rows.peek() {
-        if parent != key {
-            break;
-        }
-        let Some(Ok((_, child))) = rows.next() else {
-            break;
-        };
-        if !first {
-            line.text.push(',');
-        }
-        first = false;
-        line.text.push_str(&child);
-    }
-    if let Some(Err(e)) = rows.peek() {
-        return Err(std::io::Error::other(e.to_string()));
-    }
-    line.text.push(']');
     Ok(())
 }
 
-/// One exported line: a stored record's JSON object with fields appended,
-/// built in a buffer reused from line to line.
+/// One exported line: stored JSON objects opened for more fields (nested
+/// as records are embedded), built in a buffer reused from line to line.
 #[derive(Default)]
-struct ObjectLine {
+struct JsonText {
     text: String,
-    has_fields: bool,
+    /// For each open object, whether it has a field yet.
+    open: Vec<bool>,
 }
 
-impl ObjectLine {
-    /// Starts a line with the stored object `data`, left open for more fields.
-    fn start(&mut self, data: &str) {
+impl JsonText {
+    fn clear(&mut self) {
         self.text.clear();
+        self.open.clear();
+    }
+
+    /// Appends the stored object `data`, left open for more fields.
+    fn open(&mut self, data: &str) {
         let body = data.trim_end();
         let body = body.strip_suffix('}').unwrap_or(body);
         self.text.push_str(body);
-        self.has_fields = body.trim_end() != "{";
+        self.open.push(body.trim_end() != "{");
     }
 
-    /// Appends the name of a new field; its value comes next.
+    /// Appends the name of a new field of the innermost open object; its
+    /// value comes next.
     fn field(&mut self, name: &str) {
-        if self.has_fields {
-            self.text.push(',');
+        if let Some(has_fields) = self.open.last_mut() {
+            if *has_fields {
+                self.text.push(',');
+            }
+            *has_fields = true;
         }
-        self.has_fields = true;
         self.string(name);
         self.text.push(':');
     }
@@ -170,9 +270,137 @@ impl ObjectLine {
             .push_str(&serde_json::to_string(value).expect("strings serialise"));
     }
 
-    /// Closes the object and the line.
-    fn finish(&mut self) -> &str {
-        self.text.push_str("}\n");
-        &self.text
+    /// Closes the innermost open object.
+    fn close(&mut self) {
+        self.open.pop();
+        self.text.push('}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connector_sandbox::runtime::exposure::connector::types::StreamReference;
+    use connector_sandbox::runtime::StreamInfo;
+
+    fn stream(name: &str, parent: Option<(&str, &str)>) -> StreamInfo {
+        StreamInfo {
+            name: name.into(),
+            description: String::new(),
+            key_field: "id".into(),
+            json_schema: "{}".into(),
+            supports_incremental: false,
+            references: parent
+                .map(|(target, embed)| StreamReference {
+                    field: "parentId".into(),
+                    target_stream: target.into(),
+                    embed_as: Some(embed.into()),
+                })
+                .into_iter()
+                .collect(),
+            updated_field: None,
+        }
+    }
+
+    /// devices ← interfaces ← addresses, and a stream embedding itself.
+    fn info() -> ConnectorInfo {
+        ConnectorInfo {
+            name: "t".into(),
+            version: "1.0.0".into(),
+            description: String::new(),
+            settings: vec![],
+            auth_methods: vec![],
+            streams: vec![
+                stream("devices", None),
+                stream("interfaces", Some(("devices", "interfaces"))),
+                stream("addresses", Some(("interfaces", "ipAddresses"))),
+                stream("loops", Some(("loops", "loops"))),
+            ],
+        }
+    }
+
+    fn insert(store: &Store, stream: &str, key: &str, parent: Option<&str>, deleted: bool) {
+        let data = match parent {
+            Some(p) => format!(r#"{{"id":{key},"parentId":{p}}}"#),
+            None => format!(r#"{{"id":{key}}}"#),
+        };
+        store
+            .connection()
+            .execute(
+                "INSERT INTO records (connection, stream, key, data, parent, generation, first_seen, changed_at, deleted_at)
+                 VALUES ('c', ?1, ?2, ?3, ?4, 1, 't', 't', ?5)",
+                rusqlite::params![stream, key, data, parent, deleted.then_some("t")],
+            )
+            .unwrap();
+    }
+
+    fn exported(store: &Store, stream: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let options = ExportOptions {
+            nested: true,
+            include_deleted: false,
+        };
+        export(store, &info(), "c", stream, options, &mut out).unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_nested_export_embeds_every_level_and_skips_what_hangs_off_deleted_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        // Keys whose text order differs from their numeric order.
+        insert(&store, "devices", "9", None, false);
+        insert(&store, "devices", "10", None, false);
+        insert(&store, "devices", "11", None, true);
+        insert(&store, "interfaces", "100", Some("9"), false);
+        insert(&store, "interfaces", "20", Some("9"), false);
+        insert(&store, "interfaces", "30", Some("10"), true);
+        insert(&store, "interfaces", "40", Some("11"), false);
+        insert(&store, "interfaces", "50", Some("77"), false);
+        insert(&store, "addresses", "1", Some("20"), false);
+        insert(&store, "addresses", "2", Some("100"), false);
+        insert(&store, "addresses", "3", Some("100"), false);
+        insert(&store, "addresses", "4", Some("30"), false);
+        insert(&store, "addresses", "5", Some("40"), false);
+        insert(&store, "addresses", "6", Some("50"), false);
+        let devices = exported(&store, "devices");
+        assert_eq!(
+            devices,
+            vec![
+                serde_json::json!({"id": 10, "interfaces": []}),
+                serde_json::json!({"id": 9, "interfaces": [
+                    {"id": 100, "parentId": 9, "ipAddresses": [
+                        {"id": 2, "parentId": 100}, {"id": 3, "parentId": 100}]},
+                    {"id": 20, "parentId": 9, "ipAddresses": [{"id": 1, "parentId": 20}]},
+                ]}),
+            ]
+        );
+        // Exporting a middle stream embeds what is below it only.
+        let interfaces = exported(&store, "interfaces");
+        assert_eq!(interfaces.len(), 4);
+        assert_eq!(
+            interfaces[3]["ipAddresses"],
+            serde_json::json!([{"id": 6, "parentId": 50}])
+        );
+        assert!(interfaces.iter().all(|i| i.get("interfaces").is_none()));
+    }
+
+    #[test]
+    fn the_plan_follows_references_depth_first_and_never_cycles() {
+        let plan = nesting_plan(&info(), "devices");
+        let chains: Vec<Vec<String>> = plan.iter().map(|e| e.chain.clone()).collect();
+        assert_eq!(
+            chains,
+            vec![
+                vec!["interfaces".to_string()],
+                vec!["interfaces".to_string(), "addresses".to_string()]
+            ]
+        );
+        assert_eq!(plan[1].parent, Some(0));
+        assert!(nesting_plan(&info(), "loops").is_empty());
     }
 }
