@@ -24,7 +24,7 @@ cargo test --workspace
 # Code checks (after the tests, whose build they reuse).
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --target wasm32-wasip2 \
-  -p exposure-connector-sdk -p servicenow-connector -p example-inventory-connector \
+  -p exposure-connector-sdk -p servicenow-connector -p netbox-connector -p example-inventory-connector \
   -p probe-connector -p broken-connector -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 # The product binary without the demo builds, and does not link the emulator.

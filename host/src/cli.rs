@@ -33,7 +33,10 @@ pub struct Cli {
 pub enum Command {
     /// Describe a connector component: settings, auth methods, streams.
     Info {
-        /// Component to describe (default: the bundled ServiceNow connector).
+        /// A bundled connector to describe: `servicenow` (the default) or `netbox`.
+        #[arg(long, conflicts_with = "plugin")]
+        connector: Option<String>,
+        /// A component file to describe instead.
         #[arg(long)]
         plugin: Option<PathBuf>,
         /// Print the description as JSON.
@@ -149,7 +152,11 @@ fn run_until(
             connector_sandbox::stop::on_signals(stop.clone());
         }
         match cli.command {
-            Command::Info { plugin, json } => info::info(plugin.as_deref(), json, out).await,
+            Command::Info {
+                connector,
+                plugin,
+                json,
+            } => info::info(connector.as_deref(), plugin.as_deref(), json, out).await,
             Command::Check { config } => check::check(&config, env, out).await,
             Command::Sync { config, json, full } => {
                 sync(&config, env, SyncFlags { json, full, stop }, out)

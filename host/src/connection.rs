@@ -2,7 +2,7 @@
 //! and its `info`, the origin it may contact, the sender, the credential
 //! (with its OAuth token obtained) and the sandbox limits.
 
-use crate::bundled::BUNDLED_COMPONENT;
+use crate::bundled::{bundled, DEFAULT_CONNECTOR};
 use crate::failure::config_failure;
 use anyhow::{anyhow, Result};
 use connector_sandbox::config::Config;
@@ -58,21 +58,50 @@ impl Prepared {
     }
 }
 
+/// Which component a command runs: a bundled connector by name, or a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComponentRef<'a> {
+    /// A connector the host ships with (`connector = "netbox"`).
+    Bundled(&'a str),
+    /// A component file (`plugin = "PATH"`).
+    File(&'a Path),
+}
+
+impl<'a> ComponentRef<'a> {
+    /// The component a configuration names (the default bundled one when
+    /// it names none).
+    pub fn of(config: &'a Config) -> ComponentRef<'a> {
+        ComponentRef::choose(config.connector.as_deref(), config.plugin.as_deref())
+    }
+
+    /// The component named by a bundled name or a file (the default bundled
+    /// one when neither is given; the file when both are).
+    pub fn choose(connector: Option<&'a str>, plugin: Option<&'a Path>) -> ComponentRef<'a> {
+        match (plugin, connector) {
+            (Some(path), _) => ComponentRef::File(path),
+            (None, name) => ComponentRef::Bundled(name.unwrap_or(DEFAULT_CONNECTOR)),
+        }
+    }
+}
+
 /// Loads the configured (or bundled) component and reads its `info`.
-pub async fn prepare(plugin: Option<&Path>) -> Result<Prepared> {
+pub async fn prepare(which: ComponentRef<'_>) -> Result<Prepared> {
     let runtime = Runtime::shared()?;
-    let bytes = match plugin {
-        Some(path) => std::fs::read(path).map_err(|e| {
-            config_failure(format!("cannot read the plugin {}: {e}", path.display()))
-        })?,
-        None => BUNDLED_COMPONENT.to_vec(),
+    let (bytes, what) = match which {
+        ComponentRef::File(path) => (
+            std::fs::read(path).map_err(|e| {
+                config_failure(format!("cannot read the plugin {}: {e}", path.display()))
+            })?,
+            format!("the plugin {}", path.display()),
+        ),
+        ComponentRef::Bundled(name) => (
+            bundled(name).map_err(config_failure)?.to_vec(),
+            format!("the bundled connector `{name}`"),
+        ),
     };
-    let component = runtime.load(&bytes).map_err(|e| {
-        config_failure(format!(
-            "cannot load the plugin {}: {e:#}",
-            plugin.map_or("(bundled)".into(), |p| p.display().to_string())
-        ))
-    })?;
+    let component = runtime
+        .load(&bytes)
+        .map_err(|e| config_failure(format!("cannot load {what}: {e:#}")))?;
     let info = read_info(runtime, &component).await?;
     Ok(Prepared {
         runtime,

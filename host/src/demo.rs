@@ -91,7 +91,10 @@ fn write_config(dir: &Path, base_url: &str) -> Result<std::path::PathBuf> {
 /// export).
 async fn print_one_device(config_path: &Path, out: &mut dyn Write) -> Result<()> {
     let config = connector_sandbox::config::Config::load(config_path)?;
-    let p = crate::connection::prepare(None).await?;
+    let p = crate::connection::prepare(crate::connection::ComponentRef::Bundled(
+        crate::bundled::DEFAULT_CONNECTOR,
+    ))
+    .await?;
     let store = connector_engine::store::Store::open(&config.database)?;
     let connection = crate::connection::connection_name(&config, &p.info, &p.origin(&config)?);
     let mut sample = Vec::new();

@@ -122,16 +122,11 @@ pub fn read_at(
         Some(text) => Cursor::parse(text)?,
         None => Cursor::start(),
     };
-    for (what, value) in [
-        ("watermark", &request.watermark),
-        ("deletions-since watermark", &request.deletions_since),
-    ] {
-        if let Some(value) = value.as_deref().filter(|v| !is_servicenow_datetime(v)) {
-            return Err(ConnectorError::InvalidSettings(format!(
-                "The stored {what} `{value}` is not a ServiceNow date-time (YYYY-MM-DD HH:MM:SS); run a full sync to replace it."
-            )));
-        }
-    }
+    exposure_connector_sdk::cursor::check_watermarks(
+        request,
+        is_servicenow_datetime,
+        "a ServiceNow date-time (YYYY-MM-DD HH:MM:SS)",
+    )?;
     if request.cursor.is_none() && spec.retention && settings.active_within_days > 0 {
         cursor.window_start = Some(window_start(now, settings.active_within_days));
     }

@@ -220,6 +220,7 @@ impl NetworkConfig {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     database: PathBuf,
+    connector: Option<String>,
     plugin: Option<PathBuf>,
     name: Option<String>,
     #[serde(default)]
@@ -238,7 +239,10 @@ struct RawConfig {
 pub struct Config {
     /// SQLite database file.
     pub database: PathBuf,
-    /// Component to load; `None` for the bundled ServiceNow connector.
+    /// A bundled connector, by name (`servicenow`, `netbox`); `None` with no
+    /// `plugin` means the host's default.
+    pub connector: Option<String>,
+    /// Component file to load instead of a bundled connector.
     pub plugin: Option<PathBuf>,
     /// Name of this connection in the database (default: connector@endpoint).
     pub name: Option<String>,
@@ -333,8 +337,14 @@ impl Config {
                 "[sync] partitions must be at most 256".into(),
             ));
         }
+        if raw.connector.is_some() && raw.plugin.is_some() {
+            return Err(ConfigError::Invalid(
+                "set either `connector` (a bundled connector, e.g. \"netbox\") or `plugin` (the path of a component file), not both".into(),
+            ));
+        }
         Ok(Config {
             database: resolve(raw.database),
+            connector: raw.connector,
             plugin: raw.plugin.map(resolve),
             name: raw.name,
             settings,
@@ -381,6 +391,22 @@ password_env = "SERVICENOW_PASSWORD"
         .to_string();
         assert!(e.contains("line 6") && e.contains("password"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn a_bundled_connector_or_a_plugin_not_both() {
+        let c = Config::parse(
+            "connector='netbox'\ndatabase='a'\n[settings]\nurl='x.y'",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.connector.as_deref(), Some("netbox"));
+        let e = Config::parse(
+            "connector='netbox'\nplugin='p.wasm'\ndatabase='a'",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
     }
 
     #[test]

@@ -25,6 +25,28 @@ pub fn decode<T: DeserializeOwned>(text: &str) -> Result<T, ConnectorError> {
     })
 }
 
+/// Checks the watermarks the host hands back (`watermark` and
+/// `deletions-since`) with `valid`, the connector's own format test;
+/// `format` describes that format in the error, which tells the operator to
+/// run a full sync.
+pub fn check_watermarks(
+    request: &crate::types::ReadRequest,
+    valid: impl Fn(&str) -> bool,
+    format: &str,
+) -> Result<(), ConnectorError> {
+    for (what, value) in [
+        ("watermark", &request.watermark),
+        ("deletions-since watermark", &request.deletions_since),
+    ] {
+        if let Some(value) = value.as_deref().filter(|v| !valid(v)) {
+            return Err(ConnectorError::InvalidSettings(format!(
+                "The stored {what} `{value}` is not {format}; run a full sync to replace it."
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,6 +54,27 @@ mod tests {
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
     struct Position {
         after: u64,
+    }
+
+    #[test]
+    fn watermarks_of_another_format_ask_for_a_full_sync() {
+        let mut request = crate::types::ReadRequest {
+            stream_name: "s".into(),
+            partition: crate::types::Partition { index: 0, count: 1 },
+            cursor: None,
+            watermark: Some("2026".into()),
+            deletions_since: None,
+            page_size: 1,
+        };
+        let digits = |v: &str| v.bytes().all(|b| b.is_ascii_digit());
+        assert!(check_watermarks(&request, digits, "digits").is_ok());
+        request.deletions_since = Some("x".into());
+        let e = check_watermarks(&request, digits, "digits").unwrap_err();
+        assert!(
+            e.message()
+                .contains("deletions-since watermark `x` is not digits; run a full sync"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 pub mod inventory;
+pub mod netbox;
 
 /// The test-only probe component (see `tests/components/probe`).
 pub static PROBE_COMPONENT: &[u8] = include_bytes!(env!("PROBE_COMPONENT_PATH"));
@@ -75,6 +76,31 @@ pub struct CliRun {
     pub stdout: String,
     /// The error (with exit code) if it failed.
     pub error: Option<(u8, String)>,
+}
+
+/// Runs the CLI in-process (exactly the code `connector-host` runs) with
+/// the environment `env`.
+pub fn run_cli(args: &[&str], env: &HashMap<String, String>) -> CliRun {
+    let mut argv = vec!["connector-host"];
+    argv.extend_from_slice(args);
+    let cli = <Cli as clap::Parser>::try_parse_from(argv).expect("valid arguments");
+    let mut out = Vec::new();
+    let result = run(cli, env, &mut out);
+    let stdout = String::from_utf8(out).expect("UTF-8 output");
+    CliRun {
+        stdout,
+        error: result.err().map(|e| {
+            let code = e.downcast_ref::<Failure>().map_or(1, |f| f.exit_code);
+            (code, format!("{e:#}"))
+        }),
+    }
+}
+
+/// Parses JSON lines (an export's output).
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("export lines are JSON"))
+        .collect()
 }
 
 impl CliRun {
@@ -187,19 +213,7 @@ impl Fixture {
 
     /// Runs the CLI with another environment.
     pub fn cli_with_env(&self, args: &[&str], env: &HashMap<String, String>) -> CliRun {
-        let mut argv = vec!["connector-host"];
-        argv.extend_from_slice(args);
-        let cli = <Cli as clap::Parser>::try_parse_from(argv).expect("valid arguments");
-        let mut out = Vec::new();
-        let result = run(cli, env, &mut out);
-        let stdout = String::from_utf8(out).expect("UTF-8 output");
-        CliRun {
-            stdout,
-            error: result.err().map(|e| {
-                let code = e.downcast_ref::<Failure>().map_or(1, |f| f.exit_code);
-                (code, format!("{e:#}"))
-            }),
-        }
+        run_cli(args, env)
     }
 
     /// `sync --config PATH`.
@@ -241,11 +255,7 @@ impl Fixture {
     }
 
     fn export_with(&self, args: &[&str]) -> Vec<Value> {
-        self.cli(args)
-            .ok()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("export lines are JSON"))
-            .collect()
+        json_lines(&self.cli(args).ok())
     }
 }
 

@@ -11,6 +11,7 @@ mod e2e {
     pub mod example;
     pub mod faults;
     pub mod lifecycle;
+    pub mod netbox;
     pub mod network;
     pub mod process;
     pub mod sandbox;

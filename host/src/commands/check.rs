@@ -1,6 +1,6 @@
 //! `check`: reads one row of every stream and reports which are readable.
 
-use crate::connection::{credential, limits, prepare, sender};
+use crate::connection::{credential, limits, prepare, sender, ComponentRef};
 use crate::failure::load_config;
 use anyhow::{anyhow, bail, Result};
 use connector_sandbox::egress::{EgressCounters, EgressLimits, EgressPolicy};
@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// Tests the connection the configuration at `path` describes.
 pub async fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write) -> Result<()> {
     let config = load_config(path)?;
-    let p = prepare(config.plugin.as_deref()).await?;
+    let p = prepare(ComponentRef::of(&config)).await?;
     let origin = p.origin(&config)?;
     let sender = sender(&config, &origin, env)?;
     let credential = credential(&config, &p.info, &origin, &sender, env).await?;

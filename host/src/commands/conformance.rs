@@ -1,6 +1,6 @@
 //! `conformance`: judges the configured component against the contract.
 
-use crate::connection::{credential, limits, prepare, sender};
+use crate::connection::{credential, limits, prepare, sender, ComponentRef};
 use crate::failure::{load_config, Failure};
 use anyhow::Result;
 use connector_conformance::harness::Harness;
@@ -19,7 +19,7 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<()> {
     let config = load_config(path)?;
-    let p = prepare(config.plugin.as_deref()).await?;
+    let p = prepare(ComponentRef::of(&config)).await?;
     let report: Report = match p.origin(&config) {
         Err(e) => {
             connector_conformance::info_only(&p.info, &format!("the source cannot be reached: {e}"))

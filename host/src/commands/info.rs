@@ -1,15 +1,21 @@
 //! `info`: describes a component (settings, auth methods, streams).
 
-use crate::connection::prepare;
+use crate::connection::{prepare, ComponentRef};
 use anyhow::Result;
 use connector_sandbox::runtime::{AuthMethod, ConnectorInfo};
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
 
-/// Prints the description of the component at `plugin` (or the bundled one).
-pub async fn info(plugin: Option<&Path>, json: bool, out: &mut dyn Write) -> Result<()> {
-    let p = prepare(plugin).await?;
+/// Prints the description of a component: the file `plugin`, the bundled
+/// connector `connector`, or the default bundled one.
+pub async fn info(
+    connector: Option<&str>,
+    plugin: Option<&Path>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let p = prepare(ComponentRef::choose(connector, plugin)).await?;
     let i = &p.info;
     if json {
         writeln!(out, "{}", serde_json::to_string(&info_json(i))?)?;

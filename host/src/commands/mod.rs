@@ -8,7 +8,7 @@ pub mod schedule;
 pub mod status;
 pub mod sync;
 
-use crate::connection::{connection_name, prepare, Prepared};
+use crate::connection::{connection_name, prepare, ComponentRef, Prepared};
 use crate::failure::{config_failure, load_config};
 use anyhow::{Context as _, Result};
 use connector_engine::store::Store;
@@ -25,7 +25,7 @@ pub(crate) async fn open_synced(path: &Path) -> Result<(Prepared, Store, String)
             path.display()
         )));
     }
-    let p = prepare(config.plugin.as_deref()).await?;
+    let p = prepare(ComponentRef::of(&config)).await?;
     let store = Store::open(&config.database)
         .with_context(|| format!("cannot open the database {}", config.database.display()))?;
     let connection = connection_name(&config, &p.info, &p.origin(&config)?);

@@ -1,6 +1,6 @@
 //! `sync`: reads every stream into the database and prints the run report.
 
-use crate::connection::{connection_name, credential, limits, prepare, sender};
+use crate::connection::{connection_name, credential, limits, prepare, sender, ComponentRef};
 use crate::failure::{load_config, Failure, EXIT_TEMPORARY_FAILURE};
 use anyhow::{Context as _, Result};
 use connector_engine::progress::{Bars, LogLines};
@@ -66,7 +66,7 @@ pub async fn prepare_sync(
     flags: &SyncFlags,
 ) -> Result<PreparedSync> {
     let config = load_config(path)?;
-    let p = prepare(config.plugin.as_deref()).await?;
+    let p = prepare(ComponentRef::of(&config)).await?;
     let origin = p.origin(&config)?;
     let sender = sender(&config, &origin, env)?;
     let mut store = Store::open(&config.database)
