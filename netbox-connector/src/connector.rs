@@ -133,11 +133,15 @@ fn api_version(http: &mut dyn Http, settings: &Settings) -> Result<String, Conne
         .send(&request)
         .map_err(|e| e.to_connector_error(&request, "NetBox server"))?;
     match resp.header("api-version") {
-        Some(version) if resp.status == 200 || resp.status == 403 => Ok(version.trim().to_string()),
-        _ if resp.status != 200 => Err(status_error(&resp, "the API root", "any object")),
-        _ => Err(ConnectorError::BadResponse(format!(
-            "`{}` answered without NetBox's `API-Version` header ({}): `url` does not point at a NetBox server, or something else (a login page, a proxy) answers in its place.",
+        // NetBox sends it with every API answer, refusals included.
+        Some(version) => Ok(version.trim().to_string()),
+        None if resp.status == 429 || resp.status >= 500 => {
+            Err(status_error(&resp, "the API root", "any object"))
+        }
+        None => Err(ConnectorError::NotFound(format!(
+            "`{}` is not NetBox's API: it answered HTTP {} without NetBox's `API-Version` header ({}). Check `url` (the NetBox server, without `/api`) and `base_path`; a login page or proxy answering in NetBox's place looks the same.",
             request.url(),
+            resp.status,
             resp.snippet()
         ))),
     }

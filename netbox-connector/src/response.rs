@@ -42,6 +42,14 @@ fn is_token_refusal(detail: &str) -> bool {
 pub fn status_error(resp: &Response, what: &str, permission: &str) -> ConnectorError {
     let detail = detail_of(resp);
     let said = detail.clone().unwrap_or_else(|| resp.snippet());
+    // NetBox sends `API-Version` with every API answer: a 401 or 404
+    // without it came from something else.
+    if matches!(resp.status, 401 | 404) && resp.header("api-version").is_none() {
+        return ConnectorError::NotFound(format!(
+            "The request for {what} was answered by something that is not NetBox's API (HTTP {} without NetBox's `API-Version` header: {said}). Check `url` (the NetBox server, without `/api`) and `base_path`; a proxy or login page in NetBox's place answers this way too.",
+            resp.status
+        ));
+    }
     match resp.status {
         401 => unauthenticated(401, &said),
         403 if detail.as_deref().is_some_and(is_token_refusal) => unauthenticated(403, &said),
@@ -94,7 +102,10 @@ mod tests {
     fn resp(status: u16, body: &str) -> Response {
         Response {
             status,
-            headers: vec![("retry-after".into(), "3".into())],
+            headers: vec![
+                ("retry-after".into(), "3".into()),
+                ("api-version".into(), "4.5".into()),
+            ],
             body: body.as_bytes().to_vec(),
         }
     }
@@ -151,6 +162,13 @@ mod tests {
         ));
         assert!(matches!(case(302), ConnectorError::BadResponse(m) if m.contains("redirected")));
         assert!(list_page(&resp(200, "<html>login</html>"), "devices").is_err());
+        let mut foreign = resp(401, r#"{"error":{"message":"User Not Authenticated"}}"#);
+        foreign.headers.retain(|(n, _)| n != "api-version");
+        let e = status_error(&foreign, "devices", "p");
+        assert!(
+            matches!(&e, ConnectorError::NotFound(m) if m.contains("not NetBox's API")),
+            "{e:?}"
+        );
         assert!(list_page(&resp(200, r#"{"count":1,"results":[{"id":1}]}"#), "devices").is_ok());
     }
 }

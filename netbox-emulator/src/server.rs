@@ -259,7 +259,14 @@ fn respond(
         _ => {}
     }
     let Some((endpoint, rest)) = Endpoint::of(path) else {
-        return html(StatusCode::NOT_FOUND, "<!doctype html><html><head><title>Page not found</title></head><body><h1>Page Not Found</h1><p>The requested page does not exist.</p></body></html>");
+        // NetBox answers unknown API paths in JSON (with `API-Version`), others with its page.
+        if path.starts_with("/api/") {
+            return detail(StatusCode::NOT_FOUND, "Not found.");
+        }
+        return html(
+            StatusCode::NOT_FOUND,
+            "<!doctype html><html><head><title>Page not found</title></head><body><h1>Page Not Found</h1><p>The requested page does not exist.</p></body></html>",
+        );
     };
     // NetBox requires login for every API view by default (LOGIN_REQUIRED).
     let Some(token) = token else {

@@ -238,3 +238,29 @@ fn the_netbox_component_is_conformant_with_and_without_faults() {
         "{faulted} requests with faults, {clean} without"
     );
 }
+
+#[test]
+fn a_url_that_is_not_netbox_is_told_to_the_operator() {
+    // The ServiceNow emulator: an HTTP server with its own API and refusals.
+    let other = connector_e2e::Fixture::start(3);
+    let f = NetBoxFixture::start(3);
+    let text = std::fs::read_to_string(f.config("nb.toml", "")).unwrap();
+    let config = f.dir.path().join("wrong.toml");
+    std::fs::write(
+        &config,
+        text.replace(&f.netbox.base_url(), &other.emulator.base_url()),
+    )
+    .unwrap();
+    for command in ["check", "sync"] {
+        let (code, message) = f
+            .cli(&[command, "--config", config.to_str().unwrap()])
+            .err();
+        assert_eq!(code, 1, "{command}");
+        assert!(
+            message.contains("not NetBox's API")
+                && message.contains("`url`")
+                && !message.contains("token"),
+            "{command}: {message}"
+        );
+    }
+}
