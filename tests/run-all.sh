@@ -4,7 +4,8 @@
 #   2. ServiceNow's own Python SDK (pysnc) and pysnow against the emulator over HTTPS,
 #      and NetBox's own client (pynetbox) against the NetBox emulator;
 #   3. the code checks: rustfmt, clippy with -D warnings for the host and for the
-#      wasm32-wasip2 components, and rustdoc without warnings.
+#      wasm32-wasip2 components, and rustdoc without warnings;
+#   4. the Python NetBox connector, built with componentize-py, against the NetBox emulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,3 +46,10 @@ fi
 SERVICENOW_EMULATOR="$PWD/target/debug/servicenow-emulator" \
 NETBOX_EMULATOR="$PWD/target/debug/netbox-emulator" \
   "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
+
+# The Python NetBox connector: built with componentize-py (installed from PyPI
+# by its build script), then synced and judged against the NetBox emulator.
+examples/python-netbox/build.sh target/python-netbox/netbox_py.wasm
+PYTHON_NETBOX_COMPONENT="$PWD/target/python-netbox/netbox_py.wasm" \
+  cargo test -p connector-e2e --test e2e -- --ignored --exact \
+  e2e::netbox::the_python_connector_reads_the_same_devices_and_is_conformant_with_and_without_faults

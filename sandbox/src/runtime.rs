@@ -46,7 +46,7 @@ pub use bindings::*;
 mod contract {
     include!(concat!(env!("OUT_DIR"), "/contract.rs"));
 }
-pub use contract::{CONTRACT_VERSION, WORLD_IMPORTS};
+pub use contract::{CONTRACT_VERSION, RUNTIME_WORLD_IMPORTS, WORLD_IMPORTS};
 
 pub use exposure::connector::types::{
     AuthMethod, CheckReport, ConnectorError, ConnectorInfo, Oauth2Grant, Page, Partition,
@@ -319,9 +319,15 @@ impl Runtime {
         environment: &[(&str, &str)],
     ) -> Result<ConnectorInstance> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // No preopened directory, and no TCP, UDP or name lookup: the
+        // filesystem and sockets interfaces a language runtime links grant
+        // nothing (wasmtime-wasi's defaults, stated here on purpose).
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
             .envs(environment)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
         let state = HostState {
             wasi,
@@ -330,7 +336,9 @@ impl Runtime {
             egress,
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
-                .instances(32)
+                // Core instances: a Rust component has a handful; one built
+                // by componentize-py (CPython and its stubs) has 33 or more.
+                .instances(256)
                 .memories(32)
                 .tables(64)
                 .table_elements(100_000)
@@ -373,7 +381,8 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Refuses a component built for another contract version (naming the
 /// version to rebuild against), and one that imports anything the
-/// `connector` world does not.
+/// `connector-with-runtime` world does not (the `connector` world, and the
+/// filesystem and sockets interfaces that grant nothing here).
 fn check_imports(engine: &Engine, component: &Component) -> Result<()> {
     let ty = component.component_type();
     let exports = ty.exports(engine).map(|(name, _)| name.to_string());
@@ -391,12 +400,12 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<()> {
         }
     }
     for name in &imports {
-        if !WORLD_IMPORTS
+        if !RUNTIME_WORLD_IMPORTS
             .iter()
             .any(|allowed| import_matches(name, allowed))
         {
             bail!(
-                "the component imports `{name}`, which the connector world does not grant (it grants: {}); a connector may use only what wit/connector.wit's world imports",
+                "the component imports `{name}`, which the connector world does not grant (it grants: {}; and, granting nothing through them, the filesystem and sockets interfaces of `connector-with-runtime`); a connector may use only what wit/connector.wit's worlds import",
                 WORLD_IMPORTS.join(", ")
             );
         }
@@ -655,7 +664,7 @@ mod tests {
         for needed in [
             "wasi:http/outgoing-handler@0.2.12",
             "wasi:cli/environment@0.2.12",
-            "exposure:connector/log@0.3.0",
+            "exposure:connector/log@0.3.1",
         ] {
             assert!(
                 WORLD_IMPORTS.contains(&needed),
@@ -665,5 +674,14 @@ mod tests {
         assert!(!WORLD_IMPORTS
             .iter()
             .any(|i| i.starts_with("wasi:filesystem") || i.starts_with("wasi:sockets")));
+        // The runtime world adds the filesystem and sockets, and nothing else.
+        let extra: Vec<&&str> = RUNTIME_WORLD_IMPORTS
+            .iter()
+            .filter(|i| !WORLD_IMPORTS.contains(i))
+            .collect();
+        assert_eq!(extra.len(), 9, "{extra:?}");
+        assert!(extra
+            .iter()
+            .all(|i| i.starts_with("wasi:filesystem/") || i.starts_with("wasi:sockets/")));
     }
 }

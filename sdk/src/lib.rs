@@ -77,8 +77,8 @@ pub mod bindings {
         },
         additional_derives: [PartialEq, Eq],
         additional_type_attributes: {
-            "exposure:connector/types@0.3.0/page-counters": [#[derive(Default)]],
-            "exposure:connector/types@0.3.0/page": [#[derive(Default)]],
+            "exposure:connector/types@0.3.1/page-counters": [#[derive(Default)]],
+            "exposure:connector/types@0.3.1/page": [#[derive(Default)]],
         },
         pub_export_macro: true,
         export_macro_name: "__export_connector_world",
@@ -103,7 +103,7 @@ pub mod types {
 pub use connector::Connector;
 
 /// The contract version these bindings implement (the WIT package's).
-pub const CONTRACT_VERSION: &str = "0.3.0";
+pub const CONTRACT_VERSION: &str = "0.3.1";
 
 /// Everything a connector usually needs, in one `use`.
 pub mod prelude {

@@ -264,3 +264,62 @@ fn a_url_that_is_not_netbox_is_told_to_the_operator() {
         );
     }
 }
+
+/// The Python NetBox connector (`examples/python-netbox`, built by
+/// componentize-py), whose path `tests/run-all.sh` passes in
+/// `PYTHON_NETBOX_COMPONENT` after building it.
+fn python_component() -> std::path::PathBuf {
+    std::env::var_os("PYTHON_NETBOX_COMPONENT")
+        .map(std::path::PathBuf::from)
+        .expect(
+            "PYTHON_NETBOX_COMPONENT names the built Python connector (tests/run-all.sh builds it)",
+        )
+}
+
+/// A configuration loading the Python component.
+fn python_config(f: &NetBoxFixture, file: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(f.config(file, ""))
+        .unwrap()
+        .replace(
+            "connector = \"netbox\"",
+            &format!("plugin = {:?}", python_component().display().to_string()),
+        );
+    let path = f.dir.path().join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+#[ignore = "needs the Python component: tests/run-all.sh builds it with componentize-py and runs this"]
+fn the_python_connector_reads_the_same_devices_and_is_conformant_with_and_without_faults() {
+    let f = NetBoxFixture::start(2500);
+    let config = python_config(&f, "py.toml");
+    f.sync(&config).ok();
+    let stored = by_id(f.export(&config, "devices", &[]));
+    assert!(
+        stored == f.expected("devices"),
+        "the Python connector's devices differ from the data"
+    );
+    let mut requests = Vec::new();
+    for fault_rate in [0.0, 0.2] {
+        f.state().set_random_faults(fault_rate, 3);
+        let before = f.state().requests().len();
+        let run = f.cli(&[
+            "conformance",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        let report: Value =
+            serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+        assert!(run.error.is_none(), "{report:#}");
+        for check in report["checks"].as_array().unwrap() {
+            assert_eq!(check["status"], "pass", "{check:#}");
+        }
+        requests.push(f.state().requests().len() - before);
+    }
+    assert!(
+        requests[1] > requests[0],
+        "faults cost no retries: {requests:?}"
+    );
+}

@@ -136,27 +136,40 @@ fn a_component_built_for_another_contract_version_is_told_so() {
         assert_eq!(code, 2);
         assert!(
             message.contains(&format!("built against exposure:connector@{version}"))
-                && message.contains("rebuild the component against exposure:connector@0.3.0"),
+                && message.contains("rebuild the component against exposure:connector@0.3.1"),
             "{message}"
         );
     }
 }
 
 #[test]
-fn a_component_importing_the_filesystem_is_refused_at_load() {
+fn a_component_importing_what_no_world_grants_is_refused_at_load() {
     let f = Fixture::start(1);
     let component = wat::parse_str(
-        r#"(component (import "wasi:filesystem/preopens@0.2.3" (instance)) (import "wasi:sockets/tcp@0.2.3" (instance)))"#,
+        r#"(component (import "wasi:filesystem/preopens@0.2.3" (instance)) (import "wasi:keyvalue/store@0.2.0-draft" (instance)))"#,
     )
     .unwrap();
-    let plugin = f.dir.path().join("fs.wasm");
+    let plugin = f.dir.path().join("kv.wasm");
     std::fs::write(&plugin, component).unwrap();
     let (code, message) = f.cli(&["info", "--plugin", plugin.to_str().unwrap()]).err();
     assert_eq!(code, 2);
     assert!(
-        message.contains("imports `wasi:filesystem/preopens@0.2.3`"),
+        message.contains("imports `wasi:keyvalue/store@0.2.0-draft`"),
         "{message}"
     );
+}
+
+#[test]
+fn the_filesystem_and_sockets_a_runtime_links_grant_nothing() {
+    let f = Fixture::start(1);
+    let target = f.emulator.addr().to_string();
+    // The control: the address is open to anyone allowed to connect.
+    std::net::TcpStream::connect(&target).expect("the emulator accepts connections");
+    let r = probe(&f, &["mode = \"escape\"", &format!("target = {target:?}")]);
+    for what in ["files", "passwd", "tcp", "lookup"] {
+        let outcome = r[what].as_str().unwrap();
+        assert!(outcome.starts_with("refused: "), "{what}: {r}");
+    }
 }
 
 #[test]

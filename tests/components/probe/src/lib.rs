@@ -185,6 +185,30 @@ impl Connector for Probe {
                     json_string(&args.join(" "))
                 )
             }
+            "escape" => {
+                // Through the filesystem and sockets interfaces a language
+                // runtime links (world `connector-with-runtime`).
+                let outcome = |r: std::io::Result<String>| match r {
+                    Ok(what) => format!("ok: {what}"),
+                    Err(e) => format!("refused: {e}"),
+                };
+                let files =
+                    outcome(std::fs::read_dir("/").map(|d| format!("{} entries", d.count())));
+                let passwd = outcome(std::fs::read_to_string("/etc/passwd"));
+                let target = value_of(&settings, "target");
+                let tcp = outcome(std::net::TcpStream::connect(target).map(|_| "connected".into()));
+                let lookup = outcome(
+                    std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80))
+                        .map(|a| format!("{} addresses", a.count())),
+                );
+                format!(
+                    "{{\"sysId\":\"1\",\"files\":{},\"passwd\":{},\"tcp\":{},\"lookup\":{}}}",
+                    json_string(&files),
+                    json_string(&passwd),
+                    json_string(&tcp),
+                    json_string(&lookup)
+                )
+            }
             "spin" => {
                 let mut x: u64 = 1;
                 loop {
