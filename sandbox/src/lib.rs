@@ -1,7 +1,9 @@
 //! `connector-sandbox`: running `exposure:connector` components, confined.
 //!
-//! A component gets no file system, no sockets and no environment; its only
-//! way out is `wasi:http`, and every request passes the [`egress`] policy:
+//! A component gets no file system, no sockets and no environment (a
+//! language runtime may import the filesystem and sockets interfaces, world
+//! `connector-with-runtime`, but no directory is preopened and TCP, UDP and
+//! name lookup are refused); its only way out is `wasi:http`, and every request passes the [`egress`] policy:
 //! one origin, forbidden headers refused, the host's credential attached
 //! (the component never sees it), caps on requests, bodies and time, and the
 //! rate budget of [`pacing`]. Memory, CPU per call and wall-clock time per
