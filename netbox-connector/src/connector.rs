@@ -246,12 +246,11 @@ impl PartitionRead<'_> {
             cursor.watermark = server_watermark(&resp, self.settings.watermark_lag_seconds);
         }
         let page = list_page(&resp, self.spec.noun)?;
-        let (records, last) = self.records(&page, from, below)?;
+        let (records, last) = self.records(&page, from, below, cursor.after)?;
         let returned = page.results.len();
-        let block_done = match page.count {
-            Some(count) => returned as u64 >= count,
-            None => returned == 0,
-        };
+        // An empty page ends the block whatever `count` says, so that a
+        // server counting rows it does not return cannot hold a read.
+        let block_done = returned == 0 || page.count.is_some_and(|c| returned as u64 >= c);
         let mut requests = 1;
         let next = if !block_done {
             Some(Cursor {
@@ -260,9 +259,15 @@ impl PartitionRead<'_> {
             })
         } else if let Some(end) = below {
             requests += 1;
-            match self.first_id_from(end, http)? {
-                Some(id) => Some(Cursor {
-                    block: own_block_from(partition, id),
+            // Blocks only move forward (ids at the very top of the id
+            // space could otherwise pin a partition to one block).
+            match self
+                .first_id_from(end, http)?
+                .map(|id| own_block_from(partition, id))
+                .filter(|block| *block > cursor.block)
+            {
+                Some(block) => Some(Cursor {
+                    block,
                     after: None,
                     ..cursor.clone()
                 }),
@@ -294,12 +299,14 @@ impl PartitionRead<'_> {
         page: &ListPage,
         from: u64,
         below: Option<u64>,
+        after: Option<u64>,
     ) -> Result<(Vec<String>, Option<u64>), ConnectorError> {
         let mut records = Vec::with_capacity(page.results.len());
         let mut last: Option<u64> = None;
         for object in &page.results {
             let id = id_of(object, self.spec.noun)?;
-            if id < from || below.is_some_and(|b| id >= b) || last.is_some_and(|l| id <= l) {
+            let previous = last.or(after);
+            if id < from || below.is_some_and(|b| id >= b) || previous.is_some_and(|p| id <= p) {
                 return Err(ConnectorError::BadResponse(format!(
                     "NetBox returned {} out of the id order or range asked for (id {id} after {last:?}, asked from {from}); it did not honour `ordering=id` and the id filters.",
                     self.spec.noun
@@ -377,9 +384,8 @@ impl PartitionRead<'_> {
                 });
             }
         }
-        let done = page
-            .count
-            .map_or(page.results.is_empty(), |c| page.results.len() as u64 >= c);
+        let done =
+            page.results.is_empty() || page.count.is_some_and(|c| page.results.len() as u64 >= c);
         let next = (!done).then(|| Cursor {
             after: last,
             ..cursor.clone()

@@ -90,12 +90,12 @@ pub fn check_partition(p: Partition) -> Result<(), ConnectorError> {
 
 /// The ids a page at `cursor` may return: from (inclusive), below (exclusive).
 pub fn id_range(p: Partition, cursor: &Cursor) -> (u64, Option<u64>) {
-    let from = cursor.after.map_or(0, |a| a + 1);
+    let from = cursor.after.map_or(0, |a| a.saturating_add(1));
     if p.count == 1 {
         return (from, None);
     }
-    let start = cursor.block * BLOCK_IDS;
-    (from.max(start), Some(start + BLOCK_IDS))
+    let start = cursor.block.saturating_mul(BLOCK_IDS);
+    (from.max(start), Some(start.saturating_add(BLOCK_IDS)))
 }
 
 /// The first block of partition `p` at or after the block holding `id`.
@@ -103,7 +103,7 @@ pub fn own_block_from(p: Partition, id: u64) -> u64 {
     let block = id / BLOCK_IDS;
     let count = u64::from(p.count);
     let offset = (u64::from(p.index) + count - block % count) % count;
-    block + offset
+    block.saturating_add(offset)
 }
 
 #[cfg(test)]

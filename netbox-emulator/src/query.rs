@@ -114,7 +114,13 @@ impl ListQuery {
                 "offset" => q.offset = number(n, value)? as usize,
                 "ordering" => q.descending = value.trim() == "-id",
                 "id" => q.ids.push(number(n, value)?),
-                "id__gt" => q.id_min = Some(q.id_min.unwrap_or(0).max(number(n, value)? + 1)),
+                "id__gt" => {
+                    q.id_min = Some(
+                        q.id_min
+                            .unwrap_or(0)
+                            .max(number(n, value)?.saturating_add(1)),
+                    )
+                }
                 "id__gte" => q.id_min = Some(q.id_min.unwrap_or(0).max(number(n, value)?)),
                 // Ids start at 1, so `id__lt=0` and `id__lt=1` both match nothing.
                 "id__lt" => {
@@ -147,10 +153,29 @@ impl ListQuery {
             .collect()
     }
 
-    /// Whether `value` passes the filter `name` (no filter passes all).
-    pub fn passes(&self, name: &str, value: Option<&str>) -> bool {
-        let wanted = self.values(name);
-        wanted.is_empty() || value.is_some_and(|v| wanted.contains(&v))
+    /// Whether the object passes the filter `name` (no filter passes all);
+    /// `value` gives the object's value, computed only when filtered on.
+    pub fn passes<S: AsRef<str>>(&self, name: &str, value: impl FnOnce() -> Option<S>) -> bool {
+        let mut wanted = self.params.iter().filter(|(k, _)| k == name).peekable();
+        if wanted.peek().is_none() {
+            return true;
+        }
+        let Some(value) = value() else {
+            return false;
+        };
+        wanted.any(|(_, w)| w == value.as_ref())
+    }
+
+    /// The ids the id lookups leave, for a range over a map by id (never
+    /// reversed, which `BTreeMap::range` refuses: ids start at 1, so `0..=0`
+    /// stands for none).
+    pub fn id_range(&self) -> std::ops::RangeInclusive<u64> {
+        let (min, max) = (self.id_min.unwrap_or(0), self.id_max.unwrap_or(u64::MAX));
+        if min > max {
+            0..=0
+        } else {
+            min..=max
+        }
     }
 
     /// Whether an object's id and change time pass the generic filters.
@@ -208,6 +233,14 @@ mod tests {
             (Some(11), Some(19), true)
         );
         assert!(q.admits(11, 0) && q.admits(19, 0) && !q.admits(10, 0) && !q.admits(20, 0));
+    }
+
+    #[test]
+    fn bounds_that_cross_leave_no_ids() {
+        let q = ListQuery::parse("id__gt=10&id__lt=5", "x").unwrap();
+        assert_eq!(q.id_range(), 0..=0);
+        let empty: std::collections::BTreeMap<u64, ()> = (1..20).map(|i| (i, ())).collect();
+        assert_eq!(empty.range(q.id_range()).count(), 0);
     }
 
     #[test]

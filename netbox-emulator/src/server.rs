@@ -348,46 +348,48 @@ fn list(state: &State, endpoint: Endpoint, query: &str, origin: &str) -> Result<
     let (count, results) = match endpoint {
         Endpoint::Devices => page(
             &q,
-            db.devices.values().filter(|d| {
+            db.devices.range(q.id_range()).map(|(_, d)| d).filter(|d| {
                 q.admits(d.id, d.last_updated)
-                    && q.passes("name", d.name.as_deref())
-                    && q.passes("site", Some(&db.sites[d.site].slug))
-                    && q.passes("status", Some(d.status))
+                    && q.passes("name", || d.name.as_deref())
+                    && q.passes("site", || Some(&db.sites[d.site].slug))
+                    && q.passes("status", || Some(d.status))
             }),
             |d| r.device(d),
         ),
         Endpoint::Interfaces => page(
             &q,
-            db.interfaces.values().filter(|i| {
-                q.admits(i.id, i.last_updated)
-                    && q.passes("device_id", Some(&i.device.to_string()))
-                    && q.passes("name", Some(&i.name))
-            }),
+            db.interfaces
+                .range(q.id_range())
+                .map(|(_, i)| i)
+                .filter(|i| {
+                    q.admits(i.id, i.last_updated)
+                        && q.passes("device_id", || Some(i.device.to_string()))
+                        && q.passes("name", || Some(&i.name))
+                }),
             |i| r.interface(i),
         ),
         Endpoint::IpAddresses => page(
             &q,
-            db.ip_addresses.values().filter(|a| {
-                q.admits(a.id, a.last_updated)
-                    && q.passes(
-                        "interface_id",
-                        assigned_interface(a.assigned)
-                            .map(|i| i.to_string())
-                            .as_deref(),
-                    )
-                    && q.passes(
-                        "assigned_object_type",
-                        crate::render::assigned_type(a.assigned),
-                    )
-            }),
+            db.ip_addresses
+                .range(q.id_range())
+                .map(|(_, a)| a)
+                .filter(|a| {
+                    q.admits(a.id, a.last_updated)
+                        && q.passes("interface_id", || {
+                            assigned_interface(a.assigned).map(|i| i.to_string())
+                        })
+                        && q.passes("assigned_object_type", || {
+                            crate::render::assigned_type(a.assigned)
+                        })
+                }),
             |a| r.ip_address(a),
         ),
         Endpoint::ObjectChanges => page(
             &q,
-            db.changes.values().filter(|c| {
+            db.changes.range(q.id_range()).map(|(_, c)| c).filter(|c| {
                 q.admits(c.id, c.time)
-                    && q.passes("action", Some(c.action))
-                    && q.passes("changed_object_type", Some(c.object_type))
+                    && q.passes("action", || Some(c.action))
+                    && q.passes("changed_object_type", || Some(c.object_type))
             }),
             |c| r.change(c),
         ),
@@ -419,8 +421,8 @@ fn page<'a, T: 'a>(
 
 fn envelope(q: &ListQuery, origin: &str, path: &str, count: usize, results: Vec<Value>) -> Value {
     let link = |offset: usize| json!(format!("{origin}{path}?{}", q.with_offset(offset)));
-    let next = if q.offset + q.limit < count {
-        link(q.offset + q.limit)
+    let next = if q.offset.saturating_add(q.limit) < count {
+        link(q.offset.saturating_add(q.limit))
     } else {
         Value::Null
     };
