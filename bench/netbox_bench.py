@@ -8,8 +8,9 @@ What it measures (each RUNS times, medians):
 - full syncs of all three streams by the Rust component in the release host,
   with 4 partitions and with 1 (concurrency 1, so each stream's seconds are
   its own), and pynetbox reading the same three endpoints (limit=1000);
-- devices only: the Rust component's devices stream (from the 1-partition
-  run's report), the Python component's sync, pynetbox's devices;
+- devices only: the Rust component (`sync --stream devices`) and the Python
+  one, each with one partition (their stream's seconds from the report), and
+  pynetbox's devices;
 - component size, and cold start: `info` with no compiled-component cache
   (cranelift compiles the component) and with a warm one.
 """
@@ -46,8 +47,9 @@ def config(directory, url, plugin, partitions):
     return path
 
 
-def sync(host, cfg, env):
-    seconds, rss, out = timed([host, "sync", "--full", "--json", "--config", cfg], env)
+def sync(host, cfg, env, streams=()):
+    only = [arg for stream in streams for arg in ("--stream", stream)]
+    seconds, rss, out = timed([host, "sync", "--full", "--json", "--config", cfg] + only, env)
     report = json.loads(out)
     streams = {s["stream"]: (sum(p["records"] for p in s["partitions"]), s["seconds"]) for s in report["streams"]}
     return seconds, rss, streams
@@ -91,9 +93,8 @@ def main():
             rows = {k: [] for k in ("rust4", "rust1", "rust_devices", "python", "pynetbox_all", "pynetbox_devices")}
             for _ in range(args.runs):
                 rows["rust4"].append(sync(args.host, config(work, url, None, 4), env))
-                rust1 = sync(args.host, config(work, url, None, 1), env)
-                rows["rust1"].append(rust1)
-                rows["rust_devices"].append(rust1[2]["devices"][1])
+                rows["rust1"].append(sync(args.host, config(work, url, None, 1), env))
+                rows["rust_devices"].append(sync(args.host, config(work, url, None, 1), env, ["devices"]))
                 rows["python"].append(sync(args.host, config(work, url, args.python_component, 1), env))
                 rows["pynetbox_all"].append(pynetbox_read(args.python, url, ["dcim.devices", "dcim.interfaces", "ipam.ip_addresses"]))
                 rows["pynetbox_devices"].append(pynetbox_read(args.python, url, ["dcim.devices"]))
@@ -119,7 +120,9 @@ def main():
         "pynetbox_all_s": median([r[0] for r in rows["pynetbox_all"]]),
         "pynetbox_all_rss_mib": median([r[1] for r in rows["pynetbox_all"]]),
         "pynetbox_all_records": rows["pynetbox_all"][0][2],
-        "rust_devices_stream_s": median(rows["rust_devices"]),
+        "rust_devices_s": median([r[0] for r in rows["rust_devices"]]),
+        "rust_devices_stream_s": median([r[2]["devices"][1] for r in rows["rust_devices"]]),
+        "rust_devices_rss_mib": median([r[1] for r in rows["rust_devices"]]),
         "python_devices_s": median([r[0] for r in rows["python"]]),
         "python_devices_stream_s": median([r[2]["devices"][1] for r in rows["python"]]),
         "python_devices_rss_mib": median([r[1] for r in rows["python"]]),
@@ -136,8 +139,8 @@ def main():
     print(f"| All streams, Rust component, 4 partitions | {r['rust_4_partitions_s']:.2f} s | {records_all / r['rust_4_partitions_s']:,.0f} | {r['rust_4_partitions_rss_mib']:.0f} MiB |")
     print(f"| All streams, Rust component, 1 partition | {r['rust_1_partition_s']:.2f} s | {records_all / r['rust_1_partition_s']:,.0f} | |")
     print(f"| All streams, pynetbox (limit=1000) | {r['pynetbox_all_s']:.2f} s | {r['pynetbox_all_records'] / r['pynetbox_all_s']:,.0f} | {r['pynetbox_all_rss_mib']:.0f} MiB |")
-    print(f"| Devices, Rust component (its stream in the 1-partition sync) | {r['rust_devices_stream_s']:.2f} s | {devices / r['rust_devices_stream_s']:,.0f} | |")
-    print(f"| Devices, Python component (its stream; whole sync {r['python_devices_s']:.2f} s) | {r['python_devices_stream_s']:.2f} s | {r['python_devices_records'] / r['python_devices_stream_s']:,.0f} | {r['python_devices_rss_mib']:.0f} MiB |")
+    print(f"| Devices, Rust component (`sync --stream devices`, 1 partition; whole sync {r['rust_devices_s']:.2f} s) | {r['rust_devices_stream_s']:.2f} s | {devices / r['rust_devices_stream_s']:,.0f} | {r['rust_devices_rss_mib']:.0f} MiB |")
+    print(f"| Devices, Python component (1 partition; whole sync {r['python_devices_s']:.2f} s) | {r['python_devices_stream_s']:.2f} s | {r['python_devices_records'] / r['python_devices_stream_s']:,.0f} | {r['python_devices_rss_mib']:.0f} MiB |")
     print(f"| Devices, pynetbox | {r['pynetbox_devices_s']:.2f} s | {devices / r['pynetbox_devices_s']:,.0f} | |")
     for k, v in r["cold_start_s"].items():
         print(f"| `info`, {k} component: no compiled cache / cached | {v['no_cache']:.2f} s / {v['cached']:.2f} s | | |")

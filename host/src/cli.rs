@@ -61,6 +61,9 @@ pub enum Command {
         /// Print the run report as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Read only this stream (repeatable; default: every stream).
+        #[arg(long = "stream", value_name = "NAME")]
+        streams: Vec<String>,
     },
     /// Sync periodically until interrupted (SIGINT/SIGTERM finish the page in
     /// flight, then stop).
@@ -158,10 +161,19 @@ fn run_until(
                 json,
             } => info::info(connector.as_deref(), plugin.as_deref(), json, out).await,
             Command::Check { config } => check::check(&config, env, out).await,
-            Command::Sync { config, json, full } => {
-                sync(&config, env, SyncFlags { json, full, stop }, out)
-                    .await
-                    .map(|_| ())
+            Command::Sync {
+                config,
+                json,
+                full,
+                streams,
+            } => {
+                let flags = SyncFlags {
+                    json,
+                    full,
+                    streams,
+                    stop,
+                };
+                sync(&config, env, flags, out).await.map(|_| ())
             }
             Command::Export {
                 config,

@@ -22,6 +22,8 @@ pub struct SyncFlags {
     pub json: bool,
     /// Force full reads.
     pub full: bool,
+    /// Read only these streams (all when empty).
+    pub streams: Vec<String>,
     /// Triggered to stop after the pages in flight (a signal arrived).
     pub stop: Arc<StopSignal>,
 }
@@ -66,7 +68,8 @@ pub async fn prepare_sync(
     flags: &SyncFlags,
 ) -> Result<PreparedSync> {
     let config = load_config(path)?;
-    let p = prepare(ComponentRef::of(&config)).await?;
+    let mut p = prepare(ComponentRef::of(&config)).await?;
+    choose_streams(&mut p.info, &flags.streams)?;
     let origin = p.origin(&config)?;
     let sender = sender(&config, &origin, env)?;
     let mut store = Store::open(&config.database)
@@ -107,6 +110,29 @@ pub async fn prepare_sync(
         store,
         database: config.database,
     })
+}
+
+/// Keeps only the `wanted` streams of `info` (all when none is named); a
+/// name the component does not have is a configuration error listing them.
+fn choose_streams(
+    info: &mut connector_sandbox::runtime::ConnectorInfo,
+    wanted: &[String],
+) -> Result<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    if let Some(unknown) = wanted
+        .iter()
+        .find(|w| !info.streams.iter().any(|s| &s.name == *w))
+    {
+        let names: Vec<&str> = info.streams.iter().map(|s| s.name.as_str()).collect();
+        return Err(crate::failure::config_failure(format!(
+            "the connector has no stream `{unknown}`; its streams are: {}",
+            names.join(", ")
+        )));
+    }
+    info.streams.retain(|s| wanted.contains(&s.name));
+    Ok(())
 }
 
 /// The engine's options from `[sync]` and the command's flags.

@@ -323,3 +323,23 @@ fn the_python_connector_reads_the_same_devices_and_is_conformant_with_and_withou
         "faults cost no retries: {requests:?}"
     );
 }
+
+#[test]
+fn sync_reads_only_the_streams_it_is_given() {
+    let f = NetBoxFixture::start(40);
+    let config = f.config("nb.toml", "");
+    let path = config.to_str().unwrap();
+    f.cli(&["sync", "--config", path, "--stream", "devices"])
+        .ok();
+    assert_eq!(f.export(&config, "devices", &[]).len(), 40);
+    assert!(f.export(&config, "interfaces", &[]).is_empty());
+    let (code, message) = f
+        .cli(&["sync", "--config", path, "--stream", "vlans"])
+        .err();
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("no stream `vlans`")
+            && message.contains("devices, interfaces, ip_addresses"),
+        "{message}"
+    );
+}
