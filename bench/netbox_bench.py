@@ -27,14 +27,25 @@ import time
 V2_TOKEN = "nbt_8Hk2qT4mZx.Wc9vJr3LpN7sYd2FgA6hUe1KoBi5XtMq"
 
 
+CPU = {}  # command line → CPU seconds (user + system) of its last run
+
+
 def timed(cmd, env=None):
-    """Runs cmd under /usr/bin/time; returns (seconds, max RSS MiB, stdout)."""
-    with tempfile.NamedTemporaryFile("r") as rss:
+    """Runs cmd under /usr/bin/time; returns (seconds, max RSS MiB, stdout)
+    and keeps the process's CPU seconds in CPU[' '.join(cmd)]."""
+    with tempfile.NamedTemporaryFile("r") as usage:
         start = time.perf_counter()
-        out = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name] + cmd,
+        out = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", usage.name] + cmd,
                              env=env, check=True, capture_output=True, text=True)
         seconds = time.perf_counter() - start
-        return seconds, int(rss.read().strip() or 0) / 1024, out.stdout
+        rss, user, system = usage.read().split()[-3:]
+        CPU[" ".join(cmd)] = float(user) + float(system)
+        return seconds, int(rss) / 1024, out.stdout
+
+
+def cpu_of(row):
+    """The CPU seconds a (seconds, rss, result, cpu) row recorded."""
+    return row[3]
 
 
 def config(directory, url, plugin, partitions):
@@ -49,10 +60,11 @@ def config(directory, url, plugin, partitions):
 
 def sync(host, cfg, env, streams=()):
     only = [arg for stream in streams for arg in ("--stream", stream)]
-    seconds, rss, out = timed([host, "sync", "--full", "--json", "--config", cfg] + only, env)
+    cmd = [host, "sync", "--full", "--json", "--config", cfg] + only
+    seconds, rss, out = timed(cmd, env)
     report = json.loads(out)
     streams = {s["stream"]: (sum(p["records"] for p in s["partitions"]), s["seconds"]) for s in report["streams"]}
-    return seconds, rss, streams
+    return seconds, rss, streams, CPU[" ".join(cmd)]
 
 
 def pynetbox_read(python, url, endpoints):
@@ -64,8 +76,9 @@ def pynetbox_read(python, url, endpoints):
         "    n += sum(1 for _ in getattr(getattr(api, app), name).all(limit=1000))\n"
         "print(n)\n"
     )
-    seconds, rss, out = timed([python, "-c", script] + endpoints)
-    return seconds, rss, int(out.strip())
+    cmd = [python, "-c", script] + endpoints
+    seconds, rss, out = timed(cmd)
+    return seconds, rss, int(out.strip()), CPU[" ".join(cmd)]
 
 
 def median(values):
@@ -129,22 +142,24 @@ def main():
         "python_devices_records": rows["python"][0][2]["devices"][0],
         "pynetbox_devices_s": median([r[0] for r in rows["pynetbox_devices"]]),
         "devices_records": devices,
+        "cpu_s": {name: median([cpu_of(r) for r in rows[name]]) for name in rows},
         "size_python_bytes": os.path.getsize(args.python_component),
         "cold_start_s": {k: {"no_cache": v[0], "cached": v[1]} for k, v in cold.items()},
     })
     json.dump(results, open(os.path.join(os.path.dirname(__file__), "netbox-results.json"), "w"), indent=2)
     r = results
-    print(f"| What (NetBox emulator, {args.devices:,} devices, median of {args.runs}) | Time | Records/s | Max RSS |")
-    print("|---|---|---|---|")
-    print(f"| All streams, Rust component, 4 partitions | {r['rust_4_partitions_s']:.2f} s | {records_all / r['rust_4_partitions_s']:,.0f} | {r['rust_4_partitions_rss_mib']:.0f} MiB |")
-    print(f"| All streams, Rust component, 1 partition | {r['rust_1_partition_s']:.2f} s | {records_all / r['rust_1_partition_s']:,.0f} | |")
-    print(f"| All streams, pynetbox (limit=1000) | {r['pynetbox_all_s']:.2f} s | {r['pynetbox_all_records'] / r['pynetbox_all_s']:,.0f} | {r['pynetbox_all_rss_mib']:.0f} MiB |")
-    print(f"| Devices, Rust component (`sync --stream devices`, 1 partition; whole sync {r['rust_devices_s']:.2f} s) | {r['rust_devices_stream_s']:.2f} s | {devices / r['rust_devices_stream_s']:,.0f} | {r['rust_devices_rss_mib']:.0f} MiB |")
-    print(f"| Devices, Python component (1 partition; whole sync {r['python_devices_s']:.2f} s) | {r['python_devices_stream_s']:.2f} s | {r['python_devices_records'] / r['python_devices_stream_s']:,.0f} | {r['python_devices_rss_mib']:.0f} MiB |")
-    print(f"| Devices, pynetbox | {r['pynetbox_devices_s']:.2f} s | {devices / r['pynetbox_devices_s']:,.0f} | |")
+    cpu = r["cpu_s"]
+    print(f"| What (NetBox emulator, {args.devices:,} devices, median of {args.runs}) | Time | Records/s | Client CPU | Max RSS |")
+    print("|---|---|---|---|---|")
+    print(f"| All streams, Rust component, 4 partitions | {r['rust_4_partitions_s']:.2f} s | {records_all / r['rust_4_partitions_s']:,.0f} | {cpu['rust4']:.1f} s | {r['rust_4_partitions_rss_mib']:.0f} MiB |")
+    print(f"| All streams, Rust component, 1 partition | {r['rust_1_partition_s']:.2f} s | {records_all / r['rust_1_partition_s']:,.0f} | {cpu['rust1']:.1f} s | |")
+    print(f"| All streams, pynetbox (limit=1000) | {r['pynetbox_all_s']:.2f} s | {r['pynetbox_all_records'] / r['pynetbox_all_s']:,.0f} | {cpu['pynetbox_all']:.1f} s | {r['pynetbox_all_rss_mib']:.0f} MiB |")
+    print(f"| Devices, Rust component (`sync --stream devices`, 1 partition; whole sync {r['rust_devices_s']:.2f} s) | {r['rust_devices_stream_s']:.2f} s | {devices / r['rust_devices_stream_s']:,.0f} | {cpu['rust_devices']:.1f} s | {r['rust_devices_rss_mib']:.0f} MiB |")
+    print(f"| Devices, Python component (1 partition; whole sync {r['python_devices_s']:.2f} s) | {r['python_devices_stream_s']:.2f} s | {r['python_devices_records'] / r['python_devices_stream_s']:,.0f} | {cpu['python']:.1f} s | {r['python_devices_rss_mib']:.0f} MiB |")
+    print(f"| Devices, pynetbox | {r['pynetbox_devices_s']:.2f} s | {devices / r['pynetbox_devices_s']:,.0f} | {cpu['pynetbox_devices']:.1f} s | |")
     for k, v in r["cold_start_s"].items():
-        print(f"| `info`, {k} component: no compiled cache / cached | {v['no_cache']:.2f} s / {v['cached']:.2f} s | | |")
-    print(f"| Python component size | {r['size_python_bytes'] / 1e6:.1f} MB | | |")
+        print(f"| `info`, {k} component: no compiled cache / cached | {v['no_cache']:.2f} s / {v['cached']:.2f} s | | | |")
+    print(f"| Python component size | {r['size_python_bytes'] / 1e6:.1f} MB | | | |")
     return 0
 
 
