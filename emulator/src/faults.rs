@@ -163,10 +163,10 @@ pub const HIBERNATING_PAGE: &str = "<!DOCTYPE html><html><head><title>Instance H
 /// What an instance's IP Address Access Control serves an address a Deny
 /// rule covers and no Allow rule admits: an HTML page, not the Table API's
 /// JSON error object. ServiceNow's node log records the same refusal as
-/// "Security restricted: Access restricted (<address>) not authorized".
+/// "Security restricted: Access restricted (ADDRESS) not authorized".
 /// The emulator sends it with HTTP 401, the status Microsoft's ServiceNow
 /// connector troubleshooting lists the IP allow-list under
-/// (`shared/reference/peer-connectors.md`, [M1]); the connector recognises
+/// (`shared/reference/peer-connectors.md`, reference M1); the connector recognises
 /// the page by its text, whatever the status.
 pub const ACCESS_RESTRICTED_PAGE: &str = "<!DOCTYPE html><html><head><title>Access restricted</title></head><body><h1>Access restricted</h1><p>Access to this instance is restricted: your IP address is not authorized.</p></body></html>";
 
