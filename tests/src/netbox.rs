@@ -119,79 +119,76 @@ fn seconds(at: i64) -> Value {
 
 /// The oracle: each stream's records from the emulator's objects.
 pub fn expected_records(db: &Database, stream: &str) -> Vec<Value> {
-    let text = |s: &str| Some(json!(s));
     match stream {
-        "devices" => db
-            .devices
-            .values()
-            .map(|d| {
-                let mut r = Map::new();
-                let device_type = &db.device_types[d.device_type];
-                put(&mut r, "id", Some(json!(d.id)));
-                put(&mut r, "name", d.name.as_deref().and_then(text));
-                put(&mut r, "status", text(d.status));
-                put(&mut r, "role", text(&db.roles[d.role].name));
-                put(&mut r, "deviceType", text(&device_type.model.name));
-                put(
-                    &mut r,
-                    "manufacturer",
-                    text(&db.manufacturers[device_type.manufacturer].name),
-                );
-                put(
-                    &mut r,
-                    "platform",
-                    d.platform.and_then(|p| text(&db.platforms[p].name)),
-                );
-                put(&mut r, "site", text(&db.sites[d.site].name));
-                put(
-                    &mut r,
-                    "tenant",
-                    d.tenant.and_then(|t| text(&db.tenants[t].name)),
-                );
-                put(&mut r, "serial", text(&d.serial));
-                put(&mut r, "assetTag", d.asset_tag.as_deref().and_then(text));
-                let primary = d.primary_ip.and_then(|ip| db.ip_addresses.get(&ip));
-                put(&mut r, "primaryIp", primary.and_then(|a| text(&a.address)));
-                put(&mut r, "lastUpdated", Some(seconds(d.last_updated)));
-                Value::Object(r)
-            })
-            .collect(),
-        "interfaces" => db
-            .interfaces
-            .values()
-            .map(|i| {
-                let mut r = Map::new();
-                put(&mut r, "id", Some(json!(i.id)));
-                put(&mut r, "name", text(&i.name));
-                put(&mut r, "deviceId", Some(json!(i.device)));
-                put(
-                    &mut r,
-                    "macAddress",
-                    i.mac_address.as_deref().and_then(text),
-                );
-                put(&mut r, "type", text(i.kind));
-                put(&mut r, "enabled", Some(json!(i.enabled)));
-                put(&mut r, "lastUpdated", Some(seconds(i.last_updated)));
-                Value::Object(r)
-            })
-            .collect(),
-        _ => db
-            .ip_addresses
-            .values()
-            .map(|a| {
-                let mut r = Map::new();
-                put(&mut r, "id", Some(json!(a.id)));
-                put(&mut r, "address", text(&a.address));
-                put(&mut r, "status", text(a.status));
-                put(&mut r, "dnsName", text(&a.dns_name));
-                if let Some(Assignment::Interface(i)) = a.assigned {
-                    put(&mut r, "interfaceId", Some(json!(i)));
-                }
-                put(&mut r, "lastUpdated", Some(seconds(a.last_updated)));
-                Value::Object(r)
-            })
-            .collect(),
+        "devices" => db.devices.values().map(|d| device_record(db, d)).collect(),
+        "interfaces" => db.interfaces.values().map(interface_record).collect(),
+        _ => db.ip_addresses.values().map(ip_address_record).collect(),
     }
+}
+
+fn text(s: &str) -> Option<Value> {
+    Some(json!(s))
+}
+
+fn device_record(db: &Database, d: &netbox_emulator::data::Device) -> Value {
+    let mut r = Map::new();
+    let device_type = &db.device_types[d.device_type];
+    put(&mut r, "id", Some(json!(d.id)));
+    put(&mut r, "name", d.name.as_deref().and_then(text));
+    put(&mut r, "status", text(d.status));
+    put(&mut r, "role", text(&db.roles[d.role].name));
+    put(&mut r, "deviceType", text(&device_type.model.name));
+    put(
+        &mut r,
+        "manufacturer",
+        text(&db.manufacturers[device_type.manufacturer].name),
+    );
+    put(
+        &mut r,
+        "platform",
+        d.platform.and_then(|p| text(&db.platforms[p].name)),
+    );
+    put(&mut r, "site", text(&db.sites[d.site].name));
+    put(
+        &mut r,
+        "tenant",
+        d.tenant.and_then(|t| text(&db.tenants[t].name)),
+    );
+    put(&mut r, "serial", text(&d.serial));
+    put(&mut r, "assetTag", d.asset_tag.as_deref().and_then(text));
+    let primary = d.primary_ip.and_then(|ip| db.ip_addresses.get(&ip));
+    put(&mut r, "primaryIp", primary.and_then(|a| text(&a.address)));
+    put(&mut r, "lastUpdated", Some(seconds(d.last_updated)));
+    Value::Object(r)
+}
+
+fn interface_record(i: &netbox_emulator::data::Interface) -> Value {
+    let mut r = Map::new();
+    put(&mut r, "id", Some(json!(i.id)));
+    put(&mut r, "name", text(&i.name));
+    put(&mut r, "deviceId", Some(json!(i.device)));
+    put(
+        &mut r,
+        "macAddress",
+        i.mac_address.as_deref().and_then(text),
+    );
+    put(&mut r, "type", text(i.kind));
+    put(&mut r, "enabled", Some(json!(i.enabled)));
+    put(&mut r, "lastUpdated", Some(seconds(i.last_updated)));
+    Value::Object(r)
+}
+
+fn ip_address_record(a: &netbox_emulator::data::IpAddress) -> Value {
+    let mut r = Map::new();
+    put(&mut r, "id", Some(json!(a.id)));
+    put(&mut r, "address", text(&a.address));
+    put(&mut r, "status", text(a.status));
+    put(&mut r, "dnsName", text(&a.dns_name));
+    if let Some(Assignment::Interface(i)) = a.assigned {
+        put(&mut r, "interfaceId", Some(json!(i)));
+    }
+    put(&mut r, "lastUpdated", Some(seconds(a.last_updated)));
+    Value::Object(r)
 }
 
 /// Sorts records by their integer `id` (exports come in the store's key order).
