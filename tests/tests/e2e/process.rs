@@ -280,10 +280,12 @@ fn sigint_ends_a_command_that_has_no_clean_stop_at_once() {
     let f = Fixture::start(1);
     // A server that accepts the connection and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    // With SIGINT caught, `check` would end only when this time-out expires, exiting 1.
+    // With SIGINT caught, `check` would end only when this time-out expires,
+    // exiting 1. It is long enough that a loaded machine's delay between the
+    // accept below and the signal cannot reach it (5 s once did, in CI).
     let config = f.config(&ConfigSpec {
         instance: Some(format!("http://{}", silent.local_addr().unwrap())),
-        limits: vec!["request_timeout_seconds = 5".into()],
+        limits: vec!["request_timeout_seconds = 60".into()],
         ..Default::default()
     });
     let mut child = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
