@@ -6,7 +6,7 @@
 //! without touching process-global state. Each command lives in
 //! [`crate::commands`].
 
-use crate::commands::{check, conformance, export, info, schedule, status};
+use crate::commands::{check, component, conformance, export, info, schedule, status};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use connector_engine::export::ExportOptions;
@@ -42,6 +42,16 @@ pub enum Command {
         /// Print the description as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a bundled connector component to a file: the artifact any
+    /// component runtime can run.
+    Component {
+        /// The bundled connector: `servicenow` or `netbox`.
+        #[arg(long, default_value = crate::bundled::DEFAULT_CONNECTOR)]
+        connector: String,
+        /// Where to write it (replaced if it exists).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Test the connection: read one row of every stream and report.
     Check {
@@ -195,6 +205,10 @@ fn run_until(
             Command::Status { config, runs, json } => {
                 status::status(&config, runs, json, out).await
             }
+            Command::Component {
+                connector,
+                out: file,
+            } => component::write(&connector, &file, out),
             Command::Conformance { config, json } => {
                 conformance::run(&config, env, json, out).await
             }

@@ -1,6 +1,7 @@
 //! One module per command of the CLI.
 
 pub mod check;
+pub mod component;
 pub mod conformance;
 pub mod export;
 pub mod info;

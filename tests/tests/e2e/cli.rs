@@ -476,3 +476,24 @@ fn check_tells_devices_hidden_by_acls_from_devices_of_another_class() {
         "{devices}"
     );
 }
+
+#[test]
+fn a_bundled_component_is_written_out_whole_and_loads_as_a_plugin() {
+    let f = Fixture::start(1);
+    let out = f.dir.path().join("netbox.wasm");
+    let out_text = out.to_str().unwrap();
+    f.cli(&["component", "--connector", "netbox", "--out", out_text])
+        .ok();
+    let written = std::fs::read(&out).unwrap();
+    assert!(written == connector_host::bundled::NETBOX_COMPONENT);
+    let info = f.cli(&["info", "--plugin", out_text]).ok();
+    assert!(info.starts_with("netbox "), "{info}");
+    // Written again over the first: replaced, not appended to.
+    f.cli(&["component", "--out", out_text]).ok();
+    assert!(std::fs::read(&out).unwrap() == connector_host::bundled::BUNDLED_COMPONENT);
+    let (code, message) = f
+        .cli(&["component", "--connector", "jira", "--out", out_text])
+        .err();
+    assert_eq!(code, 2);
+    assert!(message.contains("`servicenow` and `netbox`"), "{message}");
+}
