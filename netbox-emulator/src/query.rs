@@ -144,15 +144,6 @@ impl ListQuery {
         Ok(q)
     }
 
-    /// The values of an endpoint filter (several mean "any of them").
-    pub fn values(&self, name: &str) -> Vec<&str> {
-        self.params
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
     /// Whether the object passes the filter `name` (no filter passes all);
     /// `value` gives the object's value, computed only when filtered on.
     pub fn passes<S: AsRef<str>>(&self, name: &str, value: impl FnOnce() -> Option<S>) -> bool {

@@ -114,6 +114,18 @@ impl CliRun {
         }
         self.stdout
     }
+    /// The report of `conformance --json`, panicking unless the run
+    /// succeeded and every check passed.
+    pub fn conformant(self) -> Value {
+        let report: Value =
+            serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout));
+        assert!(self.error.is_none(), "{report:#}");
+        for check in report["checks"].as_array().expect("a list of checks") {
+            assert_eq!(check["status"], "pass", "{check:#}");
+        }
+        report
+    }
+
     /// The error message, panicking if the run succeeded.
     pub fn err(self) -> (u8, String) {
         self.error
