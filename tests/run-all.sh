@@ -5,7 +5,8 @@
 #      and NetBox's own client (pynetbox) against the NetBox emulator;
 #   3. the code checks: rustfmt, clippy with -D warnings for the host and for the
 #      wasm32-wasip2 components, and rustdoc without warnings;
-#   4. the Python NetBox connector, built with componentize-py, against the NetBox emulator.
+#   4. the Python NetBox connector, built with componentize-py, against the NetBox emulator;
+#   5. the Node host (jco) against the emulator, judged against connector-host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,3 +54,10 @@ examples/python-netbox/build.sh target/python-netbox/netbox_py.wasm
 PYTHON_NETBOX_COMPONENT="$PWD/target/python-netbox/netbox_py.wasm" \
   cargo test -p connector-e2e --test e2e -- --ignored --exact \
   e2e::netbox::the_python_connector_reads_the_same_devices_and_is_conformant_with_and_without_faults
+
+# The Node host: the same components under jco on Node (packages pinned by
+# hosts/node/package-lock.json), its unit tests, then the end-to-end tests
+# that judge it against connector-host and the probe.
+npm ci --prefix hosts/node --no-audit --no-fund --loglevel=error
+node --test hosts/node/test/
+cargo test -p connector-e2e --test e2e -- --ignored e2e::node::

@@ -7,6 +7,7 @@
 //! [`crate::commands`].
 
 use crate::commands::{check, component, conformance, export, info, schedule, status};
+use crate::connection::ComponentRef;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use connector_engine::export::ExportOptions;
@@ -40,8 +41,12 @@ pub enum Command {
         #[arg(long)]
         plugin: Option<PathBuf>,
         /// Print the description as JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "wit")]
         json: bool,
+        /// Print the WIT world the component targets (what it imports and
+        /// exports), with every package it names, instead of the description.
+        #[arg(long)]
+        wit: bool,
     },
     /// Write a bundled connector component to a file: the artifact any
     /// component runtime can run.
@@ -168,7 +173,17 @@ fn run_until(
             Command::Info {
                 connector,
                 plugin,
+                wit: true,
+                ..
+            } => info::wit(
+                ComponentRef::choose(connector.as_deref(), plugin.as_deref()),
+                out,
+            ),
+            Command::Info {
+                connector,
+                plugin,
                 json,
+                wit: false,
             } => info::info(connector.as_deref(), plugin.as_deref(), json, out).await,
             Command::Check { config } => check::check(&config, env, out).await,
             Command::Sync {

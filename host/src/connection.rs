@@ -87,7 +87,21 @@ impl<'a> ComponentRef<'a> {
 /// Loads the configured (or bundled) component and reads its `info`.
 pub async fn prepare(which: ComponentRef<'_>) -> Result<Prepared> {
     let runtime = Runtime::shared()?;
-    let (bytes, what) = match which {
+    let (bytes, what) = component_bytes(which)?;
+    let component = runtime
+        .load(&bytes)
+        .map_err(|e| config_failure(format!("cannot load {what}: {e:#}")))?;
+    let info = read_info(runtime, &component).await?;
+    Ok(Prepared {
+        runtime,
+        component,
+        info,
+    })
+}
+
+/// The component's bytes, and how to name it in messages.
+pub fn component_bytes(which: ComponentRef<'_>) -> Result<(Vec<u8>, String)> {
+    Ok(match which {
         ComponentRef::File(path) => (
             std::fs::read(path).map_err(|e| {
                 config_failure(format!("cannot read the plugin {}: {e}", path.display()))
@@ -98,15 +112,6 @@ pub async fn prepare(which: ComponentRef<'_>) -> Result<Prepared> {
             bundled(name).map_err(config_failure)?.to_vec(),
             format!("the bundled connector `{name}`"),
         ),
-    };
-    let component = runtime
-        .load(&bytes)
-        .map_err(|e| config_failure(format!("cannot load {what}: {e:#}")))?;
-    let info = read_info(runtime, &component).await?;
-    Ok(Prepared {
-        runtime,
-        component,
-        info,
     })
 }
 

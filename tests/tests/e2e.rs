@@ -13,6 +13,7 @@ mod e2e {
     pub mod lifecycle;
     pub mod netbox;
     pub mod network;
+    pub mod node;
     pub mod process;
     pub mod sandbox;
     pub mod sync;

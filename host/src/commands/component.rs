@@ -16,7 +16,16 @@ pub fn write(connector: &str, out_path: &Path, out: &mut dyn Write) -> Result<()
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir)
+    // An artifact others may read, as a build writes it (not a temporary
+    // file's owner-only default).
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut file = builder
+        .tempfile_in(dir)
         .with_context(|| format!("cannot write into {}", dir.display()))?;
     file.write_all(bytes)
         .and_then(|_| file.as_file().sync_all())

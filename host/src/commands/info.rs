@@ -1,6 +1,8 @@
-//! `info`: describes a component (settings, auth methods, streams).
+//! `info`: describes a component (settings, auth methods, streams), or
+//! prints the WIT world it targets (`--wit`).
 
-use crate::connection::{prepare, ComponentRef};
+use crate::connection::{component_bytes, prepare, ComponentRef};
+use crate::failure::config_failure;
 use anyhow::Result;
 use connector_sandbox::runtime::{AuthMethod, ConnectorInfo};
 use serde::Serialize;
@@ -62,6 +64,30 @@ pub async fn info(
             }
         }
     }
+    Ok(())
+}
+
+/// Prints the WIT the component's binary carries: its world (exactly what
+/// it imports and exports) and, nested, every package that world names,
+/// so the output is one WIT document another toolchain can read.
+pub fn wit(which: ComponentRef<'_>, out: &mut dyn Write) -> Result<()> {
+    let (bytes, what) = component_bytes(which)?;
+    let decoded = wit_component::decode(&bytes).map_err(|e| {
+        config_failure(format!(
+            "cannot read the WIT of {what}: {e:#}; is it a WebAssembly component?"
+        ))
+    })?;
+    let resolve = decoded.resolve();
+    let root = decoded.package();
+    let nested: Vec<_> = resolve
+        .packages
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| *id != root)
+        .collect();
+    let mut printer = wit_component::WitPrinter::default();
+    printer.print(resolve, root, &nested)?;
+    writeln!(out, "{}", printer.output)?;
     Ok(())
 }
 

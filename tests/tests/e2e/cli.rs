@@ -486,6 +486,12 @@ fn a_bundled_component_is_written_out_whole_and_loads_as_a_plugin() {
         .ok();
     let written = std::fs::read(&out).unwrap();
     assert!(written == connector_host::bundled::NETBOX_COMPONENT);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "an artifact others may read");
+    }
     let info = f.cli(&["info", "--plugin", out_text]).ok();
     assert!(info.starts_with("netbox "), "{info}");
     // Written again over the first: replaced, not appended to.
@@ -496,4 +502,42 @@ fn a_bundled_component_is_written_out_whole_and_loads_as_a_plugin() {
         .err();
     assert_eq!(code, 2);
     assert!(message.contains("`servicenow` and `netbox`"), "{message}");
+}
+
+#[test]
+fn info_wit_prints_the_world_a_component_targets() {
+    let f = Fixture::start(1);
+    let wit = f.cli(&["info", "--wit"]).ok();
+    for line in [
+        "world root {",
+        "  import wasi:http/outgoing-handler@0.2.12;",
+        "  import exposure:connector/log@0.3.1;",
+        "  export exposure:connector/source@0.3.1;",
+        "package exposure:connector@0.3.1 {",
+    ] {
+        assert!(wit.lines().any(|l| l == line), "no `{line}` in:\n{wit}");
+    }
+    // Only what it uses: the ServiceNow component opens no files.
+    assert!(!wit.contains("wasi:filesystem"), "{wit}");
+    // The probe links a language runtime's filesystem and sockets.
+    let probe = f.dir.path().join("probe.wasm");
+    std::fs::write(&probe, connector_e2e::PROBE_COMPONENT).unwrap();
+    let wit = f
+        .cli(&["info", "--wit", "--plugin", probe.to_str().unwrap()])
+        .ok();
+    assert!(
+        wit.contains("import wasi:filesystem/preopens@0.2.12;"),
+        "{wit}"
+    );
+    // Not a component: a configuration error that says so.
+    let bogus = f.dir.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"not wasm").unwrap();
+    let (code, message) = f
+        .cli(&["info", "--wit", "--plugin", bogus.to_str().unwrap()])
+        .err();
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("is it a WebAssembly component?"),
+        "{message}"
+    );
 }
