@@ -66,7 +66,7 @@ export class EgressCounters {
  * The policy of one run.
  *
  * @param {object} options
- * @param {import('./origin.mjs').Origin} options.origin the only origin allowed
+ * @param {import('./origin.mjs').Origin|null} options.origin the only origin allowed (null: none)
  * @param {import('./credential.mjs').Credential|null} options.credential attached to every request
  * @param {{request_timeout_seconds: number, max_response_mib: number, max_requests_per_run: number}} options.limits
  * @param {(level: string, message: string) => void} options.warn the host's log
@@ -156,9 +156,10 @@ function schemeName(scheme) {
 function send(policy, request, options) {
   const { origin, credential, limits, counters, isForbidden, warn } = policy;
   const scheme = schemeName(request.scheme());
-  if (!origin.matches(scheme, request.authority())) {
+  if (!origin?.matches(scheme, request.authority())) {
     counters.denied += 1;
-    warn('warn', `request denied: not the configured endpoint (the component asked for ${scheme ?? '?'}://${request.authority() ?? '?'}; allowed: ${origin})`);
+    const allowed = origin ? `allowed: ${origin}` : 'no request is allowed while the host asks for `info`';
+    warn('warn', `request denied: not the configured endpoint (the component asked for ${scheme ?? '?'}://${request.authority() ?? '?'}; ${allowed})`);
     throw { tag: 'HTTP-request-denied' };
   }
   const method = request.method();

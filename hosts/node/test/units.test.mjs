@@ -126,3 +126,30 @@ test('forbidden headers are refused and counted; others pass', () => {
   assert.equal(egress.counters.forbiddenHeaderAttempts, 5);
   assert.equal(warnings.length, 5);
 });
+
+test('requests leave only for the endpoint, only as GET or HEAD, never while describing', () => {
+  const policy = (origin) =>
+    egressPolicy({
+      origin,
+      credential: null,
+      limits: { request_timeout_seconds: 1, max_response_mib: 1, max_requests_per_run: 0 },
+      warn: () => {},
+    });
+  const request = (types, authority, method = { tag: 'get' }) => {
+    const r = new types.OutgoingRequest(new types.Fields());
+    r.setScheme({ tag: 'HTTP' });
+    r.setAuthority(authority);
+    r.setPathWithQuery('/');
+    r.setMethod(method);
+    return r;
+  };
+  const denied = (e) => e.tag === 'HTTP-request-denied';
+  const describing = policy(null);
+  assert.throws(() => describing.handler.handle(request(describing.types, '127.0.0.1:9')), denied);
+  const reading = policy(Origin.parse('instance', 'http://127.0.0.1:9'));
+  assert.throws(() => reading.handler.handle(request(reading.types, 'localhost:9')), denied);
+  assert.throws(() => reading.handler.handle(request(reading.types, '127.0.0.1:9', { tag: 'post' })), denied);
+  assert.equal(reading.counters.denied, 2);
+  // The control: the endpoint itself passes the policy, and meets the run's cap (0 here).
+  assert.throws(() => reading.handler.handle(request(reading.types, '127.0.0.1:9')), (e) => e.tag === 'connection-limit-reached');
+});

@@ -3,7 +3,9 @@
 //!
 //! Runs `cargo build --release --target wasm32-wasip2 -p CRATE` into a target
 //! directory of its own (a nested cargo must not share the outer build's
-//! lock). On machines where rustup does not install listed targets by itself
+//! lock). The bytes depend only on the sources and the toolchain: paths are
+//! relative to the workspace or remapped (the Cargo home to `/cargo`). On
+//! machines where rustup does not install listed targets by itself
 //! (`RUSTUP_AUTO_INSTALL=0`), a missing target is installed first with
 //! `rustup target add wasm32-wasip2`.
 
@@ -58,6 +60,10 @@ pub fn build_with_features(
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
+        // Reproducible bytes: workspace paths are already relative; the
+        // registry's sources are named from the Cargo home, which differs
+        // between users and machines.
+        .env("CARGO_ENCODED_RUSTFLAGS", remap_cargo_home())
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_STRIP", "true")
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
@@ -83,6 +89,18 @@ pub fn build_with_features(
 }
 
 /// The workspace root: the nearest ancestor of the crate with a `[workspace]` manifest.
+/// `--remap-path-prefix` of the Cargo home to `/cargo`, so panic locations
+/// in dependencies do not carry the builder's home directory.
+fn remap_cargo_home() -> String {
+    let home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    match home {
+        Some(home) => format!("--remap-path-prefix={}=/cargo", home.display()),
+        None => String::new(),
+    }
+}
+
 fn workspace_root() -> PathBuf {
     let manifest_dir =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("called from a build script"));
