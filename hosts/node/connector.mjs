@@ -48,7 +48,7 @@ async function instance(component, { origin, credential, limits, log }) {
     origin,
     credential,
     limits,
-    warn: log,
+    log,
   });
   const { imports, stderrTail } = connectorImports({ log, egress });
   const exports = await component.instantiate(imports);

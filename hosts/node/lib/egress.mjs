@@ -69,12 +69,12 @@ export class EgressCounters {
  * @param {import('./origin.mjs').Origin|null} options.origin the only origin allowed (null: none)
  * @param {import('./credential.mjs').Credential|null} options.credential attached to every request
  * @param {{request_timeout_seconds: number, max_response_mib: number, max_requests_per_run: number}} options.limits
- * @param {(level: string, message: string) => void} options.warn the host's log
+ * @param {(level: string, message: string) => void} options.log the host's log
  * @returns {{ handler: object, types: object, InputStream: Function, counters: EgressCounters }}
  *   the `wasi:http/outgoing-handler` and `wasi:http/types` imports, the
  *   `InputStream` class for `wasi:io/streams`, and the counters
  */
-export function egressPolicy({ origin, credential, limits, warn }) {
+export function egressPolicy({ origin, credential, limits, log }) {
   const counters = new EgressCounters();
   const guarded = credential?.header;
   const isForbidden = (name) => {
@@ -83,11 +83,11 @@ export function egressPolicy({ origin, credential, limits, warn }) {
   };
   const refuse = (name) => {
     counters.forbiddenHeaderAttempts += 1;
-    warn('warn', `the component tried to set the forbidden header \`${String(name).toLowerCase()}\``);
+    log('warn', `the component tried to set the forbidden header \`${String(name).toLowerCase()}\``);
     throw { tag: 'forbidden' };
   };
   const maxBody = limits.max_response_mib * 1024 * 1024;
-  const policy = { origin, credential, limits, counters, isForbidden, maxBody, warn };
+  const policy = { origin, credential, limits, counters, isForbidden, maxBody, log };
 
   const Fields = guardedFieldsClass(isForbidden, refuse);
   const classes = responseClasses(policy, Fields);
@@ -133,6 +133,10 @@ function guardedFieldsClass(isForbidden, refuse) {
       if (isForbidden(name)) refuse(name);
       return super.delete(name);
     }
+    /** A mutable copy that is guarded too (the shim's would not be). */
+    clone() {
+      return Fields.fromList(this.entries());
+    }
     static [Symbol.hasInstance](value) {
       return value instanceof Shim.Fields;
     }
@@ -154,22 +158,22 @@ function schemeName(scheme) {
  * `error-code` the guest receives when the request is refused.
  */
 function send(policy, request, options) {
-  const { origin, credential, limits, counters, isForbidden, warn } = policy;
+  const { origin, credential, limits, counters, isForbidden, log } = policy;
   const scheme = schemeName(request.scheme());
   if (!origin?.matches(scheme, request.authority())) {
     counters.denied += 1;
     const allowed = origin ? `allowed: ${origin}` : 'no request is allowed while the host asks for `info`';
-    warn('warn', `request denied: not the configured endpoint (the component asked for ${scheme ?? '?'}://${request.authority() ?? '?'}; ${allowed})`);
+    log('warn', `request denied: not the configured endpoint (the component asked for ${scheme ?? '?'}://${request.authority() ?? '?'}; ${allowed})`);
     throw { tag: 'HTTP-request-denied' };
   }
   const method = request.method();
   if (method.tag !== 'get' && method.tag !== 'head') {
     counters.denied += 1;
-    warn('warn', `request denied: the Node host sends only GET and HEAD (the component asked for ${method.val ?? method.tag})`);
+    log('warn', `request denied: the Node host sends only GET and HEAD (the component asked for ${method.val ?? method.tag})`);
     throw { tag: 'HTTP-request-denied' };
   }
   if (counters.requests >= limits.max_requests_per_run) {
-    warn('warn', `request denied: the run reached its cap of ${limits.max_requests_per_run} requests ([limits] max_requests_per_run)`);
+    log('warn', `request denied: the run reached its cap of ${limits.max_requests_per_run} requests ([limits] max_requests_per_run)`);
     throw { tag: 'connection-limit-reached' };
   }
   const headers = request.headers().entries().filter(([name]) => !isForbidden(name));
@@ -212,7 +216,7 @@ class BodyTooLarge extends IoError {
  * stream (capped and counted).
  */
 function responseClasses(policy, Fields) {
-  const { counters, isForbidden, maxBody } = policy;
+  const { counters, isForbidden, maxBody, log } = policy;
 
   /** Response headers: immutable, forbidden names removed. */
   class ResponseFields extends Fields {
@@ -324,7 +328,10 @@ function responseClasses(policy, Fields) {
     }
     get() {
       const result = this.#inner.get();
-      if (result?.tag !== 'ok' || result.val.tag !== 'ok') return result;
+      if (result?.tag === 'ok' && result.val.tag === 'err') {
+        return { tag: 'ok', val: { tag: 'err', val: classified(result.val.val, log) } };
+      }
+      if (result?.tag !== 'ok') return result;
       const response = result.val.val;
       const declared = declaredLength(response.headers());
       if (declared !== undefined && declared > maxBody) {
@@ -345,6 +352,21 @@ function responseClasses(policy, Fields) {
     InputStream,
     wrapFuture: (inner) => new FutureIncomingResponse(inner),
   };
+}
+
+/**
+ * The shim reports a failed TLS handshake as `internal-error` with Node's
+ * message; the contract's connectors tell TLS from other failures by the
+ * error code, as wasmtime-wasi-http gives it. The original text goes to the
+ * log.
+ */
+function classified(code, log) {
+  if (code?.tag !== 'internal-error') return code;
+  const text = String(code.val ?? '');
+  log('debug', `the request failed: ${text}`);
+  if (/certificate|self[- ]signed|altnames/i.test(text)) return { tag: 'TLS-certificate-error' };
+  if (/\b(SSL|TLS)\b|handshake/i.test(text)) return { tag: 'TLS-protocol-error' };
+  return code;
 }
 
 /** The `Content-Length` a response declares, if it is a number. */

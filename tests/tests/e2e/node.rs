@@ -292,3 +292,37 @@ fn under_node_exit_statuses_are_connector_hosts() {
         3
     );
 }
+
+#[test]
+#[ignore = "needs Node >= 20 and `npm ci --prefix hosts/node` (tests/run-all.sh)"]
+fn under_node_https_trusts_the_configured_ca_file_and_explains_an_untrusted_certificate() {
+    let f = Fixture::start_with(20, |c| c.tls = true);
+    let ca = f.dir.path().join("emulator-ca.pem");
+    std::fs::write(&ca, f.emulator.ca_pem().expect("TLS emulator")).unwrap();
+    let component = servicenow_component(&f);
+    let config = f.config(&ConfigSpec {
+        network: vec![format!("tls_ca_file = {:?}", ca.display().to_string())],
+        ..Default::default()
+    });
+    let records = node_read(&component, &config, "devices", &f.env).ok();
+    let records: Vec<Value> = records
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        records,
+        connector_e2e::expected_records(f.state(), "devices")
+    );
+    // The control: without the CA file the certificate is not trusted, and the message says so.
+    let untrusting = f.config(&ConfigSpec {
+        file: "untrusting.toml".into(),
+        ..Default::default()
+    });
+    let run = node_read(&component, &untrusting, "devices", &f.env);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("TLS") && run.stderr.contains("not trusted"),
+        "{}",
+        run.stderr
+    );
+}

@@ -88,7 +88,6 @@ pub fn build_with_features(
     embedded
 }
 
-/// The workspace root: the nearest ancestor of the crate with a `[workspace]` manifest.
 /// `--remap-path-prefix` of the Cargo home to `/cargo`, so panic locations
 /// in dependencies do not carry the builder's home directory.
 fn remap_cargo_home() -> String {
@@ -101,6 +100,7 @@ fn remap_cargo_home() -> String {
     }
 }
 
+/// The workspace root: the nearest ancestor of the crate with a `[workspace]` manifest.
 fn workspace_root() -> PathBuf {
     let manifest_dir =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("called from a build script"));
