@@ -60,6 +60,13 @@ pub fn build_with_features(
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
+        // Under `cargo clippy` the outer build's rustc wrapper is clippy-driver:
+        // the component must be compiled by rustc alone, or its bytes depend on
+        // which command last built the host.
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_BUILD_RUSTC_WRAPPER")
+        .env_remove("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
         // Reproducible bytes: workspace paths are already relative; the
         // registry's sources are named from the Cargo home, which differs
         // between users and machines.
