@@ -1,12 +1,12 @@
-//! The command line: `info`, `check`, `sync`, `run`, `status`, `export`,
-//! `conformance`, `demo`.
+//! The command line: `info`, `component`, `check`, `sync`, `run`, `serve`,
+//! `status`, `export`, `conformance`, `demo`.
 //!
 //! [`run`] is the whole CLI as a function of its arguments, an environment
 //! (for secrets) and an output stream, so tests drive exactly what users run
 //! without touching process-global state. Each command lives in
 //! [`crate::commands`].
 
-use crate::commands::{check, component, conformance, export, info, schedule, status};
+use crate::commands::{check, component, conformance, export, info, schedule, serve, status};
 use crate::connection::ComponentRef;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -93,6 +93,20 @@ pub enum Command {
         #[arg(long)]
         max_runs: Option<u32>,
     },
+    /// Serve the operator console over every connection configured in a
+    /// directory, until SIGINT or SIGTERM. Prints `listening on URL`, then
+    /// the sign-in link.
+    Serve {
+        /// Directory of connection files (one TOML file per connection).
+        #[arg(long)]
+        config_dir: PathBuf,
+        /// Address to listen on (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Environment variable holding the sign-in token (default: a random token).
+        #[arg(long)]
+        token_env: Option<String>,
+    },
     /// Show the connection's health and its last runs.
     Status {
         /// Configuration file (TOML).
@@ -164,7 +178,10 @@ fn run_until(
         .context("cannot start the async runtime")?;
     // Only the commands that stop cleanly take over SIGINT and SIGTERM; the
     // others keep the default action, which ends the process at once.
-    let stops_cleanly = matches!(cli.command, Command::Sync { .. } | Command::Run { .. });
+    let stops_cleanly = matches!(
+        cli.command,
+        Command::Sync { .. } | Command::Run { .. } | Command::Serve { .. }
+    );
     runtime.block_on(async {
         if signals && stops_cleanly {
             connector_sandbox::stop::on_signals(stop.clone());
@@ -219,6 +236,18 @@ fn run_until(
             } => schedule::run_every(&config, env, every, max_runs, &stop, out).await,
             Command::Status { config, runs, json } => {
                 status::status(&config, runs, json, out).await
+            }
+            Command::Serve {
+                config_dir,
+                listen,
+                token_env,
+            } => {
+                let options = serve::ServeOptions {
+                    config_dir,
+                    listen,
+                    token_env,
+                };
+                serve::serve(&options, env, stop.clone(), out).await
             }
             Command::Component {
                 connector,

@@ -523,3 +523,12 @@ impl Drop for ConnectProxy {
         }
     }
 }
+
+/// Sends SIGTERM to `child` (what a service manager does to stop it).
+pub fn sigterm(child: &std::process::Child) {
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(term.success(), "kill -TERM failed");
+}

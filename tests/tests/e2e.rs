@@ -8,6 +8,7 @@ mod e2e {
     pub mod auth;
     pub mod cli;
     pub mod conformance;
+    pub mod console;
     pub mod example;
     pub mod faults;
     pub mod lifecycle;

@@ -6,6 +6,7 @@ pub mod conformance;
 pub mod export;
 pub mod info;
 pub mod schedule;
+pub mod serve;
 pub mod status;
 pub mod sync;
 

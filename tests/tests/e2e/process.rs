@@ -193,11 +193,7 @@ fn sigterm_finishes_the_pages_in_flight_and_the_next_sync_resumes() {
 
     let child = spawn_sync(&f, &config);
     assert!(f.state().wait_for_requests(uninterrupted + 10, PATIENCE) >= uninterrupted + 10);
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    connector_e2e::sigterm(&child);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,0 +1,134 @@
+//! The operator console of `connector-host serve`: server-rendered pages
+//! over the connections a host runs, and the metrics operations teams
+//! scrape.
+//!
+//! The console knows HTTP and HTML, not stores or components: the host
+//! gives it a [`Backend`] that answers in the plain types of [`view`].
+//!
+//! | Route | Session | What |
+//! |---|---|---|
+//! | `GET /signin?token=…` | no | opens a session from the sign-in link, sends the browser to `/` |
+//! | `GET /` | yes | the Data connectors page |
+//! | `GET /assets/console.css` | no | the stylesheet (embedded) |
+//! | `GET /healthz` | no | `ok` |
+//! | `GET /metrics` | no | Prometheus text format |
+//!
+//! Every response carries a strict Content-Security-Policy (nothing from
+//! another origin, no inline script or style), `nosniff`, `no-referrer`
+//! (the sign-in link's token never leaves in a `Referer`) and
+//! `frame-ancestors 'none'`.
+//!
+//! ```no_run
+//! # async fn example(backend: std::sync::Arc<dyn connector_console::Backend>) -> std::io::Result<()> {
+//! use connector_console::{auth::SignInToken, Console};
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let token = SignInToken::random();
+//! println!("sign in: http://{}/signin?token={}", listener.local_addr()?, token.expose());
+//! Console::new(backend, token, false)
+//!     .serve(listener, std::future::pending())
+//!     .await
+//! # }
+//! ```
+
+pub mod auth;
+mod metrics;
+mod pages;
+pub mod view;
+
+use axum::extract::Request;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+use axum::http::HeaderValue;
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use std::future::Future;
+use std::sync::Arc;
+
+pub use metrics::exposition;
+pub use view::{ConnectionView, HealthState, HealthView, LastSync, StreamView};
+
+/// What the console asks of the host.
+pub trait Backend: Send + Sync + 'static {
+    /// Every configured connection, as it is now.
+    fn connections(&self) -> anyhow::Result<Vec<ConnectionView>>;
+}
+
+/// The state every handler shares.
+#[derive(Clone)]
+pub struct ConsoleState {
+    backend: Arc<dyn Backend>,
+}
+
+/// The console: a router over a backend, with its sessions.
+pub struct Console {
+    state: ConsoleState,
+    sessions: auth::Sessions,
+}
+
+/// The Content-Security-Policy of every response: only this origin, no
+/// inline code, no framing, forms post only here.
+pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+impl Console {
+    /// A console over `backend`, opened by `token`; `tls` when the host
+    /// serves it over HTTPS (cookies are then `Secure`).
+    pub fn new(backend: Arc<dyn Backend>, token: auth::SignInToken, tls: bool) -> Console {
+        Console {
+            state: ConsoleState { backend },
+            sessions: auth::Sessions::new(token, tls),
+        }
+    }
+
+    /// The routes, with the session check and the security headers.
+    pub fn router(self) -> Router {
+        let signed_in = Router::new()
+            .route("/", get(pages::connectors))
+            .with_state(self.state.clone())
+            .layer(from_fn_with_state(
+                self.sessions.clone(),
+                auth::require_session,
+            ));
+        let open = Router::new()
+            .route("/healthz", get(pages::healthz))
+            .route("/metrics", get(metrics::metrics))
+            .with_state(self.state)
+            .route("/assets/console.css", get(pages::stylesheet))
+            .route(
+                "/signin",
+                get(auth::sign_in).with_state(self.sessions.clone()),
+            );
+        signed_in.merge(open).layer(from_fn(security_headers))
+    }
+
+    /// Serves on `listener` until `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Adds the security headers to every response.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE),
+    );
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers
+        .entry(CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,251 @@
+//! The console over real connections on 127.0.0.1: sessions from the sign-in
+//! link, the security headers, the Data connectors page, `/healthz` and
+//! `/metrics`, with a backend that serves fixed connections.
+
+use connector_console::auth::SignInToken;
+use connector_console::{
+    Backend, ConnectionView, Console, HealthState, HealthView, LastSync, StreamView,
+};
+use std::sync::Arc;
+
+const TOKEN: &str = "sign-in-token-for-tests-0123456789";
+
+struct Fixed(Vec<ConnectionView>);
+
+impl Backend for Fixed {
+    fn connections(&self) -> anyhow::Result<Vec<ConnectionView>> {
+        Ok(self.0.clone())
+    }
+}
+
+fn connections() -> Vec<ConnectionView> {
+    vec![
+        ConnectionView {
+            name: "servicenow@contoso".into(),
+            connector: "servicenow-cmdb".into(),
+            endpoint: "https://contoso.service-now.com:443".into(),
+            health: Some(HealthView {
+                state: HealthState::Connected,
+                message: None,
+                since: "2026-12-03T10:00:00Z".into(),
+            }),
+            last_sync: Some(LastSync {
+                finished_at: "2026-12-03T10:00:00Z".into(),
+                finished_unix: Some(1_796_292_000),
+                seconds: 12.5,
+                requests: 42,
+            }),
+            streams: vec![StreamView {
+                stream: "devices".into(),
+                records: 1000,
+                retries: vec![("rate-limited".into(), 2)],
+                hidden_by_acl: 3,
+            }],
+            problem: None,
+        },
+        ConnectionView {
+            name: "netbox \"lab\"".into(),
+            connector: "netbox".into(),
+            endpoint: "https://netbox.lab:443".into(),
+            health: Some(HealthView {
+                state: HealthState::Failed,
+                message: Some("NetBox refused the token <script>alert(1)</script>".into()),
+                since: "2026-12-03T11:00:00Z".into(),
+            }),
+            last_sync: None,
+            streams: vec![],
+            problem: None,
+        },
+    ]
+}
+
+/// A console on 127.0.0.1, served until the test's runtime ends.
+struct Served {
+    base: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn serve() -> Served {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let token = SignInToken::chosen(TOKEN.into()).unwrap();
+    let console = Console::new(Arc::new(Fixed(connections())), token, false);
+    runtime.spawn(console.serve(listener, std::future::pending()));
+    Served {
+        base,
+        _runtime: runtime,
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn get(s: &Served, path: &str, cookie: Option<&str>) -> Answer {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let mut request = agent.get(format!("{}{path}", s.base));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let mut response = request.call().unwrap();
+    Answer {
+        status: response.status().as_u16(),
+        headers: response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: response.body_mut().read_to_string().unwrap(),
+    }
+}
+
+/// Signs in with the token and returns the session cookie (`name=value`).
+fn sign_in(s: &Served) -> String {
+    let answer = get(s, &format!("/signin?token={TOKEN}"), None);
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.header("location"), Some("/"));
+    let set = answer.header("set-cookie").expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    set.split(';').next().unwrap().to_string()
+}
+
+#[test]
+fn pages_need_a_session_from_the_sign_in_link() {
+    let s = serve();
+    let refused = get(&s, "/", None);
+    assert_eq!(refused.status, 401);
+    assert!(
+        refused.body.contains("Sign in with the link"),
+        "{}",
+        refused.body
+    );
+    assert!(!refused.body.contains("servicenow@contoso"));
+    // A wrong token, a token one character short, and none at all open nothing.
+    for path in [
+        "/signin?token=wrong".to_string(),
+        format!("/signin?token={}", &TOKEN[..TOKEN.len() - 1]),
+        "/signin".to_string(),
+    ] {
+        let answer = get(&s, &path, None);
+        assert_eq!(answer.status, 401, "{path}");
+        assert!(answer.header("set-cookie").is_none(), "{path}");
+    }
+    // A forged session cookie opens nothing either.
+    assert_eq!(get(&s, "/", Some("console_session=0000")).status, 401);
+    // The control: the sign-in link's session shows the page.
+    let cookie = sign_in(&s);
+    let page = get(&s, "/", Some(&cookie));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("servicenow@contoso"), "{}", page.body);
+}
+
+#[test]
+fn the_data_connectors_page_shows_health_in_words_and_escapes_what_sources_say() {
+    let s = serve();
+    let cookie = sign_in(&s);
+    let page = get(&s, "/", Some(&cookie)).body;
+    assert!(page.contains("<h1>Data connectors</h1>"), "{page}");
+    assert!(page.contains("Connected"), "{page}");
+    assert!(page.contains("Failed"), "{page}");
+    assert!(page.contains("1000 records"), "{page}");
+    assert!(page.contains("12.5 s, 42 requests"), "{page}");
+    assert!(
+        page.contains("NetBox refused the token &#60;script&#62;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>alert(1)</script>"), "{page}");
+}
+
+#[test]
+fn every_response_carries_the_security_headers() {
+    let s = serve();
+    let cookie = sign_in(&s);
+    for (path, cookie) in [
+        ("/", Some(cookie.as_str())),
+        ("/", None),
+        ("/healthz", None),
+        ("/metrics", None),
+        ("/signin?token=wrong", None),
+        ("/assets/console.css", None),
+    ] {
+        let answer = get(&s, path, cookie);
+        let csp = answer.header("content-security-policy").unwrap_or("");
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(
+            answer.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            answer.header("referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn healthz_and_metrics_need_no_session_and_metrics_are_prometheus_text() {
+    let s = serve();
+    let health = get(&s, "/healthz", None);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let metrics = get(&s, "/metrics", None);
+    assert_eq!(metrics.status, 200);
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = metrics.body;
+    for line in [
+        "connector_health{connection=\"servicenow@contoso\",state=\"connected\"} 1",
+        "connector_health{connection=\"servicenow@contoso\",state=\"failed\"} 0",
+        "connector_health{connection=\"netbox \\\"lab\\\"\",state=\"failed\"} 1",
+        "connector_records{connection=\"servicenow@contoso\",stream=\"devices\"} 1000",
+        "connector_last_sync_duration_seconds{connection=\"servicenow@contoso\"} 12.5",
+        "connector_last_sync_end_timestamp_seconds{connection=\"servicenow@contoso\"} 1796292000",
+        "connector_last_sync_requests{connection=\"servicenow@contoso\"} 42",
+        "connector_last_sync_retries{connection=\"servicenow@contoso\",stream=\"devices\",reason=\"rate-limited\"} 2",
+        "connector_last_sync_rows_hidden_by_acl{connection=\"servicenow@contoso\",stream=\"devices\"} 3",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    // Every family is declared once, before its samples.
+    let mut declared = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(
+                !declared.contains(&name.to_string()),
+                "{name} declared twice"
+            );
+            declared.push(name.to_string());
+        } else if !line.starts_with('#') {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert_eq!(declared.last().map(String::as_str), Some(name), "{line}");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! `connector-host serve`: the operator console as the real process serves
+//! it over the connections of a configuration directory.
+
+use connector_e2e::{ConfigSpec, Fixture, PASSWORD_VAR};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// `e2e-host serve` on a free loopback port, with the fixture's environment
+/// and its sign-in token from `CONSOLE_TOKEN`; returns the child and the
+/// two lines it prints first.
+fn spawn_serve(f: &Fixture, dir: &std::path::Path) -> (Child, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
+        .arg(dir)
+        .args(["--token-env", "CONSOLE_TOKEN"])
+        .env(PASSWORD_VAR, &f.password)
+        .env("CONSOLE_TOKEN", "console-token-of-the-e2e-tests")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = lines.next().unwrap().unwrap();
+    let sign_in = lines.next().unwrap().unwrap();
+    (child, listening, sign_in)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+/// GET `url` with `cookie`: (status, Set-Cookie, body).
+fn get(url: &str, cookie: Option<&str>) -> (u16, Option<String>, String) {
+    let mut request = agent().get(url);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let mut response = request.call().unwrap();
+    let set_cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response.body_mut().read_to_string().unwrap();
+    (response.status().as_u16(), set_cookie, body)
+}
+
+#[test]
+fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm() {
+    let f = Fixture::start(40);
+    let config = f.config(&ConfigSpec::default());
+    f.sync(&config).ok();
+    // A second file that cannot load is shown with its problem, not fatal.
+    std::fs::write(f.dir.path().join("zz-broken.toml"), "bogus\n").unwrap();
+    let (mut child, listening, sign_in) = spawn_serve(&f, f.dir.path());
+    let base = listening
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {listening}"))
+        .to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    assert_eq!(
+        sign_in,
+        format!("sign in: {base}/signin?token=console-token-of-the-e2e-tests")
+    );
+    let (status, _, body) = get(&format!("{base}/"), None);
+    assert_eq!(status, 401, "{body}");
+    let link = sign_in.strip_prefix("sign in: ").unwrap();
+    let (status, set_cookie, _) = get(link, None);
+    assert_eq!(status, 303);
+    let cookie = set_cookie.unwrap().split(';').next().unwrap().to_string();
+    let (status, _, page) = get(&format!("{base}/"), Some(&cookie));
+    assert_eq!(status, 200, "{page}");
+    let port = f.emulator.addr().port();
+    assert!(
+        page.contains(&format!("servicenow-cmdb@127.0.0.1:{port}")),
+        "{page}"
+    );
+    assert!(page.contains("Connected"), "{page}");
+    assert!(page.contains("40 records"), "{page}");
+    assert!(page.contains("Configuration problem"), "{page}");
+    assert!(!page.contains(&f.password), "a secret reached the browser");
+    let (status, _, metrics) = get(&format!("{base}/metrics"), None);
+    assert_eq!(status, 200);
+    let line = format!(
+        "connector_records{{connection=\"servicenow-cmdb@127.0.0.1:{port}\",stream=\"devices\"}} 40"
+    );
+    assert!(metrics.lines().any(|l| l == line), "{metrics}");
+    // SIGTERM stops it cleanly.
+    connector_e2e::sigterm(&child);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_address_and_a_missing_token_variable() {
+    let f = Fixture::start(1);
+    let dir = f.dir.path().to_str().unwrap();
+    let (code, message) = f
+        .cli(&["serve", "--config-dir", dir, "--listen", "0.0.0.0:0"])
+        .err();
+    assert_eq!(code, 2);
+    assert!(message.contains("not a loopback address"), "{message}");
+    let (code, message) = f
+        .cli(&[
+            "serve",
+            "--config-dir",
+            dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--token-env",
+            "NO_SUCH_VAR",
+        ])
+        .err();
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("NO_SUCH_VAR") && message.contains("not set"),
+        "{message}"
+    );
+}
