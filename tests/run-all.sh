@@ -2,7 +2,8 @@
 # Every test of the project, from a fresh clone:
 #   1. the Rust workspace (unit tests and the end-to-end tests over 127.0.0.1);
 #   2. ServiceNow's own Python SDK (pysnc) and pysnow against the emulator over HTTPS,
-#      and NetBox's own client (pynetbox) against the NetBox emulator;
+#      NetBox's own client (pynetbox) against the NetBox emulator, and Prometheus'
+#      parser (prometheus-client) on the console's /metrics;
 #   3. the code checks: rustfmt, clippy with -D warnings for the host and for the
 #      wasm32-wasip2 components, and rustdoc without warnings;
 #   4. the Python NetBox connector, built with componentize-py, against the NetBox emulator;
@@ -38,7 +39,7 @@ if cargo tree -p connector-host --no-default-features -e normal --prefix none \
 fi
 
 # The real clients need the emulator binary and a Python environment of their own.
-cargo build -p servicenow-emulator -p netbox-emulator
+cargo build -p servicenow-emulator -p netbox-emulator -p connector-host
 venv=target/python-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
@@ -46,6 +47,7 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 SERVICENOW_EMULATOR="$PWD/target/debug/servicenow-emulator" \
 NETBOX_EMULATOR="$PWD/target/debug/netbox-emulator" \
+CONNECTOR_HOST="$PWD/target/debug/connector-host" \
   "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
 
 # The Python NetBox connector: built with componentize-py (installed from PyPI
