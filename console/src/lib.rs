@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `GET /signin?token=…` | no | opens a session from the sign-in link, sends the browser to `/` |
 //! | `GET /` | yes | the Data connectors page |
+//! | `GET /connections/{id}` | yes | a connection: health, its last runs with their completeness report |
 //! | `GET /assets/console.css` | no | the stylesheet (embedded) |
 //! | `GET /healthz` | no | `ok` |
 //! | `GET /metrics` | no | Prometheus text format |
@@ -49,12 +50,18 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use metrics::exposition;
-pub use view::{ConnectionView, HealthState, HealthView, LastSync, StreamView};
+pub use view::{
+    ConnectionDetail, ConnectionView, HealthState, HealthView, LastSync, PartitionRunView, RunView,
+    StreamRunView, StreamView,
+};
 
 /// What the console asks of the host.
 pub trait Backend: Send + Sync + 'static {
     /// Every configured connection, as it is now.
     fn connections(&self) -> anyhow::Result<Vec<ConnectionView>>;
+
+    /// The connection `id` with its recent runs; `None` when there is no such connection.
+    fn connection(&self, id: &str) -> anyhow::Result<Option<ConnectionDetail>>;
 }
 
 /// The state every handler shares.
@@ -87,6 +94,7 @@ impl Console {
     pub fn router(self) -> Router {
         let signed_in = Router::new()
             .route("/", get(pages::connectors))
+            .route("/connections/{id}", get(pages::connection))
             .with_state(self.state.clone())
             .layer(from_fn_with_state(
                 self.sessions.clone(),

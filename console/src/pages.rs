@@ -1,10 +1,10 @@
 //! The pages, rendered on the server from compiled templates
 //! (`console/templates/`), and the stylesheet they share.
 
-use crate::view::ConnectionView;
+use crate::view::{ConnectionDetail, ConnectionView};
 use crate::{Backend, ConsoleState};
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -49,6 +49,29 @@ pub async fn connectors(State(state): State<ConsoleState>) -> Response {
         Ok(connections) => html(&ConnectorsPage {
             connections: &connections,
         }),
+        Err(e) => failure(&e),
+    }
+}
+
+/// A connection's page.
+#[derive(Template)]
+#[template(path = "connection.html")]
+struct ConnectionPage<'a> {
+    detail: &'a ConnectionDetail,
+}
+
+/// The page for an unknown connection.
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFound<'a> {
+    id: &'a str,
+}
+
+/// `GET /connections/{id}`: health and the last runs' completeness reports.
+pub async fn connection(State(state): State<ConsoleState>, Path(id): Path<String>) -> Response {
+    match state.backend.connection(&id) {
+        Ok(Some(detail)) => html(&ConnectionPage { detail: &detail }),
+        Ok(None) => (StatusCode::NOT_FOUND, html(&NotFound { id: &id })).into_response(),
         Err(e) => failure(&e),
     }
 }

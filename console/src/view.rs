@@ -91,6 +91,8 @@ pub struct StreamView {
 /// One configured connection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionView {
+    /// Its identifier in URLs (for `serve`, the configuration file's stem).
+    pub id: String,
     /// The connection's name (unique in the host).
     pub name: String,
     /// The connector that serves it (its `info` name).
@@ -105,4 +107,73 @@ pub struct ConnectionView {
     pub streams: Vec<StreamView>,
     /// Why the host cannot run it, when its configuration is broken.
     pub problem: Option<String>,
+}
+
+impl ConnectionView {
+    /// The path of its page, the identifier percent-encoded.
+    pub fn href(&self) -> String {
+        let mut path = String::from("/connections/");
+        for byte in self.id.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                path.push(byte as char);
+            } else {
+                path.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        path
+    }
+}
+
+/// A connection with its recent runs (its page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionDetail {
+    /// The connection as its tile shows it.
+    pub connection: ConnectionView,
+    /// Its recent runs, newest first.
+    pub runs: Vec<RunView>,
+}
+
+/// One sync of a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it ended; none while it runs, or when it was killed.
+    pub finished_at: Option<String>,
+    /// `running`, `complete` or `incomplete`.
+    pub status: String,
+    /// What it read, per stream (none without a report).
+    pub streams: Vec<StreamRunView>,
+}
+
+/// One stream in one run: its completeness report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRunView {
+    /// The stream.
+    pub stream: String,
+    /// `full` or `incremental`.
+    pub mode: String,
+    /// `complete`, or why not.
+    pub verdict: String,
+    /// Its partitions.
+    pub partitions: Vec<PartitionRunView>,
+}
+
+/// One partition of a stream in one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRunView {
+    /// Its index.
+    pub index: u32,
+    /// Records stored.
+    pub records: u64,
+    /// Pages read.
+    pub pages: u64,
+    /// Retries, with their reasons.
+    pub retries: Vec<String>,
+    /// Rows the source counted but hid from the user, when known.
+    pub hidden_by_acl: Option<u64>,
+    /// Whether it reached its end.
+    pub complete: bool,
+    /// Why it stopped, when it did not.
+    pub error: Option<String>,
 }

@@ -4,7 +4,8 @@
 
 use connector_console::auth::SignInToken;
 use connector_console::{
-    Backend, ConnectionView, Console, HealthState, HealthView, LastSync, StreamView,
+    Backend, ConnectionDetail, ConnectionView, Console, HealthState, HealthView, LastSync,
+    PartitionRunView, RunView, StreamRunView, StreamView,
 };
 use std::sync::Arc;
 
@@ -16,11 +17,51 @@ impl Backend for Fixed {
     fn connections(&self) -> anyhow::Result<Vec<ConnectionView>> {
         Ok(self.0.clone())
     }
+
+    fn connection(&self, id: &str) -> anyhow::Result<Option<ConnectionDetail>> {
+        Ok(self
+            .0
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| ConnectionDetail {
+                connection: c.clone(),
+                runs: vec![run()],
+            }))
+    }
+}
+
+/// A run whose second partition stopped.
+fn run() -> RunView {
+    let partition = |index, complete: bool| PartitionRunView {
+        index,
+        records: 500,
+        pages: 5,
+        retries: if complete {
+            vec![]
+        } else {
+            vec!["rate-limited".into()]
+        },
+        hidden_by_acl: Some(0),
+        complete,
+        error: (!complete).then(|| "gave up after 8 attempts: slow down".to_string()),
+    };
+    RunView {
+        started_at: "2026-12-03T09:59:48Z".into(),
+        finished_at: Some("2026-12-03T10:00:00Z".into()),
+        status: "incomplete".into(),
+        streams: vec![StreamRunView {
+            stream: "devices".into(),
+            mode: "full".into(),
+            verdict: "incomplete".into(),
+            partitions: vec![partition(0, true), partition(1, false)],
+        }],
+    }
 }
 
 fn connections() -> Vec<ConnectionView> {
     vec![
         ConnectionView {
+            id: "servicenow".into(),
             name: "servicenow@contoso".into(),
             connector: "servicenow-cmdb".into(),
             endpoint: "https://contoso.service-now.com:443".into(),
@@ -44,6 +85,7 @@ fn connections() -> Vec<ConnectionView> {
             problem: None,
         },
         ConnectionView {
+            id: "netbox lab".into(),
             name: "netbox \"lab\"".into(),
             connector: "netbox".into(),
             endpoint: "https://netbox.lab:443".into(),
@@ -248,4 +290,38 @@ fn healthz_and_metrics_need_no_session_and_metrics_are_prometheus_text() {
             assert_eq!(declared.last().map(String::as_str), Some(name), "{line}");
         }
     }
+}
+
+#[test]
+fn a_connection_page_shows_its_runs_per_partition_and_unknown_ones_are_404() {
+    let s = serve();
+    let cookie = sign_in(&s);
+    let list = get(&s, "/", Some(&cookie)).body;
+    assert!(list.contains("href=\"/connections/servicenow\""), "{list}");
+    assert!(
+        list.contains("href=\"/connections/netbox%20lab\""),
+        "{list}"
+    );
+    let page = get(&s, "/connections/servicenow", Some(&cookie));
+    assert_eq!(page.status, 200, "{}", page.body);
+    for text in [
+        "<h1>servicenow@contoso</h1>",
+        "gave up after 8 attempts: slow down",
+        "rate-limited",
+        "incomplete",
+        "1000",
+    ] {
+        assert!(page.body.contains(text), "no `{text}` in {}", page.body);
+    }
+    let spaced = get(&s, "/connections/netbox%20lab", Some(&cookie));
+    assert_eq!(spaced.status, 200, "{}", spaced.body);
+    let missing = get(&s, "/connections/nope", Some(&cookie));
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.body.contains("No such connection"),
+        "{}",
+        missing.body
+    );
+    // Without a session the page is refused like any other.
+    assert_eq!(get(&s, "/connections/servicenow", None).status, 401);
 }

@@ -10,9 +10,10 @@ use crate::failure::config_failure;
 use anyhow::{Context as _, Result};
 use connector_console::auth::SignInToken;
 use connector_console::{
-    Backend, ConnectionView, Console, HealthState, HealthView, LastSync, StreamView,
+    Backend, ConnectionDetail, ConnectionView, Console, HealthState, HealthView, LastSync,
+    PartitionRunView, RunView, StreamRunView, StreamView,
 };
-use connector_engine::store::{HealthState as StoredState, Store};
+use connector_engine::store::{HealthState as StoredState, Store, StoredRun};
 use connector_engine::sync::RunReport;
 use connector_sandbox::config::Config;
 use connector_sandbox::secrets::Environment;
@@ -83,6 +84,8 @@ fn sign_in_token(token_env: Option<&str>, env: &dyn Environment) -> Result<SignI
 /// One configured connection as `serve` found it at start.
 #[derive(Debug, Clone)]
 struct Configured {
+    /// The file's stem: the connection's identifier in URLs.
+    id: String,
     name: String,
     connector: String,
     endpoint: String,
@@ -106,12 +109,14 @@ async fn load_connections(dir: &Path) -> Result<Vec<Configured>> {
     files.sort();
     let mut connections = Vec::with_capacity(files.len());
     for file in files {
-        connections.push(match configured(&file).await {
+        let id = file
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        connections.push(match configured(&file, id.clone()).await {
             Ok(c) => c,
             Err(e) => Configured {
-                name: file
-                    .file_stem()
-                    .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+                name: id.clone(),
+                id,
                 connector: String::new(),
                 endpoint: String::new(),
                 database: None,
@@ -122,11 +127,12 @@ async fn load_connections(dir: &Path) -> Result<Vec<Configured>> {
     Ok(connections)
 }
 
-async fn configured(file: &Path) -> Result<Configured> {
+async fn configured(file: &Path, id: String) -> Result<Configured> {
     let config = Config::load(file)?;
     let prepared = prepare(ComponentRef::of(&config)).await?;
     let origin = prepared.origin(&config)?;
     Ok(Configured {
+        id,
         name: connection_name(&config, &prepared.info, &origin),
         connector: prepared.info.name.clone(),
         endpoint: origin.to_string(),
@@ -145,11 +151,74 @@ impl Backend for StoredConnections {
     fn connections(&self) -> Result<Vec<ConnectionView>> {
         self.connections.iter().map(view).collect()
     }
+
+    fn connection(&self, id: &str) -> Result<Option<ConnectionDetail>> {
+        let Some(c) = self.connections.iter().find(|c| c.id == id) else {
+            return Ok(None);
+        };
+        let runs = match open_store(c)? {
+            Some(store) => store.recent_runs(&c.name, RUNS_SHOWN)?,
+            None => Vec::new(),
+        };
+        Ok(Some(ConnectionDetail {
+            connection: view(c)?,
+            runs: runs.iter().map(run_view).collect(),
+        }))
+    }
+}
+
+/// Runs a connection's page lists.
+const RUNS_SHOWN: u32 = 10;
+
+/// The connection's database, when it exists (not before its first sync).
+fn open_store(c: &Configured) -> Result<Option<Store>> {
+    let Some(database) = c.database.as_deref().filter(|d| d.exists()) else {
+        return Ok(None);
+    };
+    Store::open(database)
+        .map(Some)
+        .with_context(|| format!("cannot open the database {}", database.display()))
+}
+
+/// A stored run with its completeness report, per stream and partition.
+fn run_view(run: &StoredRun) -> RunView {
+    let report: Option<RunReport> = run
+        .report
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
+    RunView {
+        started_at: run.started_at.clone(),
+        finished_at: run.finished_at.clone(),
+        status: run.status.clone(),
+        streams: report
+            .into_iter()
+            .flat_map(|r| r.streams)
+            .map(|s| StreamRunView {
+                stream: s.stream,
+                mode: s.mode,
+                verdict: s.verdict,
+                partitions: s
+                    .partitions
+                    .into_iter()
+                    .map(|p| PartitionRunView {
+                        index: p.index,
+                        records: p.records,
+                        pages: p.pages,
+                        retries: p.retries.into_iter().map(|r| r.reason).collect(),
+                        hidden_by_acl: p.hidden_by_acl,
+                        complete: p.complete,
+                        error: p.error,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }
 
 /// What the database says of `c` (nothing before its first sync).
 fn view(c: &Configured) -> Result<ConnectionView> {
     let mut view = ConnectionView {
+        id: c.id.clone(),
         name: c.name.clone(),
         connector: c.connector.clone(),
         endpoint: c.endpoint.clone(),
@@ -158,11 +227,9 @@ fn view(c: &Configured) -> Result<ConnectionView> {
         streams: Vec::new(),
         problem: c.problem.clone(),
     };
-    let Some(database) = c.database.as_deref().filter(|d| d.exists()) else {
+    let Some(store) = open_store(c)? else {
         return Ok(view);
     };
-    let store = Store::open(database)
-        .with_context(|| format!("cannot open the database {}", database.display()))?;
     view.health = store.health(&c.name)?.map(|(h, since)| HealthView {
         state: match h.state {
             StoredState::Connected => HealthState::Connected,

@@ -83,6 +83,11 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
     assert!(page.contains("40 records"), "{page}");
     assert!(page.contains("Configuration problem"), "{page}");
     assert!(!page.contains(&f.password), "a secret reached the browser");
+    // The connection's page: its last run, per stream and partition.
+    let (status, _, detail) = get(&format!("{base}/connections/servicenow"), Some(&cookie));
+    assert_eq!(status, 200, "{detail}");
+    assert!(detail.contains("network_adapters"), "{detail}");
+    assert!(detail.contains(">complete<"), "{detail}");
     let (status, _, metrics) = get(&format!("{base}/metrics"), None);
     assert_eq!(status, 200);
     let line = format!(
