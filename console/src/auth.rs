@@ -40,8 +40,7 @@ impl SignInToken {
 
     /// Whether `given` is the token, in time independent of where they differ.
     fn matches(&self, given: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), given.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+        constant_time_eq(self.0.as_bytes(), given.as_bytes())
     }
 }
 
@@ -61,6 +60,18 @@ fn random_hex() -> String {
 pub struct Session {
     /// The token its state-changing forms must carry.
     pub csrf: String,
+}
+
+impl Session {
+    /// Whether a form's `csrf` field is this session's token (constant time).
+    pub fn accepts(&self, given: &str) -> bool {
+        constant_time_eq(self.csrf.as_bytes(), given.as_bytes())
+    }
+}
+
+/// Equality in time independent of where the values differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// The sign-in token and the sessions it opened.

@@ -10,6 +10,7 @@
 //! | `GET /signin?token=…` | no | opens a session from the sign-in link, sends the browser to `/` |
 //! | `GET /` | yes | the Data connectors page |
 //! | `GET /connections/{id}` | yes | a connection: health, its last runs with their completeness report |
+//! | `POST /connections/{id}/sync` | yes, and its CSRF token | "Sync now" |
 //! | `GET /assets/console.css` | no | the stylesheet (embedded) |
 //! | `GET /healthz` | no | `ok` |
 //! | `GET /metrics` | no | Prometheus text format |
@@ -44,7 +45,7 @@ use axum::http::header::{
 use axum::http::HeaderValue;
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::future::Future;
 use std::sync::Arc;
@@ -52,7 +53,7 @@ use std::sync::Arc;
 pub use metrics::exposition;
 pub use view::{
     ConnectionDetail, ConnectionView, HealthState, HealthView, LastSync, PartitionRunView, RunView,
-    StreamRunView, StreamView,
+    ScheduleView, StreamRunView, StreamView,
 };
 
 /// What the console asks of the host.
@@ -62,6 +63,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The connection `id` with its recent runs; `None` when there is no such connection.
     fn connection(&self, id: &str) -> anyhow::Result<Option<ConnectionDetail>>;
+
+    /// Starts a sync of connection `id` now (or right after the one
+    /// running); `false` when the host keeps no schedule for it.
+    fn sync_now(&self, id: &str) -> anyhow::Result<bool>;
 }
 
 /// The state every handler shares.
@@ -95,6 +100,7 @@ impl Console {
         let signed_in = Router::new()
             .route("/", get(pages::connectors))
             .route("/connections/{id}", get(pages::connection))
+            .route("/connections/{id}/sync", post(pages::sync_now))
             .with_state(self.state.clone())
             .layer(from_fn_with_state(
                 self.sessions.clone(),

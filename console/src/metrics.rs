@@ -13,7 +13,7 @@ pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<ConsoleState>) -> Response {
-    match state.backend.connections() {
+    match crate::pages::ask(&state, |b| b.connections()).await {
         Ok(connections) => (
             [(CONTENT_TYPE, CONTENT_TYPE_TEXT)],
             exposition(&connections),

@@ -1,13 +1,16 @@
 //! The pages, rendered on the server from compiled templates
 //! (`console/templates/`), and the stylesheet they share.
 
+use crate::auth::Session;
 use crate::view::{ConnectionDetail, ConnectionView};
 use crate::{Backend, ConsoleState};
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::StatusCode;
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Form};
+use std::sync::Arc;
 
 /// The stylesheet, embedded: the console loads nothing from another origin.
 pub const STYLESHEET: &str = include_str!("../assets/console.css");
@@ -35,19 +38,34 @@ pub struct SignedOut {
     pub message: &'static str,
 }
 
+/// Calls the backend off the async threads (it reads databases).
+pub async fn ask<T: Send + 'static>(
+    state: &ConsoleState,
+    question: impl FnOnce(&dyn Backend) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let backend: Arc<dyn Backend> = state.backend.clone();
+    tokio::task::spawn_blocking(move || question(backend.as_ref()))
+        .await
+        .map_err(|e| anyhow::anyhow!("the console's backend failed: {e}"))?
+}
+
 /// The Data connectors page: one tile per connection.
 #[derive(Template)]
 #[template(path = "connectors.html")]
 struct ConnectorsPage<'a> {
     connections: &'a [ConnectionView],
+    csrf: &'a str,
 }
 
 /// `GET /`: the Data connectors page.
-pub async fn connectors(State(state): State<ConsoleState>) -> Response {
-    let backend: &dyn Backend = state.backend.as_ref();
-    match backend.connections() {
+pub async fn connectors(
+    State(state): State<ConsoleState>,
+    Extension(session): Extension<Session>,
+) -> Response {
+    match ask(&state, |b| b.connections()).await {
         Ok(connections) => html(&ConnectorsPage {
             connections: &connections,
+            csrf: &session.csrf,
         }),
         Err(e) => failure(&e),
     }
@@ -58,6 +76,7 @@ pub async fn connectors(State(state): State<ConsoleState>) -> Response {
 #[template(path = "connection.html")]
 struct ConnectionPage<'a> {
     detail: &'a ConnectionDetail,
+    csrf: &'a str,
 }
 
 /// The page for an unknown connection.
@@ -68,10 +87,63 @@ struct NotFound<'a> {
 }
 
 /// `GET /connections/{id}`: health and the last runs' completeness reports.
-pub async fn connection(State(state): State<ConsoleState>, Path(id): Path<String>) -> Response {
-    match state.backend.connection(&id) {
-        Ok(Some(detail)) => html(&ConnectionPage { detail: &detail }),
-        Ok(None) => (StatusCode::NOT_FOUND, html(&NotFound { id: &id })).into_response(),
+pub async fn connection(
+    State(state): State<ConsoleState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> Response {
+    let wanted = id.clone();
+    match ask(&state, move |b| b.connection(&wanted)).await {
+        Ok(Some(detail)) => html(&ConnectionPage {
+            detail: &detail,
+            csrf: &session.csrf,
+        }),
+        Ok(None) => not_found(&id),
+        Err(e) => failure(&e),
+    }
+}
+
+fn not_found(id: &str) -> Response {
+    (StatusCode::NOT_FOUND, html(&NotFound { id })).into_response()
+}
+
+/// A state-changing form: its CSRF token.
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// The page for a form without this session's CSRF token.
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+struct Forbidden {
+    message: &'static str,
+}
+
+/// `POST /connections/{id}/sync`: "Sync now", then back to the connection's page.
+pub async fn sync_now(
+    State(state): State<ConsoleState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !session.accepts(&form.csrf) {
+        let page = Forbidden {
+            message: "This form is out of date or did not come from this console. Reload the page and try again.",
+        };
+        return (StatusCode::FORBIDDEN, html(&page)).into_response();
+    }
+    let wanted = id.clone();
+    match ask(&state, move |b| b.sync_now(&wanted)).await {
+        Ok(true) => {
+            let href = ConnectionView::href_of(&id);
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            if let Ok(location) = HeaderValue::from_str(&href) {
+                response.headers_mut().insert(LOCATION, location);
+            }
+            response
+        }
+        Ok(false) => not_found(&id),
         Err(e) => failure(&e),
     }
 }

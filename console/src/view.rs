@@ -107,13 +107,29 @@ pub struct ConnectionView {
     pub streams: Vec<StreamView>,
     /// Why the host cannot run it, when its configuration is broken.
     pub problem: Option<String>,
+    /// Its schedule, when the host keeps it in sync.
+    pub schedule: Option<ScheduleView>,
+}
+
+/// Where a connection's schedule stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleView {
+    /// A sync is running.
+    pub running: bool,
+    /// When the next sync starts (RFC 3339), when one is planned.
+    pub next_run: Option<String>,
 }
 
 impl ConnectionView {
     /// The path of its page, the identifier percent-encoded.
     pub fn href(&self) -> String {
+        ConnectionView::href_of(&self.id)
+    }
+
+    /// The path of the page of connection `id`, percent-encoded.
+    pub fn href_of(id: &str) -> String {
         let mut path = String::from("/connections/");
-        for byte in self.id.bytes() {
+        for byte in id.bytes() {
             if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
                 path.push(byte as char);
             } else {

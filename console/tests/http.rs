@@ -5,13 +5,13 @@
 use connector_console::auth::SignInToken;
 use connector_console::{
     Backend, ConnectionDetail, ConnectionView, Console, HealthState, HealthView, LastSync,
-    PartitionRunView, RunView, StreamRunView, StreamView,
+    PartitionRunView, RunView, ScheduleView, StreamRunView, StreamView,
 };
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 const TOKEN: &str = "sign-in-token-for-tests-0123456789";
 
-struct Fixed(Vec<ConnectionView>);
+struct Fixed(Vec<ConnectionView>, Arc<Mutex<Vec<String>>>);
 
 impl Backend for Fixed {
     fn connections(&self) -> anyhow::Result<Vec<ConnectionView>> {
@@ -27,6 +27,14 @@ impl Backend for Fixed {
                 connection: c.clone(),
                 runs: vec![run()],
             }))
+    }
+
+    fn sync_now(&self, id: &str) -> anyhow::Result<bool> {
+        let known = self.0.iter().any(|c| c.id == id);
+        if known {
+            self.1.lock().unwrap().push(id.to_string());
+        }
+        Ok(known)
     }
 }
 
@@ -83,6 +91,10 @@ fn connections() -> Vec<ConnectionView> {
                 hidden_by_acl: 3,
             }],
             problem: None,
+            schedule: Some(ScheduleView {
+                running: false,
+                next_run: Some("2026-12-03T16:00:00Z".into()),
+            }),
         },
         ConnectionView {
             id: "netbox lab".into(),
@@ -97,6 +109,7 @@ fn connections() -> Vec<ConnectionView> {
             last_sync: None,
             streams: vec![],
             problem: None,
+            schedule: None,
         },
     ]
 }
@@ -104,6 +117,8 @@ fn connections() -> Vec<ConnectionView> {
 /// A console on 127.0.0.1, served until the test's runtime ends.
 struct Served {
     base: String,
+    /// The connections "Sync now" was asked for.
+    synced: Arc<Mutex<Vec<String>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -114,10 +129,13 @@ fn serve() -> Served {
         .unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let token = SignInToken::chosen(TOKEN.into()).unwrap();
-    let console = Console::new(Arc::new(Fixed(connections())), token, false);
+    let synced = Arc::default();
+    let backend = Fixed(connections(), Arc::clone(&synced));
+    let console = Console::new(Arc::new(backend), token, false);
     runtime.spawn(console.serve(listener, std::future::pending()));
     Served {
         base,
+        synced,
         _runtime: runtime,
     }
 }
@@ -138,16 +156,23 @@ impl Answer {
 }
 
 fn get(s: &Served, path: &str, cookie: Option<&str>) -> Answer {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
-    let mut request = agent.get(format!("{}{path}", s.base));
+    let mut request = agent().get(format!("{}{path}", s.base));
     if let Some(cookie) = cookie {
         request = request.header("cookie", cookie);
     }
-    let mut response = request.call().unwrap();
+    answer(request.call().unwrap())
+}
+
+/// A client that shows every status and follows no redirect.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+fn answer(mut response: ureq::http::Response<ureq::Body>) -> Answer {
     Answer {
         status: response.status().as_u16(),
         headers: response
@@ -324,4 +349,87 @@ fn a_connection_page_shows_its_runs_per_partition_and_unknown_ones_are_404() {
     );
     // Without a session the page is refused like any other.
     assert_eq!(get(&s, "/connections/servicenow", None).status, 401);
+}
+
+/// POST a form to `path`.
+fn post(s: &Served, path: &str, cookie: Option<&str>, form: &str) -> Answer {
+    let mut request = agent()
+        .post(format!("{}{path}", s.base))
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    answer(request.send(form).unwrap())
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(page: &str) -> String {
+    let field = "name=\"csrf\" value=\"";
+    let start = page.find(field).expect("a form with a CSRF token") + field.len();
+    let end = start + page[start..].find('"').expect("the value's end");
+    page[start..end].to_string()
+}
+
+#[test]
+fn sync_now_needs_the_session_and_its_csrf_token() {
+    let s = serve();
+    let cookie = sign_in(&s);
+    let page = get(&s, "/", Some(&cookie)).body;
+    assert!(page.contains("Next sync 2026-12-03T16:00:00Z"), "{page}");
+    let csrf = csrf_of(&page);
+    // No session, a wrong token, no token: refused, nothing started.
+    assert_eq!(
+        post(
+            &s,
+            "/connections/servicenow/sync",
+            None,
+            &format!("csrf={csrf}")
+        )
+        .status,
+        401
+    );
+    let wrong = post(
+        &s,
+        "/connections/servicenow/sync",
+        Some(&cookie),
+        "csrf=0000",
+    );
+    assert_eq!(wrong.status, 403, "{}", wrong.body);
+    assert_ne!(
+        post(&s, "/connections/servicenow/sync", Some(&cookie), "").status,
+        303
+    );
+    // Another session's token does not do either.
+    let other = sign_in(&s);
+    let other_csrf = csrf_of(&get(&s, "/", Some(&other)).body);
+    assert_ne!(other_csrf, csrf);
+    assert_eq!(
+        post(
+            &s,
+            "/connections/servicenow/sync",
+            Some(&cookie),
+            &format!("csrf={other_csrf}")
+        )
+        .status,
+        403
+    );
+    assert!(s.synced.lock().unwrap().is_empty());
+    // The control: the session's own token starts the sync.
+    let ok = post(
+        &s,
+        "/connections/servicenow/sync",
+        Some(&cookie),
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(ok.header("location"), Some("/connections/servicenow"));
+    assert_eq!(*s.synced.lock().unwrap(), vec!["servicenow".to_string()]);
+    // A connection the host keeps no schedule for is not found.
+    let spaced = post(
+        &s,
+        "/connections/nope/sync",
+        Some(&cookie),
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(spaced.status, 404);
 }

@@ -106,6 +106,9 @@ pub enum Command {
         /// Environment variable holding the sign-in token (default: a random token).
         #[arg(long)]
         token_env: Option<String>,
+        /// Time between syncs of a connection whose file sets no `[schedule] every`.
+        #[arg(long, default_value = "6h", value_parser = schedule::parse_every)]
+        every: std::time::Duration,
     },
     /// Show the connection's health and its last runs.
     Status {
@@ -241,11 +244,13 @@ fn run_until(
                 config_dir,
                 listen,
                 token_env,
+                every,
             } => {
                 let options = serve::ServeOptions {
                     config_dir,
                     listen,
                     token_env,
+                    every,
                 };
                 serve::serve(&options, env, stop.clone(), out).await
             }

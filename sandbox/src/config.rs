@@ -94,6 +94,14 @@ impl Default for SyncConfig {
     }
 }
 
+/// `[schedule]`: how often `serve` syncs the connection.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Time between syncs, e.g. `6h` or `30m` (default: `serve --every`).
+    pub every: Option<String>,
+}
+
 /// `[limits]`: the sandbox.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -232,6 +240,8 @@ struct RawConfig {
     limits: LimitsConfig,
     #[serde(default)]
     network: NetworkConfig,
+    #[serde(default)]
+    schedule: ScheduleConfig,
 }
 
 /// A validated configuration.
@@ -257,6 +267,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// CA bundle and proxy.
     pub network: NetworkConfig,
+    /// How often `serve` syncs it.
+    pub schedule: ScheduleConfig,
 }
 
 impl Config {
@@ -352,6 +364,7 @@ impl Config {
             sync: raw.sync,
             limits: raw.limits,
             network,
+            schedule: raw.schedule,
         })
     }
 }
@@ -407,6 +420,20 @@ password_env = "SERVICENOW_PASSWORD"
         )
         .unwrap_err();
         assert!(e.to_string().contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn a_schedule_is_read_and_checked() {
+        let c = Config::parse(
+            "database='a'\n[settings]\ninstance='x.y'\n[schedule]\nevery='30m'",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.schedule.every.as_deref(), Some("30m"));
+        let e = Config::parse("database='a'\n[schedule]\nevry='30m'", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("evry"), "{e}");
     }
 
     #[test]

@@ -28,7 +28,7 @@ const FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 /// or a failure that needs action (it will not pass sooner); 1 min, 2 min,
 /// 4 min … (at most the interval) after failures that pass by themselves
 /// (exit 75); `None` after a configuration error, which stops the loop.
-fn next_sync_delay<T>(
+pub(crate) fn next_sync_delay<T>(
     outcome: &Result<T>,
     temporary_failures: &mut u32,
     every: std::time::Duration,

@@ -57,7 +57,7 @@ const NETWORK_KEYS = [
   'client_cert_file',
   'client_key_file',
 ];
-const TOP_KEYS = ['database', 'connector', 'plugin', 'name', 'settings', 'auth', 'sync', 'limits', 'network'];
+const TOP_KEYS = ['database', 'connector', 'plugin', 'name', 'settings', 'auth', 'sync', 'limits', 'network', 'schedule'];
 
 /**
  * A validated configuration.
@@ -130,6 +130,8 @@ export function parseConfig(text, base) {
     throw configFailure('[sync] page_size, partitions, concurrency and max_attempts must be at least 1');
   }
   if (sync.partitions > 256) throw configFailure('[sync] partitions must be at most 256');
+  // `[schedule]` is `connector-host serve`'s; checked, not used here.
+  refuseUnknown(table(raw, 'schedule'), ['every'], '[schedule]');
   const network = { ...table(raw, 'network') };
   refuseUnknown(network, NETWORK_KEYS, '[network]');
   for (const key of ['tls_ca_file', 'client_cert_file', 'client_key_file']) {

@@ -4,6 +4,10 @@
 use connector_e2e::{ConfigSpec, Fixture, PASSWORD_VAR};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest the console may take to show what a test waits for.
+const PATIENCE: Duration = Duration::from_secs(600);
 
 /// `e2e-host serve` on a free loopback port, with the fixture's environment
 /// and its sign-in token from `CONSOLE_TOKEN`; returns the child and the
@@ -47,6 +51,45 @@ fn get(url: &str, cookie: Option<&str>) -> (u16, Option<String>, String) {
         .map(str::to_string);
     let body = response.body_mut().read_to_string().unwrap();
     (response.status().as_u16(), set_cookie, body)
+}
+
+/// GETs `url` until its page contains `text` (a sync in the background
+/// finishes), within [`PATIENCE`].
+fn wait_for_page(url: &str, cookie: &str, text: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, _, page) = get(url, Some(cookie));
+        assert_eq!(status, 200, "{page}");
+        if page.contains(text) {
+            return page;
+        }
+        assert!(Instant::now() < deadline, "no `{text}` in time: {page}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(page: &str) -> String {
+    let field = "name=\"csrf\" value=\"";
+    let start = page.find(field).expect("a form with a CSRF token") + field.len();
+    let end = start + page[start..].find('"').expect("the value's end");
+    page[start..end].to_string()
+}
+
+/// POSTs a form: (status, Location).
+fn post(url: &str, cookie: &str, form: &str) -> (u16, Option<String>) {
+    let response = agent()
+        .post(url)
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(form)
+        .unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (response.status().as_u16(), location)
 }
 
 #[test]
@@ -94,6 +137,24 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
         "connector_records{{connection=\"servicenow-cmdb@127.0.0.1:{port}\",stream=\"devices\"}} 40"
     );
     assert!(metrics.lines().any(|l| l == line), "{metrics}");
+    // "Sync now", once serve's own first sync is over: the emulator hears from it again.
+    let page = wait_for_page(
+        &format!("{base}/connections/servicenow"),
+        &cookie,
+        "Next sync ",
+    );
+    let before = f.state().request_count();
+    let csrf = csrf_of(&page);
+    let (status, location) = post(
+        &format!("{base}/connections/servicenow/sync"),
+        &cookie,
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(
+        (status, location.as_deref()),
+        (303, Some("/connections/servicenow"))
+    );
+    assert!(f.state().wait_for_requests(before + 1, PATIENCE) > before);
     // SIGTERM stops it cleanly.
     connector_e2e::sigterm(&child);
     let status = child.wait().unwrap();

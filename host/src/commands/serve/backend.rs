@@ -1,0 +1,192 @@
+//! The console's [`Backend`] over the connections `serve` found at start:
+//! each request reads the connection's database (health, records, runs)
+//! and the keeper's schedule; "Sync now" wakes the keeper.
+
+use super::keeper::Keepers;
+use super::Configured;
+use anyhow::{Context as _, Result};
+use connector_console::{
+    Backend, ConnectionDetail, ConnectionView, HealthState, HealthView, LastSync, PartitionRunView,
+    RunView, ScheduleView, StreamRunView, StreamView,
+};
+use connector_engine::store::{HealthState as StoredState, Store, StoredRun};
+use connector_engine::sync::RunReport;
+use std::sync::Arc;
+
+/// The console's backend: the connections found at start, read from their
+/// The console's backend: the connections found at start, read from their
+/// databases at each request, and their schedules.
+pub(super) struct StoredConnections {
+    /// The connections, in file name order.
+    pub(super) connections: Vec<Configured>,
+    /// Their schedules (none for a file that does not load).
+    pub(super) keepers: Arc<Keepers>,
+}
+
+impl Backend for StoredConnections {
+    fn connections(&self) -> Result<Vec<ConnectionView>> {
+        self.connections.iter().map(|c| self.view(c)).collect()
+    }
+
+    fn sync_now(&self, id: &str) -> Result<bool> {
+        Ok(self.keepers.find(id).map(|k| k.sync_now()).is_some())
+    }
+
+    fn connection(&self, id: &str) -> Result<Option<ConnectionDetail>> {
+        let Some(c) = self.connections.iter().find(|c| c.id == id) else {
+            return Ok(None);
+        };
+        let runs = match open_store(c)? {
+            Some(store) => store.recent_runs(&c.name, RUNS_SHOWN)?,
+            None => Vec::new(),
+        };
+        Ok(Some(ConnectionDetail {
+            connection: self.view(c)?,
+            runs: runs.iter().map(run_view).collect(),
+        }))
+    }
+}
+
+/// Runs a connection's page lists.
+const RUNS_SHOWN: u32 = 10;
+
+/// The connection's database, when it exists (not before its first sync).
+fn open_store(c: &Configured) -> Result<Option<Store>> {
+    let Some(database) = c.database.as_deref().filter(|d| d.exists()) else {
+        return Ok(None);
+    };
+    Store::open(database)
+        .map(Some)
+        .with_context(|| format!("cannot open the database {}", database.display()))
+}
+
+/// A stored run with its completeness report, per stream and partition.
+fn run_view(run: &StoredRun) -> RunView {
+    let report: Option<RunReport> = run
+        .report
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
+    RunView {
+        started_at: run.started_at.clone(),
+        finished_at: run.finished_at.clone(),
+        status: run.status.clone(),
+        streams: report
+            .into_iter()
+            .flat_map(|r| r.streams)
+            .map(|s| StreamRunView {
+                stream: s.stream,
+                mode: s.mode,
+                verdict: s.verdict,
+                partitions: s
+                    .partitions
+                    .into_iter()
+                    .map(|p| PartitionRunView {
+                        index: p.index,
+                        records: p.records,
+                        pages: p.pages,
+                        retries: p.retries.into_iter().map(|r| r.reason).collect(),
+                        hidden_by_acl: p.hidden_by_acl,
+                        complete: p.complete,
+                        error: p.error,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+impl StoredConnections {
+    /// What the database and the schedule say of `c`.
+    fn view(&self, c: &Configured) -> Result<ConnectionView> {
+        let mut view = stored_view(c)?;
+        view.schedule = self.keepers.find(&c.id).map(|k| {
+            let state = k.state();
+            ScheduleView {
+                running: state.running,
+                next_run: state
+                    .next_run
+                    .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            }
+        });
+        Ok(view)
+    }
+}
+
+/// What the database says of `c` (nothing before its first sync).
+fn stored_view(c: &Configured) -> Result<ConnectionView> {
+    let mut view = ConnectionView {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        connector: c.connector.clone(),
+        endpoint: c.endpoint.clone(),
+        health: None,
+        last_sync: None,
+        streams: Vec::new(),
+        problem: c.problem.clone(),
+        schedule: None,
+    };
+    let Some(store) = open_store(c)? else {
+        return Ok(view);
+    };
+    view.health = store.health(&c.name)?.map(|(h, since)| HealthView {
+        state: match h.state {
+            StoredState::Connected => HealthState::Connected,
+            StoredState::TemporaryFailure => HealthState::TemporaryFailure,
+            StoredState::Failed => HealthState::Failed,
+        },
+        message: h.message,
+        since,
+    });
+    let last = store
+        .recent_runs(&c.name, 5)?
+        .into_iter()
+        .find(|run| run.finished_at.is_some() && run.report.is_some());
+    let report: Option<RunReport> = last
+        .as_ref()
+        .and_then(|run| serde_json::from_str(run.report.as_deref()?).ok());
+    if let (Some(run), Some(report)) = (&last, &report) {
+        let finished_at = run.finished_at.clone().unwrap_or_default();
+        view.last_sync = Some(LastSync {
+            finished_unix: humantime::parse_rfc3339(&finished_at)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64),
+            finished_at,
+            seconds: report.seconds,
+            requests: report.requests,
+        });
+    }
+    view.streams = store
+        .counts(&c.name)?
+        .into_iter()
+        .map(|(stream, live, _)| stream_view(stream, live, report.as_ref()))
+        .collect();
+    Ok(view)
+}
+
+/// A stream's records and what its last sync met (retries by reason, rows
+/// hidden by ACLs).
+fn stream_view(stream: String, records: u64, report: Option<&RunReport>) -> StreamView {
+    let partitions = report
+        .into_iter()
+        .flat_map(|r| &r.streams)
+        .filter(|s| s.stream == stream)
+        .flat_map(|s| &s.partitions);
+    let mut retries: Vec<(String, u64)> = Vec::new();
+    let mut hidden_by_acl = 0;
+    for p in partitions {
+        hidden_by_acl += p.hidden_by_acl.unwrap_or(0);
+        for r in &p.retries {
+            match retries.iter_mut().find(|(reason, _)| *reason == r.reason) {
+                Some((_, n)) => *n += 1,
+                None => retries.push((r.reason.clone(), 1)),
+            }
+        }
+    }
+    StreamView {
+        stream,
+        records,
+        retries,
+        hidden_by_acl,
+    }
+}

@@ -1,0 +1,175 @@
+//! `serve`: the operator console over every connection configured in a
+//! directory (one TOML file per connection), until SIGINT or SIGTERM.
+//!
+//! The console itself (pages, sessions, metrics) is `connector-console`;
+//! `backend` gives it a `Backend` that reads each connection's database,
+//! `keeper` keeps each connection in sync (`run --every`'s loop, woken by
+//! "Sync now"); this module owns the listener and the sign-in token.
+
+mod backend;
+mod keeper;
+
+use crate::commands::schedule::parse_every;
+use crate::connection::{connection_name, prepare, ComponentRef};
+use crate::failure::config_failure;
+use anyhow::{Context as _, Result};
+use backend::StoredConnections;
+use connector_console::auth::SignInToken;
+use connector_console::Console;
+use connector_sandbox::config::Config;
+use connector_sandbox::secrets::Environment;
+use connector_sandbox::stop::StopSignal;
+use keeper::{Keeper, Keepers};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What `serve` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The directory of connection files.
+    pub config_dir: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The environment variable holding the sign-in token (default: a random one).
+    pub token_env: Option<String>,
+    /// Time between syncs of a connection whose file sets no `[schedule] every`.
+    pub every: Duration,
+}
+
+/// Serves the console until `stop` is triggered.
+pub async fn serve(
+    options: &ServeOptions,
+    env: &dyn Environment,
+    stop: Arc<StopSignal>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if !options.listen.ip().is_loopback() {
+        return Err(config_failure(format!(
+            "--listen {} is not a loopback address; the console serves only 127.0.0.1 or ::1 for now (it has no TLS yet); put a TLS-terminating proxy in front of a loopback address",
+            options.listen
+        )));
+    }
+    let token = sign_in_token(options.token_env.as_deref(), env)?;
+    let connections = load_connections(&options.config_dir, options.every).await?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    writeln!(out, "listening on http://{addr}")?;
+    writeln!(
+        out,
+        "sign in: http://{addr}/signin?token={}",
+        token.expose()
+    )?;
+    out.flush()?;
+    let keepers = Arc::new(Keepers(
+        connections
+            .iter()
+            .filter_map(|c| {
+                let every = c.every?;
+                Some(Arc::new(Keeper::new(c.id.clone(), c.file.clone(), every)))
+            })
+            .collect(),
+    ));
+    let backend = Arc::new(StoredConnections {
+        connections,
+        keepers: keepers.clone(),
+    });
+    let console_stop = stop.clone();
+    let console = Console::new(backend, token, false)
+        .serve(listener, async move { console_stop.triggered().await });
+    let keeping = futures_util::future::join_all(keepers.0.iter().map(|k| k.keep(env, &stop)));
+    let (served, _) = tokio::join!(console, keeping);
+    served.context("the console stopped")?;
+    Ok(())
+}
+
+/// The sign-in token: from `--token-env VAR`, or random.
+fn sign_in_token(token_env: Option<&str>, env: &dyn Environment) -> Result<SignInToken> {
+    let Some(var) = token_env else {
+        return Ok(SignInToken::random());
+    };
+    let value = env.var(var).ok_or_else(|| {
+        config_failure(format!(
+            "--token-env names {var}, which is not set; export it, or leave --token-env out for a random token"
+        ))
+    })?;
+    SignInToken::chosen(value).map_err(|e| config_failure(format!("{var}: {e}")))
+}
+
+/// One configured connection as `serve` found it at start.
+#[derive(Debug, Clone)]
+struct Configured {
+    /// The file's stem: the connection's identifier in URLs.
+    id: String,
+    /// The configuration file.
+    file: PathBuf,
+    /// Time between its syncs (none when it cannot run).
+    every: Option<Duration>,
+    name: String,
+    connector: String,
+    endpoint: String,
+    database: Option<PathBuf>,
+    problem: Option<String>,
+}
+
+/// Every `*.toml` in `dir`, in name order: loaded, its component described.
+/// A file that does not load becomes a connection with its problem.
+async fn load_connections(dir: &Path, every: Duration) -> Result<Vec<Configured>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        config_failure(format!(
+            "cannot read the configuration directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut connections = Vec::with_capacity(files.len());
+    for file in files {
+        let id = file
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        connections.push(match configured(&file, id.clone(), every).await {
+            Ok(c) => c,
+            Err(e) => Configured {
+                name: id.clone(),
+                id,
+                file: file.clone(),
+                every: None,
+                connector: String::new(),
+                endpoint: String::new(),
+                database: None,
+                problem: Some(format!("{}: {e:#}", file.display())),
+            },
+        });
+    }
+    Ok(connections)
+}
+
+async fn configured(file: &Path, id: String, default_every: Duration) -> Result<Configured> {
+    let config = Config::load(file)?;
+    let every = match &config.schedule.every {
+        Some(text) => {
+            parse_every(text).map_err(|e| config_failure(format!("[schedule] every: {e}")))?
+        }
+        None => default_every,
+    };
+    let prepared = prepare(ComponentRef::of(&config)).await?;
+    let origin = prepared.origin(&config)?;
+    Ok(Configured {
+        id,
+        file: file.to_path_buf(),
+        every: Some(every),
+        name: connection_name(&config, &prepared.info, &origin),
+        connector: prepared.info.name.clone(),
+        endpoint: origin.to_string(),
+        database: Some(config.database),
+        problem: None,
+    })
+}
