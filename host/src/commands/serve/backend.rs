@@ -25,7 +25,10 @@ pub(super) struct StoredConnections {
 
 impl Backend for StoredConnections {
     fn connections(&self) -> Result<Vec<ConnectionView>> {
-        self.connections.iter().map(|c| self.view(c)).collect()
+        self.connections
+            .iter()
+            .map(|c| self.view(c, open_store(c)?.as_ref()))
+            .collect()
     }
 
     fn sync_now(&self, id: &str) -> Result<bool> {
@@ -36,12 +39,13 @@ impl Backend for StoredConnections {
         let Some(c) = self.connections.iter().find(|c| c.id == id) else {
             return Ok(None);
         };
-        let runs = match open_store(c)? {
+        let store = open_store(c)?;
+        let runs = match &store {
             Some(store) => store.recent_runs(&c.name, RUNS_SHOWN)?,
             None => Vec::new(),
         };
         Ok(Some(ConnectionDetail {
-            connection: self.view(c)?,
+            connection: self.view(c, store.as_ref())?,
             runs: runs.iter().map(run_view).collect(),
         }))
     }
@@ -96,9 +100,9 @@ fn run_view(run: &StoredRun) -> RunView {
 }
 
 impl StoredConnections {
-    /// What the database and the schedule say of `c`.
-    fn view(&self, c: &Configured) -> Result<ConnectionView> {
-        let mut view = stored_view(c)?;
+    /// What its database (none before its first sync) and its schedule say of `c`.
+    fn view(&self, c: &Configured, store: Option<&Store>) -> Result<ConnectionView> {
+        let mut view = stored_view(c, store)?;
         view.schedule = self.keepers.find(&c.id).map(|k| {
             let state = k.state();
             ScheduleView {
@@ -113,7 +117,7 @@ impl StoredConnections {
 }
 
 /// What the database says of `c` (nothing before its first sync).
-fn stored_view(c: &Configured) -> Result<ConnectionView> {
+fn stored_view(c: &Configured, store: Option<&Store>) -> Result<ConnectionView> {
     let mut view = ConnectionView {
         id: c.id.clone(),
         name: c.name.clone(),
@@ -125,7 +129,7 @@ fn stored_view(c: &Configured) -> Result<ConnectionView> {
         problem: c.problem.clone(),
         schedule: None,
     };
-    let Some(store) = open_store(c)? else {
+    let Some(store) = store else {
         return Ok(view);
     };
     view.health = store.health(&c.name)?.map(|(h, since)| HealthView {
