@@ -11,6 +11,8 @@
 //! | `GET /` | yes | the Data connectors page |
 //! | `GET /connections/{id}` | yes | a connection: health, its last runs with their completeness report |
 //! | `POST /connections/{id}/sync` | yes, and its CSRF token | "Sync now" |
+//! | `GET /connections/{id}/disconnect` | yes | asks whether to disconnect, and whether to delete the records |
+//! | `POST /connections/{id}/disconnect` | yes, and its CSRF token | "Disconnect" |
 //! | `GET /assets/console.css` | no | the stylesheet (embedded) |
 //! | `GET /healthz` | no | `ok` |
 //! | `GET /metrics` | no | Prometheus text format |
@@ -67,6 +69,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Starts a sync of connection `id` now (or right after the one
     /// running); `false` when the host keeps no schedule for it.
     fn sync_now(&self, id: &str) -> anyhow::Result<bool>;
+
+    /// Disconnects connection `id`: no more syncs, and its stored records
+    /// deleted when `delete_records`; `false` when there is no such
+    /// connection to disconnect.
+    fn disconnect(&self, id: &str, delete_records: bool) -> anyhow::Result<bool>;
 }
 
 /// The state every handler shares.
@@ -101,6 +108,10 @@ impl Console {
             .route("/", get(pages::connectors))
             .route("/connections/{id}", get(pages::connection))
             .route("/connections/{id}/sync", post(pages::sync_now))
+            .route(
+                "/connections/{id}/disconnect",
+                get(pages::confirm_disconnect).post(pages::disconnect),
+            )
             .with_state(self.state.clone())
             .layer(from_fn_with_state(
                 self.sessions.clone(),

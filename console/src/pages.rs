@@ -92,12 +92,23 @@ pub async fn connection(
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
 ) -> Response {
+    detail_page(&state, &session, id, |detail, csrf| {
+        html(&ConnectionPage { detail, csrf })
+    })
+    .await
+}
+
+/// A page about connection `id`, rendered by `render` from its detail and
+/// the session's CSRF token; 404 when there is no such connection.
+async fn detail_page(
+    state: &ConsoleState,
+    session: &Session,
+    id: String,
+    render: impl FnOnce(&ConnectionDetail, &str) -> Response,
+) -> Response {
     let wanted = id.clone();
-    match ask(&state, move |b| b.connection(&wanted)).await {
-        Ok(Some(detail)) => html(&ConnectionPage {
-            detail: &detail,
-            csrf: &session.csrf,
-        }),
+    match ask(state, move |b| b.connection(&wanted)).await {
+        Ok(Some(detail)) => render(&detail, &session.csrf),
         Ok(None) => not_found(&id),
         Err(e) => failure(&e),
     }
@@ -128,24 +139,79 @@ pub async fn sync_now(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if !session.accepts(&form.csrf) {
-        let page = Forbidden {
-            message: "This form is out of date or did not come from this console. Reload the page and try again.",
-        };
-        return (StatusCode::FORBIDDEN, html(&page)).into_response();
+        return stale_form();
     }
     let wanted = id.clone();
-    match ask(&state, move |b| b.sync_now(&wanted)).await {
+    done(&id, ask(&state, move |b| b.sync_now(&wanted)).await)
+}
+
+/// The answer to a form without this session's CSRF token.
+fn stale_form() -> Response {
+    let page = Forbidden {
+        message: "This form is out of date or did not come from this console. Reload the page and try again.",
+    };
+    (StatusCode::FORBIDDEN, html(&page)).into_response()
+}
+
+/// After an action on connection `id`: back to its page, or what went wrong.
+fn done(id: &str, outcome: anyhow::Result<bool>) -> Response {
+    match outcome {
         Ok(true) => {
-            let href = ConnectionView::href_of(&id);
             let mut response = StatusCode::SEE_OTHER.into_response();
-            if let Ok(location) = HeaderValue::from_str(&href) {
+            if let Ok(location) = HeaderValue::from_str(&ConnectionView::href_of(id)) {
                 response.headers_mut().insert(LOCATION, location);
             }
             response
         }
-        Ok(false) => not_found(&id),
+        Ok(false) => not_found(id),
         Err(e) => failure(&e),
     }
+}
+
+/// The page that asks before disconnecting.
+#[derive(Template)]
+#[template(path = "disconnect.html")]
+struct DisconnectPage<'a> {
+    detail: &'a ConnectionDetail,
+    csrf: &'a str,
+}
+
+/// `GET /connections/{id}/disconnect`: asks, with the records to keep or delete.
+pub async fn confirm_disconnect(
+    State(state): State<ConsoleState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> Response {
+    detail_page(&state, &session, id, |detail, csrf| {
+        html(&DisconnectPage { detail, csrf })
+    })
+    .await
+}
+
+/// The disconnect form: its CSRF token, and the box to delete the records.
+#[derive(Debug, serde::Deserialize)]
+pub struct DisconnectForm {
+    csrf: String,
+    #[serde(default)]
+    delete_records: Option<String>,
+}
+
+/// `POST /connections/{id}/disconnect`: "Disconnect", then back to the connection's page.
+pub async fn disconnect(
+    State(state): State<ConsoleState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(form): Form<DisconnectForm>,
+) -> Response {
+    if !session.accepts(&form.csrf) {
+        return stale_form();
+    }
+    let delete = form.delete_records.as_deref() == Some("yes");
+    let wanted = id.clone();
+    done(
+        &id,
+        ask(&state, move |b| b.disconnect(&wanted, delete)).await,
+    )
 }
 
 /// `GET /assets/console.css`.

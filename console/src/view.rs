@@ -118,6 +118,8 @@ pub struct ScheduleView {
     pub running: bool,
     /// When the next sync starts (RFC 3339), when one is planned.
     pub next_run: Option<String>,
+    /// Disconnected: what happened to its records. No more syncs.
+    pub disconnected: Option<String>,
 }
 
 impl ConnectionView {

@@ -36,6 +36,17 @@ impl Backend for Fixed {
         }
         Ok(known)
     }
+
+    fn disconnect(&self, id: &str, delete_records: bool) -> anyhow::Result<bool> {
+        let known = self.0.iter().any(|c| c.id == id);
+        if known {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("disconnect {id} delete={delete_records}"));
+        }
+        Ok(known)
+    }
 }
 
 /// A run whose second partition stopped.
@@ -94,6 +105,7 @@ fn connections() -> Vec<ConnectionView> {
             schedule: Some(ScheduleView {
                 running: false,
                 next_run: Some("2026-12-03T16:00:00Z".into()),
+                disconnected: None,
             }),
         },
         ConnectionView {
@@ -432,4 +444,51 @@ fn sync_now_needs_the_session_and_its_csrf_token() {
         &format!("csrf={csrf}"),
     );
     assert_eq!(spaced.status, 404);
+}
+
+#[test]
+fn disconnect_asks_first_and_needs_the_csrf_token() {
+    let s = serve();
+    let cookie = sign_in(&s);
+    let page = get(&s, "/connections/servicenow", Some(&cookie)).body;
+    assert!(
+        page.contains("href=\"/connections/servicenow/disconnect\""),
+        "{page}"
+    );
+    // Asking changes nothing: a page with the choice, the box unticked.
+    let ask = get(&s, "/connections/servicenow/disconnect", Some(&cookie));
+    assert_eq!(ask.status, 200, "{}", ask.body);
+    assert!(
+        ask.body
+            .contains("Also delete its stored records (1000 devices)"),
+        "{}",
+        ask.body
+    );
+    assert!(!ask.body.contains("checked"), "{}", ask.body);
+    let csrf = csrf_of(&ask.body);
+    let path = "/connections/servicenow/disconnect";
+    assert_eq!(post(&s, path, None, &format!("csrf={csrf}")).status, 401);
+    assert_eq!(
+        post(&s, path, Some(&cookie), "csrf=0000&delete_records=yes").status,
+        403
+    );
+    assert!(s.synced.lock().unwrap().is_empty());
+    // The controls: kept records, then deleted ones, each as asked.
+    let kept = post(&s, path, Some(&cookie), &format!("csrf={csrf}"));
+    assert_eq!(kept.status, 303, "{}", kept.body);
+    assert_eq!(kept.header("location"), Some("/connections/servicenow"));
+    let deleted = post(
+        &s,
+        path,
+        Some(&cookie),
+        &format!("csrf={csrf}&delete_records=yes"),
+    );
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    assert_eq!(
+        *s.synced.lock().unwrap(),
+        vec![
+            "disconnect servicenow delete=false".to_string(),
+            "disconnect servicenow delete=true".to_string()
+        ]
+    );
 }

@@ -723,6 +723,23 @@ impl Store {
         Ok(n)
     }
 
+    /// Deletes everything stored for `connection` (records, the state of
+    /// its streams and partitions, its health and runs) in one
+    /// transaction; returns the records deleted. Other connections in the
+    /// same file are untouched.
+    pub fn delete_connection(&mut self, connection: &str) -> rusqlite::Result<u64> {
+        let tx = self.conn.transaction()?;
+        let records = tx.execute("DELETE FROM records WHERE connection = ?1", [connection])?;
+        for table in ["streams", "partitions", "health", "runs"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE connection = ?1"),
+                [connection],
+            )?;
+        }
+        tx.commit()?;
+        Ok(records as u64)
+    }
+
     /// Number of live records per stream.
     pub fn counts(&self, connection: &str) -> rusqlite::Result<Vec<(String, u64, u64)>> {
         let mut stmt = self.conn.prepare(
@@ -795,6 +812,44 @@ mod tests {
             force_full: false,
             supports_incremental: true,
         }
+    }
+
+    #[test]
+    fn deleting_a_connection_leaves_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("db")).unwrap();
+        for connection in ["c", "other"] {
+            let p = s.begin_stream(connection, "s", full(1)).unwrap();
+            s.commit_page(
+                connection,
+                "s",
+                page(1, 0, &[rec("a", "{}"), rec("b", "{}")], None, None),
+            )
+            .unwrap();
+            s.finish_stream(connection, "s", &p, None).unwrap();
+            let run = s.start_run(connection).unwrap();
+            s.finish_run(run, "complete", "{}").unwrap();
+            s.set_health(
+                connection,
+                &Health {
+                    state: HealthState::Connected,
+                    error_kind: None,
+                    message: None,
+                },
+            )
+            .unwrap();
+        }
+        assert_eq!(s.delete_connection("c").unwrap(), 2);
+        assert!(s.counts("c").unwrap().is_empty());
+        assert!(s.health("c").unwrap().is_none());
+        assert!(s.recent_runs("c", 5).unwrap().is_empty());
+        // The other connection keeps everything.
+        assert_eq!(s.counts("other").unwrap(), vec![("s".to_string(), 2, 0)]);
+        assert!(s.health("other").unwrap().is_some());
+        assert_eq!(s.recent_runs("other", 5).unwrap().len(), 1);
+        // A later sync of the deleted connection starts afresh.
+        let p = s.begin_stream("c", "s", full(1)).unwrap();
+        assert!(!p.resumed);
     }
 
     #[test]

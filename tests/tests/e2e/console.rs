@@ -155,6 +155,26 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
         (303, Some("/connections/servicenow"))
     );
     assert!(f.state().wait_for_requests(before + 1, PATIENCE) > before);
+    // "Disconnect", deleting the records: the file is set aside, the
+    // records go once the sync in flight stopped.
+    let ask = format!("{base}/connections/servicenow/disconnect");
+    let (status, _, confirm) = get(&ask, Some(&cookie));
+    assert_eq!(status, 200, "{confirm}");
+    let form = format!("csrf={}&delete_records=yes", csrf_of(&confirm));
+    assert_eq!(post(&ask, &cookie, &form).0, 303);
+    let page = wait_for_page(
+        &format!("{base}/connections/servicenow"),
+        &cookie,
+        "Disconnected;",
+    );
+    assert!(page.contains("records were deleted"), "{page}");
+    assert!(!page.contains(">Sync now<"), "{page}");
+    assert!(!config.exists());
+    assert!(f.dir.path().join("servicenow.toml.disconnected").exists());
+    let store = connector_engine::store::Store::open(&f.dir.path().join("inventory.db")).unwrap();
+    let name = format!("servicenow-cmdb@127.0.0.1:{port}");
+    assert!(store.counts(&name).unwrap().is_empty());
+    assert!(store.recent_runs(&name, 5).unwrap().is_empty());
     // SIGTERM stops it cleanly.
     connector_e2e::sigterm(&child);
     let status = child.wait().unwrap();

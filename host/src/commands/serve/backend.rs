@@ -35,6 +35,16 @@ impl Backend for StoredConnections {
         Ok(self.keepers.find(id).map(|k| k.sync_now()).is_some())
     }
 
+    fn disconnect(&self, id: &str, delete_records: bool) -> Result<bool> {
+        match self.keepers.find(id) {
+            Some(keeper) if keeper.state().disconnected.is_none() => {
+                keeper.disconnect(delete_records)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     fn connection(&self, id: &str) -> Result<Option<ConnectionDetail>> {
         let Some(c) = self.connections.iter().find(|c| c.id == id) else {
             return Ok(None);
@@ -110,6 +120,7 @@ impl StoredConnections {
                 next_run: state
                     .next_run
                     .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                disconnected: state.disconnected,
             }
         });
         Ok(view)

@@ -1,9 +1,11 @@
 //! Keeping each connection in sync while `serve` runs: `run --every`'s
 //! loop per connection (the same back-off after failures that pass by
-//! themselves), woken early by "Sync now".
+//! themselves), woken early by "Sync now", ended by "Disconnect".
 
 use crate::commands::schedule::next_sync_delay;
 use crate::commands::sync::{sync, SyncFlags};
+use anyhow::{Context as _, Result};
+use connector_engine::store::Store;
 use connector_sandbox::secrets::Environment;
 use connector_sandbox::stop::StopSignal;
 use std::path::PathBuf;
@@ -19,6 +21,17 @@ pub struct KeeperState {
     /// When the next one starts (none while one runs, and after a
     /// configuration error, which only "Sync now" retries).
     pub next_run: Option<SystemTime>,
+    /// Disconnected: no more syncs; what happened to its records.
+    pub disconnected: Option<String>,
+}
+
+/// Where a connection's data lives, for "Disconnect".
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The connection's name in the database.
+    pub connection: String,
+    /// The database file.
+    pub database: PathBuf,
 }
 
 /// The schedule of one connection.
@@ -27,21 +40,80 @@ pub struct Keeper {
     /// The connection's identifier (its file's stem).
     pub id: String,
     file: PathBuf,
+    stored: Stored,
     every: Duration,
     state: Mutex<KeeperState>,
     wake: Notify,
+    /// Ends the loop (and a sync in flight, after its pages): `serve`
+    /// stopping, or "Disconnect".
+    stop: Arc<StopSignal>,
+    /// "Disconnect" was asked, and whether to delete the records.
+    disconnect: Mutex<Option<bool>>,
 }
 
 impl Keeper {
     /// The schedule of the connection configured in `file`, every `every`.
-    pub fn new(id: String, file: PathBuf, every: Duration) -> Keeper {
+    pub fn new(id: String, file: PathBuf, stored: Stored, every: Duration) -> Keeper {
         Keeper {
             id,
             file,
+            stored,
             every,
             state: Mutex::default(),
             wake: Notify::new(),
+            stop: Arc::default(),
+            disconnect: Mutex::new(None),
         }
+    }
+
+    /// Ends the loop: a sync in flight stops after its pages.
+    pub fn stop(&self) {
+        self.stop.trigger();
+    }
+
+    /// Disconnects the connection: its file is renamed `….toml.disconnected`
+    /// at once (a restart does not take it up again), the loop ends after
+    /// the pages in flight, then its records are deleted if asked.
+    pub fn disconnect(&self, delete_records: bool) -> Result<()> {
+        let mut renamed = self.file.clone().into_os_string();
+        renamed.push(".disconnected");
+        std::fs::rename(&self.file, &renamed).with_context(|| {
+            format!(
+                "cannot rename {} to take it out of the schedule",
+                self.file.display()
+            )
+        })?;
+        *self.disconnect.lock().unwrap_or_else(|p| p.into_inner()) = Some(delete_records);
+        self.stop.trigger();
+        Ok(())
+    }
+
+    /// After the loop: what "Disconnect" asked for.
+    fn finish_disconnect(&self) {
+        let Some(delete) = *self.disconnect.lock().unwrap_or_else(|p| p.into_inner()) else {
+            return;
+        };
+        let outcome = if delete {
+            match self.delete_records() {
+                Ok(n) => format!("Disconnected; its {n} records were deleted"),
+                Err(e) => {
+                    tracing::error!(connection = %self.id, "deleting the records failed: {e:#}");
+                    format!("Disconnected; deleting its records failed: {e:#}")
+                }
+            }
+        } else {
+            "Disconnected; its records are kept".to_string()
+        };
+        self.set(KeeperState {
+            disconnected: Some(outcome),
+            ..KeeperState::default()
+        });
+    }
+
+    fn delete_records(&self) -> Result<u64> {
+        let mut store = Store::open(&self.stored.database)
+            .with_context(|| format!("cannot open {}", self.stored.database.display()))?;
+        Ok(store.delete_connection(&self.stored.connection)?)
     }
 
     /// Where the schedule stands.
@@ -59,14 +131,20 @@ impl Keeper {
     }
 
     /// Syncs at once, then every `every` (sooner after temporary failures,
-    /// at once when asked), until `stop` is triggered; a running sync then
-    /// stops after its pages in flight.
-    pub async fn keep(&self, env: &dyn Environment, stop: &Arc<StopSignal>) {
+    /// at once when asked), until stopped or disconnected; a running sync
+    /// then stops after its pages in flight.
+    pub async fn keep(&self, env: &dyn Environment) {
+        self.keep_syncing(env).await;
+        self.finish_disconnect();
+    }
+
+    async fn keep_syncing(&self, env: &dyn Environment) {
+        let stop = &self.stop;
         let mut temporary_failures = 0u32;
         loop {
             self.set(KeeperState {
                 running: true,
-                next_run: None,
+                ..KeeperState::default()
             });
             let flags = SyncFlags {
                 stop: stop.clone(),
@@ -79,8 +157,8 @@ impl Keeper {
             }
             let delay = next_sync_delay(&outcome, &mut temporary_failures, self.every);
             self.set(KeeperState {
-                running: false,
                 next_run: delay.map(|d| SystemTime::now() + d),
+                ..KeeperState::default()
             });
             if stop.is_triggered() {
                 return;
@@ -110,5 +188,12 @@ impl Keepers {
     /// The schedule of connection `id`.
     pub fn find(&self, id: &str) -> Option<&Arc<Keeper>> {
         self.0.iter().find(|k| k.id == id)
+    }
+
+    /// Stops every loop (the process is stopping).
+    pub fn stop_all(&self) {
+        for keeper in &self.0 {
+            keeper.stop();
+        }
     }
 }

@@ -19,7 +19,7 @@ use connector_console::Console;
 use connector_sandbox::config::Config;
 use connector_sandbox::secrets::Environment;
 use connector_sandbox::stop::StopSignal;
-use keeper::{Keeper, Keepers};
+use keeper::{Keeper, Keepers, Stored};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -70,7 +70,16 @@ pub async fn serve(
             .iter()
             .filter_map(|c| {
                 let every = c.every?;
-                Some(Arc::new(Keeper::new(c.id.clone(), c.file.clone(), every)))
+                let stored = Stored {
+                    connection: c.name.clone(),
+                    database: c.database.clone()?,
+                };
+                Some(Arc::new(Keeper::new(
+                    c.id.clone(),
+                    c.file.clone(),
+                    stored,
+                    every,
+                )))
             })
             .collect(),
     ));
@@ -81,8 +90,12 @@ pub async fn serve(
     let console_stop = stop.clone();
     let console = Console::new(backend, token, false)
         .serve(listener, async move { console_stop.triggered().await });
-    let keeping = futures_util::future::join_all(keepers.0.iter().map(|k| k.keep(env, &stop)));
-    let (served, _) = tokio::join!(console, keeping);
+    let keeping = futures_util::future::join_all(keepers.0.iter().map(|k| k.keep(env)));
+    let stopping = async {
+        stop.triggered().await;
+        keepers.stop_all();
+    };
+    let (served, _, _) = tokio::join!(console, keeping, stopping);
     served.context("the console stopped")?;
     Ok(())
 }
