@@ -39,7 +39,10 @@ if cargo tree -p connector-host --no-default-features -e normal --prefix none \
 fi
 
 # The real clients need the emulator binary and a Python environment of their own.
-cargo build -p servicenow-emulator -p netbox-emulator -p connector-host
+# The host they drive is `e2e-host` (the same `cli::main` as connector-host),
+# which `cargo test` built: building connector-host alone would unify other
+# features and compile wasmtime a second time.
+cargo build -p servicenow-emulator -p netbox-emulator
 venv=target/python-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
@@ -47,7 +50,7 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 SERVICENOW_EMULATOR="$PWD/target/debug/servicenow-emulator" \
 NETBOX_EMULATOR="$PWD/target/debug/netbox-emulator" \
-CONNECTOR_HOST="$PWD/target/debug/connector-host" \
+CONNECTOR_HOST="$PWD/target/debug/e2e-host" \
   "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
 
 # The Python NetBox connector: built with componentize-py (installed from PyPI
