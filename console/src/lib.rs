@@ -13,6 +13,8 @@
 //! | `POST /connections/{id}/sync` | yes, and its CSRF token | "Sync now" |
 //! | `GET /connections/{id}/disconnect` | yes | asks whether to disconnect, and whether to delete the records |
 //! | `POST /connections/{id}/disconnect` | yes, and its CSRF token | "Disconnect" |
+//! | `GET /connections/{id}/streams/{stream}?q=&offset=` | yes | the record browser: a search, a page at a time |
+//! | `GET /connections/{id}/streams/{stream}/records/{key}` | yes | one record, what is embedded into it and what it names |
 //! | `GET /assets/console.css` | no | the stylesheet (embedded) |
 //! | `GET /healthz` | no | `ok` |
 //! | `GET /metrics` | no | Prometheus text format |
@@ -37,6 +39,7 @@
 pub mod auth;
 mod metrics;
 mod pages;
+mod records;
 pub mod view;
 
 use axum::extract::Request;
@@ -54,8 +57,8 @@ use std::sync::Arc;
 
 pub use metrics::exposition;
 pub use view::{
-    ConnectionDetail, ConnectionView, HealthState, HealthView, LastSync, PartitionRunView, RunView,
-    ScheduleView, StreamRunView, StreamView,
+    ConnectionDetail, ConnectionView, HealthState, HealthView, LastSync, PartitionRunView,
+    RecordView, RecordsView, RunView, ScheduleView, StreamRunView, StreamView,
 };
 
 /// What the console asks of the host.
@@ -74,6 +77,21 @@ pub trait Backend: Send + Sync + 'static {
     /// deleted when `delete_records`; `false` when there is no such
     /// connection to disconnect.
     fn disconnect(&self, id: &str, delete_records: bool) -> anyhow::Result<bool>;
+
+    /// Page `offset` of the live records of `stream` of connection `id`
+    /// whose values, or their embedded records' values, contain `term`;
+    /// `None` when there is no such connection or stream.
+    fn records(
+        &self,
+        id: &str,
+        stream: &str,
+        term: &str,
+        offset: u64,
+    ) -> anyhow::Result<Option<RecordsView>>;
+
+    /// The live record `key` of `stream` of connection `id`, with the records
+    /// embedded into it and those it names; `None` when there is none.
+    fn record(&self, id: &str, stream: &str, key: &str) -> anyhow::Result<Option<RecordView>>;
 }
 
 /// The state every handler shares.
@@ -111,6 +129,11 @@ impl Console {
             .route(
                 "/connections/{id}/disconnect",
                 get(pages::confirm_disconnect).post(pages::disconnect),
+            )
+            .route("/connections/{id}/streams/{stream}", get(records::records))
+            .route(
+                "/connections/{id}/streams/{stream}/records/{key}",
+                get(records::record),
             )
             .with_state(self.state.clone())
             .layer(from_fn_with_state(

@@ -130,16 +130,32 @@ impl ConnectionView {
 
     /// The path of the page of connection `id`, percent-encoded.
     pub fn href_of(id: &str) -> String {
-        let mut path = String::from("/connections/");
-        for byte in id.bytes() {
-            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                path.push(byte as char);
-            } else {
-                path.push_str(&format!("%{byte:02X}"));
-            }
-        }
-        path
+        format!("/connections/{}", segment(id))
     }
+
+    /// The path of the browser of its stream `stream`.
+    pub fn stream_href(&self, stream: &str) -> String {
+        format!("{}/streams/{}", self.href(), segment(stream))
+    }
+
+    /// The path of record `key` of its stream `stream`.
+    pub fn record_href(&self, stream: &str, key: &str) -> String {
+        format!("{}/records/{}", self.stream_href(stream), segment(key))
+    }
+}
+
+/// `text` as one URL path segment: unreserved characters kept, the rest
+/// percent-encoded.
+pub fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// A connection with its recent runs (its page).
@@ -194,4 +210,76 @@ pub struct PartitionRunView {
     pub complete: bool,
     /// Why it stopped, when it did not.
     pub error: Option<String>,
+}
+
+/// A record's fields as text, in the record's order.
+pub type Fields = Vec<(String, String)>;
+
+/// One page of a stream's records, found by a search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordsView {
+    /// The connection.
+    pub connection: ConnectionView,
+    /// The stream browsed.
+    pub stream: String,
+    /// What was searched for (empty: everything).
+    pub term: String,
+    /// Records matching, in all.
+    pub total: u64,
+    /// The first record's position in them.
+    pub offset: u64,
+    /// Records per page.
+    pub limit: u64,
+    /// This page: each record's key and first fields.
+    pub rows: Vec<(String, Fields)>,
+}
+
+impl RecordsView {
+    /// The query string of the page `offset` of the same search.
+    pub fn page_query(&self, offset: u64) -> String {
+        let mut q = String::new();
+        for byte in self.term.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                q.push(byte as char);
+            } else {
+                q.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        format!("?q={q}&offset={offset}")
+    }
+
+    /// The previous page's offset, if there is one.
+    pub fn previous(&self) -> Option<u64> {
+        (self.offset > 0).then(|| self.offset.saturating_sub(self.limit))
+    }
+
+    /// The next page's offset, if there is one.
+    pub fn next(&self) -> Option<u64> {
+        let next = self.offset + self.limit;
+        (next < self.total).then_some(next)
+    }
+
+    /// The last record's position on this page, counted from 1.
+    pub fn last_shown(&self) -> u64 {
+        self.offset + self.rows.len() as u64
+    }
+}
+
+/// One record with what hangs off it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordView {
+    /// The connection.
+    pub connection: ConnectionView,
+    /// Its stream.
+    pub stream: String,
+    /// Its key.
+    pub key: String,
+    /// Its fields.
+    pub fields: Fields,
+    /// Records embedded into it, per embedding stream: (the name they are
+    /// embedded under, their stream, their fields).
+    pub embedded: Vec<(String, String, Vec<Fields>)>,
+    /// Records it names: (its field, the stream named, the key, that
+    /// record's fields when stored).
+    pub references: Vec<(String, String, String, Option<Fields>)>,
 }

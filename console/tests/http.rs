@@ -5,7 +5,7 @@
 use connector_console::auth::SignInToken;
 use connector_console::{
     Backend, ConnectionDetail, ConnectionView, Console, HealthState, HealthView, LastSync,
-    PartitionRunView, RunView, ScheduleView, StreamRunView, StreamView,
+    PartitionRunView, RecordView, RecordsView, RunView, ScheduleView, StreamRunView, StreamView,
 };
 use std::sync::{Arc, Mutex};
 
@@ -35,6 +35,70 @@ impl Backend for Fixed {
             self.1.lock().unwrap().push(id.to_string());
         }
         Ok(known)
+    }
+
+    fn records(
+        &self,
+        id: &str,
+        stream: &str,
+        term: &str,
+        offset: u64,
+    ) -> anyhow::Result<Option<RecordsView>> {
+        let Some(c) = self.0.iter().find(|c| c.id == id && stream == "devices") else {
+            return Ok(None);
+        };
+        // 120 devices; the page from `offset`, 50 at most.
+        let rows = (offset..(offset + 50).min(120))
+            .map(|i| {
+                (
+                    format!("d{i:03}"),
+                    vec![("name".to_string(), format!("<srv-{i}>"))],
+                )
+            })
+            .collect();
+        Ok(Some(RecordsView {
+            connection: c.clone(),
+            stream: stream.into(),
+            term: term.into(),
+            total: 120,
+            offset,
+            limit: 50,
+            rows,
+        }))
+    }
+
+    fn record(&self, id: &str, stream: &str, key: &str) -> anyhow::Result<Option<RecordView>> {
+        let Some(c) = self
+            .0
+            .iter()
+            .find(|c| c.id == id && stream == "devices" && key == "d007")
+        else {
+            return Ok(None);
+        };
+        let field = |n: &str, v: &str| (n.to_string(), v.to_string());
+        Ok(Some(RecordView {
+            connection: c.clone(),
+            stream: stream.into(),
+            key: key.into(),
+            fields: vec![field("name", "srv-7"), field("app", "a1")],
+            embedded: vec![(
+                "networkAdapters".into(),
+                "network_adapters".into(),
+                vec![vec![
+                    field("mac", "00:11:22:33:44:55"),
+                    field("ip", "10.0.0.7"),
+                ]],
+            )],
+            references: vec![(
+                "app".into(),
+                "business_applications".into(),
+                "a1".into(),
+                Some(vec![
+                    field("name", "Payroll"),
+                    field("criticality", "1 - most critical"),
+                ]),
+            )],
+        }))
     }
 
     fn disconnect(&self, id: &str, delete_records: bool) -> anyhow::Result<bool> {
@@ -490,5 +554,71 @@ fn disconnect_asks_first_and_needs_the_csrf_token() {
             "disconnect servicenow delete=false".to_string(),
             "disconnect servicenow delete=true".to_string()
         ]
+    );
+}
+
+#[test]
+fn the_record_browser_pages_on_the_server_and_shows_a_record_with_what_hangs_off_it() {
+    let s = serve();
+    let cookie = sign_in(&s);
+    let first = get(
+        &s,
+        "/connections/servicenow/streams/devices?q=10.0%2F8",
+        Some(&cookie),
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    for text in [
+        "Records 1–50 of 120",
+        "value=\"10.0/8\"",
+        "href=\"?q=10.0%2F8&#38;offset=50\"",
+        "href=\"/connections/servicenow/streams/devices/records/d007\"",
+        "&#60;srv-7&#62;",
+    ] {
+        assert!(first.body.contains(text), "no `{text}` in {}", first.body);
+    }
+    assert!(!first.body.contains("Previous"), "{}", first.body);
+    let last = get(
+        &s,
+        "/connections/servicenow/streams/devices?q=10.0%2F8&offset=100",
+        Some(&cookie),
+    );
+    assert!(
+        last.body.contains("Records 101–120 of 120"),
+        "{}",
+        last.body
+    );
+    assert!(last.body.contains("offset=50"), "{}", last.body);
+    assert!(!last.body.contains("Next"), "{}", last.body);
+    let record = get(
+        &s,
+        "/connections/servicenow/streams/devices/records/d007",
+        Some(&cookie),
+    );
+    assert_eq!(record.status, 200, "{}", record.body);
+    for text in [
+        "00:11:22:33:44:55",
+        "networkAdapters",
+        "Payroll",
+        "1 - most critical",
+    ] {
+        assert!(record.body.contains(text), "no `{text}` in {}", record.body);
+    }
+    // An unknown stream or record is 404; without a session, 401.
+    assert_eq!(
+        get(&s, "/connections/servicenow/streams/routers", Some(&cookie)).status,
+        404
+    );
+    assert_eq!(
+        get(
+            &s,
+            "/connections/servicenow/streams/devices/records/nope",
+            Some(&cookie)
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        get(&s, "/connections/servicenow/streams/devices", None).status,
+        401
     );
 }

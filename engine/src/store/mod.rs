@@ -12,7 +12,10 @@
 //!   deletion (a tombstone, applied with the page that carried it), it aged
 //!   out of the read's retention window, or a full read no longer returned it.
 
+mod browse;
 mod schema;
+
+pub use browse::{Found, KeyedRecord};
 
 use rusqlite::{params, Connection, OptionalExtension};
 pub use schema::{OpenError, LATEST_VERSION};

@@ -155,6 +155,37 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
         (303, Some("/connections/servicenow"))
     );
     assert!(f.state().wait_for_requests(before + 1, PATIENCE) > before);
+    // The record browser finds a device by an adapter's IP, and its page
+    // shows the adapter and the business application it serves.
+    let devices = connector_e2e::expected_records(f.state(), "devices");
+    let apps = connector_e2e::expected_records(f.state(), "business_applications");
+    let app_of = |device: &str| {
+        let device = devices.iter().find(|d| d["sysId"] == device)?;
+        let app = device["uPrimaryBusinessApplication"].as_str()?;
+        apps.iter().find(|a| a["sysId"] == app)
+    };
+    let adapters = connector_e2e::expected_records(f.state(), "network_adapters");
+    let (adapter, app) = adapters
+        .iter()
+        .filter(|a| a["ipAddress"].is_string() && a["macAddress"].is_string())
+        .find_map(|a| Some((a, app_of(a["deviceSysId"].as_str()?)?)))
+        .expect("an adapter with an IP and a MAC on a device serving an application");
+    let ip = adapter["ipAddress"].as_str().unwrap();
+    let device = adapter["deviceSysId"].as_str().unwrap();
+    let (status, _, found) = get(
+        &format!("{base}/connections/servicenow/streams/devices?q={ip}"),
+        Some(&cookie),
+    );
+    assert_eq!(status, 200, "{found}");
+    let href = format!("/connections/servicenow/streams/devices/records/{device}");
+    assert!(found.contains(&href), "{found}");
+    let (status, _, record) = get(&format!("{base}{href}"), Some(&cookie));
+    assert_eq!(status, 200, "{record}");
+    assert!(
+        record.contains(adapter["macAddress"].as_str().unwrap()),
+        "{record}"
+    );
+    assert!(record.contains(app["name"].as_str().unwrap()), "{record}");
     // "Disconnect", deleting the records: the file is set aside, the
     // records go once the sync in flight stopped.
     let ask = format!("{base}/connections/servicenow/disconnect");

@@ -1,13 +1,15 @@
 //! The console's [`Backend`] over the connections `serve` found at start:
 //! each request reads the connection's database (health, records, runs)
-//! and the keeper's schedule; "Sync now" wakes the keeper.
+//! and the keeper's schedule; "Sync now" wakes the keeper; the record
+//! browser is `browse`'s.
 
+use super::browse;
 use super::keeper::Keepers;
 use super::Configured;
 use anyhow::{Context as _, Result};
 use connector_console::{
     Backend, ConnectionDetail, ConnectionView, HealthState, HealthView, LastSync, PartitionRunView,
-    RunView, ScheduleView, StreamRunView, StreamView,
+    RecordView, RecordsView, RunView, ScheduleView, StreamRunView, StreamView,
 };
 use connector_engine::store::{HealthState as StoredState, Store, StoredRun};
 use connector_engine::sync::RunReport;
@@ -33,6 +35,24 @@ impl Backend for StoredConnections {
 
     fn sync_now(&self, id: &str) -> Result<bool> {
         Ok(self.keepers.find(id).map(|k| k.sync_now()).is_some())
+    }
+
+    fn records(
+        &self,
+        id: &str,
+        stream: &str,
+        term: &str,
+        offset: u64,
+    ) -> Result<Option<RecordsView>> {
+        self.browse(id, |c, view, store| {
+            browse::records(c, view, store, stream, term, offset)
+        })
+    }
+
+    fn record(&self, id: &str, stream: &str, key: &str) -> Result<Option<RecordView>> {
+        self.browse(id, |c, view, store| {
+            browse::record(c, view, store, stream, key)
+        })
     }
 
     fn disconnect(&self, id: &str, delete_records: bool) -> Result<bool> {
@@ -110,6 +130,23 @@ fn run_view(run: &StoredRun) -> RunView {
 }
 
 impl StoredConnections {
+    /// `read` over connection `id`'s view and database; `None` when there
+    /// is no such connection, or nothing stored yet.
+    fn browse<T>(
+        &self,
+        id: &str,
+        read: impl FnOnce(&Configured, ConnectionView, &Store) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let Some(c) = self.connections.iter().find(|c| c.id == id) else {
+            return Ok(None);
+        };
+        let Some(store) = open_store(c)? else {
+            return Ok(None);
+        };
+        let view = self.view(c, Some(&store))?;
+        read(c, view, &store)
+    }
+
     /// What its database (none before its first sync) and its schedule say of `c`.
     fn view(&self, c: &Configured, store: Option<&Store>) -> Result<ConnectionView> {
         let mut view = stored_view(c, store)?;

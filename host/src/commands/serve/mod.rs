@@ -7,6 +7,7 @@
 //! "Sync now"); this module owns the listener and the sign-in token.
 
 mod backend;
+mod browse;
 mod keeper;
 
 use crate::commands::schedule::parse_every;
@@ -122,6 +123,8 @@ struct Configured {
     file: PathBuf,
     /// Time between its syncs (none when it cannot run).
     every: Option<Duration>,
+    /// Its component's streams (none when it cannot run).
+    streams: Vec<connector_sandbox::runtime::StreamInfo>,
     name: String,
     connector: String,
     endpoint: String,
@@ -155,6 +158,7 @@ async fn load_connections(dir: &Path, every: Duration) -> Result<Vec<Configured>
                 id,
                 file: file.clone(),
                 every: None,
+                streams: Vec::new(),
                 connector: String::new(),
                 endpoint: String::new(),
                 database: None,
@@ -179,6 +183,7 @@ async fn configured(file: &Path, id: String, default_every: Duration) -> Result<
         id,
         file: file.to_path_buf(),
         every: Some(every),
+        streams: prepared.info.streams.clone(),
         name: connection_name(&config, &prepared.info, &origin),
         connector: prepared.info.name.clone(),
         endpoint: origin.to_string(),
