@@ -85,7 +85,9 @@ pub fn record(
     };
     let own = fields(&data);
     let mut references = Vec::new();
-    for r in info.references.iter().filter(|r| r.embed_as.is_none()) {
+    // Every record it names, the one it is embedded into included (an
+    // adapter's page shows its device).
+    for r in &info.references {
         if let Some((_, target_key)) = own.iter().find(|(name, _)| *name == r.field) {
             let target = store.record(&c.name, &r.target_stream, target_key)?;
             references.push((
