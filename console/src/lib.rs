@@ -11,11 +11,12 @@
 //! | `GET /` | yes | the Data connectors page |
 //! | `GET /connections/{id}` | yes | a connection: health, its last runs with their completeness report |
 //! | `POST /connections/{id}/sync` | yes, and its CSRF token | "Sync now" |
+//! | `GET /connections/{id}/progress` | yes | server-sent events: the schedule and a running sync's progress |
 //! | `GET /connections/{id}/disconnect` | yes | asks whether to disconnect, and whether to delete the records |
 //! | `POST /connections/{id}/disconnect` | yes, and its CSRF token | "Disconnect" |
 //! | `GET /connections/{id}/streams/{stream}?q=&offset=` | yes | the record browser: a search, a page at a time |
 //! | `GET /connections/{id}/streams/{stream}/records/{key}` | yes | one record, what is embedded into it and what it names |
-//! | `GET /assets/console.css` | no | the stylesheet (embedded) |
+//! | `GET /assets/console.css`, `GET /assets/console.js` | no | the stylesheet and the script that follows a sync (embedded) |
 //! | `GET /healthz` | no | `ok` |
 //! | `GET /metrics` | no | Prometheus text format |
 //!
@@ -39,6 +40,7 @@
 pub mod auth;
 mod metrics;
 mod pages;
+mod progress;
 mod records;
 pub mod view;
 
@@ -58,7 +60,7 @@ use std::sync::Arc;
 pub use metrics::exposition;
 pub use view::{
     ConnectionDetail, ConnectionView, HealthState, HealthView, LastSync, PartitionRunView,
-    RecordView, RecordsView, RunView, ScheduleView, StreamRunView, StreamView,
+    ProgressView, RecordView, RecordsView, RunView, ScheduleView, StreamRunView, StreamView,
 };
 
 /// What the console asks of the host.
@@ -72,6 +74,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Starts a sync of connection `id` now (or right after the one
     /// running); `false` when the host keeps no schedule for it.
     fn sync_now(&self, id: &str) -> anyhow::Result<bool>;
+
+    /// Where connection `id`'s schedule stands, without reading its
+    /// database (asked twice a second while a browser follows a sync);
+    /// `None` when the host keeps no schedule for it.
+    fn schedule(&self, id: &str) -> anyhow::Result<Option<ScheduleView>>;
 
     /// Disconnects connection `id`: no more syncs, and its stored records
     /// deleted when `delete_records`; `false` when there is no such
@@ -126,6 +133,7 @@ impl Console {
             .route("/", get(pages::connectors))
             .route("/connections/{id}", get(pages::connection))
             .route("/connections/{id}/sync", post(pages::sync_now))
+            .route("/connections/{id}/progress", get(progress::events))
             .route(
                 "/connections/{id}/disconnect",
                 get(pages::confirm_disconnect).post(pages::disconnect),
@@ -145,6 +153,7 @@ impl Console {
             .route("/metrics", get(metrics::metrics))
             .with_state(self.state)
             .route("/assets/console.css", get(pages::stylesheet))
+            .route("/assets/console.js", get(pages::script))
             .route(
                 "/signin",
                 get(auth::sign_in).with_state(self.sessions.clone()),

@@ -214,6 +214,14 @@ pub async fn disconnect(
     )
 }
 
+/// The script that follows a running sync, embedded.
+pub const SCRIPT: &str = include_str!("../assets/console.js");
+
+/// `GET /assets/console.js`.
+pub async fn script() -> Response {
+    ([(CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT).into_response()
+}
+
 /// `GET /assets/console.css`.
 pub async fn stylesheet() -> Response {
     ([(CONTENT_TYPE, "text/css; charset=utf-8")], STYLESHEET).into_response()

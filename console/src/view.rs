@@ -111,8 +111,9 @@ pub struct ConnectionView {
     pub schedule: Option<ScheduleView>,
 }
 
-/// Where a connection's schedule stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a connection's schedule stands (sent as JSON to follow a sync live).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ScheduleView {
     /// A sync is running.
     pub running: bool,
@@ -120,6 +121,21 @@ pub struct ScheduleView {
     pub next_run: Option<String>,
     /// Disconnected: what happened to its records. No more syncs.
     pub disconnected: Option<String>,
+    /// The running sync's progress, per stream.
+    pub progress: Vec<ProgressView>,
+}
+
+/// One stream of a running sync.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProgressView {
+    /// The stream.
+    pub stream: String,
+    /// Records committed so far.
+    pub records: u64,
+    /// What the server counted, when it said.
+    pub expected: Option<u64>,
+    /// How it ended, once it did.
+    pub verdict: Option<String>,
 }
 
 impl ConnectionView {

@@ -5,7 +5,8 @@
 use connector_console::auth::SignInToken;
 use connector_console::{
     Backend, ConnectionDetail, ConnectionView, Console, HealthState, HealthView, LastSync,
-    PartitionRunView, RecordView, RecordsView, RunView, ScheduleView, StreamRunView, StreamView,
+    PartitionRunView, ProgressView, RecordView, RecordsView, RunView, ScheduleView, StreamRunView,
+    StreamView,
 };
 use std::sync::{Arc, Mutex};
 
@@ -101,6 +102,14 @@ impl Backend for Fixed {
         }))
     }
 
+    fn schedule(&self, id: &str) -> anyhow::Result<Option<ScheduleView>> {
+        Ok(self
+            .0
+            .iter()
+            .find(|c| c.id == id)
+            .and_then(|c| c.schedule.clone()))
+    }
+
     fn disconnect(&self, id: &str, delete_records: bool) -> anyhow::Result<bool> {
         let known = self.0.iter().any(|c| c.id == id);
         if known {
@@ -170,6 +179,7 @@ fn connections() -> Vec<ConnectionView> {
                 running: false,
                 next_run: Some("2026-12-03T16:00:00Z".into()),
                 disconnected: None,
+                progress: vec![],
             }),
         },
         ConnectionView {
@@ -185,7 +195,17 @@ fn connections() -> Vec<ConnectionView> {
             last_sync: None,
             streams: vec![],
             problem: None,
-            schedule: None,
+            schedule: Some(ScheduleView {
+                running: true,
+                next_run: None,
+                disconnected: None,
+                progress: vec![ProgressView {
+                    stream: "devices".into(),
+                    records: 1200,
+                    expected: Some(5000),
+                    verdict: None,
+                }],
+            }),
         },
     ]
 }
@@ -620,5 +640,73 @@ fn the_record_browser_pages_on_the_server_and_shows_a_record_with_what_hangs_off
     assert_eq!(
         get(&s, "/connections/servicenow/streams/devices", None).status,
         401
+    );
+}
+
+/// The first server-sent event of `path`: its lines up to the blank one.
+fn first_event(s: &Served, path: &str, cookie: &str) -> (u16, Option<String>, String) {
+    use std::io::Read as _;
+    let mut response = agent()
+        .get(format!("{}{path}", s.base))
+        .header("cookie", cookie)
+        .call()
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut text = Vec::new();
+    let mut reader = response.body_mut().as_reader();
+    let mut byte = [0u8; 1];
+    while !text.ends_with(b"\n\n") && reader.read(&mut byte).unwrap() == 1 {
+        text.push(byte[0]);
+    }
+    (status, content_type, String::from_utf8(text).unwrap())
+}
+
+#[test]
+fn a_running_sync_is_followed_live_by_server_sent_events() {
+    let s = serve();
+    let cookie = sign_in(&s);
+    // The page lists the progress and names the events to follow.
+    let page = get(&s, "/", Some(&cookie)).body;
+    assert!(
+        page.contains("data-events=\"/connections/netbox%20lab/progress\""),
+        "{page}"
+    );
+    assert!(page.contains("devices: 1200 of 5000 records"), "{page}");
+    assert!(
+        page.contains("<script src=\"/assets/console.js\" defer></script>"),
+        "{page}"
+    );
+    let script = get(&s, "/assets/console.js", None);
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(script.body.contains("new EventSource"), "{}", script.body);
+    // The events: the schedule as JSON, at once.
+    let (status, content_type, event) =
+        first_event(&s, "/connections/netbox%20lab/progress", &cookie);
+    assert_eq!(status, 200);
+    assert_eq!(content_type.as_deref(), Some("text/event-stream"));
+    assert!(event.starts_with("event: progress\ndata: {"), "{event}");
+    assert!(
+        event.contains(r#""running":true"#)
+            && event.contains(
+                r#""progress":[{"stream":"devices","records":1200,"expected":5000,"verdict":null}]"#
+            ),
+        "{event}"
+    );
+    // No session: refused; a connection without a schedule: 404.
+    assert_eq!(
+        get(&s, "/connections/netbox%20lab/progress", None).status,
+        401
+    );
+    assert_eq!(
+        get(&s, "/connections/nope/progress", Some(&cookie)).status,
+        404
     );
 }

@@ -217,6 +217,7 @@ fn run_until(
                     full,
                     streams,
                     stop,
+                    progress: None,
                 };
                 sync(&config, env, flags, out).await.map(|_| ())
             }

@@ -3,7 +3,7 @@
 use crate::connection::{connection_name, credential, limits, prepare, sender, ComponentRef};
 use crate::failure::{load_config, Failure, EXIT_TEMPORARY_FAILURE};
 use anyhow::{Context as _, Result};
-use connector_engine::progress::{Bars, LogLines};
+use connector_engine::progress::{Bars, LogLines, Progress};
 use connector_engine::store::{Health, HealthState, Store};
 use connector_engine::sync::{RunReport, SyncJob, SyncOptions};
 use connector_sandbox::config::SyncConfig;
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Options of the `sync` command.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct SyncFlags {
     /// Print the report as JSON.
     pub json: bool,
@@ -26,6 +26,19 @@ pub struct SyncFlags {
     pub streams: Vec<String>,
     /// Triggered to stop after the pages in flight (a signal arrived).
     pub stop: Arc<StopSignal>,
+    /// Where progress goes (default: bars on a terminal, else log lines).
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+impl std::fmt::Debug for SyncFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncFlags")
+            .field("json", &self.json)
+            .field("full", &self.full)
+            .field("streams", &self.streams)
+            .field("progress", &self.progress.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A sync ready to run: the job and the database it writes into.
@@ -98,10 +111,12 @@ pub async fn prepare_sync(
         limits: limits(&config),
         egress_limits: EgressLimits::from(&config.limits),
         connection,
-        progress: if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            Arc::new(Bars::default())
-        } else {
-            Arc::new(LogLines::default())
+        progress: match &flags.progress {
+            Some(progress) => progress.clone(),
+            None if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+                Arc::new(Bars::default())
+            }
+            None => Arc::new(LogLines::default()),
         },
         options: sync_options(&config.sync, flags),
     };

@@ -4,12 +4,12 @@
 //! browser is `browse`'s.
 
 use super::browse;
-use super::keeper::Keepers;
+use super::keeper::{Keeper, Keepers};
 use super::Configured;
 use anyhow::{Context as _, Result};
 use connector_console::{
     Backend, ConnectionDetail, ConnectionView, HealthState, HealthView, LastSync, PartitionRunView,
-    RecordView, RecordsView, RunView, ScheduleView, StreamRunView, StreamView,
+    ProgressView, RecordView, RecordsView, RunView, ScheduleView, StreamRunView, StreamView,
 };
 use connector_engine::store::{HealthState as StoredState, Store, StoredRun};
 use connector_engine::sync::RunReport;
@@ -31,6 +31,10 @@ impl Backend for StoredConnections {
             .iter()
             .map(|c| self.view(c, open_store(c)?.as_ref()))
             .collect()
+    }
+
+    fn schedule(&self, id: &str) -> Result<Option<ScheduleView>> {
+        Ok(self.keepers.find(id).map(|k| schedule_view(k)))
     }
 
     fn sync_now(&self, id: &str) -> Result<bool> {
@@ -78,6 +82,28 @@ impl Backend for StoredConnections {
             connection: self.view(c, store.as_ref())?,
             runs: runs.iter().map(run_view).collect(),
         }))
+    }
+}
+
+/// Where a keeper's schedule stands, for the console.
+fn schedule_view(keeper: &Keeper) -> ScheduleView {
+    let state = keeper.state();
+    ScheduleView {
+        running: state.running,
+        next_run: state
+            .next_run
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        disconnected: state.disconnected,
+        progress: state
+            .progress
+            .into_iter()
+            .map(|s| ProgressView {
+                stream: s.stream,
+                records: s.records,
+                expected: s.expected,
+                verdict: s.verdict,
+            })
+            .collect(),
     }
 }
 
@@ -150,16 +176,7 @@ impl StoredConnections {
     /// What its database (none before its first sync) and its schedule say of `c`.
     fn view(&self, c: &Configured, store: Option<&Store>) -> Result<ConnectionView> {
         let mut view = stored_view(c, store)?;
-        view.schedule = self.keepers.find(&c.id).map(|k| {
-            let state = k.state();
-            ScheduleView {
-                running: state.running,
-                next_run: state
-                    .next_run
-                    .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-                disconnected: state.disconnected,
-            }
-        });
+        view.schedule = self.keepers.find(&c.id).map(|k| schedule_view(k));
         Ok(view)
     }
 }

@@ -5,6 +5,7 @@
 use crate::commands::schedule::next_sync_delay;
 use crate::commands::sync::{sync, SyncFlags};
 use anyhow::{Context as _, Result};
+use connector_engine::progress::Progress;
 use connector_engine::store::Store;
 use connector_sandbox::secrets::Environment;
 use connector_sandbox::stop::StopSignal;
@@ -23,6 +24,65 @@ pub struct KeeperState {
     pub next_run: Option<SystemTime>,
     /// Disconnected: no more syncs; what happened to its records.
     pub disconnected: Option<String>,
+    /// The running sync's progress, per stream.
+    pub progress: Vec<StreamTally>,
+}
+
+/// One stream of a running sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamTally {
+    /// The stream.
+    pub stream: String,
+    /// Records committed so far.
+    pub records: u64,
+    /// What the server counted, when it said.
+    pub expected: Option<u64>,
+    /// How it ended, once it did.
+    pub verdict: Option<String>,
+}
+
+/// The sync engine's progress, kept for the console.
+#[derive(Debug, Default)]
+pub struct Tally(Mutex<Vec<StreamTally>>);
+
+impl Tally {
+    fn update(&self, stream: &str, change: impl FnOnce(&mut StreamTally)) {
+        let mut streams = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let index = match streams.iter().position(|s| s.stream == stream) {
+            Some(index) => index,
+            None => {
+                streams.push(StreamTally {
+                    stream: stream.to_string(),
+                    ..StreamTally::default()
+                });
+                streams.len() - 1
+            }
+        };
+        change(&mut streams[index]);
+    }
+
+    /// Every stream so far.
+    pub fn snapshot(&self) -> Vec<StreamTally> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn reset(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+impl Progress for Tally {
+    fn expect(&self, stream: &str, rows: u64) {
+        self.update(stream, |s| {
+            s.expected = Some(s.expected.unwrap_or(0) + rows)
+        });
+    }
+    fn committed(&self, stream: &str, records: u64) {
+        self.update(stream, |s| s.records += records);
+    }
+    fn finished(&self, stream: &str, verdict: &str) {
+        self.update(stream, |s| s.verdict = Some(verdict.to_string()));
+    }
 }
 
 /// Where a connection's data lives, for "Disconnect".
@@ -49,6 +109,8 @@ pub struct Keeper {
     stop: Arc<StopSignal>,
     /// "Disconnect" was asked, and whether to delete the records.
     disconnect: Mutex<Option<bool>>,
+    /// The running sync's progress.
+    tally: Arc<Tally>,
 }
 
 impl Keeper {
@@ -63,6 +125,7 @@ impl Keeper {
             wake: Notify::new(),
             stop: Arc::default(),
             disconnect: Mutex::new(None),
+            tally: Arc::default(),
         }
     }
 
@@ -116,9 +179,13 @@ impl Keeper {
         Ok(store.delete_connection(&self.stored.connection)?)
     }
 
-    /// Where the schedule stands.
+    /// Where the schedule stands (with the progress of a running sync).
     pub fn state(&self) -> KeeperState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if state.running {
+            state.progress = self.tally.snapshot();
+        }
+        state
     }
 
     fn set(&self, state: KeeperState) {
@@ -142,12 +209,14 @@ impl Keeper {
         let stop = &self.stop;
         let mut temporary_failures = 0u32;
         loop {
+            self.tally.reset();
             self.set(KeeperState {
                 running: true,
                 ..KeeperState::default()
             });
             let flags = SyncFlags {
                 stop: stop.clone(),
+                progress: Some(self.tally.clone()),
                 ..Default::default()
             };
             let outcome = sync(&self.file, env, flags, &mut std::io::sink()).await;
@@ -195,5 +264,41 @@ impl Keepers {
         for keeper in &self.0 {
             keeper.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tally_keeps_each_streams_progress_in_the_order_they_start() {
+        let tally = Tally::default();
+        tally.expect("devices", 60);
+        tally.committed("devices", 20);
+        tally.committed("adapters", 5);
+        tally.expect("devices", 40);
+        tally.committed("devices", 30);
+        tally.finished("adapters", "complete");
+        let seen = tally.snapshot();
+        assert_eq!(
+            seen,
+            vec![
+                StreamTally {
+                    stream: "devices".into(),
+                    records: 50,
+                    expected: Some(100),
+                    verdict: None
+                },
+                StreamTally {
+                    stream: "adapters".into(),
+                    records: 5,
+                    expected: None,
+                    verdict: Some("complete".into())
+                },
+            ]
+        );
+        tally.reset();
+        assert!(tally.snapshot().is_empty());
     }
 }
