@@ -181,6 +181,8 @@ pub struct ConnectionDetail {
     pub connection: ConnectionView,
     /// Its recent runs, newest first.
     pub runs: Vec<RunView>,
+    /// Its recent changes of health, newest first (`since`: when each began).
+    pub health_history: Vec<HealthView>,
 }
 
 /// One sync of a connection.

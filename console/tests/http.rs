@@ -27,6 +27,18 @@ impl Backend for Fixed {
             .map(|c| ConnectionDetail {
                 connection: c.clone(),
                 runs: vec![run()],
+                health_history: vec![
+                    HealthView {
+                        state: HealthState::Connected,
+                        message: None,
+                        since: "2026-12-03T10:00:00Z".into(),
+                    },
+                    HealthView {
+                        state: HealthState::Failed,
+                        message: Some("ServiceNow rejected the credentials".into()),
+                        since: "2026-12-02T10:00:00Z".into(),
+                    },
+                ],
             }))
     }
 
@@ -428,6 +440,9 @@ fn a_connection_page_shows_its_runs_per_partition_and_unknown_ones_are_404() {
     for text in [
         "<h1>servicenow@contoso</h1>",
         "gave up after 8 attempts: slow down",
+        "Health history",
+        "ServiceNow rejected the credentials",
+        "2026-12-02T10:00:00Z",
         "rate-limited",
         "incomplete",
         "1000",

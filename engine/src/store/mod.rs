@@ -639,7 +639,35 @@ impl Store {
     /// when the state does.
     pub fn set_health(&mut self, connection: &str, health: &Health) -> rusqlite::Result<()> {
         let now = now_rfc3339();
-        self.conn.execute(
+        let tx = self.conn.transaction()?;
+        // A change of state, case or message goes into the history.
+        let unchanged: bool = tx
+            .query_row(
+                "SELECT COUNT(*) FROM health WHERE connection = ?1 AND state = ?2
+                 AND error_kind IS ?3 AND message IS ?4",
+                params![
+                    connection,
+                    health.state.name(),
+                    health.error_kind,
+                    health.message
+                ],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        if !unchanged {
+            tx.execute(
+                "INSERT INTO health_history (connection, at, state, error_kind, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    connection,
+                    now,
+                    health.state.name(),
+                    health.error_kind,
+                    health.message
+                ],
+            )?;
+        }
+        tx.execute(
             "INSERT INTO health (connection, state, error_kind, message, since, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (connection) DO UPDATE SET
@@ -648,7 +676,32 @@ impl Store {
                 message = excluded.message, updated_at = excluded.updated_at",
             params![connection, health.state.name(), health.error_kind, health.message, now],
         )?;
-        Ok(())
+        tx.commit()
+    }
+
+    /// The connection's last `n` changes of health, newest first: each
+    /// health and when it began.
+    pub fn health_history(
+        &self,
+        connection: &str,
+        n: u32,
+    ) -> rusqlite::Result<Vec<(Health, String)>> {
+        let mut statement = self.conn.prepare(
+            "SELECT state, error_kind, message, at FROM health_history
+             WHERE connection = ?1 ORDER BY at DESC, rowid DESC LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![connection, n], |row| {
+            let state: String = row.get(0)?;
+            Ok((
+                Health {
+                    state: HealthState::from_name(&state),
+                    error_kind: row.get(1)?,
+                    message: row.get(2)?,
+                },
+                row.get(3)?,
+            ))
+        })?;
+        rows.collect()
     }
 
     /// The connection's health and when it entered that state.
@@ -733,7 +786,7 @@ impl Store {
     pub fn delete_connection(&mut self, connection: &str) -> rusqlite::Result<u64> {
         let tx = self.conn.transaction()?;
         let records = tx.execute("DELETE FROM records WHERE connection = ?1", [connection])?;
-        for table in ["streams", "partitions", "health", "runs"] {
+        for table in ["streams", "partitions", "health", "health_history", "runs"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE connection = ?1"),
                 [connection],
@@ -818,6 +871,42 @@ mod tests {
     }
 
     #[test]
+    fn health_changes_are_kept_newest_first_and_repeats_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("db")).unwrap();
+        let health = |state, message: Option<&str>| Health {
+            state,
+            error_kind: message.map(|_| "unauthenticated".to_string()),
+            message: message.map(str::to_string),
+        };
+        s.set_health("c", &health(HealthState::Connected, None))
+            .unwrap();
+        s.set_health("c", &health(HealthState::Connected, None))
+            .unwrap();
+        s.set_health("c", &health(HealthState::Failed, Some("wrong password")))
+            .unwrap();
+        s.set_health("c", &health(HealthState::Failed, Some("wrong password")))
+            .unwrap();
+        s.set_health("c", &health(HealthState::Connected, None))
+            .unwrap();
+        let history = s.health_history("c", 10).unwrap();
+        let states: Vec<(HealthState, Option<&str>)> = history
+            .iter()
+            .map(|(h, _)| (h.state, h.message.as_deref()))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                (HealthState::Connected, None),
+                (HealthState::Failed, Some("wrong password")),
+                (HealthState::Connected, None),
+            ]
+        );
+        assert_eq!(s.health_history("c", 1).unwrap().len(), 1);
+        assert!(s.health_history("other", 10).unwrap().is_empty());
+    }
+
+    #[test]
     fn deleting_a_connection_leaves_the_others() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("db")).unwrap();
@@ -845,6 +934,7 @@ mod tests {
         assert_eq!(s.delete_connection("c").unwrap(), 2);
         assert!(s.counts("c").unwrap().is_empty());
         assert!(s.health("c").unwrap().is_none());
+        assert!(s.health_history("c", 5).unwrap().is_empty());
         assert!(s.recent_runs("c", 5).unwrap().is_empty());
         // The other connection keeps everything.
         assert_eq!(s.counts("other").unwrap(), vec![("s".to_string(), 2, 0)]);

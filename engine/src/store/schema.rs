@@ -93,7 +93,17 @@ const ADDED_BEFORE_VERSIONS: &[(&str, &str, &str)] = &[
 
 /// Later migrations: entry `i` brings a database from version `i + 1` to
 /// `i + 2`. Append only; never edit a released entry.
-const MIGRATIONS: &[&str] = &[];
+const MIGRATIONS: &[&str] = &[
+    // Version 2: every change of a connection's health, for the console.
+    "CREATE TABLE health_history (
+        connection TEXT NOT NULL,
+        at         TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        error_kind TEXT,
+        message    TEXT
+    );
+    CREATE INDEX health_history_by_connection ON health_history (connection, at);",
+];
 
 /// The schema version [`Store::open`](super::Store::open) brings a database to.
 pub const LATEST_VERSION: u32 = 1 + MIGRATIONS.len() as u32;

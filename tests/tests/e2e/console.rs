@@ -131,6 +131,7 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
     assert_eq!(status, 200, "{detail}");
     assert!(detail.contains("network_adapters"), "{detail}");
     assert!(detail.contains(">complete<"), "{detail}");
+    assert!(detail.contains("Health history"), "{detail}");
     let (status, _, metrics) = get(&format!("{base}/metrics"), None);
     assert_eq!(status, 200);
     let line = format!(

@@ -11,7 +11,7 @@ use connector_console::{
     Backend, ConnectionDetail, ConnectionView, HealthState, HealthView, LastSync, PartitionRunView,
     ProgressView, RecordView, RecordsView, RunView, ScheduleView, StreamRunView, StreamView,
 };
-use connector_engine::store::{HealthState as StoredState, Store, StoredRun};
+use connector_engine::store::{Health, HealthState as StoredState, Store, StoredRun};
 use connector_engine::sync::RunReport;
 use std::sync::Arc;
 
@@ -74,14 +74,34 @@ impl Backend for StoredConnections {
             return Ok(None);
         };
         let store = open_store(c)?;
-        let runs = match &store {
-            Some(store) => store.recent_runs(&c.name, RUNS_SHOWN)?,
-            None => Vec::new(),
+        let (runs, history) = match &store {
+            Some(store) => (
+                store.recent_runs(&c.name, RUNS_SHOWN)?,
+                store.health_history(&c.name, RUNS_SHOWN)?,
+            ),
+            None => (Vec::new(), Vec::new()),
         };
         Ok(Some(ConnectionDetail {
             connection: self.view(c, store.as_ref())?,
             runs: runs.iter().map(run_view).collect(),
+            health_history: history
+                .into_iter()
+                .map(|(h, since)| health_view(h, since))
+                .collect(),
         }))
+    }
+}
+
+/// A stored health, for the console.
+fn health_view(h: Health, since: String) -> HealthView {
+    HealthView {
+        state: match h.state {
+            StoredState::Connected => HealthState::Connected,
+            StoredState::TemporaryFailure => HealthState::TemporaryFailure,
+            StoredState::Failed => HealthState::Failed,
+        },
+        message: h.message,
+        since,
     }
 }
 
@@ -107,7 +127,7 @@ fn schedule_view(keeper: &Keeper) -> ScheduleView {
     }
 }
 
-/// Runs a connection's page lists.
+/// Runs (and changes of health) a connection's page lists.
 const RUNS_SHOWN: u32 = 10;
 
 /// The connection's database, when it exists (not before its first sync).
@@ -197,15 +217,9 @@ fn stored_view(c: &Configured, store: Option<&Store>) -> Result<ConnectionView> 
     let Some(store) = store else {
         return Ok(view);
     };
-    view.health = store.health(&c.name)?.map(|(h, since)| HealthView {
-        state: match h.state {
-            StoredState::Connected => HealthState::Connected,
-            StoredState::TemporaryFailure => HealthState::TemporaryFailure,
-            StoredState::Failed => HealthState::Failed,
-        },
-        message: h.message,
-        since,
-    });
+    view.health = store
+        .health(&c.name)?
+        .map(|(h, since)| health_view(h, since));
     let last = store
         .recent_runs(&c.name, 5)?
         .into_iter()
