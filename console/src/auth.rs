@@ -180,6 +180,5 @@ pub async fn require_session(
 
 /// A page for a browser without a session.
 fn signed_out(status: StatusCode, message: &'static str) -> Response {
-    let page = crate::pages::SignedOut { message };
-    (status, crate::pages::html(&page)).into_response()
+    crate::pages::notice(status, "Sign in", message)
 }

@@ -30,12 +30,17 @@ pub fn html(page: &impl Template) -> Response {
     }
 }
 
-/// The page a browser without a session sees.
+/// A page that only says something: no session, a stale form, nothing there.
 #[derive(Template)]
-#[template(path = "signed_out.html")]
-pub struct SignedOut {
-    /// What to do.
-    pub message: &'static str,
+#[template(path = "notice.html")]
+struct Notice {
+    heading: &'static str,
+    message: &'static str,
+}
+
+/// A [`Notice`] page with `status`.
+pub fn notice(status: StatusCode, heading: &'static str, message: &'static str) -> Response {
+    (status, html(&Notice { heading, message })).into_response()
 }
 
 /// Calls the backend off the async threads (it reads databases).
@@ -124,13 +129,6 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// The page for a form without this session's CSRF token.
-#[derive(Template)]
-#[template(path = "signed_out.html")]
-struct Forbidden {
-    message: &'static str,
-}
-
 /// `POST /connections/{id}/sync`: "Sync now", then back to the connection's page.
 pub async fn sync_now(
     State(state): State<ConsoleState>,
@@ -147,10 +145,11 @@ pub async fn sync_now(
 
 /// The answer to a form without this session's CSRF token.
 fn stale_form() -> Response {
-    let page = Forbidden {
-        message: "This form is out of date or did not come from this console. Reload the page and try again.",
-    };
-    (StatusCode::FORBIDDEN, html(&page)).into_response()
+    notice(
+        StatusCode::FORBIDDEN,
+        "Form refused",
+        "This form is out of date or did not come from this console. Reload the page and try again.",
+    )
 }
 
 /// After an action on connection `id`: back to its page, or what went wrong.

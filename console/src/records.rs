@@ -1,13 +1,13 @@
 //! The record browser: a search over a stream's records, a page at a time
 //! (the backend pages on the server), and one record with what hangs off it.
 
-use crate::pages::{ask, failure, html};
+use crate::pages::{ask, failure, html, notice};
 use crate::view::{RecordView, RecordsView};
 use crate::ConsoleState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 /// `?q=…&offset=…`.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -31,17 +31,12 @@ struct RecordPage<'a> {
 }
 
 /// The page for what is not there.
-#[derive(Template)]
-#[template(path = "signed_out.html")]
-struct Missing {
-    message: &'static str,
-}
-
 fn missing() -> Response {
-    let page = Missing {
-        message: "There is no such connection, stream or record (a record deleted at the source is no longer shown).",
-    };
-    (StatusCode::NOT_FOUND, html(&page)).into_response()
+    notice(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no such connection, stream or record (a record deleted at the source is no longer shown).",
+    )
 }
 
 /// `GET /connections/{id}/streams/{stream}`: a page of the records found.

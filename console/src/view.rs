@@ -160,8 +160,8 @@ impl ConnectionView {
     }
 }
 
-/// `text` as one URL path segment: unreserved characters kept, the rest
-/// percent-encoded.
+/// `text` as one URL path segment (or query value): unreserved characters
+/// kept, the rest percent-encoded.
 pub fn segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
@@ -255,15 +255,9 @@ pub struct RecordsView {
 impl RecordsView {
     /// The query string of the page `offset` of the same search.
     pub fn page_query(&self, offset: u64) -> String {
-        let mut q = String::new();
-        for byte in self.term.bytes() {
-            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                q.push(byte as char);
-            } else {
-                q.push_str(&format!("%{byte:02X}"));
-            }
-        }
-        format!("?q={q}&offset={offset}")
+        // A path segment's encoding leaves only unreserved characters: a
+        // query value too.
+        format!("?q={}&offset={offset}", segment(&self.term))
     }
 
     /// The previous page's offset, if there is one.
