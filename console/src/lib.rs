@@ -105,12 +105,16 @@ pub trait Backend: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct ConsoleState {
     backend: Arc<dyn Backend>,
+    /// Becomes `true` when the console stops: open event streams end, so
+    /// the graceful shutdown does not wait for browsers to leave.
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The console: a router over a backend, with its sessions.
 pub struct Console {
     state: ConsoleState,
     sessions: auth::Sessions,
+    close: tokio::sync::watch::Sender<bool>,
 }
 
 /// The Content-Security-Policy of every response: only this origin, no
@@ -121,9 +125,11 @@ impl Console {
     /// A console over `backend`, opened by `token`; `tls` when the host
     /// serves it over HTTPS (cookies are then `Secure`).
     pub fn new(backend: Arc<dyn Backend>, token: auth::SignInToken, tls: bool) -> Console {
+        let (close, closing) = tokio::sync::watch::channel(false);
         Console {
-            state: ConsoleState { backend },
+            state: ConsoleState { backend, closing },
             sessions: auth::Sessions::new(token, tls),
+            close,
         }
     }
 
@@ -161,14 +167,19 @@ impl Console {
         signed_in.merge(open).layer(from_fn(security_headers))
     }
 
-    /// Serves on `listener` until `shutdown` completes.
+    /// Serves on `listener` until `shutdown` completes: requests in flight
+    /// finish, event streams end.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let close = self.close.clone();
         axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = close.send(true);
+            })
             .await
     }
 }

@@ -17,7 +17,7 @@ const EVERY: Duration = Duration::from_millis(500);
 
 /// The events: one `progress` event (the schedule as JSON) at once, then
 /// one each time it changes; the stream ends when the connection has no
-/// schedule any more.
+/// schedule any more, or the console stops.
 pub async fn events(State(state): State<ConsoleState>, Path(id): Path<String>) -> Response {
     let first = {
         let id = id.clone();
@@ -28,12 +28,20 @@ pub async fn events(State(state): State<ConsoleState>, Path(id): Path<String>) -
         Ok(None) => return StatusCode::NOT_FOUND.into_response(),
         Err(e) => return crate::pages::failure(&e),
     }
+    let closing = state.closing.clone();
     let stream = futures_util::stream::unfold(
-        (state, id, None::<ScheduleView>),
-        |(state, id, last)| async move {
+        (state, id, None::<ScheduleView>, closing),
+        |(state, id, last, mut closing)| async move {
             loop {
                 if last.is_some() {
-                    tokio::time::sleep(EVERY).await;
+                    // The console stopping ends the stream at once.
+                    tokio::select! {
+                        _ = tokio::time::sleep(EVERY) => {}
+                        _ = closing.wait_for(|closed| *closed) => return None,
+                    }
+                }
+                if *closing.borrow() {
+                    return None;
                 }
                 let wanted = id.clone();
                 let now = ask(&state, move |b| b.schedule(&wanted))
@@ -42,7 +50,7 @@ pub async fn events(State(state): State<ConsoleState>, Path(id): Path<String>) -
                     .flatten()?;
                 if last.as_ref() != Some(&now) {
                     let event = Event::default().event("progress").json_data(&now).ok()?;
-                    return Some((Ok::<_, Infallible>(event), (state, id, Some(now))));
+                    return Some((Ok::<_, Infallible>(event), (state, id, Some(now), closing)));
                 }
             }
         },

@@ -9,6 +9,7 @@ use connector_console::{
     StreamView,
 };
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const TOKEN: &str = "sign-in-token-for-tests-0123456789";
 
@@ -231,6 +232,13 @@ struct Served {
 }
 
 fn serve() -> Served {
+    serve_until(std::future::pending()).0
+}
+
+/// [`serve`], stopped when `shutdown` completes; also returns the serving task.
+fn serve_until(
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (Served, tokio::task::JoinHandle<std::io::Result<()>>) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -240,12 +248,13 @@ fn serve() -> Served {
     let synced = Arc::default();
     let backend = Fixed(connections(), Arc::clone(&synced));
     let console = Console::new(Arc::new(backend), token, false);
-    runtime.spawn(console.serve(listener, std::future::pending()));
-    Served {
+    let serving = runtime.spawn(console.serve(listener, shutdown));
+    let served = Served {
         base,
         synced,
         _runtime: runtime,
-    }
+    };
+    (served, serving)
 }
 
 struct Answer {
@@ -660,7 +669,6 @@ fn the_record_browser_pages_on_the_server_and_shows_a_record_with_what_hangs_off
 
 /// The first server-sent event of `path`: its lines up to the blank one.
 fn first_event(s: &Served, path: &str, cookie: &str) -> (u16, Option<String>, String) {
-    use std::io::Read as _;
     let mut response = agent()
         .get(format!("{}{path}", s.base))
         .header("cookie", cookie)
@@ -672,13 +680,20 @@ fn first_event(s: &Served, path: &str, cookie: &str) -> (u16, Option<String>, St
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    (status, content_type, next_event(&mut response))
+}
+
+/// The next server-sent event on `response`: its lines up to the blank one
+/// (what came before the end, when the stream ends first).
+fn next_event(response: &mut ureq::http::Response<ureq::Body>) -> String {
+    use std::io::Read as _;
     let mut text = Vec::new();
     let mut reader = response.body_mut().as_reader();
     let mut byte = [0u8; 1];
-    while !text.ends_with(b"\n\n") && reader.read(&mut byte).unwrap() == 1 {
+    while !text.ends_with(b"\n\n") && matches!(reader.read(&mut byte), Ok(1)) {
         text.push(byte[0]);
     }
-    (status, content_type, String::from_utf8(text).unwrap())
+    String::from_utf8(text).unwrap()
 }
 
 #[test]
@@ -723,5 +738,31 @@ fn a_running_sync_is_followed_live_by_server_sent_events() {
     assert_eq!(
         get(&s, "/connections/nope/progress", Some(&cookie)).status,
         404
+    );
+}
+
+#[test]
+fn stopping_the_console_ends_the_events_a_browser_follows() {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (s, serving) = serve_until(async {
+        let _ = stopped.await;
+    });
+    let cookie = sign_in(&s);
+    // A browser follows a running sync, and stays.
+    let mut events = agent()
+        .get(format!("{}/connections/netbox%20lab/progress", s.base))
+        .header("cookie", &cookie)
+        .call()
+        .unwrap();
+    assert!(next_event(&mut events).starts_with("event: progress"));
+    stop.send(()).unwrap();
+    // The stream ends, and the console with it (a hang fails after a minute).
+    assert_eq!(next_event(&mut events), "");
+    let finished = s
+        ._runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(60), serving).await });
+    assert!(
+        matches!(finished, Ok(Ok(Ok(())))),
+        "the console did not stop: {finished:?}"
     );
 }
