@@ -18,3 +18,18 @@ for (const list of document.querySelectorAll('[data-events]')) {
     }));
   });
 }
+
+// On the Connect form, only the chosen authentication method's fields show
+// (without the script, every method's fields show and the chosen one counts).
+const methods = document.querySelectorAll('input[data-method]');
+function showChosenMethod() {
+  const chosen = document.querySelector('input[data-method]:checked');
+  for (const fields of document.querySelectorAll('[data-method-fields]')) {
+    fields.hidden = chosen != null && fields.dataset.methodFields !== chosen.value;
+  }
+}
+for (const radio of methods) radio.addEventListener('change', showChosenMethod);
+showChosenMethod();
+
+// After a connection test, its outcome takes the focus (and is read out).
+document.getElementById('outcome')?.focus();

@@ -50,7 +50,8 @@ impl std::fmt::Debug for SignInToken {
     }
 }
 
-fn random_hex() -> String {
+/// 256 random bits, as hex: tokens, session and draft identifiers.
+pub(crate) fn random_hex() -> String {
     let bytes: [u8; 32] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

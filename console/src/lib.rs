@@ -14,6 +14,8 @@
 //! | `GET /connections/{id}/progress` | yes | server-sent events: the schedule and a running sync's progress |
 //! | `GET /connections/{id}/disconnect` | yes | asks whether to disconnect, and whether to delete the records |
 //! | `POST /connections/{id}/disconnect` | yes, and its CSRF token | "Disconnect" |
+//! | `GET /connect/{connector}` | yes | the Connect form, made from the connector's `info` |
+//! | `POST /connect/{connector}` | yes, and its CSRF token | "Test connection" (`action=test`) or "Connect" (`action=connect`) |
 //! | `GET /connections/{id}/streams/{stream}?q=&offset=` | yes | the record browser: a search, a page at a time |
 //! | `GET /connections/{id}/streams/{stream}/records/{key}` | yes | one record, what is embedded into it and what it names |
 //! | `GET /assets/console.css`, `GET /assets/console.js` | no | the stylesheet and the script that follows a sync (embedded) |
@@ -38,6 +40,7 @@
 //! ```
 
 pub mod auth;
+pub mod connect;
 mod metrics;
 mod pages;
 mod progress;
@@ -57,6 +60,10 @@ use axum::Router;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use connect::form::{
+    AuthChoice, AuthField, ConnectRequest, Connected, ConnectorForm, SecretValue, SettingField,
+    StreamCheckView, TestOutcome,
+};
 pub use metrics::exposition;
 pub use view::{
     ConnectionDetail, ConnectionView, HealthState, HealthView, LastSync, PartitionRunView,
@@ -99,6 +106,16 @@ pub trait Backend: Send + Sync + 'static {
     /// The live record `key` of `stream` of connection `id`, with the records
     /// embedded into it and those it names; `None` when there is none.
     fn record(&self, id: &str, stream: &str, key: &str) -> anyhow::Result<Option<RecordView>>;
+
+    /// The connectors an operator can connect, each with its form.
+    fn connectors_available(&self) -> anyhow::Result<Vec<ConnectorForm>>;
+
+    /// Tests `request` without keeping anything: the connector's `check`.
+    fn test_connection(&self, request: &ConnectRequest) -> anyhow::Result<TestOutcome>;
+
+    /// Tests `request` and, when it passes, writes the connection (its
+    /// secrets apart, owner-only) and starts its first sync.
+    fn connect(&self, request: &ConnectRequest) -> anyhow::Result<Connected>;
 }
 
 /// The state every handler shares.
@@ -108,6 +125,8 @@ pub struct ConsoleState {
     /// Becomes `true` when the console stops: open event streams end, so
     /// the graceful shutdown does not wait for browsers to leave.
     closing: tokio::sync::watch::Receiver<bool>,
+    /// Secrets waiting between "Test connection" and "Connect".
+    drafts: connect::drafts::Drafts,
 }
 
 /// The console: a router over a backend, with its sessions.
@@ -127,7 +146,11 @@ impl Console {
     pub fn new(backend: Arc<dyn Backend>, token: auth::SignInToken, tls: bool) -> Console {
         let (close, closing) = tokio::sync::watch::channel(false);
         Console {
-            state: ConsoleState { backend, closing },
+            state: ConsoleState {
+                backend,
+                closing,
+                drafts: Default::default(),
+            },
             sessions: auth::Sessions::new(token, tls),
             close,
         }
@@ -138,6 +161,10 @@ impl Console {
         let signed_in = Router::new()
             .route("/", get(pages::connectors))
             .route("/connections/{id}", get(pages::connection))
+            .route(
+                "/connect/{connector}",
+                get(connect::start).post(connect::submit),
+            )
             .route("/connections/{id}/sync", post(pages::sync_now))
             .route("/connections/{id}/progress", get(progress::events))
             .route(

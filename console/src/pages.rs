@@ -2,6 +2,7 @@
 //! (`console/templates/`), and the stylesheet they share.
 
 use crate::auth::Session;
+use crate::connect::form::ConnectorForm;
 use crate::view::{ConnectionDetail, ConnectionView};
 use crate::{Backend, ConsoleState};
 use askama::Template;
@@ -59,6 +60,7 @@ pub async fn ask<T: Send + 'static>(
 #[template(path = "connectors.html")]
 struct ConnectorsPage<'a> {
     connections: &'a [ConnectionView],
+    available: &'a [ConnectorForm],
     csrf: &'a str,
 }
 
@@ -67,9 +69,14 @@ pub async fn connectors(
     State(state): State<ConsoleState>,
     Extension(session): Extension<Session>,
 ) -> Response {
-    match ask(&state, |b| b.connections()).await {
-        Ok(connections) => html(&ConnectorsPage {
+    match ask(&state, |b| {
+        Ok((b.connections()?, b.connectors_available()?))
+    })
+    .await
+    {
+        Ok((connections, available)) => html(&ConnectorsPage {
             connections: &connections,
+            available: &available,
             csrf: &session.csrf,
         }),
         Err(e) => failure(&e),
@@ -144,7 +151,7 @@ pub async fn sync_now(
 }
 
 /// The answer to a form without this session's CSRF token.
-fn stale_form() -> Response {
+pub fn stale_form() -> Response {
     notice(
         StatusCode::FORBIDDEN,
         "Form refused",

@@ -4,9 +4,10 @@
 
 use connector_console::auth::SignInToken;
 use connector_console::{
-    Backend, ConnectionDetail, ConnectionView, Console, HealthState, HealthView, LastSync,
-    PartitionRunView, ProgressView, RecordView, RecordsView, RunView, ScheduleView, StreamRunView,
-    StreamView,
+    AuthChoice, AuthField, Backend, ConnectRequest, Connected, ConnectionDetail, ConnectionView,
+    ConnectorForm, Console, HealthState, HealthView, LastSync, PartitionRunView, ProgressView,
+    RecordView, RecordsView, RunView, ScheduleView, SettingField, StreamCheckView, StreamRunView,
+    StreamView, TestOutcome,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -123,6 +124,36 @@ impl Backend for Fixed {
             .and_then(|c| c.schedule.clone()))
     }
 
+    fn connectors_available(&self) -> anyhow::Result<Vec<ConnectorForm>> {
+        Ok(vec![offered()])
+    }
+
+    fn test_connection(&self, request: &ConnectRequest) -> anyhow::Result<TestOutcome> {
+        self.1.lock().unwrap().push(format!(
+            "test {} {:?} secret={}",
+            request.id,
+            request.settings,
+            request.secrets.first().map_or("", |(_, v)| v.expose())
+        ));
+        Ok(tested(request))
+    }
+
+    fn connect(&self, request: &ConnectRequest) -> anyhow::Result<Connected> {
+        self.1.lock().unwrap().push(format!(
+            "connect {} secret={}",
+            request.id,
+            request.secrets.first().map_or("", |(_, v)| v.expose())
+        ));
+        let outcome = tested(request);
+        Ok(if outcome.passed() {
+            Connected::Started {
+                id: request.id.clone(),
+            }
+        } else {
+            Connected::Refused(outcome)
+        })
+    }
+
     fn disconnect(&self, id: &str, delete_records: bool) -> anyhow::Result<bool> {
         let known = self.0.iter().any(|c| c.id == id);
         if known {
@@ -132,6 +163,69 @@ impl Backend for Fixed {
                 .push(format!("disconnect {id} delete={delete_records}"));
         }
         Ok(known)
+    }
+}
+
+/// The one connector offered: an endpoint, a setting with a default, two ways to authenticate.
+fn offered() -> ConnectorForm {
+    let field = |name: &str, secret| AuthField {
+        name: name.into(),
+        label: name.into(),
+        secret,
+    };
+    ConnectorForm {
+        connector: "servicenow".into(),
+        title: "servicenow-cmdb 0.1.0".into(),
+        description: "Reads devices <from the CMDB>".into(),
+        settings: vec![
+            SettingField {
+                name: "instance".into(),
+                description: "The instance".into(),
+                required: true,
+                default_value: None,
+                endpoint: true,
+            },
+            SettingField {
+                name: "device_table".into(),
+                description: "Table the devices are read from".into(),
+                required: false,
+                default_value: Some("cmdb_ci_computer".into()),
+                endpoint: false,
+            },
+        ],
+        auth_methods: vec![
+            AuthChoice {
+                method: "basic".into(),
+                label: "User name and password".into(),
+                fields: vec![field("username", false), field("password", true)],
+            },
+            AuthChoice {
+                method: "api-key".into(),
+                label: "API key".into(),
+                fields: vec![field("api_key", true)],
+            },
+        ],
+    }
+}
+
+/// The password `right-password` passes; any other is rejected.
+fn tested(request: &ConnectRequest) -> TestOutcome {
+    let right = request
+        .secrets
+        .iter()
+        .any(|(f, v)| f == "password" && v.expose() == "right-password");
+    if right {
+        TestOutcome {
+            problem: None,
+            streams: vec![StreamCheckView {
+                stream: "devices".into(),
+                readable: true,
+                missing_columns: vec!["u_criticality".into()],
+                message: None,
+            }],
+        }
+    } else {
+        TestOutcome::failed("unauthenticated: ServiceNow rejected the credentials (HTTP 401)")
     }
 }
 
@@ -765,4 +859,108 @@ fn stopping_the_console_ends_the_events_a_browser_follows() {
         matches!(finished, Ok(Ok(Ok(())))),
         "the console did not stop: {finished:?}"
     );
+}
+
+/// The value of the hidden field `name` in `page`, if there is one.
+fn hidden_field(page: &str, name: &str) -> Option<String> {
+    let field = format!("name=\"{name}\" value=\"");
+    let start = page.find(&field)? + field.len();
+    let end = start + page[start..].find('"')?;
+    Some(page[start..end].to_string())
+}
+
+#[test]
+fn connect_offers_a_form_from_info_and_never_sends_a_secret_back() {
+    let s = serve();
+    let cookie = sign_in(&s);
+    let home = get(&s, "/", Some(&cookie)).body;
+    assert!(home.contains("href=\"/connect/servicenow\""), "{home}");
+    assert!(
+        home.contains("Reads devices &#60;from the CMDB&#62;"),
+        "{home}"
+    );
+    assert_eq!(get(&s, "/connect/servicenow", None).status, 401);
+    assert_eq!(get(&s, "/connect/jira", Some(&cookie)).status, 404);
+    let form = get(&s, "/connect/servicenow", Some(&cookie));
+    assert_eq!(form.status, 200, "{}", form.body);
+    for expected in [
+        "name=\"setting.instance\" required",
+        "placeholder=\"cmdb_ci_computer\"",
+        "name=\"auth.basic.password\" type=\"password\"",
+        "name=\"auth.api-key.api_key\" type=\"password\"",
+        "value=\"basic\" data-method checked",
+    ] {
+        assert!(form.body.contains(expected), "{expected}: {}", form.body);
+    }
+    let csrf = csrf_of(&form.body);
+    let fields = |password: &str, action: &str| {
+        format!("csrf={csrf}&id=cmdb&setting.instance=127.0.0.1%3A9&setting.device_table=&auth.method=basic&auth.basic.username=reader&auth.basic.password={password}&action={action}")
+    };
+    // A stale form: refused, the backend never asked.
+    let stale = post(
+        &s,
+        "/connect/servicenow",
+        Some(&cookie),
+        &fields("right-password", "test").replace(&csrf, "0000"),
+    );
+    assert_eq!(stale.status, 403);
+    assert!(s.synced.lock().unwrap().is_empty());
+    // A wrong password: what to fix, the values kept, the secret not.
+    let wrong = post(
+        &s,
+        "/connect/servicenow",
+        Some(&cookie),
+        &fields("Wrong-Secret-99", "connect"),
+    );
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    assert!(
+        wrong.body.contains("rejected the credentials"),
+        "{}",
+        wrong.body
+    );
+    assert!(
+        wrong.body.contains("value=\"127.0.0.1:9\""),
+        "{}",
+        wrong.body
+    );
+    assert!(wrong.body.contains("value=\"reader\""), "{}", wrong.body);
+    assert!(!wrong.body.contains("Wrong-Secret-99"), "{}", wrong.body);
+    // The right one: the test passes; the password waits in a draft.
+    let tested = post(
+        &s,
+        "/connect/servicenow",
+        Some(&cookie),
+        &fields("right-password", "test"),
+    );
+    assert_eq!(tested.status, 200, "{}", tested.body);
+    assert!(
+        tested.body.contains("Connection test passed"),
+        "{}",
+        tested.body
+    );
+    assert!(tested.body.contains("u_criticality"), "{}", tested.body);
+    assert!(!tested.body.contains("right-password"), "{}", tested.body);
+    assert!(
+        tested.body.contains("Kept from your connection test"),
+        "{}",
+        tested.body
+    );
+    let draft = hidden_field(&tested.body, "draft").expect("a draft");
+    // "Connect" with the password left empty uses the draft's.
+    let connect = format!("{}&draft={draft}", fields("", "connect"));
+    let made = post(&s, "/connect/servicenow", Some(&cookie), &connect);
+    assert_eq!(made.status, 303, "{}", made.body);
+    assert_eq!(made.header("location"), Some("/connections/cmdb"));
+    let log = s.synced.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        vec![
+            "connect cmdb secret=Wrong-Secret-99".to_string(),
+            "test cmdb [(\"instance\", \"127.0.0.1:9\")] secret=right-password".to_string(),
+            "connect cmdb secret=right-password".to_string(),
+        ]
+    );
+    // The draft is gone once used.
+    let again = post(&s, "/connect/servicenow", Some(&cookie), &connect);
+    assert_eq!(again.status, 422, "{}", again.body);
 }

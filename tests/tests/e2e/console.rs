@@ -78,18 +78,8 @@ fn csrf_of(page: &str) -> String {
 
 /// POSTs a form: (status, Location).
 fn post(url: &str, cookie: &str, form: &str) -> (u16, Option<String>) {
-    let response = agent()
-        .post(url)
-        .header("cookie", cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .send(form)
-        .unwrap();
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    (response.status().as_u16(), location)
+    let (status, location, _) = post_page(url, cookie, form);
+    (status, location)
 }
 
 #[test]
@@ -211,6 +201,177 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
     connector_e2e::sigterm(&child);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+/// `fields` as `application/x-www-form-urlencoded`.
+fn form_encode(fields: &[(&str, &str)]) -> String {
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// POSTs a form and reads the page answered: (status, Location, body).
+fn post_page(url: &str, cookie: &str, form: &str) -> (u16, Option<String>, String) {
+    let mut response = agent()
+        .post(url)
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(form)
+        .unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response.body_mut().read_to_string().unwrap();
+    (response.status().as_u16(), location, body)
+}
+
+/// The value of the hidden field `name` in `page`, if there is one.
+fn hidden_field(page: &str, name: &str) -> Option<String> {
+    let field = format!("name=\"{name}\" value=\"");
+    let start = page.find(&field)? + field.len();
+    let end = start + page[start..].find('"')?;
+    Some(page[start..end].to_string())
+}
+
+/// Signs in with the link `serve` printed: the session cookie.
+fn signed_in(sign_in: &str) -> String {
+    let link = sign_in.strip_prefix("sign in: ").unwrap();
+    let (status, set_cookie, _) = get(link, None);
+    assert_eq!(status, 303);
+    set_cookie.unwrap().split(';').next().unwrap().to_string()
+}
+
+#[cfg(unix)]
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[test]
+fn connect_tests_the_connection_writes_its_files_and_starts_the_first_sync() {
+    let f = Fixture::start(30);
+    let dir = f.dir.path().join("connections");
+    std::fs::create_dir(&dir).unwrap();
+    let (mut child, listening, sign_in) = spawn_serve(&f, &dir);
+    let base = listening.strip_prefix("listening on ").unwrap().to_string();
+    let cookie = signed_in(&sign_in);
+    // The Data connectors page offers every bundled connector.
+    let (_, _, home) = get(&format!("{base}/"), Some(&cookie));
+    for connector in ["servicenow", "netbox"] {
+        assert!(
+            home.contains(&format!("href=\"/connect/{connector}\"")),
+            "{home}"
+        );
+    }
+    // The form is made from the connector's `info`.
+    let url = format!("{base}/connect/servicenow");
+    let (status, _, form) = get(&url, Some(&cookie));
+    assert_eq!(status, 200, "{form}");
+    for field in [
+        "setting.instance",
+        "setting.device_table",
+        "auth.basic.password",
+        "auth.api-key.api_key",
+    ] {
+        assert!(
+            form.contains(&format!("name=\"{field}\"")),
+            "{field}: {form}"
+        );
+    }
+    assert!(form.contains("placeholder=\"cmdb_ci_computer\""), "{form}");
+    let csrf = csrf_of(&form);
+    let instance = f.emulator.base_url();
+    let fields = |password: &str, action: &str, draft: Option<&str>| {
+        let mut fields = vec![
+            ("csrf", csrf.as_str()),
+            ("id", "cmdb"),
+            ("every", "6h"),
+            ("setting.instance", instance.as_str()),
+            ("auth.method", "basic"),
+            ("auth.basic.username", "svc_exposure"),
+            ("auth.basic.password", password),
+            ("action", action),
+        ];
+        if let Some(d) = draft {
+            fields.push(("draft", d));
+        }
+        form_encode(&fields)
+    };
+    // A wrong password: the troubleshooting text, nothing written.
+    let wrong = "Wrong-Password-4711";
+    let (status, _, page) = post_page(&url, &cookie, &fields(wrong, "connect", None));
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("Connection test failed"), "{page}");
+    assert!(page.contains("rejected the credentials"), "{page}");
+    assert!(!page.contains(wrong), "the password came back: {page}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    // The right one: every stream readable; the password waits in a draft.
+    let (status, _, page) = post_page(&url, &cookie, &fields(&f.password, "test", None));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Connection test passed"), "{page}");
+    assert!(page.contains("network_adapters"), "{page}");
+    assert!(
+        !page.contains(&f.password),
+        "the password came back: {page}"
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let draft = hidden_field(&page, "draft").expect("a draft");
+    // Another session cannot use the draft.
+    let other = signed_in(&sign_in);
+    let (_, _, other_form) = get(&url, Some(&other));
+    let stolen = fields("", "connect", Some(&draft)).replace(&csrf, &csrf_of(&other_form));
+    let (status, _, page) = post_page(&url, &other, &stolen);
+    assert_eq!(status, 422, "{page}");
+    // "Connect" with the password left empty: the draft's is used.
+    let (status, location, page) = post_page(&url, &cookie, &fields("", "connect", Some(&draft)));
+    assert_eq!(
+        (status, location.as_deref()),
+        (303, Some("/connections/cmdb")),
+        "{page}"
+    );
+    let toml = dir.join("cmdb.toml");
+    let secret = dir.join("cmdb.password.secret");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    assert!(!text.contains(&f.password), "{text}");
+    assert!(
+        text.contains("password_file = \"cmdb.password.secret\""),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), f.password);
+    assert_eq!((mode_of(&toml), mode_of(&secret)), (0o600, 0o600));
+    // Its first sync runs at once.
+    let page = wait_for_page(&format!("{base}/connections/cmdb"), &cookie, "Next sync ");
+    assert!(page.contains("Connected"), "{page}");
+    assert!(page.contains(">30<"), "{page}");
+    // The name is taken now.
+    let (status, _, page) = post_page(&url, &cookie, &fields(&f.password, "connect", None));
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("exists already"), "{page}");
+    connector_e2e::sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // A restart takes it up from its file.
+    let (mut child, listening, sign_in) = spawn_serve(&f, &dir);
+    let base = listening.strip_prefix("listening on ").unwrap().to_string();
+    let cookie = signed_in(&sign_in);
+    let page = wait_for_page(&format!("{base}/"), &cookie, "/connections/cmdb");
+    assert!(!page.contains("Configuration problem"), "{page}");
+    connector_e2e::sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
 #[test]

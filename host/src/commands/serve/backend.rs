@@ -3,38 +3,47 @@
 //! and the keeper's schedule; "Sync now" wakes the keeper; the record
 //! browser is `browse`'s.
 
-use super::browse;
 use super::keeper::{Keeper, Keepers};
-use super::Configured;
+use super::{browse, configured, connect, keeper_of, Configured};
 use anyhow::{Context as _, Result};
 use connector_console::{
-    Backend, ConnectionDetail, ConnectionView, HealthState, HealthView, LastSync, PartitionRunView,
-    ProgressView, RecordView, RecordsView, RunView, ScheduleView, StreamRunView, StreamView,
+    Backend, ConnectRequest, Connected, ConnectionDetail, ConnectionView, ConnectorForm,
+    HealthState, HealthView, LastSync, PartitionRunView, ProgressView, RecordView, RecordsView,
+    RunView, ScheduleView, StreamRunView, StreamView, TestOutcome,
 };
 use connector_engine::store::{Health, HealthState as StoredState, Store, StoredRun};
 use connector_engine::sync::RunReport;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::runtime::Handle;
 
-/// The console's backend: the connections found at start, read from their
-/// The console's backend: the connections found at start, read from their
-/// databases at each request, and their schedules.
+/// The console's backend: the connections found at start and those made
+/// since, read from their databases at each request, and their schedules.
 pub(super) struct StoredConnections {
-    /// The connections, in file name order.
-    pub(super) connections: Vec<Configured>,
+    /// The connections: those found at start in file name order, then
+    /// those "Connect" made.
+    pub(super) connections: RwLock<Vec<Configured>>,
     /// Their schedules (none for a file that does not load).
     pub(super) keepers: Arc<Keepers>,
+    /// The Connect forms of the bundled connectors.
+    pub(super) offered: Vec<ConnectorForm>,
+    /// Where "Connect" writes connections.
+    pub(super) config_dir: PathBuf,
+    /// Time between syncs of a connection that sets none.
+    pub(super) every: Duration,
 }
 
 impl Backend for StoredConnections {
     fn connections(&self) -> Result<Vec<ConnectionView>> {
-        self.connections
+        self.all()
             .iter()
             .map(|c| self.view(c, open_store(c)?.as_ref()))
             .collect()
     }
 
     fn schedule(&self, id: &str) -> Result<Option<ScheduleView>> {
-        Ok(self.keepers.find(id).map(|k| schedule_view(k)))
+        Ok(self.keepers.find(id).map(|k| schedule_view(&k)))
     }
 
     fn sync_now(&self, id: &str) -> Result<bool> {
@@ -59,6 +68,19 @@ impl Backend for StoredConnections {
         })
     }
 
+    fn connectors_available(&self) -> Result<Vec<ConnectorForm>> {
+        Ok(self.offered.clone())
+    }
+
+    fn test_connection(&self, request: &ConnectRequest) -> Result<TestOutcome> {
+        let dir = self.config_dir.clone();
+        Ok(Handle::current().block_on(connect::test(request, &dir)))
+    }
+
+    fn connect(&self, request: &ConnectRequest) -> Result<Connected> {
+        Handle::current().block_on(self.connect_now(request))
+    }
+
     fn disconnect(&self, id: &str, delete_records: bool) -> Result<bool> {
         match self.keepers.find(id) {
             Some(keeper) if keeper.state().disconnected.is_none() => {
@@ -70,9 +92,10 @@ impl Backend for StoredConnections {
     }
 
     fn connection(&self, id: &str) -> Result<Option<ConnectionDetail>> {
-        let Some(c) = self.connections.iter().find(|c| c.id == id) else {
+        let Some(c) = self.find(id) else {
             return Ok(None);
         };
+        let c = &c;
         let store = open_store(c)?;
         let (runs, history) = match &store {
             Some(store) => (
@@ -176,6 +199,46 @@ fn run_view(run: &StoredRun) -> RunView {
 }
 
 impl StoredConnections {
+    /// "Connect": refused when the form cannot make a connection, the name
+    /// is taken or the test does not pass; otherwise the files are
+    /// written, the connection joins the list and its first sync starts.
+    async fn connect_now(&self, request: &ConnectRequest) -> Result<Connected> {
+        if let Some(problem) = connect::unusable(request) {
+            return Ok(Connected::Refused(TestOutcome::failed(problem)));
+        }
+        if self.find(&request.id).is_some() {
+            return Ok(Connected::Refused(TestOutcome::failed(format!(
+                "A connection named `{}` exists already: choose another name, or disconnect that one first.",
+                request.id
+            ))));
+        }
+        let outcome = connect::test(request, &self.config_dir).await;
+        if !outcome.passed() {
+            return Ok(Connected::Refused(outcome));
+        }
+        let file = match connect::write_connection(&self.config_dir, request) {
+            Ok(file) => file,
+            Err(e) => {
+                return Ok(Connected::Refused(TestOutcome::failed(format!(
+                    "The test passed but the connection could not be saved: {e:#}"
+                ))))
+            }
+        };
+        let made = configured(&file, request.id.clone(), self.every).await?;
+        tracing::info!(connection = %made.id, file = %file.display(), "connected from the console");
+        let keeper = keeper_of(&made);
+        self.connections
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(made);
+        if let Some(keeper) = keeper {
+            self.keepers.add(keeper);
+        }
+        Ok(Connected::Started {
+            id: request.id.clone(),
+        })
+    }
+
     /// `read` over connection `id`'s view and database; `None` when there
     /// is no such connection, or nothing stored yet.
     fn browse<T>(
@@ -183,21 +246,39 @@ impl StoredConnections {
         id: &str,
         read: impl FnOnce(&Configured, ConnectionView, &Store) -> Result<Option<T>>,
     ) -> Result<Option<T>> {
-        let Some(c) = self.connections.iter().find(|c| c.id == id) else {
+        let Some(c) = self.find(id) else {
             return Ok(None);
         };
-        let Some(store) = open_store(c)? else {
+        let Some(store) = open_store(&c)? else {
             return Ok(None);
         };
-        let view = self.view(c, Some(&store))?;
-        read(c, view, &store)
+        let view = self.view(&c, Some(&store))?;
+        read(&c, view, &store)
     }
 
     /// What its database (none before its first sync) and its schedule say of `c`.
     fn view(&self, c: &Configured, store: Option<&Store>) -> Result<ConnectionView> {
         let mut view = stored_view(c, store)?;
-        view.schedule = self.keepers.find(&c.id).map(|k| schedule_view(k));
+        view.schedule = self.keepers.find(&c.id).map(|k| schedule_view(&k));
         Ok(view)
+    }
+
+    /// Every connection, as it stands now.
+    fn all(&self) -> Vec<Configured> {
+        self.connections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Connection `id`.
+    fn find(&self, id: &str) -> Option<Configured> {
+        self.connections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()
     }
 }
 

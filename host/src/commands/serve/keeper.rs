@@ -249,19 +249,55 @@ async fn sleep_or_forever(delay: Option<Duration>) {
     }
 }
 
-/// Every connection's schedule.
-#[derive(Debug, Default)]
-pub struct Keepers(pub Vec<Arc<Keeper>>);
+/// Every connection's schedule, and the way to start one more (a
+/// connection made by "Connect").
+#[derive(Debug)]
+pub struct Keepers {
+    list: std::sync::RwLock<Vec<Arc<Keeper>>>,
+    /// Hands new schedules to the loop that runs them.
+    start: tokio::sync::mpsc::UnboundedSender<Arc<Keeper>>,
+    /// `serve` is stopping: a schedule added now stops at once.
+    stopping: std::sync::atomic::AtomicBool,
+}
 
 impl Keepers {
+    /// No schedule yet; each one added is sent to `start`.
+    pub fn new(start: tokio::sync::mpsc::UnboundedSender<Arc<Keeper>>) -> Keepers {
+        Keepers {
+            list: Default::default(),
+            start,
+            stopping: Default::default(),
+        }
+    }
+
+    /// Adds `keeper` and has it run.
+    pub fn add(&self, keeper: Arc<Keeper>) {
+        self.list
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(keeper.clone());
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            keeper.stop();
+        }
+        // The loop ends only when `serve` stops; a schedule sent after that never runs.
+        let _ = self.start.send(keeper);
+    }
+
     /// The schedule of connection `id`.
-    pub fn find(&self, id: &str) -> Option<&Arc<Keeper>> {
-        self.0.iter().find(|k| k.id == id)
+    pub fn find(&self, id: &str) -> Option<Arc<Keeper>> {
+        self.list
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|k| k.id == id)
+            .cloned()
     }
 
     /// Stops every loop (the process is stopping).
     pub fn stop_all(&self) {
-        for keeper in &self.0 {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for keeper in self.list.read().unwrap_or_else(|p| p.into_inner()).iter() {
             keeper.stop();
         }
     }

@@ -8,6 +8,7 @@
 
 mod backend;
 mod browse;
+mod connect;
 mod keeper;
 
 use crate::commands::schedule::parse_every;
@@ -66,39 +67,74 @@ pub async fn serve(
         token.expose()
     )?;
     out.flush()?;
-    let keepers = Arc::new(Keepers(
-        connections
-            .iter()
-            .filter_map(|c| {
-                let every = c.every?;
-                let stored = Stored {
-                    connection: c.name.clone(),
-                    database: c.database.clone()?,
-                };
-                Some(Arc::new(Keeper::new(
-                    c.id.clone(),
-                    c.file.clone(),
-                    stored,
-                    every,
-                )))
-            })
-            .collect(),
-    ));
+    let (start, started) = tokio::sync::mpsc::unbounded_channel();
+    let keepers = Arc::new(Keepers::new(start));
+    for c in &connections {
+        if let Some(keeper) = keeper_of(c) {
+            keepers.add(keeper);
+        }
+    }
     let backend = Arc::new(StoredConnections {
-        connections,
+        connections: std::sync::RwLock::new(connections),
         keepers: keepers.clone(),
+        offered: offered_forms().await?,
+        config_dir: options.config_dir.clone(),
+        every: options.every,
     });
     let console_stop = stop.clone();
     let console = Console::new(backend, token, false)
         .serve(listener, async move { console_stop.triggered().await });
-    let keeping = futures_util::future::join_all(keepers.0.iter().map(|k| k.keep(env)));
-    let stopping = async {
-        stop.triggered().await;
-        keepers.stop_all();
-    };
-    let (served, _, _) = tokio::join!(console, keeping, stopping);
+    let keeping = keep_all(started, env, &stop, &keepers);
+    let (served, _) = tokio::join!(console, keeping);
     served.context("the console stopped")?;
     Ok(())
+}
+
+/// Runs every schedule `started` hands over, until `stop`; then stops
+/// them all and waits for their syncs to put their pages away.
+async fn keep_all(
+    mut started: tokio::sync::mpsc::UnboundedReceiver<Arc<Keeper>>,
+    env: &dyn Environment,
+    stop: &StopSignal,
+    keepers: &Keepers,
+) {
+    use futures_util::stream::{FuturesUnordered, StreamExt as _};
+    let mut running = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            Some(keeper) = started.recv() => {
+                running.push(async move { keeper.keep(env).await });
+            }
+            Some(()) = running.next(), if !running.is_empty() => {}
+            _ = stop.triggered() => break,
+        }
+    }
+    keepers.stop_all();
+    while running.next().await.is_some() {}
+}
+
+/// The schedule of `c`, when it can run.
+fn keeper_of(c: &Configured) -> Option<Arc<Keeper>> {
+    let stored = Stored {
+        connection: c.name.clone(),
+        database: c.database.clone()?,
+    };
+    Some(Arc::new(Keeper::new(
+        c.id.clone(),
+        c.file.clone(),
+        stored,
+        c.every?,
+    )))
+}
+
+/// The Connect forms of the bundled connectors, from their `info`.
+async fn offered_forms() -> Result<Vec<connector_console::ConnectorForm>> {
+    let mut forms = Vec::new();
+    for (name, _) in crate::bundled::BUNDLED {
+        let prepared = prepare(ComponentRef::Bundled(name)).await?;
+        forms.push(connect::form_of(name, &prepared.info));
+    }
+    Ok(forms)
 }
 
 /// The sign-in token: from `--token-env VAR`, or random.
