@@ -7,7 +7,9 @@
 #   3. the code checks: rustfmt, clippy with -D warnings for the host and for the
 #      wasm32-wasip2 components, and rustdoc without warnings;
 #   4. the Python NetBox connector, built with componentize-py, against the NetBox emulator;
-#   5. the Node host (jco) against the emulator, judged against connector-host.
+#   5. the Node host (jco) against the emulator, judged against connector-host;
+#   6. the operator console's flows in headless Chromium (screenshots in
+#      target/console-screenshots/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,3 +68,15 @@ PYTHON_NETBOX_COMPONENT="$PWD/target/python-netbox/netbox_py.wasm" \
 npm ci --prefix hosts/node --no-audit --no-fund --loglevel=error
 node --test hosts/node/test/
 cargo test -p connector-e2e --test e2e -- --ignored e2e::node::
+
+# The operator console in a real browser: Debian's Chromium (installed here
+# when missing) driven by playwright-core (pinned by tests/browser/package-lock.json).
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+  as_root=""
+  if [ "$(id -u)" != 0 ]; then as_root="sudo"; fi
+  $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium \
+    || { $as_root apt-get update -q \
+      && $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
+fi
+npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+cargo test -p connector-e2e --test e2e -- --ignored e2e::browser::

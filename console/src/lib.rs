@@ -18,7 +18,7 @@
 //! | `POST /connect/{connector}` | yes, and its CSRF token | "Test connection" (`action=test`) or "Connect" (`action=connect`) |
 //! | `GET /connections/{id}/streams/{stream}?q=&offset=` | yes | the record browser: a search, a page at a time |
 //! | `GET /connections/{id}/streams/{stream}/records/{key}` | yes | one record, what is embedded into it and what it names |
-//! | `GET /assets/console.css`, `GET /assets/console.js` | no | the stylesheet and the script that follows a sync (embedded) |
+//! | `GET /assets/console.css`, `/assets/console.js`, `/assets/icon.svg` | no | the stylesheet, the script (follows a sync, shows the chosen sign-in method's fields) and the icon, embedded |
 //! | `GET /healthz` | no | `ok` |
 //! | `GET /metrics` | no | Prometheus text format |
 //!
@@ -45,6 +45,7 @@ mod metrics;
 mod pages;
 mod progress;
 mod records;
+pub mod tls;
 pub mod view;
 
 use axum::extract::Request;
@@ -187,6 +188,7 @@ impl Console {
             .with_state(self.state)
             .route("/assets/console.css", get(pages::stylesheet))
             .route("/assets/console.js", get(pages::script))
+            .route("/assets/icon.svg", get(pages::icon))
             .route(
                 "/signin",
                 get(auth::sign_in).with_state(self.sessions.clone()),
@@ -194,13 +196,17 @@ impl Console {
         signed_in.merge(open).layer(from_fn(security_headers))
     }
 
-    /// Serves on `listener` until `shutdown` completes: requests in flight
-    /// finish, event streams end.
-    pub async fn serve(
+    /// Serves on `listener` (a `TcpListener`, or a [`tls::TlsListener`])
+    /// until `shutdown` completes: requests in flight finish, event streams end.
+    pub async fn serve<L>(
         self,
-        listener: tokio::net::TcpListener,
+        listener: L,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<()>
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
         let close = self.close.clone();
         axum::serve(listener, self.router())
             .with_graceful_shutdown(async move {

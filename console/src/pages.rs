@@ -228,6 +228,14 @@ pub async fn script() -> Response {
     ([(CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT).into_response()
 }
 
+/// The console's icon, embedded.
+pub const ICON: &str = include_str!("../assets/icon.svg");
+
+/// `GET /assets/icon.svg`.
+pub async fn icon() -> Response {
+    ([(CONTENT_TYPE, "image/svg+xml")], ICON).into_response()
+}
+
 /// `GET /assets/console.css`.
 pub async fn stylesheet() -> Response {
     ([(CONTENT_TYPE, "text/css; charset=utf-8")], STYLESHEET).into_response()

@@ -32,6 +32,9 @@ pub enum Fault {
     /// Every OAuth access token issued so far expires just before this
     /// request is authenticated (a token expiring in the middle of a sync).
     ExpireTokens,
+    /// The answer waits until [`crate::server::State::release_held`] is
+    /// called: a test looks at a sync in the middle, without timing.
+    Held,
 }
 
 /// Faults drawn at random (but reproducibly, from a seed) for a share of requests.

@@ -70,6 +70,8 @@ pub struct State {
     /// allow rule: each request gets the "Access restricted" page (see
     /// [`ACCESS_RESTRICTED_PAGE`]).
     pub deny_all_ips: AtomicBool,
+    /// Becomes `true` when held answers ([`Fault::Held`]) may go.
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,7 +102,13 @@ impl State {
             scheme,
             force_reference_links: AtomicBool::new(false),
             deny_all_ips: AtomicBool::new(false),
+            held: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Lets every held answer ([`Fault::Held`]) go, and those held later too.
+    pub fn release_held(&self) {
+        self.held.send_replace(true);
     }
 
     /// TCP connections accepted so far (clients that keep connections alive
@@ -311,7 +319,8 @@ fn fault_response(fault: &Fault) -> Option<Response<Body>> {
         | Fault::ExpireTokens
         | Fault::ConnectionReset
         | Fault::SlowHeaders(_)
-        | Fault::SlowBody(_) => return None,
+        | Fault::SlowBody(_)
+        | Fault::Held => return None,
     })
 }
 
@@ -449,6 +458,11 @@ async fn serve_table(
     }
     if let Some(Fault::SlowHeaders(ms)) = fault {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if fault == Some(Fault::Held) {
+        let mut released = state.held.subscribe();
+        // The sender lives as long as the state: `wait_for` only ends released.
+        let _ = released.wait_for(|released| *released).await;
     }
     let mut response = respond(
         state,

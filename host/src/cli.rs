@@ -100,12 +100,18 @@ pub enum Command {
         /// Directory of connection files (one TOML file per connection).
         #[arg(long)]
         config_dir: PathBuf,
-        /// Address to listen on (loopback only).
+        /// Address to listen on; any other than loopback needs `--tls-cert` and `--tls-key`.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
         /// Environment variable holding the sign-in token (default: a random token).
         #[arg(long)]
         token_env: Option<String>,
+        /// Serve HTTPS with this PEM certificate chain (with `--tls-key`).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's PEM private key, readable by its owner only.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// Time between syncs of a connection whose file sets no `[schedule] every`.
         #[arg(long, default_value = "6h", value_parser = schedule::parse_every)]
         every: std::time::Duration,
@@ -245,12 +251,15 @@ fn run_until(
                 config_dir,
                 listen,
                 token_env,
+                tls_cert,
+                tls_key,
                 every,
             } => {
                 let options = serve::ServeOptions {
                     config_dir,
                     listen,
                     token_env,
+                    tls: tls_cert.zip(tls_key),
                     every,
                 };
                 serve::serve(&options, env, stop.clone(), out).await

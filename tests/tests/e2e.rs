@@ -6,6 +6,7 @@
 
 mod e2e {
     pub mod auth;
+    pub mod browser;
     pub mod cli;
     pub mod conformance;
     pub mod console;

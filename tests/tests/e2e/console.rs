@@ -13,9 +13,19 @@ const PATIENCE: Duration = Duration::from_secs(600);
 /// and its sign-in token from `CONSOLE_TOKEN`; returns the child and the
 /// two lines it prints first.
 fn spawn_serve(f: &Fixture, dir: &std::path::Path) -> (Child, String, String) {
+    spawn_serve_with(f, dir, &[])
+}
+
+/// [`spawn_serve`] with more arguments.
+fn spawn_serve_with(
+    f: &Fixture,
+    dir: &std::path::Path,
+    more: &[&std::ffi::OsStr],
+) -> (Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
         .arg(dir)
+        .args(more)
         .args(["--token-env", "CONSOLE_TOKEN"])
         .env(PASSWORD_VAR, &f.password)
         .env("CONSOLE_TOKEN", "console-token-of-the-e2e-tests")
@@ -399,4 +409,102 @@ fn serve_refuses_a_non_loopback_address_and_a_missing_token_variable() {
         message.contains("NO_SUCH_VAR") && message.contains("not set"),
         "{message}"
     );
+}
+
+/// `GET path` over HTTPS from `addr`, trusting only `ca`: the raw answer.
+fn https_get(addr: &str, path: &str, ca: &rustls::pki_types::CertificateDer<'static>) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone()).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        // The server may close without close_notify; what came is the answer.
+        let _ = tls.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_speaks_https_with_the_operators_certificate_and_secure_cookies() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::start(1);
+    let dir = f.dir.path().join("connections");
+    std::fs::create_dir(&dir).unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = f.dir.path().join("console.pem");
+    let key = f.dir.path().join("console-key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let args = |listen: &str| {
+        vec![
+            "serve".to_string(),
+            "--config-dir".into(),
+            dir.display().to_string(),
+            "--listen".into(),
+            listen.into(),
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ]
+    };
+    // A key others may read is refused, before anything listens.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = args("127.0.0.1:0");
+    let refused: Vec<&str> = refused.iter().map(String::as_str).collect();
+    let (code, message) = f.cli(&refused).err();
+    assert_eq!(code, 2);
+    assert!(message.contains("readable by other users"), "{message}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let more = [
+        std::ffi::OsStr::new("--tls-cert"),
+        cert.as_os_str(),
+        std::ffi::OsStr::new("--tls-key"),
+        key.as_os_str(),
+    ];
+    let (mut child, listening, sign_in) = spawn_serve_with(&f, &dir, &more);
+    let addr = listening
+        .strip_prefix("listening on https://")
+        .unwrap_or_else(|| panic!("first line: {listening}"))
+        .to_string();
+    assert!(
+        sign_in.starts_with(&format!("sign in: https://{addr}/signin?token=")),
+        "{sign_in}"
+    );
+    let ca = rustls::pki_types::CertificateDer::from(certified.cert.der().to_vec());
+    let healthz = https_get(&addr, "/healthz", &ca);
+    assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
+    let signed_in = https_get(&addr, "/signin?token=console-token-of-the-e2e-tests", &ca);
+    assert!(signed_in.starts_with("HTTP/1.1 303"), "{signed_in}");
+    let cookie = signed_in
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a session cookie");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // Plain HTTP gets no page.
+    assert!(agent()
+        .get(&format!("http://{addr}/healthz"))
+        .call()
+        .is_err());
+    connector_e2e::sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }

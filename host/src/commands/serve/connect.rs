@@ -120,6 +120,8 @@ fn connection_toml(request: &ConnectRequest, secrets: SecretsIn<'_>) -> Result<S
     let mut top = toml::Table::new();
     top.insert("connector".into(), request.connector.clone().into());
     top.insert("database".into(), format!("{}.db", request.id).into());
+    // The operator's name for it, in the database and on its pages.
+    top.insert("name".into(), request.id.clone().into());
     let settings: toml::Table = request
         .settings
         .iter()
@@ -205,7 +207,21 @@ pub(super) async fn test(request: &ConnectRequest, dir: &Path) -> TestOutcome {
                 })
                 .collect(),
         },
-        Err(e) => TestOutcome::failed(format!("{e:#}")),
+        Err(e) => TestOutcome::failed(troubleshooting(&e)),
+    }
+}
+
+/// A failed test's error as the page shows it, under its "Connection test
+/// failed" heading: without the CLI's own lead-in, starting with a capital.
+fn troubleshooting(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let text = text
+        .strip_prefix("the connection test failed: ")
+        .unwrap_or(&text);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -281,6 +297,7 @@ mod tests {
         assert_eq!(auth.password_file.as_deref(), Some(secret.as_path()));
         assert_eq!(std::fs::read_to_string(&secret).unwrap(), "s3cret pass");
         assert_eq!(config.database, dir.path().join("cmdb-prod.db"));
+        assert_eq!(config.name.as_deref(), Some("cmdb-prod"));
         assert_eq!(config.schedule.every.as_deref(), Some("6h"));
         #[cfg(unix)]
         {

@@ -17,6 +17,7 @@ use crate::failure::config_failure;
 use anyhow::{Context as _, Result};
 use backend::StoredConnections;
 use connector_console::auth::SignInToken;
+use connector_console::tls::{self, TlsListener};
 use connector_console::Console;
 use connector_sandbox::config::Config;
 use connector_sandbox::secrets::Environment;
@@ -37,6 +38,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// The environment variable holding the sign-in token (default: a random one).
     pub token_env: Option<String>,
+    /// HTTPS: the certificate chain and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Time between syncs of a connection whose file sets no `[schedule] every`.
     pub every: Duration,
 }
@@ -48,22 +51,18 @@ pub async fn serve(
     stop: Arc<StopSignal>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    if !options.listen.ip().is_loopback() {
-        return Err(config_failure(format!(
-            "--listen {} is not a loopback address; the console serves only 127.0.0.1 or ::1 for now (it has no TLS yet); put a TLS-terminating proxy in front of a loopback address",
-            options.listen
-        )));
-    }
+    let tls = tls_config(options)?;
     let token = sign_in_token(options.token_env.as_deref(), env)?;
     let connections = load_connections(&options.config_dir, options.every).await?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let addr = listener.local_addr()?;
-    writeln!(out, "listening on http://{addr}")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    writeln!(out, "listening on {scheme}://{addr}")?;
     writeln!(
         out,
-        "sign in: http://{addr}/signin?token={}",
+        "sign in: {scheme}://{addr}/signin?token={}",
         token.expose()
     )?;
     out.flush()?;
@@ -82,8 +81,18 @@ pub async fn serve(
         every: options.every,
     });
     let console_stop = stop.clone();
-    let console = Console::new(backend, token, false)
-        .serve(listener, async move { console_stop.triggered().await });
+    let shutdown = async move { console_stop.triggered().await };
+    let console = Console::new(backend, token, tls.is_some());
+    let console = async move {
+        match tls {
+            Some(config) => {
+                console
+                    .serve(TlsListener::new(listener, config)?, shutdown)
+                    .await
+            }
+            None => console.serve(listener, shutdown).await,
+        }
+    };
     let keeping = keep_all(started, env, &stop, &keepers);
     let (served, _) = tokio::join!(console, keeping);
     served.context("the console stopped")?;
@@ -135,6 +144,26 @@ async fn offered_forms() -> Result<Vec<connector_console::ConnectorForm>> {
         forms.push(connect::form_of(name, &prepared.info));
     }
     Ok(forms)
+}
+
+/// HTTPS's configuration when `--tls-cert` and `--tls-key` are given;
+/// refused without them for an address other than loopback, where the
+/// sign-in link and the session cookie would cross the network in clear.
+fn tls_config(options: &ServeOptions) -> Result<Option<Arc<tls::ServerConfig>>> {
+    let Some((cert, key)) = &options.tls else {
+        if !options.listen.ip().is_loopback() {
+            return Err(config_failure(format!(
+                "--listen {} is not a loopback address: serving the console to the network needs HTTPS; add --tls-cert CERT.pem --tls-key KEY.pem, or listen on 127.0.0.1",
+                options.listen
+            )));
+        }
+        return Ok(None);
+    };
+    connector_sandbox::secrets::check_owner_only("console's TLS key", key)
+        .map_err(config_failure)?;
+    tls::server_config(cert, key)
+        .map(Some)
+        .map_err(config_failure)
 }
 
 /// The sign-in token: from `--token-env VAR`, or random.
