@@ -465,6 +465,8 @@ fn every_response_carries_the_security_headers() {
         ("/metrics", None),
         ("/signin?token=wrong", None),
         ("/assets/console.css", None),
+        ("/assets/icon.svg", None),
+        ("/connect/servicenow", Some(cookie.as_str())),
     ] {
         let answer = get(&s, path, cookie);
         let csp = answer.header("content-security-policy").unwrap_or("");

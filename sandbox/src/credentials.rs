@@ -13,6 +13,15 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// An OAuth 2.0 grant as the WIT spells it (`client-credentials`).
+pub fn grant_name(grant: Oauth2Grant) -> &'static str {
+    match grant {
+        Oauth2Grant::ClientCredentials => "client-credentials",
+        Oauth2Grant::Password => "password",
+        Oauth2Grant::RefreshToken => "refresh-token",
+    }
+}
+
 /// What the component declared it supports (from `info`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeclaredAuth {
@@ -341,12 +350,7 @@ impl DeclaredAuth {
                     let grants = o
                         .grants
                         .iter()
-                        .map(|g| match g {
-                            Oauth2Grant::ClientCredentials => "client-credentials",
-                            Oauth2Grant::Password => "password",
-                            Oauth2Grant::RefreshToken => "refresh-token",
-                        })
-                        .map(str::to_string)
+                        .map(|g| grant_name(*g).to_string())
                         .collect();
                     declared.oauth = Some(DeclaredOAuth {
                         token_path: o.token_path.clone(),

@@ -101,16 +101,29 @@ try {
   process.stdin.destroy();
 }
 
+/** Every flow, in order, on one page (one browser session). */
 async function run(page) {
-  const password = env('SN_PASSWORD');
-  const wrong = env('WRONG_PASSWORD');
+  await signIn(page);
+  await connect(page);
+  await syncNow(page);
+  await findDevice(page);
+  await narrowWindow(page);
+  await disconnect(page);
+}
 
+/** Signs in with the link serve printed. */
+async function signIn(page) {
   begin('sign in');
   await page.goto(env('CONSOLE_SIGN_IN'));
   await page.getByRole('heading', { name: 'Data connectors', level: 1 }).waitFor();
   check(new URL(page.url()).pathname === '/', `signed in to ${page.url()}`);
   await shoot(page, '01-data-connectors-empty');
+}
 
+/** Connect: a wrong password, a test, then the connection and its first sync. */
+async function connect(page) {
+  const password = env('SN_PASSWORD');
+  const wrong = env('WRONG_PASSWORD');
   begin('open the Connect form');
   await page.getByRole('link', { name: 'Connect servicenow' }).click();
   await page.getByRole('heading', { name: 'Connect servicenow' }).waitFor();
@@ -148,7 +161,10 @@ async function run(page) {
   await until(page, async () => (await page.locator('.status-connected').count()) > 0
     && (await page.locator('ul.progress').count()) === 0, 'the first sync to end');
   await shoot(page, '06-connection');
+}
 
+/** Sync now: one more run on the connection's page; then the Data connectors page. */
+async function syncNow(page) {
   begin('sync now');
   const runs = await page.locator('details.run').count();
   await page.getByRole('button', { name: 'Sync now' }).click();
@@ -158,7 +174,10 @@ async function run(page) {
   await page.locator('.tile .status-connected').first().waitFor();
   await shoot(page, '07-data-connectors');
   await page.getByRole('link', { name: 'cmdb', exact: true }).click();
+}
 
+/** The record browser: a device found by an adapter's IP, with what hangs off it. */
+async function findDevice(page) {
   begin('find a device by IP');
   await page.getByRole('link', { name: 'devices', exact: true }).click();
   await page.getByLabel('Search values').fill(env('FIND_IP'));
@@ -170,7 +189,10 @@ async function run(page) {
     await page.getByText(text, { exact: false }).first().waitFor();
   }
   await shoot(page, '09-device');
+}
 
+/** A phone-sized window: nothing wider than it, Sync now reached with Tab. */
+async function narrowWindow(page) {
   begin('a narrow window, by keyboard');
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(new URL('/', page.url()).href);
@@ -184,7 +206,10 @@ async function run(page) {
   check(reached, 'Sync now cannot be reached with the Tab key');
   await shoot(page, '10-narrow-window');
   await page.setViewportSize({ width: 1280, height: 800 });
+}
 
+/** Disconnect, deleting the records. */
+async function disconnect(page) {
   begin('disconnect');
   await page.getByRole('link', { name: 'Disconnect…' }).first().click();
   await page.getByRole('heading', { name: /^Disconnect .*\?$/ }).waitFor();

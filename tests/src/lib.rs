@@ -532,3 +532,30 @@ pub fn sigterm(child: &std::process::Child) {
         .expect("kill runs");
     assert!(term.success(), "kill -TERM failed");
 }
+
+/// A child process killed (and reaped) when dropped: a test that fails
+/// half-way leaves no `serve` or browser behind.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

@@ -99,7 +99,7 @@ fn auth_method_text(m: &AuthMethod) -> String {
             o.token_path,
             o.grants
                 .iter()
-                .map(|g| format!("{g:?}").to_lowercase())
+                .map(|g| connector_sandbox::credentials::grant_name(*g))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -7,7 +7,7 @@
 //! `npm ci --prefix tests/browser`; `tests/run-all.sh` installs both and
 //! runs it with `--ignored`.
 
-use connector_e2e::{Fixture, PASSWORD_VAR};
+use connector_e2e::{Fixture, KillOnDrop, PASSWORD_VAR};
 use servicenow_emulator::{Fault, FaultRule};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -61,13 +61,15 @@ fn the_console_flows_pass_in_headless_chromium() {
     let f = Fixture::start(700);
     let dir = f.dir.path().join("connections");
     std::fs::create_dir(&dir).unwrap();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut serve = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_e2e-host"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
     let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
     let _listening = lines.next().unwrap().unwrap();
     let sign_in = lines.next().unwrap().unwrap();

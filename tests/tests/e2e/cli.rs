@@ -16,6 +16,7 @@ fn info_describes_the_bundled_connector() {
         "networkAdapters",
         "x-sn-apikey",
         "/oauth_token.do",
+        "grants: client-credentials, password, refresh-token",
         "device_table",
     ] {
         assert!(out.contains(needle), "missing {needle}: {out}");

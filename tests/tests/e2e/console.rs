@@ -1,9 +1,9 @@
 //! `connector-host serve`: the operator console as the real process serves
 //! it over the connections of a configuration directory.
 
-use connector_e2e::{ConfigSpec, Fixture, PASSWORD_VAR};
+use connector_e2e::{ConfigSpec, Fixture, KillOnDrop, PASSWORD_VAR};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Longest the console may take to show what a test waits for.
@@ -12,7 +12,7 @@ const PATIENCE: Duration = Duration::from_secs(600);
 /// `e2e-host serve` on a free loopback port, with the fixture's environment
 /// and its sign-in token from `CONSOLE_TOKEN`; returns the child and the
 /// two lines it prints first.
-fn spawn_serve(f: &Fixture, dir: &std::path::Path) -> (Child, String, String) {
+fn spawn_serve(f: &Fixture, dir: &std::path::Path) -> (KillOnDrop, String, String) {
     spawn_serve_with(f, dir, &[])
 }
 
@@ -21,7 +21,7 @@ fn spawn_serve_with(
     f: &Fixture,
     dir: &std::path::Path,
     more: &[&std::ffi::OsStr],
-) -> (Child, String, String) {
+) -> (KillOnDrop, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
         .arg(dir)
@@ -36,7 +36,7 @@ fn spawn_serve_with(
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let listening = lines.next().unwrap().unwrap();
     let sign_in = lines.next().unwrap().unwrap();
-    (child, listening, sign_in)
+    (KillOnDrop(child), listening, sign_in)
 }
 
 fn agent() -> ureq::Agent {
