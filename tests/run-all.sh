@@ -9,7 +9,8 @@
 #   4. the Python NetBox connector, built with componentize-py, against the NetBox emulator;
 #   5. the Node host (jco) against the emulator, judged against connector-host;
 #   6. the operator console's flows in headless Chromium (screenshots in
-#      target/console-screenshots/).
+#      target/console-screenshots/);
+#   and the store's checks again on PostgreSQL, in a throw-away cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,13 @@ fi
 
 cargo fmt --all --check
 cargo test --workspace
+
+# PostgreSQL: a throw-away cluster on 127.0.0.1 in a temporary directory
+# (tools/postgres-cluster.sh; PostgreSQL installed with apt-get when
+# missing), removed when this script ends. The store's checks on it.
+eval "$(tools/postgres-cluster.sh start)"
+trap 'tools/postgres-cluster.sh stop "$CONNECTOR_TEST_POSTGRES_DIR"' EXIT
+cargo test -p connector-engine --lib -- --ignored store::
 
 # Code checks (after the tests, whose build they reuse).
 cargo clippy --workspace --all-targets -- -D warnings

@@ -7,7 +7,7 @@
 //! parent stream by key and each embedded stream by parent key), so memory
 //! stays flat however large the tables are.
 
-use crate::store::Store;
+use crate::store::{Deletion, Store};
 use anyhow::{bail, Result};
 use connector_sandbox::runtime::ConnectorInfo;
 use std::io::Write;
@@ -43,15 +43,62 @@ pub fn export(
     } else {
         Vec::new()
     };
-    let conn = store.connection();
+    if plan.is_empty() {
+        let mut line = JsonText::default();
+        return store.for_each_record(
+            connection,
+            stream,
+            options.include_deleted,
+            |_key, data, deletion| write_line(&mut line, data, deletion, out, |_| Ok(())),
+        );
+    }
+    store
+        .with_sqlite(|conn| nested(conn, &plan, connection, stream, options, out))
+        .unwrap_or_else(|| {
+            bail!("a nested export reads from SQLite only for now; export without --nested, or from a SQLite database")
+        })
+}
+
+/// One record as a line of `out`: its JSON with what `embed` adds, and
+/// when and why it was deleted.
+fn write_line(
+    line: &mut JsonText,
+    data: &str,
+    deletion: Option<Deletion<'_>>,
+    out: &mut dyn Write,
+    embed: impl FnOnce(&mut JsonText) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    line.clear();
+    line.open(data);
+    embed(line)?;
+    if let Some(deletion) = deletion {
+        line.field("deletedAt");
+        line.string(deletion.at);
+        line.field("deletionReason");
+        line.string(deletion.reason);
+    }
+    line.close();
+    line.text.push('\n');
+    out.write_all(line.text.as_bytes())
+}
+
+/// The nested export on SQLite: each embedded stream's live records in the
+/// order of their ancestor chain, merged with the records above them as
+/// those stream past.
+fn nested(
+    conn: &mut rusqlite::Connection,
+    plan: &[Embed],
+    connection: &str,
+    stream: &str,
+    options: ExportOptions,
+    out: &mut dyn Write,
+) -> Result<u64> {
     let mut statements = Vec::with_capacity(plan.len());
     for i in 0..plan.len() {
-        statements.push(conn.prepare(&embedded_rows_sql(&plan, i))?);
+        statements.push(conn.prepare(&embedded_rows_sql(plan, i))?);
     }
-    // Each embedded stream's live records in the order of their ancestor
-    // chain, merged with the records above them as those stream past.
     let mut cursors = Vec::with_capacity(plan.len());
-    for (stmt, embed) in statements.iter_mut().zip(&plan) {
+    for (stmt, embed) in statements.iter_mut().zip(plan) {
         let mut streams = embed.chain.clone();
         streams.insert(0, connection.to_string());
         let rows = stmt.query_map(rusqlite::params_from_iter(streams), |r| {
@@ -69,25 +116,17 @@ pub fn export(
     }
     let mut line = JsonText::default();
     let mut path = Vec::new();
-    store.for_each_record(
+    crate::store::sqlite_for_each_record(
+        conn,
         connection,
         stream,
         options.include_deleted,
-        |key, data, deletion| {
-            line.clear();
-            line.open(data);
-            path.clear();
-            path.push(key.to_string());
-            embed_into(&mut line, &plan, &mut cursors, None, &mut path)?;
-            if let Some(deletion) = deletion {
-                line.field("deletedAt");
-                line.string(deletion.at);
-                line.field("deletionReason");
-                line.string(deletion.reason);
-            }
-            line.close();
-            line.text.push('\n');
-            out.write_all(line.text.as_bytes())
+        &mut |key, data, deletion| {
+            write_line(&mut line, data, deletion, out, |line| {
+                path.clear();
+                path.push(key.to_string());
+                embed_into(line, plan, &mut cursors, None, &mut path)
+            })
         },
     )
 }
@@ -325,12 +364,14 @@ mod tests {
             None => format!(r#"{{"id":{key}}}"#),
         };
         store
-            .connection()
-            .execute(
-                "INSERT INTO records (connection, stream, key, data, parent, generation, first_seen, changed_at, deleted_at)
-                 VALUES ('c', ?1, ?2, ?3, ?4, 1, 't', 't', ?5)",
-                rusqlite::params![stream, key, data, parent, deleted.then_some("t")],
-            )
+            .with_sqlite(|conn| {
+                conn.execute(
+                    "INSERT INTO records (connection, stream, key, data, parent, generation, first_seen, changed_at, deleted_at)
+                     VALUES ('c', ?1, ?2, ?3, ?4, 1, 't', 't', ?5)",
+                    rusqlite::params![stream, key, data, parent, deleted.then_some("t")],
+                )
+            })
+            .unwrap()
             .unwrap();
     }
 

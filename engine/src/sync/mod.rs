@@ -13,7 +13,7 @@
 //! what follows an error, `report` is what a run reports.
 
 use crate::progress::Progress;
-use crate::store::{FinishedStream, ReadMode, Store, StreamPlan, StreamRequest};
+use crate::store::{FinishedStream, ReadMode, Store, StoreError, StreamPlan, StreamRequest};
 use connector_sandbox::credentials::Credential;
 use connector_sandbox::egress::{EgressCounters, EgressLimits};
 use connector_sandbox::origin::Origin;
@@ -299,7 +299,7 @@ async fn record_run(
 /// async worker must not.
 async fn blocking<T: Send + 'static>(
     store: &Arc<Mutex<Store>>,
-    f: impl FnOnce(&mut Store) -> rusqlite::Result<T> + Send + 'static,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
 ) -> anyhow::Result<T> {
     let store = store.clone();
     let result = tokio::task::spawn_blocking(move || {

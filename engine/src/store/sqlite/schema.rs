@@ -7,23 +7,8 @@
 //! brings the database to. A database of a newer version than this build
 //! knows is refused rather than written with an older idea of its tables.
 
+use super::super::OpenError;
 use rusqlite::{params, Connection};
-
-/// Why a database cannot be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// SQLite refused (the file is not a database, is locked, …).
-    #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
-    /// A newer connector-host wrote it.
-    #[error("the database has schema version {found}, newer than the {known} this connector-host knows: it was written by a newer release; run that release, or point `database` at another file")]
-    Newer {
-        /// The database's `user_version`.
-        found: u32,
-        /// The latest this build knows.
-        known: u32,
-    },
-}
 
 /// The schema of version 1 (every statement idempotent: it also brings a
 /// version-0 database to version 1 together with [`ADDED_BEFORE_VERSIONS`]).

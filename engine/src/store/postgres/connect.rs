@@ -1,0 +1,123 @@
+//! Reaching the PostgreSQL server: the URL of the configuration, the
+//! password from the environment (never in the URL, the file or the
+//! database), and `sslmode`.
+//!
+//! `sslmode=disable` connects in clear; `prefer` (the default) tries TLS
+//! and falls back to clear when the server offers none, as libpq does;
+//! `require`, `verify-ca` and `verify-full` insist on TLS and, unlike
+//! libpq's `require`, always verify the server's certificate and name
+//! (against the Mozilla roots and the operator's CA file): a sync never
+//! sends its records to a database it cannot identify.
+
+use super::super::OpenError;
+use postgres::config::SslMode;
+use postgres::Client;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where a PostgreSQL store is and how to log in.
+#[derive(Clone)]
+pub struct PostgresTarget {
+    /// `postgresql://USER@HOST:PORT/DB[?sslmode=…]`, without a password.
+    pub url: String,
+    /// The password (from `PGPASSWORD` or the variable the configuration names).
+    pub password: Option<String>,
+    /// PEM certificates trusted besides the Mozilla roots, for TLS.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PostgresTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresTarget")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl PostgresTarget {
+    /// The URL's configuration; refused when it carries a password.
+    fn config(&self) -> Result<postgres::Config, OpenError> {
+        // Every TLS connection is verified: libpq's verify modes are `require` here.
+        let url = self
+            .url
+            .replace("sslmode=verify-full", "sslmode=require")
+            .replace("sslmode=verify-ca", "sslmode=require");
+        let mut config: postgres::Config = url.parse().map_err(|e| {
+            OpenError::Invalid(format!(
+                "the database URL is not a PostgreSQL connection URL ({e}); write it as postgresql://USER@HOST:PORT/DATABASE"
+            ))
+        })?;
+        if config.get_password().is_some() {
+            return Err(OpenError::Invalid(
+                "the database URL holds a password; take it out and give it in PGPASSWORD or the variable `database_password_env` names".into(),
+            ));
+        }
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        Ok(config)
+    }
+
+    /// A connected client, over TLS unless `sslmode` says otherwise.
+    pub(crate) fn connect(&self) -> Result<Client, OpenError> {
+        let config = self.config()?;
+        let connected = match config.get_ssl_mode() {
+            SslMode::Disable => config.connect(postgres::NoTls),
+            _ => config.connect(self.tls()?),
+        };
+        connected.map_err(|e| OpenError::Connect(describe(&e)))
+    }
+
+    /// The TLS connector: Mozilla's roots and the operator's CA file.
+    fn tls(&self) -> Result<tokio_postgres_rustls::MakeRustlsConnect, OpenError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &self.ca_file {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    OpenError::Invalid(format!(
+                        "the database CA file {} is not PEM certificates: {e}",
+                        path.display()
+                    ))
+                })?;
+            for cert in certs {
+                roots.add(cert).map_err(|e| {
+                    OpenError::Invalid(format!(
+                        "the database CA file {} holds an unusable certificate: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| OpenError::Invalid(format!("TLS set-up failed: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    }
+}
+
+/// What went wrong connecting, with the server's own message when it sent
+/// one (a refused password, an unknown database).
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}

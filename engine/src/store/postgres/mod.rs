@@ -1,0 +1,517 @@
+//! The PostgreSQL backend: the database a deployment's hosts share.
+//!
+//! The statements are SQLite's, written for PostgreSQL: a page's records go
+//! in one statement (`unnest` over arrays, one round trip per page),
+//! records are read through a portal a batch at a time (memory stays flat),
+//! and JSON is searched with `jsonb_each_text`.
+
+mod connect;
+mod schema;
+
+pub use connect::PostgresTarget;
+#[cfg(test)]
+pub(crate) use schema::LATEST_VERSION;
+
+use super::plan::{self, NewRead, PlanTx, StoredStream};
+use super::{
+    now_rfc3339, Backend, Deletion, DeletionReason, EachRecord, FinishedStream, Found, Health,
+    HealthState, KeyedRecord, OpenError, PageCommit, PartitionState, ReadMode, StoreError,
+    StoredRun, StreamPlan, StreamRequest,
+};
+use postgres::{Client, Transaction};
+
+/// Records read per round trip by [`Backend::for_each_record`].
+const BATCH: i32 = 2000;
+
+/// A PostgreSQL database.
+pub(crate) struct Postgres {
+    client: Client,
+}
+
+impl Postgres {
+    /// Connects and brings the database to the latest schema.
+    pub(crate) fn open(target: &PostgresTarget) -> Result<Postgres, OpenError> {
+        let mut client = target.connect()?;
+        schema::migrate(&mut client)?;
+        Ok(Postgres { client })
+    }
+}
+
+impl PlanTx for Transaction<'_> {
+    fn stream(
+        &mut self,
+        connection: &str,
+        stream: &str,
+    ) -> Result<Option<StoredStream>, StoreError> {
+        let row = self.query_opt(
+            "SELECT generation, partitions, complete, watermark, read_mode, read_watermark
+             FROM streams WHERE connection = $1 AND stream = $2 FOR UPDATE",
+            &[&connection, &stream],
+        )?;
+        Ok(row.map(|r| StoredStream {
+            generation: r.get(0),
+            partitions: r.get::<_, i64>(1) as u32,
+            complete: r.get(2),
+            watermark: r.get(3),
+            read_mode: r.get(4),
+            read_watermark: r.get(5),
+        }))
+    }
+
+    fn partition_states(
+        &mut self,
+        connection: &str,
+        stream: &str,
+    ) -> Result<Vec<PartitionState>, StoreError> {
+        let rows = self.query(
+            "SELECT partition, cursor, done FROM partitions
+             WHERE connection = $1 AND stream = $2 ORDER BY partition",
+            &[&connection, &stream],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| PartitionState {
+                index: r.get::<_, i64>(0) as u32,
+                cursor: r.get(1),
+                done: r.get(2),
+            })
+            .collect())
+    }
+
+    fn start(&mut self, connection: &str, stream: &str, read: &NewRead) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO streams (connection, stream, generation, partitions, complete, read_mode, read_watermark)
+             VALUES ($1, $2, $3, $4, FALSE, $5, $6)
+             ON CONFLICT (connection, stream) DO UPDATE SET
+                generation = excluded.generation, partitions = excluded.partitions, complete = FALSE,
+                read_mode = excluded.read_mode, read_watermark = excluded.read_watermark",
+            &[
+                &connection,
+                &stream,
+                &read.generation,
+                &i64::from(read.partitions),
+                &read.mode.name(),
+                &read.read_watermark(),
+            ],
+        )?;
+        self.execute(
+            "DELETE FROM partitions WHERE connection = $1 AND stream = $2",
+            &[&connection, &stream],
+        )?;
+        self.execute(
+            "INSERT INTO partitions (connection, stream, partition, cursor, done)
+             SELECT $1, $2, p, NULL, FALSE FROM generate_series(0, $3::bigint - 1) AS p",
+            &[&connection, &stream, &i64::from(read.partitions)],
+        )?;
+        Ok(())
+    }
+}
+
+/// A health row's columns as a [`Health`] and its time.
+fn health_of(row: &postgres::Row) -> (Health, String) {
+    let state: String = row.get(0);
+    (
+        Health {
+            state: HealthState::from_name(&state),
+            error_kind: row.get(1),
+            message: row.get(2),
+        },
+        row.get(3),
+    )
+}
+
+/// Keys, JSON texts and parents, one array each.
+type RecordColumns<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<Option<&'a str>>);
+
+/// A page's records as the columns of one `unnest`: the last of records
+/// sharing a key wins, as it does when SQLite upserts them one by one.
+fn record_columns<'a>(page: &PageCommit<'a>) -> RecordColumns<'a> {
+    let mut last = std::collections::HashMap::with_capacity(page.records.len());
+    for (i, r) in page.records.iter().enumerate() {
+        last.insert(r.key.as_str(), i);
+    }
+    let kept = page
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| last.get(r.key.as_str()) == Some(i))
+        .map(|(_, r)| r);
+    let mut columns = (Vec::new(), Vec::new(), Vec::new());
+    for r in kept {
+        columns.0.push(r.key.as_str());
+        columns.1.push(r.data.as_str());
+        columns.2.push(r.parent.as_deref());
+    }
+    columns
+}
+
+impl Backend for Postgres {
+    fn begin_stream(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        request: StreamRequest,
+    ) -> Result<StreamPlan, StoreError> {
+        let mut tx = self.client.transaction()?;
+        let plan = plan::plan(&mut tx, connection, stream, &request)?;
+        tx.commit()?;
+        Ok(plan)
+    }
+
+    fn commit_page(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        page: PageCommit<'_>,
+    ) -> Result<u64, StoreError> {
+        let now = now_rfc3339();
+        let (keys, data, parents) = record_columns(&page);
+        let mut tx = self.client.transaction()?;
+        tx.execute(
+            "INSERT INTO records (connection, stream, key, data, parent, generation, first_seen, changed_at, deleted_at)
+             SELECT $1, $2, r.key, r.data, r.parent, $6, $7, $7, NULL
+             FROM unnest($3::text[], $4::text[], $5::text[]) AS r(key, data, parent)
+             ON CONFLICT (connection, stream, key) DO UPDATE SET
+                changed_at = CASE WHEN records.data = excluded.data AND records.deleted_at IS NULL
+                                  THEN records.changed_at ELSE excluded.changed_at END,
+                data = excluded.data,
+                parent = excluded.parent,
+                generation = excluded.generation,
+                deleted_at = NULL,
+                deletion_reason = NULL",
+            &[&connection, &stream, &keys, &data, &parents, &page.generation, &now],
+        )?;
+        let tombstoned = if page.tombstones.is_empty() {
+            0
+        } else {
+            let keys: Vec<&str> = page.tombstones.iter().map(|t| t.key.as_str()).collect();
+            let at: Vec<Option<&str>> = page
+                .tombstones
+                .iter()
+                .map(|t| t.deleted_at.as_deref())
+                .collect();
+            tx.execute(
+                "UPDATE records SET deleted_at = COALESCE(t.at, $5), changed_at = $5, deletion_reason = $6
+                 FROM (SELECT DISTINCT ON (key) key, at FROM unnest($3::text[], $4::text[]) AS u(key, at)) AS t
+                 WHERE records.connection = $1 AND records.stream = $2 AND records.key = t.key
+                   AND (records.deleted_at IS NULL OR records.deletion_reason IS DISTINCT FROM $6)",
+                &[&connection, &stream, &keys, &at, &now, &DeletionReason::DeletedAtSource.name()],
+            )?
+        };
+        tx.execute(
+            "UPDATE partitions SET cursor = $4, done = $5, watermark = COALESCE($6, watermark),
+                window_start = COALESCE($7, window_start)
+             WHERE connection = $1 AND stream = $2 AND partition = $3",
+            &[
+                &connection,
+                &stream,
+                &i64::from(page.partition),
+                &page.next_cursor,
+                &page.next_cursor.is_none(),
+                &page.watermark,
+                &page.window_start,
+            ],
+        )?;
+        tx.commit()?;
+        Ok(tombstoned)
+    }
+
+    fn finish_stream(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        plan: &StreamPlan,
+        updated_field: Option<&str>,
+    ) -> Result<FinishedStream, StoreError> {
+        let now = now_rfc3339();
+        let mut tx = self.client.transaction()?;
+        let pending: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM partitions WHERE connection = $1 AND stream = $2 AND NOT done",
+                &[&connection, &stream],
+            )?
+            .get(0);
+        if pending > 0 {
+            return Ok(FinishedStream::default());
+        }
+        let window_start: Option<String> = tx
+            .query_one(
+                "SELECT MIN(window_start) FROM partitions WHERE connection = $1 AND stream = $2",
+                &[&connection, &stream],
+            )?
+            .get(0);
+        let mut finished = FinishedStream::default();
+        if let (Some(start), Some(field)) = (window_start, updated_field) {
+            finished.aged_out = tx.execute(
+                "UPDATE records SET deleted_at = $5, changed_at = $5, deletion_reason = $6
+                 WHERE connection = $1 AND stream = $2
+                   AND (deleted_at IS NULL OR deletion_reason = $7)
+                   AND (data::jsonb ->> $3) COLLATE \"C\" < $4",
+                &[
+                    &connection,
+                    &stream,
+                    &field,
+                    &start,
+                    &now,
+                    &DeletionReason::AgedOut.name(),
+                    &DeletionReason::NotReturned.name(),
+                ],
+            )?;
+        }
+        if plan.mode == ReadMode::Full {
+            finished.not_returned = tx.execute(
+                "UPDATE records SET deleted_at = $4, changed_at = $4, deletion_reason = $5
+                 WHERE connection = $1 AND stream = $2 AND generation < $3 AND deleted_at IS NULL",
+                &[
+                    &connection,
+                    &stream,
+                    &plan.generation,
+                    &now,
+                    &DeletionReason::NotReturned.name(),
+                ],
+            )?;
+        }
+        tx.execute(
+            "UPDATE streams SET complete = TRUE, completed_at = $4,
+                watermark = (SELECT MIN(watermark) FROM partitions WHERE connection = $1 AND stream = $2)
+             WHERE connection = $1 AND stream = $2 AND generation = $3",
+            &[&connection, &stream, &plan.generation, &now],
+        )?;
+        tx.commit()?;
+        Ok(finished)
+    }
+
+    fn start_run(&mut self, connection: &str) -> Result<i64, StoreError> {
+        let row = self.client.query_one(
+            "INSERT INTO runs (connection, started_at, status) VALUES ($1, $2, 'running') RETURNING id",
+            &[&connection, &now_rfc3339()],
+        )?;
+        Ok(row.get(0))
+    }
+
+    fn finish_run(&mut self, run: i64, status: &str, report: &str) -> Result<(), StoreError> {
+        self.client.execute(
+            "UPDATE runs SET finished_at = $2, status = $3, report = $4 WHERE id = $1",
+            &[&run, &now_rfc3339(), &status, &report],
+        )?;
+        Ok(())
+    }
+
+    fn set_health(&mut self, connection: &str, health: &Health) -> Result<(), StoreError> {
+        let now = now_rfc3339();
+        let state = health.state.name();
+        let mut tx = self.client.transaction()?;
+        let unchanged: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM health WHERE connection = $1 AND state = $2
+                 AND error_kind IS NOT DISTINCT FROM $3 AND message IS NOT DISTINCT FROM $4",
+                &[&connection, &state, &health.error_kind, &health.message],
+            )?
+            .get(0);
+        if unchanged == 0 {
+            tx.execute(
+                "INSERT INTO health_history (connection, at, state, error_kind, message)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &connection,
+                    &now,
+                    &state,
+                    &health.error_kind,
+                    &health.message,
+                ],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO health (connection, state, error_kind, message, since, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (connection) DO UPDATE SET
+                since = CASE WHEN health.state = excluded.state THEN health.since ELSE excluded.since END,
+                state = excluded.state, error_kind = excluded.error_kind,
+                message = excluded.message, updated_at = excluded.updated_at",
+            &[&connection, &state, &health.error_kind, &health.message, &now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn health_history(
+        &mut self,
+        connection: &str,
+        n: u32,
+    ) -> Result<Vec<(Health, String)>, StoreError> {
+        let rows = self.client.query(
+            "SELECT state, error_kind, message, at FROM health_history
+             WHERE connection = $1 ORDER BY at DESC, id DESC LIMIT $2",
+            &[&connection, &i64::from(n)],
+        )?;
+        Ok(rows.iter().map(health_of).collect())
+    }
+
+    fn health(&mut self, connection: &str) -> Result<Option<(Health, String)>, StoreError> {
+        let row = self.client.query_opt(
+            "SELECT state, error_kind, message, since FROM health WHERE connection = $1",
+            &[&connection],
+        )?;
+        Ok(row.as_ref().map(health_of))
+    }
+
+    fn recent_runs(&mut self, connection: &str, n: u32) -> Result<Vec<StoredRun>, StoreError> {
+        let rows = self.client.query(
+            "SELECT id, started_at, finished_at, status, report FROM runs
+             WHERE connection = $1 ORDER BY id DESC LIMIT $2",
+            &[&connection, &i64::from(n)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredRun {
+                id: r.get(0),
+                started_at: r.get(1),
+                finished_at: r.get(2),
+                status: r.get(3),
+                report: r.get(4),
+            })
+            .collect())
+    }
+
+    fn for_each_record(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        include_deleted: bool,
+        each: &mut EachRecord<'_>,
+    ) -> anyhow::Result<u64> {
+        let mut tx = self.client.transaction()?;
+        let portal = tx.bind(
+            "SELECT key, data, deleted_at, COALESCE(deletion_reason, $4) FROM records
+             WHERE connection = $1 AND stream = $2 AND ($3 OR deleted_at IS NULL) ORDER BY key",
+            &[
+                &connection,
+                &stream,
+                &include_deleted,
+                &DeletionReason::NotReturned.name(),
+            ],
+        )?;
+        let mut n = 0;
+        loop {
+            let rows = tx.query_portal(&portal, BATCH)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let deletion = row.get::<_, Option<&str>>(2).map(|at| Deletion {
+                    at,
+                    reason: row.get(3),
+                });
+                each(row.get(0), row.get(1), deletion)?;
+                n += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn delete_connection(&mut self, connection: &str) -> Result<u64, StoreError> {
+        let mut tx = self.client.transaction()?;
+        let records = tx.execute("DELETE FROM records WHERE connection = $1", &[&connection])?;
+        for table in ["streams", "partitions", "health", "health_history", "runs"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE connection = $1"),
+                &[&connection],
+            )?;
+        }
+        tx.commit()?;
+        Ok(records)
+    }
+
+    fn counts(&mut self, connection: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let rows = self.client.query(
+            "SELECT stream, COUNT(*) FILTER (WHERE deleted_at IS NULL),
+                    COUNT(*) FILTER (WHERE deleted_at IS NOT NULL)
+             FROM records WHERE connection = $1 GROUP BY stream ORDER BY stream",
+            &[&connection],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get::<_, i64>(1) as u64,
+                    r.get::<_, i64>(2) as u64,
+                )
+            })
+            .collect())
+    }
+
+    fn search(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        embedded: &[String],
+        term: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Found, StoreError> {
+        let pattern = format!("%{}%", super::escape_like(term.trim()));
+        let matching = "FROM records r WHERE r.connection = $1 AND r.stream = $2 AND r.deleted_at IS NULL
+            AND ($3 = '%%'
+                 OR EXISTS (SELECT 1 FROM jsonb_each_text(r.data::jsonb) AS f(k, v) WHERE f.v ILIKE $3 ESCAPE '\\')
+                 OR r.key IN (SELECT c.parent FROM records c
+                              WHERE c.connection = $1 AND c.stream = ANY($4) AND c.deleted_at IS NULL
+                                AND EXISTS (SELECT 1 FROM jsonb_each_text(c.data::jsonb) AS f(k, v)
+                                            WHERE f.v ILIKE $3 ESCAPE '\\')))";
+        let total: i64 = self
+            .client
+            .query_one(
+                &format!("SELECT COUNT(*) {matching}"),
+                &[&connection, &stream, &pattern, &embedded],
+            )?
+            .get(0);
+        let rows = self.client.query(
+            &format!("SELECT r.key, r.data {matching} ORDER BY r.key LIMIT $5 OFFSET $6"),
+            &[
+                &connection,
+                &stream,
+                &pattern,
+                &embedded,
+                &i64::from(limit),
+                &(offset as i64),
+            ],
+        )?;
+        Ok(Found {
+            total: total as u64,
+            records: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        })
+    }
+
+    fn record(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = self.client.query_opt(
+            "SELECT data FROM records WHERE connection = $1 AND stream = $2 AND key = $3 AND deleted_at IS NULL",
+            &[&connection, &stream, &key],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn embedded_in(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        parent: &str,
+        limit: u32,
+    ) -> Result<Vec<KeyedRecord>, StoreError> {
+        let rows = self.client.query(
+            "SELECT key, data FROM records WHERE connection = $1 AND stream = $2 AND parent = $3
+               AND deleted_at IS NULL ORDER BY key LIMIT $4",
+            &[&connection, &stream, &parent, &i64::from(limit)],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn sqlite(&mut self) -> Option<&mut rusqlite::Connection> {
+        None
+    }
+}

@@ -1,0 +1,117 @@
+//! The PostgreSQL schema and its migrations, versioned in the table
+//! `connector_schema`: each entry of [`MIGRATIONS`] runs once, in order, in
+//! one transaction with the version it brings the database to, under an
+//! advisory lock so that hosts starting together migrate once. A database
+//! of a newer version than this build knows is refused.
+//!
+//! The tables mirror SQLite's; text that is compared or ordered (keys,
+//! connection and stream names, timestamps) uses the `C` collation, so
+//! keys come back in byte order as they do from SQLite, whatever the
+//! database's locale.
+
+use super::super::OpenError;
+use postgres::Client;
+
+/// Migration `i` brings a database from version `i` to `i + 1`. Append
+/// only; never edit a released entry.
+const MIGRATIONS: &[&str] = &[
+    // Version 1: the tables of SQLite's version 2.
+    r#"
+CREATE TABLE records (
+    connection      TEXT COLLATE "C" NOT NULL,
+    stream          TEXT COLLATE "C" NOT NULL,
+    key             TEXT COLLATE "C" NOT NULL,
+    data            TEXT NOT NULL,
+    parent          TEXT COLLATE "C",
+    generation      BIGINT NOT NULL,
+    first_seen      TEXT COLLATE "C" NOT NULL,
+    changed_at      TEXT COLLATE "C" NOT NULL,
+    deleted_at      TEXT COLLATE "C",
+    deletion_reason TEXT,
+    PRIMARY KEY (connection, stream, key)
+);
+CREATE TABLE streams (
+    connection     TEXT COLLATE "C" NOT NULL,
+    stream         TEXT COLLATE "C" NOT NULL,
+    generation     BIGINT NOT NULL,
+    partitions     BIGINT NOT NULL,
+    complete       BOOLEAN NOT NULL,
+    watermark      TEXT COLLATE "C",
+    completed_at   TEXT COLLATE "C",
+    read_mode      TEXT NOT NULL DEFAULT 'full',
+    read_watermark TEXT COLLATE "C",
+    PRIMARY KEY (connection, stream)
+);
+CREATE TABLE partitions (
+    connection   TEXT COLLATE "C" NOT NULL,
+    stream       TEXT COLLATE "C" NOT NULL,
+    partition    BIGINT NOT NULL,
+    cursor       TEXT,
+    done         BOOLEAN NOT NULL,
+    watermark    TEXT COLLATE "C",
+    window_start TEXT COLLATE "C",
+    PRIMARY KEY (connection, stream, partition)
+);
+CREATE TABLE health (
+    connection TEXT COLLATE "C" PRIMARY KEY,
+    state      TEXT NOT NULL,
+    error_kind TEXT,
+    message    TEXT,
+    since      TEXT COLLATE "C" NOT NULL,
+    updated_at TEXT COLLATE "C" NOT NULL
+);
+CREATE TABLE health_history (
+    id         BIGSERIAL PRIMARY KEY,
+    connection TEXT COLLATE "C" NOT NULL,
+    at         TEXT COLLATE "C" NOT NULL,
+    state      TEXT NOT NULL,
+    error_kind TEXT,
+    message    TEXT
+);
+CREATE INDEX health_history_by_connection ON health_history (connection, at);
+CREATE TABLE runs (
+    id          BIGSERIAL PRIMARY KEY,
+    connection  TEXT COLLATE "C" NOT NULL,
+    started_at  TEXT COLLATE "C" NOT NULL,
+    finished_at TEXT COLLATE "C",
+    status      TEXT NOT NULL,
+    report      TEXT
+);
+CREATE INDEX runs_by_connection ON runs (connection, id);
+"#,
+];
+
+/// The schema version [`migrate`] brings a database to.
+pub const LATEST_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// The advisory lock migrations hold (an arbitrary constant: "cnct").
+const MIGRATION_LOCK: i64 = 0x636e_6374;
+
+/// Brings the database to [`LATEST_VERSION`], or refuses a newer one.
+pub fn migrate(client: &mut Client) -> Result<(), OpenError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS connector_schema (version INTEGER NOT NULL)")?;
+    let found: i32 = match tx.query_opt("SELECT version FROM connector_schema", &[])? {
+        Some(row) => row.get(0),
+        None => {
+            tx.execute("INSERT INTO connector_schema (version) VALUES (0)", &[])?;
+            0
+        }
+    };
+    if found > LATEST_VERSION {
+        return Err(OpenError::Newer {
+            found: found as u32,
+            known: LATEST_VERSION as u32,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "UPDATE connector_schema SET version = $1",
+            &[&(i as i32 + 1)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}

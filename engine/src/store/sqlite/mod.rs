@@ -1,0 +1,510 @@
+//! The SQLite backend, the embedded default: one file, WAL, one writer.
+
+mod browse;
+mod schema;
+
+pub use schema::LATEST_VERSION;
+
+use super::plan::{self, NewRead, PlanTx, StoredStream};
+use super::{
+    now_rfc3339, Backend, Deletion, DeletionReason, EachRecord, FinishedStream, Found, Health,
+    HealthState, KeyedRecord, OpenError, PageCommit, PartitionState, ReadMode, StoreError,
+    StoredRun, StreamPlan, StreamRequest,
+};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::path::Path;
+
+/// A SQLite database file.
+pub(crate) struct Sqlite {
+    conn: Connection,
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) the database file, brought to the latest schema.
+    pub(crate) fn open(path: &Path) -> Result<Sqlite, OpenError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        schema::migrate(&conn)?;
+        Ok(Sqlite { conn })
+    }
+}
+
+impl PlanTx for Transaction<'_> {
+    fn stream(
+        &mut self,
+        connection: &str,
+        stream: &str,
+    ) -> Result<Option<StoredStream>, StoreError> {
+        Ok(self
+            .query_row(
+                "SELECT generation, partitions, complete, watermark, read_mode, read_watermark
+                 FROM streams WHERE connection = ?1 AND stream = ?2",
+                params![connection, stream],
+                |r| {
+                    Ok(StoredStream {
+                        generation: r.get(0)?,
+                        partitions: r.get(1)?,
+                        complete: r.get::<_, i64>(2)? != 0,
+                        watermark: r.get(3)?,
+                        read_mode: r.get(4)?,
+                        read_watermark: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn partition_states(
+        &mut self,
+        connection: &str,
+        stream: &str,
+    ) -> Result<Vec<PartitionState>, StoreError> {
+        let mut stmt = self.prepare(
+            "SELECT partition, cursor, done FROM partitions WHERE connection = ?1 AND stream = ?2 ORDER BY partition",
+        )?;
+        let states = stmt
+            .query_map(params![connection, stream], |r| {
+                Ok(PartitionState {
+                    index: r.get(0)?,
+                    cursor: r.get(1)?,
+                    done: r.get::<_, i64>(2)? != 0,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(states)
+    }
+
+    fn start(&mut self, connection: &str, stream: &str, read: &NewRead) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO streams (connection, stream, generation, partitions, complete, read_mode, read_watermark)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)
+             ON CONFLICT (connection, stream) DO UPDATE SET
+                generation = excluded.generation, partitions = excluded.partitions, complete = 0,
+                read_mode = excluded.read_mode, read_watermark = excluded.read_watermark",
+            params![
+                connection,
+                stream,
+                read.generation,
+                read.partitions,
+                read.mode.name(),
+                read.read_watermark()
+            ],
+        )?;
+        self.execute(
+            "DELETE FROM partitions WHERE connection = ?1 AND stream = ?2",
+            params![connection, stream],
+        )?;
+        for index in 0..read.partitions {
+            self.execute(
+                "INSERT INTO partitions (connection, stream, partition, cursor, done) VALUES (?1, ?2, ?3, NULL, 0)",
+                params![connection, stream, index],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A JSON path to a top-level field, for `json_extract`; `None` for names
+/// that would need escaping.
+fn json_field_path(field: &str) -> Option<String> {
+    let plain =
+        !field.is_empty() && !field.contains(['"', '\\']) && !field.chars().any(char::is_control);
+    plain.then(|| format!("$.\"{field}\""))
+}
+
+impl Backend for Sqlite {
+    /// Starts or resumes the read of a stream: resumes an interrupted read
+    /// with the same partitioning; otherwise reads incrementally from the
+    /// last complete read's watermark when allowed, else fully (a new generation).
+    fn begin_stream(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        request: StreamRequest,
+    ) -> Result<StreamPlan, StoreError> {
+        let mut tx = self.conn.transaction()?;
+        let plan = plan::plan(&mut tx, connection, stream, &request)?;
+        tx.commit()?;
+        Ok(plan)
+    }
+
+    /// Commits one page atomically: its records, its tombstones and the
+    /// partition's next cursor. Returns the number of records the tombstones
+    /// newly marked deleted.
+    fn commit_page(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        page: PageCommit<'_>,
+    ) -> Result<u64, StoreError> {
+        let now = now_rfc3339();
+        let tx = self.conn.transaction()?;
+        let mut tombstoned = 0;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO records (connection, stream, key, data, parent, generation, first_seen, changed_at, deleted_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, NULL)
+                 ON CONFLICT (connection, stream, key) DO UPDATE SET
+                    changed_at = CASE WHEN records.data IS excluded.data AND records.deleted_at IS NULL
+                                      THEN records.changed_at ELSE excluded.changed_at END,
+                    data = excluded.data,
+                    parent = excluded.parent,
+                    generation = excluded.generation,
+                    deleted_at = NULL,
+                    deletion_reason = NULL",
+            )?;
+            for r in page.records {
+                upsert.execute(params![
+                    connection,
+                    stream,
+                    r.key,
+                    r.data,
+                    r.parent,
+                    page.generation,
+                    now
+                ])?;
+            }
+            let mut tombstone = tx.prepare_cached(
+                "UPDATE records SET deleted_at = COALESCE(?4, ?5), changed_at = ?5, deletion_reason = ?6
+                 WHERE connection = ?1 AND stream = ?2 AND key = ?3
+                   AND (deleted_at IS NULL OR deletion_reason IS NOT ?6)",
+            )?;
+            for t in page.tombstones {
+                tombstoned += tombstone.execute(params![
+                    connection,
+                    stream,
+                    t.key,
+                    t.deleted_at,
+                    now,
+                    DeletionReason::DeletedAtSource.name()
+                ])? as u64;
+            }
+        }
+        tx.execute(
+            "UPDATE partitions SET cursor = ?4, done = ?5, watermark = COALESCE(?6, watermark),
+                window_start = COALESCE(?7, window_start)
+             WHERE connection = ?1 AND stream = ?2 AND partition = ?3",
+            params![
+                connection,
+                stream,
+                page.partition,
+                page.next_cursor,
+                page.next_cursor.is_none(),
+                page.watermark,
+                page.window_start
+            ],
+        )?;
+        tx.commit()?;
+        Ok(tombstoned)
+    }
+
+    /// Completes a read once every partition is done: stores the stream's
+    /// watermark (the earliest of its partitions'), marks records whose
+    /// `updated_field` is older than the read's retention window as aged out
+    /// and, after a full read, records not seen in this generation as no
+    /// longer returned. Returns the numbers newly marked.
+    fn finish_stream(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        plan: &StreamPlan,
+        updated_field: Option<&str>,
+    ) -> Result<FinishedStream, StoreError> {
+        let generation = plan.generation;
+        let now = now_rfc3339();
+        let tx = self.conn.transaction()?;
+        let pending: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM partitions WHERE connection = ?1 AND stream = ?2 AND done = 0",
+            params![connection, stream],
+            |r| r.get(0),
+        )?;
+        if pending > 0 {
+            return Ok(FinishedStream::default());
+        }
+        // The earliest partition's window: nothing a partition returned is
+        // older than it.
+        let window_start: Option<String> = tx.query_row(
+            "SELECT MIN(window_start) FROM partitions WHERE connection = ?1 AND stream = ?2",
+            params![connection, stream],
+            |r| r.get(0),
+        )?;
+        let mut finished = FinishedStream::default();
+        if let (Some(start), Some(path)) = (window_start, updated_field.and_then(json_field_path)) {
+            finished.aged_out = tx.execute(
+                "UPDATE records SET deleted_at = ?5, changed_at = ?5, deletion_reason = ?6
+                 WHERE connection = ?1 AND stream = ?2
+                   AND (deleted_at IS NULL OR deletion_reason = ?7)
+                   AND json_extract(data, ?3) < ?4",
+                params![
+                    connection,
+                    stream,
+                    path,
+                    start,
+                    now,
+                    DeletionReason::AgedOut.name(),
+                    DeletionReason::NotReturned.name()
+                ],
+            )? as u64;
+        }
+        if plan.mode == ReadMode::Full {
+            finished.not_returned = tx.execute(
+                "UPDATE records SET deleted_at = ?4, changed_at = ?4, deletion_reason = ?5
+                 WHERE connection = ?1 AND stream = ?2 AND generation < ?3 AND deleted_at IS NULL",
+                params![
+                    connection,
+                    stream,
+                    generation,
+                    now,
+                    DeletionReason::NotReturned.name()
+                ],
+            )? as u64;
+        }
+        tx.execute(
+            "UPDATE streams SET complete = 1, completed_at = ?4,
+                watermark = (SELECT MIN(watermark) FROM partitions WHERE connection = ?1 AND stream = ?2)
+             WHERE connection = ?1 AND stream = ?2 AND generation = ?3",
+            params![connection, stream, generation, now],
+        )?;
+        tx.commit()?;
+        Ok(finished)
+    }
+
+    /// Records the start of a run; returns its id.
+    fn start_run(&mut self, connection: &str) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO runs (connection, started_at, status) VALUES (?1, ?2, 'running')",
+            params![connection, now_rfc3339()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records the end of a run with its report (JSON).
+    fn finish_run(&mut self, run: i64, status: &str, report: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE runs SET finished_at = ?2, status = ?3, report = ?4 WHERE id = ?1",
+            params![run, now_rfc3339(), status, report],
+        )?;
+        Ok(())
+    }
+
+    /// Records the connection's health after a run; `since` changes only
+    /// when the state does.
+    fn set_health(&mut self, connection: &str, health: &Health) -> Result<(), StoreError> {
+        let now = now_rfc3339();
+        let tx = self.conn.transaction()?;
+        // A change of state, case or message goes into the history.
+        let unchanged: bool = tx
+            .query_row(
+                "SELECT COUNT(*) FROM health WHERE connection = ?1 AND state = ?2
+                 AND error_kind IS ?3 AND message IS ?4",
+                params![
+                    connection,
+                    health.state.name(),
+                    health.error_kind,
+                    health.message
+                ],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        if !unchanged {
+            tx.execute(
+                "INSERT INTO health_history (connection, at, state, error_kind, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    connection,
+                    now,
+                    health.state.name(),
+                    health.error_kind,
+                    health.message
+                ],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO health (connection, state, error_kind, message, since, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (connection) DO UPDATE SET
+                since = CASE WHEN health.state = excluded.state THEN health.since ELSE excluded.since END,
+                state = excluded.state, error_kind = excluded.error_kind,
+                message = excluded.message, updated_at = excluded.updated_at",
+            params![connection, health.state.name(), health.error_kind, health.message, now],
+        )?;
+        Ok(tx.commit()?)
+    }
+
+    /// The connection's last `n` changes of health, newest first: each
+    /// health and when it began.
+    fn health_history(
+        &mut self,
+        connection: &str,
+        n: u32,
+    ) -> Result<Vec<(Health, String)>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT state, error_kind, message, at FROM health_history
+             WHERE connection = ?1 ORDER BY at DESC, rowid DESC LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![connection, n], |row| {
+            let state: String = row.get(0)?;
+            Ok((
+                Health {
+                    state: HealthState::from_name(&state),
+                    error_kind: row.get(1)?,
+                    message: row.get(2)?,
+                },
+                row.get(3)?,
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The connection's health and when it entered that state.
+    fn health(&mut self, connection: &str) -> Result<Option<(Health, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT state, error_kind, message, since FROM health WHERE connection = ?1",
+                params![connection],
+                |r| {
+                    let state: String = r.get(0)?;
+                    Ok((
+                        Health {
+                            state: HealthState::from_name(&state),
+                            error_kind: r.get(1)?,
+                            message: r.get(2)?,
+                        },
+                        r.get(3)?,
+                    ))
+                },
+            )
+            .optional()?)
+    }
+
+    /// The last `n` runs, newest first.
+    fn recent_runs(&mut self, connection: &str, n: u32) -> Result<Vec<StoredRun>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, started_at, finished_at, status, report FROM runs
+             WHERE connection = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![connection, n], |r| {
+            Ok(StoredRun {
+                id: r.get(0)?,
+                started_at: r.get(1)?,
+                finished_at: r.get(2)?,
+                status: r.get(3)?,
+                report: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn for_each_record(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        include_deleted: bool,
+        each: &mut EachRecord<'_>,
+    ) -> anyhow::Result<u64> {
+        for_each_record(&self.conn, connection, stream, include_deleted, each)
+    }
+
+    /// Deletes everything stored for `connection` (records, the state of
+    /// its streams and partitions, its health and runs) in one
+    /// transaction; returns the records deleted. Other connections in the
+    /// same file are untouched.
+    fn delete_connection(&mut self, connection: &str) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let records = tx.execute("DELETE FROM records WHERE connection = ?1", [connection])?;
+        for table in ["streams", "partitions", "health", "health_history", "runs"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE connection = ?1"),
+                [connection],
+            )?;
+        }
+        tx.commit()?;
+        Ok(records as u64)
+    }
+
+    /// Number of live records per stream.
+    fn counts(&mut self, connection: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT stream, SUM(deleted_at IS NULL), SUM(deleted_at IS NOT NULL) FROM records
+             WHERE connection = ?1 GROUP BY stream ORDER BY stream",
+        )?;
+        let rows = stmt.query_map(params![connection], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn search(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        embedded: &[String],
+        term: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Found, StoreError> {
+        self.search_records(connection, stream, embedded, term, limit, offset)
+    }
+
+    fn record(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.record_by_key(connection, stream, key)
+    }
+
+    fn embedded_in(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        parent: &str,
+        limit: u32,
+    ) -> Result<Vec<KeyedRecord>, StoreError> {
+        self.embedded_records(connection, stream, parent, limit)
+    }
+
+    fn sqlite(&mut self) -> Option<&mut Connection> {
+        Some(&mut self.conn)
+    }
+}
+
+/// The records of a stream in key order, passed to `each` with when and
+/// why they were marked deleted; deleted ones only with `include_deleted`.
+pub(crate) fn for_each_record(
+    conn: &Connection,
+    connection: &str,
+    stream: &str,
+    include_deleted: bool,
+    each: &mut EachRecord<'_>,
+) -> anyhow::Result<u64> {
+    let mut stmt = conn.prepare(
+        "SELECT key, data, deleted_at, COALESCE(deletion_reason, ?4) FROM records
+         WHERE connection = ?1 AND stream = ?2 AND (?3 OR deleted_at IS NULL) ORDER BY key",
+    )?;
+    let mut rows = stmt.query(params![
+        connection,
+        stream,
+        include_deleted,
+        DeletionReason::NotReturned.name()
+    ])?;
+    let mut n = 0;
+    while let Some(row) = rows.next()? {
+        let key: &str = row.get_ref(0)?.as_str()?;
+        let data: &str = row.get_ref(1)?.as_str()?;
+        let deletion = match row.get_ref(2)?.as_str_or_null()? {
+            Some(at) => Some(Deletion {
+                at,
+                reason: row.get_ref(3)?.as_str()?,
+            }),
+            None => None,
+        };
+        each(key, data, deletion)?;
+        n += 1;
+    }
+    Ok(n)
+}

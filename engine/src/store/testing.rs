@@ -1,0 +1,114 @@
+//! For the store's tests: a fresh store on each backend.
+//!
+//! SQLite: a file in a temporary directory. PostgreSQL: a database of its
+//! own, created in the cluster `CONNECTOR_TEST_POSTGRES` names (password in
+//! `CONNECTOR_TEST_POSTGRES_PASSWORD`; `tools/postgres-cluster.sh` starts
+//! one) and dropped afterwards. The PostgreSQL variants are ignored by a
+//! plain `cargo test`; `tests/run-all.sh` runs them with `--ignored`, and
+//! without the variables they fail, saying so.
+
+use super::{PostgresTarget, Store};
+
+/// A store and where it lives (removed when the test ends, after the store closes).
+pub(crate) struct TestStore {
+    pub(crate) store: Store,
+    _directory: Option<tempfile::TempDir>,
+    _database: Option<DroppedDatabase>,
+}
+
+/// A PostgreSQL database dropped when the test ends.
+struct DroppedDatabase {
+    admin: PostgresTarget,
+    name: String,
+}
+
+impl Drop for DroppedDatabase {
+    fn drop(&mut self) {
+        // A test's database: drop it even if a client is still connected.
+        if let Ok(mut client) = self.admin.connect() {
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+impl TestStore {
+    /// The PostgreSQL database's URL (without options).
+    pub(crate) fn url(&self) -> String {
+        let database = self._database.as_ref().expect("a PostgreSQL store");
+        let (base, _) = database.admin.url.rsplit_once('/').unwrap();
+        format!("{base}/{}", database.name)
+    }
+}
+
+/// A new SQLite store.
+pub(crate) fn sqlite() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    TestStore {
+        store,
+        _directory: Some(dir),
+        _database: None,
+    }
+}
+
+/// The throw-away cluster the test script started.
+pub(crate) fn cluster() -> PostgresTarget {
+    let url = std::env::var("CONNECTOR_TEST_POSTGRES").expect(
+        "CONNECTOR_TEST_POSTGRES is not set: start a cluster with `eval \"$(tools/postgres-cluster.sh start)\"` (tests/run-all.sh does)",
+    );
+    PostgresTarget {
+        url,
+        password: std::env::var("CONNECTOR_TEST_POSTGRES_PASSWORD").ok(),
+        ca_file: None,
+    }
+}
+
+/// A new PostgreSQL store, in a database of its own.
+pub(crate) fn postgres() -> TestStore {
+    use rand::Rng as _;
+    let admin = cluster();
+    let name = format!("store_test_{:016x}", rand::rng().random::<u64>());
+    let mut client = admin.connect().unwrap();
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (base, _) = admin.url.rsplit_once('/').unwrap();
+    let target = PostgresTarget {
+        url: format!("{base}/{name}?sslmode=disable"),
+        ..admin.clone()
+    };
+    let store = Store::open_postgres(&target).unwrap();
+    TestStore {
+        store,
+        _directory: None,
+        _database: Some(DroppedDatabase { admin, name }),
+    }
+}
+
+/// Runs each named check (`fn(&mut Store)`) on SQLite, and on PostgreSQL
+/// when asked with `--ignored`.
+macro_rules! on_every_backend {
+    ($($check:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[test]
+                fn $check() {
+                    super::$check(&mut super::super::testing::sqlite().store);
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[test]
+                #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+                fn $check() {
+                    super::$check(&mut super::super::testing::postgres().store);
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_every_backend;

@@ -1,0 +1,566 @@
+//! The store's behaviour, checked on SQLite and (run by `tests/run-all.sh`,
+//! which starts a throw-away cluster) on PostgreSQL.
+
+use super::testing::on_every_backend;
+use super::*;
+
+fn rec(key: &str, data: &str) -> StoredRecord {
+    StoredRecord {
+        key: key.into(),
+        data: data.into(),
+        parent: None,
+    }
+}
+
+fn keys(s: &Store) -> Vec<String> {
+    let mut out = Vec::new();
+    s.for_each_record("c", "s", false, |k, _, _| {
+        out.push(k.to_string());
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn page<'a>(
+    generation: i64,
+    partition: u32,
+    records: &'a [StoredRecord],
+    next_cursor: Option<&'a str>,
+    watermark: Option<&'a str>,
+) -> PageCommit<'a> {
+    PageCommit {
+        generation,
+        partition,
+        records,
+        tombstones: &[],
+        next_cursor,
+        watermark,
+        window_start: None,
+    }
+}
+
+fn forced_full(partitions: u32) -> StreamRequest {
+    StreamRequest {
+        force_full: true,
+        ..full(partitions)
+    }
+}
+
+fn full(partitions: u32) -> StreamRequest {
+    StreamRequest {
+        partitions,
+        incremental_partitions: partitions,
+        force_full: false,
+        supports_incremental: true,
+    }
+}
+
+fn health_changes_are_kept_newest_first_and_repeats_are_not(s: &mut Store) {
+    let health = |state, message: Option<&str>| Health {
+        state,
+        error_kind: message.map(|_| "unauthenticated".to_string()),
+        message: message.map(str::to_string),
+    };
+    s.set_health("c", &health(HealthState::Connected, None))
+        .unwrap();
+    s.set_health("c", &health(HealthState::Connected, None))
+        .unwrap();
+    s.set_health("c", &health(HealthState::Failed, Some("wrong password")))
+        .unwrap();
+    s.set_health("c", &health(HealthState::Failed, Some("wrong password")))
+        .unwrap();
+    s.set_health("c", &health(HealthState::Connected, None))
+        .unwrap();
+    let history = s.health_history("c", 10).unwrap();
+    let states: Vec<(HealthState, Option<&str>)> = history
+        .iter()
+        .map(|(h, _)| (h.state, h.message.as_deref()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (HealthState::Connected, None),
+            (HealthState::Failed, Some("wrong password")),
+            (HealthState::Connected, None),
+        ]
+    );
+    assert_eq!(s.health_history("c", 1).unwrap().len(), 1);
+    assert!(s.health_history("other", 10).unwrap().is_empty());
+}
+
+fn deleting_a_connection_leaves_the_others(s: &mut Store) {
+    for connection in ["c", "other"] {
+        let p = s.begin_stream(connection, "s", full(1)).unwrap();
+        s.commit_page(
+            connection,
+            "s",
+            page(1, 0, &[rec("a", "{}"), rec("b", "{}")], None, None),
+        )
+        .unwrap();
+        s.finish_stream(connection, "s", &p, None).unwrap();
+        let run = s.start_run(connection).unwrap();
+        s.finish_run(run, "complete", "{}").unwrap();
+        s.set_health(
+            connection,
+            &Health {
+                state: HealthState::Connected,
+                error_kind: None,
+                message: None,
+            },
+        )
+        .unwrap();
+    }
+    assert_eq!(s.delete_connection("c").unwrap(), 2);
+    assert!(s.counts("c").unwrap().is_empty());
+    assert!(s.health("c").unwrap().is_none());
+    assert!(s.health_history("c", 5).unwrap().is_empty());
+    assert!(s.recent_runs("c", 5).unwrap().is_empty());
+    // The other connection keeps everything.
+    assert_eq!(s.counts("other").unwrap(), vec![("s".to_string(), 2, 0)]);
+    assert!(s.health("other").unwrap().is_some());
+    assert_eq!(s.recent_runs("other", 5).unwrap().len(), 1);
+    // A later sync of the deleted connection starts afresh.
+    let p = s.begin_stream("c", "s", full(1)).unwrap();
+    assert!(!p.resumed);
+}
+
+fn resume_and_deletions(s: &mut Store) {
+    let p = s.begin_stream("c", "s", full(2)).unwrap();
+    assert_eq!(
+        (p.generation, p.resumed, &p.mode),
+        (1, false, &ReadMode::Full)
+    );
+    s.commit_page(
+        "c",
+        "s",
+        page(
+            1,
+            0,
+            &[rec("a", "{}"), rec("b", "{}")],
+            Some("cur"),
+            Some("w1"),
+        ),
+    )
+    .unwrap();
+    // Interrupted: the next run resumes partition 0 at its cursor.
+    let p = s.begin_stream("c", "s", full(2)).unwrap();
+    assert!(p.resumed);
+    assert_eq!(p.partitions[0].cursor.as_deref(), Some("cur"));
+    s.commit_page("c", "s", page(1, 0, &[rec("b", "{\"x\":1}")], None, None))
+        .unwrap();
+    assert_eq!(s.finish_stream("c", "s", &p, None).unwrap().not_returned, 0);
+    s.commit_page("c", "s", page(1, 1, &[rec("c", "{}")], None, Some("w0")))
+        .unwrap();
+    assert_eq!(s.finish_stream("c", "s", &p, None).unwrap().not_returned, 0);
+    assert_eq!(keys(s), ["a", "b", "c"]);
+    // The next read is incremental from the stream's watermark, the
+    // earliest of its partitions', and deletes nothing.
+    let p = s.begin_stream("c", "s", full(2)).unwrap();
+    assert_eq!(
+        (p.generation, &p.mode),
+        (
+            1,
+            &ReadMode::Incremental {
+                watermark: "w0".into()
+            }
+        )
+    );
+    s.commit_page("c", "s", page(1, 0, &[rec("d", "{}")], None, Some("w5")))
+        .unwrap();
+    s.commit_page("c", "s", page(1, 1, &[], None, Some("w4")))
+        .unwrap();
+    assert_eq!(s.finish_stream("c", "s", &p, None).unwrap().not_returned, 0);
+    assert_eq!(keys(s), ["a", "b", "c", "d"]);
+
+    // A forced full read is a new generation: `a` and `d`, not seen, are deleted.
+    let p = s.begin_stream("c", "s", forced_full(2)).unwrap();
+    assert_eq!((p.generation, &p.mode), (2, &ReadMode::Full));
+    s.commit_page("c", "s", page(2, 0, &[rec("b", "{}")], None, None))
+        .unwrap();
+    s.commit_page("c", "s", page(2, 1, &[rec("c", "{}")], None, None))
+        .unwrap();
+    assert_eq!(s.finish_stream("c", "s", &p, None).unwrap().not_returned, 2);
+    assert_eq!(keys(s), ["b", "c"]);
+    // No watermark from that read: the next one is full again.
+    assert_eq!(
+        s.begin_stream("c", "s", full(2)).unwrap().mode,
+        ReadMode::Full
+    );
+}
+
+fn an_interrupted_incremental_read_resumes_as_incremental(s: &mut Store) {
+    let p = s.begin_stream("c", "s", full(1)).unwrap();
+    s.commit_page("c", "s", page(1, 0, &[rec("a", "{}")], None, Some("w1")))
+        .unwrap();
+    s.finish_stream("c", "s", &p, None).unwrap();
+    let p = s.begin_stream("c", "s", full(1)).unwrap();
+    s.commit_page(
+        "c",
+        "s",
+        page(1, 0, &[rec("b", "{}")], Some("cur"), Some("w2")),
+    )
+    .unwrap();
+    let resumed = s.begin_stream("c", "s", full(1)).unwrap();
+    assert!(resumed.resumed);
+    assert_eq!(resumed.mode, p.mode);
+    // Streams that cannot read incrementally always read fully.
+    let never_incremental = StreamRequest {
+        supports_incremental: false,
+        ..full(1)
+    };
+    let p = s.begin_stream("c", "t", never_incremental).unwrap();
+    s.commit_page("c", "t", page(p.generation, 0, &[], None, Some("w1")))
+        .unwrap();
+    s.finish_stream("c", "t", &p, None).unwrap();
+    let again = s.begin_stream("c", "t", never_incremental).unwrap();
+    assert_eq!(again.mode, ReadMode::Full);
+}
+
+fn reasons(s: &Store) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    s.for_each_record("c", "s", true, |k, _, d| {
+        out.push((k.to_string(), d.map(|d| d.reason.to_string())));
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn records_are_indexed_without_trees() {
+    let r = StoredRecord::index(
+        "a",
+        "sysId",
+        Some("deviceSysId"),
+        r#"{"sysId":"k\"1","deviceSysId":"d","n":[1]}"#.into(),
+    )
+    .unwrap();
+    assert_eq!((r.key.as_str(), r.parent.as_deref()), ("k\"1", Some("d")));
+    let r = StoredRecord::index(
+        "s",
+        "id",
+        Some("deviceId"),
+        r#"{"id":17,"deviceId":-3}"#.into(),
+    )
+    .unwrap();
+    assert_eq!((r.key.as_str(), r.parent.as_deref()), ("17", Some("-3")));
+    for not_a_key in [
+        r#"{"id":1.5}"#,
+        r#"{"id":true}"#,
+        r#"{"id":null}"#,
+        r#"{"id":[1]}"#,
+    ] {
+        assert!(
+            StoredRecord::index("s", "id", None, not_a_key.into()).is_err(),
+            "{not_a_key}"
+        );
+    }
+    assert!(
+        StoredRecord::index("a", "sysId", None, r#"{"name":"x"}"#.into())
+            .unwrap_err()
+            .contains("sysId")
+    );
+    assert!(StoredRecord::index("a", "sysId", None, "[1]".into()).is_err());
+}
+
+fn deletions_say_why(s: &mut Store) {
+    let updated = |k: &str, at: &str| rec(k, &format!(r#"{{"sysId":"{k}","updated":"{at}"}}"#));
+    let p = s.begin_stream("c", "s", full(1)).unwrap();
+    assert_eq!(p.deletions_since, None);
+    let first = [
+        updated("a", "2026-01-01T00:00:00Z"),
+        updated("b", "2026-11-01T00:00:00Z"),
+        updated("c", "2026-11-02T00:00:00Z"),
+        updated("d", "2026-11-03T00:00:00Z"),
+    ];
+    s.commit_page(
+        "c",
+        "s",
+        page(1, 0, &first, None, Some("2026-11-27 00:00:00")),
+    )
+    .unwrap();
+    s.finish_stream("c", "s", &p, Some("updated")).unwrap();
+
+    // The next full read: `b` is reported deleted at the source, `c` is
+    // simply not returned, `a` is older than the window.
+    let p = s.begin_stream("c", "s", forced_full(1)).unwrap();
+    assert_eq!(p.deletions_since.as_deref(), Some("2026-11-27 00:00:00"));
+    let tombstones = [
+        StoredTombstone {
+            key: "b".into(),
+            deleted_at: Some("2026-11-27T10:00:00Z".into()),
+        },
+        StoredTombstone {
+            key: "never-stored".into(),
+            deleted_at: None,
+        },
+    ];
+    let marked = s
+        .commit_page(
+            "c",
+            "s",
+            PageCommit {
+                tombstones: &tombstones,
+                window_start: Some("2026-10-28T00:00:00Z"),
+                ..page(
+                    p.generation,
+                    0,
+                    &first[3..],
+                    None,
+                    Some("2026-11-28 00:00:00"),
+                )
+            },
+        )
+        .unwrap();
+    assert_eq!(marked, 1);
+    let finished = s.finish_stream("c", "s", &p, Some("updated")).unwrap();
+    assert_eq!(
+        finished,
+        FinishedStream {
+            aged_out: 1,
+            not_returned: 1
+        }
+    );
+    assert_eq!(
+        reasons(s),
+        [
+            ("a".to_string(), Some("aged-out".to_string())),
+            ("b".to_string(), Some("deleted-at-source".to_string())),
+            ("c".to_string(), Some("not-returned".to_string())),
+            ("d".to_string(), None),
+        ]
+    );
+    // The source's deletion time is kept.
+    s.for_each_record("c", "s", true, |k, _, d| {
+        if k == "b" {
+            assert_eq!(d.unwrap().at, "2026-11-27T10:00:00Z");
+        }
+        Ok(())
+    })
+    .unwrap();
+    // A record that comes back is live again, without a reason.
+    let p = s.begin_stream("c", "s", forced_full(1)).unwrap();
+    s.commit_page("c", "s", page(p.generation, 0, &first[2..], None, None))
+        .unwrap();
+    assert_eq!(reasons(s)[2], ("c".to_string(), None));
+}
+
+#[test]
+fn databases_of_the_first_release_gain_the_new_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(
+        "CREATE TABLE records (connection TEXT NOT NULL, stream TEXT NOT NULL, key TEXT NOT NULL,
+            data TEXT NOT NULL, parent TEXT, generation INTEGER NOT NULL, first_seen TEXT NOT NULL,
+            changed_at TEXT NOT NULL, deleted_at TEXT, PRIMARY KEY (connection, stream, key)) WITHOUT ROWID;
+         CREATE TABLE partitions (connection TEXT NOT NULL, stream TEXT NOT NULL, partition INTEGER NOT NULL,
+            cursor TEXT, done INTEGER NOT NULL, watermark TEXT, PRIMARY KEY (connection, stream, partition));
+         INSERT INTO records VALUES ('c', 's', 'gone', '{}', NULL, 1, 'x', 'x', '2026-01-01T00:00:00Z');",
+    )
+    .unwrap();
+    drop(old);
+    let s = Store::open(&path).unwrap();
+    assert_eq!(
+        reasons(&s),
+        [("gone".to_string(), Some("not-returned".to_string()))]
+    );
+}
+
+fn incremental_reads_use_their_own_partitioning(s: &mut Store) {
+    let request = StreamRequest {
+        incremental_partitions: 1,
+        ..full(4)
+    };
+    let p = s.begin_stream("c", "s", request).unwrap();
+    assert_eq!(p.partitions.len(), 4);
+    for i in 0..4 {
+        s.commit_page("c", "s", page(1, i, &[], None, Some("w1")))
+            .unwrap();
+    }
+    s.finish_stream("c", "s", &p, None).unwrap();
+    let p = s.begin_stream("c", "s", request).unwrap();
+    assert_eq!((p.partitions.len(), p.mode.name()), (1, "incremental"));
+    s.commit_page("c", "s", page(1, 0, &[], Some("cur"), Some("w2")))
+        .unwrap();
+    // Interrupted, it resumes with its one partition.
+    let resumed = s.begin_stream("c", "s", request).unwrap();
+    assert!(resumed.resumed);
+    assert_eq!(resumed.partitions.len(), 1);
+    assert_eq!(resumed.partitions[0].cursor.as_deref(), Some("cur"));
+}
+
+fn stored_record(key: &str, data: &str, parent: Option<&str>) -> StoredRecord {
+    StoredRecord {
+        key: key.into(),
+        data: data.into(),
+        parent: parent.map(str::to_string),
+    }
+}
+
+fn commit(s: &mut Store, stream: &str, records: &[StoredRecord]) {
+    let request = StreamRequest {
+        partitions: 1,
+        incremental_partitions: 1,
+        force_full: false,
+        supports_incremental: false,
+    };
+    let plan = s.begin_stream("c", stream, request).unwrap();
+    let page = PageCommit {
+        generation: plan.generation,
+        partition: 0,
+        records,
+        tombstones: &[],
+        next_cursor: None,
+        watermark: None,
+        window_start: None,
+    };
+    s.commit_page("c", stream, page).unwrap();
+}
+
+/// Three devices, two adapters embedded into them.
+fn browsable(s: &mut Store) {
+    commit(
+        s,
+        "devices",
+        &[
+            stored_record("d1", r#"{"id":"d1","name":"web-01"}"#, None),
+            stored_record("d2", r#"{"id":"d2","name":"db-01"}"#, None),
+            stored_record("d3", r#"{"id":"d3","name":"100%_sure"}"#, None),
+        ],
+    );
+    commit(
+        s,
+        "adapters",
+        &[
+            stored_record(
+                "a1",
+                r#"{"id":"a1","ip":"10.0.0.7","device":"d2"}"#,
+                Some("d2"),
+            ),
+            stored_record(
+                "a2",
+                r#"{"id":"a2","ip":"10.0.0.8","device":"d1"}"#,
+                Some("d1"),
+            ),
+        ],
+    );
+}
+
+fn found_keys(found: &Found) -> Vec<&str> {
+    found.records.iter().map(|(k, _)| k.as_str()).collect()
+}
+
+fn a_search_matches_values_and_embedded_records_and_pages(s: &mut Store) {
+    browsable(s);
+    let adapters = vec!["adapters".to_string()];
+    let by_name = s.search("c", "devices", &adapters, "WEB", 10, 0).unwrap();
+    assert_eq!((by_name.total, found_keys(&by_name)), (1, vec!["d1"]));
+    // The device whose adapter has the IP.
+    let by_ip = s
+        .search("c", "devices", &adapters, "10.0.0.7", 10, 0)
+        .unwrap();
+    assert_eq!(found_keys(&by_ip), vec!["d2"]);
+    // Without the embedded stream, the IP finds no device.
+    assert_eq!(
+        s.search("c", "devices", &[], "10.0.0.7", 10, 0)
+            .unwrap()
+            .total,
+        0
+    );
+    // Field names do not match; wildcards are literal.
+    assert_eq!(
+        s.search("c", "devices", &adapters, "name", 10, 0)
+            .unwrap()
+            .total,
+        0
+    );
+    assert_eq!(
+        found_keys(&s.search("c", "devices", &adapters, "%_", 10, 0).unwrap()),
+        vec!["d3"]
+    );
+    // Everything, a page at a time.
+    let all = s.search("c", "devices", &adapters, "", 2, 0).unwrap();
+    assert_eq!((all.total, found_keys(&all)), (3, vec!["d1", "d2"]));
+    assert_eq!(
+        found_keys(&s.search("c", "devices", &adapters, "", 2, 2).unwrap()),
+        vec!["d3"]
+    );
+}
+
+fn one_record_and_what_is_embedded_into_it(s: &mut Store) {
+    browsable(s);
+    assert!(s
+        .record("c", "devices", "d2")
+        .unwrap()
+        .unwrap()
+        .contains("db-01"));
+    assert_eq!(s.record("c", "devices", "nope").unwrap(), None);
+    let embedded = s.embedded_in("c", "adapters", "d2", 10).unwrap();
+    assert_eq!(embedded.len(), 1);
+    assert!(embedded[0].1.contains("10.0.0.7"));
+}
+
+on_every_backend!(
+    a_search_matches_values_and_embedded_records_and_pages,
+    one_record_and_what_is_embedded_into_it,
+    health_changes_are_kept_newest_first_and_repeats_are_not,
+    deleting_a_connection_leaves_the_others,
+    resume_and_deletions,
+    an_interrupted_incremental_read_resumes_as_incremental,
+    deletions_say_why,
+    incremental_reads_use_their_own_partitioning
+);
+
+mod postgres_only {
+    use super::super::testing::{cluster, postgres};
+    use super::super::{OpenError, PostgresTarget, Store};
+
+    #[test]
+    #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+    fn the_schema_is_versioned_and_a_newer_one_is_refused() {
+        let db = postgres();
+        let target = PostgresTarget {
+            url: format!("{}?sslmode=disable", db.url()),
+            ..cluster()
+        };
+        // Opening again migrates nothing.
+        Store::open_postgres(&target).unwrap();
+        let mut client = target.connect().unwrap();
+        let version: i32 = client
+            .query_one("SELECT version FROM connector_schema", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(version, super::super::postgres::LATEST_VERSION);
+        client
+            .execute("UPDATE connector_schema SET version = version + 1", &[])
+            .unwrap();
+        let e = Store::open_postgres(&target).err().expect("refused");
+        assert!(matches!(e, OpenError::Newer { .. }), "{e}");
+        assert!(e.to_string().contains("newer release"), "{e}");
+    }
+
+    #[test]
+    #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+    fn a_password_in_the_url_is_refused_and_a_wrong_one_is_named() {
+        let admin = cluster();
+        let with_password = PostgresTarget {
+            url: admin.url.replacen("connector@", "connector:hunter2@", 1),
+            ..admin.clone()
+        };
+        let e = Store::open_postgres(&with_password).err().expect("refused");
+        assert!(e.to_string().contains("holds a password"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let wrong = PostgresTarget {
+            password: Some("not-the-password".into()),
+            ..admin.clone()
+        };
+        let e = Store::open_postgres(&wrong).err().expect("refused");
+        assert!(
+            e.to_string().contains("password authentication failed"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("not-the-password"), "{e}");
+    }
+}
