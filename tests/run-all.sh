@@ -33,6 +33,7 @@ cargo test --workspace
 eval "$(tools/postgres-cluster.sh start)"
 trap 'tools/postgres-cluster.sh stop "$CONNECTOR_TEST_POSTGRES_DIR"' EXIT
 cargo test -p connector-engine --lib -- --ignored store::
+cargo test -p connector-e2e --test e2e -- --ignored e2e::postgres::
 
 # Code checks (after the tests, whose build they reuse).
 cargo clippy --workspace --all-targets -- -D warnings

@@ -237,7 +237,7 @@ fn run_until(
                     nested,
                     include_deleted,
                 };
-                export::export(&config, &stream, options, out).await
+                export::export(&config, env, &stream, options, out).await
             }
             Command::Run {
                 config,
@@ -245,7 +245,7 @@ fn run_until(
                 max_runs,
             } => schedule::run_every(&config, env, every, max_runs, &stop, out).await,
             Command::Status { config, runs, json } => {
-                status::status(&config, runs, json, out).await
+                status::status(&config, env, runs, json, out).await
             }
             Command::Serve {
                 config_dir,

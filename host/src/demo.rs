@@ -95,7 +95,9 @@ async fn print_one_device(config_path: &Path, out: &mut dyn Write) -> Result<()>
         crate::bundled::DEFAULT_CONNECTOR,
     ))
     .await?;
-    let store = connector_engine::store::Store::open(&config.database)?;
+    // The demo's database is a SQLite file: no password to read.
+    let no_env = std::collections::HashMap::<String, String>::new();
+    let store = crate::database::StoreLocation::of(&config.database, &no_env)?.open()?;
     let connection = crate::connection::connection_name(&config, &p.info, &p.origin(&config)?);
     let mut sample = Vec::new();
     let nested = connector_engine::export::ExportOptions {

@@ -21,6 +21,7 @@ pub mod bundled;
 pub mod cli;
 pub mod commands;
 pub mod connection;
+pub mod database;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod failure;

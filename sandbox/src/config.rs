@@ -227,7 +227,9 @@ impl NetworkConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    database: PathBuf,
+    database: String,
+    database_password_env: Option<String>,
+    database_ca_file: Option<PathBuf>,
     connector: Option<String>,
     plugin: Option<PathBuf>,
     name: Option<String>,
@@ -244,11 +246,70 @@ struct RawConfig {
     schedule: ScheduleConfig,
 }
 
+/// Where the records are kept: `database = "FILE"` or `database = "postgresql://…"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    /// A SQLite file (the default), relative to the configuration's directory.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by a deployment.
+    Postgres {
+        /// `postgresql://USER@HOST:PORT/DB[?sslmode=…]`, without a password.
+        url: String,
+        /// The variable holding the password (none: `PGPASSWORD`).
+        password_env: Option<String>,
+        /// PEM certificates trusted for the server's TLS, besides Mozilla's roots.
+        ca_file: Option<PathBuf>,
+    },
+}
+
+impl DatabaseConfig {
+    /// What to call it in messages: the file, or the URL (which holds no password).
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseConfig::Sqlite(path) => path.display().to_string(),
+            DatabaseConfig::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    /// The SQLite file, when it is one.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        match self {
+            DatabaseConfig::Sqlite(path) => Some(path),
+            DatabaseConfig::Postgres { .. } => None,
+        }
+    }
+
+    /// From the file's `database`, `database_password_env` and `database_ca_file`.
+    fn parse(
+        database: String,
+        password_env: Option<String>,
+        ca_file: Option<PathBuf>,
+        resolve: impl Fn(PathBuf) -> PathBuf,
+    ) -> Result<DatabaseConfig, ConfigError> {
+        let postgres = ["postgresql://", "postgres://"]
+            .iter()
+            .any(|scheme| database.starts_with(scheme));
+        if postgres {
+            return Ok(DatabaseConfig::Postgres {
+                url: database,
+                password_env,
+                ca_file: ca_file.map(resolve),
+            });
+        }
+        if password_env.is_some() || ca_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "database_password_env and database_ca_file are for a PostgreSQL database (database = \"postgresql://USER@HOST:PORT/DB\"); a SQLite file needs neither".into(),
+            ));
+        }
+        Ok(DatabaseConfig::Sqlite(resolve(PathBuf::from(database))))
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// SQLite database file.
-    pub database: PathBuf,
+    /// Where the records are kept.
+    pub database: DatabaseConfig,
     /// A bundled connector, by name (`servicenow`, `netbox`); `None` with no
     /// `plugin` means the host's default.
     pub connector: Option<String>,
@@ -355,7 +416,12 @@ impl Config {
             ));
         }
         Ok(Config {
-            database: resolve(raw.database),
+            database: DatabaseConfig::parse(
+                raw.database,
+                raw.database_password_env,
+                raw.database_ca_file,
+                resolve,
+            )?,
             connector: raw.connector,
             plugin: raw.plugin.map(resolve),
             name: raw.name,
@@ -374,6 +440,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_postgresql_url_selects_postgresql_and_its_keys_belong_to_it() {
+        let c = Config::parse(
+            "database = 'postgresql://sync@db.internal:5432/exposure?sslmode=verify-full'\ndatabase_password_env = 'DB_PASSWORD'\ndatabase_ca_file = 'db-ca.pem'\n[settings]\ninstance = 'x.y'",
+            Path::new("/etc/x"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.database,
+            DatabaseConfig::Postgres {
+                url: "postgresql://sync@db.internal:5432/exposure?sslmode=verify-full".into(),
+                password_env: Some("DB_PASSWORD".into()),
+                ca_file: Some(PathBuf::from("/etc/x/db-ca.pem")),
+            }
+        );
+        assert_eq!(c.database.sqlite_file(), None);
+        let e = Config::parse(
+            "database = 'inventory.db'\ndatabase_password_env = 'DB_PASSWORD'",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("for a PostgreSQL database"), "{e}");
+    }
+
+    #[test]
     fn parses_the_documented_example() {
         let c = Config::parse(
             r#"
@@ -389,7 +480,10 @@ password_env = "SERVICENOW_PASSWORD"
             Path::new("/etc/x"),
         )
         .unwrap();
-        assert_eq!(c.database, PathBuf::from("/etc/x/inventory.db"));
+        assert_eq!(
+            c.database,
+            DatabaseConfig::Sqlite(PathBuf::from("/etc/x/inventory.db"))
+        );
         assert!(c.settings.contains(&("page".into(), "5".into())));
         assert_eq!(c.sync, SyncConfig::default());
     }

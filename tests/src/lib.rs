@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 pub mod inventory;
 pub mod netbox;
+pub mod postgres;
 
 /// The test-only probe component (see `tests/components/probe`).
 pub static PROBE_COMPONENT: &[u8] = include_bytes!(env!("PROBE_COMPONENT_PATH"));
@@ -49,6 +50,8 @@ pub struct ConfigSpec {
     pub limits: Vec<String>,
     /// Lines under `[network]`.
     pub network: Vec<String>,
+    /// The top-level `database…` lines (None: `database = "inventory.db"`).
+    pub database: Option<String>,
 }
 
 impl Default for ConfigSpec {
@@ -65,6 +68,7 @@ impl Default for ConfigSpec {
             instance: None,
             limits: vec![],
             network: vec![],
+            database: None,
         }
     }
 }
@@ -167,7 +171,11 @@ impl Fixture {
 
     /// Writes a configuration file and returns its path.
     pub fn config(&self, spec: &ConfigSpec) -> PathBuf {
-        let mut text = String::from("database = \"inventory.db\"\n");
+        let mut text = spec
+            .database
+            .clone()
+            .unwrap_or_else(|| "database = \"inventory.db\"".into());
+        text.push('\n');
         if let Some(p) = &spec.plugin {
             text.push_str(&format!("plugin = {:?}\n", p.display().to_string()));
         }

@@ -16,6 +16,7 @@ mod e2e {
     pub mod netbox;
     pub mod network;
     pub mod node;
+    pub mod postgres;
     pub mod process;
     pub mod sandbox;
     pub mod sync;

@@ -429,32 +429,44 @@ pub(crate) trait Backend: Send {
 /// The database of one host (or, on PostgreSQL, of a deployment).
 pub struct Store {
     /// The backend, behind a lock: reads take `&self`, and a PostgreSQL
-    /// client needs `&mut` even to read.
-    backend: Mutex<Box<dyn Backend>>,
+    /// client needs `&mut` even to read. `None` only while dropping.
+    backend: Mutex<Option<Box<dyn Backend>>>,
+    /// Calls leave the async runtime's context (PostgreSQL's client runs a
+    /// runtime of its own, which may not start inside another's).
+    outside_runtime: bool,
 }
 
 impl Store {
     /// Opens (creating if needed) the SQLite database file.
     pub fn open(path: &Path) -> Result<Store, OpenError> {
-        Ok(Store::over(Box::new(sqlite::Sqlite::open(path)?)))
+        Ok(Store::over(Box::new(sqlite::Sqlite::open(path)?), false))
     }
 
     /// Connects to a PostgreSQL database, creating or migrating the schema.
-    /// It blocks: call it where blocking is allowed (not on an async worker).
+    /// Like every call of a store, it blocks.
     pub fn open_postgres(target: &PostgresTarget) -> Result<Store, OpenError> {
-        Ok(Store::over(Box::new(self::postgres::Postgres::open(
-            target,
-        )?)))
+        let backend = outside_runtime(|| self::postgres::Postgres::open(target))?;
+        Ok(Store::over(Box::new(backend), true))
     }
 
-    fn over(backend: Box<dyn Backend>) -> Store {
+    fn over(backend: Box<dyn Backend>, outside_runtime: bool) -> Store {
         Store {
-            backend: Mutex::new(backend),
+            backend: Mutex::new(Some(backend)),
+            outside_runtime,
         }
     }
 
-    fn backend(&self) -> std::sync::MutexGuard<'_, Box<dyn Backend>> {
-        self.backend.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `call` on the backend (outside the runtime's context when it must be).
+    fn with<T>(&self, call: impl FnOnce(&mut dyn Backend) -> T) -> T {
+        let mut guard = self.backend.lock().unwrap_or_else(|p| p.into_inner());
+        let backend = guard
+            .as_deref_mut()
+            .expect("the store is open until dropped");
+        if self.outside_runtime {
+            outside_runtime(|| call(backend))
+        } else {
+            call(backend)
+        }
     }
 
     /// Starts or resumes the read of a stream: resumes an interrupted read
@@ -466,7 +478,7 @@ impl Store {
         stream: &str,
         request: StreamRequest,
     ) -> Result<StreamPlan, StoreError> {
-        self.backend().begin_stream(connection, stream, request)
+        self.with(|b| b.begin_stream(connection, stream, request))
     }
 
     /// Commits one page atomically: its records, its tombstones and the
@@ -478,7 +490,7 @@ impl Store {
         stream: &str,
         page: PageCommit<'_>,
     ) -> Result<u64, StoreError> {
-        self.backend().commit_page(connection, stream, page)
+        self.with(|b| b.commit_page(connection, stream, page))
     }
 
     /// Completes a read once every partition is done: stores the stream's
@@ -493,24 +505,23 @@ impl Store {
         plan: &StreamPlan,
         updated_field: Option<&str>,
     ) -> Result<FinishedStream, StoreError> {
-        self.backend()
-            .finish_stream(connection, stream, plan, updated_field)
+        self.with(|b| b.finish_stream(connection, stream, plan, updated_field))
     }
 
     /// Records the start of a run; returns its id.
     pub fn start_run(&mut self, connection: &str) -> Result<i64, StoreError> {
-        self.backend().start_run(connection)
+        self.with(|b| b.start_run(connection))
     }
 
     /// Records the end of a run with its report (JSON).
     pub fn finish_run(&mut self, run: i64, status: &str, report: &str) -> Result<(), StoreError> {
-        self.backend().finish_run(run, status, report)
+        self.with(|b| b.finish_run(run, status, report))
     }
 
     /// Records the connection's health after a run; `since` changes only
     /// when the state does, and each change goes into its history.
     pub fn set_health(&mut self, connection: &str, health: &Health) -> Result<(), StoreError> {
-        self.backend().set_health(connection, health)
+        self.with(|b| b.set_health(connection, health))
     }
 
     /// The connection's last `n` changes of health, newest first: each
@@ -520,17 +531,17 @@ impl Store {
         connection: &str,
         n: u32,
     ) -> Result<Vec<(Health, String)>, StoreError> {
-        self.backend().health_history(connection, n)
+        self.with(|b| b.health_history(connection, n))
     }
 
     /// The connection's health and when it entered that state.
     pub fn health(&self, connection: &str) -> Result<Option<(Health, String)>, StoreError> {
-        self.backend().health(connection)
+        self.with(|b| b.health(connection))
     }
 
     /// The last `n` runs, newest first.
     pub fn recent_runs(&self, connection: &str, n: u32) -> Result<Vec<StoredRun>, StoreError> {
-        self.backend().recent_runs(connection, n)
+        self.with(|b| b.recent_runs(connection, n))
     }
 
     /// The records of a stream in key order, passed to `each` with when and
@@ -542,8 +553,7 @@ impl Store {
         include_deleted: bool,
         mut each: impl FnMut(&str, &str, Option<Deletion<'_>>) -> std::io::Result<()>,
     ) -> anyhow::Result<u64> {
-        self.backend()
-            .for_each_record(connection, stream, include_deleted, &mut each)
+        self.with(|b| b.for_each_record(connection, stream, include_deleted, &mut each))
     }
 
     /// Deletes everything stored for `connection` (records, the state of
@@ -551,12 +561,12 @@ impl Store {
     /// transaction; returns the records deleted. Other connections in the
     /// same database are untouched.
     pub fn delete_connection(&mut self, connection: &str) -> Result<u64, StoreError> {
-        self.backend().delete_connection(connection)
+        self.with(|b| b.delete_connection(connection))
     }
 
     /// Per stream: live records, records marked deleted.
     pub fn counts(&self, connection: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
-        self.backend().counts(connection)
+        self.with(|b| b.counts(connection))
     }
 
     /// The live records of `stream` with a value containing `term` (all of
@@ -572,8 +582,7 @@ impl Store {
         limit: u32,
         offset: u64,
     ) -> Result<Found, StoreError> {
-        self.backend()
-            .search(connection, stream, embedded, term, limit, offset)
+        self.with(|b| b.search(connection, stream, embedded, term, limit, offset))
     }
 
     /// The live record `key` of `stream`.
@@ -583,7 +592,7 @@ impl Store {
         stream: &str,
         key: &str,
     ) -> Result<Option<String>, StoreError> {
-        self.backend().record(connection, stream, key)
+        self.with(|b| b.record(connection, stream, key))
     }
 
     /// The live records of `stream` embedded into the record `parent`, in
@@ -595,13 +604,39 @@ impl Store {
         parent: &str,
         limit: u32,
     ) -> Result<Vec<KeyedRecord>, StoreError> {
-        self.backend()
-            .embedded_in(connection, stream, parent, limit)
+        self.with(|b| b.embedded_in(connection, stream, parent, limit))
     }
 
     /// `read` over the SQLite connection; `None` on another backend.
     pub fn with_sqlite<T>(&self, read: impl FnOnce(&mut rusqlite::Connection) -> T) -> Option<T> {
-        self.backend().sqlite().map(read)
+        self.with(|b| b.sqlite().map(read))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // PostgreSQL's client says goodbye to the server as it drops.
+        let backend = self
+            .backend
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if self.outside_runtime {
+            outside_runtime(|| drop(backend));
+        }
+    }
+}
+
+/// Runs `f`, which blocks on a runtime of its own, outside the calling
+/// thread's async runtime: on a worker of a multi-threaded runtime (or in
+/// its `block_on`) through `block_in_place`; elsewhere as it is.
+fn outside_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

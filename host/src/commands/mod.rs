@@ -11,25 +11,30 @@ pub mod status;
 pub mod sync;
 
 use crate::connection::{connection_name, prepare, ComponentRef, Prepared};
+use crate::database::StoreLocation;
 use crate::failure::{config_failure, load_config};
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use connector_engine::store::Store;
+use connector_sandbox::secrets::Environment;
 use std::path::Path;
 
 /// For commands that read what `sync` stored: the component, the database
 /// (which must exist) and the connection's name in it.
-pub(crate) async fn open_synced(path: &Path) -> Result<(Prepared, Store, String)> {
+pub(crate) async fn open_synced(
+    path: &Path,
+    env: &dyn Environment,
+) -> Result<(Prepared, Store, String)> {
     let config = load_config(path)?;
-    if !config.database.exists() {
+    let location = StoreLocation::of(&config.database, env)?;
+    if !location.exists() {
         return Err(config_failure(format!(
             "the database {} does not exist yet; run `connector-host sync --config {}` first",
-            config.database.display(),
+            location.describe(),
             path.display()
         )));
     }
     let p = prepare(ComponentRef::of(&config)).await?;
-    let store = Store::open(&config.database)
-        .with_context(|| format!("cannot open the database {}", config.database.display()))?;
+    let store = location.open()?;
     let connection = connection_name(&config, &p.info, &p.origin(&config)?);
     Ok((p, store, connection))
 }

@@ -4,13 +4,20 @@ use crate::commands::open_synced;
 use anyhow::Result;
 use connector_engine::store::{Health, StoredRun};
 use connector_engine::sync::RunReport;
+use connector_sandbox::secrets::Environment;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
 
 /// Prints the status of the connection the configuration at `path` names.
-pub async fn status(path: &Path, runs: u32, json: bool, out: &mut dyn Write) -> Result<()> {
-    let (_, store, connection) = open_synced(path).await?;
+pub async fn status(
+    path: &Path,
+    env: &dyn Environment,
+    runs: u32,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let (_, store, connection) = open_synced(path, env).await?;
     let seen = Status {
         connection: &connection,
         health: store.health(&connection)?,

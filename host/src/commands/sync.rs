@@ -1,8 +1,9 @@
 //! `sync`: reads every stream into the database and prints the run report.
 
 use crate::connection::{connection_name, credential, limits, prepare, sender, ComponentRef};
+use crate::database::StoreLocation;
 use crate::failure::{load_config, Failure, EXIT_TEMPORARY_FAILURE};
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use connector_engine::progress::{Bars, LogLines, Progress};
 use connector_engine::store::{Health, HealthState, Store};
 use connector_engine::sync::{RunReport, SyncJob, SyncOptions};
@@ -11,7 +12,7 @@ use connector_sandbox::egress::EgressLimits;
 use connector_sandbox::secrets::Environment;
 use connector_sandbox::stop::StopSignal;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ pub struct PreparedSync {
     /// The open database.
     pub store: Store,
     /// Where the database is (for the report).
-    pub database: PathBuf,
+    pub database: String,
 }
 
 /// Runs `sync` for a configuration; returns the report.
@@ -85,8 +86,8 @@ pub async fn prepare_sync(
     choose_streams(&mut p.info, &flags.streams)?;
     let origin = p.origin(&config)?;
     let sender = sender(&config, &origin, env)?;
-    let mut store = Store::open(&config.database)
-        .with_context(|| format!("cannot open the database {}", config.database.display()))?;
+    let location = StoreLocation::of(&config.database, env)?;
+    let mut store = location.open()?;
     let connection = connection_name(&config, &p.info, &origin);
     let credential = match credential(&config, &p.info, &origin, &sender, env).await {
         Ok(c) => c,
@@ -123,7 +124,7 @@ pub async fn prepare_sync(
     Ok(PreparedSync {
         job,
         store,
-        database: config.database,
+        database: location.describe(),
     })
 }
 
@@ -207,14 +208,14 @@ pub fn elapsed_text(seconds: f64) -> String {
 /// Prints a run report as a table.
 pub fn write_report(
     report: &RunReport,
-    database: &Path,
+    database: &str,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     writeln!(
         out,
         "Synced {} into {} in {} ({} requests, {:.1} MB received)",
         report.connection,
-        database.display(),
+        database,
         elapsed_text(report.seconds),
         report.requests,
         report.bytes as f64 / 1e6

@@ -57,7 +57,11 @@ const NETWORK_KEYS = [
   'client_cert_file',
   'client_key_file',
 ];
-const TOP_KEYS = ['database', 'connector', 'plugin', 'name', 'settings', 'auth', 'sync', 'limits', 'network', 'schedule'];
+// `database…` keys are connector-host's (this host stores nothing); accepted, unused.
+const TOP_KEYS = [
+  'database', 'database_password_env', 'database_ca_file',
+  'connector', 'plugin', 'name', 'settings', 'auth', 'sync', 'limits', 'network', 'schedule',
+];
 
 /**
  * A validated configuration.

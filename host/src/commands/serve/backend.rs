@@ -5,7 +5,7 @@
 
 use super::keeper::{Keeper, Keepers};
 use super::{browse, configured, connect, keeper_of, Configured};
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use connector_console::{
     Backend, ConnectRequest, Connected, ConnectionDetail, ConnectionView, ConnectorForm,
     HealthState, HealthView, LastSync, PartitionRunView, ProgressView, RecordView, RecordsView,
@@ -155,12 +155,10 @@ const RUNS_SHOWN: u32 = 10;
 
 /// The connection's database, when it exists (not before its first sync).
 fn open_store(c: &Configured) -> Result<Option<Store>> {
-    let Some(database) = c.database.as_deref().filter(|d| d.exists()) else {
+    let Some(database) = c.database.as_ref().filter(|d| d.exists()) else {
         return Ok(None);
     };
-    Store::open(database)
-        .map(Some)
-        .with_context(|| format!("cannot open the database {}", database.display()))
+    database.open().map(Some)
 }
 
 /// A stored run with its completeness report, per stream and partition.
@@ -224,7 +222,9 @@ impl StoredConnections {
                 ))))
             }
         };
-        let made = configured(&file, request.id.clone(), self.every).await?;
+        // Connect writes SQLite connections: no database password to read.
+        let no_env = std::collections::HashMap::<String, String>::new();
+        let made = configured(&file, request.id.clone(), self.every, &no_env).await?;
         tracing::info!(connection = %made.id, file = %file.display(), "connected from the console");
         let keeper = keeper_of(&made);
         self.connections

@@ -296,7 +296,10 @@ mod tests {
         let secret = dir.path().join("cmdb-prod.password.secret");
         assert_eq!(auth.password_file.as_deref(), Some(secret.as_path()));
         assert_eq!(std::fs::read_to_string(&secret).unwrap(), "s3cret pass");
-        assert_eq!(config.database, dir.path().join("cmdb-prod.db"));
+        assert_eq!(
+            config.database.sqlite_file(),
+            Some(dir.path().join("cmdb-prod.db").as_path())
+        );
         assert_eq!(config.name.as_deref(), Some("cmdb-prod"));
         assert_eq!(config.schedule.every.as_deref(), Some("6h"));
         #[cfg(unix)]

@@ -4,9 +4,9 @@
 
 use crate::commands::schedule::next_sync_delay;
 use crate::commands::sync::{sync, SyncFlags};
+use crate::database::StoreLocation;
 use anyhow::{Context as _, Result};
 use connector_engine::progress::Progress;
-use connector_engine::store::Store;
 use connector_sandbox::secrets::Environment;
 use connector_sandbox::stop::StopSignal;
 use std::path::PathBuf;
@@ -90,8 +90,8 @@ impl Progress for Tally {
 pub struct Stored {
     /// The connection's name in the database.
     pub connection: String,
-    /// The database file.
-    pub database: PathBuf,
+    /// The database.
+    pub database: StoreLocation,
 }
 
 /// The schedule of one connection.
@@ -174,8 +174,7 @@ impl Keeper {
     }
 
     fn delete_records(&self) -> Result<u64> {
-        let mut store = Store::open(&self.stored.database)
-            .with_context(|| format!("cannot open {}", self.stored.database.display()))?;
+        let mut store = self.stored.database.open()?;
         Ok(store.delete_connection(&self.stored.connection)?)
     }
 

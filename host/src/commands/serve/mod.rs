@@ -13,6 +13,7 @@ mod keeper;
 
 use crate::commands::schedule::parse_every;
 use crate::connection::{connection_name, prepare, ComponentRef};
+use crate::database::StoreLocation;
 use crate::failure::config_failure;
 use anyhow::{Context as _, Result};
 use backend::StoredConnections;
@@ -53,7 +54,7 @@ pub async fn serve(
 ) -> Result<()> {
     let tls = tls_config(options)?;
     let token = sign_in_token(options.token_env.as_deref(), env)?;
-    let connections = load_connections(&options.config_dir, options.every).await?;
+    let connections = load_connections(&options.config_dir, options.every, env).await?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
@@ -193,13 +194,17 @@ struct Configured {
     name: String,
     connector: String,
     endpoint: String,
-    database: Option<PathBuf>,
+    database: Option<StoreLocation>,
     problem: Option<String>,
 }
 
 /// Every `*.toml` in `dir`, in name order: loaded, its component described.
 /// A file that does not load becomes a connection with its problem.
-async fn load_connections(dir: &Path, every: Duration) -> Result<Vec<Configured>> {
+async fn load_connections(
+    dir: &Path,
+    every: Duration,
+    env: &dyn Environment,
+) -> Result<Vec<Configured>> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         config_failure(format!(
             "cannot read the configuration directory {}: {e}",
@@ -216,7 +221,7 @@ async fn load_connections(dir: &Path, every: Duration) -> Result<Vec<Configured>
         let id = file
             .file_stem()
             .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-        connections.push(match configured(&file, id.clone(), every).await {
+        connections.push(match configured(&file, id.clone(), every, env).await {
             Ok(c) => c,
             Err(e) => Configured {
                 name: id.clone(),
@@ -234,7 +239,12 @@ async fn load_connections(dir: &Path, every: Duration) -> Result<Vec<Configured>
     Ok(connections)
 }
 
-async fn configured(file: &Path, id: String, default_every: Duration) -> Result<Configured> {
+async fn configured(
+    file: &Path,
+    id: String,
+    default_every: Duration,
+    env: &dyn Environment,
+) -> Result<Configured> {
     let config = Config::load(file)?;
     let every = match &config.schedule.every {
         Some(text) => {
@@ -252,7 +262,7 @@ async fn configured(file: &Path, id: String, default_every: Duration) -> Result<
         name: connection_name(&config, &prepared.info, &origin),
         connector: prepared.info.name.clone(),
         endpoint: origin.to_string(),
-        database: Some(config.database),
+        database: Some(StoreLocation::of(&config.database, env)?),
         problem: None,
     })
 }

@@ -1,0 +1,59 @@
+//! A PostgreSQL database of its own for an end-to-end test, in the
+//! throw-away cluster `tools/postgres-cluster.sh` starts (`tests/run-all.sh`
+//! does): `CONNECTOR_TEST_POSTGRES` names it, `CONNECTOR_TEST_POSTGRES_PASSWORD`
+//! holds the password. Dropped when the test ends.
+
+/// A database created for one test.
+pub struct TestDatabase {
+    /// `postgresql://connector@127.0.0.1:PORT/NAME`, without a password.
+    pub url: String,
+    /// The password of the cluster's user.
+    pub password: String,
+    admin: String,
+    name: String,
+}
+
+/// A client of the cluster's `postgres` database, or of `url`.
+pub fn client(url: &str, password: &str) -> postgres::Client {
+    let mut config: postgres::Config = url.parse().expect("a PostgreSQL URL");
+    config.password(password);
+    config
+        .connect(postgres::NoTls)
+        .expect("the test cluster answers")
+}
+
+impl TestDatabase {
+    /// A new, empty database.
+    pub fn create() -> TestDatabase {
+        let admin = std::env::var("CONNECTOR_TEST_POSTGRES").expect(
+            "CONNECTOR_TEST_POSTGRES is not set: start a cluster with `eval \"$(tools/postgres-cluster.sh start)\"` (tests/run-all.sh does)",
+        );
+        let password = std::env::var("CONNECTOR_TEST_POSTGRES_PASSWORD")
+            .expect("CONNECTOR_TEST_POSTGRES_PASSWORD is set with CONNECTOR_TEST_POSTGRES");
+        let name = format!("e2e_{:016x}", rand::random::<u64>());
+        client(&admin, &password)
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("creating the test database");
+        let (base, _) = admin.rsplit_once('/').expect("a URL with a database");
+        TestDatabase {
+            url: format!("{base}/{name}"),
+            password,
+            admin,
+            name,
+        }
+    }
+
+    /// A client of this database.
+    pub fn client(&self) -> postgres::Client {
+        client(&self.url, &self.password)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = client(&self.admin, &self.password).batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}

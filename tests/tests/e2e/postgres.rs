@@ -1,0 +1,119 @@
+//! PostgreSQL as the store: `sync`, `status` and `export` against a
+//! database of the throw-away cluster `tests/run-all.sh` starts, judged
+//! against the same commands on SQLite and against the emulator.
+//!
+//! Ignored by a plain `cargo test` (they need the cluster);
+//! `tests/run-all.sh` runs them with `--ignored`.
+
+use connector_e2e::postgres::TestDatabase;
+use connector_e2e::{ConfigSpec, Fixture};
+use std::path::Path;
+
+const PASSWORD_VAR: &str = "TEST_DATABASE_PASSWORD";
+
+/// A configuration whose records go to `db`, its password in [`PASSWORD_VAR`].
+fn postgres_config(f: &Fixture, db: &TestDatabase) -> std::path::PathBuf {
+    f.config(&ConfigSpec {
+        file: "postgres.toml".into(),
+        database: Some(format!(
+            "database = \"{}?sslmode=disable\"\ndatabase_password_env = \"{PASSWORD_VAR}\"",
+            db.url
+        )),
+        ..ConfigSpec::default()
+    })
+}
+
+fn export(
+    f: &Fixture,
+    env: &std::collections::HashMap<String, String>,
+    config: &Path,
+    stream: &str,
+) -> String {
+    f.cli_with_env(
+        &[
+            "export",
+            "--config",
+            config.to_str().unwrap(),
+            "--stream",
+            stream,
+        ],
+        env,
+    )
+    .ok()
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn sync_status_and_export_on_postgresql_match_sqlite_and_the_source() {
+    let f = Fixture::start(2500);
+    let db = TestDatabase::create();
+    let sqlite = f.default_config();
+    let postgres = postgres_config(&f, &db);
+    let mut env = f.env.clone();
+    env.insert(PASSWORD_VAR.into(), db.password.clone());
+    f.sync(&sqlite).ok();
+    let synced = f
+        .cli_with_env(&["sync", "--config", postgres.to_str().unwrap()], &env)
+        .ok();
+    assert!(synced.contains(&db.url), "{synced}");
+    // Again: an incremental read, as on SQLite.
+    let again = f
+        .cli_with_env(&["sync", "--config", postgres.to_str().unwrap()], &env)
+        .ok();
+    assert!(again.contains("incremental"), "{again}");
+    for stream in ["devices", "network_adapters", "business_applications"] {
+        let on_postgres = export(&f, &env, &postgres, stream);
+        assert_eq!(on_postgres, export(&f, &env, &sqlite, stream), "{stream}");
+        let expected = connector_e2e::expected_records(f.state(), stream);
+        assert_eq!(on_postgres.lines().count(), expected.len(), "{stream}");
+    }
+    let status = f
+        .cli_with_env(&["status", "--config", postgres.to_str().unwrap()], &env)
+        .ok();
+    assert!(status.contains("connected"), "{status}");
+    // The password is nowhere in the database.
+    let mut client = db.client();
+    for table in [
+        "records",
+        "streams",
+        "partitions",
+        "health",
+        "health_history",
+        "runs",
+    ] {
+        let leaks: i64 = client
+            .query_one(
+                &format!("SELECT COUNT(*) FROM {table} t WHERE t::text LIKE '%' || $1 || '%'"),
+                &[&f.password],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(leaks, 0, "{table}");
+    }
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_wrong_database_password_or_a_missing_variable_says_what_to_fix() {
+    let f = Fixture::start(5);
+    let db = TestDatabase::create();
+    let postgres = postgres_config(&f, &db);
+    let args = ["sync", "--config", postgres.to_str().unwrap()];
+    let (code, message) = f.cli(&args).err();
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.contains(PASSWORD_VAR) && message.contains("not set"),
+        "{message}"
+    );
+    let mut env = f.env.clone();
+    env.insert(PASSWORD_VAR.into(), "Not-The-Database-Password".into());
+    let (_, message) = f.cli_with_env(&args, &env).err();
+    assert!(
+        message.contains("password authentication failed"),
+        "{message}"
+    );
+    assert!(!message.contains("Not-The-Database-Password"), "{message}");
+    // The control: the right password syncs.
+    env.insert(PASSWORD_VAR.into(), db.password.clone());
+    f.cli_with_env(&args, &env).ok();
+}
