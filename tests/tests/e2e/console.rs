@@ -12,15 +12,16 @@ const PATIENCE: Duration = Duration::from_secs(600);
 /// `e2e-host serve` on a free loopback port, with the fixture's environment
 /// and its sign-in token from `CONSOLE_TOKEN`; returns the child and the
 /// two lines it prints first.
-fn spawn_serve(f: &Fixture, dir: &std::path::Path) -> (KillOnDrop, String, String) {
-    spawn_serve_with(f, dir, &[])
+pub(crate) fn spawn_serve(f: &Fixture, dir: &std::path::Path) -> (KillOnDrop, String, String) {
+    spawn_serve_with(f, dir, &[], &[])
 }
 
-/// [`spawn_serve`] with more arguments.
-fn spawn_serve_with(
+/// [`spawn_serve`] with more arguments and more variables.
+pub(crate) fn spawn_serve_with(
     f: &Fixture,
     dir: &std::path::Path,
     more: &[&std::ffi::OsStr],
+    more_env: &[(&str, &str)],
 ) -> (KillOnDrop, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config-dir"])
@@ -29,6 +30,7 @@ fn spawn_serve_with(
         .args(["--token-env", "CONSOLE_TOKEN"])
         .env(PASSWORD_VAR, &f.password)
         .env("CONSOLE_TOKEN", "console-token-of-the-e2e-tests")
+        .envs(more_env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -48,7 +50,7 @@ fn agent() -> ureq::Agent {
 }
 
 /// GET `url` with `cookie`: (status, Set-Cookie, body).
-fn get(url: &str, cookie: Option<&str>) -> (u16, Option<String>, String) {
+pub(crate) fn get(url: &str, cookie: Option<&str>) -> (u16, Option<String>, String) {
     let mut request = agent().get(url);
     if let Some(cookie) = cookie {
         request = request.header("cookie", cookie);
@@ -65,7 +67,7 @@ fn get(url: &str, cookie: Option<&str>) -> (u16, Option<String>, String) {
 
 /// GETs `url` until its page contains `text` (a sync in the background
 /// finishes), within [`PATIENCE`].
-fn wait_for_page(url: &str, cookie: &str, text: &str) -> String {
+pub(crate) fn wait_for_page(url: &str, cookie: &str, text: &str) -> String {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let (status, _, page) = get(url, Some(cookie));
@@ -258,7 +260,7 @@ fn hidden_field(page: &str, name: &str) -> Option<String> {
 }
 
 /// Signs in with the link `serve` printed: the session cookie.
-fn signed_in(sign_in: &str) -> String {
+pub(crate) fn signed_in(sign_in: &str) -> String {
     let link = sign_in.strip_prefix("sign in: ").unwrap();
     let (status, set_cookie, _) = get(link, None);
     assert_eq!(status, 303);
@@ -481,7 +483,7 @@ fn serve_speaks_https_with_the_operators_certificate_and_secure_cookies() {
         std::ffi::OsStr::new("--tls-key"),
         key.as_os_str(),
     ];
-    let (mut child, listening, sign_in) = spawn_serve_with(&f, &dir, &more);
+    let (mut child, listening, sign_in) = spawn_serve_with(&f, &dir, &more, &[]);
     let addr = listening
         .strip_prefix("listening on https://")
         .unwrap_or_else(|| panic!("first line: {listening}"))
