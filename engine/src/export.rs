@@ -7,7 +7,7 @@
 //! parent stream by key and each embedded stream by parent key), so memory
 //! stays flat however large the tables are.
 
-use crate::store::{Deletion, Store};
+use crate::store::{Deletion, EmbeddedRow, RowCursor, RowQuery, Store};
 use anyhow::{bail, Result};
 use connector_sandbox::runtime::ConnectorInfo;
 use std::io::Write;
@@ -52,11 +52,7 @@ pub fn export(
             |_key, data, deletion| write_line(&mut line, data, deletion, out, |_| Ok(())),
         );
     }
-    store
-        .with_sqlite(|conn| nested(conn, &plan, connection, stream, options, out))
-        .unwrap_or_else(|| {
-            bail!("a nested export reads from SQLite only for now; export without --nested, or from a SQLite database")
-        })
+    nested(store, &plan, connection, stream, options, out)
 }
 
 /// One record as a line of `out`: its JSON with what `embed` adds, and
@@ -82,53 +78,72 @@ fn write_line(
     out.write_all(line.text.as_bytes())
 }
 
-/// The nested export on SQLite: each embedded stream's live records in the
-/// order of their ancestor chain, merged with the records above them as
-/// those stream past.
+/// The nested export: each embedded stream's live records in the order of
+/// their ancestor chain, read side by side with the exported records and
+/// merged as those stream past.
 fn nested(
-    conn: &mut rusqlite::Connection,
+    store: &Store,
     plan: &[Embed],
     connection: &str,
     stream: &str,
     options: ExportOptions,
     out: &mut dyn Write,
 ) -> Result<u64> {
-    let mut statements = Vec::with_capacity(plan.len());
-    for i in 0..plan.len() {
-        statements.push(conn.prepare(&embedded_rows_sql(plan, i))?);
-    }
-    let mut cursors = Vec::with_capacity(plan.len());
-    for (stmt, embed) in statements.iter_mut().zip(plan) {
-        let mut streams = embed.chain.clone();
-        streams.insert(0, connection.to_string());
-        let rows = stmt.query_map(rusqlite::params_from_iter(streams), |r| {
-            let depth = r.as_ref().column_count() - 2;
-            let path = (0..depth)
-                .map(|c| r.get::<_, String>(c))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(EmbeddedRow {
-                path,
-                key: r.get(depth)?,
-                data: r.get(depth + 1)?,
-            })
-        })?;
-        cursors.push(rows.peekable());
-    }
+    let queries: Vec<RowQuery> = (0..plan.len())
+        .map(|i| {
+            let mut params = plan[i].chain.clone();
+            params.insert(0, connection.to_string());
+            RowQuery {
+                sql: embedded_rows_sql(plan, i),
+                params,
+            }
+        })
+        .collect();
+    let mut heads = vec![None; plan.len()];
     let mut line = JsonText::default();
     let mut path = Vec::new();
-    crate::store::sqlite_for_each_record(
-        conn,
+    store.merged_read(
         connection,
         stream,
         options.include_deleted,
-        &mut |key, data, deletion| {
+        &queries,
+        |key, data, deletion, cursors| {
             write_line(&mut line, data, deletion, out, |line| {
                 path.clear();
                 path.push(key.to_string());
-                embed_into(line, plan, &mut cursors, None, &mut path)
+                let mut rows = Rows {
+                    cursors,
+                    heads: &mut heads,
+                };
+                embed_into(line, plan, &mut rows, None, &mut path)
             })
         },
     )
+}
+
+/// The embedded queries' cursors, each with the row it was last asked for.
+struct Rows<'r, 'c> {
+    cursors: &'r mut [Box<dyn RowCursor + 'c>],
+    /// Per cursor: `None` before it is asked; then its next row (`None` at its end).
+    heads: &'r mut [Option<Option<EmbeddedRow>>],
+}
+
+impl Rows<'_, '_> {
+    /// The next row of cursor `i`, left in place.
+    fn peek(&mut self, i: usize) -> std::io::Result<Option<&EmbeddedRow>> {
+        if self.heads[i].is_none() {
+            let next = self.cursors[i]
+                .next_row()
+                .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+            self.heads[i] = Some(next);
+        }
+        Ok(self.heads[i].as_ref().and_then(Option::as_ref))
+    }
+
+    /// The next row of cursor `i`, taken.
+    fn take(&mut self, i: usize) -> Option<EmbeddedRow> {
+        self.heads[i].take().flatten()
+    }
 }
 
 /// The streams embedded into `stream` in a nested export: (child stream,
@@ -215,37 +230,27 @@ fn embedded_rows_sql(plan: &[Embed], index: usize) -> String {
     sql
 }
 
-/// A record of an embedded stream, with the keys of its ancestors.
-struct EmbeddedRow {
-    path: Vec<String>,
-    key: String,
-    data: String,
-}
-
 /// Appends, for each stream embedded into the record at `path` (of plan
 /// entry `parent`), the JSON array of its records there, each with its own
 /// embedded records. Rows of ancestors not exported are skipped.
-fn embed_into<I>(
+fn embed_into(
     line: &mut JsonText,
     plan: &[Embed],
-    cursors: &mut [std::iter::Peekable<I>],
+    rows: &mut Rows<'_, '_>,
     parent: Option<usize>,
     path: &mut Vec<String>,
-) -> std::io::Result<()>
-where
-    I: Iterator<Item = rusqlite::Result<EmbeddedRow>>,
-{
+) -> std::io::Result<()> {
     for index in (0..plan.len()).filter(|i| plan[*i].parent == parent) {
         line.field(&plan[index].field);
         line.text.push('[');
         let mut first = true;
         loop {
-            match cursors[index].peek() {
-                Some(Ok(row)) if row.path < *path => {
-                    cursors[index].next();
+            match rows.peek(index)? {
+                Some(row) if row.path < *path => {
+                    rows.take(index);
                 }
-                Some(Ok(row)) if row.path == *path => {
-                    let Some(Ok(row)) = cursors[index].next() else {
+                Some(row) if row.path == *path => {
+                    let Some(row) = rows.take(index) else {
                         break;
                     };
                     if !first {
@@ -254,11 +259,10 @@ where
                     first = false;
                     line.open(&row.data);
                     path.push(row.key);
-                    embed_into(line, plan, cursors, Some(index), path)?;
+                    embed_into(line, plan, rows, Some(index), path)?;
                     path.pop();
                     line.close();
                 }
-                Some(Err(e)) => return Err(std::io::Error::other(e.to_string())),
                 _ => break,
             }
         }

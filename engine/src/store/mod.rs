@@ -14,14 +14,14 @@
 //!   out of the read's retention window, or a full read no longer returned it.
 //!
 //! [`Store`] is what the engine and the host use; each backend implements
-//! [`Backend`], and the planning of a read ([`plan`]) is shared.
+//! the crate's `Backend` trait, and the planning of a read (`plan.rs`) is
+//! shared.
 
 mod plan;
 mod postgres;
 mod sqlite;
 
 pub use self::postgres::PostgresTarget;
-pub(crate) use sqlite::for_each_record as sqlite_for_each_record;
 pub use sqlite::LATEST_VERSION;
 
 use std::borrow::Cow;
@@ -360,6 +360,40 @@ pub struct StoredRun {
 /// it was deleted.
 pub type EachRecord<'a> = dyn FnMut(&str, &str, Option<Deletion<'_>>) -> std::io::Result<()> + 'a;
 
+/// A record of an embedded stream, with the keys of its ancestors (the
+/// exported record's first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedRow {
+    /// The keys of its ancestors, from the exported record down.
+    pub path: Vec<String>,
+    /// Its key.
+    pub key: String,
+    /// Its JSON text.
+    pub data: String,
+}
+
+/// The rows of one query of a [`Store::merged_read`], in its order.
+pub trait RowCursor {
+    /// The next row; `None` at the end.
+    fn next_row(&mut self) -> anyhow::Result<Option<EmbeddedRow>>;
+}
+
+/// One ordered query of embedded rows: SQL with `?1`, `?2`… placeholders
+/// (each backend writes them its way) and its text parameters. Its columns:
+/// the ancestor keys, then the key and the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowQuery {
+    /// The statement.
+    pub sql: String,
+    /// Its parameters, in placeholder order.
+    pub params: Vec<String>,
+}
+
+/// What receives each record of a merged read, with the cursors of the
+/// embedded queries.
+pub type EachMerged<'a> = dyn FnMut(&str, &str, Option<Deletion<'_>>, &mut [Box<dyn RowCursor + '_>]) -> std::io::Result<()>
+    + 'a;
+
 /// What a database backend does; [`Store`] documents each operation.
 pub(crate) trait Backend: Send {
     fn begin_stream(
@@ -391,13 +425,6 @@ pub(crate) trait Backend: Send {
     ) -> Result<Vec<(Health, String)>, StoreError>;
     fn health(&mut self, connection: &str) -> Result<Option<(Health, String)>, StoreError>;
     fn recent_runs(&mut self, connection: &str, n: u32) -> Result<Vec<StoredRun>, StoreError>;
-    fn for_each_record(
-        &mut self,
-        connection: &str,
-        stream: &str,
-        include_deleted: bool,
-        each: &mut EachRecord<'_>,
-    ) -> anyhow::Result<u64>;
     fn delete_connection(&mut self, connection: &str) -> Result<u64, StoreError>;
     fn counts(&mut self, connection: &str) -> Result<Vec<(String, u64, u64)>, StoreError>;
     fn search(
@@ -422,7 +449,15 @@ pub(crate) trait Backend: Send {
         parent: &str,
         limit: u32,
     ) -> Result<Vec<KeyedRecord>, StoreError>;
-    /// The SQLite connection, for the nested export's merge queries.
+    fn merged_read(
+        &mut self,
+        connection: &str,
+        stream: &str,
+        include_deleted: bool,
+        queries: &[RowQuery],
+        each: &mut EachMerged<'_>,
+    ) -> anyhow::Result<u64>;
+    /// The SQLite connection, for tests that plant rows.
     fn sqlite(&mut self) -> Option<&mut rusqlite::Connection>;
 }
 
@@ -553,7 +588,13 @@ impl Store {
         include_deleted: bool,
         mut each: impl FnMut(&str, &str, Option<Deletion<'_>>) -> std::io::Result<()>,
     ) -> anyhow::Result<u64> {
-        self.with(|b| b.for_each_record(connection, stream, include_deleted, &mut each))
+        self.merged_read(
+            connection,
+            stream,
+            include_deleted,
+            &[],
+            |key, data, deletion, _| each(key, data, deletion),
+        )
     }
 
     /// Deletes everything stored for `connection` (records, the state of
@@ -605,6 +646,26 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<KeyedRecord>, StoreError> {
         self.with(|b| b.embedded_in(connection, stream, parent, limit))
+    }
+
+    /// The records of `stream` in key order (deleted ones only with
+    /// `include_deleted`), each passed to `each` with cursors over
+    /// `queries`, which run side by side in the same read: the nested
+    /// export merges them by key, so memory stays flat.
+    pub fn merged_read(
+        &self,
+        connection: &str,
+        stream: &str,
+        include_deleted: bool,
+        queries: &[RowQuery],
+        mut each: impl FnMut(
+            &str,
+            &str,
+            Option<Deletion<'_>>,
+            &mut [Box<dyn RowCursor + '_>],
+        ) -> std::io::Result<()>,
+    ) -> anyhow::Result<u64> {
+        self.with(|b| b.merged_read(connection, stream, include_deleted, queries, &mut each))
     }
 
     /// `read` over the SQLite connection; `None` on another backend.

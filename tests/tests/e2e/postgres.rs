@@ -28,18 +28,19 @@ fn export(
     env: &std::collections::HashMap<String, String>,
     config: &Path,
     stream: &str,
+    nested: bool,
 ) -> String {
-    f.cli_with_env(
-        &[
-            "export",
-            "--config",
-            config.to_str().unwrap(),
-            "--stream",
-            stream,
-        ],
-        env,
-    )
-    .ok()
+    let mut args = vec![
+        "export",
+        "--config",
+        config.to_str().unwrap(),
+        "--stream",
+        stream,
+    ];
+    if nested {
+        args.push("--nested");
+    }
+    f.cli_with_env(&args, env).ok()
 }
 
 #[test]
@@ -62,11 +63,23 @@ fn sync_status_and_export_on_postgresql_match_sqlite_and_the_source() {
         .ok();
     assert!(again.contains("incremental"), "{again}");
     for stream in ["devices", "network_adapters", "business_applications"] {
-        let on_postgres = export(&f, &env, &postgres, stream);
-        assert_eq!(on_postgres, export(&f, &env, &sqlite, stream), "{stream}");
+        let on_postgres = export(&f, &env, &postgres, stream, false);
+        assert_eq!(
+            on_postgres,
+            export(&f, &env, &sqlite, stream, false),
+            "{stream}"
+        );
         let expected = connector_e2e::expected_records(f.state(), stream);
         assert_eq!(on_postgres.lines().count(), expected.len(), "{stream}");
     }
+    // The nested export (devices with their adapters), byte for byte.
+    let nested = export(&f, &env, &postgres, "devices", true);
+    assert!(
+        nested.contains("\"networkAdapters\":[{"),
+        "{}",
+        &nested[..500.min(nested.len())]
+    );
+    assert_eq!(nested, export(&f, &env, &sqlite, "devices", true));
     let status = f
         .cli_with_env(&["status", "--config", postgres.to_str().unwrap()], &env)
         .ok();

@@ -14,11 +14,14 @@ pub(crate) use schema::LATEST_VERSION;
 
 use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
-    now_rfc3339, Backend, Deletion, DeletionReason, EachRecord, FinishedStream, Found, Health,
-    HealthState, KeyedRecord, OpenError, PageCommit, PartitionState, ReadMode, StoreError,
-    StoredRun, StreamPlan, StreamRequest,
+    now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EmbeddedRow, FinishedStream, Found,
+    Health, HealthState, KeyedRecord, OpenError, PageCommit, PartitionState, ReadMode, RowCursor,
+    RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest,
 };
+use postgres::types::ToSql;
 use postgres::{Client, Transaction};
+use std::cell::RefCell;
+use std::collections::VecDeque;
 
 /// Records read per round trip by [`Backend::for_each_record`].
 const BATCH: i32 = 2000;
@@ -373,15 +376,31 @@ impl Backend for Postgres {
             .collect())
     }
 
-    fn for_each_record(
+    fn merged_read(
         &mut self,
         connection: &str,
         stream: &str,
         include_deleted: bool,
-        each: &mut EachRecord<'_>,
+        queries: &[RowQuery],
+        each: &mut EachMerged<'_>,
     ) -> anyhow::Result<u64> {
-        let mut tx = self.client.transaction()?;
-        let portal = tx.bind(
+        let tx = RefCell::new(self.client.transaction()?);
+        let mut cursors: Vec<Box<dyn RowCursor + '_>> = Vec::with_capacity(queries.len());
+        for query in queries {
+            let params: Vec<&(dyn ToSql + Sync)> = query
+                .params
+                .iter()
+                .map(|p| p as &(dyn ToSql + Sync))
+                .collect();
+            let portal = tx.borrow_mut().bind(&numbered(&query.sql), &params)?;
+            cursors.push(Box::new(PortalRows {
+                tx: &tx,
+                portal,
+                buffer: VecDeque::new(),
+                done: false,
+            }));
+        }
+        let records = tx.borrow_mut().bind(
             "SELECT key, data, deleted_at, COALESCE(deletion_reason, $4) FROM records
              WHERE connection = $1 AND stream = $2 AND ($3 OR deleted_at IS NULL) ORDER BY key",
             &[
@@ -393,7 +412,7 @@ impl Backend for Postgres {
         )?;
         let mut n = 0;
         loop {
-            let rows = tx.query_portal(&portal, BATCH)?;
+            let rows = tx.borrow_mut().query_portal(&records, BATCH)?;
             if rows.is_empty() {
                 break;
             }
@@ -402,11 +421,12 @@ impl Backend for Postgres {
                     at,
                     reason: row.get(3),
                 });
-                each(row.get(0), row.get(1), deletion)?;
+                each(row.get(0), row.get(1), deletion, &mut cursors)?;
                 n += 1;
             }
         }
-        tx.commit()?;
+        drop(cursors);
+        tx.into_inner().commit()?;
         Ok(n)
     }
 
@@ -513,5 +533,56 @@ impl Backend for Postgres {
 
     fn sqlite(&mut self) -> Option<&mut rusqlite::Connection> {
         None
+    }
+}
+
+/// `sql` with SQLite's `?N` placeholders written as PostgreSQL's `$N`.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An embedded query's rows, fetched from its portal a batch at a time.
+struct PortalRows<'t, 'c> {
+    tx: &'t RefCell<Transaction<'c>>,
+    portal: postgres::Portal,
+    buffer: VecDeque<EmbeddedRow>,
+    done: bool,
+}
+
+impl RowCursor for PortalRows<'_, '_> {
+    fn next_row(&mut self) -> anyhow::Result<Option<EmbeddedRow>> {
+        if self.buffer.is_empty() && !self.done {
+            let rows = self.tx.borrow_mut().query_portal(&self.portal, BATCH)?;
+            self.done = rows.is_empty();
+            self.buffer.extend(rows.iter().map(|row| {
+                let depth = row.len() - 2;
+                EmbeddedRow {
+                    path: (0..depth).map(|c| row.get(c)).collect(),
+                    key: row.get(depth),
+                    data: row.get(depth + 1),
+                }
+            }));
+        }
+        Ok(self.buffer.pop_front())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_numbered_the_postgresql_way() {
+        assert_eq!(
+            super::numbered("a = ?1 AND b = ?12 AND c = '?'"),
+            "a = $1 AND b = $12 AND c = '?'"
+        );
     }
 }

@@ -7,9 +7,9 @@ pub use schema::LATEST_VERSION;
 
 use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
-    now_rfc3339, Backend, Deletion, DeletionReason, EachRecord, FinishedStream, Found, Health,
-    HealthState, KeyedRecord, OpenError, PageCommit, PartitionState, ReadMode, StoreError,
-    StoredRun, StreamPlan, StreamRequest,
+    now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EachRecord, EmbeddedRow,
+    FinishedStream, Found, Health, HealthState, KeyedRecord, OpenError, PageCommit, PartitionState,
+    ReadMode, RowCursor, RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::Path;
@@ -398,14 +398,33 @@ impl Backend for Sqlite {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn for_each_record(
+    fn merged_read(
         &mut self,
         connection: &str,
         stream: &str,
         include_deleted: bool,
-        each: &mut EachRecord<'_>,
+        queries: &[RowQuery],
+        each: &mut EachMerged<'_>,
     ) -> anyhow::Result<u64> {
-        for_each_record(&self.conn, connection, stream, include_deleted, each)
+        let mut statements = queries
+            .iter()
+            .map(|q| self.conn.prepare(&q.sql))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut cursors: Vec<Box<dyn RowCursor + '_>> = Vec::with_capacity(queries.len());
+        for (statement, query) in statements.iter_mut().zip(queries) {
+            let rows = statement.query_map(
+                rusqlite::params_from_iter(query.params.iter()),
+                embedded_row as RowMapper,
+            )?;
+            cursors.push(Box::new(SqliteRows(rows)));
+        }
+        records_in_key_order(
+            &self.conn,
+            connection,
+            stream,
+            include_deleted,
+            &mut |key, data, deletion| each(key, data, deletion, &mut cursors),
+        )
     }
 
     /// Deletes everything stored for `connection` (records, the state of
@@ -475,7 +494,7 @@ impl Backend for Sqlite {
 
 /// The records of a stream in key order, passed to `each` with when and
 /// why they were marked deleted; deleted ones only with `include_deleted`.
-pub(crate) fn for_each_record(
+fn records_in_key_order(
     conn: &Connection,
     connection: &str,
     stream: &str,
@@ -507,4 +526,29 @@ pub(crate) fn for_each_record(
         n += 1;
     }
     Ok(n)
+}
+
+/// How a row of an embedded query becomes an [`EmbeddedRow`].
+type RowMapper = fn(&rusqlite::Row<'_>) -> rusqlite::Result<EmbeddedRow>;
+
+/// The ancestor keys, then the key and the data.
+fn embedded_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EmbeddedRow> {
+    let depth = row.as_ref().column_count() - 2;
+    let path = (0..depth)
+        .map(|c| row.get::<_, String>(c))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(EmbeddedRow {
+        path,
+        key: row.get(depth)?,
+        data: row.get(depth + 1)?,
+    })
+}
+
+/// An embedded query's rows, as SQLite steps through them.
+struct SqliteRows<'s>(rusqlite::MappedRows<'s, RowMapper>);
+
+impl RowCursor for SqliteRows<'_> {
+    fn next_row(&mut self) -> anyhow::Result<Option<EmbeddedRow>> {
+        Ok(self.0.next().transpose()?)
+    }
 }

@@ -90,7 +90,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX health_history_by_connection ON health_history (connection, at);",
 ];
 
-/// The schema version [`Store::open`](super::Store::open) brings a database to.
+/// The schema version [`Store::open`](crate::store::Store::open) brings a database to.
 pub const LATEST_VERSION: u32 = 1 + MIGRATIONS.len() as u32;
 
 /// Brings the database to [`LATEST_VERSION`], or refuses a newer one.
