@@ -248,17 +248,8 @@ impl Fixture {
 
     /// `export` parsed into JSON values.
     pub fn export(&self, config: &std::path::Path, stream: &str, nested: bool) -> Vec<Value> {
-        let mut args = vec![
-            "export",
-            "--config",
-            config.to_str().unwrap(),
-            "--stream",
-            stream,
-        ];
-        if nested {
-            args.push("--nested");
-        }
-        self.export_with(&args)
+        let nested: &[&str] = if nested { &["--nested"] } else { &[] };
+        self.export_with(&export_args(config, stream, nested))
     }
 
     /// `export --include-deleted` (flat) parsed into JSON values.
@@ -539,6 +530,23 @@ pub fn sigterm(child: &std::process::Child) {
         .status()
         .expect("kill runs");
     assert!(term.success(), "kill -TERM failed");
+}
+
+/// The arguments of `export --config CONFIG --stream STREAM`, then `extra`.
+pub fn export_args<'a>(
+    config: &'a std::path::Path,
+    stream: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "export",
+        "--config",
+        config.to_str().expect("a UTF-8 path"),
+        "--stream",
+        stream,
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// A child process killed (and reaped) when dropped: a test that fails

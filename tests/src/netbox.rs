@@ -78,15 +78,7 @@ impl NetBoxFixture {
 
     /// `export` of `stream` (with `extra` flags) parsed into JSON values.
     pub fn export(&self, config: &std::path::Path, stream: &str, extra: &[&str]) -> Vec<Value> {
-        let mut args = vec![
-            "export",
-            "--config",
-            config.to_str().unwrap(),
-            "--stream",
-            stream,
-        ];
-        args.extend_from_slice(extra);
-        json_lines(&self.cli(&args).ok())
+        json_lines(&self.cli(&crate::export_args(config, stream, extra)).ok())
     }
 
     /// The records the emulator's data should produce, by stream, sorted by id.

@@ -30,17 +30,9 @@ fn export(
     stream: &str,
     nested: bool,
 ) -> String {
-    let mut args = vec![
-        "export",
-        "--config",
-        config.to_str().unwrap(),
-        "--stream",
-        stream,
-    ];
-    if nested {
-        args.push("--nested");
-    }
-    f.cli_with_env(&args, env).ok()
+    let nested: &[&str] = if nested { &["--nested"] } else { &[] };
+    f.cli_with_env(&connector_e2e::export_args(config, stream, nested), env)
+        .ok()
 }
 
 #[test]
