@@ -17,6 +17,7 @@
 //! the crate's `Backend` trait, and the planning of a read (`plan.rs`) is
 //! shared.
 
+pub mod lease;
 mod plan;
 mod postgres;
 mod sqlite;
@@ -24,10 +25,12 @@ mod sqlite;
 pub use self::postgres::PostgresTarget;
 pub use sqlite::LATEST_VERSION;
 
+use lease::Lease;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// One record to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,6 +293,20 @@ pub enum StoreError {
     /// PostgreSQL's.
     #[error("PostgreSQL: {}", describe_postgres(.0))]
     Postgres(#[from] ::postgres::Error),
+    /// A page was not written: its lease was lost (expired, or claimed by
+    /// another worker since).
+    #[error("partition {partition} of `{stream}` of {connection} is no longer this worker's (its lease expired or another worker took it over); nothing of the page was written")]
+    Fenced {
+        /// The connection.
+        connection: String,
+        /// The stream.
+        stream: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// Leases were asked of a SQLite store.
+    #[error("{0} needs a PostgreSQL database (database = \"postgresql://…\"); a SQLite file has one writer")]
+    NeedsPostgres(&'static str),
 }
 
 /// A PostgreSQL error with the server's message when it sent one.
@@ -407,7 +424,19 @@ pub(crate) trait Backend: Send {
         connection: &str,
         stream: &str,
         page: PageCommit<'_>,
+        fence: Option<&Lease>,
     ) -> Result<u64, StoreError>;
+    fn claim(&mut self, _holder: &str, _lease: Duration) -> Result<Option<Lease>, StoreError> {
+        Err(StoreError::NeedsPostgres(
+            "sharing partitions between workers",
+        ))
+    }
+    fn renew(&mut self, _held: &Lease, _lease: Duration) -> Result<bool, StoreError> {
+        Err(StoreError::NeedsPostgres("a lease"))
+    }
+    fn release(&mut self, _held: &Lease) -> Result<(), StoreError> {
+        Err(StoreError::NeedsPostgres("a lease"))
+    }
     fn finish_stream(
         &mut self,
         connection: &str,
@@ -525,7 +554,39 @@ impl Store {
         stream: &str,
         page: PageCommit<'_>,
     ) -> Result<u64, StoreError> {
-        self.with(|b| b.commit_page(connection, stream, page))
+        self.with(|b| b.commit_page(connection, stream, page, None))
+    }
+
+    /// [`Store::commit_page`] under `lease`: the page is written only if
+    /// the lease is still this worker's, checked in the page's transaction
+    /// ([`StoreError::Fenced`] otherwise). PostgreSQL only.
+    pub fn commit_page_fenced(
+        &mut self,
+        page: PageCommit<'_>,
+        lease: &Lease,
+    ) -> Result<u64, StoreError> {
+        self.with(|b| b.commit_page(&lease.connection, &lease.stream, page, Some(lease)))
+    }
+
+    /// Claims, for `holder` and for `lease` (on the database's clock), a
+    /// partition of a read in progress that no live lease holds; `None`
+    /// when there is none. PostgreSQL only.
+    pub fn claim_partition(
+        &mut self,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.with(|b| b.claim(holder, lease))
+    }
+
+    /// Extends `held` by `lease` from now; `false` when it was lost.
+    pub fn renew_lease(&mut self, held: &Lease, lease: Duration) -> Result<bool, StoreError> {
+        self.with(|b| b.renew(held, lease))
+    }
+
+    /// Gives `held` up.
+    pub fn release_lease(&mut self, held: &Lease) -> Result<(), StoreError> {
+        self.with(|b| b.release(held))
     }
 
     /// Completes a read once every partition is done: stores the stream's

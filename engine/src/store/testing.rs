@@ -35,6 +35,14 @@ impl Drop for DroppedDatabase {
 }
 
 impl TestStore {
+    /// How to reach the PostgreSQL database (another client of it).
+    pub(crate) fn target(&self) -> PostgresTarget {
+        PostgresTarget {
+            url: format!("{}?sslmode=disable", self.url()),
+            ..cluster()
+        }
+    }
+
     /// The PostgreSQL database's URL (without options).
     pub(crate) fn url(&self) -> String {
         let database = self._database.as_ref().expect("a PostgreSQL store");

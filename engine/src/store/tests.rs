@@ -564,3 +564,95 @@ mod postgres_only {
         assert!(!e.to_string().contains("not-the-password"), "{e}");
     }
 }
+
+mod leases {
+    use super::super::testing::{postgres, sqlite};
+    use super::super::{Store, StoreError};
+    use super::{full, keys, page, rec};
+    use std::time::Duration;
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    #[test]
+    #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+    fn workers_claim_different_partitions_and_a_lost_lease_cannot_commit() {
+        let mut db = postgres();
+        let s = &mut db.store;
+        let plan = s.begin_stream("c", "s", full(2)).unwrap();
+        let a = s.claim_partition("worker-a", LEASE).unwrap().unwrap();
+        let b = s.claim_partition("worker-b", LEASE).unwrap().unwrap();
+        assert_ne!(a.partition, b.partition);
+        assert!(s.claim_partition("worker-c", LEASE).unwrap().is_none());
+        let first = [rec("a1", "{}")];
+        s.commit_page_fenced(
+            page(plan.generation, a.partition, &first, Some("cur-a"), None),
+            &a,
+        )
+        .unwrap();
+        // A's lease runs out (renewed for no time: expired at once, nobody
+        // waits); C takes the partition over from A's last committed cursor.
+        assert!(s.renew_lease(&a, Duration::ZERO).unwrap());
+        let c = s.claim_partition("worker-c", LEASE).unwrap().unwrap();
+        assert_eq!(
+            (c.partition, c.cursor.as_deref()),
+            (a.partition, Some("cur-a"))
+        );
+        assert!(c.token > a.token);
+        // A, back from its pause, cannot commit, nor renew: nothing is written.
+        let late = [rec("late", "{}")];
+        let e = s
+            .commit_page_fenced(page(plan.generation, a.partition, &late, None, None), &a)
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
+        assert!(!keys(s).contains(&"late".to_string()));
+        assert!(!s.renew_lease(&a, LEASE).unwrap());
+        // C and B finish their partitions; done ones are not claimed again.
+        let rest = [rec("a2", "{}")];
+        s.commit_page_fenced(page(plan.generation, c.partition, &rest, None, None), &c)
+            .unwrap();
+        let theirs = [rec("b1", "{}")];
+        s.commit_page_fenced(page(plan.generation, b.partition, &theirs, None, None), &b)
+            .unwrap();
+        s.release_lease(&c).unwrap();
+        s.release_lease(&b).unwrap();
+        assert!(s.claim_partition("worker-d", LEASE).unwrap().is_none());
+        assert_eq!(keys(s), ["a1", "a2", "b1"]);
+    }
+
+    #[test]
+    #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+    fn workers_claiming_at_once_take_each_partition_once() {
+        let mut db = postgres();
+        db.store.begin_stream("c", "s", full(16)).unwrap();
+        let target = db.target();
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let target = target.clone();
+                std::thread::spawn(move || {
+                    let mut s = Store::open_postgres(&target).unwrap();
+                    let mut mine = Vec::new();
+                    while let Some(lease) =
+                        s.claim_partition(&format!("worker-{w}"), LEASE).unwrap()
+                    {
+                        mine.push(lease.partition);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut claimed: Vec<u32> = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        claimed.sort_unstable();
+        assert_eq!(claimed, (0..16).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_sqlite_store_has_no_leases() {
+        let mut db = sqlite();
+        let e = db.store.claim_partition("worker", LEASE).unwrap_err();
+        assert!(matches!(e, StoreError::NeedsPostgres(_)), "{e}");
+        assert!(e.to_string().contains("postgresql://"), "{e}");
+    }
+}

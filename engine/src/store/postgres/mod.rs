@@ -6,12 +6,14 @@
 //! and JSON is searched with `jsonb_each_text`.
 
 mod connect;
+mod leases;
 mod schema;
 
 pub use connect::PostgresTarget;
 #[cfg(test)]
 pub(crate) use schema::LATEST_VERSION;
 
+use super::lease::Lease;
 use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
     now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EmbeddedRow, FinishedStream, Found,
@@ -22,6 +24,7 @@ use postgres::types::ToSql;
 use postgres::{Client, Transaction};
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::time::Duration;
 
 /// Records read per round trip by [`Backend::for_each_record`].
 const BATCH: i32 = 2000;
@@ -166,10 +169,14 @@ impl Backend for Postgres {
         connection: &str,
         stream: &str,
         page: PageCommit<'_>,
+        fence: Option<&Lease>,
     ) -> Result<u64, StoreError> {
         let now = now_rfc3339();
         let (keys, data, parents) = record_columns(&page);
         let mut tx = self.client.transaction()?;
+        if let Some(held) = fence {
+            leases::fence(&mut tx, held)?;
+        }
         tx.execute(
             "INSERT INTO records (connection, stream, key, data, parent, generation, first_seen, changed_at, deleted_at)
              SELECT $1, $2, r.key, r.data, r.parent, $6, $7, $7, NULL
@@ -217,6 +224,18 @@ impl Backend for Postgres {
         )?;
         tx.commit()?;
         Ok(tombstoned)
+    }
+
+    fn claim(&mut self, holder: &str, lease: Duration) -> Result<Option<Lease>, StoreError> {
+        leases::claim(&mut self.client, holder, lease)
+    }
+
+    fn renew(&mut self, held: &Lease, lease: Duration) -> Result<bool, StoreError> {
+        leases::renew(&mut self.client, held, lease)
+    }
+
+    fn release(&mut self, held: &Lease) -> Result<(), StoreError> {
+        leases::release(&mut self.client, held)
     }
 
     fn finish_stream(

@@ -79,6 +79,19 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_by_connection ON runs (connection, id);
 "#,
+    // Version 2: leases, for workers sharing the partitions of reads.
+    r#"
+CREATE SEQUENCE lease_tokens;
+CREATE TABLE leases (
+    connection TEXT COLLATE "C" NOT NULL,
+    stream     TEXT COLLATE "C" NOT NULL,
+    partition  BIGINT NOT NULL,
+    holder     TEXT NOT NULL,
+    token      BIGINT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (connection, stream, partition)
+);
+"#,
 ];
 
 /// The schema version [`migrate`] brings a database to.

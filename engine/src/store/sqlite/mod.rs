@@ -5,6 +5,7 @@ mod schema;
 
 pub use schema::LATEST_VERSION;
 
+use super::lease::Lease;
 use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
     now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EachRecord, EmbeddedRow,
@@ -138,7 +139,11 @@ impl Backend for Sqlite {
         connection: &str,
         stream: &str,
         page: PageCommit<'_>,
+        fence: Option<&Lease>,
     ) -> Result<u64, StoreError> {
+        if fence.is_some() {
+            return Err(StoreError::NeedsPostgres("a lease"));
+        }
         let now = now_rfc3339();
         let tx = self.conn.transaction()?;
         let mut tombstoned = 0;

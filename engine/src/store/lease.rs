@@ -1,0 +1,43 @@
+//! Leases: how workers sharing a PostgreSQL store share the partitions of
+//! the streams being read, and why a worker that lost its partition can
+//! never write to it.
+//!
+//! - **Claim.** A worker takes one partition that is not done, of a stream
+//!   whose read is not complete, and that no live lease holds: the
+//!   partition's row is locked with `FOR UPDATE SKIP LOCKED` (two workers
+//!   never take the same one, neither waits for the other), and its lease
+//!   gets a new **token** from a sequence and an expiry on the database's
+//!   clock.
+//! - **Heartbeat.** The holder renews the lease before it expires; a renewal
+//!   succeeds only with the current token, before expiry.
+//! - **Fence.** Every page is committed with the lease: in the page's own
+//!   transaction the lease row is locked and must still carry the token and
+//!   be unexpired, or nothing of the page is written
+//!   ([`StoreError::Fenced`](super::StoreError::Fenced)). A worker paused
+//!   past its lease (or cut off from the database) has lost it: its token
+//!   was replaced by the next claim, or its expiry passed.
+//! - **Expiry.** A killed worker's leases expire; another worker claims the
+//!   partition and resumes from its last committed cursor: nothing lost
+//!   (the cursor moves only with its page), nothing doubled (records are
+//!   upserted by key).
+//!
+//! Leases need PostgreSQL; a SQLite store has one writer and none.
+
+/// A worker's hold on one partition of a stream's current read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The connection.
+    pub connection: String,
+    /// The stream.
+    pub stream: String,
+    /// The partition.
+    pub partition: u32,
+    /// Who holds it (a worker's name).
+    pub holder: String,
+    /// The fencing token: each claim of the partition gets a greater one.
+    pub token: i64,
+    /// The read's generation, for the pages committed under the lease.
+    pub generation: i64,
+    /// Where the partition's read stands: the cursor to continue from.
+    pub cursor: Option<String>,
+}
