@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throw-away PostgreSQL cluster for the tests, on 127.0.0.1 only, in a
-# temporary directory, with a random password (SCRAM) and no fsync.
+# temporary directory, with a random password (SCRAM) and no fsync (with
+# DURABLE=1, PostgreSQL's own durable defaults: for benchmarks).
 #
 #   eval "$(tools/postgres-cluster.sh start)"
 #       starts one and prints the variables the tests read:
@@ -53,9 +54,11 @@ start() {
     -A scram-sha-256 -E UTF8 --locale=C --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
   rm -f "$dir/password"
+  local speed="-c fsync=off -c full_page_writes=off"
+  if [ "${DURABLE:-0}" = 1 ]; then speed=""; fi
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -s \
-    -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off -c max_connections=200" start >&2 \
+    -o "-h 127.0.0.1 -p $port -k $dir $speed -c max_connections=200" start >&2 \
     || { cat "$dir/server.log" >&2; exit 1; }
   echo "export CONNECTOR_TEST_POSTGRES=postgresql://connector@127.0.0.1:$port/postgres"
   echo "export CONNECTOR_TEST_POSTGRES_PASSWORD=$password"

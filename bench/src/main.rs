@@ -13,6 +13,8 @@
 //! compiled-component cache. Prints a table and writes it as JSON.
 //! See BENCHMARKS.md for the command and the latest results.
 
+mod postgres;
+
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde::Serialize;
@@ -50,6 +52,10 @@ struct Args {
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench/results.json")]
     out: PathBuf,
+    /// Also sync into this PostgreSQL database (emptied before each run;
+    /// password in `BENCH_POSTGRES_PASSWORD`), at 0 ms latency.
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 const USER: &str = "svc_bench";
@@ -191,12 +197,17 @@ impl Bench<'_> {
     /// round's changes, not also those of the previous round (they happened
     /// within the default 60 s lag).
     fn config(&self) -> Result<PathBuf> {
-        let path = self.dir.join("bench.toml");
+        let database = format!("database = {:?}", self.database().display().to_string());
+        self.config_into("bench.toml", &database)
+    }
+
+    /// The configuration file `file`, its records going where `database` says.
+    fn config_into(&self, file: &str, database: &str) -> Result<PathBuf> {
+        let path = self.dir.join(file);
         std::fs::write(
             &path,
             format!(
-                "database = {:?}\n[settings]\ninstance = {:?}\nwatermark_lag_seconds = \"0\"\n[network]\ntls_ca_file = {:?}\n[auth]\nmethod = \"basic\"\nusername = {USER:?}\npassword_env = \"BENCH_PASSWORD\"\n",
-                self.database().display().to_string(),
+                "{database}\n[settings]\ninstance = {:?}\nwatermark_lag_seconds = \"0\"\n[network]\ntls_ca_file = {:?}\n[auth]\nmethod = \"basic\"\nusername = {USER:?}\npassword_env = \"BENCH_PASSWORD\"\n",
                 self.emulator.base_url(),
                 self.ca_file().display().to_string(),
             ),
@@ -521,6 +532,9 @@ fn main() -> Result<()> {
                 latency_ms,
             };
             let mut measured = vec![bench.host_full()?, bench.native_full()?];
+            if let (Some(url), 0) = (&args.postgres, latency_ms) {
+                measured.push(bench.host_full_postgres(url)?);
+            }
             if args.pysnc_devices.contains(&devices) {
                 measured.push(bench.pysnc("defaults")?);
                 measured.push(bench.pysnc("tuned")?);
