@@ -32,13 +32,15 @@ pub(super) struct StoredConnections {
     pub(super) config_dir: PathBuf,
     /// Time between syncs of a connection that sets none.
     pub(super) every: Duration,
+    /// The databases opened so far, by connection.
+    pub(super) stores: std::sync::Mutex<std::collections::HashMap<String, Arc<Store>>>,
 }
 
 impl Backend for StoredConnections {
     fn connections(&self) -> Result<Vec<ConnectionView>> {
         self.all()
             .iter()
-            .map(|c| self.view(c, open_store(c)?.as_ref()))
+            .map(|c| self.view(c, self.store(c)?.as_deref()))
             .collect()
     }
 
@@ -96,8 +98,9 @@ impl Backend for StoredConnections {
             return Ok(None);
         };
         let c = &c;
-        let store = open_store(c)?;
-        let (runs, history) = match &store {
+        let opened = self.store(c)?;
+        let store = opened.as_deref();
+        let (runs, history) = match store {
             Some(store) => (
                 store.recent_runs(&c.name, RUNS_SHOWN)?,
                 store.health_history(&c.name, RUNS_SHOWN)?,
@@ -105,7 +108,7 @@ impl Backend for StoredConnections {
             None => (Vec::new(), Vec::new()),
         };
         Ok(Some(ConnectionDetail {
-            connection: self.view(c, store.as_ref())?,
+            connection: self.view(c, store)?,
             runs: runs.iter().map(run_view).collect(),
             health_history: history
                 .into_iter()
@@ -152,14 +155,6 @@ fn schedule_view(keeper: &Keeper) -> ScheduleView {
 
 /// Runs (and changes of health) a connection's page lists.
 const RUNS_SHOWN: u32 = 10;
-
-/// The connection's database, when it exists (not before its first sync).
-fn open_store(c: &Configured) -> Result<Option<Store>> {
-    let Some(database) = c.database.as_ref().filter(|d| d.exists()) else {
-        return Ok(None);
-    };
-    database.open().map(Some)
-}
 
 /// A stored run with its completeness report, per stream and partition.
 fn run_view(run: &StoredRun) -> RunView {
@@ -249,7 +244,7 @@ impl StoredConnections {
         let Some(c) = self.find(id) else {
             return Ok(None);
         };
-        let Some(store) = open_store(&c)? else {
+        let Some(store) = self.store(&c)? else {
             return Ok(None);
         };
         let view = self.view(&c, Some(&store))?;
@@ -261,6 +256,22 @@ impl StoredConnections {
         let mut view = stored_view(c, store)?;
         view.schedule = self.keepers.find(&c.id).map(|k| schedule_view(&k));
         Ok(view)
+    }
+
+    /// The connection's database, when it exists (not before its first
+    /// sync): opened once, then kept (a PostgreSQL connection is not made
+    /// per page view).
+    fn store(&self, c: &Configured) -> Result<Option<Arc<Store>>> {
+        let mut open = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = open.get(&c.id) {
+            return Ok(Some(store.clone()));
+        }
+        let Some(database) = c.database.as_ref().filter(|d| d.exists()) else {
+            return Ok(None);
+        };
+        let store = Arc::new(database.open()?);
+        open.insert(c.id.clone(), store.clone());
+        Ok(Some(store))
     }
 
     /// Every connection, as it stands now.

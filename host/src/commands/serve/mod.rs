@@ -80,6 +80,7 @@ pub async fn serve(
         offered: offered_forms().await?,
         config_dir: options.config_dir.clone(),
         every: options.every,
+        stores: Default::default(),
     });
     let console_stop = stop.clone();
     let shutdown = async move { console_stop.triggered().await };
