@@ -158,37 +158,7 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
         (303, Some("/connections/servicenow"))
     );
     assert!(f.state().wait_for_requests(before + 1, PATIENCE) > before);
-    // The record browser finds a device by an adapter's IP, and its page
-    // shows the adapter and the business application it serves.
-    let devices = connector_e2e::expected_records(f.state(), "devices");
-    let apps = connector_e2e::expected_records(f.state(), "business_applications");
-    let app_of = |device: &str| {
-        let device = devices.iter().find(|d| d["sysId"] == device)?;
-        let app = device["uPrimaryBusinessApplication"].as_str()?;
-        apps.iter().find(|a| a["sysId"] == app)
-    };
-    let adapters = connector_e2e::expected_records(f.state(), "network_adapters");
-    let (adapter, app) = adapters
-        .iter()
-        .filter(|a| a["ipAddress"].is_string() && a["macAddress"].is_string())
-        .find_map(|a| Some((a, app_of(a["deviceSysId"].as_str()?)?)))
-        .expect("an adapter with an IP and a MAC on a device serving an application");
-    let ip = adapter["ipAddress"].as_str().unwrap();
-    let device = adapter["deviceSysId"].as_str().unwrap();
-    let (status, _, found) = get(
-        &format!("{base}/connections/servicenow/streams/devices?q={ip}"),
-        Some(&cookie),
-    );
-    assert_eq!(status, 200, "{found}");
-    let href = format!("/connections/servicenow/streams/devices/records/{device}");
-    assert!(found.contains(&href), "{found}");
-    let (status, _, record) = get(&format!("{base}{href}"), Some(&cookie));
-    assert_eq!(status, 200, "{record}");
-    assert!(
-        record.contains(adapter["macAddress"].as_str().unwrap()),
-        "{record}"
-    );
-    assert!(record.contains(app["name"].as_str().unwrap()), "{record}");
+    finds_a_device_by_an_adapters_ip(&f, &base, &cookie, "servicenow");
     // "Disconnect", deleting the records: the file is set aside, the
     // records go once the sync in flight stopped.
     let ask = format!("{base}/connections/servicenow/disconnect");
@@ -213,6 +183,41 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
     connector_e2e::sigterm(&child);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+/// The record browser of connection `id` finds a device by an adapter's
+/// IP, and the device's page shows the adapter's MAC and the business
+/// application the device serves.
+pub(crate) fn finds_a_device_by_an_adapters_ip(f: &Fixture, base: &str, cookie: &str, id: &str) {
+    let devices = connector_e2e::expected_records(f.state(), "devices");
+    let apps = connector_e2e::expected_records(f.state(), "business_applications");
+    let app_of = |device: &str| {
+        let device = devices.iter().find(|d| d["sysId"] == device)?;
+        let app = device["uPrimaryBusinessApplication"].as_str()?;
+        apps.iter().find(|a| a["sysId"] == app)
+    };
+    let adapters = connector_e2e::expected_records(f.state(), "network_adapters");
+    let (adapter, app) = adapters
+        .iter()
+        .filter(|a| a["ipAddress"].is_string() && a["macAddress"].is_string())
+        .find_map(|a| Some((a, app_of(a["deviceSysId"].as_str()?)?)))
+        .expect("an adapter with an IP and a MAC on a device serving an application");
+    let ip = adapter["ipAddress"].as_str().unwrap();
+    let device = adapter["deviceSysId"].as_str().unwrap();
+    let (status, _, found) = get(
+        &format!("{base}/connections/{id}/streams/devices?q={ip}"),
+        Some(cookie),
+    );
+    assert_eq!(status, 200, "{found}");
+    let href = format!("/connections/{id}/streams/devices/records/{device}");
+    assert!(found.contains(&href), "{found}");
+    let (status, _, record) = get(&format!("{base}{href}"), Some(cookie));
+    assert_eq!(status, 200, "{record}");
+    assert!(
+        record.contains(adapter["macAddress"].as_str().unwrap()),
+        "{record}"
+    );
+    assert!(record.contains(app["name"].as_str().unwrap()), "{record}");
 }
 
 /// `fields` as `application/x-www-form-urlencoded`.

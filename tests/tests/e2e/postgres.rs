@@ -126,7 +126,9 @@ fn a_wrong_database_password_or_a_missing_variable_says_what_to_fix() {
 #[test]
 #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
 fn the_console_shows_and_searches_a_connection_stored_in_postgresql() {
-    use super::console::{get, signed_in, spawn_serve_with, wait_for_page};
+    use super::console::{
+        finds_a_device_by_an_adapters_ip, signed_in, spawn_serve_with, wait_for_page,
+    };
     let f = Fixture::start(300);
     let db = TestDatabase::create();
     std::fs::create_dir(f.dir.path().join("connections")).unwrap();
@@ -151,26 +153,7 @@ fn the_console_shows_and_searches_a_connection_stored_in_postgresql() {
     assert!(page.contains("Connected"), "{page}");
     assert!(page.contains(">300<"), "{page}");
     // The record browser finds a device by an adapter's IP there too.
-    let adapters = connector_e2e::expected_records(f.state(), "network_adapters");
-    let adapter = adapters
-        .iter()
-        .find(|a| a["ipAddress"].is_string() && a["macAddress"].is_string())
-        .expect("an adapter with an IP and a MAC");
-    let ip = adapter["ipAddress"].as_str().unwrap();
-    let device = adapter["deviceSysId"].as_str().unwrap();
-    let (status, _, found) = get(
-        &format!("{base}/connections/cmdb/streams/devices?q={ip}"),
-        Some(&cookie),
-    );
-    assert_eq!(status, 200, "{found}");
-    let href = format!("/connections/cmdb/streams/devices/records/{device}");
-    assert!(found.contains(&href), "{found}");
-    let (status, _, record) = get(&format!("{base}{href}"), Some(&cookie));
-    assert_eq!(status, 200, "{record}");
-    assert!(
-        record.contains(adapter["macAddress"].as_str().unwrap()),
-        "{record}"
-    );
+    finds_a_device_by_an_adapters_ip(&f, &base, &cookie, "cmdb");
     connector_e2e::sigterm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
