@@ -4,10 +4,12 @@
 //!
 //! - **Claim.** A worker takes one partition that is not done, of a stream
 //!   whose read is not complete, and that no live lease holds: the
-//!   partition's row is locked with `FOR UPDATE SKIP LOCKED` (two workers
-//!   never take the same one, neither waits for the other), and its lease
-//!   gets a new **token** from a sequence and an expiry on the database's
-//!   clock.
+//!   partition's row is locked with `FOR UPDATE SKIP LOCKED` (neither
+//!   worker waits for the other) and updated in the same statement with a
+//!   new **token** from a sequence and an expiry on the database's clock.
+//!   The lease lives in the partition's row, so a worker that locks the row
+//!   after another's claim committed has it re-checked against the claimed
+//!   version and passes on: two workers never take the same partition.
 //! - **Heartbeat.** The holder renews the lease before it expires; a renewal
 //!   succeeds only with the current token, before expiry.
 //! - **Fence.** Every page is committed with the lease: in the page's own

@@ -568,7 +568,7 @@ mod postgres_only {
 mod leases {
     use super::super::testing::{postgres, sqlite};
     use super::super::{Store, StoreError};
-    use super::{full, keys, page, rec};
+    use super::{forced_full, full, keys, page, rec};
     use std::time::Duration;
 
     const LEASE: Duration = Duration::from_secs(30);
@@ -623,29 +623,37 @@ mod leases {
     #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
     fn workers_claiming_at_once_take_each_partition_once() {
         let mut db = postgres();
-        db.store.begin_stream("c", "s", full(16)).unwrap();
         let target = db.target();
-        let workers: Vec<_> = (0..4)
-            .map(|w| {
-                let target = target.clone();
-                std::thread::spawn(move || {
-                    let mut s = Store::open_postgres(&target).unwrap();
-                    let mut mine = Vec::new();
-                    while let Some(lease) =
-                        s.claim_partition(&format!("worker-{w}"), LEASE).unwrap()
-                    {
-                        mine.push(lease.partition);
-                    }
-                    mine
+        // Ten reads, each claimed by four workers at once; a worker reads
+        // each partition it takes to its end (an empty last page).
+        for round in 0..10 {
+            let plan = db.store.begin_stream("c", "s", forced_full(16)).unwrap();
+            let workers: Vec<_> = (0..4)
+                .map(|w| {
+                    let target = target.clone();
+                    std::thread::spawn(move || {
+                        let mut s = Store::open_postgres(&target).unwrap();
+                        let mut mine = Vec::new();
+                        while let Some(lease) =
+                            s.claim_partition(&format!("worker-{w}"), LEASE).unwrap()
+                        {
+                            let last = page(lease.generation, lease.partition, &[], None, None);
+                            s.commit_page_fenced(last, &lease).unwrap();
+                            mine.push(lease.partition);
+                            assert!(mine.len() <= 16, "partitions taken again: {mine:?}");
+                        }
+                        mine
+                    })
                 })
-            })
-            .collect();
-        let mut claimed: Vec<u32> = workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect();
-        claimed.sort_unstable();
-        assert_eq!(claimed, (0..16).collect::<Vec<_>>());
+                .collect();
+            let mut claimed: Vec<u32> = workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect();
+            claimed.sort_unstable();
+            assert_eq!(claimed, (0..16).collect::<Vec<_>>(), "round {round}");
+            db.store.finish_stream("c", "s", &plan, None).unwrap();
+        }
     }
 
     #[test]

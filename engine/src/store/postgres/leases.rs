@@ -1,16 +1,18 @@
 //! The lease protocol on PostgreSQL ([`crate::store::lease`] says why):
-//! claims with `FOR UPDATE SKIP LOCKED`, tokens from a sequence, expiries
-//! on the database's clock, the fence checked in a page's transaction.
+//! a lease is three columns of its partition's row (holder, token,
+//! expiry), claimed with `FOR UPDATE SKIP LOCKED` and an `UPDATE` of that
+//! row, tokens from a sequence, expiries on the database's clock, the fence
+//! checked in a page's transaction.
+//!
+//! Because the claim updates the very row it locked, a second worker that
+//! reaches the row after the first claim committed has the row re-checked
+//! against its new version by PostgreSQL (read committed), sees a live
+//! lease, and passes on: two workers never hold one partition.
 
 use super::super::lease::Lease;
 use super::super::StoreError;
 use postgres::{Client, Transaction};
 use std::time::Duration;
-
-/// The lease's interval, for `now() + $n`.
-fn seconds(lease: Duration) -> f64 {
-    lease.as_secs_f64()
-}
 
 /// Takes a partition no live lease holds, for `holder`, for `lease`.
 pub(super) fn claim(
@@ -18,43 +20,32 @@ pub(super) fn claim(
     holder: &str,
     lease: Duration,
 ) -> Result<Option<Lease>, StoreError> {
-    let mut tx = client.transaction()?;
-    let candidate = tx.query_opt(
-        "SELECT p.connection, p.stream, p.partition, s.generation, p.cursor
-         FROM partitions p
-         JOIN streams s ON s.connection = p.connection AND s.stream = p.stream
-         LEFT JOIN leases l ON l.connection = p.connection AND l.stream = p.stream
-                           AND l.partition = p.partition
-         WHERE NOT p.done AND NOT s.complete AND (l.token IS NULL OR l.expires_at <= now())
-         ORDER BY p.connection, p.stream, p.partition
-         LIMIT 1
-         FOR UPDATE OF p SKIP LOCKED",
-        &[],
+    let row = client.query_opt(
+        "UPDATE partitions p
+         SET lease_holder = $1, lease_token = nextval('lease_tokens'),
+             lease_expires_at = now() + make_interval(secs => $2)
+         FROM streams s
+         WHERE s.connection = p.connection AND s.stream = p.stream
+           AND (p.connection, p.stream, p.partition) = (
+             SELECT c.connection, c.stream, c.partition
+             FROM partitions c
+             JOIN streams cs ON cs.connection = c.connection AND cs.stream = c.stream
+             WHERE NOT c.done AND NOT cs.complete
+               AND (c.lease_token IS NULL OR c.lease_expires_at <= now())
+             ORDER BY c.connection, c.stream, c.partition
+             LIMIT 1
+             FOR UPDATE OF c SKIP LOCKED)
+         RETURNING p.connection, p.stream, p.partition, p.lease_token, s.generation, p.cursor",
+        &[&holder, &lease.as_secs_f64()],
     )?;
-    let Some(row) = candidate else {
-        return Ok(None);
-    };
-    let (connection, stream, partition): (String, String, i64) =
-        (row.get(0), row.get(1), row.get(2));
-    let token: i64 = tx
-        .query_one(
-            "INSERT INTO leases (connection, stream, partition, holder, token, expires_at)
-             VALUES ($1, $2, $3, $4, nextval('lease_tokens'), now() + make_interval(secs => $5))
-             ON CONFLICT (connection, stream, partition) DO UPDATE SET
-                holder = excluded.holder, token = excluded.token, expires_at = excluded.expires_at
-             RETURNING token",
-            &[&connection, &stream, &partition, &holder, &seconds(lease)],
-        )?
-        .get(0);
-    tx.commit()?;
-    Ok(Some(Lease {
-        connection,
-        stream,
-        partition: partition as u32,
+    Ok(row.map(|r| Lease {
+        connection: r.get(0),
+        stream: r.get(1),
+        partition: r.get::<_, i64>(2) as u32,
         holder: holder.to_string(),
-        token,
-        generation: row.get(3),
-        cursor: row.get(4),
+        token: r.get(3),
+        generation: r.get(4),
+        cursor: r.get(5),
     }))
 }
 
@@ -65,14 +56,15 @@ pub(super) fn renew(
     lease: Duration,
 ) -> Result<bool, StoreError> {
     let renewed = client.execute(
-        "UPDATE leases SET expires_at = now() + make_interval(secs => $5)
-         WHERE connection = $1 AND stream = $2 AND partition = $3 AND token = $4 AND expires_at > now()",
+        "UPDATE partitions SET lease_expires_at = now() + make_interval(secs => $5)
+         WHERE connection = $1 AND stream = $2 AND partition = $3
+           AND lease_token = $4 AND lease_expires_at > now()",
         &[
             &held.connection,
             &held.stream,
             &i64::from(held.partition),
             &held.token,
-            &seconds(lease),
+            &lease.as_secs_f64(),
         ],
     )?;
     Ok(renewed == 1)
@@ -81,20 +73,32 @@ pub(super) fn renew(
 /// Gives `held` up (its partition is done, or its worker stops).
 pub(super) fn release(client: &mut Client, held: &Lease) -> Result<(), StoreError> {
     client.execute(
-        "DELETE FROM leases WHERE connection = $1 AND stream = $2 AND partition = $3 AND token = $4",
-        &[&held.connection, &held.stream, &i64::from(held.partition), &held.token],
+        "UPDATE partitions SET lease_holder = NULL, lease_token = NULL, lease_expires_at = NULL
+         WHERE connection = $1 AND stream = $2 AND partition = $3 AND lease_token = $4",
+        &[
+            &held.connection,
+            &held.stream,
+            &i64::from(held.partition),
+            &held.token,
+        ],
     )?;
     Ok(())
 }
 
-/// In a page's transaction: locks `held`'s row and checks it still carries
-/// its token, unexpired; [`StoreError::Fenced`] otherwise.
+/// In a page's transaction: locks `held`'s partition row and checks it
+/// still carries its token, unexpired; [`StoreError::Fenced`] otherwise.
 pub(super) fn fence(tx: &mut Transaction<'_>, held: &Lease) -> Result<(), StoreError> {
     let current = tx.query_opt(
-        "SELECT 1 FROM leases
-         WHERE connection = $1 AND stream = $2 AND partition = $3 AND token = $4 AND expires_at > now()
+        "SELECT 1 FROM partitions
+         WHERE connection = $1 AND stream = $2 AND partition = $3
+           AND lease_token = $4 AND lease_expires_at > now()
          FOR UPDATE",
-        &[&held.connection, &held.stream, &i64::from(held.partition), &held.token],
+        &[
+            &held.connection,
+            &held.stream,
+            &i64::from(held.partition),
+            &held.token,
+        ],
     )?;
     match current {
         Some(_) => Ok(()),

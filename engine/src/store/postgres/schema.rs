@@ -79,18 +79,17 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_by_connection ON runs (connection, id);
 "#,
-    // Version 2: leases, for workers sharing the partitions of reads.
+    // Version 2: leases, for workers sharing the partitions of reads. They
+    // are columns of the partition's row, so that a claim updates the row it
+    // locks: a worker that locks it after another's claim committed sees
+    // that claim when PostgreSQL re-checks the row (a lease in a table of
+    // its own let two workers take one partition).
     r#"
 CREATE SEQUENCE lease_tokens;
-CREATE TABLE leases (
-    connection TEXT COLLATE "C" NOT NULL,
-    stream     TEXT COLLATE "C" NOT NULL,
-    partition  BIGINT NOT NULL,
-    holder     TEXT NOT NULL,
-    token      BIGINT NOT NULL,
-    expires_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (connection, stream, partition)
-);
+ALTER TABLE partitions
+    ADD COLUMN lease_holder     TEXT,
+    ADD COLUMN lease_token      BIGINT,
+    ADD COLUMN lease_expires_at TIMESTAMPTZ;
 "#,
 ];
 
