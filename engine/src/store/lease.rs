@@ -25,6 +25,21 @@
 //!
 //! Leases need PostgreSQL; a SQLite store has one writer and none.
 
+/// A live lease as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLease {
+    /// The stream.
+    pub stream: String,
+    /// The partition.
+    pub partition: u32,
+    /// The worker holding it.
+    pub holder: String,
+    /// When it was claimed (RFC 3339, the database's clock).
+    pub since: String,
+    /// When it expires unless renewed.
+    pub until: String,
+}
+
 /// A worker's hold on one partition of a stream's current read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {

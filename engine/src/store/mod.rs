@@ -25,7 +25,7 @@ mod sqlite;
 pub use self::postgres::PostgresTarget;
 pub use sqlite::LATEST_VERSION;
 
-use lease::Lease;
+use lease::{HeldLease, Lease};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -437,6 +437,10 @@ pub(crate) trait Backend: Send {
     fn release(&mut self, _held: &Lease) -> Result<(), StoreError> {
         Err(StoreError::NeedsPostgres("a lease"))
     }
+    /// None on a store without leases.
+    fn leases(&mut self, _connection: &str) -> Result<Vec<HeldLease>, StoreError> {
+        Ok(Vec::new())
+    }
     fn finish_stream(
         &mut self,
         connection: &str,
@@ -587,6 +591,12 @@ impl Store {
     /// Gives `held` up.
     pub fn release_lease(&mut self, held: &Lease) -> Result<(), StoreError> {
         self.with(|b| b.release(held))
+    }
+
+    /// Who holds which of `connection`'s partitions, and since when (none
+    /// on SQLite, which has no leases).
+    pub fn leases(&self, connection: &str) -> Result<Vec<HeldLease>, StoreError> {
+        self.with(|b| b.leases(connection))
     }
 
     /// Completes a read once every partition is done: stores the stream's

@@ -583,6 +583,19 @@ mod leases {
         let b = s.claim_partition("worker-b", LEASE).unwrap().unwrap();
         assert_ne!(a.partition, b.partition);
         assert!(s.claim_partition("worker-c", LEASE).unwrap().is_none());
+        let held = s.leases("c").unwrap();
+        let holders: Vec<(u32, &str)> = held
+            .iter()
+            .map(|l| (l.partition, l.holder.as_str()))
+            .collect();
+        let mut expected = vec![(a.partition, "worker-a"), (b.partition, "worker-b")];
+        expected.sort_unstable();
+        assert_eq!(holders, expected);
+        assert!(
+            held.iter()
+                .all(|l| l.since.ends_with('Z') && l.until > l.since),
+            "{held:?}"
+        );
         let first = [rec("a1", "{}")];
         s.commit_page_fenced(
             page(plan.generation, a.partition, &first, Some("cur-a"), None),
@@ -616,6 +629,7 @@ mod leases {
         s.release_lease(&c).unwrap();
         s.release_lease(&b).unwrap();
         assert!(s.claim_partition("worker-d", LEASE).unwrap().is_none());
+        assert!(s.leases("c").unwrap().is_empty());
         assert_eq!(keys(s), ["a1", "a2", "b1"]);
     }
 

@@ -2,6 +2,7 @@
 
 use crate::commands::open_synced;
 use anyhow::Result;
+use connector_engine::store::lease::HeldLease;
 use connector_engine::store::{Health, StoredRun};
 use connector_engine::sync::RunReport;
 use connector_sandbox::secrets::Environment;
@@ -23,6 +24,7 @@ pub async fn status(
         health: store.health(&connection)?,
         counts: store.counts(&connection)?,
         runs: store.recent_runs(&connection, runs)?,
+        leases: store.leases(&connection)?,
     };
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&seen.to_json())?)?;
@@ -30,6 +32,7 @@ pub async fn status(
     }
     seen.write_health(out)?;
     seen.write_counts(out)?;
+    seen.write_leases(out)?;
     seen.write_runs(out)?;
     Ok(())
 }
@@ -43,6 +46,8 @@ struct Status<'a> {
     counts: Vec<(String, u64, u64)>,
     /// Newest first.
     runs: Vec<StoredRun>,
+    /// Who holds which partition (PostgreSQL, while workers read).
+    leases: Vec<HeldLease>,
 }
 
 impl Status<'_> {
@@ -78,7 +83,33 @@ impl Status<'_> {
                         .and_then(|r| serde_json::from_str(r).ok()),
                 })
                 .collect(),
+            leases: self
+                .leases
+                .iter()
+                .map(|l| LeaseJson {
+                    stream: &l.stream,
+                    partition: l.partition,
+                    holder: &l.holder,
+                    since: &l.since,
+                    until: &l.until,
+                })
+                .collect(),
         }
+    }
+
+    fn write_leases(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        if self.leases.is_empty() {
+            return Ok(());
+        }
+        writeln!(out, "\nLeases:")?;
+        for l in &self.leases {
+            writeln!(
+                out,
+                "  {:<24} partition {:<3} held by {} since {} (until {})",
+                l.stream, l.partition, l.holder, l.since, l.until
+            )?;
+        }
+        Ok(())
     }
 
     fn write_health(&self, out: &mut dyn Write) -> std::io::Result<()> {
@@ -150,6 +181,18 @@ struct StatusJson<'a> {
     records: Vec<RecordsJson<'a>>,
     /// Newest first.
     runs: Vec<RunJson<'a>>,
+    /// Live leases (PostgreSQL, while workers read).
+    leases: Vec<LeaseJson<'a>>,
+}
+
+/// A live lease.
+#[derive(Serialize)]
+struct LeaseJson<'a> {
+    stream: &'a str,
+    partition: u32,
+    holder: &'a str,
+    since: &'a str,
+    until: &'a str,
 }
 
 /// The connection's health.

@@ -7,7 +7,9 @@
 
 use connector_e2e::postgres::TestDatabase;
 use connector_e2e::{ConfigSpec, Fixture};
+use connector_engine::store::{PostgresTarget, Store, StreamRequest};
 use std::path::Path;
+use std::time::Duration;
 
 const PASSWORD_VAR: &str = "TEST_DATABASE_PASSWORD";
 
@@ -76,6 +78,34 @@ fn sync_status_and_export_on_postgresql_match_sqlite_and_the_source() {
         .cli_with_env(&["status", "--config", postgres.to_str().unwrap()], &env)
         .ok();
     assert!(status.contains("connected"), "{status}");
+    assert!(!status.contains("Leases:"), "{status}");
+    // A worker's lease on a partition of a new read shows in `status`.
+    let target = PostgresTarget {
+        url: format!("{}?sslmode=disable", db.url),
+        password: Some(db.password.clone()),
+        ca_file: None,
+    };
+    let mut store = Store::open_postgres(&target).unwrap();
+    let connection = format!("servicenow-cmdb@127.0.0.1:{}", f.emulator.addr().port());
+    let request = StreamRequest {
+        partitions: 2,
+        incremental_partitions: 2,
+        force_full: true,
+        supports_incremental: true,
+    };
+    store.begin_stream(&connection, "devices", request).unwrap();
+    let lease = store
+        .claim_partition("worker-7", Duration::from_secs(600))
+        .unwrap()
+        .expect("a partition to claim");
+    let status = f
+        .cli_with_env(&["status", "--config", postgres.to_str().unwrap()], &env)
+        .ok();
+    let line = format!("partition {:<3} held by worker-7 since ", lease.partition);
+    assert!(
+        status.contains("Leases:") && status.contains(&line),
+        "{status}"
+    );
     // The password is nowhere in the database.
     let mut client = db.client();
     for table in [

@@ -9,7 +9,7 @@
 //! against its new version by PostgreSQL (read committed), sees a live
 //! lease, and passes on: two workers never hold one partition.
 
-use super::super::lease::Lease;
+use super::super::lease::{HeldLease, Lease};
 use super::super::StoreError;
 use postgres::{Client, Transaction};
 use std::time::Duration;
@@ -22,7 +22,7 @@ pub(super) fn claim(
 ) -> Result<Option<Lease>, StoreError> {
     let row = client.query_opt(
         "UPDATE partitions p
-         SET lease_holder = $1, lease_token = nextval('lease_tokens'),
+         SET lease_holder = $1, lease_token = nextval('lease_tokens'), lease_claimed_at = now(),
              lease_expires_at = now() + make_interval(secs => $2)
          FROM streams s
          WHERE s.connection = p.connection AND s.stream = p.stream
@@ -73,7 +73,8 @@ pub(super) fn renew(
 /// Gives `held` up (its partition is done, or its worker stops).
 pub(super) fn release(client: &mut Client, held: &Lease) -> Result<(), StoreError> {
     client.execute(
-        "UPDATE partitions SET lease_holder = NULL, lease_token = NULL, lease_expires_at = NULL
+        "UPDATE partitions
+         SET lease_holder = NULL, lease_token = NULL, lease_expires_at = NULL, lease_claimed_at = NULL
          WHERE connection = $1 AND stream = $2 AND partition = $3 AND lease_token = $4",
         &[
             &held.connection,
@@ -83,6 +84,29 @@ pub(super) fn release(client: &mut Client, held: &Lease) -> Result<(), StoreErro
         ],
     )?;
     Ok(())
+}
+
+/// The live leases on `connection`'s partitions, by stream and partition.
+pub(super) fn held(client: &mut Client, connection: &str) -> Result<Vec<HeldLease>, StoreError> {
+    let rows = client.query(
+        "SELECT stream, partition, lease_holder,
+                to_char(lease_claimed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                to_char(lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+         FROM partitions
+         WHERE connection = $1 AND lease_token IS NOT NULL AND lease_expires_at > now()
+         ORDER BY stream, partition",
+        &[&connection],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| HeldLease {
+            stream: r.get(0),
+            partition: r.get::<_, i64>(1) as u32,
+            holder: r.get(2),
+            since: r.get(3),
+            until: r.get(4),
+        })
+        .collect())
 }
 
 /// In a page's transaction: locks `held`'s partition row and checks it

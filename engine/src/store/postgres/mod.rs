@@ -13,7 +13,7 @@ pub use connect::PostgresTarget;
 #[cfg(test)]
 pub(crate) use schema::LATEST_VERSION;
 
-use super::lease::Lease;
+use super::lease::{HeldLease, Lease};
 use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
     now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EmbeddedRow, FinishedStream, Found,
@@ -236,6 +236,10 @@ impl Backend for Postgres {
 
     fn release(&mut self, held: &Lease) -> Result<(), StoreError> {
         leases::release(&mut self.client, held)
+    }
+
+    fn leases(&mut self, connection: &str) -> Result<Vec<HeldLease>, StoreError> {
+        leases::held(&mut self.client, connection)
     }
 
     fn finish_stream(

@@ -89,7 +89,8 @@ CREATE SEQUENCE lease_tokens;
 ALTER TABLE partitions
     ADD COLUMN lease_holder     TEXT,
     ADD COLUMN lease_token      BIGINT,
-    ADD COLUMN lease_expires_at TIMESTAMPTZ;
+    ADD COLUMN lease_expires_at TIMESTAMPTZ,
+    ADD COLUMN lease_claimed_at TIMESTAMPTZ;
 "#,
 ];
 
