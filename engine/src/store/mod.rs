@@ -309,12 +309,21 @@ pub enum StoreError {
     NeedsPostgres(&'static str),
 }
 
-/// A PostgreSQL error with the server's message when it sent one.
-fn describe_postgres(e: &::postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
-        None => e.to_string(),
+/// A PostgreSQL error with the server's own message when it sent one (a
+/// refused password, an unknown database); else with its causes (a refused
+/// connection, a TLS failure).
+pub(crate) fn describe_postgres(e: &::postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
     }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Why a database cannot be opened.
@@ -491,6 +500,7 @@ pub(crate) trait Backend: Send {
         each: &mut EachMerged<'_>,
     ) -> anyhow::Result<u64>;
     /// The SQLite connection, for tests that plant rows.
+    #[cfg(test)]
     fn sqlite(&mut self) -> Option<&mut rusqlite::Connection>;
 }
 
@@ -739,8 +749,13 @@ impl Store {
         self.with(|b| b.merged_read(connection, stream, include_deleted, queries, &mut each))
     }
 
-    /// `read` over the SQLite connection; `None` on another backend.
-    pub fn with_sqlite<T>(&self, read: impl FnOnce(&mut rusqlite::Connection) -> T) -> Option<T> {
+    /// `read` over the SQLite connection; `None` on another backend (tests
+    /// that plant rows).
+    #[cfg(test)]
+    pub(crate) fn with_sqlite<T>(
+        &self,
+        read: impl FnOnce(&mut rusqlite::Connection) -> T,
+    ) -> Option<T> {
         self.with(|b| b.sqlite().map(read))
     }
 }

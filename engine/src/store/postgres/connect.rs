@@ -9,7 +9,7 @@
 //! (against the Mozilla roots and the operator's CA file): a sync never
 //! sends its records to a database it cannot identify.
 
-use super::super::OpenError;
+use super::super::{describe_postgres, OpenError};
 use postgres::config::SslMode;
 use postgres::Client;
 use rustls::pki_types::pem::PemObject;
@@ -69,7 +69,7 @@ impl PostgresTarget {
             SslMode::Disable => config.connect(postgres::NoTls),
             _ => config.connect(self.tls()?),
         };
-        connected.map_err(|e| OpenError::Connect(describe(&e)))
+        connected.map_err(|e| OpenError::Connect(describe_postgres(&e)))
     }
 
     /// The TLS connector: Mozilla's roots and the operator's CA file.
@@ -101,23 +101,5 @@ impl PostgresTarget {
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
-    }
-}
-
-/// What went wrong connecting, with the server's own message when it sent
-/// one (a refused password, an unknown database).
-fn describe(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
     }
 }

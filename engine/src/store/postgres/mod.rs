@@ -554,6 +554,7 @@ impl Backend for Postgres {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    #[cfg(test)]
     fn sqlite(&mut self) -> Option<&mut rusqlite::Connection> {
         None
     }

@@ -492,6 +492,7 @@ impl Backend for Sqlite {
         self.embedded_records(connection, stream, parent, limit)
     }
 
+    #[cfg(test)]
     fn sqlite(&mut self) -> Option<&mut Connection> {
         Some(&mut self.conn)
     }
