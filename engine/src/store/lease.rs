@@ -23,6 +23,11 @@
 //!   (the cursor moves only with its page), nothing doubled (records are
 //!   upserted by key).
 //!
+//! - **Runs.** A partition is claimable only while its connection has a
+//!   deployment run in progress ([`super::deployment`]) and the stream is
+//!   part of that run; a partition whose read failed in the run is not
+//!   taken again in it (the next run resumes it).
+//!
 //! Leases need PostgreSQL; a SQLite store has one writer and none.
 
 /// A live lease as `status` shows it.
@@ -57,4 +62,12 @@ pub struct Lease {
     pub generation: i64,
     /// Where the partition's read stands: the cursor to continue from.
     pub cursor: Option<String>,
+    /// The deployment's run the read belongs to.
+    pub run: i64,
+    /// How the stream is being read.
+    pub mode: super::ReadMode,
+    /// Partitions of the stream's read.
+    pub partitions: u32,
+    /// The last complete read's watermark (deletions are reported since).
+    pub deletions_since: Option<String>,
 }

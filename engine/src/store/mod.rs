@@ -17,6 +17,7 @@
 //! the crate's `Backend` trait, and the planning of a read (`plan.rs`) is
 //! shared.
 
+pub mod deployment;
 pub mod lease;
 mod plan;
 mod postgres;
@@ -435,10 +436,55 @@ pub(crate) trait Backend: Send {
         page: PageCommit<'_>,
         fence: Option<&Lease>,
     ) -> Result<u64, StoreError>;
-    fn claim(&mut self, _holder: &str, _lease: Duration) -> Result<Option<Lease>, StoreError> {
+    fn claim(
+        &mut self,
+        _holder: &str,
+        _lease: Duration,
+        _connections: &[String],
+    ) -> Result<Option<Lease>, StoreError> {
         Err(StoreError::NeedsPostgres(
             "sharing partitions between workers",
         ))
+    }
+    fn start_due_run(
+        &mut self,
+        _connection: &str,
+        _streams: &[deployment::RunStream],
+    ) -> Result<Option<i64>, StoreError> {
+        Err(StoreError::NeedsPostgres("a run shared by workers"))
+    }
+    fn end_partition(
+        &mut self,
+        _held: &Lease,
+        _report: &str,
+        _end: deployment::PartitionEnd,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::NeedsPostgres("a lease"))
+    }
+    fn finish_run_stream(
+        &mut self,
+        _held: &Lease,
+        _updated_field: Option<&str>,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::NeedsPostgres("a run shared by workers"))
+    }
+    fn runs_in_progress(&mut self, _connections: &[String]) -> Result<Vec<String>, StoreError> {
+        Err(StoreError::NeedsPostgres("a run shared by workers"))
+    }
+    fn finish_run_if_over(
+        &mut self,
+        _connection: &str,
+        _updated_fields: &[(String, Option<String>)],
+        _end: &mut dyn FnMut(&deployment::RunParts) -> deployment::RunEnd,
+    ) -> Result<Option<deployment::RunEnd>, StoreError> {
+        Err(StoreError::NeedsPostgres("a run shared by workers"))
+    }
+    fn update_pacing(
+        &mut self,
+        _connection: &str,
+        _update: &mut dyn FnMut(&str, u64) -> String,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::NeedsPostgres("rate limits shared by workers"))
     }
     fn renew(&mut self, _held: &Lease, _lease: Duration) -> Result<bool, StoreError> {
         Err(StoreError::NeedsPostgres("a lease"))
@@ -583,14 +629,16 @@ impl Store {
     }
 
     /// Claims, for `holder` and for `lease` (on the database's clock), a
-    /// partition of a read in progress that no live lease holds; `None`
-    /// when there is none. PostgreSQL only.
+    /// partition of a run in progress of one of `connections` that no live
+    /// lease holds and that did not fail in the run; `None` when there is
+    /// none. PostgreSQL only.
     pub fn claim_partition(
         &mut self,
         holder: &str,
         lease: Duration,
+        connections: &[String],
     ) -> Result<Option<Lease>, StoreError> {
-        self.with(|b| b.claim(holder, lease))
+        self.with(|b| b.claim(holder, lease, connections))
     }
 
     /// Extends `held` by `lease` from now; `false` when it was lost.

@@ -566,23 +566,68 @@ mod postgres_only {
 }
 
 mod leases {
+    use super::super::deployment::{PartitionEnd, RunEnd, RunParts, RunStream};
     use super::super::testing::{postgres, sqlite};
-    use super::super::{Store, StoreError};
+    use super::super::{Health, HealthState, Store, StoreError, StreamRequest};
     use super::{forced_full, full, keys, page, rec};
     use std::time::Duration;
 
     const LEASE: Duration = Duration::from_secs(30);
+
+    fn conns() -> Vec<String> {
+        vec!["c".to_string()]
+    }
+
+    fn stream(request: StreamRequest) -> [RunStream; 1] {
+        [RunStream {
+            name: "s".into(),
+            request,
+        }]
+    }
+
+    /// A run's end as the engine makes it, the next run due `next` later.
+    fn ended(next: Duration) -> impl FnMut(&RunParts) -> RunEnd {
+        move |parts| RunEnd {
+            status: "complete".into(),
+            report: format!("{parts:?}"),
+            health: Health {
+                state: HealthState::Connected,
+                error_kind: None,
+                message: None,
+            },
+            temporary_failure: false,
+            next_run_in: next,
+        }
+    }
 
     #[test]
     #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
     fn workers_claim_different_partitions_and_a_lost_lease_cannot_commit() {
         let mut db = postgres();
         let s = &mut db.store;
-        let plan = s.begin_stream("c", "s", full(2)).unwrap();
-        let a = s.claim_partition("worker-a", LEASE).unwrap().unwrap();
-        let b = s.claim_partition("worker-b", LEASE).unwrap().unwrap();
+        assert!(
+            s.claim_partition("worker-a", LEASE, &conns())
+                .unwrap()
+                .is_none(),
+            "no run, nothing to claim"
+        );
+        s.start_due_run("c", &stream(full(2))).unwrap().unwrap();
+        assert_eq!(s.start_due_run("c", &stream(full(2))).unwrap(), None);
+        let others = ["other".to_string()];
+        assert!(s.claim_partition("w", LEASE, &others).unwrap().is_none());
+        let a = s
+            .claim_partition("worker-a", LEASE, &conns())
+            .unwrap()
+            .unwrap();
+        let b = s
+            .claim_partition("worker-b", LEASE, &conns())
+            .unwrap()
+            .unwrap();
         assert_ne!(a.partition, b.partition);
-        assert!(s.claim_partition("worker-c", LEASE).unwrap().is_none());
+        assert!(s
+            .claim_partition("worker-c", LEASE, &conns())
+            .unwrap()
+            .is_none());
         let held = s.leases("c").unwrap();
         let holders: Vec<(u32, &str)> = held
             .iter()
@@ -596,41 +641,143 @@ mod leases {
                 .all(|l| l.since.ends_with('Z') && l.until > l.since),
             "{held:?}"
         );
+        let generation = a.generation;
         let first = [rec("a1", "{}")];
         s.commit_page_fenced(
-            page(plan.generation, a.partition, &first, Some("cur-a"), None),
+            page(generation, a.partition, &first, Some("cur-a"), None),
             &a,
         )
         .unwrap();
         // A's lease runs out (renewed for no time: expired at once, nobody
         // waits); C takes the partition over from A's last committed cursor.
         assert!(s.renew_lease(&a, Duration::ZERO).unwrap());
-        let c = s.claim_partition("worker-c", LEASE).unwrap().unwrap();
+        let c = s
+            .claim_partition("worker-c", LEASE, &conns())
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (c.partition, c.cursor.as_deref()),
             (a.partition, Some("cur-a"))
         );
         assert!(c.token > a.token);
-        // A, back from its pause, cannot commit, nor renew: nothing is written.
+        // A, back from its pause, cannot commit, renew or record its end:
+        // nothing is written.
         let late = [rec("late", "{}")];
         let e = s
-            .commit_page_fenced(page(plan.generation, a.partition, &late, None, None), &a)
+            .commit_page_fenced(page(generation, a.partition, &late, None, None), &a)
             .unwrap_err();
         assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
         assert!(!keys(s).contains(&"late".to_string()));
         assert!(!s.renew_lease(&a, LEASE).unwrap());
+        let e = s
+            .end_partition(&a, "{}", PartitionEnd::Complete)
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
         // C and B finish their partitions; done ones are not claimed again.
         let rest = [rec("a2", "{}")];
-        s.commit_page_fenced(page(plan.generation, c.partition, &rest, None, None), &c)
+        s.commit_page_fenced(page(generation, c.partition, &rest, None, None), &c)
             .unwrap();
         let theirs = [rec("b1", "{}")];
-        s.commit_page_fenced(page(plan.generation, b.partition, &theirs, None, None), &b)
+        s.commit_page_fenced(page(generation, b.partition, &theirs, None, None), &b)
             .unwrap();
         s.release_lease(&c).unwrap();
         s.release_lease(&b).unwrap();
-        assert!(s.claim_partition("worker-d", LEASE).unwrap().is_none());
+        assert!(s
+            .claim_partition("worker-d", LEASE, &conns())
+            .unwrap()
+            .is_none());
         assert!(s.leases("c").unwrap().is_empty());
         assert_eq!(keys(s), ["a1", "a2", "b1"]);
+    }
+
+    #[test]
+    #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+    fn a_run_ends_once_each_partition_is_done_or_failed_with_its_workers_reports() {
+        let mut db = postgres();
+        let s = &mut db.store;
+        s.start_due_run("c", &stream(forced_full(2)))
+            .unwrap()
+            .unwrap();
+        let a = s
+            .claim_partition("worker-a", LEASE, &conns())
+            .unwrap()
+            .unwrap();
+        let b = s
+            .claim_partition("worker-b", LEASE, &conns())
+            .unwrap()
+            .unwrap();
+        let last = [rec("a1", "{}")];
+        s.commit_page_fenced(page(a.generation, a.partition, &last, None, None), &a)
+            .unwrap();
+        s.end_partition(&a, "report-a", PartitionEnd::Complete)
+            .unwrap();
+        s.finish_run_stream(&a, None).unwrap();
+        let in_progress = s.runs_in_progress(&conns()).unwrap();
+        assert_eq!(in_progress, conns());
+        assert_eq!(
+            s.finish_run_if_over("c", &[], ended(Duration::ZERO))
+                .unwrap(),
+            None,
+            "b is still being read"
+        );
+        // B's read fails: no worker takes it again in this run, which ends.
+        s.end_partition(&b, "report-b", PartitionEnd::Failed)
+            .unwrap();
+        assert!(s
+            .claim_partition("worker-c", LEASE, &conns())
+            .unwrap()
+            .is_none());
+        let end = s
+            .finish_run_if_over("c", &[], ended(Duration::from_secs(3600)))
+            .unwrap()
+            .expect("the run is over");
+        let (p0, p1) = (a.partition.min(b.partition), a.partition.max(b.partition));
+        let reports = |p: u32| {
+            if p == a.partition {
+                "report-a"
+            } else {
+                "report-b"
+            }
+        };
+        assert!(
+            end.report.contains(&format!(
+                "PartitionParts {{ index: {p0}, done: {}, reports: [\"{}\"] }}",
+                p0 == a.partition,
+                reports(p0)
+            )) && end.report.contains(&format!(
+                "PartitionParts {{ index: {p1}, done: {}, reports: [\"{}\"] }}",
+                p1 == a.partition,
+                reports(p1)
+            )) && end.report.contains("complete: false"),
+            "{}",
+            end.report
+        );
+        assert!(s.runs_in_progress(&conns()).unwrap().is_empty());
+        assert_eq!(
+            s.finish_run_if_over("c", &[], ended(Duration::ZERO))
+                .unwrap(),
+            None
+        );
+        // Not due for an hour; once due, the next run resumes B only.
+        assert_eq!(s.start_due_run("c", &stream(forced_full(2))).unwrap(), None);
+        db.target()
+            .connect()
+            .unwrap()
+            .execute("UPDATE deployment_runs SET next_due_at = now()", &[])
+            .unwrap();
+        let s = &mut db.store;
+        s.start_due_run("c", &stream(forced_full(2)))
+            .unwrap()
+            .unwrap();
+        let again = s
+            .claim_partition("worker-c", LEASE, &conns())
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.partition, b.partition);
+        assert!(s
+            .claim_partition("worker-d", LEASE, &conns())
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -638,18 +785,23 @@ mod leases {
     fn workers_claiming_at_once_take_each_partition_once() {
         let mut db = postgres();
         let target = db.target();
-        // Ten reads, each claimed by four workers at once; a worker reads
+        // Ten runs, each claimed by four workers at once; a worker reads
         // each partition it takes to its end (an empty last page).
         for round in 0..10 {
-            let plan = db.store.begin_stream("c", "s", forced_full(16)).unwrap();
+            let run = db
+                .store
+                .start_due_run("c", &stream(forced_full(16)))
+                .unwrap();
+            assert!(run.is_some(), "round {round}");
             let workers: Vec<_> = (0..4)
                 .map(|w| {
                     let target = target.clone();
                     std::thread::spawn(move || {
                         let mut s = Store::open_postgres(&target).unwrap();
                         let mut mine = Vec::new();
-                        while let Some(lease) =
-                            s.claim_partition(&format!("worker-{w}"), LEASE).unwrap()
+                        while let Some(lease) = s
+                            .claim_partition(&format!("worker-{w}"), LEASE, &conns())
+                            .unwrap()
                         {
                             let last = page(lease.generation, lease.partition, &[], None, None);
                             s.commit_page_fenced(last, &lease).unwrap();
@@ -666,15 +818,21 @@ mod leases {
                 .collect();
             claimed.sort_unstable();
             assert_eq!(claimed, (0..16).collect::<Vec<_>>(), "round {round}");
-            db.store.finish_stream("c", "s", &plan, None).unwrap();
+            let end = db.store.finish_run_if_over("c", &[], ended(Duration::ZERO));
+            assert!(end.unwrap().is_some(), "round {round}");
         }
     }
 
     #[test]
     fn a_sqlite_store_has_no_leases() {
         let mut db = sqlite();
-        let e = db.store.claim_partition("worker", LEASE).unwrap_err();
+        let e = db
+            .store
+            .claim_partition("worker", LEASE, &conns())
+            .unwrap_err();
         assert!(matches!(e, StoreError::NeedsPostgres(_)), "{e}");
         assert!(e.to_string().contains("postgresql://"), "{e}");
+        let e = db.store.start_due_run("c", &stream(full(1))).unwrap_err();
+        assert!(matches!(e, StoreError::NeedsPostgres(_)), "{e}");
     }
 }

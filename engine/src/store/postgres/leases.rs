@@ -10,33 +10,40 @@
 //! lease, and passes on: two workers never hold one partition.
 
 use super::super::lease::{HeldLease, Lease};
-use super::super::StoreError;
+use super::super::{ReadMode, StoreError};
 use postgres::{Client, Transaction};
 use std::time::Duration;
 
-/// Takes a partition no live lease holds, for `holder`, for `lease`.
+/// Takes, for `holder` and for `lease`, a partition of a run in progress
+/// of one of `connections` that no live lease holds and that did not fail
+/// in the run.
 pub(super) fn claim(
     client: &mut Client,
     holder: &str,
     lease: Duration,
+    connections: &[String],
 ) -> Result<Option<Lease>, StoreError> {
     let row = client.query_opt(
         "UPDATE partitions p
          SET lease_holder = $1, lease_token = nextval('lease_tokens'), lease_claimed_at = now(),
              lease_expires_at = now() + make_interval(secs => $2)
-         FROM streams s
-         WHERE s.connection = p.connection AND s.stream = p.stream
+         FROM streams s, deployment_runs d
+         WHERE s.connection = p.connection AND s.stream = p.stream AND d.connection = p.connection
            AND (p.connection, p.stream, p.partition) = (
              SELECT c.connection, c.stream, c.partition
              FROM partitions c
              JOIN streams cs ON cs.connection = c.connection AND cs.stream = c.stream
-             WHERE NOT c.done AND NOT cs.complete
+             JOIN deployment_runs cd ON cd.connection = c.connection
+             JOIN run_streams rs ON rs.run_id = cd.run_id AND rs.stream = c.stream
+             WHERE c.connection = ANY($3) AND NOT c.done AND NOT cs.complete
+               AND c.failed_run IS DISTINCT FROM cd.run_id
                AND (c.lease_token IS NULL OR c.lease_expires_at <= now())
              ORDER BY c.connection, c.stream, c.partition
              LIMIT 1
              FOR UPDATE OF c SKIP LOCKED)
-         RETURNING p.connection, p.stream, p.partition, p.lease_token, s.generation, p.cursor",
-        &[&holder, &lease.as_secs_f64()],
+         RETURNING p.connection, p.stream, p.partition, p.lease_token, s.generation, p.cursor,
+                   d.run_id, s.read_mode, s.read_watermark, s.partitions, s.watermark",
+        &[&holder, &lease.as_secs_f64(), &connections],
     )?;
     Ok(row.map(|r| Lease {
         connection: r.get(0),
@@ -46,6 +53,16 @@ pub(super) fn claim(
         token: r.get(3),
         generation: r.get(4),
         cursor: r.get(5),
+        run: r.get(6),
+        mode: match (
+            r.get::<_, String>(7).as_str(),
+            r.get::<_, Option<String>>(8),
+        ) {
+            ("incremental", Some(watermark)) => ReadMode::Incremental { watermark },
+            _ => ReadMode::Full,
+        },
+        partitions: r.get::<_, i64>(9).clamp(0, i64::from(u32::MAX)) as u32,
+        deletions_since: r.get(10),
     }))
 }
 

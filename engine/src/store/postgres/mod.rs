@@ -7,12 +7,14 @@
 
 mod connect;
 mod leases;
+mod runs;
 mod schema;
 
 pub use connect::PostgresTarget;
 #[cfg(test)]
 pub(crate) use schema::LATEST_VERSION;
 
+use super::deployment::{PartitionEnd, RunEnd, RunParts, RunStream};
 use super::lease::{HeldLease, Lease};
 use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
@@ -226,8 +228,59 @@ impl Backend for Postgres {
         Ok(tombstoned)
     }
 
-    fn claim(&mut self, holder: &str, lease: Duration) -> Result<Option<Lease>, StoreError> {
-        leases::claim(&mut self.client, holder, lease)
+    fn claim(
+        &mut self,
+        holder: &str,
+        lease: Duration,
+        connections: &[String],
+    ) -> Result<Option<Lease>, StoreError> {
+        leases::claim(&mut self.client, holder, lease, connections)
+    }
+
+    fn start_due_run(
+        &mut self,
+        connection: &str,
+        streams: &[RunStream],
+    ) -> Result<Option<i64>, StoreError> {
+        runs::start_due(&mut self.client, connection, streams)
+    }
+
+    fn end_partition(
+        &mut self,
+        held: &Lease,
+        report: &str,
+        end: PartitionEnd,
+    ) -> Result<(), StoreError> {
+        runs::end_partition(&mut self.client, held, report, end)
+    }
+
+    fn finish_run_stream(
+        &mut self,
+        held: &Lease,
+        updated_field: Option<&str>,
+    ) -> Result<(), StoreError> {
+        runs::finish_stream(&mut self.client, held, updated_field)
+    }
+
+    fn runs_in_progress(&mut self, connections: &[String]) -> Result<Vec<String>, StoreError> {
+        runs::in_progress(&mut self.client, connections)
+    }
+
+    fn finish_run_if_over(
+        &mut self,
+        connection: &str,
+        updated_fields: &[(String, Option<String>)],
+        end: &mut dyn FnMut(&RunParts) -> RunEnd,
+    ) -> Result<Option<RunEnd>, StoreError> {
+        runs::finish_run_if_over(&mut self.client, connection, updated_fields, end)
+    }
+
+    fn update_pacing(
+        &mut self,
+        connection: &str,
+        update: &mut dyn FnMut(&str, u64) -> String,
+    ) -> Result<(), StoreError> {
+        runs::update_pacing(&mut self.client, connection, update)
     }
 
     fn renew(&mut self, held: &Lease, lease: Duration) -> Result<bool, StoreError> {
@@ -249,62 +302,17 @@ impl Backend for Postgres {
         plan: &StreamPlan,
         updated_field: Option<&str>,
     ) -> Result<FinishedStream, StoreError> {
-        let now = now_rfc3339();
         let mut tx = self.client.transaction()?;
-        let pending: i64 = tx
-            .query_one(
-                "SELECT COUNT(*) FROM partitions WHERE connection = $1 AND stream = $2 AND NOT done",
-                &[&connection, &stream],
-            )?
-            .get(0);
-        if pending > 0 {
-            return Ok(FinishedStream::default());
-        }
-        let window_start: Option<String> = tx
-            .query_one(
-                "SELECT MIN(window_start) FROM partitions WHERE connection = $1 AND stream = $2",
-                &[&connection, &stream],
-            )?
-            .get(0);
-        let mut finished = FinishedStream::default();
-        if let (Some(start), Some(field)) = (window_start, updated_field) {
-            finished.aged_out = tx.execute(
-                "UPDATE records SET deleted_at = $5, changed_at = $5, deletion_reason = $6
-                 WHERE connection = $1 AND stream = $2
-                   AND (deleted_at IS NULL OR deletion_reason = $7)
-                   AND (data::jsonb ->> $3) COLLATE \"C\" < $4",
-                &[
-                    &connection,
-                    &stream,
-                    &field,
-                    &start,
-                    &now,
-                    &DeletionReason::AgedOut.name(),
-                    &DeletionReason::NotReturned.name(),
-                ],
-            )?;
-        }
-        if plan.mode == ReadMode::Full {
-            finished.not_returned = tx.execute(
-                "UPDATE records SET deleted_at = $4, changed_at = $4, deletion_reason = $5
-                 WHERE connection = $1 AND stream = $2 AND generation < $3 AND deleted_at IS NULL",
-                &[
-                    &connection,
-                    &stream,
-                    &plan.generation,
-                    &now,
-                    &DeletionReason::NotReturned.name(),
-                ],
-            )?;
-        }
-        tx.execute(
-            "UPDATE streams SET complete = TRUE, completed_at = $4,
-                watermark = (SELECT MIN(watermark) FROM partitions WHERE connection = $1 AND stream = $2)
-             WHERE connection = $1 AND stream = $2 AND generation = $3",
-            &[&connection, &stream, &plan.generation, &now],
-        )?;
+        let read = ReadToFinish {
+            connection,
+            stream,
+            generation: plan.generation,
+            mode: &plan.mode,
+            updated_field,
+        };
+        let finished = finish_stream_in(&mut tx, &read)?;
         tx.commit()?;
-        Ok(finished)
+        Ok(finished.unwrap_or_default())
     }
 
     fn start_run(&mut self, connection: &str) -> Result<i64, StoreError> {
@@ -324,38 +332,8 @@ impl Backend for Postgres {
     }
 
     fn set_health(&mut self, connection: &str, health: &Health) -> Result<(), StoreError> {
-        let now = now_rfc3339();
-        let state = health.state.name();
         let mut tx = self.client.transaction()?;
-        let unchanged: i64 = tx
-            .query_one(
-                "SELECT COUNT(*) FROM health WHERE connection = $1 AND state = $2
-                 AND error_kind IS NOT DISTINCT FROM $3 AND message IS NOT DISTINCT FROM $4",
-                &[&connection, &state, &health.error_kind, &health.message],
-            )?
-            .get(0);
-        if unchanged == 0 {
-            tx.execute(
-                "INSERT INTO health_history (connection, at, state, error_kind, message)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &connection,
-                    &now,
-                    &state,
-                    &health.error_kind,
-                    &health.message,
-                ],
-            )?;
-        }
-        tx.execute(
-            "INSERT INTO health (connection, state, error_kind, message, since, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5)
-             ON CONFLICT (connection) DO UPDATE SET
-                since = CASE WHEN health.state = excluded.state THEN health.since ELSE excluded.since END,
-                state = excluded.state, error_kind = excluded.error_kind,
-                message = excluded.message, updated_at = excluded.updated_at",
-            &[&connection, &state, &health.error_kind, &health.message, &now],
-        )?;
+        set_health_in(&mut tx, connection, health)?;
         tx.commit()?;
         Ok(())
     }
@@ -456,7 +434,23 @@ impl Backend for Postgres {
     fn delete_connection(&mut self, connection: &str) -> Result<u64, StoreError> {
         let mut tx = self.client.transaction()?;
         let records = tx.execute("DELETE FROM records WHERE connection = $1", &[&connection])?;
-        for table in ["streams", "partitions", "health", "health_history", "runs"] {
+        for table in ["run_streams", "run_partitions"] {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE run_id IN (SELECT id FROM runs WHERE connection = $1)"
+                ),
+                &[&connection],
+            )?;
+        }
+        for table in [
+            "streams",
+            "partitions",
+            "health",
+            "health_history",
+            "runs",
+            "deployment_runs",
+            "pacing",
+        ] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE connection = $1"),
                 &[&connection],
@@ -598,6 +592,129 @@ impl RowCursor for PortalRows<'_, '_> {
         }
         Ok(self.buffer.pop_front())
     }
+}
+
+/// A read whose partitions may all be done, to finish.
+pub(super) struct ReadToFinish<'a> {
+    pub(super) connection: &'a str,
+    pub(super) stream: &'a str,
+    pub(super) generation: i64,
+    pub(super) mode: &'a ReadMode,
+    pub(super) updated_field: Option<&'a str>,
+}
+
+/// In `tx`: completes `read` once every partition is done, under the
+/// stream row's lock (so two workers finishing together finish it once);
+/// `None` when a partition is pending or the read is already complete.
+pub(super) fn finish_stream_in(
+    tx: &mut Transaction<'_>,
+    read: &ReadToFinish<'_>,
+) -> Result<Option<FinishedStream>, StoreError> {
+    let (connection, stream) = (read.connection, read.stream);
+    let complete: Option<bool> = tx
+        .query_opt(
+            "SELECT complete FROM streams WHERE connection = $1 AND stream = $2 AND generation = $3 FOR UPDATE",
+            &[&connection, &stream, &read.generation],
+        )?
+        .map(|r| r.get(0));
+    if complete != Some(false) {
+        return Ok(None);
+    }
+    let pending: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM partitions WHERE connection = $1 AND stream = $2 AND NOT done",
+            &[&connection, &stream],
+        )?
+        .get(0);
+    if pending > 0 {
+        return Ok(None);
+    }
+    let now = now_rfc3339();
+    let window_start: Option<String> = tx
+        .query_one(
+            "SELECT MIN(window_start) FROM partitions WHERE connection = $1 AND stream = $2",
+            &[&connection, &stream],
+        )?
+        .get(0);
+    let mut finished = FinishedStream::default();
+    if let (Some(start), Some(field)) = (window_start, read.updated_field) {
+        finished.aged_out = tx.execute(
+            "UPDATE records SET deleted_at = $5, changed_at = $5, deletion_reason = $6
+             WHERE connection = $1 AND stream = $2
+               AND (deleted_at IS NULL OR deletion_reason = $7)
+               AND (data::jsonb ->> $3) COLLATE \"C\" < $4",
+            &[
+                &connection,
+                &stream,
+                &field,
+                &start,
+                &now,
+                &DeletionReason::AgedOut.name(),
+                &DeletionReason::NotReturned.name(),
+            ],
+        )?;
+    }
+    if *read.mode == ReadMode::Full {
+        finished.not_returned = tx.execute(
+            "UPDATE records SET deleted_at = $4, changed_at = $4, deletion_reason = $5
+             WHERE connection = $1 AND stream = $2 AND generation < $3 AND deleted_at IS NULL",
+            &[
+                &connection,
+                &stream,
+                &read.generation,
+                &now,
+                &DeletionReason::NotReturned.name(),
+            ],
+        )?;
+    }
+    tx.execute(
+        "UPDATE streams SET complete = TRUE, completed_at = $4,
+            watermark = (SELECT MIN(watermark) FROM partitions WHERE connection = $1 AND stream = $2)
+         WHERE connection = $1 AND stream = $2 AND generation = $3",
+        &[&connection, &stream, &read.generation, &now],
+    )?;
+    Ok(Some(finished))
+}
+
+/// In `tx`: records the connection's health; `since` changes only when
+/// the state does, and each change goes into its history.
+pub(super) fn set_health_in(
+    tx: &mut Transaction<'_>,
+    connection: &str,
+    health: &Health,
+) -> Result<(), StoreError> {
+    let now = now_rfc3339();
+    let state = health.state.name();
+    let unchanged: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM health WHERE connection = $1 AND state = $2
+                 AND error_kind IS NOT DISTINCT FROM $3 AND message IS NOT DISTINCT FROM $4",
+            &[&connection, &state, &health.error_kind, &health.message],
+        )?
+        .get(0);
+    if unchanged == 0 {
+        tx.execute(
+            "INSERT INTO health_history (connection, at, state, error_kind, message)
+                 VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &connection,
+                &now,
+                &state,
+                &health.error_kind,
+                &health.message,
+            ],
+        )?;
+    }
+    tx.execute(
+            "INSERT INTO health (connection, state, error_kind, message, since, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (connection) DO UPDATE SET
+                since = CASE WHEN health.state = excluded.state THEN health.since ELSE excluded.since END,
+                state = excluded.state, error_kind = excluded.error_kind,
+                message = excluded.message, updated_at = excluded.updated_at",
+            &[&connection, &state, &health.error_kind, &health.message, &now],
+        )?;
+    Ok(())
 }
 
 #[cfg(test)]

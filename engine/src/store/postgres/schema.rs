@@ -92,6 +92,41 @@ ALTER TABLE partitions
     ADD COLUMN lease_expires_at TIMESTAMPTZ,
     ADD COLUMN lease_claimed_at TIMESTAMPTZ;
 "#,
+    // Version 3: runs a deployment's workers share: the run in progress per
+    // connection and when the next is due, the streams each run reads and
+    // the report parts its workers record, the partitions a run gave up on,
+    // and the rate-limit state the workers serving a connection share.
+    r#"
+CREATE TABLE deployment_runs (
+    connection         TEXT COLLATE "C" PRIMARY KEY,
+    run_id             BIGINT,
+    started_at         TIMESTAMPTZ,
+    next_due_at        TIMESTAMPTZ,
+    temporary_failures BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE run_streams (
+    run_id       BIGINT NOT NULL,
+    stream       TEXT COLLATE "C" NOT NULL,
+    mode         TEXT NOT NULL,
+    resumed      BOOLEAN NOT NULL,
+    aged_out     BIGINT NOT NULL DEFAULT 0,
+    not_returned BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, stream)
+);
+CREATE TABLE run_partitions (
+    run_id    BIGINT NOT NULL,
+    stream    TEXT COLLATE "C" NOT NULL,
+    partition BIGINT NOT NULL,
+    token     BIGINT NOT NULL,
+    report    TEXT NOT NULL,
+    PRIMARY KEY (run_id, stream, partition, token)
+);
+ALTER TABLE partitions ADD COLUMN failed_run BIGINT;
+CREATE TABLE pacing (
+    connection TEXT COLLATE "C" PRIMARY KEY,
+    state      TEXT NOT NULL
+);
+"#,
 ];
 
 /// The schema version [`migrate`] brings a database to.

@@ -1,0 +1,344 @@
+//! Deployment runs on PostgreSQL ([`crate::store::deployment`] says how a
+//! run goes): each step one transaction under the lock of the row it
+//! decides on.
+
+use super::super::deployment::{
+    PartitionEnd, PartitionParts, RunEnd, RunParts, RunStream, StreamParts,
+};
+use super::super::lease::Lease;
+use super::super::{now_rfc3339, plan, ReadMode, StoreError};
+use super::{finish_stream_in, leases, set_health_in, ReadToFinish};
+use postgres::{Client, Transaction};
+
+/// Starts a run of `connection` reading `streams` if none is in progress
+/// and the next is due; returns its id.
+pub(super) fn start_due(
+    client: &mut Client,
+    connection: &str,
+    streams: &[RunStream],
+) -> Result<Option<i64>, StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "INSERT INTO deployment_runs (connection) VALUES ($1) ON CONFLICT (connection) DO NOTHING",
+        &[&connection],
+    )?;
+    let due: bool = tx
+        .query_one(
+            "SELECT run_id IS NULL AND (next_due_at IS NULL OR next_due_at <= now())
+             FROM deployment_runs WHERE connection = $1 FOR UPDATE",
+            &[&connection],
+        )?
+        .get(0);
+    if !due {
+        return Ok(None);
+    }
+    let run: i64 = tx
+        .query_one(
+            "INSERT INTO runs (connection, started_at, status) VALUES ($1, $2, 'running') RETURNING id",
+            &[&connection, &now_rfc3339()],
+        )?
+        .get(0);
+    for stream in streams {
+        let plan = plan::plan(&mut tx, connection, &stream.name, &stream.request)?;
+        tx.execute(
+            "INSERT INTO run_streams (run_id, stream, mode, resumed) VALUES ($1, $2, $3, $4)",
+            &[&run, &stream.name, &plan.mode.name(), &plan.resumed],
+        )?;
+    }
+    tx.execute(
+        "UPDATE deployment_runs SET run_id = $2, started_at = now() WHERE connection = $1",
+        &[&connection, &run],
+    )?;
+    // No request of this connection is in flight while no run was: counts
+    // left by a killed worker go.
+    tx.execute(
+        "UPDATE pacing SET state = jsonb_set(state::jsonb, '{in_flight}', '0', false)::text
+         WHERE connection = $1",
+        &[&connection],
+    )?;
+    tx.commit()?;
+    Ok(Some(run))
+}
+
+/// Records the report of `held`'s read and gives the lease up, under the
+/// fence; a failed read is not taken again in this run.
+pub(super) fn end_partition(
+    client: &mut Client,
+    held: &Lease,
+    report: &str,
+    end: PartitionEnd,
+) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    leases::fence(&mut tx, held)?;
+    let partition = i64::from(held.partition);
+    tx.execute(
+        "INSERT INTO run_partitions (run_id, stream, partition, token, report)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        &[&held.run, &held.stream, &partition, &held.token, &report],
+    )?;
+    let failed_run = (end == PartitionEnd::Failed).then_some(held.run);
+    tx.execute(
+        "UPDATE partitions
+         SET lease_holder = NULL, lease_token = NULL, lease_expires_at = NULL, lease_claimed_at = NULL,
+             failed_run = COALESCE($5, failed_run)
+         WHERE connection = $1 AND stream = $2 AND partition = $3 AND lease_token = $4",
+        &[
+            &held.connection,
+            &held.stream,
+            &partition,
+            &held.token,
+            &failed_run,
+        ],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Finishes the stream `held` read a partition of, if every partition is
+/// done and nobody finished it yet.
+pub(super) fn finish_stream(
+    client: &mut Client,
+    held: &Lease,
+    updated_field: Option<&str>,
+) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    finish_run_stream(&mut tx, held.run, &read_of(held, updated_field))?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn read_of<'a>(held: &'a Lease, updated_field: Option<&'a str>) -> ReadToFinish<'a> {
+    ReadToFinish {
+        connection: &held.connection,
+        stream: &held.stream,
+        generation: held.generation,
+        mode: &held.mode,
+        updated_field,
+    }
+}
+
+/// [`finish_stream_in`], with what it marked kept for the run's report.
+fn finish_run_stream(
+    tx: &mut Transaction<'_>,
+    run: i64,
+    read: &ReadToFinish<'_>,
+) -> Result<(), StoreError> {
+    if let Some(finished) = finish_stream_in(tx, read)? {
+        tx.execute(
+            "UPDATE run_streams SET aged_out = $3, not_returned = $4 WHERE run_id = $1 AND stream = $2",
+            &[
+                &run,
+                &read.stream,
+                &(finished.aged_out as i64),
+                &(finished.not_returned as i64),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// The connections among `connections` with a run in progress.
+pub(super) fn in_progress(
+    client: &mut Client,
+    connections: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let rows = client.query(
+        "SELECT connection FROM deployment_runs WHERE connection = ANY($1) AND run_id IS NOT NULL
+         ORDER BY connection",
+        &[&connections],
+    )?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The run in progress of a connection, as its row says.
+struct RunInProgress {
+    id: i64,
+    seconds: f64,
+    temporary_failures: u32,
+}
+
+/// Ends `connection`'s run once no partition is left to read: finishes the
+/// streams left to finish (`updated_fields` names each stream's field of
+/// last change), has `end` make the report from the parts, and stores it
+/// with the health and when the next run is due. `None` while the run
+/// goes on (or when none is in progress).
+pub(super) fn finish_run_if_over(
+    client: &mut Client,
+    connection: &str,
+    updated_fields: &[(String, Option<String>)],
+    end: &mut dyn FnMut(&RunParts) -> RunEnd,
+) -> Result<Option<RunEnd>, StoreError> {
+    let mut tx = client.transaction()?;
+    let Some(run) = run_in_progress(&mut tx, connection)? else {
+        return Ok(None);
+    };
+    let left: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM partitions c
+             JOIN streams cs ON cs.connection = c.connection AND cs.stream = c.stream
+             JOIN run_streams rs ON rs.run_id = $2 AND rs.stream = c.stream
+             WHERE c.connection = $1 AND NOT c.done AND NOT cs.complete
+               AND c.failed_run IS DISTINCT FROM $2",
+            &[&connection, &run.id],
+        )?
+        .get(0);
+    if left > 0 {
+        return Ok(None);
+    }
+    finish_left_streams(&mut tx, connection, run.id, updated_fields)?;
+    let parts = RunParts {
+        run_id: run.id,
+        seconds: run.seconds,
+        temporary_failures: run.temporary_failures,
+        streams: stream_parts(&mut tx, connection, run.id)?,
+    };
+    let ended = end(&parts);
+    tx.execute(
+        "UPDATE runs SET finished_at = $2, status = $3, report = $4 WHERE id = $1",
+        &[&run.id, &now_rfc3339(), &ended.status, &ended.report],
+    )?;
+    set_health_in(&mut tx, connection, &ended.health)?;
+    tx.execute(
+        "UPDATE deployment_runs
+         SET run_id = NULL, next_due_at = now() + make_interval(secs => $2),
+             temporary_failures = CASE WHEN $3 THEN temporary_failures + 1 ELSE 0 END
+         WHERE connection = $1",
+        &[
+            &connection,
+            &ended.next_run_in.as_secs_f64(),
+            &ended.temporary_failure,
+        ],
+    )?;
+    tx.commit()?;
+    Ok(Some(ended))
+}
+
+/// The connection's run in progress, its row locked.
+fn run_in_progress(
+    tx: &mut Transaction<'_>,
+    connection: &str,
+) -> Result<Option<RunInProgress>, StoreError> {
+    let row = tx.query_opt(
+        "SELECT run_id, EXTRACT(EPOCH FROM now() - started_at)::float8, temporary_failures
+         FROM deployment_runs WHERE connection = $1 AND run_id IS NOT NULL FOR UPDATE",
+        &[&connection],
+    )?;
+    Ok(row.map(|r| RunInProgress {
+        id: r.get(0),
+        seconds: r.get::<_, Option<f64>>(1).unwrap_or_default(),
+        temporary_failures: r.get::<_, i64>(2).clamp(0, i64::from(u32::MAX)) as u32,
+    }))
+}
+
+/// Finishes the run's streams whose partitions are all done and that no
+/// worker finished (the one that would have was stopped first).
+fn finish_left_streams(
+    tx: &mut Transaction<'_>,
+    connection: &str,
+    run: i64,
+    updated_fields: &[(String, Option<String>)],
+) -> Result<(), StoreError> {
+    let rows = tx.query(
+        "SELECT rs.stream, s.generation, s.read_mode FROM run_streams rs
+         JOIN streams s ON s.connection = $1 AND s.stream = rs.stream
+         WHERE rs.run_id = $2 AND NOT s.complete ORDER BY rs.stream",
+        &[&connection, &run],
+    )?;
+    for row in rows {
+        let stream: String = row.get(0);
+        let mode = match row.get::<_, String>(2).as_str() {
+            "incremental" => ReadMode::Incremental {
+                watermark: String::new(),
+            },
+            _ => ReadMode::Full,
+        };
+        let updated_field = updated_fields
+            .iter()
+            .find(|(name, _)| *name == stream)
+            .and_then(|(_, field)| field.as_deref());
+        let read = ReadToFinish {
+            connection,
+            stream: &stream,
+            generation: row.get(1),
+            mode: &mode,
+            updated_field,
+        };
+        finish_run_stream(tx, run, &read)?;
+    }
+    Ok(())
+}
+
+/// The run's streams with their partitions and the reports recorded.
+fn stream_parts(
+    tx: &mut Transaction<'_>,
+    connection: &str,
+    run: i64,
+) -> Result<Vec<StreamParts>, StoreError> {
+    let mut streams: Vec<StreamParts> = tx
+        .query(
+            "SELECT rs.stream, rs.mode, rs.resumed, COALESCE(s.complete, FALSE), rs.aged_out, rs.not_returned
+             FROM run_streams rs LEFT JOIN streams s ON s.connection = $1 AND s.stream = rs.stream
+             WHERE rs.run_id = $2 ORDER BY rs.stream",
+            &[&connection, &run],
+        )?
+        .iter()
+        .map(|r| StreamParts {
+            name: r.get(0),
+            mode: r.get(1),
+            resumed: r.get(2),
+            complete: r.get(3),
+            aged_out: r.get::<_, i64>(4).max(0) as u64,
+            not_returned: r.get::<_, i64>(5).max(0) as u64,
+            partitions: Vec::new(),
+        })
+        .collect();
+    for stream in &mut streams {
+        stream.partitions = tx
+            .query(
+                "SELECT p.partition, p.done,
+                        COALESCE(array_agg(rp.report ORDER BY rp.token) FILTER (WHERE rp.report IS NOT NULL), '{}')
+                 FROM partitions p
+                 LEFT JOIN run_partitions rp
+                   ON rp.run_id = $3 AND rp.stream = p.stream AND rp.partition = p.partition
+                 WHERE p.connection = $1 AND p.stream = $2
+                 GROUP BY p.partition, p.done ORDER BY p.partition",
+                &[&connection, &stream.name, &run],
+            )?
+            .iter()
+            .map(|r| PartitionParts {
+                index: r.get::<_, i64>(0).clamp(0, i64::from(u32::MAX)) as u32,
+                done: r.get(1),
+                reports: r.get(2),
+            })
+            .collect();
+    }
+    Ok(streams)
+}
+
+/// Runs `update` on `connection`'s shared pacing state (`{}` at first)
+/// under its row's lock, with the database's clock in Unix milliseconds;
+/// stores what it returns.
+pub(super) fn update_pacing(
+    client: &mut Client,
+    connection: &str,
+    update: &mut dyn FnMut(&str, u64) -> String,
+) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "INSERT INTO pacing (connection, state) VALUES ($1, '{}') ON CONFLICT (connection) DO NOTHING",
+        &[&connection],
+    )?;
+    let row = tx.query_one(
+        "SELECT state, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint
+         FROM pacing WHERE connection = $1 FOR UPDATE",
+        &[&connection],
+    )?;
+    let (state, now): (String, i64) = (row.get(0), row.get(1));
+    let next = update(&state, now.max(0) as u64);
+    tx.execute(
+        "UPDATE pacing SET state = $2 WHERE connection = $1",
+        &[&connection, &next],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
