@@ -8,7 +8,9 @@
 //!
 //! Module map:
 //! - [`sync`]: the engine (streams, partitions, retries, checkpoints, the run report).
-//! - [`store`]: the SQLite database (records, cursors, runs, health).
+//! - [`store`]: the database, SQLite or PostgreSQL (records, cursors, runs,
+//!   health; on PostgreSQL the leases and runs workers share).
+//! - [`worker`]: workers sharing the syncs of a deployment through PostgreSQL.
 //! - [`export`]: JSON-lines export, with nested records.
 //! - [`progress`]: progress bars on a terminal, log lines otherwise.
 
@@ -16,3 +18,4 @@ pub mod export;
 pub mod progress;
 pub mod store;
 pub mod sync;
+pub mod worker;

@@ -1,12 +1,14 @@
 //! The command line: `info`, `component`, `check`, `sync`, `run`, `serve`,
-//! `status`, `export`, `conformance`, `demo`.
+//! `worker`, `status`, `export`, `conformance`, `demo`.
 //!
 //! [`run`] is the whole CLI as a function of its arguments, an environment
 //! (for secrets) and an output stream, so tests drive exactly what users run
 //! without touching process-global state. Each command lives in
 //! [`crate::commands`].
 
-use crate::commands::{check, component, conformance, export, info, schedule, serve, status};
+use crate::commands::{
+    check, component, conformance, export, info, schedule, serve, status, worker,
+};
 use crate::connection::ComponentRef;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -112,6 +114,28 @@ pub enum Command {
         /// The certificate's PEM private key, readable by its owner only.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Time between syncs of a connection whose file sets no `[schedule] every`.
+        #[arg(long, default_value = "6h", value_parser = schedule::parse_every)]
+        every: std::time::Duration,
+    },
+    /// Be one of a deployment's workers: share the syncs of every
+    /// connection in a directory with the other workers, through the
+    /// PostgreSQL database the files name, until SIGINT or SIGTERM.
+    Worker {
+        /// Directory of connection files (the same for every worker).
+        #[arg(long)]
+        config_dir: PathBuf,
+        /// The worker's name in leases, reports and `status` (default: the
+        /// host's name and the process id).
+        #[arg(long)]
+        id: Option<String>,
+        /// Run every connection's due sync, then exit once none is due or
+        /// in progress on any worker.
+        #[arg(long)]
+        once: bool,
+        /// Partitions read at once.
+        #[arg(long, default_value_t = 4)]
+        slots: usize,
         /// Time between syncs of a connection whose file sets no `[schedule] every`.
         #[arg(long, default_value = "6h", value_parser = schedule::parse_every)]
         every: std::time::Duration,
@@ -263,6 +287,22 @@ fn run_until(
                     every,
                 };
                 serve::serve(&options, env, stop.clone(), out).await
+            }
+            Command::Worker {
+                config_dir,
+                id,
+                once,
+                slots,
+                every,
+            } => {
+                let flags = worker::WorkerFlags {
+                    config_dir,
+                    id,
+                    once,
+                    slots,
+                    every,
+                };
+                worker::worker(&flags, env, stop.clone(), out).await
             }
             Command::Component {
                 connector,

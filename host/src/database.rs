@@ -1,6 +1,7 @@
 //! Where a connection's records are kept, resolved from its configuration:
 //! the SQLite file, or the PostgreSQL database with the password taken from
-//! the environment (`database_password_env`, else `PGPASSWORD`). The
+//! the environment (`database_password_env`, else `PGPASSWORD`; and
+//! `PGAPPNAME`, how the server lists the client, as libpq reads it). The
 //! password lives in memory only: never in the file, the URL, a message or
 //! the database.
 
@@ -42,6 +43,8 @@ impl StoreLocation {
                     url: url.clone(),
                     password,
                     ca_file: ca_file.clone(),
+                    // libpq's variable: how the server lists this client.
+                    application_name: env.var("PGAPPNAME"),
                 })
             }
         })

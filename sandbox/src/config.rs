@@ -77,6 +77,9 @@ pub struct SyncConfig {
     pub max_retry_after_seconds: u64,
     /// Budget of requests per hour, spread evenly (none: only the server's limits).
     pub requests_per_hour: Option<u32>,
+    /// For workers: how long a lease on a partition lasts unless renewed,
+    /// in seconds (a killed worker's partitions wait this long at most).
+    pub lease_seconds: u64,
 }
 
 impl Default for SyncConfig {
@@ -90,6 +93,7 @@ impl Default for SyncConfig {
             retry_max_ms: 60_000,
             max_retry_after_seconds: 3600,
             requests_per_hour: None,
+            lease_seconds: 30,
         }
     }
 }
@@ -399,9 +403,10 @@ impl Config {
             || raw.sync.partitions == 0
             || raw.sync.concurrency == 0
             || raw.sync.max_attempts == 0
+            || raw.sync.lease_seconds == 0
         {
             return Err(ConfigError::Invalid(
-                "[sync] page_size, partitions, concurrency and max_attempts must be at least 1"
+                "[sync] page_size, partitions, concurrency, max_attempts and lease_seconds must be at least 1"
                     .into(),
             ));
         }

@@ -71,6 +71,7 @@ pub(crate) fn cluster() -> PostgresTarget {
         url,
         password: std::env::var("CONNECTOR_TEST_POSTGRES_PASSWORD").ok(),
         ca_file: None,
+        application_name: None,
     }
 }
 

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-mod partition;
+pub(crate) mod partition;
 mod report;
 mod retry;
 
@@ -93,18 +93,20 @@ pub struct SyncJob {
 /// Partitions of an incremental read: it returns only what changed since
 /// the last read (typically a few percent), and each partition costs at
 /// least a request of its own.
-const INCREMENTAL_PARTITIONS: u32 = 1;
+pub(crate) const INCREMENTAL_PARTITIONS: u32 = 1;
 
 /// One partition to read: the stream, where to start and how.
-struct PartitionTask {
-    stream: StreamInfo,
-    watermark: Option<String>,
-    deletions_since: Option<String>,
-    embed_field: Option<String>,
-    generation: i64,
-    index: u32,
-    count: u32,
-    cursor: Option<String>,
+pub(crate) struct PartitionTask {
+    pub(crate) stream: StreamInfo,
+    pub(crate) watermark: Option<String>,
+    pub(crate) deletions_since: Option<String>,
+    pub(crate) embed_field: Option<String>,
+    pub(crate) generation: i64,
+    pub(crate) index: u32,
+    pub(crate) count: u32,
+    pub(crate) cursor: Option<String>,
+    /// The lease it is read under (a worker's), each page fenced by it.
+    pub(crate) lease: Option<crate::store::lease::Lease>,
 }
 
 /// A stream whose partitions are being read.
@@ -176,12 +178,7 @@ async fn start_stream(
         s.begin_stream(&connection, &name, request)
     })
     .await?;
-    // A stream embedded into another records the parent key with each record.
-    let embed_field = stream
-        .references
-        .iter()
-        .find(|r| r.embed_as.is_some())
-        .map(|r| r.field.clone());
+    let embed_field = embed_field(stream);
     let (finished, unfinished): (Vec<_>, Vec<_>) = plan.partitions.iter().partition(|p| p.done);
     let done = finished
         .iter()
@@ -205,6 +202,7 @@ async fn start_stream(
             index: p.index,
             count: plan.partitions.len() as u32,
             cursor: p.cursor.clone(),
+            lease: None,
         })
         .collect();
     Ok(StreamInProgress {
@@ -214,6 +212,16 @@ async fn start_stream(
         plan,
         done,
     })
+}
+
+/// The field of `stream`'s records holding the key of the record it is
+/// embedded into, if it is embedded into another stream.
+pub(crate) fn embed_field(stream: &StreamInfo) -> Option<String> {
+    stream
+        .references
+        .iter()
+        .find(|r| r.embed_as.is_some())
+        .map(|r| r.field.clone())
 }
 
 /// Waits for a stream's partitions; when all completed, commits the
@@ -297,7 +305,7 @@ async fn record_run(
 
 /// Runs `f` on the store on a blocking thread: SQLite calls block, and an
 /// async worker must not.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     store: &Arc<Mutex<Store>>,
     f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
 ) -> anyhow::Result<T> {
@@ -358,9 +366,9 @@ async fn join_partitions(mut tasks: PartitionTasks) -> Vec<PartitionReport> {
 
 /// What every partition of a run shares.
 #[derive(Clone)]
-struct RunShared {
-    store: Arc<Mutex<Store>>,
-    counters: Arc<EgressCounters>,
-    permits: Arc<Semaphore>,
-    pacer: Arc<Pacer>,
+pub(crate) struct RunShared {
+    pub(crate) store: Arc<Mutex<Store>>,
+    pub(crate) counters: Arc<EgressCounters>,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) pacer: Arc<Pacer>,
 }

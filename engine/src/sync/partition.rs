@@ -4,7 +4,7 @@
 use super::report::PartitionReport;
 use super::retry::{decide, error_kind, Next};
 use super::{blocking, PartitionTask, RetryRecord, RunShared, SyncJob};
-use crate::store::{PageCommit, StoredRecord, StoredTombstone};
+use crate::store::{PageCommit, StoreError, StoredRecord, StoredTombstone};
 use connector_sandbox::egress::{EgressCounters, EgressPolicy};
 use connector_sandbox::runtime::{
     connector_error_message, CallError, ConnectorError, ConnectorInstance, Page, Partition,
@@ -13,6 +13,10 @@ use connector_sandbox::runtime::{
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The error kind of a partition whose lease was lost: its page was not
+/// written, and another worker reads it now.
+pub(crate) const FENCED: &str = "fenced";
 
 /// Why a partition stopped when the run was stopped.
 const STOPPED: &str =
@@ -40,7 +44,7 @@ impl Ended {
 
 /// Reads the partition `task` with an instance of its own; the report says
 /// how far it got and why it stopped there.
-pub(super) async fn read_partition(
+pub(crate) async fn read_partition(
     job: &SyncJob,
     shared: RunShared,
     task: PartitionTask,
@@ -314,23 +318,27 @@ impl PartitionReader<'_> {
         let next = page.next_cursor.clone();
         let watermark = page.watermark.clone();
         let window_start = page.window_start.clone();
+        let lease = task.lease.clone();
         let marked_deleted = blocking(&self.shared.store, move |s| {
-            s.commit_page(
-                &connection,
-                &stream,
-                PageCommit {
-                    generation,
-                    partition,
-                    records: &records,
-                    tombstones: &tombstones,
-                    next_cursor: next.as_deref(),
-                    watermark: watermark.as_deref(),
-                    window_start: window_start.as_deref(),
-                },
-            )
+            let page = PageCommit {
+                generation,
+                partition,
+                records: &records,
+                tombstones: &tombstones,
+                next_cursor: next.as_deref(),
+                watermark: watermark.as_deref(),
+                window_start: window_start.as_deref(),
+            };
+            match &lease {
+                Some(lease) => s.commit_page_fenced(page, lease),
+                None => s.commit_page(&connection, &stream, page),
+            }
         })
         .await
-        .map_err(|e| Ended::new("storage", format!("cannot write to the database: {e:#}")))?;
+        .map_err(|e| match e.downcast_ref::<StoreError>() {
+            Some(fenced @ StoreError::Fenced { .. }) => Ended::new(FENCED, fenced.to_string()),
+            _ => Ended::new("storage", format!("cannot write to the database: {e:#}")),
+        })?;
         Ok(Committed {
             records: count,
             marked_deleted,

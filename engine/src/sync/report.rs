@@ -20,6 +20,9 @@ pub struct RetryRecord {
 pub struct PartitionReport {
     /// Partition index.
     pub index: u32,
+    /// The workers that read it, when workers share the run (in order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<String>,
     /// Pages committed in this run.
     pub pages: u64,
     /// Records committed in this run.

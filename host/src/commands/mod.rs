@@ -9,6 +9,7 @@ pub mod schedule;
 pub mod serve;
 pub mod status;
 pub mod sync;
+pub mod worker;
 
 use crate::connection::{connection_name, prepare, ComponentRef, Prepared};
 use crate::database::StoreLocation;

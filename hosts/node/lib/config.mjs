@@ -24,6 +24,8 @@ const SYNC_DEFAULTS = {
   retry_max_ms: 60_000,
   max_retry_after_seconds: 3600,
   requests_per_hour: null,
+  // Read by `connector-host worker` only (leases need PostgreSQL).
+  lease_seconds: 30,
 };
 
 /** `[limits]` keys with their defaults. */

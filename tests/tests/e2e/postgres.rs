@@ -7,6 +7,7 @@
 
 use connector_e2e::postgres::TestDatabase;
 use connector_e2e::{ConfigSpec, Fixture};
+use connector_engine::store::deployment::RunStream;
 use connector_engine::store::{PostgresTarget, Store, StreamRequest};
 use std::path::Path;
 use std::time::Duration;
@@ -84,6 +85,7 @@ fn sync_status_and_export_on_postgresql_match_sqlite_and_the_source() {
         url: format!("{}?sslmode=disable", db.url),
         password: Some(db.password.clone()),
         ca_file: None,
+        application_name: None,
     };
     let mut store = Store::open_postgres(&target).unwrap();
     let connection = format!("servicenow-cmdb@127.0.0.1:{}", f.emulator.addr().port());
@@ -93,9 +95,13 @@ fn sync_status_and_export_on_postgresql_match_sqlite_and_the_source() {
         force_full: true,
         supports_incremental: true,
     };
-    store.begin_stream(&connection, "devices", request).unwrap();
+    let streams = [RunStream {
+        name: "devices".into(),
+        request,
+    }];
+    store.start_due_run(&connection, &streams).unwrap().unwrap();
     let lease = store
-        .claim_partition("worker-7", Duration::from_secs(600))
+        .claim_partition("worker-7", Duration::from_secs(600), &[connection])
         .unwrap()
         .expect("a partition to claim");
     let status = f

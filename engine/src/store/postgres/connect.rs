@@ -26,6 +26,9 @@ pub struct PostgresTarget {
     pub password: Option<String>,
     /// PEM certificates trusted besides the Mozilla roots, for TLS.
     pub ca_file: Option<PathBuf>,
+    /// How the server lists this client in `pg_stat_activity` (default
+    /// `connector-host`; the URL's `application_name` wins).
+    pub application_name: Option<String>,
 }
 
 impl std::fmt::Debug for PostgresTarget {
@@ -34,6 +37,7 @@ impl std::fmt::Debug for PostgresTarget {
             .field("url", &self.url)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ca_file", &self.ca_file)
+            .field("application_name", &self.application_name)
             .finish()
     }
 }
@@ -58,6 +62,9 @@ impl PostgresTarget {
         }
         if let Some(password) = &self.password {
             config.password(password);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name(self.application_name.as_deref().unwrap_or("connector-host"));
         }
         Ok(config)
     }

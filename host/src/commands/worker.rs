@@ -1,0 +1,199 @@
+//! `worker`: one of a deployment's workers. Every worker gets the same
+//! directory of connection files and its own secrets (environment or
+//! owner-only files); they share the syncs through the PostgreSQL database
+//! the files name ([`connector_engine::worker`] says how).
+
+use crate::commands::schedule::parse_every;
+use crate::commands::sync::{prepare_sync, SyncFlags};
+use crate::database::StoreLocation;
+use crate::failure::{config_failure, load_config};
+use anyhow::Result;
+use connector_engine::progress::LogLines;
+use connector_engine::sync::RunReport;
+use connector_engine::worker::{work, Served, StorePacing, WorkerOptions};
+use connector_sandbox::pacing::Pacer;
+use connector_sandbox::secrets::Environment;
+use connector_sandbox::stop::StopSignal;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options of the `worker` command.
+#[derive(Debug, Clone)]
+pub struct WorkerFlags {
+    /// Directory of connection files (one TOML file per connection).
+    pub config_dir: PathBuf,
+    /// The worker's name (default: host name and process id).
+    pub id: Option<String>,
+    /// Run every connection's due sync, then exit once none is due or in
+    /// progress anywhere.
+    pub once: bool,
+    /// Partitions read at once.
+    pub slots: usize,
+    /// Time between runs of a connection whose file sets no `[schedule] every`.
+    pub every: Duration,
+}
+
+/// Runs a worker until `stop` (or, with `--once`, until the work is done).
+pub async fn worker(
+    flags: &WorkerFlags,
+    env: &dyn Environment,
+    stop: Arc<StopSignal>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let id = flags.id.clone().unwrap_or_else(default_id);
+    let env = NamedClient {
+        env,
+        name: format!("connector-host worker {id}"),
+    };
+    let served = serve_all(&flags.config_dir, flags.every, &env, &stop).await?;
+    let names: Vec<&str> = served.iter().map(|s| s.connection()).collect();
+    writeln!(
+        out,
+        "worker {id} serves {} connection(s): {}",
+        names.len(),
+        names.join(", ")
+    )?;
+    out.flush()?;
+    let options = WorkerOptions {
+        id: id.clone(),
+        slots: flags.slots.max(1),
+        once: flags.once,
+        stop,
+    };
+    let mut on_run_end = |report: &RunReport| {
+        let _ = writeln!(out, "{}", run_line(report));
+        let _ = out.flush();
+    };
+    let summary = work(&served, &options, &mut on_run_end).await?;
+    writeln!(
+        out,
+        "worker {id} stopped: started {} run(s), read {} partition(s), ended {} run(s)",
+        summary.runs_started, summary.partitions_claimed, summary.runs_ended
+    )?;
+    Ok(())
+}
+
+/// One line for a run's end.
+fn run_line(report: &RunReport) -> String {
+    let records: u64 = report.streams.iter().map(|s| s.records()).sum();
+    let verdict = match report.streams.iter().find(|s| !s.complete()) {
+        None => "complete".to_string(),
+        Some(s) => format!("{}: {}", s.stream, s.verdict),
+    };
+    format!(
+        "run {} of {} ended: {verdict}; {records} records, {} requests, {:.1} s",
+        report.run_id, report.connection, report.requests, report.seconds
+    )
+}
+
+/// The environment, with `PGAPPNAME` naming the worker unless it is set:
+/// `pg_stat_activity` then tells which worker each connection serves.
+struct NamedClient<'a> {
+    env: &'a dyn Environment,
+    name: String,
+}
+
+impl Environment for NamedClient<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        match self.env.var(name) {
+            None if name == "PGAPPNAME" => Some(self.name.clone()),
+            value => value,
+        }
+    }
+}
+
+/// The host's name and this process's id.
+fn default_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Every connection file of `dir`, prepared to be served; all must name
+/// a PostgreSQL database.
+async fn serve_all(
+    dir: &Path,
+    default_every: Duration,
+    env: &dyn Environment,
+    stop: &Arc<StopSignal>,
+) -> Result<Vec<Arc<Served>>> {
+    let files = connection_files(dir)?;
+    let mut served = Vec::with_capacity(files.len());
+    for file in files {
+        served.push(Arc::new(
+            serve_one(&file, default_every, env, stop)
+                .await
+                .map_err(|e| config_failure(format!("{}: {e:#}", file.display())))?,
+        ));
+    }
+    Ok(served)
+}
+
+/// The `*.toml` files of `dir`, in name order; at least one.
+fn connection_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        config_failure(format!(
+            "cannot read the configuration directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(config_failure(format!(
+            "{} holds no connection file (*.toml); give every worker the deployment's connection files",
+            dir.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// One connection file, prepared: its job and database, its interval, its
+/// lease and its rate budget shared through the database.
+async fn serve_one(
+    file: &Path,
+    default_every: Duration,
+    env: &dyn Environment,
+    stop: &Arc<StopSignal>,
+) -> Result<Served> {
+    let config = load_config(file)?;
+    let location = StoreLocation::of(&config.database, env)?;
+    let StoreLocation::Postgres(_) = &location else {
+        return Err(config_failure(format!(
+            "workers share their work through PostgreSQL, and this file names the SQLite file {}; set database = \"postgresql://USER@HOST:PORT/DB\" (or run it with `sync`, `run` or `serve`)",
+            location.describe()
+        )));
+    };
+    let every = match &config.schedule.every {
+        Some(text) => {
+            parse_every(text).map_err(|e| config_failure(format!("[schedule] every: {e}")))?
+        }
+        None => default_every,
+    };
+    let flags = SyncFlags {
+        stop: stop.clone(),
+        progress: Some(Arc::new(LogLines::default())),
+        ..Default::default()
+    };
+    let prepared = prepare_sync(file, env, &flags).await?;
+    let pacing = StorePacing::new(location.open()?, &prepared.job.connection);
+    let pacer = Arc::new(Pacer::shared(
+        config.sync.requests_per_hour,
+        Arc::new(pacing),
+    ));
+    Ok(Served::new(
+        prepared.job,
+        prepared.store,
+        every,
+        Duration::from_secs(config.sync.lease_seconds),
+        pacer,
+    ))
+}
