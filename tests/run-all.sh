@@ -29,11 +29,13 @@ cargo test --workspace
 
 # PostgreSQL: a throw-away cluster on 127.0.0.1 in a temporary directory
 # (tools/postgres-cluster.sh; PostgreSQL installed with apt-get when
-# missing), removed when this script ends. The store's checks on it.
+# missing), removed when this script ends. The store's checks on it, the
+# commands on it, and workers sharing syncs through it (killed, paused,
+# rate-limited).
 eval "$(tools/postgres-cluster.sh start)"
 trap 'tools/postgres-cluster.sh stop "$CONNECTOR_TEST_POSTGRES_DIR"' EXIT
 cargo test -p connector-engine --lib -- --ignored store::
-cargo test -p connector-e2e --test e2e -- --ignored e2e::postgres::
+cargo test -p connector-e2e --test e2e -- --ignored e2e::postgres:: e2e::workers::
 
 # Code checks (after the tests, whose build they reuse).
 cargo clippy --workspace --all-targets -- -D warnings

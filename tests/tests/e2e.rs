@@ -20,4 +20,5 @@ mod e2e {
     pub mod process;
     pub mod sandbox;
     pub mod sync;
+    pub mod workers;
 }

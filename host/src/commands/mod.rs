@@ -39,3 +39,19 @@ pub(crate) async fn open_synced(
     let connection = connection_name(&config, &p.info, &p.origin(&config)?);
     Ok((p, store, connection))
 }
+
+/// The connection files (`*.toml`) of a configuration directory, in name order.
+pub(crate) fn connection_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        config_failure(format!(
+            "cannot read the configuration directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}

@@ -136,17 +136,7 @@ async fn serve_all(
 
 /// The `*.toml` files of `dir`, in name order; at least one.
 fn connection_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        config_failure(format!(
-            "cannot read the configuration directory {}: {e}",
-            dir.display()
-        ))
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+    let files = super::connection_files(dir)?;
     if files.is_empty() {
         return Err(config_failure(format!(
             "{} holds no connection file (*.toml); give every worker the deployment's connection files",

@@ -206,17 +206,7 @@ async fn load_connections(
     every: Duration,
     env: &dyn Environment,
 ) -> Result<Vec<Configured>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        config_failure(format!(
-            "cannot read the configuration directory {}: {e}",
-            dir.display()
-        ))
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+    let files = crate::commands::connection_files(dir)?;
     let mut connections = Vec::with_capacity(files.len());
     for file in files {
         let id = file

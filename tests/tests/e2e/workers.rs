@@ -1,0 +1,335 @@
+//! Workers sharing syncs through PostgreSQL: `connector-host worker`
+//! processes against the emulator and a database of the throw-away cluster
+//! `tests/run-all.sh` starts, killed, paused and rate-limited, judged by
+//! what the database holds against the emulator's records.
+//!
+//! Ignored by a plain `cargo test` (they need the cluster);
+//! `tests/run-all.sh` runs them with `--ignored`.
+
+use connector_e2e::postgres::TestDatabase;
+use connector_e2e::{expected_records, json_lines, ConfigSpec, Fixture, KillOnDrop};
+use rand::Rng as _;
+use servicenow_emulator::{Fault, FaultRule, RateRule};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PASSWORD_VAR: &str = "TEST_DATABASE_PASSWORD";
+const STREAMS: [&str; 3] = ["business_applications", "devices", "network_adapters"];
+/// Longest a test waits for a worker to finish its work.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// The deployment's directory of connection files: `count` connections
+/// (`conn-1`…) of the emulator, stored in `db`, with `sync` lines.
+fn deployment(f: &Fixture, db: &TestDatabase, count: usize, sync: &[&str]) -> PathBuf {
+    let dir = f.dir.path().join("deployment");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 1..=count {
+        let mut lines: Vec<String> = sync.iter().map(|l| l.to_string()).collect();
+        lines.push("retry_base_ms = 10".into());
+        lines.push("retry_max_ms = 50".into());
+        f.config(&ConfigSpec {
+            file: format!("deployment/conn-{i}.toml"),
+            database: Some(format!(
+                "name = \"conn-{i}\"\ndatabase = \"{}?sslmode=disable\"\ndatabase_password_env = \"{PASSWORD_VAR}\"",
+                db.url
+            )),
+            sync: lines,
+            ..ConfigSpec::default()
+        });
+    }
+    dir
+}
+
+/// The environment of the CLI and the workers: the source's password and
+/// the database's.
+fn environment(f: &Fixture, db: &TestDatabase) -> HashMap<String, String> {
+    let mut env = f.env.clone();
+    env.insert(PASSWORD_VAR.into(), db.password.clone());
+    env
+}
+
+/// A worker process over `dir`, `--once`, its output kept in files.
+fn spawn_worker(
+    f: &Fixture,
+    env: &HashMap<String, String>,
+    dir: &Path,
+    id: &str,
+    more: &[&str],
+) -> KillOnDrop {
+    let log =
+        |what: &str| std::fs::File::create(f.dir.path().join(format!("{id}.{what}"))).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
+        .args(["worker", "--once", "--id", id, "--config-dir"])
+        .arg(dir)
+        .args(more)
+        .envs(env)
+        .env("CONNECTOR_HOST_LOG", "warn")
+        .stdout(Stdio::from(log("out")))
+        .stderr(Stdio::from(log("err")))
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
+/// What a worker wrote: (stdout, stderr).
+fn output_of(f: &Fixture, id: &str) -> (String, String) {
+    let read = |what: &str| {
+        std::fs::read_to_string(f.dir.path().join(format!("{id}.{what}"))).unwrap_or_default()
+    };
+    (read("out"), read("err"))
+}
+
+/// Waits (at most [`DEADLINE`]) for `worker` to exit; asserts it exited 0.
+fn exits_cleanly(f: &Fixture, worker: &mut KillOnDrop, id: &str) -> String {
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = worker.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "worker {id} did not finish: {:?}",
+            output_of(f, id)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (out, err) = output_of(f, id);
+    assert!(status.success(), "worker {id}: {status}\n{out}\n{err}");
+    out
+}
+
+/// Sends `signal` (`KILL`, `STOP`, `CONT`) to `worker`.
+fn signal(worker: &KillOnDrop, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal}");
+}
+
+/// Asserts every stream of every connection holds exactly the emulator's
+/// records (each once), and that the connection is healthy.
+fn holds_exactly_the_source(f: &Fixture, env: &HashMap<String, String>, dir: &Path, count: usize) {
+    for i in 1..=count {
+        let config = dir.join(format!("conn-{i}.toml"));
+        for stream in STREAMS {
+            let args = connector_e2e::export_args(&config, stream, &[]);
+            let exported = json_lines(&f.cli_with_env(&args, env).ok());
+            let expected = expected_records(f.state(), stream);
+            assert_eq!(
+                exported.len(),
+                expected.len(),
+                "conn-{i} {stream}: records stored against the source's"
+            );
+            assert!(
+                exported == expected,
+                "conn-{i} {stream}: the records differ"
+            );
+        }
+        let status = f
+            .cli_with_env(&["status", "--config", config.to_str().unwrap()], env)
+            .ok();
+        assert!(
+            status.starts_with(&format!("conn-{i}: connected")),
+            "{status}"
+        );
+    }
+}
+
+/// Waits (at most [`DEADLINE`]) until a backend of `application` waits on a
+/// lock: its commit is open, blocked in the middle.
+fn wait_until_blocked_in_a_commit(db: &TestDatabase, application: &str) {
+    let mut client = db.client();
+    let started = Instant::now();
+    loop {
+        let blocked: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                &[&application],
+            )
+            .unwrap()
+            .get(0);
+        if blocked > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{application} never reached a commit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn three_workers_lose_one_mid_sync_and_one_mid_commit_and_every_record_is_stored_once() {
+    const CONNECTIONS: usize = 6;
+    let f = Fixture::start(1200);
+    let sync = ["page_size = 100", "partitions = 2", "lease_seconds = 2"];
+    // An uninterrupted run of the same deployment, by one worker: the
+    // requests it takes.
+    let baseline_db = TestDatabase::create();
+    let env = environment(&f, &baseline_db);
+    let dir = deployment(&f, &baseline_db, CONNECTIONS, &sync);
+    let mut alone = spawn_worker(&f, &env, &dir, "alone", &[]);
+    exits_cleanly(&f, &mut alone, "alone");
+    let uninterrupted = f.state().request_count();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let db = TestDatabase::create();
+    let env = environment(&f, &db);
+    let dir = deployment(&f, &db, CONNECTIONS, &sync);
+    let mut rng = rand::rng();
+    let workers: Vec<KillOnDrop> = ["a", "b", "c"]
+        .iter()
+        .map(|id| spawn_worker(&f, &env, &dir, id, &["--slots", "2"]))
+        .collect();
+    let [a, b, mut c] = <[KillOnDrop; 3]>::try_from(workers).unwrap();
+    // A dies in the middle of the sync, after a random share of its requests.
+    let kill_a = uninterrupted + rng.random_range(uninterrupted / 8..uninterrupted / 4);
+    f.state().wait_for_requests(kill_a, DEADLINE);
+    signal(&a, "KILL");
+    // B dies in the middle of a commit: every commit waits for the test's
+    // lock on the records, and B is killed once one of its own is blocked
+    // inside its transaction (after a random share of the requests).
+    let kill_b = kill_a + rng.random_range(uninterrupted / 8..uninterrupted / 4);
+    f.state().wait_for_requests(kill_b, DEADLINE);
+    let mut locker = db.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
+        .unwrap();
+    wait_until_blocked_in_a_commit(&db, "connector-host worker b");
+    signal(&b, "KILL");
+    lock.rollback().unwrap();
+    // C takes over the partitions A and B held once their leases expire,
+    // and ends every run.
+    let out = exits_cleanly(&f, &mut c, "c");
+    assert!(out.contains("ended: complete"), "{out}");
+    holds_exactly_the_source(&f, &env, &dir, CONNECTIONS);
+    let interrupted = f.state().request_count() - uninterrupted;
+    eprintln!("requests: {interrupted} with two workers killed, {uninterrupted} uninterrupted");
+    assert!(
+        interrupted as f64 <= 1.3 * uninterrupted as f64,
+        "{interrupted} requests with two workers killed, {uninterrupted} uninterrupted"
+    );
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_worker_paused_past_its_lease_cannot_commit_afterwards() {
+    let f = Fixture::start(300);
+    let db = TestDatabase::create();
+    let env = environment(&f, &db);
+    let sync = ["page_size = 50", "partitions = 1", "lease_seconds = 2"];
+    let dir = deployment(&f, &db, 1, &sync);
+    // A's third page of devices waits in the emulator until released.
+    f.state().inject(
+        FaultRule::next(Fault::Held, 1)
+            .on_path("cmdb_ci_computer")
+            .after(2),
+    );
+    let mut a = spawn_worker(&f, &env, &dir, "a", &["--slots", "1"]);
+    let started = Instant::now();
+    while f.state().pending_faults() > 0 {
+        assert!(started.elapsed() < DEADLINE, "{:?}", output_of(&f, "a"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Paused with the request in flight, A cannot renew its lease; B takes
+    // the partition over from A's last committed page and ends the run.
+    signal(&a, "STOP");
+    let mut b = spawn_worker(&f, &env, &dir, "b", &[]);
+    exits_cleanly(&f, &mut b, "b");
+    holds_exactly_the_source(&f, &env, &dir, 1);
+    let before = expected_records(f.state(), "devices");
+    // The source changes; A's held page will carry the change.
+    f.state().with_db_mut(|db| {
+        let table = db.tables.get_mut("cmdb_ci_computer").unwrap();
+        let ids: Vec<String> = table.rows().iter().map(|r| r.key().to_string()).collect();
+        for id in ids {
+            assert!(table.set(&id, "name", &format!("late-{id}")));
+        }
+    });
+    f.state().release_held();
+    signal(&a, "CONT");
+    let (_, err) = (exits_cleanly(&f, &mut a, "a"), output_of(&f, "a").1);
+    assert!(
+        err.contains("nothing of the page was written")
+            || err.contains("no page of it is written any more"),
+        "{err}"
+    );
+    let config = dir.join("conn-1.toml");
+    let args = connector_e2e::export_args(&config, "devices", &[]);
+    let stored = json_lines(&f.cli_with_env(&args, &env).ok());
+    assert!(
+        stored == before,
+        "a page of the paused worker was written after it lost its lease"
+    );
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn two_workers_on_a_rate_limited_connection_stay_within_its_window() {
+    let f = Fixture::start(600);
+    f.state().add_rate_rule(RateRule {
+        sys_id: "rate-rule-1".into(),
+        user: Some("svc_exposure".into()),
+        limit: 8,
+    });
+    f.state().set_rate_window(Duration::from_secs(2));
+    let db = TestDatabase::create();
+    let env = environment(&f, &db);
+    let sync = ["page_size = 100", "partitions = 2", "lease_seconds = 5"];
+    let dir = deployment(&f, &db, 1, &sync);
+    let mut workers = [
+        spawn_worker(&f, &env, &dir, "a", &["--slots", "2"]),
+        spawn_worker(&f, &env, &dir, "b", &["--slots", "2"]),
+    ];
+    for (worker, id) in workers.iter_mut().zip(["a", "b"]) {
+        exits_cleanly(&f, worker, id);
+    }
+    holds_exactly_the_source(&f, &env, &dir, 1);
+    let requests = f.state().requests();
+    let refused = requests.iter().filter(|r| r.status == 429).count();
+    assert_eq!(
+        refused,
+        0,
+        "the source refused {refused} of {} requests: the workers spent its window twice",
+        requests.len()
+    );
+    // Both workers did read the connection.
+    let (a, b) = (output_of(&f, "a").0, output_of(&f, "b").0);
+    assert!(
+        a.contains("partition(s)") && b.contains("partition(s)"),
+        "{a}\n{b}"
+    );
+    assert!(
+        !a.contains("read 0 partition(s)") && !b.contains("read 0 partition(s)"),
+        "{a}\n{b}"
+    );
+}
+
+#[test]
+fn a_worker_refuses_an_empty_directory_and_a_sqlite_connection() {
+    let f = Fixture::start(5);
+    let dir = f.dir.path().join("deployment");
+    std::fs::create_dir_all(&dir).unwrap();
+    let args = ["worker", "--once", "--config-dir", dir.to_str().unwrap()];
+    let (code, message) = f.cli(&args).err();
+    assert_eq!(code, 2, "{message}");
+    assert!(message.contains("holds no connection file"), "{message}");
+    f.config(&ConfigSpec {
+        file: "deployment/local.toml".into(),
+        ..ConfigSpec::default()
+    });
+    let (code, message) = f.cli(&args).err();
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.contains("local.toml")
+            && message.contains("workers share their work through PostgreSQL")
+            && message.contains("postgresql://"),
+        "{message}"
+    );
+}
