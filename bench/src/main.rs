@@ -14,6 +14,7 @@
 //! See BENCHMARKS.md for the command and the latest results.
 
 mod postgres;
+mod workers;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -56,10 +57,18 @@ struct Args {
     /// password in `BENCH_POSTGRES_PASSWORD`), at 0 ms latency.
     #[arg(long)]
     postgres: Option<String>,
+    /// With `--postgres`: instead of the other rows, sync
+    /// `--worker-connections` connections one after another with `sync`,
+    /// then with this many `worker --once` processes at once (e.g. 1,2,4).
+    #[arg(long, value_delimiter = ',', requires = "postgres")]
+    workers: Vec<usize>,
+    /// Connections of the workers' benchmark (each of `--devices` devices).
+    #[arg(long, default_value_t = 20)]
+    worker_connections: usize,
 }
 
 const USER: &str = "svc_bench";
-const PASSWORD: &str = "bench password";
+pub(crate) const PASSWORD: &str = "bench password";
 
 /// One whole-process measurement.
 #[derive(Debug, Clone, Serialize)]
@@ -531,6 +540,13 @@ fn main() -> Result<()> {
                 devices,
                 latency_ms,
             };
+            if let (Some(url), false) = (&args.postgres, args.workers.is_empty()) {
+                let measured = bench.workers(url, args.worker_connections)?;
+                print_table(&measured);
+                rows.extend(measured);
+                let _ = std::fs::remove_dir_all(&bench.dir);
+                continue;
+            }
             let mut measured = vec![bench.host_full()?, bench.native_full()?];
             if let (Some(url), 0) = (&args.postgres, latency_ms) {
                 measured.push(bench.host_full_postgres(url)?);
@@ -547,7 +563,9 @@ fn main() -> Result<()> {
             let _ = std::fs::remove_dir_all(&bench.dir);
         }
     }
-    rows.extend(cold_start(&args)?);
+    if args.workers.is_empty() {
+        rows.extend(cold_start(&args)?);
+    }
     println!();
     print_table(&rows);
     std::fs::write(

@@ -5,7 +5,7 @@ use crate::{Bench, Row};
 use anyhow::{Context as _, Result};
 
 /// The variable holding the PostgreSQL password, for the harness and the host.
-const PASSWORD_VAR: &str = "BENCH_POSTGRES_PASSWORD";
+pub(crate) const PASSWORD_VAR: &str = "BENCH_POSTGRES_PASSWORD";
 
 impl Bench<'_> {
     /// A full sync with the wasm component into the PostgreSQL database
@@ -38,15 +38,16 @@ fn client(url: &str, password: &str) -> Result<postgres::Client> {
 }
 
 /// Drops the store's tables, so that a sync starts empty (and migrates).
-fn empty(url: &str, password: &str) -> Result<()> {
+pub(crate) fn empty(url: &str, password: &str) -> Result<()> {
     client(url, password)?.batch_execute(
-        "DROP TABLE IF EXISTS records, streams, partitions, health, health_history, runs, leases, connector_schema;
+        "DROP TABLE IF EXISTS records, streams, partitions, health, health_history, runs,
+            deployment_runs, run_streams, run_partitions, pacing, connector_schema;
          DROP SEQUENCE IF EXISTS lease_tokens;",
     )?;
     Ok(())
 }
 
-fn live_records(url: &str, password: &str) -> Result<u64> {
+pub(crate) fn live_records(url: &str, password: &str) -> Result<u64> {
     let row = client(url, password)?
         .query_one("SELECT COUNT(*) FROM records WHERE deleted_at IS NULL", &[])?;
     Ok(row.get::<_, i64>(0) as u64)
