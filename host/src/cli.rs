@@ -213,7 +213,7 @@ fn run_until(
     // others keep the default action, which ends the process at once.
     let stops_cleanly = matches!(
         cli.command,
-        Command::Sync { .. } | Command::Run { .. } | Command::Serve { .. }
+        Command::Sync { .. } | Command::Run { .. } | Command::Serve { .. } | Command::Worker { .. }
     );
     runtime.block_on(async {
         if signals && stops_cleanly {

@@ -47,7 +47,7 @@ pub async fn worker(
         env,
         name: format!("connector-host worker {id}"),
     };
-    let served = serve_all(&flags.config_dir, flags.every, &env, &stop).await?;
+    let served = serve_all(&flags.config_dir, flags.every, &env, &stop, out).await?;
     let names: Vec<&str> = served.iter().map(|s| s.connection()).collect();
     writeln!(
         out,
@@ -114,22 +114,39 @@ fn default_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// Every connection file of `dir`, prepared to be served; all must name
-/// a PostgreSQL database.
+/// Every connection file of `dir` that can be served, prepared; each that
+/// cannot (it names SQLite, its credential is refused…) is named on `out`
+/// and left out, so one broken connection does not stop the others. None
+/// servable is a configuration error listing why.
 async fn serve_all(
     dir: &Path,
     default_every: Duration,
     env: &dyn Environment,
     stop: &Arc<StopSignal>,
+    out: &mut dyn Write,
 ) -> Result<Vec<Arc<Served>>> {
     let files = connection_files(dir)?;
     let mut served = Vec::with_capacity(files.len());
+    let mut problems = Vec::new();
     for file in files {
-        served.push(Arc::new(
-            serve_one(&file, default_every, env, stop)
-                .await
-                .map_err(|e| config_failure(format!("{}: {e:#}", file.display())))?,
-        ));
+        match serve_one(&file, default_every, env, stop).await {
+            Ok(s) => served.push(Arc::new(s)),
+            Err(e) => {
+                let problem = format!(
+                    "{}: {}",
+                    file.display(),
+                    format!("{e:#}").replace('\n', " ")
+                );
+                writeln!(out, "not serving {problem}")?;
+                problems.push(problem);
+            }
+        }
+    }
+    if served.is_empty() {
+        return Err(config_failure(format!(
+            "no connection can be served: {}",
+            problems.join(" | ")
+        )));
     }
     Ok(served)
 }

@@ -333,3 +333,50 @@ fn a_worker_refuses_an_empty_directory_and_a_sqlite_connection() {
         "{message}"
     );
 }
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn sigterm_gives_the_leases_up_at_once_and_a_broken_file_does_not_stop_the_others() {
+    let f = Fixture::start(300);
+    let db = TestDatabase::create();
+    let env = environment(&f, &db);
+    let sync = ["page_size = 50", "partitions = 1", "lease_seconds = 600"];
+    let dir = deployment(&f, &db, 1, &sync);
+    f.config(&ConfigSpec {
+        file: "deployment/local.toml".into(),
+        ..ConfigSpec::default()
+    });
+    f.state().inject(
+        FaultRule::next(Fault::Held, 1)
+            .on_path("cmdb_ci_computer")
+            .after(1),
+    );
+    let mut a = spawn_worker(&f, &env, &dir, "a", &["--slots", "1"]);
+    let started = Instant::now();
+    while f.state().pending_faults() > 0 {
+        assert!(started.elapsed() < DEADLINE, "{:?}", output_of(&f, "a"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Stopped with a page in flight: A commits it, gives its lease up and
+    // exits; B need not wait the ten minutes of the lease.
+    signal(&a, "TERM");
+    f.state().release_held();
+    let out = exits_cleanly(&f, &mut a, "a");
+    assert!(
+        out.contains("not serving") && out.contains("local.toml") && out.contains("PostgreSQL"),
+        "{out}"
+    );
+    let held: i64 = db
+        .client()
+        .query_one(
+            "SELECT COUNT(*) FROM partitions WHERE lease_token IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 0, "worker a kept a lease after SIGTERM");
+    let mut b = spawn_worker(&f, &env, &dir, "b", &[]);
+    let out = exits_cleanly(&f, &mut b, "b");
+    assert!(out.contains("ended: complete"), "{out}");
+    holds_exactly_the_source(&f, &env, &dir, 1);
+}
