@@ -7,7 +7,7 @@
 //! starts it), claims partitions of runs in progress under leases while it
 //! has free slots, reads each claimed partition as `sync` does but with
 //! every page fenced by the lease and the lease renewed by a heartbeat
-//! ([`claimed`]), and ends the runs that are over, with their report
+//! (`claimed.rs`), and ends the runs that are over, with their report
 //! assembled from what every worker recorded ([`report`]). The protocol and
 //! its invariants are in [`crate::store::lease`] and
 //! [`crate::store::deployment`].
