@@ -17,6 +17,17 @@ pub(super) fn start_due(
     connection: &str,
     streams: &[RunStream],
 ) -> Result<Option<i64>, StoreError> {
+    // Most calls find a run in progress or none due: a read, no lock.
+    let busy: Option<bool> = client
+        .query_opt(
+            "SELECT run_id IS NOT NULL OR COALESCE(next_due_at > now(), FALSE)
+             FROM deployment_runs WHERE connection = $1",
+            &[&connection],
+        )?
+        .map(|r| r.get(0));
+    if busy == Some(true) {
+        return Ok(None);
+    }
     let mut tx = client.transaction()?;
     tx.execute(
         "INSERT INTO deployment_runs (connection) VALUES ($1) ON CONFLICT (connection) DO NOTHING",
@@ -168,21 +179,22 @@ pub(super) fn finish_run_if_over(
     updated_fields: &[(String, Option<String>)],
     end: &mut dyn FnMut(&RunParts) -> RunEnd,
 ) -> Result<Option<RunEnd>, StoreError> {
+    // Most calls find the run going on: reads, no lock.
+    let running: Option<i64> = client
+        .query_opt(
+            "SELECT run_id FROM deployment_runs WHERE connection = $1 AND run_id IS NOT NULL",
+            &[&connection],
+        )?
+        .map(|r| r.get(0));
+    match running {
+        Some(run) if partitions_left(client, connection, run)? == 0 => {}
+        _ => return Ok(None),
+    }
     let mut tx = client.transaction()?;
     let Some(run) = run_in_progress(&mut tx, connection)? else {
         return Ok(None);
     };
-    let left: i64 = tx
-        .query_one(
-            "SELECT COUNT(*) FROM partitions c
-             JOIN streams cs ON cs.connection = c.connection AND cs.stream = c.stream
-             JOIN run_streams rs ON rs.run_id = $2 AND rs.stream = c.stream
-             WHERE c.connection = $1 AND NOT c.done AND NOT cs.complete
-               AND c.failed_run IS DISTINCT FROM $2",
-            &[&connection, &run.id],
-        )?
-        .get(0);
-    if left > 0 {
+    if partitions_left(&mut tx, connection, run.id)? > 0 {
         return Ok(None);
     }
     finish_left_streams(&mut tx, connection, run.id, updated_fields)?;
@@ -211,6 +223,24 @@ pub(super) fn finish_run_if_over(
     )?;
     tx.commit()?;
     Ok(Some(ended))
+}
+
+/// Partitions of `run` still to read: not done, and not failed in it.
+fn partitions_left(
+    client: &mut impl postgres::GenericClient,
+    connection: &str,
+    run: i64,
+) -> Result<i64, StoreError> {
+    Ok(client
+        .query_one(
+            "SELECT COUNT(*) FROM partitions c
+             JOIN streams cs ON cs.connection = c.connection AND cs.stream = c.stream
+             JOIN run_streams rs ON rs.run_id = $2 AND rs.stream = c.stream
+             WHERE c.connection = $1 AND NOT c.done AND NOT cs.complete
+               AND c.failed_run IS DISTINCT FROM $2",
+            &[&connection, &run],
+        )?
+        .get(0))
 }
 
 /// The connection's run in progress, its row locked.
