@@ -354,6 +354,10 @@ pub(super) fn update_pacing(
     update: &mut dyn FnMut(&str, u64) -> String,
 ) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
+    // Two transactions per request: not worth a wait for the disk. A state
+    // lost in a crash of the server only forgets some recent requests, and
+    // the server's own headers and 429s correct that.
+    tx.batch_execute("SET LOCAL synchronous_commit = off")?;
     tx.execute(
         "INSERT INTO pacing (connection, state) VALUES ($1, '{}') ON CONFLICT (connection) DO NOTHING",
         &[&connection],
