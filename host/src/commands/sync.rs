@@ -5,7 +5,7 @@ use crate::database::StoreLocation;
 use crate::failure::{load_config, Failure, EXIT_TEMPORARY_FAILURE};
 use anyhow::Result;
 use connector_engine::progress::{Bars, LogLines, Progress};
-use connector_engine::store::{Health, HealthState, Store};
+use connector_engine::store::{Health, HealthState, Store, StoreError};
 use connector_engine::sync::{RunReport, SyncJob, SyncOptions};
 use connector_sandbox::config::SyncConfig;
 use connector_sandbox::egress::EgressLimits;
@@ -60,6 +60,7 @@ pub async fn sync(
     out: &mut dyn Write,
 ) -> Result<RunReport> {
     let prepared = prepare_sync(path, env, &flags).await?;
+    refuse_beside_workers(&prepared)?;
     let store = Arc::new(Mutex::new(prepared.store));
     let report = connector_engine::sync::run(&prepared.job, store).await?;
     if flags.json {
@@ -71,6 +72,24 @@ pub async fn sync(
         return Err(incomplete(&report).into());
     }
     Ok(report)
+}
+
+/// Refuses to sync a connection whose run workers are reading (on
+/// PostgreSQL): `sync` takes no leases, and the two would read the same
+/// partitions at once. Exit 75: it can run once the workers' run ended.
+fn refuse_beside_workers(prepared: &PreparedSync) -> Result<()> {
+    let connection = prepared.job.connection.clone();
+    match prepared.store.runs_in_progress(std::slice::from_ref(&connection)) {
+        Ok(running) if !running.is_empty() => Err(Failure {
+            exit_code: EXIT_TEMPORARY_FAILURE,
+            message: format!(
+                "workers are running a sync of {connection} (`connector-host worker`); `sync` takes no leases and would read the same partitions: let the workers run it, or stop them and try again once their run ended"
+            ),
+        }
+        .into()),
+        Ok(_) | Err(StoreError::NeedsPostgres(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Loads the configuration and the component, opens the database and

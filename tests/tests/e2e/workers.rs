@@ -375,6 +375,16 @@ fn sigterm_gives_the_leases_up_at_once_and_a_broken_file_does_not_stop_the_other
         .unwrap()
         .get(0);
     assert_eq!(held, 0, "worker a kept a lease after SIGTERM");
+    // The run A started goes on: `sync`, which takes no leases, waits its turn.
+    let config = dir.join("conn-1.toml");
+    let (code, message) = f
+        .cli_with_env(&["sync", "--config", config.to_str().unwrap()], &env)
+        .err();
+    assert_eq!(code, 75, "{message}");
+    assert!(
+        message.contains("workers are running a sync of conn-1"),
+        "{message}"
+    );
     let mut b = spawn_worker(&f, &env, &dir, "b", &[]);
     let out = exits_cleanly(&f, &mut b, "b");
     assert!(out.contains("ended: complete"), "{out}");
