@@ -567,6 +567,7 @@ mod postgres_only {
 
 mod leases {
     use super::super::deployment::{PartitionEnd, RunEnd, RunParts, RunStream};
+    use super::super::lease::Lease;
     use super::super::testing::{postgres, sqlite};
     use super::super::{Health, HealthState, Store, StoreError, StreamRequest};
     use super::{forced_full, full, keys, page, rec};
@@ -576,6 +577,11 @@ mod leases {
 
     fn conns() -> Vec<String> {
         vec!["c".to_string()]
+    }
+
+    /// A claim of a partition of connection `c` by `worker`.
+    fn claimed(s: &mut Store, worker: &str) -> Option<Lease> {
+        s.claim_partition(worker, LEASE, &conns()).unwrap()
     }
 
     fn stream(request: StreamRequest) -> [RunStream; 1] {
@@ -605,29 +611,15 @@ mod leases {
     fn workers_claim_different_partitions_and_a_lost_lease_cannot_commit() {
         let mut db = postgres();
         let s = &mut db.store;
-        assert!(
-            s.claim_partition("worker-a", LEASE, &conns())
-                .unwrap()
-                .is_none(),
-            "no run, nothing to claim"
-        );
+        assert!(claimed(s, "worker-a").is_none(), "no run, nothing to claim");
         s.start_due_run("c", &stream(full(2))).unwrap().unwrap();
         assert_eq!(s.start_due_run("c", &stream(full(2))).unwrap(), None);
         let others = ["other".to_string()];
         assert!(s.claim_partition("w", LEASE, &others).unwrap().is_none());
-        let a = s
-            .claim_partition("worker-a", LEASE, &conns())
-            .unwrap()
-            .unwrap();
-        let b = s
-            .claim_partition("worker-b", LEASE, &conns())
-            .unwrap()
-            .unwrap();
+        let a = claimed(s, "worker-a").expect("a partition to claim");
+        let b = claimed(s, "worker-b").expect("a partition to claim");
         assert_ne!(a.partition, b.partition);
-        assert!(s
-            .claim_partition("worker-c", LEASE, &conns())
-            .unwrap()
-            .is_none());
+        assert!(claimed(s, "worker-c").is_none());
         let held = s.leases("c").unwrap();
         let holders: Vec<(u32, &str)> = held
             .iter()
@@ -651,10 +643,7 @@ mod leases {
         // A's lease runs out (renewed for no time: expired at once, nobody
         // waits); C takes the partition over from A's last committed cursor.
         assert!(s.renew_lease(&a, Duration::ZERO).unwrap());
-        let c = s
-            .claim_partition("worker-c", LEASE, &conns())
-            .unwrap()
-            .unwrap();
+        let c = claimed(s, "worker-c").expect("a partition to claim");
         assert_eq!(
             (c.partition, c.cursor.as_deref()),
             (a.partition, Some("cur-a"))
@@ -682,10 +671,7 @@ mod leases {
             .unwrap();
         s.release_lease(&c).unwrap();
         s.release_lease(&b).unwrap();
-        assert!(s
-            .claim_partition("worker-d", LEASE, &conns())
-            .unwrap()
-            .is_none());
+        assert!(claimed(s, "worker-d").is_none());
         assert!(s.leases("c").unwrap().is_empty());
         assert_eq!(keys(s), ["a1", "a2", "b1"]);
     }
@@ -698,14 +684,8 @@ mod leases {
         s.start_due_run("c", &stream(forced_full(2)))
             .unwrap()
             .unwrap();
-        let a = s
-            .claim_partition("worker-a", LEASE, &conns())
-            .unwrap()
-            .unwrap();
-        let b = s
-            .claim_partition("worker-b", LEASE, &conns())
-            .unwrap()
-            .unwrap();
+        let a = claimed(s, "worker-a").expect("a partition to claim");
+        let b = claimed(s, "worker-b").expect("a partition to claim");
         let last = [rec("a1", "{}")];
         s.commit_page_fenced(page(a.generation, a.partition, &last, None, None), &a)
             .unwrap();
@@ -723,10 +703,7 @@ mod leases {
         // B's read fails: no worker takes it again in this run, which ends.
         s.end_partition(&b, "report-b", PartitionEnd::Failed)
             .unwrap();
-        assert!(s
-            .claim_partition("worker-c", LEASE, &conns())
-            .unwrap()
-            .is_none());
+        assert!(claimed(s, "worker-c").is_none());
         let end = s
             .finish_run_if_over("c", &[], ended(Duration::from_secs(3600)))
             .unwrap()
@@ -769,15 +746,9 @@ mod leases {
         s.start_due_run("c", &stream(forced_full(2)))
             .unwrap()
             .unwrap();
-        let again = s
-            .claim_partition("worker-c", LEASE, &conns())
-            .unwrap()
-            .unwrap();
+        let again = claimed(s, "worker-c").expect("a partition to claim");
         assert_eq!(again.partition, b.partition);
-        assert!(s
-            .claim_partition("worker-d", LEASE, &conns())
-            .unwrap()
-            .is_none());
+        assert!(claimed(s, "worker-d").is_none());
     }
 
     #[test]

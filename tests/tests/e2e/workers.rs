@@ -109,6 +109,16 @@ fn signal(worker: &KillOnDrop, signal: &str) {
     assert!(sent.success(), "kill -{signal}");
 }
 
+/// Waits (at most [`DEADLINE`]) until the emulator holds worker `id`'s
+/// request (the scripted [`Fault::Held`] was taken).
+fn wait_until_held(f: &Fixture, id: &str) {
+    let started = Instant::now();
+    while f.state().pending_faults() > 0 {
+        assert!(started.elapsed() < DEADLINE, "{:?}", output_of(f, id));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Asserts every stream of every connection holds exactly the emulator's
 /// records (each once), and that the connection is healthy.
 fn holds_exactly_the_source(f: &Fixture, env: &HashMap<String, String>, dir: &Path, count: usize) {
@@ -232,11 +242,7 @@ fn a_worker_paused_past_its_lease_cannot_commit_afterwards() {
             .after(2),
     );
     let mut a = spawn_worker(&f, &env, &dir, "a", &["--slots", "1"]);
-    let started = Instant::now();
-    while f.state().pending_faults() > 0 {
-        assert!(started.elapsed() < DEADLINE, "{:?}", output_of(&f, "a"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_held(&f, "a");
     // Paused with the request in flight, A cannot renew its lease; B takes
     // the partition over from A's last committed page and ends the run.
     signal(&a, "STOP");
@@ -352,11 +358,7 @@ fn sigterm_gives_the_leases_up_at_once_and_a_broken_file_does_not_stop_the_other
             .after(1),
     );
     let mut a = spawn_worker(&f, &env, &dir, "a", &["--slots", "1"]);
-    let started = Instant::now();
-    while f.state().pending_faults() > 0 {
-        assert!(started.elapsed() < DEADLINE, "{:?}", output_of(&f, "a"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_held(&f, "a");
     // Stopped with a page in flight: A commits it, gives its lease up and
     // exits; B need not wait the ten minutes of the lease.
     signal(&a, "TERM");
