@@ -3,7 +3,7 @@
 
 use super::report::PartitionReport;
 use super::retry::{decide, error_kind, Next};
-use super::{blocking, PartitionTask, RetryRecord, RunShared, SyncJob};
+use super::{PartitionTask, RetryRecord, RunShared, SyncJob};
 use crate::store::{PageCommit, StoreError, StoredRecord, StoredTombstone};
 use connector_sandbox::egress::{EgressCounters, EgressPolicy};
 use connector_sandbox::runtime::{
@@ -114,48 +114,103 @@ struct PartitionReader<'a> {
 }
 
 impl PartitionReader<'_> {
-    /// Reads and commits pages until the component returns no cursor.
+    /// Reads and commits pages until the component returns no cursor. A
+    /// page's commit runs while the next page is asked for (keyset paging
+    /// needs only the cursor), so a partition does not wait for the
+    /// database between requests; commits stay in page order, and the page
+    /// in flight is committed (or fails) before the partition ends, stopped
+    /// or not.
     async fn read_to_end(
         &self,
         instance: &mut ConnectorInstance,
         report: &mut PartitionReport,
     ) -> Result<(), Ended> {
         let mut cursor = self.task.cursor.clone();
-        loop {
-            if self.job.options.stop.is_triggered() {
-                return Err(Ended::stopped());
-            }
-            self.check_request_cap()?;
-            let request = self.request(cursor.clone());
-            let mut page = self.read_with_retries(instance, &request, report).await?;
-            self.count(&page, report);
-            if page.next_cursor.is_some() && page.next_cursor == cursor {
-                return Err(Ended::new(
-                    "internal",
-                    format!(
-                        "the component returned the same cursor twice for `{}`; stopped to avoid an endless loop",
-                        self.task.stream.name
-                    ),
-                ));
-            }
-            let committed = self.commit(&mut page).await?;
-            report.deleted_at_source += committed.marked_deleted;
-            report.pages += 1;
-            report.records += committed.records;
-            let stream = &self.task.stream.name;
-            self.job.progress.committed(stream, committed.records);
-            tracing::debug!(stream = %stream, partition = self.task.index, records = committed.records, "page committed");
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => {
-                    report.complete = true;
-                    report.hidden_by_acl = report
-                        .server_total
-                        .map(|total| total.saturating_sub(report.rows_returned));
-                    return Ok(());
+        let mut committing: Option<PendingCommit> = None;
+        let mut first = true;
+        let outcome = loop {
+            let read = self.next_page(instance, &cursor, first, report).await;
+            first = false;
+            let page = match read {
+                Ok(page) => page,
+                Err(ended) => break Err(ended),
+            };
+            if let Some(previous) = committing.take() {
+                if let Err(ended) = self.settle(previous, report).await {
+                    break Err(ended);
                 }
             }
+            let next = page.next_cursor.clone();
+            match self.start_commit(page) {
+                Ok(pending) => committing = Some(pending),
+                Err(ended) => break Err(ended),
+            }
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break Ok(()),
+            }
+        };
+        if let Some(last) = committing {
+            self.settle(last, report).await?;
         }
+        outcome?;
+        report.complete = true;
+        report.hidden_by_acl = report
+            .server_total
+            .map(|total| total.saturating_sub(report.rows_returned));
+        Ok(())
+    }
+
+    /// The page after `cursor` (a stop or the request cap ends the
+    /// partition first), counted in the report (`first`: the run's first
+    /// page of the partition).
+    async fn next_page(
+        &self,
+        instance: &mut ConnectorInstance,
+        cursor: &Option<String>,
+        first: bool,
+        report: &mut PartitionReport,
+    ) -> Result<Page, Ended> {
+        if self.job.options.stop.is_triggered() {
+            return Err(Ended::stopped());
+        }
+        self.check_request_cap()?;
+        let request = self.request(cursor.clone());
+        let page = self.read_with_retries(instance, &request, report).await?;
+        self.count(&page, first, report);
+        if page.next_cursor.is_some() && page.next_cursor == *cursor {
+            return Err(Ended::new(
+                "internal",
+                format!(
+                    "the component returned the same cursor twice for `{}`; stopped to avoid an endless loop",
+                    self.task.stream.name
+                ),
+            ));
+        }
+        Ok(page)
+    }
+
+    /// Waits for a page's commit and adds it to the report and progress.
+    async fn settle(
+        &self,
+        pending: PendingCommit,
+        report: &mut PartitionReport,
+    ) -> Result<(), Ended> {
+        let marked_deleted = pending
+            .commit
+            .await
+            .map_err(|e| Ended::new("host", format!("the commit's task failed: {e}")))?
+            .map_err(|e| match e {
+                fenced @ StoreError::Fenced { .. } => Ended::new(FENCED, fenced.to_string()),
+                e => Ended::new("storage", format!("cannot write to the database: {e}")),
+            })?;
+        report.deleted_at_source += marked_deleted;
+        report.pages += 1;
+        report.records += pending.records;
+        let stream = &self.task.stream.name;
+        self.job.progress.committed(stream, pending.records);
+        tracing::debug!(stream = %stream, partition = self.task.index, records = pending.records, "page committed");
+        Ok(())
     }
 
     /// The request for the page after `cursor`.
@@ -271,10 +326,10 @@ impl PartitionReader<'_> {
     }
 
     /// Adds the page's counters to the report.
-    fn count(&self, page: &Page, report: &mut PartitionReport) {
+    fn count(&self, page: &Page, first: bool, report: &mut PartitionReport) {
         // Only the run's first page counts the rows this run will see (a
         // component may count again later, from where it then is).
-        if report.pages == 0 {
+        if first {
             report.server_total = page.counters.server_total;
             if let Some(total) = page.counters.server_total {
                 self.job.progress.expect(&self.task.stream.name, total);
@@ -287,9 +342,10 @@ impl PartitionReader<'_> {
         }
     }
 
-    /// Validates the page's records and commits them, its tombstones and the
-    /// next cursor in one transaction.
-    async fn commit(&self, page: &mut Page) -> Result<Committed, Ended> {
+    /// Validates the page's records and starts committing them, its
+    /// tombstones and the next cursor in one transaction (on a blocking
+    /// thread, under the store's lock).
+    fn start_commit(&self, mut page: Page) -> Result<PendingCommit, Ended> {
         let task = self.task;
         let records = std::mem::take(&mut page.records)
             .into_iter()
@@ -315,43 +371,37 @@ impl PartitionReader<'_> {
         let connection = self.job.connection.clone();
         let stream = task.stream.name.clone();
         let (generation, partition) = (task.generation, task.index);
-        let next = page.next_cursor.clone();
-        let watermark = page.watermark.clone();
-        let window_start = page.window_start.clone();
         let lease = task.lease.clone();
-        let marked_deleted = blocking(&self.shared.store, move |s| {
+        let store = self.shared.store.clone();
+        let commit = tokio::task::spawn_blocking(move || {
+            let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
             let page = PageCommit {
                 generation,
                 partition,
                 records: &records,
                 tombstones: &tombstones,
-                next_cursor: next.as_deref(),
-                watermark: watermark.as_deref(),
-                window_start: window_start.as_deref(),
+                next_cursor: page.next_cursor.as_deref(),
+                watermark: page.watermark.as_deref(),
+                window_start: page.window_start.as_deref(),
             };
             match &lease {
                 Some(lease) => s.commit_page_fenced(page, lease),
                 None => s.commit_page(&connection, &stream, page),
             }
-        })
-        .await
-        .map_err(|e| match e.downcast_ref::<StoreError>() {
-            Some(fenced @ StoreError::Fenced { .. }) => Ended::new(FENCED, fenced.to_string()),
-            _ => Ended::new("storage", format!("cannot write to the database: {e:#}")),
-        })?;
-        Ok(Committed {
+        });
+        Ok(PendingCommit {
+            commit,
             records: count,
-            marked_deleted,
         })
     }
 }
 
-/// What committing a page did.
-struct Committed {
+/// A page's commit under way: the task returns the records its tombstones
+/// newly marked deleted.
+struct PendingCommit {
+    commit: tokio::task::JoinHandle<Result<u64, StoreError>>,
     /// Records written.
     records: u64,
-    /// Records its tombstones marked deleted.
-    marked_deleted: u64,
 }
 
 /// The partition's end after an error the engine does not retry (any

@@ -193,3 +193,60 @@ fn the_console_shows_and_searches_a_connection_stored_in_postgresql() {
     connector_e2e::sigterm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn the_next_page_is_asked_for_while_a_page_is_being_committed() {
+    let f = Fixture::start(300);
+    let db = TestDatabase::create();
+    let config = f.config(&ConfigSpec {
+        file: "pipelined.toml".into(),
+        database: Some(format!(
+            "database = \"{}?sslmode=disable\"\ndatabase_password_env = \"{PASSWORD_VAR}\"",
+            db.url
+        )),
+        sync: vec!["page_size = 50".into(), "partitions = 1".into()],
+        ..ConfigSpec::default()
+    });
+    let mut env = f.env.clone();
+    env.insert(PASSWORD_VAR.into(), db.password.clone());
+    // The schema exists; then every commit waits for the test's lock.
+    let target = PostgresTarget {
+        url: format!("{}?sslmode=disable", db.url),
+        password: Some(db.password.clone()),
+        ca_file: None,
+        application_name: None,
+    };
+    drop(Store::open_postgres(&target).unwrap());
+    let mut locker = db.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
+        .unwrap();
+    let sync = {
+        let (config, env) = (config.clone(), env.clone());
+        std::thread::spawn(move || {
+            let args = [
+                "sync",
+                "--stream",
+                "devices",
+                "--config",
+                config.to_str().unwrap(),
+            ];
+            connector_e2e::run_cli(&args, &env).ok()
+        })
+    };
+    // The first page's commit is blocked; the second page is asked for all
+    // the same.
+    super::workers::wait_until_blocked_in_a_commit(&db, "connector-host");
+    let seen = f.state().wait_for_requests(2, Duration::from_secs(60));
+    assert_eq!(
+        seen, 2,
+        "the next page was not asked for while the first one was being committed"
+    );
+    lock.rollback().unwrap();
+    let report = sync.join().unwrap();
+    assert!(report.contains("complete"), "{report}");
+    let stored = export(&f, &env, &config, "devices", false);
+    let expected = connector_e2e::expected_records(f.state(), "devices");
+    assert_eq!(connector_e2e::json_lines(&stored), expected);
+}

@@ -150,7 +150,7 @@ fn holds_exactly_the_source(f: &Fixture, env: &HashMap<String, String>, dir: &Pa
 
 /// Waits (at most [`DEADLINE`]) until a backend of `application` waits on a
 /// lock: its commit is open, blocked in the middle.
-fn wait_until_blocked_in_a_commit(db: &TestDatabase, application: &str) {
+pub(crate) fn wait_until_blocked_in_a_commit(db: &TestDatabase, application: &str) {
     let mut client = db.client();
     let started = Instant::now();
     loop {
