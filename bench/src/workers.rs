@@ -5,7 +5,7 @@
 //! leases' overhead, not the scale.
 
 use crate::postgres::{empty, live_records, PASSWORD_VAR};
-use crate::{median, timed, Bench, Row, Sample};
+use crate::{timed, Bench, Row, Sample};
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
 use std::process::Command;
@@ -116,8 +116,6 @@ impl Bench<'_> {
             requests = self.requests() - before;
         }
         let records = live_records(url, password)?;
-        let mut row = self.row(what, &samples, records, requests);
-        row.wall_s = median(samples.iter().map(|s| s.wall_s).collect());
-        Ok(row)
+        Ok(self.row(what, &samples, records, requests))
     }
 }

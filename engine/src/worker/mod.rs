@@ -46,6 +46,8 @@ pub struct Served {
     /// Requests of the current run sent by this worker (the run's cap
     /// applies per worker), with the run's id.
     counters: Mutex<Option<(i64, Arc<EgressCounters>)>>,
+    /// Reads in flight of this connection on this worker (`[sync] concurrency`).
+    permits: Arc<Semaphore>,
 }
 
 impl Served {
@@ -58,7 +60,9 @@ impl Served {
         lease: Duration,
         pacer: Arc<Pacer>,
     ) -> Served {
+        let permits = Arc::new(Semaphore::new(job.options.concurrency as usize));
         Served {
+            permits,
             job: Arc::new(job),
             store: Arc::new(Mutex::new(store)),
             every,
@@ -106,7 +110,7 @@ impl Served {
         RunShared {
             store: self.store.clone(),
             counters,
-            permits: Arc::new(Semaphore::new(self.job.options.concurrency as usize)),
+            permits: self.permits.clone(),
             pacer: self.pacer.clone(),
         }
     }
