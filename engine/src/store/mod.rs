@@ -21,14 +21,13 @@ pub mod deployment;
 pub mod lease;
 mod plan;
 mod postgres;
+mod record_key;
 mod sqlite;
 
 pub use self::postgres::PostgresTarget;
 pub use sqlite::LATEST_VERSION;
 
 use lease::{HeldLease, Lease};
-use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -45,48 +44,28 @@ pub struct StoredRecord {
 }
 
 impl StoredRecord {
-    /// Reads a record's key and embedding parent without building a JSON
-    /// tree; keeps the JSON text as the record's data.
+    /// Reads a record's key and embedding parent in one pass over its JSON,
+    /// without building a tree or a map; keeps the JSON text as the record's data.
     pub fn index(
         stream: &str,
         key_field: &str,
         embed_field: Option<&str>,
         json: String,
     ) -> Result<StoredRecord, String> {
-        let fields: BTreeMap<Cow<'_, str>, &serde_json::value::RawValue> =
-            serde_json::from_str(&json).map_err(|e| {
-                format!(
-                    "the component returned a record of `{stream}` that is not a JSON object ({e})"
-                )
-            })?;
-        let text = |field: &str| fields.get(field).and_then(|raw| key_text(raw.get()));
-        let key = text(key_field).filter(|k| !k.is_empty()).ok_or_else(|| {
+        let found = record_key::read(&json, key_field, embed_field).map_err(|e| {
+            format!("the component returned a record of `{stream}` that is not a JSON object ({e})")
+        })?;
+        let key = found.key.filter(|k| !k.is_empty()).ok_or_else(|| {
             format!(
                 "the component returned a record of `{stream}` without its key field `{key_field}` (a string or an integer)"
             )
         })?;
-        let parent = embed_field.and_then(text);
-        // `fields` borrows `json`, which moves into the record below.
-        drop(fields);
         Ok(StoredRecord {
             key,
             data: json,
-            parent,
+            parent: found.parent,
         })
     }
-}
-
-/// A key as stored: a JSON string's text, or an integer's decimal digits
-/// (which is also how a tombstone names it). Anything else is no key.
-fn key_text(raw: &str) -> Option<String> {
-    let raw = raw.trim();
-    let digits = raw.strip_prefix('-').unwrap_or(raw);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(raw.to_string());
-    }
-    serde_json::from_str::<Cow<'_, str>>(raw)
-        .ok()
-        .map(Cow::into_owned)
 }
 
 /// A record the source reported deleted.
@@ -138,6 +117,26 @@ pub struct PageCommit<'a> {
     pub watermark: Option<&'a str>,
     /// Start of the read's retention window.
     pub window_start: Option<&'a str>,
+}
+
+impl<'a> PageCommit<'a> {
+    /// A page of `records` alone: no tombstones, no watermark, no window.
+    pub fn of_records(
+        generation: i64,
+        partition: u32,
+        records: &'a [StoredRecord],
+        next_cursor: Option<&'a str>,
+    ) -> PageCommit<'a> {
+        PageCommit {
+            generation,
+            partition,
+            records,
+            tombstones: &[],
+            next_cursor,
+            watermark: None,
+            window_start: None,
+        }
+    }
 }
 
 /// Records marked deleted when a read completed, by reason.

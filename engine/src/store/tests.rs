@@ -30,13 +30,8 @@ fn page<'a>(
     watermark: Option<&'a str>,
 ) -> PageCommit<'a> {
     PageCommit {
-        generation,
-        partition,
-        records,
-        tombstones: &[],
-        next_cursor,
         watermark,
-        window_start: None,
+        ..PageCommit::of_records(generation, partition, records, next_cursor)
     }
 }
 
@@ -262,6 +257,27 @@ fn records_are_indexed_without_trees() {
             .contains("sysId")
     );
     assert!(StoredRecord::index("a", "sysId", None, "[1]".into()).is_err());
+}
+
+#[test]
+fn a_record_key_is_read_as_a_map_would_read_it() {
+    let index = |json: &str| StoredRecord::index("a", "sysId", Some("dev"), json.into());
+    // An escaped field name is the same name; a later duplicate wins.
+    let r = index(r#"{"sys\u0049d":"k","dev":"d1","x":{"sysId":"inner"},"dev":"d2"}"#).unwrap();
+    assert_eq!((r.key.as_str(), r.parent.as_deref()), ("k", Some("d2")));
+    // The key field may also be the embedding field.
+    let r = StoredRecord::index("a", "id", Some("id"), r#"{"id":"k"}"#.into()).unwrap();
+    assert_eq!((r.key.as_str(), r.parent.as_deref()), ("k", Some("k")));
+    // Broken JSON is refused even where the reader skips a value.
+    for broken in [
+        r#"{"sysId":"k","x":[1,}"#,
+        r#"{"sysId":"k"} trailing"#,
+        r#"{"sysId":"k""#,
+        r#"{"sysId":"k","x":tru}"#,
+    ] {
+        let e = index(broken).unwrap_err();
+        assert!(e.contains("not a JSON object"), "{broken}: {e}");
+    }
 }
 
 fn deletions_say_why(s: &mut Store) {
