@@ -47,8 +47,15 @@ pub fn map_row(
     let mut ser = serde_json::Serializer::new(&mut out);
     // Writing into a Vec cannot fail, and every value is a plain string or bool.
     let mut map = ser.serialize_map(None).expect("serialize to Vec");
+    // The server sends the columns in one order for every row: look for
+    // each field where the previous one was found.
+    let mut next = 0;
     for f in &spec.fields {
-        let Some(text) = row.get(&f.column).and_then(Cell::text) else {
+        let Some((at, cell)) = row.find_from(&f.column, next) else {
+            continue;
+        };
+        next = at + 1;
+        let Some(text) = cell.text() else {
             continue;
         };
         match f.kind {

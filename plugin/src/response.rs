@@ -99,7 +99,14 @@ pub fn parse_rows<'a>(resp: &'a Response, table: &str) -> Result<Envelope<'a>, C
             "ServiceNow cancelled the read of `{table}`: \"Transaction cancelled: maximum execution time exceeded\". No rows of that response were kept; it is retried automatically. If it persists, lower the page size."
         ))
     };
-    match serde_json::from_slice::<Envelope>(&resp.body) {
+    // UTF-8 checked once for the whole body, so that the parser need not
+    // check each string again; a body that is not UTF-8 goes to the parser
+    // as bytes for its error, which says where.
+    let parsed = match std::str::from_utf8(&resp.body) {
+        Ok(text) => serde_json::from_str::<Envelope>(text),
+        Err(_) => serde_json::from_slice::<Envelope>(&resp.body),
+    };
+    match parsed {
         Ok(Envelope { error: Some(e), .. }) => {
             if describe_contains(&e, TRANSACTION_CANCELLED) {
                 Err(cancelled())
@@ -246,6 +253,21 @@ mod tests {
                 .unwrap()
                 .len(),
             0
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_with_where() {
+        let mut response = resp(200, "");
+        response.body = b"{\"result\":[{\"sys_id\":\"a\xff\"}]}".to_vec();
+        assert!(
+            matches!(parse_rows(&response, "t"), Err(ConnectorError::BadResponse(m)) if m.contains("line 1 column"))
+        );
+        response.body = "{\"result\":[{\"sys_id\":\"caf\u{e9}\"}]}".into();
+        let env = parse_rows(&response, "t").unwrap();
+        assert_eq!(
+            env.result.unwrap()[0].get("sys_id").unwrap().text(),
+            Some("café")
         );
     }
 }

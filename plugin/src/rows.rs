@@ -42,10 +42,18 @@ pub struct Row<'a> {
 impl<'a> Row<'a> {
     /// The value of a column, if the server sent that column.
     pub fn get(&self, column: &str) -> Option<&Cell<'a>> {
-        self.cells
-            .iter()
-            .find(|(c, _)| c.as_ref() == column)
-            .map(|(_, v)| v)
+        self.find_from(column, 0).map(|(_, cell)| cell)
+    }
+
+    /// The position and value of a column, looking from position `start`
+    /// on and then from the beginning: reading columns in the order the
+    /// server sent them, each is found at the first look.
+    pub fn find_from(&self, column: &str, start: usize) -> Option<(usize, &Cell<'a>)> {
+        let start = start.min(self.cells.len());
+        (start..self.cells.len())
+            .chain(0..start)
+            .find(|&i| self.cells[i].0 == column)
+            .map(|i| (i, &self.cells[i].1))
     }
 }
 
@@ -139,7 +147,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Cell<'a> {
             /// Reference objects: keep `value`, ignore `link` and `display_value`.
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut value = Cell::Null;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(ColumnName(key)) = map.next_key::<ColumnName<'de>>()? {
                     if key == "value" {
                         value = map.next_value::<Cell<'a>>()?;
                     } else {
@@ -153,6 +161,30 @@ impl<'de: 'a, 'a> Deserialize<'de> for Cell<'a> {
     }
 }
 
+/// A column name borrowed from the body (`Cow<str>`'s own `Deserialize`
+/// always copies): only a name written with escapes is copied. A page of
+/// 2,000 rows of 16 columns saved 32,000 allocations this way.
+struct ColumnName<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for ColumnName<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct NameVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for NameVisitor<'a> {
+            type Value = ColumnName<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a column name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(ColumnName(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ColumnName(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(NameVisitor(std::marker::PhantomData))
+    }
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Row<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct RowVisitor<'a>(std::marker::PhantomData<&'a ()>);
@@ -163,7 +195,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Row<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut cells = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some(key) = map.next_key::<Cow<'a, str>>()? {
+                while let Some(ColumnName(key)) = map.next_key::<ColumnName<'a>>()? {
                     cells.push((key, map.next_value::<Cell<'a>>()?));
                 }
                 Ok(Row { cells })
@@ -192,6 +224,22 @@ mod tests {
         assert_eq!(row.get("z"), Some(&Cell::Other));
         assert_eq!(row.get("n"), Some(&Cell::Other));
         assert!(row.get("missing").is_none());
+    }
+
+    #[test]
+    fn columns_are_found_in_any_order_and_names_are_borrowed() {
+        let body = br#"{"result":[{"a":"1","b":"2","c":"3","d\u0065":"4"}]}"#;
+        let env: Envelope = serde_json::from_slice(body).unwrap();
+        let row = &env.result.unwrap()[0];
+        assert!(matches!(row.cells[0].0, Cow::Borrowed("a")));
+        assert_eq!(row.cells[3].0, "de", "an escaped name is unescaped");
+        for start in 0..6 {
+            for (i, column) in ["a", "b", "c", "de"].into_iter().enumerate() {
+                let (at, cell) = row.find_from(column, start).unwrap();
+                assert_eq!((at, cell.text()), (i, Some(["1", "2", "3", "4"][i])));
+            }
+            assert!(row.find_from("missing", start).is_none());
+        }
     }
 
     #[test]
