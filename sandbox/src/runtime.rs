@@ -149,6 +149,11 @@ pub struct LoadedComponent {
     pub sha256: String,
 }
 
+/// Set (to anything) to have the engine write `/tmp/perf-PID.map`, so that
+/// `perf report` names the guest's functions instead of `wasm[0]::function[N]`
+/// offsets. For profiling only: the map grows with every component loaded.
+pub const PERF_MAP_VAR: &str = "CONNECTOR_HOST_PERF_MAP";
+
 /// The process-wide engine, linker and compiled-component cache.
 pub struct Runtime {
     engine: Engine,
@@ -175,6 +180,10 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        if std::env::var_os(PERF_MAP_VAR).is_some() {
+            // `perf report` then names the guest's functions (BENCHMARKS.md).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let weak = engine.weak();
         std::thread::Builder::new()
