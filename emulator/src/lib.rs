@@ -46,6 +46,11 @@ pub struct EmulatorConfig {
     pub users: Vec<User>,
     /// Added latency per request.
     pub latency: Duration,
+    /// Time each new connection waits before it is served (the handshakes'
+    /// round trips; see [`State::with_wan`]).
+    pub handshake: Duration,
+    /// Server time per row a list answer returns.
+    pub row_time: Duration,
     /// Serve HTTPS with a generated certificate (see [`Emulator::ca_pem`]).
     pub tls: bool,
     /// With `tls`: accept only clients presenting a certificate of the
@@ -80,6 +85,8 @@ impl Default for EmulatorConfig {
                 User::new("svc_exposure", "exposure", &["cmdb_read"]),
             ],
             latency: Duration::ZERO,
+            handshake: Duration::ZERO,
+            row_time: Duration::ZERO,
             tls: false,
             require_client_cert: false,
             oauth_clients: Vec::new(),
@@ -143,7 +150,11 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let tls = tls.clone();
         let app = app.clone();
+        let handshake = state.handshake;
         tokio::spawn(async move {
+            if !handshake.is_zero() {
+                tokio::time::sleep(handshake).await;
+            }
             match tls {
                 // A failed handshake concerns that client only.
                 Some(acceptor) => {
@@ -198,7 +209,8 @@ impl Emulator {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let state = Arc::new(
             State::new(db, config.users, config.latency, scheme)
-                .with_semaphore(config.max_concurrent, config.queue_depth),
+                .with_semaphore(config.max_concurrent, config.queue_depth)
+                .with_wan(config.handshake, config.row_time),
         );
         state.configure_auth(|auth| {
             auth.clients = config.oauth_clients.clone();
@@ -334,5 +346,65 @@ impl Drop for Emulator {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    /// Sends one keep-alive read on `connection` and reads its answer whole.
+    async fn one_read(connection: &mut BufReader<tokio::net::TcpStream>) -> String {
+        let request = "GET /api/now/table/cmdb_ci_computer?sysparm_limit=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Basic dTpw\r\n\r\n";
+        connection
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .unwrap();
+        let mut head = String::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            connection.read_line(&mut line).await.unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        connection.read_exact(&mut body).await.unwrap();
+        head
+    }
+
+    /// On tokio's paused clock (real sockets on 127.0.0.1): a new connection
+    /// waits the handshake time once; the next read on it does not.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_connection_costs_the_handshake_once() {
+        let db = generate(DataSpec {
+            devices: 10,
+            seed: 1,
+        });
+        let users = vec![User::new("u", "p", &["cmdb_read"])];
+        let state = State::new(db, users, Duration::ZERO, "http")
+            .with_wan(Duration::from_millis(160), Duration::ZERO);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, Arc::new(state)));
+
+        let started = tokio::time::Instant::now();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut connection = BufReader::new(stream);
+        let head = one_read(&mut connection).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(started.elapsed(), Duration::from_millis(160));
+
+        let started = tokio::time::Instant::now();
+        let head = one_read(&mut connection).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(started.elapsed(), Duration::ZERO, "the connection was kept");
     }
 }

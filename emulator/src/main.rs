@@ -36,6 +36,15 @@ struct Args {
     /// Added latency per request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Time each new connection waits before it is served, in milliseconds:
+    /// the TCP and TLS handshakes' round trips to a distant instance (e.g.
+    /// 160 for two round trips of 80 ms).
+    #[arg(long, default_value_t = 0)]
+    handshake_ms: u64,
+    /// Server time per row a list answer returns, in microseconds (an
+    /// instance runs ACLs and business rules on each row it reads).
+    #[arg(long, default_value_t = 0)]
+    row_time_us: u64,
     /// Serve HTTPS with a certificate from a generated CA.
     #[arg(long)]
     tls: bool,
@@ -147,7 +156,11 @@ fn build_state(args: &Args, db: Database, scheme: &'static str) -> Arc<State> {
     let latency = Duration::from_millis(args.latency_ms);
     let state = Arc::new(
         State::new(db, users, latency, scheme)
-            .with_semaphore(args.max_concurrent, args.queue_depth),
+            .with_semaphore(args.max_concurrent, args.queue_depth)
+            .with_wan(
+                Duration::from_millis(args.handshake_ms),
+                Duration::from_micros(args.row_time_us),
+            ),
     );
     state.set_rate_window(Duration::from_secs(args.rate_window_s));
     if let Some(limit) = args.rate_limit {

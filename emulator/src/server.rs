@@ -60,6 +60,12 @@ pub struct State {
     mutating: AtomicBool,
     /// Added latency per request.
     pub latency: Duration,
+    /// Time a new connection waits before it is served: the round trips of
+    /// the TCP and TLS handshakes over a long path (see [`State::with_wan`]).
+    pub handshake: Duration,
+    /// Server time per row a list answer returns, spent before answering
+    /// (an instance runs business rules and ACLs on each row it reads).
+    pub row_time: Duration,
     /// Scheme used in `Link` and reference links.
     pub scheme: &'static str,
     /// Send reference fields as `{"link", "value"}` even when the caller
@@ -99,6 +105,8 @@ impl State {
             mutations: Mutex::new(Vec::new()),
             mutating: AtomicBool::new(true),
             latency,
+            handshake: Duration::ZERO,
+            row_time: Duration::ZERO,
             scheme,
             force_reference_links: AtomicBool::new(false),
             deny_all_ips: AtomicBool::new(false),
@@ -186,6 +194,15 @@ impl State {
     /// more; further requests get a bare 429. Call before serving.
     pub fn with_semaphore(mut self, concurrent: Option<usize>, queue_depth: usize) -> Self {
         self.semaphore = ApiSemaphore::new(concurrent, queue_depth);
+        self
+    }
+
+    /// Makes the emulator cost what a distant instance costs beyond its
+    /// latency: `handshake` before each new connection is served, and
+    /// `row_time` for each row a list answer returns. Call before serving.
+    pub fn with_wan(mut self, handshake: Duration, row_time: Duration) -> Self {
+        self.handshake = handshake;
+        self.row_time = row_time;
         self
     }
 
@@ -464,7 +481,7 @@ async fn serve_table(
         // The sender lives as long as the state: `wait_for` only ends released.
         let _ = released.wait_for(|released| *released).await;
     }
-    let mut response = respond(
+    let (mut response, rows) = respond(
         state,
         path,
         query,
@@ -472,6 +489,11 @@ async fn serve_table(
         user,
         fault == Some(Fault::TransactionCancelled),
     );
+    if !state.row_time.is_zero() && rows > 0 {
+        // Still holding its slot of the semaphore, as an instance's
+        // transaction holds its semaphore while it reads.
+        tokio::time::sleep(state.row_time.saturating_mul(rows as u32)).await;
+    }
     add_headers(&mut response, &rate_headers);
     match fault {
         Some(Fault::ConnectionReset) => break_body(response),
@@ -527,6 +549,8 @@ async fn slow_body(response: Response<Body>, pause: Duration) -> Response<Body> 
     Response::from_parts(parts, Body::from_stream(stream))
 }
 
+/// The answer to a read and the number of rows it returns (for the
+/// server time per row).
 fn respond(
     state: &State,
     path: &str,
@@ -534,41 +558,31 @@ fn respond(
     host: &str,
     user: &User,
     cancelled: bool,
-) -> Response<Body> {
+) -> (Response<Body>, usize) {
+    let no_rows = |status, message: &str, detail| (error_response(status, message, detail), 0);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let bad_uri = "Requested URI does not represent any resource";
     let (version_1, rest) = match segments.as_slice() {
         ["api", "now", "table", rest @ ..] => (false, rest),
         ["api", "now", "v1", "table", rest @ ..] => (true, rest),
         ["api", "now", "v2", "table", rest @ ..] => (false, rest),
-        _ => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "Requested URI does not represent any resource",
-                None,
-            )
-        }
+        _ => return no_rows(StatusCode::BAD_REQUEST, bad_uri, None),
     };
     let (class, sys_id) = match rest {
         [class] => (*class, None),
         [class, id] => (*class, Some(*id)),
-        _ => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "Requested URI does not represent any resource",
-                None,
-            )
-        }
+        _ => return no_rows(StatusCode::BAD_REQUEST, bad_uri, None),
     };
     let db = read(&state.db);
     let Some(table) = db.table_for(class) else {
-        return error_response(
+        return no_rows(
             StatusCode::BAD_REQUEST,
             &format!("Invalid table {class}"),
             None,
         );
     };
     if !user.may_read(class) {
-        return error_response(
+        return no_rows(
             StatusCode::FORBIDDEN,
             "Insufficient rights to query records",
             Some("Field(s) present in the query do not have permission to be read"),
@@ -586,18 +600,18 @@ fn respond(
         force_links: state.force_reference_links.load(Ordering::Relaxed),
     };
     match sys_id {
-        Some(id) => view.single(id, hidden),
+        Some(id) => (view.single(id, hidden), 1),
         None => {
             let (response, returned) = view.list(path, hidden, cancelled);
             // "Version 1 returns error code 404 with no results."
             if version_1 && returned == 0 && !cancelled {
-                return error_response(
+                return no_rows(
                     StatusCode::NOT_FOUND,
                     "No Record found",
                     Some("Records matching query not found. Check query parameter or offset parameter"),
                 );
             }
-            response
+            (response, returned)
         }
     }
 }
@@ -989,5 +1003,47 @@ mod tests {
         assert_eq!(p["sysparm_query"], "sys_id>ab^ORDERBYsys_id");
         assert_eq!(p["a"], "b c");
         assert_eq!(p["flag"], "");
+    }
+
+    /// A state over 10 devices whose user `u` (password `p`) reads the CMDB.
+    fn wan_state(handshake: Duration, row_time: Duration) -> State {
+        let db = crate::data::generate(crate::DataSpec {
+            devices: 10,
+            seed: 1,
+        });
+        let users = vec![User::new("u", "p", &["cmdb_read"])];
+        State::new(db, users, Duration::ZERO, "http").with_wan(handshake, row_time)
+    }
+
+    fn read(path: &str) -> Request<Body> {
+        Request::builder()
+            .uri(path)
+            .header(header::AUTHORIZATION, "Basic dTpw") // u:p
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    /// On tokio's paused clock: the time below is the emulator's sleeping,
+    /// whatever the machine's speed.
+    #[tokio::test(start_paused = true)]
+    async fn a_list_answer_costs_the_server_time_of_its_rows() {
+        let state = wan_state(Duration::ZERO, Duration::from_millis(7));
+        let started = tokio::time::Instant::now();
+        let answer = handle(
+            &state,
+            read("/api/now/table/cmdb_ci_computer?sysparm_limit=3"),
+        )
+        .await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(21),
+            "3 rows of 7 ms"
+        );
+
+        let started = tokio::time::Instant::now();
+        let answer = handle(&state, read("/api/now/table/no_such_table")).await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(started.elapsed(), Duration::ZERO, "no rows, no row time");
     }
 }
