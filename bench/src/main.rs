@@ -14,6 +14,7 @@
 //! See BENCHMARKS.md for the command and the latest results.
 
 mod postgres;
+mod round_two;
 mod workers;
 
 use anyhow::{bail, Context, Result};
@@ -65,6 +66,22 @@ struct Args {
     /// Connections of the workers' benchmark (each of `--devices` devices).
     #[arg(long, default_value_t = 20)]
     worker_connections: usize,
+    /// At 0 ms, also the full sync with the host on CPU 0 alone and on every
+    /// CPU, the emulator pinned to the last CPU (`taskset`).
+    #[arg(long)]
+    cores: bool,
+    /// Device counts of the WAN rows (0: none): ours and pysnc tuned against
+    /// an emulator with `--wan-rtt-ms` per request, two round trips per new
+    /// connection and `--wan-row-time-us` of server time per row.
+    #[arg(long, value_delimiter = ',', default_value = "100000")]
+    wan_devices: Vec<usize>,
+    /// Round-trip time of the WAN rows, in milliseconds.
+    #[arg(long, default_value_t = 80)]
+    wan_rtt_ms: u64,
+    /// Server time per row of the WAN rows, in microseconds (an assumption:
+    /// 200 µs is 5,000 rows a second per request).
+    #[arg(long, default_value_t = 200)]
+    wan_row_time_us: u64,
 }
 
 const USER: &str = "svc_bench";
@@ -158,6 +175,20 @@ fn timed(cmd: &mut Command) -> Result<(Sample, String)> {
     ))
 }
 
+/// Removes the SQLite database `database` and its WAL files, if there.
+fn remove_sqlite_files(database: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", database.display());
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {path}"))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn tempfile_path(tag: &str) -> PathBuf {
     let n: u64 = Rng::new(std::process::id() as u64 ^ now_nanos()).next_u64();
     std::env::temp_dir().join(format!("bench-{tag}-{n:x}"))
@@ -176,6 +207,73 @@ struct Bench<'a> {
     dir: PathBuf,
     devices: usize,
     latency_ms: u64,
+    /// Put before each row's name (the WAN rows').
+    label: String,
+}
+
+/// What the emulator adds to look like a distant instance (none by default).
+#[derive(Default)]
+struct Wan {
+    handshake: Duration,
+    row_time: Duration,
+    label: String,
+}
+
+/// The WAN rows at `devices` devices: ours and pysnc tuned.
+fn wan_rows(args: &Args, devices: usize) -> Result<Vec<Row>> {
+    let rtt = args.wan_rtt_ms;
+    let wan = Wan {
+        // TCP's handshake, then TLS 1.3's: a round trip each.
+        handshake: Duration::from_millis(2 * rtt),
+        row_time: Duration::from_micros(args.wan_row_time_us),
+        label: format!("WAN ({rtt} ms RTT, TLS, {} µs/row): ", args.wan_row_time_us),
+    };
+    let bench = Bench::start(args, devices, rtt, wan)?;
+    let mut rows = vec![bench.host_full()?];
+    if args.python.exists() {
+        rows.push(bench.pysnc("tuned")?);
+    } else {
+        eprintln!("{} is missing: no pysnc WAN row", args.python.display());
+    }
+    Ok(rows)
+}
+
+impl Drop for Bench<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl<'a> Bench<'a> {
+    /// Starts an emulator of `devices` devices (HTTPS with its own CA) with
+    /// `latency_ms` per request and what `wan` adds.
+    fn start(args: &'a Args, devices: usize, latency_ms: u64, wan: Wan) -> Result<Bench<'a>> {
+        eprintln!(
+            "starting the emulator: {devices} devices, {latency_ms} ms latency{}",
+            if wan.label.is_empty() { "" } else { ", WAN" }
+        );
+        let emulator = Emulator::start(EmulatorConfig {
+            data: DataSpec { devices, seed: 1 },
+            users: vec![User::new(USER, PASSWORD, &["cmdb_read"])],
+            latency: Duration::from_millis(latency_ms),
+            handshake: wan.handshake,
+            row_time: wan.row_time,
+            tls: true,
+            mutations_per_second: 0.0,
+            ..Default::default()
+        })?;
+        let dir = tempfile_path("run");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("ca.pem"), emulator.ca_pem().unwrap_or_default())?;
+        Ok(Bench {
+            args,
+            emulator,
+            dir,
+            devices,
+            latency_ms,
+            label: wan.label,
+        })
+    }
 }
 
 impl Bench<'_> {
@@ -189,16 +287,7 @@ impl Bench<'_> {
 
     /// Removes the database (and its WAL files) so that a sync starts empty.
     fn remove_database(&self) -> Result<()> {
-        for suffix in ["", "-wal", "-shm"] {
-            let path = format!("{}{suffix}", self.database().display());
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).with_context(|| format!("removing {path}"))
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+        remove_sqlite_files(&self.database())
     }
 
     /// The host's configuration: its defaults, except a watermark lag of 0
@@ -240,7 +329,7 @@ impl Bench<'_> {
     fn row(&self, what: &str, samples: &[Sample], records: u64, requests: u64) -> Row {
         let wall = median(samples.iter().map(|s| s.wall_s).collect());
         Row {
-            what: what.into(),
+            what: format!("{}{what}", self.label),
             devices: self.devices,
             latency_ms: self.latency_ms,
             runs: samples.len(),
@@ -507,7 +596,7 @@ fn machine() -> serde_json::Value {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    for bin in ["connector-host", "native-sync"] {
+    for bin in ["connector-host", "native-sync", "store-floor"] {
         let path = args.bin_dir.join(bin);
         if !path.exists() {
             bail!(
@@ -521,33 +610,21 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     for &devices in &args.devices {
         for &latency_ms in &args.latency_ms {
-            eprintln!("starting the emulator: {devices} devices, {latency_ms} ms latency");
-            let emulator = Emulator::start(EmulatorConfig {
-                data: DataSpec { devices, seed: 1 },
-                users: vec![User::new(USER, PASSWORD, &["cmdb_read"])],
-                latency: Duration::from_millis(latency_ms),
-                tls: true,
-                mutations_per_second: 0.0,
-                ..Default::default()
-            })?;
-            let dir = tempfile_path("run");
-            std::fs::create_dir_all(&dir)?;
-            std::fs::write(dir.join("ca.pem"), emulator.ca_pem().unwrap_or_default())?;
-            let bench = Bench {
-                args: &args,
-                emulator,
-                dir,
-                devices,
-                latency_ms,
-            };
+            let bench = Bench::start(&args, devices, latency_ms, Wan::default())?;
             if let (Some(url), false) = (&args.postgres, args.workers.is_empty()) {
                 let measured = bench.workers(url, args.worker_connections)?;
                 print_table(&measured);
                 rows.extend(measured);
-                let _ = std::fs::remove_dir_all(&bench.dir);
                 continue;
             }
-            let mut measured = vec![bench.host_full()?, bench.native_full()?];
+            let mut measured = vec![
+                bench.host_full()?,
+                bench.storage_floor()?,
+                bench.native_full()?,
+            ];
+            if args.cores && latency_ms == 0 {
+                measured.extend(bench.host_on_cores()?);
+            }
             if let (Some(url), 0) = (&args.postgres, latency_ms) {
                 measured.push(bench.host_full_postgres(url)?);
             }
@@ -560,10 +637,14 @@ fn main() -> Result<()> {
             }
             print_table(&measured);
             rows.extend(measured);
-            let _ = std::fs::remove_dir_all(&bench.dir);
         }
     }
     if args.workers.is_empty() {
+        for &devices in args.wan_devices.iter().filter(|&&d| d > 0) {
+            let measured = wan_rows(&args, devices)?;
+            print_table(&measured);
+            rows.extend(measured);
+        }
         rows.extend(cold_start(&args)?);
     }
     println!();
