@@ -85,7 +85,7 @@ pub struct SyncConfig {
 impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
-            page_size: 2000,
+            page_size: 5000,
             partitions: 4,
             concurrency: 4,
             max_attempts: 8,
