@@ -45,6 +45,18 @@ struct Args {
     /// 50 ms one run takes minutes.
     #[arg(long)]
     pysnc_runs: Option<usize>,
+    /// pysnc's configurations to run (`defaults`, `tuned`).
+    #[arg(long, value_delimiter = ',', default_value = "defaults,tuned", value_parser = ["defaults", "tuned"])]
+    pysnc_modes: Vec<String>,
+    /// Runs only the measured syncs of `--devices` × `--latency-ms` (no
+    /// native build, floor, incremental, WAN or cold start): e.g. pysnc alone
+    /// with `--pysnc-only`.
+    #[arg(long)]
+    pysnc_only: bool,
+    /// Stops a pysnc run after this many seconds, failing the harness with
+    /// what it printed (none: no limit).
+    #[arg(long)]
+    pysnc_timeout_s: Option<u64>,
     /// The Python interpreter with pysnc installed.
     #[arg(long, default_value = "target/python-venv/bin/python")]
     python: PathBuf,
@@ -437,6 +449,32 @@ impl Bench<'_> {
         )
     }
 
+    /// The rows of this emulator (all but the WAN rows and the cold start).
+    fn rows(&self) -> Result<Vec<Row>> {
+        let args = self.args;
+        let mut measured = Vec::new();
+        if !args.pysnc_only {
+            measured.push(self.host_full()?);
+            measured.push(self.storage_floor()?);
+            measured.push(self.native_full()?);
+            if args.cores && self.latency_ms == 0 {
+                measured.extend(self.host_on_cores()?);
+            }
+            if let (Some(url), 0) = (&args.postgres, self.latency_ms) {
+                measured.push(self.host_full_postgres(url)?);
+            }
+        }
+        if args.pysnc_devices.contains(&self.devices) {
+            for mode in &args.pysnc_modes {
+                measured.push(self.pysnc(mode)?);
+            }
+        }
+        if self.latency_ms == 0 && !args.pysnc_only {
+            measured.push(self.host_incremental()?);
+        }
+        Ok(measured)
+    }
+
     /// pysnc reading the three tables (`mode`: `defaults` or `tuned`).
     fn pysnc(&self, mode: &str) -> Result<Row> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pysnc_read.py");
@@ -445,7 +483,15 @@ impl Bench<'_> {
             self.args.pysnc_runs.unwrap_or(self.args.runs),
             || Ok(()),
             || {
-                let mut cmd = Command::new(&self.args.python);
+                let mut cmd = match self.args.pysnc_timeout_s {
+                    Some(limit) => {
+                        // coreutils' `timeout`: exit 124 when the limit hit.
+                        let mut cmd = Command::new("timeout");
+                        cmd.arg(limit.to_string()).arg(&self.args.python);
+                        cmd
+                    }
+                    None => Command::new(&self.args.python),
+                };
                 cmd.arg(&script)
                     .args([&self.emulator.base_url(), USER, mode])
                     .env("PYSNC_PASSWORD", PASSWORD)
@@ -617,29 +663,12 @@ fn main() -> Result<()> {
                 rows.extend(measured);
                 continue;
             }
-            let mut measured = vec![
-                bench.host_full()?,
-                bench.storage_floor()?,
-                bench.native_full()?,
-            ];
-            if args.cores && latency_ms == 0 {
-                measured.extend(bench.host_on_cores()?);
-            }
-            if let (Some(url), 0) = (&args.postgres, latency_ms) {
-                measured.push(bench.host_full_postgres(url)?);
-            }
-            if args.pysnc_devices.contains(&devices) {
-                measured.push(bench.pysnc("defaults")?);
-                measured.push(bench.pysnc("tuned")?);
-            }
-            if latency_ms == 0 {
-                measured.push(bench.host_incremental()?);
-            }
+            let measured = bench.rows()?;
             print_table(&measured);
             rows.extend(measured);
         }
     }
-    if args.workers.is_empty() {
+    if args.workers.is_empty() && !args.pysnc_only {
         for &devices in args.wan_devices.iter().filter(|&&d| d > 0) {
             let measured = wan_rows(&args, devices)?;
             print_table(&measured);
