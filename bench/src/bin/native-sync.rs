@@ -32,7 +32,7 @@ struct Args {
     #[arg(long)]
     database: PathBuf,
     /// Rows per page (the host's default).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 5000)]
     page_size: u32,
     /// `sys_id` partitions per stream (the host's default).
     #[arg(long, default_value_t = 4)]
