@@ -14,7 +14,9 @@ use std::fmt;
 /// not a string or an integer).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct KeyAndParent {
+    /// The key field's text.
     pub key: Option<String>,
+    /// The embedding field's text.
     pub parent: Option<String>,
 }
 
