@@ -15,8 +15,12 @@ use super::{
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::Path;
 
-/// The page size of a new database, in bytes (SQLite's largest).
-const PAGE_SIZE: u32 = 65536;
+/// The page size of a new database, in bytes. Measured at 1M devices
+/// (BENCHMARKS.md, "Page size"): the storage floor of a full sync took
+/// 21.9 s with SQLite's default 4 KiB, 18.4 s with 16 KiB and 13.8 s with
+/// 64 KiB; an incremental sync of 1% took 0.43 s, 0.65 s and 0.88 s. 16 KiB
+/// keeps incremental syncs, the common case, well under 5% of a full one.
+const PAGE_SIZE: u32 = 16384;
 
 /// A SQLite database file.
 pub(crate) struct Sqlite {
@@ -29,10 +33,10 @@ impl Sqlite {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // Before anything is written (a database that exists keeps its
-        // page size): 64 KiB pages hold ~150 records each instead of ~10, so
-        // a page of records touches, logs and balances far fewer b-tree
-        // pages. The storage floor (BENCHMARKS.md) took 0.69 s of CPU for
-        // 302,597 records against 1.05 s with the default 4 KiB.
+        // page size). Larger pages make a full sync's appends cheaper (fewer
+        // b-tree pages touched, logged and balanced per page of records) and
+        // an incremental sync's scattered updates dearer (each rewrites a
+        // whole page into the WAL): see [`PAGE_SIZE`].
         conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
