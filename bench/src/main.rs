@@ -48,9 +48,9 @@ struct Args {
     /// pysnc's configurations to run (`defaults`, `tuned`).
     #[arg(long, value_delimiter = ',', default_value = "defaults,tuned", value_parser = ["defaults", "tuned"])]
     pysnc_modes: Vec<String>,
-    /// Runs only the measured syncs of `--devices` × `--latency-ms` (no
-    /// native build, floor, incremental, WAN or cold start): e.g. pysnc alone
-    /// with `--pysnc-only`.
+    /// Runs only the pysnc rows of `--pysnc-devices` (no host, floor,
+    /// native build, incremental, WAN or cold start), e.g. pysnc tuned at 1M
+    /// once with `--pysnc-modes tuned`.
     #[arg(long)]
     pysnc_only: bool,
     /// Stops a pysnc run after this many seconds, failing the harness with
