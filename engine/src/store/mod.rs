@@ -358,6 +358,19 @@ pub(crate) fn escape_like(term: &str) -> String {
         .replace('_', "\\_")
 }
 
+/// What a record's upsert does to a record already stored, in SQL both
+/// backends speak (after `INSERT INTO records (…) VALUES/SELECT …`): the
+/// new data, parent and generation; `changed_at` kept when the data is the
+/// same and the record was not deleted; a deleted record live again.
+pub(crate) const UPSERT_RECORD_CONFLICT: &str = "ON CONFLICT (connection, stream, key) DO UPDATE SET
+    changed_at = CASE WHEN records.data IS NOT DISTINCT FROM excluded.data AND records.deleted_at IS NULL
+                      THEN records.changed_at ELSE excluded.changed_at END,
+    data = excluded.data,
+    parent = excluded.parent,
+    generation = excluded.generation,
+    deleted_at = NULL,
+    deletion_reason = NULL";
+
 /// The current UTC time, RFC 3339 (host clock; bookkeeping only).
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()

@@ -20,7 +20,7 @@ use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
     now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EmbeddedRow, FinishedStream, Found,
     Health, HealthState, KeyedRecord, OpenError, PageCommit, PartitionState, ReadMode, RowCursor,
-    RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest,
+    RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest, UPSERT_RECORD_CONFLICT,
 };
 use postgres::types::ToSql;
 use postgres::{Client, Transaction};
@@ -180,17 +180,12 @@ impl Backend for Postgres {
             leases::fence(&mut tx, held)?;
         }
         tx.execute(
-            "INSERT INTO records (connection, stream, key, data, parent, generation, first_seen, changed_at, deleted_at)
-             SELECT $1, $2, r.key, r.data, r.parent, $6, $7, $7, NULL
-             FROM unnest($3::text[], $4::text[], $5::text[]) AS r(key, data, parent)
-             ON CONFLICT (connection, stream, key) DO UPDATE SET
-                changed_at = CASE WHEN records.data = excluded.data AND records.deleted_at IS NULL
-                                  THEN records.changed_at ELSE excluded.changed_at END,
-                data = excluded.data,
-                parent = excluded.parent,
-                generation = excluded.generation,
-                deleted_at = NULL,
-                deletion_reason = NULL",
+            &format!(
+                "INSERT INTO records (connection, stream, key, data, parent, generation, first_seen, changed_at, deleted_at)
+                 SELECT $1, $2, r.key, r.data, r.parent, $6, $7, $7, NULL
+                 FROM unnest($3::text[], $4::text[], $5::text[]) AS r(key, data, parent)
+                 {UPSERT_RECORD_CONFLICT}"
+            ),
             &[&connection, &stream, &keys, &data, &parents, &page.generation, &now],
         )?;
         let tombstoned = if page.tombstones.is_empty() {
