@@ -15,6 +15,7 @@ use super::{
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::Path;
+use std::sync::LazyLock;
 
 /// The page size of a new database, in bytes. Measured at 1M devices
 /// (BENCHMARKS.md, "Page size"): the storage floor of a full sync took
@@ -167,13 +168,15 @@ fn upsert_records(
     page: &PageCommit<'_>,
     now: &str,
 ) -> Result<(), StoreError> {
+    static UPSERT_MANY: LazyLock<String> = LazyLock::new(|| upsert_sql(UPSERT_ROWS));
+    static UPSERT_ONE: LazyLock<String> = LazyLock::new(|| upsert_sql(1));
     let mut chunks = page.records.chunks_exact(UPSERT_ROWS);
-    let mut many = tx.prepare_cached(&upsert_sql(UPSERT_ROWS))?;
+    let mut many = tx.prepare_cached(&UPSERT_MANY)?;
     for chunk in chunks.by_ref() {
         bind_upsert(&mut many, connection, stream, page.generation, now, chunk)?;
         many.raw_execute()?;
     }
-    let mut one = tx.prepare_cached(&upsert_sql(1))?;
+    let mut one = tx.prepare_cached(&UPSERT_ONE)?;
     for record in chunks.remainder() {
         bind_upsert(
             &mut one,
