@@ -135,7 +135,9 @@ fn json_field_path(field: &str) -> Option<String> {
 /// spares SQLite a statement's start and reset, and the host a bind of the
 /// shared values, per record: the writing of 302,597 records took 22 % fewer
 /// instructions than with a statement per record (BENCHMARKS.md, "The
-/// store's statements").
+/// store's statements"). Such a statement keeps a statement journal, which
+/// SQLite spills to a temporary file past 64 KiB: a cost in the kernel that
+/// the measured gain is net of.
 const UPSERT_ROWS: usize = 64;
 
 /// The upsert of `rows` records: `?1` connection, `?2` stream, `?3`
