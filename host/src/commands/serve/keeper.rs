@@ -104,6 +104,9 @@ pub struct Keeper {
     every: Duration,
     state: Mutex<KeeperState>,
     wake: Notify,
+    /// "Sync now" was asked since the running sync started: the state stays
+    /// `running` between the two syncs.
+    requested: std::sync::atomic::AtomicBool,
     /// Ends the loop (and a sync in flight, after its pages): `serve`
     /// stopping, or "Disconnect".
     stop: Arc<StopSignal>,
@@ -115,14 +118,20 @@ pub struct Keeper {
 
 impl Keeper {
     /// The schedule of the connection configured in `file`, every `every`.
+    /// It is `running` from the start: its loop syncs at once, and a page
+    /// shown before the loop begins must follow that sync.
     pub fn new(id: String, file: PathBuf, stored: Stored, every: Duration) -> Keeper {
         Keeper {
             id,
             file,
             stored,
             every,
-            state: Mutex::default(),
+            state: Mutex::new(KeeperState {
+                running: true,
+                ..KeeperState::default()
+            }),
             wake: Notify::new(),
+            requested: Default::default(),
             stop: Arc::default(),
             disconnect: Mutex::new(None),
             tally: Arc::default(),
@@ -191,8 +200,19 @@ impl Keeper {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
     }
 
-    /// Starts a sync now, or right after the one running.
+    /// Starts a sync now, or right after the one running. The state says
+    /// `running` at once, so that the page the operator sees next follows
+    /// the sync even before the loop has woken.
     pub fn sync_now(&self) {
+        self.requested
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.disconnected.is_none() {
+                state.running = true;
+                state.next_run = None;
+            }
+        }
         self.wake.notify_one();
     }
 
@@ -208,6 +228,8 @@ impl Keeper {
         let stop = &self.stop;
         let mut temporary_failures = 0u32;
         loop {
+            self.requested
+                .store(false, std::sync::atomic::Ordering::SeqCst);
             self.tally.reset();
             self.set(KeeperState {
                 running: true,
@@ -224,10 +246,14 @@ impl Keeper {
                 Err(e) => tracing::warn!(connection = %self.id, "sync failed: {e:#}"),
             }
             let delay = next_sync_delay(&outcome, &mut temporary_failures, self.every);
-            self.set(KeeperState {
-                next_run: delay.map(|d| SystemTime::now() + d),
-                ..KeeperState::default()
-            });
+            // Asked again while it ran: the next sync follows at once (the
+            // wake below is already notified), and the state stays `running`.
+            if !self.requested.load(std::sync::atomic::Ordering::SeqCst) {
+                self.set(KeeperState {
+                    next_run: delay.map(|d| SystemTime::now() + d),
+                    ..KeeperState::default()
+                });
+            }
             if stop.is_triggered() {
                 return;
             }
@@ -305,6 +331,43 @@ impl Keepers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn keeper() -> Keeper {
+        let stored = Stored {
+            connection: "cmdb".into(),
+            database: StoreLocation::Sqlite("cmdb.db".into()),
+        };
+        Keeper::new(
+            "cmdb".into(),
+            "cmdb.toml".into(),
+            stored,
+            Duration::from_secs(3600),
+        )
+    }
+
+    #[test]
+    fn a_page_shown_right_after_connect_or_sync_now_sees_the_sync_running() {
+        // A new schedule syncs at once: running before its loop begins.
+        let keeper = keeper();
+        assert!(keeper.state().running);
+        // A sync ended; "Sync now" says running before the loop wakes.
+        keeper.set(KeeperState {
+            next_run: Some(SystemTime::now() + Duration::from_secs(3600)),
+            ..KeeperState::default()
+        });
+        assert!(!keeper.state().running);
+        keeper.sync_now();
+        let state = keeper.state();
+        assert!(state.running, "{state:?}");
+        assert_eq!(state.next_run, None);
+        // A disconnected schedule stays disconnected.
+        keeper.set(KeeperState {
+            disconnected: Some("Disconnected; its records are kept".into()),
+            ..KeeperState::default()
+        });
+        keeper.sync_now();
+        assert!(!keeper.state().running);
+    }
 
     #[test]
     fn the_tally_keeps_each_streams_progress_in_the_order_they_start() {
