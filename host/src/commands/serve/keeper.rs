@@ -200,14 +200,29 @@ impl Keeper {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
     }
 
+    /// The state after a sync: when the next one starts. Unless "Sync now"
+    /// was asked while it ran: then the next sync follows at once (the wake
+    /// is already notified) and the state stays `running`. Read under the
+    /// state's lock, which `sync_now` holds while it asks.
+    fn end_sync(&self, delay: Option<Duration>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.requested.load(std::sync::atomic::Ordering::SeqCst) {
+            *state = KeeperState {
+                next_run: delay.map(|d| SystemTime::now() + d),
+                ..KeeperState::default()
+            };
+        }
+    }
+
     /// Starts a sync now, or right after the one running. The state says
     /// `running` at once, so that the page the operator sees next follows
     /// the sync even before the loop has woken.
     pub fn sync_now(&self) {
-        self.requested
-            .store(true, std::sync::atomic::Ordering::SeqCst);
         {
+            // Under the state's lock, as the loop reads it when a sync ends.
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            self.requested
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             if state.disconnected.is_none() {
                 state.running = true;
                 state.next_run = None;
@@ -246,14 +261,7 @@ impl Keeper {
                 Err(e) => tracing::warn!(connection = %self.id, "sync failed: {e:#}"),
             }
             let delay = next_sync_delay(&outcome, &mut temporary_failures, self.every);
-            // Asked again while it ran: the next sync follows at once (the
-            // wake below is already notified), and the state stays `running`.
-            if !self.requested.load(std::sync::atomic::Ordering::SeqCst) {
-                self.set(KeeperState {
-                    next_run: delay.map(|d| SystemTime::now() + d),
-                    ..KeeperState::default()
-                });
-            }
+            self.end_sync(delay);
             if stop.is_triggered() {
                 return;
             }
@@ -360,6 +368,17 @@ mod tests {
         let state = keeper.state();
         assert!(state.running, "{state:?}");
         assert_eq!(state.next_run, None);
+        // Asked while a sync ran: when it ends, the state stays running
+        // until the next one starts.
+        keeper.end_sync(Some(Duration::from_secs(3600)));
+        assert!(keeper.state().running);
+        // Not asked: the state says when the next one starts.
+        keeper
+            .requested
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        keeper.end_sync(Some(Duration::from_secs(3600)));
+        let state = keeper.state();
+        assert!(!state.running && state.next_run.is_some(), "{state:?}");
         // A disconnected schedule stays disconnected.
         keeper.set(KeeperState {
             disconnected: Some("Disconnected; its records are kept".into()),
