@@ -10,6 +10,7 @@ use connector_engine::progress::Progress;
 use connector_sandbox::secrets::Environment;
 use connector_sandbox::stop::StopSignal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
@@ -106,7 +107,7 @@ pub struct Keeper {
     wake: Notify,
     /// "Sync now" was asked since the running sync started: the state stays
     /// `running` between the two syncs.
-    requested: std::sync::atomic::AtomicBool,
+    requested: AtomicBool,
     /// Ends the loop (and a sync in flight, after its pages): `serve`
     /// stopping, or "Disconnect".
     stop: Arc<StopSignal>,
@@ -206,7 +207,7 @@ impl Keeper {
     /// state's lock, which `sync_now` holds while it asks.
     fn end_sync(&self, delay: Option<Duration>) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if !self.requested.load(std::sync::atomic::Ordering::SeqCst) {
+        if !self.requested.load(Ordering::SeqCst) {
             *state = KeeperState {
                 next_run: delay.map(|d| SystemTime::now() + d),
                 ..KeeperState::default()
@@ -221,8 +222,7 @@ impl Keeper {
         {
             // Under the state's lock, as the loop reads it when a sync ends.
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            self.requested
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.requested.store(true, Ordering::SeqCst);
             if state.disconnected.is_none() {
                 state.running = true;
                 state.next_run = None;
@@ -243,8 +243,7 @@ impl Keeper {
         let stop = &self.stop;
         let mut temporary_failures = 0u32;
         loop {
-            self.requested
-                .store(false, std::sync::atomic::Ordering::SeqCst);
+            self.requested.store(false, Ordering::SeqCst);
             self.tally.reset();
             self.set(KeeperState {
                 running: true,
@@ -290,7 +289,7 @@ pub struct Keepers {
     /// Hands new schedules to the loop that runs them.
     start: tokio::sync::mpsc::UnboundedSender<Arc<Keeper>>,
     /// `serve` is stopping: a schedule added now stops at once.
-    stopping: std::sync::atomic::AtomicBool,
+    stopping: AtomicBool,
 }
 
 impl Keepers {
@@ -309,7 +308,7 @@ impl Keepers {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(keeper.clone());
-        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.stopping.load(Ordering::SeqCst) {
             keeper.stop();
         }
         // The loop ends only when `serve` stops; a schedule sent after that never runs.
@@ -328,8 +327,7 @@ impl Keepers {
 
     /// Stops every loop (the process is stopping).
     pub fn stop_all(&self) {
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stopping.store(true, Ordering::SeqCst);
         for keeper in self.list.read().unwrap_or_else(|p| p.into_inner()).iter() {
             keeper.stop();
         }
@@ -373,9 +371,7 @@ mod tests {
         keeper.end_sync(Some(Duration::from_secs(3600)));
         assert!(keeper.state().running);
         // Not asked: the state says when the next one starts.
-        keeper
-            .requested
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        keeper.requested.store(false, Ordering::SeqCst);
         keeper.end_sync(Some(Duration::from_secs(3600)));
         let state = keeper.state();
         assert!(!state.running && state.next_run.is_some(), "{state:?}");
