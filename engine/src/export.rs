@@ -217,14 +217,16 @@ fn embedded_rows_sql(plan: &[Embed], index: usize) -> String {
     );
     for d in 2..=depth {
         sql.push_str(&format!(
-            " JOIN records t{d} ON t{d}.connection = t1.connection AND t{d}.stream = ?{} \
+            " JOIN records t{d} \
+             ON t{d}.stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?{}) \
              AND t{d}.parent = t{}.key AND t{d}.deleted_at IS NULL",
             d + 1,
             d - 1
         ));
     }
     sql.push_str(
-        " WHERE t1.connection = ?1 AND t1.stream = ?2 AND t1.parent IS NOT NULL AND t1.deleted_at IS NULL",
+        " WHERE t1.stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2) \
+         AND t1.parent IS NOT NULL AND t1.deleted_at IS NULL",
     );
     sql.push_str(&format!(" ORDER BY {}, t{depth}.key", columns.join(", ")));
     sql
@@ -370,8 +372,13 @@ mod tests {
         store
             .with_sqlite(|conn| {
                 conn.execute(
-                    "INSERT INTO records (connection, stream, key, data, parent, generation, first_seen, changed_at, deleted_at)
-                     VALUES ('c', ?1, ?2, ?3, ?4, 1, 't', 't', ?5)",
+                    "INSERT INTO stream_ids (connection, stream) VALUES ('c', ?1) ON CONFLICT DO NOTHING",
+                    [stream],
+                )?;
+                conn.execute(
+                    "INSERT INTO records (stream_id, key, data, parent, generation, first_seen, changed_at, deleted_at)
+                     VALUES ((SELECT id FROM stream_ids WHERE connection = 'c' AND stream = ?1),
+                             ?2, ?3, ?4, 1, 't', 't', ?5)",
                     rusqlite::params![stream, key, data, parent, deleted.then_some("t")],
                 )
             })

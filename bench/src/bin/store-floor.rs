@@ -77,8 +77,9 @@ fn load(path: &PathBuf) -> Result<Vec<StoredStream>> {
         rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .with_context(|| format!("opening {}", path.display()))?;
     let mut query = db.prepare(
-        "SELECT connection, stream, key, data, parent FROM records
-         WHERE deleted_at IS NULL ORDER BY connection, stream, key",
+        "SELECT s.connection, s.stream, r.key, r.data, r.parent
+         FROM records r JOIN stream_ids s ON s.id = r.stream_id
+         WHERE r.deleted_at IS NULL ORDER BY s.connection, s.stream, r.key",
     )?;
     let mut rows = query.query([])?;
     let mut streams: Vec<StoredStream> = Vec::new();

@@ -362,7 +362,7 @@ pub(crate) fn escape_like(term: &str) -> String {
 /// backends speak (after `INSERT INTO records (…) VALUES/SELECT …`): the
 /// new data, parent and generation; `changed_at` kept when the data is the
 /// same and the record was not deleted; a deleted record live again.
-pub(crate) const UPSERT_RECORD_CONFLICT: &str = "ON CONFLICT (connection, stream, key) DO UPDATE SET
+pub(crate) const UPSERT_RECORD_CONFLICT: &str = "ON CONFLICT (stream_id, key) DO UPDATE SET
     changed_at = CASE WHEN records.data IS NOT DISTINCT FROM excluded.data AND records.deleted_at IS NULL
                       THEN records.changed_at ELSE excluded.changed_at END,
     data = excluded.data,
@@ -370,6 +370,18 @@ pub(crate) const UPSERT_RECORD_CONFLICT: &str = "ON CONFLICT (connection, stream
     generation = excluded.generation,
     deleted_at = NULL,
     deletion_reason = NULL";
+
+/// The tables both backends keep a connection's state in, by its name:
+/// what deleting a connection deletes after its records (which are keyed
+/// by the ids in `stream_ids`, the first of these).
+pub(crate) const CONNECTION_TABLES: [&str; 6] = [
+    "stream_ids",
+    "streams",
+    "partitions",
+    "health",
+    "health_history",
+    "runs",
+];
 
 /// The current UTC time, RFC 3339 (host clock; bookkeeping only).
 pub fn now_rfc3339() -> String {

@@ -62,6 +62,23 @@ pub(crate) fn sqlite() -> TestStore {
     }
 }
 
+/// A SQLite store whose database an earlier release wrote: brought to
+/// schema `version`, given `sql` to run, then opened (and so migrated).
+pub(crate) fn sqlite_as_of(version: u32, sql: &str) -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    super::sqlite::migrate_to(&conn, version).unwrap();
+    conn.execute_batch(sql).unwrap();
+    drop(conn);
+    let store = Store::open(&path).unwrap();
+    TestStore {
+        store,
+        _directory: Some(dir),
+        _database: None,
+    }
+}
+
 /// The throw-away cluster the test script started.
 pub(crate) fn cluster() -> PostgresTarget {
     let url = std::env::var("CONNECTOR_TEST_POSTGRES").expect(
@@ -77,6 +94,12 @@ pub(crate) fn cluster() -> PostgresTarget {
 
 /// A new PostgreSQL store, in a database of its own.
 pub(crate) fn postgres() -> TestStore {
+    postgres_as_of(super::postgres::LATEST_VERSION, "")
+}
+
+/// A PostgreSQL store whose database an earlier release wrote: brought to
+/// schema `version`, given `sql` to run, then opened (and so migrated).
+pub(crate) fn postgres_as_of(version: i32, sql: &str) -> TestStore {
     use rand::Rng as _;
     let admin = cluster();
     let name = format!("store_test_{:016x}", rand::rng().random::<u64>());
@@ -89,6 +112,10 @@ pub(crate) fn postgres() -> TestStore {
         url: format!("{base}/{name}?sslmode=disable"),
         ..admin.clone()
     };
+    let mut earlier = target.connect().unwrap();
+    super::postgres::migrate_to(&mut earlier, version).unwrap();
+    earlier.batch_execute(sql).unwrap();
+    drop(earlier);
     let store = Store::open_postgres(&target).unwrap();
     TestStore {
         store,

@@ -73,7 +73,10 @@ fn assert_committed_prefixes(f: &Fixture, truth: &[Vec<String>], kill: usize) {
             )
             .ok();
         let stored: Vec<String> = db
-            .prepare("SELECT key FROM records WHERE stream = ?1 ORDER BY key")
+            .prepare(
+                "SELECT r.key FROM records r JOIN stream_ids s ON s.id = r.stream_id
+                 WHERE s.stream = ?1 ORDER BY r.key",
+            )
             .unwrap()
             .query_map([stream], |r| r.get(0))
             .unwrap()

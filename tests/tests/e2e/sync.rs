@@ -106,7 +106,7 @@ fn a_full_resync_updates_in_place_and_marks_deletions() {
     let db = rusqlite::Connection::open(f.dir.path().join("inventory.db")).unwrap();
     let (rows, keys): (i64, i64) = db
         .query_row(
-            "SELECT COUNT(*), COUNT(DISTINCT stream || key) FROM records",
+            "SELECT COUNT(*), COUNT(DISTINCT stream_id || ' ' || key) FROM records",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

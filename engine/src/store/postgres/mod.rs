@@ -12,7 +12,7 @@ mod schema;
 
 pub use connect::PostgresTarget;
 #[cfg(test)]
-pub(crate) use schema::LATEST_VERSION;
+pub(crate) use schema::{migrate_to, LATEST_VERSION};
 
 use super::deployment::{PartitionEnd, RunEnd, RunParts, RunStream};
 use super::lease::{HeldLease, Lease};
@@ -20,7 +20,8 @@ use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
     now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EmbeddedRow, FinishedStream, Found,
     Health, HealthState, KeyedRecord, OpenError, PageCommit, PartitionState, ReadMode, RowCursor,
-    RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest, UPSERT_RECORD_CONFLICT,
+    RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest, CONNECTION_TABLES,
+    UPSERT_RECORD_CONFLICT,
 };
 use postgres::types::ToSql;
 use postgres::{Client, Transaction};
@@ -128,6 +129,23 @@ fn health_of(row: &postgres::Row) -> (Health, String) {
     )
 }
 
+/// The id of `connection`'s `stream` in `stream_ids`, given to it on its
+/// first page: the first part of its records' keys. Workers starting a
+/// stream together both insert; the second waits for the first's commit
+/// and then finds its row.
+fn stream_id(tx: &mut Transaction<'_>, connection: &str, stream: &str) -> Result<i64, StoreError> {
+    let find = "SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2";
+    if let Some(row) = tx.query_opt(find, &[&connection, &stream])? {
+        return Ok(row.get(0));
+    }
+    tx.execute(
+        "INSERT INTO stream_ids (connection, stream) VALUES ($1, $2)
+         ON CONFLICT (connection, stream) DO NOTHING",
+        &[&connection, &stream],
+    )?;
+    Ok(tx.query_one(find, &[&connection, &stream])?.get(0))
+}
+
 /// Keys, JSON texts and parents, one array each.
 type RecordColumns<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<Option<&'a str>>);
 
@@ -179,14 +197,15 @@ impl Backend for Postgres {
         if let Some(held) = fence {
             leases::fence(&mut tx, held)?;
         }
+        let stream_id = stream_id(&mut tx, connection, stream)?;
         tx.execute(
             &format!(
-                "INSERT INTO records (connection, stream, key, data, parent, generation, first_seen, changed_at, deleted_at)
-                 SELECT $1, $2, r.key, r.data, r.parent, $6, $7, $7, NULL
-                 FROM unnest($3::text[], $4::text[], $5::text[]) AS r(key, data, parent)
+                "INSERT INTO records (stream_id, key, data, parent, generation, first_seen, changed_at, deleted_at)
+                 SELECT $1, r.key, r.data, r.parent, $5, $6, $6, NULL
+                 FROM unnest($2::text[], $3::text[], $4::text[]) AS r(key, data, parent)
                  {UPSERT_RECORD_CONFLICT}"
             ),
-            &[&connection, &stream, &keys, &data, &parents, &page.generation, &now],
+            &[&stream_id, &keys, &data, &parents, &page.generation, &now],
         )?;
         let tombstoned = if page.tombstones.is_empty() {
             0
@@ -198,11 +217,11 @@ impl Backend for Postgres {
                 .map(|t| t.deleted_at.as_deref())
                 .collect();
             tx.execute(
-                "UPDATE records SET deleted_at = COALESCE(t.at, $5), changed_at = $5, deletion_reason = $6
-                 FROM (SELECT DISTINCT ON (key) key, at FROM unnest($3::text[], $4::text[]) AS u(key, at)) AS t
-                 WHERE records.connection = $1 AND records.stream = $2 AND records.key = t.key
-                   AND (records.deleted_at IS NULL OR records.deletion_reason IS DISTINCT FROM $6)",
-                &[&connection, &stream, &keys, &at, &now, &DeletionReason::DeletedAtSource.name()],
+                "UPDATE records SET deleted_at = COALESCE(t.at, $4), changed_at = $4, deletion_reason = $5
+                 FROM (SELECT DISTINCT ON (key) key, at FROM unnest($2::text[], $3::text[]) AS u(key, at)) AS t
+                 WHERE records.stream_id = $1 AND records.key = t.key
+                   AND (records.deleted_at IS NULL OR records.deletion_reason IS DISTINCT FROM $5)",
+                &[&stream_id, &keys, &at, &now, &DeletionReason::DeletedAtSource.name()],
             )?
         };
         tx.execute(
@@ -398,7 +417,8 @@ impl Backend for Postgres {
         }
         let records = tx.borrow_mut().bind(
             "SELECT key, data, deleted_at, COALESCE(deletion_reason, $4) FROM records
-             WHERE connection = $1 AND stream = $2 AND ($3 OR deleted_at IS NULL) ORDER BY key",
+             WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
+               AND ($3 OR deleted_at IS NULL) ORDER BY key",
             &[
                 &connection,
                 &stream,
@@ -428,7 +448,10 @@ impl Backend for Postgres {
 
     fn delete_connection(&mut self, connection: &str) -> Result<u64, StoreError> {
         let mut tx = self.client.transaction()?;
-        let records = tx.execute("DELETE FROM records WHERE connection = $1", &[&connection])?;
+        let records = tx.execute(
+            "DELETE FROM records WHERE stream_id IN (SELECT id FROM stream_ids WHERE connection = $1)",
+            &[&connection],
+        )?;
         for table in ["run_streams", "run_partitions"] {
             tx.execute(
                 &format!(
@@ -437,15 +460,8 @@ impl Backend for Postgres {
                 &[&connection],
             )?;
         }
-        for table in [
-            "streams",
-            "partitions",
-            "health",
-            "health_history",
-            "runs",
-            "deployment_runs",
-            "pacing",
-        ] {
+        let deployment_tables = ["deployment_runs", "pacing"];
+        for table in CONNECTION_TABLES.into_iter().chain(deployment_tables) {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE connection = $1"),
                 &[&connection],
@@ -457,9 +473,10 @@ impl Backend for Postgres {
 
     fn counts(&mut self, connection: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
         let rows = self.client.query(
-            "SELECT stream, COUNT(*) FILTER (WHERE deleted_at IS NULL),
-                    COUNT(*) FILTER (WHERE deleted_at IS NOT NULL)
-             FROM records WHERE connection = $1 GROUP BY stream ORDER BY stream",
+            "SELECT s.stream, COUNT(*) FILTER (WHERE r.deleted_at IS NULL),
+                    COUNT(*) FILTER (WHERE r.deleted_at IS NOT NULL)
+             FROM stream_ids s JOIN records r ON r.stream_id = s.id
+             WHERE s.connection = $1 GROUP BY s.stream ORDER BY s.stream",
             &[&connection],
         )?;
         Ok(rows
@@ -484,11 +501,15 @@ impl Backend for Postgres {
         offset: u64,
     ) -> Result<Found, StoreError> {
         let pattern = format!("%{}%", super::escape_like(term.trim()));
-        let matching = "FROM records r WHERE r.connection = $1 AND r.stream = $2 AND r.deleted_at IS NULL
+        let matching = "FROM records r
+            WHERE r.stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
+            AND r.deleted_at IS NULL
             AND ($3 = '%%'
                  OR EXISTS (SELECT 1 FROM jsonb_each_text(r.data::jsonb) AS f(k, v) WHERE f.v ILIKE $3 ESCAPE '\\')
                  OR r.key IN (SELECT c.parent FROM records c
-                              WHERE c.connection = $1 AND c.stream = ANY($4) AND c.deleted_at IS NULL
+                              WHERE c.stream_id IN (SELECT id FROM stream_ids
+                                                    WHERE connection = $1 AND stream = ANY($4))
+                                AND c.deleted_at IS NULL
                                 AND EXISTS (SELECT 1 FROM jsonb_each_text(c.data::jsonb) AS f(k, v)
                                             WHERE f.v ILIKE $3 ESCAPE '\\')))";
         let total: i64 = self
@@ -522,7 +543,9 @@ impl Backend for Postgres {
         key: &str,
     ) -> Result<Option<String>, StoreError> {
         let row = self.client.query_opt(
-            "SELECT data FROM records WHERE connection = $1 AND stream = $2 AND key = $3 AND deleted_at IS NULL",
+            "SELECT data FROM records
+             WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
+               AND key = $3 AND deleted_at IS NULL",
             &[&connection, &stream, &key],
         )?;
         Ok(row.map(|r| r.get(0)))
@@ -536,8 +559,9 @@ impl Backend for Postgres {
         limit: u32,
     ) -> Result<Vec<KeyedRecord>, StoreError> {
         let rows = self.client.query(
-            "SELECT key, data FROM records WHERE connection = $1 AND stream = $2 AND parent = $3
-               AND deleted_at IS NULL ORDER BY key LIMIT $4",
+            "SELECT key, data FROM records
+             WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
+               AND parent = $3 AND deleted_at IS NULL ORDER BY key LIMIT $4",
             &[&connection, &stream, &parent, &i64::from(limit)],
         )?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -635,7 +659,7 @@ pub(super) fn finish_stream_in(
     if let (Some(start), Some(field)) = (window_start, read.updated_field) {
         finished.aged_out = tx.execute(
             "UPDATE records SET deleted_at = $5, changed_at = $5, deletion_reason = $6
-             WHERE connection = $1 AND stream = $2
+             WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
                AND (deleted_at IS NULL OR deletion_reason = $7)
                AND (data::jsonb ->> $3) COLLATE \"C\" < $4",
             &[
@@ -652,7 +676,8 @@ pub(super) fn finish_stream_in(
     if *read.mode == ReadMode::Full {
         finished.not_returned = tx.execute(
             "UPDATE records SET deleted_at = $4, changed_at = $4, deletion_reason = $5
-             WHERE connection = $1 AND stream = $2 AND generation < $3 AND deleted_at IS NULL",
+             WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
+               AND generation < $3 AND deleted_at IS NULL",
             &[
                 &connection,
                 &stream,

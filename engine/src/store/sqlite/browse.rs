@@ -36,11 +36,11 @@ impl Sqlite {
             String::new()
         } else {
             format!(
-                " OR r.key IN (SELECT r.parent FROM records r WHERE r.connection = ?1 AND r.stream IN ({children}) AND r.deleted_at IS NULL AND {VALUE_MATCHES})"
+                " OR r.key IN (SELECT r.parent FROM records r WHERE r.stream_id IN (SELECT id FROM stream_ids WHERE connection = ?1 AND stream IN ({children})) AND r.deleted_at IS NULL AND {VALUE_MATCHES})"
             )
         };
         let matching = format!(
-            "FROM records r WHERE r.connection = ?1 AND r.stream = ?2 AND r.deleted_at IS NULL AND (?3 = '%%' OR {VALUE_MATCHES}{via_children})"
+            "FROM records r WHERE r.stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2) AND r.deleted_at IS NULL AND (?3 = '%%' OR {VALUE_MATCHES}{via_children})"
         );
         let total: u64 = self.conn.query_row(
             &format!("SELECT COUNT(*) {matching}"),
@@ -69,7 +69,9 @@ impl Sqlite {
         Ok(self
             .conn
             .query_row(
-                "SELECT data FROM records WHERE connection = ?1 AND stream = ?2 AND key = ?3 AND deleted_at IS NULL",
+                "SELECT data FROM records
+                 WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2)
+                   AND key = ?3 AND deleted_at IS NULL",
                 params![connection, stream, key],
                 |row| row.get(0),
             )
@@ -86,7 +88,9 @@ impl Sqlite {
         limit: u32,
     ) -> Result<Vec<KeyedRecord>, StoreError> {
         let mut statement = self.conn.prepare(
-            "SELECT key, data FROM records WHERE connection = ?1 AND stream = ?2 AND parent = ?3 AND deleted_at IS NULL ORDER BY key LIMIT ?4",
+            "SELECT key, data FROM records
+             WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2)
+               AND parent = ?3 AND deleted_at IS NULL ORDER BY key LIMIT ?4",
         )?;
         let rows = statement.query_map(params![connection, stream, parent, limit], |row| {
             Ok((row.get(0)?, row.get(1)?))

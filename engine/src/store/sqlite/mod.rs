@@ -3,6 +3,8 @@
 mod browse;
 mod schema;
 
+#[cfg(test)]
+pub(crate) use schema::migrate_to;
 pub use schema::LATEST_VERSION;
 
 use super::lease::Lease;
@@ -11,9 +13,9 @@ use super::{
     now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EachRecord, EmbeddedRow,
     FinishedStream, Found, Health, HealthState, KeyedRecord, OpenError, PageCommit, PartitionState,
     ReadMode, RowCursor, RowQuery, StoreError, StoredRecord, StoredRun, StreamPlan, StreamRequest,
-    UPSERT_RECORD_CONFLICT,
+    CONNECTION_TABLES, UPSERT_RECORD_CONFLICT,
 };
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
 use std::sync::LazyLock;
 
@@ -140,24 +142,36 @@ fn json_field_path(field: &str) -> Option<String> {
 /// the measured gain is net of.
 const UPSERT_ROWS: usize = 64;
 
-/// The upsert of `rows` records: `?1` connection, `?2` stream, `?3`
-/// generation, `?4` now, then key, data and parent for each row.
+/// The upsert of `rows` records: `?1` the stream's id, `?2` generation,
+/// `?3` now, then key, data and parent for each row.
 fn upsert_sql(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|i| {
-            let first = 5 + 3 * i;
+            let first = 4 + 3 * i;
             format!(
-                "(?1, ?2, ?{first}, ?{}, ?{}, ?3, ?4, ?4, NULL)",
+                "(?1, ?{first}, ?{}, ?{}, ?2, ?3, ?3, NULL)",
                 first + 1,
                 first + 2
             )
         })
         .collect();
     format!(
-        "INSERT INTO records (connection, stream, key, data, parent, generation, first_seen, changed_at, deleted_at)
+        "INSERT INTO records (stream_id, key, data, parent, generation, first_seen, changed_at, deleted_at)
          VALUES {} {UPSERT_RECORD_CONFLICT}",
         values.join(", ")
     )
+}
+
+/// The id of `connection`'s `stream` in `stream_ids`, given to it on its
+/// first page: the first part of its records' keys.
+fn stream_id(tx: &Transaction<'_>, connection: &str, stream: &str) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO stream_ids (connection, stream) VALUES (?1, ?2)
+         ON CONFLICT (connection, stream) DO NOTHING",
+    )?
+    .execute(params![connection, stream])?;
+    tx.prepare_cached("SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2")?
+        .query_row(params![connection, stream], |r| r.get(0))
 }
 
 /// Upserts a page's records in their order ([`UPSERT_ROWS`] to a statement,
@@ -165,8 +179,7 @@ fn upsert_sql(rows: usize) -> String {
 /// data is unchanged and it was not deleted.
 fn upsert_records(
     tx: &Transaction<'_>,
-    connection: &str,
-    stream: &str,
+    stream_id: i64,
     page: &PageCommit<'_>,
     now: &str,
 ) -> Result<(), StoreError> {
@@ -175,15 +188,14 @@ fn upsert_records(
     let mut chunks = page.records.chunks_exact(UPSERT_ROWS);
     let mut many = tx.prepare_cached(&UPSERT_MANY)?;
     for chunk in chunks.by_ref() {
-        bind_upsert(&mut many, connection, stream, page.generation, now, chunk)?;
+        bind_upsert(&mut many, stream_id, page.generation, now, chunk)?;
         many.raw_execute()?;
     }
     let mut one = tx.prepare_cached(&UPSERT_ONE)?;
     for record in chunks.remainder() {
         bind_upsert(
             &mut one,
-            connection,
-            stream,
+            stream_id,
             page.generation,
             now,
             std::slice::from_ref(record),
@@ -196,18 +208,16 @@ fn upsert_records(
 /// Binds the parameters of [`upsert_sql`] for `records`.
 fn bind_upsert(
     statement: &mut rusqlite::Statement<'_>,
-    connection: &str,
-    stream: &str,
+    stream_id: i64,
     generation: i64,
     now: &str,
     records: &[StoredRecord],
 ) -> rusqlite::Result<()> {
-    statement.raw_bind_parameter(1, connection)?;
-    statement.raw_bind_parameter(2, stream)?;
-    statement.raw_bind_parameter(3, generation)?;
-    statement.raw_bind_parameter(4, now)?;
+    statement.raw_bind_parameter(1, stream_id)?;
+    statement.raw_bind_parameter(2, generation)?;
+    statement.raw_bind_parameter(3, now)?;
     for (i, r) in records.iter().enumerate() {
-        let first = 5 + 3 * i;
+        let first = 4 + 3 * i;
         statement.raw_bind_parameter(first, r.key.as_str())?;
         statement.raw_bind_parameter(first + 1, r.data.as_str())?;
         statement.raw_bind_parameter(first + 2, r.parent.as_deref())?;
@@ -245,19 +255,23 @@ impl Backend for Sqlite {
             return Err(StoreError::NeedsPostgres("a lease"));
         }
         let now = now_rfc3339();
-        let tx = self.conn.transaction()?;
+        // Immediate: the transaction writes, and its first statement reads
+        // (a deferred one would fail, not wait, if another writer came between).
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stream_id = stream_id(&tx, connection, stream)?;
         let mut tombstoned = 0;
         {
-            upsert_records(&tx, connection, stream, &page, &now)?;
+            upsert_records(&tx, stream_id, &page, &now)?;
             let mut tombstone = tx.prepare_cached(
-                "UPDATE records SET deleted_at = COALESCE(?4, ?5), changed_at = ?5, deletion_reason = ?6
-                 WHERE connection = ?1 AND stream = ?2 AND key = ?3
-                   AND (deleted_at IS NULL OR deletion_reason IS NOT ?6)",
+                "UPDATE records SET deleted_at = COALESCE(?3, ?4), changed_at = ?4, deletion_reason = ?5
+                 WHERE stream_id = ?1 AND key = ?2
+                   AND (deleted_at IS NULL OR deletion_reason IS NOT ?5)",
             )?;
             for t in page.tombstones {
                 tombstoned += tombstone.execute(params![
-                    connection,
-                    stream,
+                    stream_id,
                     t.key,
                     t.deleted_at,
                     now,
@@ -317,7 +331,7 @@ impl Backend for Sqlite {
         if let (Some(start), Some(path)) = (window_start, updated_field.and_then(json_field_path)) {
             finished.aged_out = tx.execute(
                 "UPDATE records SET deleted_at = ?5, changed_at = ?5, deletion_reason = ?6
-                 WHERE connection = ?1 AND stream = ?2
+                 WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2)
                    AND (deleted_at IS NULL OR deletion_reason = ?7)
                    AND json_extract(data, ?3) < ?4",
                 params![
@@ -334,7 +348,8 @@ impl Backend for Sqlite {
         if plan.mode == ReadMode::Full {
             finished.not_returned = tx.execute(
                 "UPDATE records SET deleted_at = ?4, changed_at = ?4, deletion_reason = ?5
-                 WHERE connection = ?1 AND stream = ?2 AND generation < ?3 AND deleted_at IS NULL",
+                 WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2)
+                   AND generation < ?3 AND deleted_at IS NULL",
                 params![
                     connection,
                     stream,
@@ -516,8 +531,11 @@ impl Backend for Sqlite {
     /// same file are untouched.
     fn delete_connection(&mut self, connection: &str) -> Result<u64, StoreError> {
         let tx = self.conn.transaction()?;
-        let records = tx.execute("DELETE FROM records WHERE connection = ?1", [connection])?;
-        for table in ["streams", "partitions", "health", "health_history", "runs"] {
+        let records = tx.execute(
+            "DELETE FROM records WHERE stream_id IN (SELECT id FROM stream_ids WHERE connection = ?1)",
+            [connection],
+        )?;
+        for table in CONNECTION_TABLES {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE connection = ?1"),
                 [connection],
@@ -530,8 +548,9 @@ impl Backend for Sqlite {
     /// Number of live records per stream.
     fn counts(&mut self, connection: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT stream, SUM(deleted_at IS NULL), SUM(deleted_at IS NOT NULL) FROM records
-             WHERE connection = ?1 GROUP BY stream ORDER BY stream",
+            "SELECT s.stream, SUM(r.deleted_at IS NULL), SUM(r.deleted_at IS NOT NULL)
+             FROM stream_ids s JOIN records r ON r.stream_id = s.id
+             WHERE s.connection = ?1 GROUP BY s.stream ORDER BY s.stream",
         )?;
         let rows = stmt.query_map(params![connection], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -587,7 +606,8 @@ fn records_in_key_order(
 ) -> anyhow::Result<u64> {
     let mut stmt = conn.prepare(
         "SELECT key, data, deleted_at, COALESCE(deletion_reason, ?4) FROM records
-         WHERE connection = ?1 AND stream = ?2 AND (?3 OR deleted_at IS NULL) ORDER BY key",
+         WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2)
+           AND (?3 OR deleted_at IS NULL) ORDER BY key",
     )?;
     let mut rows = stmt.query(params![
         connection,
