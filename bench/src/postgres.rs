@@ -40,7 +40,7 @@ fn client(url: &str, password: &str) -> Result<postgres::Client> {
 /// Drops the store's tables, so that a sync starts empty (and migrates).
 pub(crate) fn empty(url: &str, password: &str) -> Result<()> {
     client(url, password)?.batch_execute(
-        "DROP TABLE IF EXISTS records, streams, partitions, health, health_history, runs,
+        "DROP TABLE IF EXISTS records, stream_ids, streams, partitions, health, health_history, runs,
             deployment_runs, run_streams, run_partitions, pacing, connector_schema;
          DROP SEQUENCE IF EXISTS lease_tokens;",
     )?;
