@@ -137,9 +137,8 @@ fn json_field_path(field: &str) -> Option<String> {
 /// spares SQLite a statement's start and reset, and the host a bind of the
 /// shared values, per record: the writing of 302,597 records took 22 % fewer
 /// instructions than with a statement per record (BENCHMARKS.md, "The
-/// store's statements"). Such a statement keeps a statement journal, which
-/// SQLite spills to a temporary file past 64 KiB: a cost in the kernel that
-/// the measured gain is net of.
+/// store's statements"). Such a statement keeps a statement journal, kept
+/// in memory: see [`STATEMENT_JOURNALS_IN_MEMORY`].
 const UPSERT_ROWS: usize = 64;
 
 /// The upsert of `rows` records: `?1` the stream's id, `?2` generation,
@@ -246,8 +245,8 @@ fn commit_page_in(
     page: &PageCommit<'_>,
     now: &str,
 ) -> Result<u64, StoreError> {
-    // Immediate: the transaction writes, and its first statement reads
-    // (a deferred one would fail, not wait, if another writer came between).
+    // Immediate: the write lock is taken (or waited for) at the start, so
+    // no statement of the page meets another writer halfway.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let stream_id = stream_id(&tx, connection, stream)?;
     let mut tombstoned = 0;
