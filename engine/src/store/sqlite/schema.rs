@@ -92,7 +92,7 @@ const MIGRATIONS: &[&str] = &[
     // stream) instead of the two names. Every lookup and every insert
     // compares keys in the b-tree; with the names first, each compare
     // walked two equal strings before it reached the record's key, and each
-    // row and interior cell carried them. Writing a page's records took 17 %
+    // row and interior cell carried them. Writing a page's records took 29 %
     // fewer instructions this way (BENCHMARKS.md, "The store's layout").
     // The records are copied once, in key order.
     "CREATE TABLE stream_ids (
