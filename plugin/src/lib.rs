@@ -17,6 +17,7 @@
 
 pub mod connector;
 pub mod cursor;
+pub mod json_object;
 pub mod probe;
 pub mod query;
 pub mod record;

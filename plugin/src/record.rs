@@ -1,8 +1,8 @@
 //! Turning one Table API row into one output record (a JSON object string).
 
+use crate::json_object::JsonObject;
 use crate::rows::{Cell, Row};
 use crate::streams::{FieldKind, StreamSpec};
-use serde::ser::{SerializeMap, Serializer};
 
 /// Why a row could not become a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,10 +43,7 @@ pub fn map_row(
     let Some(key) = row.get("sys_id").and_then(Cell::text) else {
         return Err(RecordError::MissingKey);
     };
-    let mut out = Vec::with_capacity(256);
-    let mut ser = serde_json::Serializer::new(&mut out);
-    // Writing into a Vec cannot fail, and every value is a plain string or bool.
-    let mut map = ser.serialize_map(None).expect("serialize to Vec");
+    let mut record = JsonObject::with_capacity(record_size(row));
     // The server sends the columns in one order for every row: look for
     // each field where the previous one was found.
     let mut next = 0;
@@ -59,27 +56,35 @@ pub fn map_row(
             continue;
         };
         match f.kind {
-            FieldKind::Text => map.serialize_entry(f.field, text),
-            FieldKind::Boolean => match parse_bool(text) {
-                Some(b) => map.serialize_entry(f.field, &b),
-                None => Ok(()),
-            },
+            FieldKind::Text => record.string(f.field, text),
+            FieldKind::Boolean => {
+                if let Some(b) = parse_bool(text) {
+                    record.boolean(f.field, b);
+                }
+            }
             FieldKind::Timestamp => match to_rfc3339(text) {
-                Some(ts) => map.serialize_entry(f.field, &ts),
+                Some(ts) => record.string(f.field, &ts),
                 None => {
                     dropped.count += 1;
                     dropped.first.get_or_insert_with(|| {
                         (f.column.clone(), key.to_string(), text.to_string())
                     });
-                    Ok(())
                 }
             },
         }
-        .expect("serialize to Vec");
     }
-    map.end().expect("serialize to Vec");
-    // serde_json only writes valid UTF-8.
-    Ok(String::from_utf8(out).expect("serde_json output is UTF-8"))
+    Ok(record.finish())
+}
+
+/// About the size of `row`'s record: its values, names of their size and
+/// JSON's punctuation, so that the record is written without growing.
+fn record_size(row: &Row<'_>) -> usize {
+    let value = |cell: &Cell<'_>| cell.text().map_or(0, str::len);
+    2 + row
+        .cells
+        .iter()
+        .map(|(column, cell)| column.len() + value(cell) + 6)
+        .sum::<usize>()
 }
 
 /// ServiceNow booleans: `"true"`/`"false"`, occasionally `"1"`/`"0"`.
