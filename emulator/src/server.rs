@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use futures::StreamExt as _;
 use percent_encoding::percent_decode_str;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, RwLock};
@@ -616,6 +617,15 @@ fn respond(
     }
 }
 
+/// What [`View::write_row`] writes of each row: the request's display
+/// mode, whether references carry links, and each field asked for that the
+/// table has (its name, its column, the table it refers to).
+struct RowFormat<'a> {
+    display: String,
+    links: bool,
+    fields: Vec<(&'a str, usize, Option<&'a str>)>,
+}
+
 /// One read of one table, with the caller's parameters.
 struct View<'a> {
     db: &'a Database,
@@ -652,7 +662,7 @@ impl View<'_> {
         match found {
             Some(row) => {
                 let mut body = String::from("{\"result\":");
-                self.write_row(&mut body, row);
+                self.write_row(&mut body, row, &self.row_format());
                 body.push('}');
                 json_response(StatusCode::OK, body)
             }
@@ -687,6 +697,7 @@ impl View<'_> {
         // The limit applies before ACLs: hidden rows leave holes in the page.
         let mut body = String::with_capacity(64 + window.len() * 300);
         body.push_str("{\"result\":[");
+        let format = self.row_format();
         let mut returned = 0;
         for row in window {
             if hidden.is_some_and(|h| h.contains(row.key())) {
@@ -696,7 +707,7 @@ impl View<'_> {
                 body.push(',');
             }
             returned += 1;
-            self.write_row(&mut body, row);
+            self.write_row(&mut body, row, &format);
         }
         body.push_str("]}");
         if cancelled {
@@ -839,41 +850,54 @@ impl View<'_> {
         links.join(",")
     }
 
-    fn write_row(&self, out: &mut String, row: &Row) {
-        let display = self
-            .param("sysparm_display_value")
-            .unwrap_or("false")
-            .to_ascii_lowercase();
-        let links = self.force_links || !self.flag("sysparm_exclude_reference_link");
-        let fields: Vec<&str> = match self.param("sysparm_fields") {
+    /// How this request's rows are written, resolved once per response.
+    fn row_format(&self) -> RowFormat<'_> {
+        let names: Vec<&str> = match self.param("sysparm_fields") {
             Some(f) if !f.trim().is_empty() => f.split(',').map(str::trim).collect(),
             _ => self.table.columns.iter().map(String::as_str).collect(),
         };
+        // Unknown fields are left out, as ServiceNow does.
+        let fields = names
+            .into_iter()
+            .filter_map(|name| {
+                let column = self.table.column(name)?;
+                let target = self.table.references.get(name).map(String::as_str);
+                Some((name, column, target))
+            })
+            .collect();
+        RowFormat {
+            display: self
+                .param("sysparm_display_value")
+                .unwrap_or("false")
+                .to_ascii_lowercase(),
+            links: self.force_links || !self.flag("sysparm_exclude_reference_link"),
+            fields,
+        }
+    }
+
+    fn write_row(&self, out: &mut String, row: &Row, format: &RowFormat<'_>) {
+        let values: Vec<&str> = row.values().collect();
+        let display = format.display.as_str();
         out.push('{');
-        let mut first = true;
-        for field in fields {
-            // Unknown fields are ignored, as ServiceNow does.
-            let Some(c) = self.table.column(field) else {
-                continue;
-            };
-            if !first {
+        for (i, &(field, column, target)) in format.fields.iter().enumerate() {
+            if i > 0 {
                 out.push(',');
             }
-            first = false;
             push_json_string(out, field);
             out.push(':');
-            let value = row.get(c);
-            let target = self.table.references.get(field);
-            let shown = match (&*display, target) {
-                ("true" | "all", Some(t)) => self.display_of(t, value),
-                ("true" | "all", None) => choice_label(field, value).unwrap_or(value).to_string(),
-                _ => value.to_string(),
+            let value = values.get(column).copied().unwrap_or("");
+            let shown: Cow<'_, str> = match (display, target) {
+                ("true" | "all", Some(t)) => Cow::Owned(self.display_of(t, value)),
+                ("true" | "all", None) => {
+                    Cow::Borrowed(choice_label(field, value).unwrap_or(value))
+                }
+                _ => Cow::Borrowed(value),
             };
-            match (&*display, target) {
+            match (display, target) {
                 ("all", _) => {
                     out.push_str("{\"display_value\":");
                     push_json_string(out, &shown);
-                    if let (Some(t), true, false) = (target, links, value.is_empty()) {
+                    if let (Some(t), true, false) = (target, format.links, value.is_empty()) {
                         out.push_str(",\"link\":");
                         push_json_string(out, &format!("{}/api/now/table/{t}/{value}", self.base));
                     }
@@ -881,7 +905,7 @@ impl View<'_> {
                     push_json_string(out, value);
                     out.push('}');
                 }
-                (_, Some(t)) if links && !value.is_empty() => {
+                (_, Some(t)) if format.links && !value.is_empty() => {
                     if display == "true" {
                         out.push_str("{\"display_value\":");
                         push_json_string(out, &shown);
@@ -989,8 +1013,14 @@ fn range_indices(rows: &[Row], range: &SysIdRange) -> (usize, usize) {
 }
 
 fn push_json_string(out: &mut String, s: &str) {
-    // serde_json escapes exactly as JSON requires.
-    out.push_str(&serde_json::to_string(s).expect("strings serialise"));
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        // serde_json escapes exactly as JSON requires.
+        out.push_str(&serde_json::to_string(s).expect("strings serialise"));
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
 }
 
 #[cfg(test)]
