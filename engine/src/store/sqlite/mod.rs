@@ -230,7 +230,7 @@ fn bind_upsert(
 /// can be undone alone) stay in memory. SQLite spills one past 64 KiB to
 /// a temporary file, which then takes every later statement's journal
 /// until the transaction ends: at 1M devices, with records keyed by
-/// stream id, each of the 605 transactions opened one, and the writing
+/// stream id, the transactions of the pages opened 611 of them, and the writing
 /// made 862,128 `pwrite` calls where it makes 249,754 in memory, its CPU
 /// 6.48 s against 5.40 s (medians of 3, interleaved; BENCHMARKS.md, "The
 /// store's layout").
