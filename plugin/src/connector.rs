@@ -3,7 +3,7 @@
 
 use crate::cursor::{check_key_for_query, partition_bounds, Cursor, Phase};
 use crate::query::TableQuery;
-use crate::record::{is_servicenow_datetime, map_row, to_rfc3339, Dropped, RecordError};
+use crate::record::{is_servicenow_datetime, to_rfc3339, RecordError, RecordWriter};
 use crate::response::{parse_rows, status_error};
 use crate::rows::Cell;
 use crate::settings::{setting_infos, Settings};
@@ -260,9 +260,9 @@ impl PartitionRead<'_> {
 
         let mut records = Vec::with_capacity(rows.len());
         let mut last_key: Option<&str> = None;
-        let mut dropped = Dropped::default();
+        let mut writer = RecordWriter::new(spec);
         for row in &rows {
-            let record = map_row(spec, row, &mut dropped).map_err(|RecordError::MissingKey| {
+            let record = writer.write(row).map_err(|RecordError::MissingKey| {
                 ConnectorError::BadResponse(format!(
                     "ServiceNow returned a `{}` row without a sys_id; the response cannot be used.",
                     spec.table
@@ -273,7 +273,7 @@ impl PartitionRead<'_> {
             last_key = Some(key);
             records.push(record);
         }
-        if let Some(warning) = dropped.warning(&spec.table) {
+        if let Some(warning) = writer.dropped().warning(&spec.table) {
             exposure_connector_sdk::warn!("{warning}");
         }
         let window = Window {

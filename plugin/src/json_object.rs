@@ -6,8 +6,54 @@
 //! "The guest's record writing"). Almost no CMDB value needs escaping, so
 //! [`push_json_string`] looks for the bytes that do eight at a time and
 //! copies a clean string as it is; a string that needs escaping is written
-//! by `serde_json` itself. The output is byte for byte what `serde_json`
-//! writes, so records stored by earlier releases compare equal.
+//! by `serde_json` itself. Two kinds of text skip even that look: a
+//! field's name, written once per stream as a [`JsonKey`], and text known
+//! to need no escaping ([`Unescaped`]), such as a string the parser lent
+//! from the response body as it stood there. The output is byte for byte
+//! what `serde_json` writes, so records stored by earlier releases compare
+//! equal.
+
+/// Text that needs no escaping in JSON: no `"`, no `\` and no control
+/// character below U+0020.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unescaped<'a>(&'a str);
+
+impl<'a> Unescaped<'a> {
+    /// `text`, when it needs no escaping.
+    pub fn check(text: &'a str) -> Option<Unescaped<'a>> {
+        (!needs_escaping(text.as_bytes())).then_some(Unescaped(text))
+    }
+
+    /// A string `serde_json` lent from a JSON document without change
+    /// (`visit_borrowed_str`): it held no escape sequence, so no `"` or `\`,
+    /// and `serde_json` refuses a control character inside a string
+    /// (`rows::tests::a_control_character_in_a_string_is_refused` holds it to
+    /// that). Checked again in debug builds.
+    pub fn lent_by_parser(text: &'a str) -> Unescaped<'a> {
+        debug_assert!(!needs_escaping(text.as_bytes()), "{text:?}");
+        Unescaped(text)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+/// A field's name as it opens a member of an object: `"name":`, written
+/// once so that every record copies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonKey(String);
+
+impl JsonKey {
+    /// The member opening for the field `name`.
+    pub fn new(name: &str) -> JsonKey {
+        let mut key = String::with_capacity(name.len() + 3);
+        push_json_string(&mut key, name);
+        key.push(':');
+        JsonKey(key)
+    }
+}
 
 /// A JSON object being written: `{"key":value,...}`.
 pub struct JsonObject {
@@ -23,14 +69,22 @@ impl JsonObject {
         JsonObject { out, empty: true }
     }
 
-    /// Appends `"key":"value"`.
-    pub fn string(&mut self, key: &str, value: &str) {
+    /// Appends `"key":"value"`, escaping `value` where it must.
+    pub fn string(&mut self, key: &JsonKey, value: &str) {
         self.key(key);
         push_json_string(&mut self.out, value);
     }
 
+    /// Appends `"key":"value"` for a value known to need no escaping.
+    pub fn unescaped_string(&mut self, key: &JsonKey, value: Unescaped<'_>) {
+        self.key(key);
+        self.out.push('"');
+        self.out.push_str(value.0);
+        self.out.push('"');
+    }
+
     /// Appends `"key":true` or `"key":false`.
-    pub fn boolean(&mut self, key: &str, value: bool) {
+    pub fn boolean(&mut self, key: &JsonKey, value: bool) {
         self.key(key);
         self.out.push_str(if value { "true" } else { "false" });
     }
@@ -41,13 +95,12 @@ impl JsonObject {
         self.out
     }
 
-    fn key(&mut self, key: &str) {
+    fn key(&mut self, key: &JsonKey) {
         if !self.empty {
             self.out.push(',');
         }
         self.empty = false;
-        push_json_string(&mut self.out, key);
-        self.out.push(':');
+        self.out.push_str(&key.0);
     }
 }
 
@@ -116,6 +169,7 @@ mod tests {
                     // And only those strings leave the fast path.
                     let naive = text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
                     assert_eq!(needs_escaping(text.as_bytes()), naive, "{text:?}");
+                    assert_eq!(Unescaped::check(&text).is_none(), naive, "{text:?}");
                 }
             }
         }
@@ -129,19 +183,25 @@ mod tests {
             ("name", Ok("srv \"01\" \\ ^\u{1}")),
             ("virtual", Err(true)),
             ("v2", Err(false)),
+            ("clean", Ok("no escapes")),
+            ("q\"uoted", Ok("")),
         ];
         let mut object = JsonObject::with_capacity(8);
         let mut expected = Vec::new();
         let mut serializer = serde_json::Serializer::new(&mut expected);
         let mut map = serializer.serialize_map(None).unwrap();
         for (key, value) in entries {
+            let json_key = JsonKey::new(key);
             match value {
                 Ok(text) => {
-                    object.string(key, text);
+                    match Unescaped::check(text) {
+                        Some(clean) => object.unescaped_string(&json_key, clean),
+                        None => object.string(&json_key, text),
+                    }
                     map.serialize_entry(key, text).unwrap();
                 }
                 Err(flag) => {
-                    object.boolean(key, flag);
+                    object.boolean(&json_key, flag);
                     map.serialize_entry(key, &flag).unwrap();
                 }
             }

@@ -12,9 +12,12 @@
 //! - [`streams`]: streams, record fields and their source columns.
 //! - [`query`]: Table API request paths.
 //! - [`cursor`]: keyset cursor and partition bounds.
-//! - [`rows`] and [`record`]: parsing rows and mapping them to records.
+//! - [`rows`] and [`record`]: parsing rows and mapping them to records;
+//!   [`columns`] finds a stream's columns in a page's rows, and
+//!   [`json_object`] writes a record's JSON.
 //! - [`response`]: HTTP statuses and bodies to operator-ready errors.
 
+pub mod columns;
 pub mod connector;
 pub mod cursor;
 pub mod json_object;

@@ -1,6 +1,7 @@
 //! Turning one Table API row into one output record (a JSON object string).
 
-use crate::json_object::JsonObject;
+use crate::columns::ColumnPositions;
+use crate::json_object::{JsonObject, Unescaped};
 use crate::rows::{Cell, Row};
 use crate::streams::{FieldKind, StreamSpec};
 
@@ -32,48 +33,72 @@ impl Dropped {
     }
 }
 
-/// Maps `row` to a JSON object with the stream's record fields. Empty source
-/// values leave the field out; booleans and timestamps are converted, and a
-/// timestamp that is not a real date-time is left out and noted in `dropped`.
-pub fn map_row(
-    spec: &StreamSpec,
-    row: &Row<'_>,
-    dropped: &mut Dropped,
-) -> Result<String, RecordError> {
-    let Some(key) = row.get("sys_id").and_then(Cell::text) else {
-        return Err(RecordError::MissingKey);
-    };
-    let mut record = JsonObject::with_capacity(record_size(row));
-    // The server sends the columns in one order for every row: look for
-    // each field where the previous one was found.
-    let mut next = 0;
-    for f in &spec.fields {
-        let Some((at, cell)) = row.find_from(&f.column, next) else {
-            continue;
-        };
-        next = at + 1;
-        let Some(text) = cell.text() else {
-            continue;
-        };
-        match f.kind {
-            FieldKind::Text => record.string(f.field, text),
-            FieldKind::Boolean => {
-                if let Some(b) = parse_bool(text) {
-                    record.boolean(f.field, b);
-                }
-            }
-            FieldKind::Timestamp => match to_rfc3339(text) {
-                Some(ts) => record.string(f.field, &ts),
-                None => {
-                    dropped.count += 1;
-                    dropped.first.get_or_insert_with(|| {
-                        (f.column.clone(), key.to_string(), text.to_string())
-                    });
-                }
-            },
+/// Writes the rows of one page as records of one stream: each a JSON
+/// object with the stream's record fields. Empty source values leave the
+/// field out; booleans and timestamps are converted, and a timestamp that
+/// is not a real date-time is left out and noted in [`RecordWriter::dropped`].
+pub struct RecordWriter<'s> {
+    spec: &'s StreamSpec,
+    columns: ColumnPositions,
+    dropped: Dropped,
+}
+
+impl<'s> RecordWriter<'s> {
+    /// A writer of `spec`'s records, for the rows of one response (they
+    /// share their columns' places).
+    pub fn new(spec: &'s StreamSpec) -> RecordWriter<'s> {
+        RecordWriter {
+            spec,
+            columns: ColumnPositions::default(),
+            dropped: Dropped::default(),
         }
     }
-    Ok(record.finish())
+
+    /// The record `row` maps to.
+    pub fn write(&mut self, row: &Row<'_>) -> Result<String, RecordError> {
+        let Some(key) = row.get("sys_id").and_then(Cell::text) else {
+            return Err(RecordError::MissingKey);
+        };
+        let mut record = JsonObject::with_capacity(record_size(row));
+        let located = self.columns.locate(&self.spec.fields, row);
+        for (f, at) in self.spec.fields.iter().zip(located) {
+            let Some(cell) = at.map(|i| &row.cells[i].1) else {
+                continue;
+            };
+            let Some(text) = cell.text() else {
+                continue;
+            };
+            match f.kind {
+                FieldKind::Text => match cell.unescaped() {
+                    Some(clean) => record.unescaped_string(&f.key, clean),
+                    None => record.string(&f.key, text),
+                },
+                FieldKind::Boolean => {
+                    if let Some(b) = parse_bool(text) {
+                        record.boolean(&f.key, b);
+                    }
+                }
+                FieldKind::Timestamp => match rfc3339_bytes(text) {
+                    Some(ts) => match std::str::from_utf8(&ts).ok().and_then(Unescaped::check) {
+                        Some(clean) => record.unescaped_string(&f.key, clean),
+                        None => record.string(&f.key, &String::from_utf8_lossy(&ts)),
+                    },
+                    None => {
+                        self.dropped.count += 1;
+                        self.dropped.first.get_or_insert_with(|| {
+                            (f.column.clone(), key.to_string(), text.to_string())
+                        });
+                    }
+                },
+            }
+        }
+        Ok(record.finish())
+    }
+
+    /// The values left out so far.
+    pub fn dropped(&self) -> &Dropped {
+        &self.dropped
+    }
 }
 
 /// About the size of `row`'s record: its values, names of their size and
@@ -98,15 +123,20 @@ pub fn parse_bool(text: &str) -> Option<bool> {
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) to `YYYY-MM-DDTHH:MM:SSZ`; `None` for anything else.
 pub fn to_rfc3339(text: &str) -> Option<String> {
+    rfc3339_bytes(text).map(|ts| String::from_utf8_lossy(&ts).into_owned())
+}
+
+/// [`to_rfc3339`]'s text, without allocating.
+fn rfc3339_bytes(text: &str) -> Option<[u8; 20]> {
     if !is_servicenow_datetime(text) {
         return None;
     }
-    let mut s = String::with_capacity(20);
-    s.push_str(&text[..10]);
-    s.push('T');
-    s.push_str(&text[11..]);
-    s.push('Z');
-    Some(s)
+    let mut ts = [0; 20];
+    ts[..10].copy_from_slice(&text.as_bytes()[..10]);
+    ts[10] = b'T';
+    ts[11..19].copy_from_slice(&text.as_bytes()[11..]);
+    ts[19] = b'Z';
+    Some(ts)
 }
 
 /// Whether `text` is a real date-time written `YYYY-MM-DD HH:MM:SS` (month
@@ -138,12 +168,9 @@ mod tests {
           "sys_updated_on":"2024-05-01 10:00:00","u_primary_business_application":{"link":"l","value":"b1"},
           "os_version":"10.0"}]}"#;
         let env: Envelope = serde_json::from_slice(body).unwrap();
-        let rec = map_row(
-            &spec(DEVICES),
-            &env.result.unwrap()[0],
-            &mut Dropped::default(),
-        )
-        .unwrap();
+        let rec = RecordWriter::new(&spec(DEVICES))
+            .write(&env.result.unwrap()[0])
+            .unwrap();
         let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
         assert_eq!(
             v,
@@ -159,12 +186,9 @@ mod tests {
             &br#"{"result":[{"sys_id":"a","cmdb_ci":{"link":"https://x/y","value":"d1"}}]}"#[..],
         ] {
             let env: Envelope = serde_json::from_slice(body).unwrap();
-            let rec = map_row(
-                &spec(NETWORK_ADAPTERS),
-                &env.result.unwrap()[0],
-                &mut Dropped::default(),
-            )
-            .unwrap();
+            let rec = RecordWriter::new(&spec(NETWORK_ADAPTERS))
+                .write(&env.result.unwrap()[0])
+                .unwrap();
             assert_eq!(rec, r#"{"sysId":"a","deviceSysId":"d1"}"#);
         }
     }
@@ -174,11 +198,12 @@ mod tests {
         let body =
             br#"{"result":[{"sys_id":"0a","name":"n","sys_updated_on":"2024-13-45 99:99:99"}]}"#;
         let env: Envelope = serde_json::from_slice(body).unwrap();
-        let mut dropped = Dropped::default();
-        let rec = map_row(&spec(DEVICES), &env.result.unwrap()[0], &mut dropped).unwrap();
+        let spec = spec(DEVICES);
+        let mut writer = RecordWriter::new(&spec);
+        let rec = writer.write(&env.result.unwrap()[0]).unwrap();
         assert_eq!(rec, r#"{"sysId":"0a","name":"n"}"#);
-        assert_eq!(dropped.count, 1);
-        let warning = dropped.warning("cmdb_ci_computer").unwrap();
+        assert_eq!(writer.dropped().count, 1);
+        let warning = writer.dropped().warning("cmdb_ci_computer").unwrap();
         assert!(
             warning.contains("`sys_updated_on` of `0a` is `2024-13-45 99:99:99`"),
             "{warning}"
@@ -189,11 +214,7 @@ mod tests {
     fn missing_key_is_an_error() {
         let env: Envelope = serde_json::from_slice(br#"{"result":[{"name":"x"}]}"#).unwrap();
         assert_eq!(
-            map_row(
-                &spec(DEVICES),
-                &env.result.unwrap()[0],
-                &mut Dropped::default()
-            ),
+            RecordWriter::new(&spec(DEVICES)).write(&env.result.unwrap()[0]),
             Err(RecordError::MissingKey)
         );
     }

@@ -4,8 +4,11 @@
 //! strings, occasionally `null`, and reference fields are either a plain sys_id
 //! or an object `{"link": ..., "value": ...}` (also `{"display_value", "value"}`).
 //! Rows are kept as borrowed `(column, cell)` pairs: parsing stays close to the
-//! speed of reading the bytes.
+//! speed of reading the bytes. A string the body wrote without escape
+//! sequences stays borrowed and is known to need no escaping when a record
+//! writes it again ([`Cell::Lent`]).
 
+use crate::json_object::Unescaped;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -14,8 +17,11 @@ use std::fmt;
 /// One column value of a row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cell<'a> {
-    /// A string (or a reference object's `value`).
-    Text(Cow<'a, str>),
+    /// A string (or a reference object's `value`) the body wrote without
+    /// escape sequences, borrowed as it stood there.
+    Lent(Unescaped<'a>),
+    /// A string the body wrote with escape sequences, unescaped.
+    Escaped(String),
     /// `null`, or a reference object without a value.
     Null,
     /// Something the Table API does not send for columns (number, bool, array).
@@ -25,8 +31,19 @@ pub enum Cell<'a> {
 impl<'a> Cell<'a> {
     /// The text, when the cell holds a non-empty string.
     pub fn text(&self) -> Option<&str> {
+        let text = match self {
+            Cell::Lent(t) => t.as_str(),
+            Cell::Escaped(t) => t,
+            Cell::Null | Cell::Other => return None,
+        };
+        (!text.is_empty()).then_some(text)
+    }
+
+    /// The text, when the cell holds a string that needs no escaping in
+    /// JSON because the body held it without any.
+    pub fn unescaped(&self) -> Option<Unescaped<'a>> {
         match self {
-            Cell::Text(t) if !t.is_empty() => Some(t),
+            Cell::Lent(t) => Some(*t),
             _ => None,
         }
     }
@@ -40,20 +57,14 @@ pub struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
-    /// The value of a column, if the server sent that column.
+    /// The value of a column (its first cell), if the server sent that
+    /// column. A page's records find their columns with
+    /// [`ColumnPositions`](crate::columns::ColumnPositions) instead.
     pub fn get(&self, column: &str) -> Option<&Cell<'a>> {
-        self.find_from(column, 0).map(|(_, cell)| cell)
-    }
-
-    /// The position and value of a column, looking from position `start`
-    /// on and then from the beginning: reading columns in the order the
-    /// server sent them, each is found at the first look.
-    pub fn find_from(&self, column: &str, start: usize) -> Option<(usize, &Cell<'a>)> {
-        let start = start.min(self.cells.len());
-        (start..self.cells.len())
-            .chain(0..start)
-            .find(|&i| self.cells[i].0 == column)
-            .map(|i| (i, &self.cells[i].1))
+        self.cells
+            .iter()
+            .find(|(name, _)| name == column)
+            .map(|(_, cell)| cell)
     }
 }
 
@@ -100,8 +111,9 @@ fn lenient_string<'de: 'a, 'a, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Cow<'a, str>>, D::Error> {
     Ok(match Cell::deserialize(d)? {
-        Cell::Text(t) => Some(t),
-        _ => None,
+        Cell::Lent(t) => Some(Cow::Borrowed(t.as_str())),
+        Cell::Escaped(t) => Some(Cow::Owned(t)),
+        Cell::Null | Cell::Other => None,
     })
 }
 
@@ -113,14 +125,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for Cell<'a> {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a Table API column value")
             }
+            /// `serde_json` lends a string only when it held no escape.
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Cell::Text(Cow::Borrowed(v)))
+                Ok(Cell::Lent(Unescaped::lent_by_parser(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Cell::Text(Cow::Owned(v.to_string())))
+                Ok(Cell::Escaped(v.to_string()))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Cell::Text(Cow::Owned(v)))
+                Ok(Cell::Escaped(v))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(Cell::Null)
@@ -233,12 +246,39 @@ mod tests {
         let row = &env.result.unwrap()[0];
         assert!(matches!(row.cells[0].0, Cow::Borrowed("a")));
         assert_eq!(row.cells[3].0, "de", "an escaped name is unescaped");
-        for start in 0..6 {
-            for (i, column) in ["a", "b", "c", "de"].into_iter().enumerate() {
-                let (at, cell) = row.find_from(column, start).unwrap();
-                assert_eq!((at, cell.text()), (i, Some(["1", "2", "3", "4"][i])));
-            }
-            assert!(row.find_from("missing", start).is_none());
+        for (i, column) in ["a", "b", "c", "de"].into_iter().enumerate() {
+            assert_eq!(
+                row.get(column).unwrap().text(),
+                Some(["1", "2", "3", "4"][i])
+            );
+        }
+        assert!(row.get("missing").is_none());
+    }
+
+    #[test]
+    fn only_a_string_written_without_escapes_is_lent_as_needing_none() {
+        let body = r#"{"result":[{"a":"plain é","b":"q\"uote","c":"tab\t","d":"\u0061","e":{"value":"v"}}]}"#;
+        let env: Envelope = serde_json::from_str(body).unwrap();
+        let row = &env.result.unwrap()[0];
+        let lent = |column| row.get(column).unwrap().unescaped().map(|t| t.as_str());
+        assert_eq!(lent("a"), Some("plain é"));
+        assert_eq!(lent("e"), Some("v"));
+        for (column, text) in [("b", "q\"uote"), ("c", "tab\t"), ("d", "a")] {
+            assert_eq!(lent(column), None, "{column}");
+            assert_eq!(row.get(column).unwrap(), &Cell::Escaped(text.into()));
+        }
+    }
+
+    /// What [`Unescaped::lent_by_parser`] relies on: `serde_json` refuses a
+    /// raw control character inside a string rather than lending it.
+    #[test]
+    fn a_control_character_in_a_string_is_refused() {
+        for control in (0u8..0x20).map(char::from) {
+            let body = format!(r#"{{"result":[{{"a":"x{control}y"}}]}}"#);
+            assert!(
+                serde_json::from_str::<Envelope>(&body).is_err(),
+                "{control:?} was accepted"
+            );
         }
     }
 

@@ -1,5 +1,6 @@
 //! The streams the connector offers and how each source column maps to a record field.
 
+use crate::json_object::JsonKey;
 use crate::settings::Settings;
 use exposure_connector_sdk::types::{StreamInfo, StreamReference};
 
@@ -19,6 +20,8 @@ pub enum FieldKind {
 pub struct FieldMap {
     /// Record field name (camelCase).
     pub field: &'static str,
+    /// The field's name as it opens its member of a record: `"field":`.
+    pub key: JsonKey,
     /// ServiceNow column name.
     pub column: String,
     /// Conversion.
@@ -72,11 +75,24 @@ fn field(
     kind: FieldKind,
     description: &'static str,
 ) -> FieldMap {
-    FieldMap {
-        field,
-        column: column.to_string(),
-        kind,
-        description,
+    FieldMap::new(field, column, kind, description)
+}
+
+impl FieldMap {
+    /// The record field `field`, read from the source column `column`.
+    pub fn new(
+        field: &'static str,
+        column: &str,
+        kind: FieldKind,
+        description: &'static str,
+    ) -> FieldMap {
+        FieldMap {
+            field,
+            key: JsonKey::new(field),
+            column: column.to_string(),
+            kind,
+            description,
+        }
     }
 }
 
