@@ -6,7 +6,10 @@
 //! guest's column lookups"), much of it for columns a row does not have:
 //! each such look compared every cell. [`ColumnPositions`] learns the
 //! positions from one row and checks them on the next with one comparison
-//! per column found, learning again only when a row differs.
+//! per column found, learning again only when a row differs. The names are
+//! compared eight bytes at a time ([`same_name`]): a wasm32 guest's
+//! `memcmp` compares one byte at a time, and was 2.8 % of the host's CPU
+//! with every check a call to it.
 
 use crate::rows::Row;
 use crate::streams::FieldMap;
@@ -44,13 +47,14 @@ impl ColumnPositions {
         let name = |i: usize| row.cells[i].0.as_ref();
         row.cells.len() == self.row_len
             && fields.iter().zip(&self.at).all(|(field, at)| match at {
-                Some(i) => name(*i) == field.column,
+                Some(i) => same_name(name(*i), &field.column),
                 None => true,
             })
-            && self
-                .others
-                .iter()
-                .all(|&i| fields.iter().all(|field| name(i) != field.column))
+            && self.others.iter().all(|&i| {
+                fields
+                    .iter()
+                    .all(|field| !same_name(name(i), &field.column))
+            })
     }
 
     fn learn(&mut self, fields: &[FieldMap], row: &Row<'_>) {
@@ -67,6 +71,25 @@ impl ColumnPositions {
         self.row_len = row.cells.len();
         self.learned = true;
     }
+}
+
+/// Whether two names are the same, compared eight bytes at a time.
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |chunk: &[u8]| u64::from_le_bytes(chunk.try_into().expect("chunks of 8"));
+    let (mut a_words, mut b_words) = (a.chunks_exact(8), b.chunks_exact(8));
+    a_words
+        .by_ref()
+        .zip(b_words.by_ref())
+        .all(|(x, y)| word(x) == word(y))
+        && a_words
+            .remainder()
+            .iter()
+            .zip(b_words.remainder())
+            .all(|(x, y)| x == y)
 }
 
 #[cfg(test)]
@@ -101,6 +124,26 @@ mod tests {
         r#"{}"#,
         r#"{"a":"35","b":"36","c":"37"}"#,
     ];
+
+    #[test]
+    fn names_are_the_same_only_when_every_byte_is() {
+        let name = "abcdefghijklmnopqrstu";
+        for len in 0..=name.len() {
+            let a = &name[..len];
+            assert!(same_name(a, a), "{a}");
+            for at in 0..len {
+                let mut b = a.as_bytes().to_vec();
+                b[at] = b'_';
+                assert!(
+                    !same_name(a, std::str::from_utf8(&b).unwrap()),
+                    "{a} at {at}"
+                );
+            }
+            if len > 0 {
+                assert!(!same_name(a, &name[..len - 1]), "{a} against a prefix");
+            }
+        }
+    }
 
     #[test]
     fn each_row_gets_what_looking_its_columns_up_by_name_finds() {
