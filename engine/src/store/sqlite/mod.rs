@@ -690,6 +690,23 @@ impl RowCursor for SqliteRows<'_> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn sqlite_is_built_without_memory_statistics() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "SQLite was compiled with memory statistics, a global mutex on every \
+             allocation: build inside this workspace, whose .cargo/config.toml sets \
+             LIBSQLITE3_FLAGS; its options: {options:?}"
+        );
+    }
+
     fn page_size(path: &Path) -> u32 {
         let conn = Connection::open(path).unwrap();
         conn.pragma_query_value(None, "page_size", |r| r.get(0))
