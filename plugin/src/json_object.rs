@@ -117,26 +117,10 @@ pub fn push_json_string(out: &mut String, text: &str) {
     }
 }
 
-/// Whether any byte is `"`, `\` or below 0x20, looked for eight bytes at a
-/// time (a wasm32 guest has 64-bit integers but, by default, no SIMD).
+/// Whether any byte is `"`, `\` or below 0x20 (found eight bytes at a time:
+/// a wasm32 guest has 64-bit integers but, by default, no SIMD).
 fn needs_escaping(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Whether any byte of `x` is below `n` (n at most 0x80): exact as a
-    // whole, though a byte's own flag may be set by a lower one's borrow.
-    let any_below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0;
-    let any_equal = |x: u64, b: u8| any_below(x ^ (ONES * u64::from(b)), 1);
-    let mut words = bytes.chunks_exact(8);
-    for word in words.by_ref() {
-        let x = u64::from_ne_bytes(word.try_into().expect("chunks of 8"));
-        if any_below(x, 0x20) || any_equal(x, b'"') || any_equal(x, b'\\') {
-            return true;
-        }
-    }
-    words
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    json_scan::first_escape_byte(bytes).is_some()
 }
 
 #[cfg(test)]

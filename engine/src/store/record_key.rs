@@ -99,43 +99,13 @@ fn plain_string<'a>(json: &'a str, at: &mut usize) -> Option<&'a str> {
         return None;
     }
     let start = *at + 1;
-    let end = start + first_special(bytes.get(start..)?)?;
+    let end = start + json_scan::first_escape_byte(bytes.get(start..)?)?;
     if bytes[end] != b'"' {
         return None;
     }
     *at = end + 1;
     // Both ends are ASCII quotes, so on character boundaries.
     json.get(start..end)
-}
-
-/// The index of the first `"`, `\\` or control character in `bytes`,
-/// looked for eight bytes at a time. Records' strings are short: a byte
-/// loop cost 9 instructions a byte, and `memchr` for the quote followed by
-/// a check of the string's bytes made the key pass 14 % dearer than this
-/// (3,130 instructions a record against 2,700, BENCHMARKS.md "The host's
-/// key pass").
-fn first_special(bytes: &[u8]) -> Option<usize> {
-    let mut words = bytes.chunks_exact(8);
-    for (n, word) in words.by_ref().enumerate() {
-        let found = special_bytes(u64::from_le_bytes(word.try_into().expect("chunks of 8")));
-        if found != 0 {
-            return Some(8 * n + found.trailing_zeros() as usize / 8);
-        }
-    }
-    let done = bytes.len() - words.remainder().len();
-    let mut rest = words.remainder().iter();
-    rest.position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|i| done + i)
-}
-
-/// The high bit of each byte of `word` that is `"`, `\\` or below 0x20,
-/// exact for the lowest such byte (a borrow may flag bytes above it).
-fn special_bytes(word: u64) -> u64 {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x;
-    let equal = |x: u64, b: u8| below(x ^ (ONES * u64::from(b)), 1);
-    (below(word, 0x20) | equal(word, b'"') | equal(word, b'\\')) & HIGHS
 }
 
 /// Moves `at` past `word` when the bytes there spell it.
@@ -290,21 +260,6 @@ mod tests {
             );
         }
         assert!(read_flat_count > 100, "only {read_flat_count} read flat");
-    }
-
-    #[test]
-    fn the_first_special_byte_is_found_at_every_place() {
-        let plain = "abcdefghijklmnopqrstuvwxé";
-        for special in ["\"", "\\", "\u{0}", "\u{1f}", "\n"] {
-            for at in (0..=plain.len()).filter(|&at| plain.is_char_boundary(at)) {
-                let text = format!("{}{special}{}x\"", &plain[..at], &plain[at..]);
-                assert_eq!(first_special(text.as_bytes()), Some(at), "{text:?}");
-            }
-        }
-        assert_eq!(first_special(plain.as_bytes()), None);
-        assert_eq!(first_special(b""), None);
-        // Bytes above 0x7f and just above the control characters are not special.
-        assert_eq!(first_special("\u{7f}\u{80} !#[]\"".as_bytes()), Some(8));
     }
 
     #[test]
