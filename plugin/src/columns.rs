@@ -7,7 +7,7 @@
 //! each such look compared every cell. [`ColumnPositions`] learns the
 //! positions from one row and checks them on the next with one comparison
 //! per column found, learning again only when a row differs. The names are
-//! compared eight bytes at a time ([`same_name`]): a wasm32 guest's
+//! compared eight bytes at a time (`same_name`): a wasm32 guest's
 //! `memcmp` compares one byte at a time, and was 2.8 % of the host's CPU
 //! with every check a call to it.
 
