@@ -20,6 +20,7 @@
 pub mod columns;
 pub mod connector;
 pub mod cursor;
+pub mod flat_rows;
 pub mod json_object;
 pub mod probe;
 pub mod query;

@@ -103,7 +103,7 @@ pub fn parse_rows<'a>(resp: &'a Response, table: &str) -> Result<Envelope<'a>, C
     // check each string again; a body that is not UTF-8 goes to the parser
     // as bytes for its error, which says where.
     let parsed = match std::str::from_utf8(&resp.body) {
-        Ok(text) => serde_json::from_str::<Envelope>(text),
+        Ok(text) => crate::rows::parse_envelope(text),
         Err(_) => serde_json::from_slice::<Envelope>(&resp.body),
     };
     match parsed {

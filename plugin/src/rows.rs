@@ -107,6 +107,20 @@ pub struct Envelope<'a> {
     pub status: Option<Cow<'a, str>>,
 }
 
+/// Parses a whole body: a list of the plain shape in one scan
+/// ([`crate::flat_rows`]), anything else through `serde_json`, which also
+/// words the error.
+pub fn parse_envelope(text: &str) -> Result<Envelope<'_>, serde_json::Error> {
+    match crate::flat_rows::read(text) {
+        Some(rows) => Ok(Envelope {
+            result: Some(rows),
+            error: None,
+            status: None,
+        }),
+        None => serde_json::from_str(text),
+    }
+}
+
 fn lenient_string<'de: 'a, 'a, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Cow<'a, str>>, D::Error> {

@@ -1,0 +1,205 @@
+//! The rows of a Table API body of the plain shape, read in one scan.
+//!
+//! What the Table API sends for a list is `{"result":[...]}` without
+//! whitespace, each row an object of strings, `null`s and reference objects
+//! (`{"link":...,"value":...}`) whose members are strings or `null`. Reading
+//! that through `serde_json` goes through serde's visitors for every name,
+//! colon and value: about 16 % of the host's CPU time in a 100k-device sync
+//! (BENCHMARKS.md, "The guest's body parsing"). [`read`] reads that shape in
+//! one pass, a string's end found eight bytes at a time (`json-scan`), and
+//! returns `None` for anything else (an
+//! escape, whitespace, a number, an error object, invalid JSON), which
+//! [`crate::rows::parse_envelope`] then gives to `serde_json`, as before.
+//! Whatever it accepts is valid JSON, and it finds what `serde_json` finds:
+//! the same cells in the same order, a reference's last `value`.
+
+use crate::json_object::Unescaped;
+use crate::rows::{Cell, Row};
+use std::borrow::Cow;
+
+/// The rows of `text` when it is a list body of the plain shape.
+pub fn read(text: &str) -> Option<Vec<Row<'_>>> {
+    let mut scan = Scan { text, at: 0 };
+    scan.literal(r#"{"result":["#)?;
+    let mut rows: Vec<Row<'_>> = Vec::new();
+    if !scan.take(b']') {
+        loop {
+            // A page's rows have the same columns: size each by the last.
+            let columns = rows.last().map_or(16, |row| row.cells.len());
+            rows.push(scan.row(columns)?);
+            match scan.next()? {
+                b',' => continue,
+                b']' => break,
+                _ => return None,
+            }
+        }
+    }
+    scan.literal("}")?;
+    (scan.at == text.len()).then_some(rows)
+}
+
+/// A position in the body.
+struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    /// The byte at the position, moving past it.
+    fn next(&mut self) -> Option<u8> {
+        let byte = *self.text.as_bytes().get(self.at)?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    /// Whether the byte at the position is `byte`; moves past it if so.
+    fn take(&mut self, byte: u8) -> bool {
+        let found = self.text.as_bytes().get(self.at) == Some(&byte);
+        self.at += usize::from(found);
+        found
+    }
+
+    /// Moves past `word` when the text there spells it.
+    fn literal(&mut self, word: &str) -> Option<()> {
+        let end = self.at + word.len();
+        (self.text.as_bytes().get(self.at..end)? == word.as_bytes()).then(|| self.at = end)
+    }
+
+    /// A string without escapes or control characters, borrowed.
+    fn string(&mut self) -> Option<&'a str> {
+        if !self.take(b'"') {
+            return None;
+        }
+        let bytes = self.text.as_bytes();
+        let end = self.at + json_scan::first_escape_byte(&bytes[self.at..])?;
+        if bytes[end] != b'"' {
+            return None;
+        }
+        // Both ends are ASCII quotes, so on character boundaries.
+        let string = self.text.get(self.at..end)?;
+        self.at = end + 1;
+        Some(string)
+    }
+
+    /// A string or `null`, as a cell.
+    fn scalar(&mut self) -> Option<Cell<'a>> {
+        if self.take(b'n') {
+            self.literal("ull")?;
+            return Some(Cell::Null);
+        }
+        let string = self.string()?;
+        Some(Cell::Lent(Unescaped::lent_by_parser(string)))
+    }
+
+    /// One row, `{"column":value,...}`, its cells in the body's order.
+    fn row(&mut self, columns: usize) -> Option<Row<'a>> {
+        let mut cells = Vec::with_capacity(columns);
+        self.object(|scan, name| {
+            let cell = if scan.text.as_bytes().get(scan.at) == Some(&b'{') {
+                scan.reference()?
+            } else {
+                scan.scalar()?
+            };
+            cells.push((Cow::Borrowed(name), cell));
+            Some(())
+        })?;
+        Some(Row { cells })
+    }
+
+    /// A reference object: its last `value` member, or `null` without one.
+    fn reference(&mut self) -> Option<Cell<'a>> {
+        let mut value = Cell::Null;
+        self.object(|scan, name| {
+            let member = scan.scalar()?;
+            if name == "value" {
+                value = member;
+            }
+            Some(())
+        })?;
+        Some(value)
+    }
+
+    /// An object whose members `member` reads, given each member's name
+    /// (the position then at its value).
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        if !self.take(b'{') {
+            return None;
+        }
+        if self.take(b'}') {
+            return Some(());
+        }
+        loop {
+            let name = self.string()?;
+            if !self.take(b':') {
+                return None;
+            }
+            member(self, name)?;
+            match self.next()? {
+                b',' => continue,
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::Envelope;
+
+    /// Bodies of the shapes a page can take, plain and not.
+    const BODIES: &[&str] = &[
+        r#"{"result":[{"sys_id":"a1","name":"pc-1","ref":{"value":"b2","link":"https://x/api/now/table/t/b2"},"n":null,"e":""},{"sys_id":"a2","name":"café","ref":{"link":"l","value":null},"n":"x","e":"y"}]}"#,
+        r#"{"result":[{"a":"1","a":"2","r":{"value":"v1","display_value":"d","value":"v2"},"s":{}},{}]}"#,
+        r#"{"result":[]}"#,
+        r#"{"result":[{"a":"x\"y","b":1,"c":[true]}],"status":"failure"}"#,
+    ];
+
+    /// Whenever the flat reading reads rows, `serde_json` reads the same
+    /// rows and nothing else from the same text.
+    fn agrees_with_serde_json(text: &str) -> bool {
+        let Some(rows) = read(text) else {
+            return false;
+        };
+        let env: Envelope = serde_json::from_str(text)
+            .unwrap_or_else(|e| panic!("flat read rows from invalid JSON {text:?}: {e}"));
+        assert_eq!(env.result.as_ref(), Some(&rows), "{text:?}");
+        assert!(env.error.is_none() && env.status.is_none(), "{text:?}");
+        true
+    }
+
+    #[test]
+    fn the_flat_reading_finds_what_serde_json_finds_or_leaves_the_text_to_it() {
+        let specials = [
+            "\"", "\\", "{", "}", "[", "]", ",", ":", " ", "\n", "\u{1}", "1", "n", "l", "é",
+        ];
+        let (mut texts, mut read_flat) = (0, 0);
+        for body in BODIES {
+            read_flat += usize::from(agrees_with_serde_json(body));
+            for at in (0..body.len()).filter(|&at| body.is_char_boundary(at)) {
+                let next = body[at..].chars().next().map_or(0, char::len_utf8);
+                for special in specials {
+                    let replaced = format!("{}{special}{}", &body[..at], &body[at + next..]);
+                    let inserted = format!("{}{special}{}", &body[..at], &body[at..]);
+                    for text in [replaced, inserted] {
+                        texts += 1;
+                        read_flat += usize::from(agrees_with_serde_json(&text));
+                    }
+                }
+            }
+        }
+        assert!(read_flat > 200, "only {read_flat} of {texts} read flat");
+    }
+
+    #[test]
+    fn a_body_of_the_plain_shape_is_read_flat_and_others_are_not() {
+        assert!(agrees_with_serde_json(BODIES[0]));
+        assert!(agrees_with_serde_json(BODIES[1]));
+        assert!(agrees_with_serde_json(BODIES[2]));
+        assert!(read(BODIES[3]).is_none(), "an escape, a number, an array");
+        assert!(read(r#"{"result": []}"#).is_none(), "whitespace");
+        assert!(read(r#"{"error":{"message":"m"},"status":"failure"}"#).is_none());
+        assert!(read(r#"{"result":[]}x"#).is_none(), "trailing bytes");
+    }
+}
