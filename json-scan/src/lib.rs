@@ -12,6 +12,11 @@
 //! integers but, by default, no SIMD; this crate has no dependencies and no
 //! `unsafe`, so it builds the same for the host and for the component.
 //!
+//! [`PlainScan`] reads JSON of the plain shape on top of it: objects whose
+//! strings hold no escape, without whitespace. Both sides read their most
+//! common texts with it (the host a record, the component a Table API
+//! body) and leave any other text to `serde_json`.
+//!
 //! ```
 //! assert_eq!(json_scan::first_escape_byte(br#"abc"def"#), Some(3));
 //! assert_eq!(json_scan::first_escape_byte(b"no quote, no backslash"), None);
@@ -35,6 +40,108 @@ pub fn first_escape_byte(bytes: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
         .map(|i| done + i)
+}
+
+/// A position in a JSON text, reading the plain shape: strings without
+/// escapes or control characters, literals, objects, no whitespace. Each
+/// reading returns `None` (or `false`) where the text is not what it reads;
+/// whatever the readings accept is valid JSON.
+///
+/// ```
+/// use json_scan::PlainScan;
+/// let mut scan = PlainScan::new(r#"{"a":"1","b":null}"#);
+/// let mut names = Vec::new();
+/// scan.object(|scan, name| {
+///     names.push(name);
+///     if scan.take(b'n') { scan.literal("ull") } else { scan.string().map(|_| ()) }
+/// }).unwrap();
+/// assert!(scan.at_end());
+/// assert_eq!(names, ["a", "b"]);
+/// ```
+#[derive(Debug)]
+pub struct PlainScan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> PlainScan<'a> {
+    /// A scan from the start of `text`.
+    pub fn new(text: &'a str) -> PlainScan<'a> {
+        PlainScan { text, at: 0 }
+    }
+
+    /// Whether the whole text has been read.
+    pub fn at_end(&self) -> bool {
+        self.at == self.text.len()
+    }
+
+    /// The byte at the position, if any.
+    pub fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    /// The byte at the position, moving past it.
+    pub fn next_byte(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    /// Whether the byte at the position is `byte`; moves past it if so.
+    pub fn take(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        self.at += usize::from(found);
+        found
+    }
+
+    /// Moves past `word` when the text there spells it.
+    pub fn literal(&mut self, word: &str) -> Option<()> {
+        let end = self.at + word.len();
+        (self.text.as_bytes().get(self.at..end)? == word.as_bytes()).then(|| self.at = end)
+    }
+
+    /// A string without escapes or control characters, borrowed without
+    /// its quotes.
+    pub fn string(&mut self) -> Option<&'a str> {
+        if !self.take(b'"') {
+            return None;
+        }
+        let bytes = self.text.as_bytes();
+        let end = self.at + first_escape_byte(&bytes[self.at..])?;
+        if bytes[end] != b'"' {
+            return None;
+        }
+        // Both ends are ASCII quotes, so on character boundaries.
+        let string = self.text.get(self.at..end)?;
+        self.at = end + 1;
+        Some(string)
+    }
+
+    /// An object whose members `member` reads, given each member's name
+    /// (the position then at its value).
+    pub fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &'a str) -> Option<()>,
+    ) -> Option<()> {
+        if !self.take(b'{') {
+            return None;
+        }
+        if self.take(b'}') {
+            return Some(());
+        }
+        loop {
+            let name = self.string()?;
+            if !self.take(b':') {
+                return None;
+            }
+            member(self, name)?;
+            match self.next_byte()? {
+                b',' => continue,
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
 }
 
 /// The high bit of each byte of `word` (little-endian) that is `"`, `\` or
@@ -72,6 +179,46 @@ mod tests {
         assert_eq!(first_escape_byte(b""), None);
         // Just above the control characters, DEL and UTF-8's bytes are not such.
         assert_eq!(first_escape_byte("\u{7f}\u{80} !#[]\"".as_bytes()), Some(8));
+    }
+
+    #[test]
+    fn a_plain_string_ends_at_its_quote_and_nothing_else_is_one() {
+        let mut scan = PlainScan::new(r#""abc"x"#);
+        assert_eq!(scan.string(), Some("abc"));
+        assert_eq!(scan.next_byte(), Some(b'x'));
+        assert!(scan.at_end());
+        for text in [r#""a\"b""#, "\"a\nb\"", r#""abc"#, "abc", ""] {
+            assert_eq!(PlainScan::new(text).string(), None, "{text:?}");
+        }
+    }
+
+    /// The members of an object of strings that is the whole text.
+    fn read(text: &str) -> Option<Vec<(&str, &str)>> {
+        let mut scan = PlainScan::new(text);
+        let mut members = Vec::new();
+        scan.object(|scan, name| {
+            members.push((name, scan.string()?));
+            Some(())
+        })?;
+        scan.at_end().then_some(members)
+    }
+
+    #[test]
+    fn an_object_gives_each_member_its_name_and_refuses_what_is_not_one() {
+        assert_eq!(
+            read(r#"{"a":"1","a":"2"}"#),
+            Some(vec![("a", "1"), ("a", "2")])
+        );
+        assert_eq!(read("{}"), Some(vec![]));
+        for text in [
+            r#"{"a":"1",}"#,
+            r#"{"a" :"1"}"#,
+            r#"{"a":"1""#,
+            r#"["a"]"#,
+            r#"{"a":1}"#,
+        ] {
+            assert_eq!(read(text), None, "{text:?}");
+        }
     }
 
     #[test]

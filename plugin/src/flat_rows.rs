@@ -6,7 +6,8 @@
 //! that through `serde_json` goes through serde's visitors for every name,
 //! colon and value: about 16 % of the host's CPU time in a 100k-device sync
 //! (BENCHMARKS.md, "The guest's body parsing"). [`read`] reads that shape in
-//! one pass, a string's end found eight bytes at a time (`json-scan`), and
+//! one pass with `json-scan`'s `PlainScan` (a string's end found eight bytes
+//! at a time), and
 //! returns `None` for anything else (an
 //! escape, whitespace, a number, an error object, invalid JSON), which
 //! [`crate::rows::parse_envelope`] then gives to `serde_json`, as before.
@@ -15,19 +16,20 @@
 
 use crate::json_object::Unescaped;
 use crate::rows::{Cell, Row};
+use json_scan::PlainScan;
 use std::borrow::Cow;
 
 /// The rows of `text` when it is a list body of the plain shape.
 pub fn read(text: &str) -> Option<Vec<Row<'_>>> {
-    let mut scan = Scan { text, at: 0 };
+    let mut scan = PlainScan::new(text);
     scan.literal(r#"{"result":["#)?;
     let mut rows: Vec<Row<'_>> = Vec::new();
     if !scan.take(b']') {
         loop {
             // A page's rows have the same columns: size each by the last.
             let columns = rows.last().map_or(16, |row| row.cells.len());
-            rows.push(scan.row(columns)?);
-            match scan.next()? {
+            rows.push(row(&mut scan, columns)?);
+            match scan.next_byte()? {
                 b',' => continue,
                 b']' => break,
                 _ => return None,
@@ -35,112 +37,45 @@ pub fn read(text: &str) -> Option<Vec<Row<'_>>> {
         }
     }
     scan.literal("}")?;
-    (scan.at == text.len()).then_some(rows)
+    scan.at_end().then_some(rows)
 }
 
-/// A position in the body.
-struct Scan<'a> {
-    text: &'a str,
-    at: usize,
+/// One row, `{"column":value,...}`, its cells in the body's order.
+fn row<'a>(scan: &mut PlainScan<'a>, columns: usize) -> Option<Row<'a>> {
+    let mut cells = Vec::with_capacity(columns);
+    scan.object(|scan, name| {
+        let cell = if scan.peek() == Some(b'{') {
+            reference(scan)?
+        } else {
+            scalar(scan)?
+        };
+        cells.push((Cow::Borrowed(name), cell));
+        Some(())
+    })?;
+    Some(Row { cells })
 }
 
-impl<'a> Scan<'a> {
-    /// The byte at the position, moving past it.
-    fn next(&mut self) -> Option<u8> {
-        let byte = *self.text.as_bytes().get(self.at)?;
-        self.at += 1;
-        Some(byte)
-    }
-
-    /// Whether the byte at the position is `byte`; moves past it if so.
-    fn take(&mut self, byte: u8) -> bool {
-        let found = self.text.as_bytes().get(self.at) == Some(&byte);
-        self.at += usize::from(found);
-        found
-    }
-
-    /// Moves past `word` when the text there spells it.
-    fn literal(&mut self, word: &str) -> Option<()> {
-        let end = self.at + word.len();
-        (self.text.as_bytes().get(self.at..end)? == word.as_bytes()).then(|| self.at = end)
-    }
-
-    /// A string without escapes or control characters, borrowed.
-    fn string(&mut self) -> Option<&'a str> {
-        if !self.take(b'"') {
-            return None;
+/// A reference object: its last `value` member, or `null` without one.
+fn reference<'a>(scan: &mut PlainScan<'a>) -> Option<Cell<'a>> {
+    let mut value = Cell::Null;
+    scan.object(|scan, name| {
+        let member = scalar(scan)?;
+        if name == "value" {
+            value = member;
         }
-        let bytes = self.text.as_bytes();
-        let end = self.at + json_scan::first_escape_byte(&bytes[self.at..])?;
-        if bytes[end] != b'"' {
-            return None;
-        }
-        // Both ends are ASCII quotes, so on character boundaries.
-        let string = self.text.get(self.at..end)?;
-        self.at = end + 1;
-        Some(string)
-    }
+        Some(())
+    })?;
+    Some(value)
+}
 
-    /// A string or `null`, as a cell.
-    fn scalar(&mut self) -> Option<Cell<'a>> {
-        if self.take(b'n') {
-            self.literal("ull")?;
-            return Some(Cell::Null);
-        }
-        let string = self.string()?;
-        Some(Cell::Lent(Unescaped::lent_by_parser(string)))
+/// A string or `null`, as a cell.
+fn scalar<'a>(scan: &mut PlainScan<'a>) -> Option<Cell<'a>> {
+    if scan.take(b'n') {
+        scan.literal("ull")?;
+        return Some(Cell::Null);
     }
-
-    /// One row, `{"column":value,...}`, its cells in the body's order.
-    fn row(&mut self, columns: usize) -> Option<Row<'a>> {
-        let mut cells = Vec::with_capacity(columns);
-        self.object(|scan, name| {
-            let cell = if scan.text.as_bytes().get(scan.at) == Some(&b'{') {
-                scan.reference()?
-            } else {
-                scan.scalar()?
-            };
-            cells.push((Cow::Borrowed(name), cell));
-            Some(())
-        })?;
-        Some(Row { cells })
-    }
-
-    /// A reference object: its last `value` member, or `null` without one.
-    fn reference(&mut self) -> Option<Cell<'a>> {
-        let mut value = Cell::Null;
-        self.object(|scan, name| {
-            let member = scan.scalar()?;
-            if name == "value" {
-                value = member;
-            }
-            Some(())
-        })?;
-        Some(value)
-    }
-
-    /// An object whose members `member` reads, given each member's name
-    /// (the position then at its value).
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        if !self.take(b'{') {
-            return None;
-        }
-        if self.take(b'}') {
-            return Some(());
-        }
-        loop {
-            let name = self.string()?;
-            if !self.take(b':') {
-                return None;
-            }
-            member(self, name)?;
-            match self.next()? {
-                b',' => continue,
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
-    }
+    let string = scan.string()?;
+    Some(Cell::Lent(Unescaped::lent_by_parser(string)))
 }
 
 #[cfg(test)]

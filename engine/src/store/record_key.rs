@@ -7,12 +7,14 @@
 //!
 //! Most records have one flat shape: string keys, and values that are
 //! strings without escapes, `true`, `false` or `null`, with no whitespace.
-//! [`read_flat`] reads that shape in one scan of the bytes and leaves
+//! [`read_flat`] reads that shape in one scan of the bytes (`json-scan`'s
+//! `PlainScan`, which the component's body reading shares) and leaves
 //! anything else (numbers, escapes, nesting, whitespace, errors) to
 //! `serde_json`, which also says what is wrong. Through `serde_json` alone
 //! the pass cost 13 % of the host's instructions in a 100k-device sync
 //! (BENCHMARKS.md, "The host's key pass").
 
+use json_scan::PlainScan;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -53,27 +55,15 @@ pub(super) fn read(
 /// hold no escape and no control character (the text is UTF-8, being a
 /// `str`), and literals spelled out. Later duplicates win, as in [`read`].
 fn read_flat(json: &str, key_field: &str, embed_field: Option<&str>) -> Option<KeyAndParent> {
-    let bytes = json.as_bytes();
+    let mut scan = PlainScan::new(json);
     let mut found = KeyAndParent::default();
-    if bytes.first() != Some(&b'{') {
-        return None;
-    }
-    if bytes.get(1) == Some(&b'}') {
-        return (bytes.len() == 2).then_some(found);
-    }
-    let mut at = 1;
-    loop {
-        let name = plain_string(json, &mut at)?;
-        if bytes.get(at) != Some(&b':') {
-            return None;
-        }
-        at += 1;
+    scan.object(|scan, name| {
         // A string is a key's text; a literal is no key (as `key_text`).
-        let value = match bytes.get(at)? {
-            b'"' => Some(plain_string(json, &mut at)?),
-            b't' => literal(bytes, &mut at, b"true").map(|()| None)?,
-            b'f' => literal(bytes, &mut at, b"false").map(|()| None)?,
-            b'n' => literal(bytes, &mut at, b"null").map(|()| None)?,
+        let value = match scan.peek()? {
+            b'"' => Some(scan.string()?),
+            b't' => scan.literal("true").map(|()| None)?,
+            b'f' => scan.literal("false").map(|()| None)?,
+            b'n' => scan.literal("null").map(|()| None)?,
             _ => return None,
         };
         if name == key_field {
@@ -82,39 +72,9 @@ fn read_flat(json: &str, key_field: &str, embed_field: Option<&str>) -> Option<K
         if Some(name) == embed_field {
             found.parent = value.map(str::to_string);
         }
-        at += 1;
-        match bytes.get(at - 1)? {
-            b',' => continue,
-            b'}' => return (at == bytes.len()).then_some(found),
-            _ => return None,
-        }
-    }
-}
-
-/// The string starting at `at` (its opening quote), when it holds no `\`
-/// and no control character; `at` moves past its closing quote.
-fn plain_string<'a>(json: &'a str, at: &mut usize) -> Option<&'a str> {
-    let bytes = json.as_bytes();
-    if bytes.get(*at) != Some(&b'"') {
-        return None;
-    }
-    let start = *at + 1;
-    let end = start + json_scan::first_escape_byte(bytes.get(start..)?)?;
-    if bytes[end] != b'"' {
-        return None;
-    }
-    *at = end + 1;
-    // Both ends are ASCII quotes, so on character boundaries.
-    json.get(start..end)
-}
-
-/// Moves `at` past `word` when the bytes there spell it.
-fn literal(bytes: &[u8], at: &mut usize, word: &[u8]) -> Option<()> {
-    if bytes.get(*at..*at + word.len())? != word {
-        return None;
-    }
-    *at += word.len();
-    Some(())
+        Some(())
+    })?;
+    scan.at_end().then_some(found)
 }
 
 /// A key as stored: a JSON string's text, or an integer's decimal digits
