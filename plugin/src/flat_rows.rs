@@ -7,9 +7,8 @@
 //! colon and value: about 16 % of the host's CPU time in a 100k-device sync
 //! (BENCHMARKS.md, "The guest's body parsing"). [`read`] reads that shape in
 //! one pass with `json-scan`'s `PlainScan` (a string's end found eight bytes
-//! at a time), and
-//! returns `None` for anything else (an
-//! escape, whitespace, a number, an error object, invalid JSON), which
+//! at a time), and returns `None` for anything else (an escape, whitespace, a
+//! number, an error object, invalid JSON), which
 //! [`crate::rows::parse_envelope`] then gives to `serde_json`, as before.
 //! Whatever it accepts is valid JSON, and it finds what `serde_json` finds:
 //! the same cells in the same order, a reference's last `value`.
