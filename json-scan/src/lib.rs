@@ -15,7 +15,9 @@
 //! [`PlainScan`] reads JSON of the plain shape on top of it: objects whose
 //! strings hold no escape, without whitespace. Both sides read their most
 //! common texts with it (the host a record, the component a Table API
-//! body) and leave any other text to `serde_json`.
+//! body) and leave any other text to `serde_json`. It also finds where a
+//! string with escapes ends ([`PlainScan::string_token`]), so that a reader
+//! can give just that string to a JSON parser.
 //!
 //! ```
 //! assert_eq!(json_scan::first_escape_byte(br#"abc"def"#), Some(3));
@@ -40,6 +42,15 @@ pub fn first_escape_byte(bytes: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
         .map(|i| done + i)
+}
+
+/// A JSON string as [`PlainScan::string_token`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonString<'a> {
+    /// No escape sequence: the text between the quotes, as it is.
+    Plain(&'a str),
+    /// With escape sequences: the string as written, quotes included.
+    Escaped(&'a str),
 }
 
 /// A position in a JSON text, reading the plain shape: strings without
@@ -117,6 +128,35 @@ impl<'a> PlainScan<'a> {
         Some(string)
     }
 
+    /// A string without a control character (but for one after a `\`,
+    /// which the parser refuses): [`JsonString::Plain`] without its quotes
+    /// when it holds no escape sequence, else [`JsonString::Escaped`] as
+    /// written, quotes and all, for a JSON parser to unescape (which also
+    /// judges its escapes: this only skips the byte after each `\`).
+    pub fn string_token(&mut self) -> Option<JsonString<'a>> {
+        let open = self.at;
+        if let Some(plain) = self.string() {
+            return Some(JsonString::Plain(plain));
+        }
+        // Not plain: read it again, past its escapes.
+        self.at = open;
+        if !self.take(b'"') {
+            return None;
+        }
+        let (bytes, mut from) = (self.text.as_bytes(), self.at);
+        loop {
+            let end = from + first_escape_byte(bytes.get(from..)?)?;
+            match bytes[end] {
+                b'"' => {
+                    self.at = end + 1;
+                    return Some(JsonString::Escaped(self.text.get(open..end + 1)?));
+                }
+                b'\\' => from = end + 2,
+                _ => return None,
+            }
+        }
+    }
+
     /// An object whose members `member` reads, given each member's name
     /// (the position then at its value).
     pub fn object(
@@ -190,6 +230,39 @@ mod tests {
         for text in [r#""a\"b""#, "\"a\nb\"", r#""abc"#, "abc", ""] {
             assert_eq!(PlainScan::new(text).string(), None, "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_string_with_escapes_ends_at_its_first_unescaped_quote() {
+        let text = r#""a\"b\\" : "c\\\"" "\u00e9x"x"#;
+        let mut scan = PlainScan::new(text);
+        assert_eq!(
+            scan.string_token(),
+            Some(JsonString::Escaped(r#""a\"b\\""#))
+        );
+        assert_eq!(scan.next_byte(), Some(b' '));
+        scan.literal(": ").unwrap();
+        assert_eq!(scan.string_token(), Some(JsonString::Escaped(r#""c\\\"""#)));
+        scan.literal(" ").unwrap();
+        assert_eq!(
+            scan.string_token(),
+            Some(JsonString::Escaped(r#""\u00e9x""#))
+        );
+        assert_eq!(scan.next_byte(), Some(b'x'));
+        assert!(scan.at_end());
+        let mut plain = PlainScan::new(r#""abc""#);
+        assert_eq!(plain.string_token(), Some(JsonString::Plain("abc")));
+        // Unterminated (the last quote escaped, or a lone backslash at the
+        // end), a control character, or no string.
+        for text in [r#""a\""#, r#""a\"#, "\"a\\", "\"a\nb\"", "x"] {
+            assert_eq!(PlainScan::new(text).string_token(), None, "{text:?}");
+        }
+        // What follows a backslash is the parser's to judge.
+        let odd = "\"a\\\u{1}\"";
+        assert_eq!(
+            PlainScan::new(odd).string_token(),
+            Some(JsonString::Escaped(odd))
+        );
     }
 
     /// The members of an object of strings that is the whole text.

@@ -7,15 +7,18 @@
 //! colon and value: about 16 % of the host's CPU time in a 100k-device sync
 //! (BENCHMARKS.md, "The guest's body parsing"). [`read`] reads that shape in
 //! one pass with `json-scan`'s `PlainScan` (a string's end found eight bytes
-//! at a time), and returns `None` for anything else (an escape, whitespace, a
-//! number, an error object, invalid JSON), which
-//! [`crate::rows::parse_envelope`] then gives to `serde_json`, as before.
+//! at a time), a value with escape sequences unescaped by `serde_json` alone
+//! (one such name in a page sent every page of devices to `serde_json`,
+//! "The guest's escaped values"), and returns `None` for anything else
+//! (whitespace, a number, an escaped column name, an error object, invalid
+//! JSON), which [`crate::rows::parse_envelope`] then gives to `serde_json`,
+//! as before.
 //! Whatever it accepts is valid JSON, and it finds what `serde_json` finds:
 //! the same cells in the same order, a reference's last `value`.
 
 use crate::json_object::Unescaped;
 use crate::rows::{Cell, Row};
-use json_scan::PlainScan;
+use json_scan::{JsonString, PlainScan};
 use std::borrow::Cow;
 
 /// The rows of `text` when it is a list body of the plain shape.
@@ -67,14 +70,18 @@ fn reference<'a>(scan: &mut PlainScan<'a>) -> Option<Cell<'a>> {
     Some(value)
 }
 
-/// A string or `null`, as a cell.
+/// A string or `null`, as a cell. A string with escape sequences is
+/// unescaped by `serde_json` alone (which refuses a bad escape, and the
+/// whole body then goes to it).
 fn scalar<'a>(scan: &mut PlainScan<'a>) -> Option<Cell<'a>> {
     if scan.take(b'n') {
         scan.literal("ull")?;
         return Some(Cell::Null);
     }
-    let string = scan.string()?;
-    Some(Cell::Lent(Unescaped::lent_by_parser(string)))
+    Some(match scan.string_token()? {
+        JsonString::Plain(text) => Cell::Lent(Unescaped::lent_by_parser(text)),
+        JsonString::Escaped(quoted) => Cell::Escaped(serde_json::from_str(quoted).ok()?),
+    })
 }
 
 #[cfg(test)]
@@ -88,6 +95,7 @@ mod tests {
         r#"{"result":[{"a":"1","a":"2","r":{"value":"v1","display_value":"d","value":"v2"},"s":{}},{}]}"#,
         r#"{"result":[]}"#,
         r#"{"result":[{"a":"x\"y","b":1,"c":[true]}],"status":"failure"}"#,
+        r#"{"result":[{"a":"x\"y\\z\u00e9\n","r":{"value":"v\/1"},"e":"\""},{"a":"q"}]}"#,
     ];
 
     /// Whenever the flat reading reads rows, `serde_json` reads the same
@@ -131,7 +139,13 @@ mod tests {
         assert!(agrees_with_serde_json(BODIES[0]));
         assert!(agrees_with_serde_json(BODIES[1]));
         assert!(agrees_with_serde_json(BODIES[2]));
-        assert!(read(BODIES[3]).is_none(), "an escape, a number, an array");
+        assert!(read(BODIES[3]).is_none(), "a number, an array");
+        assert!(agrees_with_serde_json(BODIES[4]), "escaped values");
+        assert!(
+            read(r#"{"result":[{"a\"":"x"}]}"#).is_none(),
+            "an escaped name"
+        );
+        assert!(read(r#"{"result":[{"a":"\x"}]}"#).is_none(), "a bad escape");
         assert!(read(r#"{"result": []}"#).is_none(), "whitespace");
         assert!(read(r#"{"error":{"message":"m"},"status":"failure"}"#).is_none());
         assert!(read(r#"{"result":[]}x"#).is_none(), "trailing bytes");
