@@ -96,12 +96,18 @@ impl PlanTx for Transaction<'_> {
     }
 
     fn start(&mut self, connection: &str, stream: &str, read: &NewRead) -> Result<(), StoreError> {
+        // `live_at_start`: whether any record of the stream is live as the
+        // read starts (the first live one found ends the search).
         self.execute(
-            "INSERT INTO streams (connection, stream, generation, partitions, complete, read_mode, read_watermark)
-             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)
+            "INSERT INTO streams (connection, stream, generation, partitions, complete, read_mode,
+                                  read_watermark, live_at_start)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, EXISTS (SELECT 1 FROM records
+                WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2)
+                  AND deleted_at IS NULL))
              ON CONFLICT (connection, stream) DO UPDATE SET
                 generation = excluded.generation, partitions = excluded.partitions, complete = 0,
-                read_mode = excluded.read_mode, read_watermark = excluded.read_watermark",
+                read_mode = excluded.read_mode, read_watermark = excluded.read_watermark,
+                live_at_start = excluded.live_at_start",
             params![
                 connection,
                 stream,
@@ -374,7 +380,14 @@ impl Backend for Sqlite {
                 ],
             )? as u64;
         }
-        if plan.mode == ReadMode::Full {
+        // A read that started without live records has seen every live
+        // record it ends with: none is left to mark.
+        let live_at_start: Option<i64> = tx.query_row(
+            "SELECT live_at_start FROM streams WHERE connection = ?1 AND stream = ?2",
+            params![connection, stream],
+            |r| r.get(0),
+        )?;
+        if plan.mode == ReadMode::Full && live_at_start != Some(0) {
             finished.not_returned = tx.execute(
                 "UPDATE records SET deleted_at = ?4, changed_at = ?4, deletion_reason = ?5
                  WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2)
@@ -806,6 +819,92 @@ mod tests {
             "{}",
             "nothing of the refused page was kept"
         );
+    }
+
+    /// A full read of stream `s` (one partition, never incremental).
+    fn full_read(db: &mut Sqlite) -> StreamPlan {
+        let request = StreamRequest {
+            partitions: 1,
+            incremental_partitions: 1,
+            force_full: false,
+            supports_incremental: false,
+        };
+        db.begin_stream("c", "s", request).unwrap()
+    }
+
+    fn live_at_start(db: &Sqlite) -> Option<i64> {
+        db.conn
+            .query_row(
+                "SELECT live_at_start FROM streams WHERE stream = 's'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    fn records(keys: &[&str]) -> Vec<StoredRecord> {
+        keys.iter()
+            .map(|k| StoredRecord {
+                key: k.to_string(),
+                data: "{}".into(),
+                parent: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_full_read_that_started_without_live_records_skips_the_sweep_and_no_other_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Sqlite::open(&dir.path().join("sweep.db")).unwrap();
+        let plan = full_read(&mut db);
+        assert_eq!(live_at_start(&db), Some(0), "an empty stream");
+        commit(&mut db, plan.generation, &records(&["a", "b", "c"]));
+        assert_eq!(
+            db.finish_stream("c", "s", &plan, None)
+                .unwrap()
+                .not_returned,
+            0
+        );
+        // The next full read starts with live records: `c`, unseen, goes.
+        let plan = full_read(&mut db);
+        assert_eq!(live_at_start(&db), Some(1));
+        commit(&mut db, plan.generation, &records(&["a", "b"]));
+        assert_eq!(
+            db.finish_stream("c", "s", &plan, None)
+                .unwrap()
+                .not_returned,
+            1
+        );
+        // A stream row from before version 5 (not known) is swept...
+        let plan = full_read(&mut db);
+        commit(&mut db, plan.generation, &records(&["a"]));
+        db.conn
+            .execute("UPDATE streams SET live_at_start = NULL", [])
+            .unwrap();
+        assert_eq!(
+            db.finish_stream("c", "s", &plan, None)
+                .unwrap()
+                .not_returned,
+            1
+        );
+        // ...and the flag is what spares the sweep: told (falsely) that
+        // the read started empty, it leaves the unseen `a` live.
+        let plan = full_read(&mut db);
+        db.conn
+            .execute("UPDATE streams SET live_at_start = 0", [])
+            .unwrap();
+        assert_eq!(
+            db.finish_stream("c", "s", &plan, None)
+                .unwrap()
+                .not_returned,
+            0
+        );
+        // With every record deleted, a read starts without live records.
+        db.conn
+            .execute("UPDATE records SET deleted_at = 'gone'", [])
+            .unwrap();
+        full_read(&mut db);
+        assert_eq!(live_at_start(&db), Some(0));
     }
 
     #[test]

@@ -153,6 +153,12 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE records;
     ALTER TABLE records_by_rowid RENAME TO records;
     CREATE UNIQUE INDEX records_by_key ON records (stream_id, key);",
+    // Version 5: whether a stream had live records when its read started
+    // (NULL: not known). A full read that started without any has none
+    // left unseen at its end, so its sweep for records not returned is
+    // skipped: on a first sync that sweep read every record of the stream
+    // once more (BENCHMARKS.md, "The first sync's sweep").
+    "ALTER TABLE streams ADD COLUMN live_at_start INTEGER;",
 ];
 
 /// The schema version [`Store::open`](crate::store::Store::open) brings a database to.
