@@ -875,30 +875,18 @@ mod tests {
                 .not_returned,
             1
         );
-        // A stream row from before version 5 (not known) is swept...
-        let plan = full_read(&mut db);
-        commit(&mut db, plan.generation, &records(&["a"]));
-        db.conn
-            .execute("UPDATE streams SET live_at_start = NULL", [])
-            .unwrap();
-        assert_eq!(
-            db.finish_stream("c", "s", &plan, None)
-                .unwrap()
-                .not_returned,
-            1
-        );
-        // ...and the flag is what spares the sweep: told (falsely) that
-        // the read started empty, it leaves the unseen `a` live.
-        let plan = full_read(&mut db);
-        db.conn
-            .execute("UPDATE streams SET live_at_start = 0", [])
-            .unwrap();
-        assert_eq!(
-            db.finish_stream("c", "s", &plan, None)
-                .unwrap()
-                .not_returned,
-            0
-        );
+        // A stream row from before version 5 (not known) is swept, and
+        // the flag is what spares the sweep: told (falsely) that the read
+        // started empty, it leaves the unseen `a` live.
+        for (flag, seen, marked) in [(None, &["a"][..], 1), (Some(0), &[][..], 0)] {
+            let plan = full_read(&mut db);
+            commit(&mut db, plan.generation, &records(seen));
+            db.conn
+                .execute("UPDATE streams SET live_at_start = ?1", [flag])
+                .unwrap();
+            let finished = db.finish_stream("c", "s", &plan, None).unwrap();
+            assert_eq!(finished.not_returned, marked, "flag {flag:?}");
+        }
         // With every record deleted, a read starts without live records.
         db.conn
             .execute("UPDATE records SET deleted_at = 'gone'", [])
