@@ -144,7 +144,8 @@ fn json_field_path(field: &str) -> Option<String> {
 /// shared values, per record: the writing of 302,597 records took 22 % fewer
 /// instructions than with a statement per record (BENCHMARKS.md, "The
 /// store's statements"). Such a statement keeps a statement journal, kept
-/// in memory: see [`STATEMENT_JOURNALS_IN_MEMORY`].
+/// in memory (SQLite built with `SQLITE_STMTJRNL_SPILL` of 4 MiB: see
+/// `.cargo/config.toml` and BENCHMARKS.md, "SQLite's statement journals").
 const UPSERT_ROWS: usize = 64;
 
 /// The upsert of `rows` records: `?1` the stream's id, `?2` generation,
@@ -230,18 +231,6 @@ fn bind_upsert(
     Ok(())
 }
 
-/// The `temp_store` a page is committed under: `MEMORY`, so that the
-/// statement journals of [`upsert_records`]' statements (the pages each
-/// one changes that existed before it, kept so that a failing statement
-/// can be undone alone) stay in memory. SQLite spills one past 64 KiB to
-/// a temporary file, which then takes every later statement's journal
-/// until the transaction ends: at 1M devices, with records keyed by
-/// stream id, the transactions of the pages opened 611 of them, and the writing
-/// made 862,128 `pwrite` calls where it makes 249,754 in memory, its CPU
-/// 6.48 s against 5.40 s (medians of 3, interleaved; BENCHMARKS.md, "The
-/// store's layout").
-const STATEMENT_JOURNALS_IN_MEMORY: &str = "MEMORY";
-
 /// The transaction of [`Backend::commit_page`]: the page's records, its
 /// tombstones and the partition's next cursor.
 fn commit_page_in(
@@ -321,15 +310,7 @@ impl Backend for Sqlite {
             return Err(StoreError::NeedsPostgres("a lease"));
         }
         let now = now_rfc3339();
-        // See [`STATEMENT_JOURNALS_IN_MEMORY`]; the connection's other
-        // statements (an export's sort) spill to files as before.
-        self.conn
-            .pragma_update(None, "temp_store", STATEMENT_JOURNALS_IN_MEMORY)?;
-        let committed = commit_page_in(&mut self.conn, connection, stream, &page, &now);
-        let restored = self.conn.pragma_update(None, "temp_store", "DEFAULT");
-        let tombstoned = committed?;
-        restored?;
-        Ok(tombstoned)
+        commit_page_in(&mut self.conn, connection, stream, &page, &now)
     }
 
     /// Completes a read once every partition is done: stores the stream's
@@ -704,7 +685,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_is_built_without_memory_statistics() {
+    fn sqlite_is_built_with_this_workspaces_options() {
         let conn = Connection::open_in_memory().unwrap();
         let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
         let options: Vec<String> = stmt
@@ -712,12 +693,28 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert!(
-            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
-            "SQLite was compiled with memory statistics, a global mutex on every \
-             allocation: build inside this workspace, whose .cargo/config.toml sets \
-             LIBSQLITE3_FLAGS; its options: {options:?}"
-        );
+        // Each of `.cargo/config.toml`'s LIBSQLITE3_FLAGS, and why.
+        for (option, why) in [
+            (
+                "DEFAULT_MEMSTATUS=0",
+                "memory statistics take a global mutex on every allocation",
+            ),
+            (
+                "DEFAULT_LOOKASIDE=1200,512",
+                "a 64-row upsert's bound strings outnumber the default 30 lookaside slots",
+            ),
+            (
+                "STMTJRNL_SPILL=4194304",
+                "a statement journal would be spilled to a temporary file past 64 KiB",
+            ),
+        ] {
+            assert!(
+                options.iter().any(|o| o == option),
+                "SQLite was compiled without {option} ({why}): build inside this \
+                 workspace, whose .cargo/config.toml sets LIBSQLITE3_FLAGS; its \
+                 options: {options:?}"
+            );
+        }
     }
 
     fn page_size(path: &Path) -> u32 {
@@ -762,14 +759,8 @@ mod tests {
         db.commit_page("c", "s", page, None).unwrap();
     }
 
-    fn temp_store(db: &Sqlite) -> i64 {
-        db.conn
-            .pragma_query_value(None, "temp_store", |r| r.get(0))
-            .unwrap()
-    }
-
     #[test]
-    fn a_page_is_committed_with_journals_in_memory_and_the_connection_left_as_it_was() {
+    fn a_page_the_database_refuses_leaves_nothing_of_itself() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = Sqlite::open(&dir.path().join("journals.db")).unwrap();
         let records: Vec<StoredRecord> = (0..3 * UPSERT_ROWS)
@@ -779,24 +770,9 @@ mod tests {
                 parent: None,
             })
             .collect();
-        // Inside the page's transaction, temp_store is MEMORY (2).
-        db.conn
-            .execute_batch(
-                "CREATE TABLE seen (temp_store INTEGER);
-                 CREATE TRIGGER note AFTER INSERT ON records WHEN NEW.key = 'k0000'
-                 BEGIN INSERT INTO seen SELECT temp_store FROM pragma_temp_store; END;",
-            )
-            .unwrap();
         commit(&mut db, 1, &records);
         assert_eq!(stored(&db.conn).len(), records.len());
-        let seen: i64 = db
-            .conn
-            .query_row("SELECT temp_store FROM seen", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(seen, 2, "MEMORY while the page's records were written");
-        assert_eq!(temp_store(&db), 0, "DEFAULT again after the commit");
-        // A page the database refuses: nothing of it is kept, and the
-        // connection is left as it was.
+        // A page the database refuses: nothing of it is kept.
         db.conn
             .execute_batch(
                 "CREATE TRIGGER refuse BEFORE INSERT ON records WHEN NEW.key = 'bad'
@@ -813,7 +789,6 @@ mod tests {
         let page = PageCommit::of_records(2, 0, &refused, None);
         let e = db.commit_page("c", "s", page, None).unwrap_err();
         assert!(e.to_string().contains("refused"), "{e}");
-        assert_eq!(temp_store(&db), 0, "DEFAULT again after the failed commit");
         assert_ne!(
             stored(&db.conn)[0].data,
             "{}",
