@@ -363,12 +363,15 @@ impl Backend for Sqlite {
         }
         // A read that started without live records has seen every live
         // record it ends with: none is left to mark.
-        let live_at_start: Option<i64> = tx.query_row(
-            "SELECT live_at_start FROM streams WHERE connection = ?1 AND stream = ?2",
-            params![connection, stream],
-            |r| r.get(0),
-        )?;
-        if plan.mode == ReadMode::Full && live_at_start != Some(0) {
+        let started_without_live = || -> rusqlite::Result<bool> {
+            let live_at_start: Option<i64> = tx.query_row(
+                "SELECT live_at_start FROM streams WHERE connection = ?1 AND stream = ?2",
+                params![connection, stream],
+                |r| r.get(0),
+            )?;
+            Ok(live_at_start == Some(0))
+        };
+        if plan.mode == ReadMode::Full && !started_without_live()? {
             finished.not_returned = tx.execute(
                 "UPDATE records SET deleted_at = ?4, changed_at = ?4, deletion_reason = ?5
                  WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2)
