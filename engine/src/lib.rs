@@ -12,9 +12,12 @@
 //!   health; on PostgreSQL the leases and runs workers share).
 //! - [`worker`]: workers sharing the syncs of a deployment through PostgreSQL.
 //! - [`export`]: JSON-lines export, with nested records.
+//! - [`priority`]: store calls on threads of their own, ahead of the
+//!   async runtime's.
 //! - [`progress`]: progress bars on a terminal, log lines otherwise.
 
 pub mod export;
+pub mod priority;
 pub mod progress;
 pub mod store;
 pub mod sync;

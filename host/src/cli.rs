@@ -205,8 +205,12 @@ fn run_until(
     stop: Arc<StopSignal>,
     signals: bool,
 ) -> Result<()> {
+    // The store's threads first, at this thread's priority; the runtime's
+    // threads a step below them (see `connector_engine::priority`).
+    connector_engine::priority::start_store_threads();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(connector_engine::priority::lower_this_thread)
         .build()
         .context("cannot start the async runtime")?;
     // Only the commands that stop cleanly take over SIGINT and SIGTERM; the

@@ -14,6 +14,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use connector_engine::store::{PageCommit, Store, StoredRecord, StreamRequest};
+use connector_sandbox::config::SyncConfig;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -25,11 +26,11 @@ struct Args {
     /// The database to write (it must not exist yet).
     #[arg(long)]
     database: PathBuf,
-    /// Records per page (the host's default).
-    #[arg(long, default_value_t = 2000)]
+    /// Records per page (the host's default, `[sync] page_size`).
+    #[arg(long, default_value_t = SyncConfig::default().page_size as usize)]
     page_size: usize,
-    /// Partitions per stream (the host's default).
-    #[arg(long, default_value_t = 4)]
+    /// Partitions per stream (the host's default, `[sync] partitions`).
+    #[arg(long, default_value_t = SyncConfig::default().partitions as usize)]
     partitions: usize,
 }
 

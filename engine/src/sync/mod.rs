@@ -12,6 +12,7 @@
 //! Modules: `partition` reads one partition to its end, `retry` decides
 //! what follows an error, `report` is what a run reports.
 
+use crate::priority::{on_store_thread, StoreCall};
 use crate::progress::Progress;
 use crate::store::{FinishedStream, ReadMode, Store, StoreError, StreamPlan, StreamRequest};
 use connector_sandbox::credentials::Credential;
@@ -303,19 +304,26 @@ async fn record_run(
     .await
 }
 
-/// Runs `f` on the store on a blocking thread: SQLite calls block, and an
-/// async worker must not.
+/// Runs `f` on the store, on a store thread (SQLite calls block, and an
+/// async worker must not; see [`crate::priority`]).
 pub(crate) async fn blocking<T: Send + 'static>(
     store: &Arc<Mutex<Store>>,
     f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
 ) -> anyhow::Result<T> {
+    Ok(on_store(store, f).await??)
+}
+
+/// Starts `f` on the store, under its lock, on a store thread at once; it
+/// runs to its end whether or not the result is awaited.
+pub(crate) fn on_store<T: Send + 'static>(
+    store: &Arc<Mutex<Store>>,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> StoreCall<Result<T, StoreError>> {
     let store = store.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    on_store_thread(move || {
         let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
     })
-    .await?;
-    Ok(result?)
 }
 
 /// A stream's partitions, each read by a task of its own.

@@ -3,7 +3,8 @@
 
 use super::report::PartitionReport;
 use super::retry::{decide, error_kind, Next};
-use super::{PartitionTask, RetryRecord, RunShared, SyncJob};
+use super::{on_store, PartitionTask, RetryRecord, RunShared, SyncJob};
+use crate::priority::StoreCall;
 use crate::store::{PageCommit, StoreError, StoredRecord, StoredTombstone};
 use connector_sandbox::egress::{EgressCounters, EgressPolicy};
 use connector_sandbox::runtime::{
@@ -199,7 +200,7 @@ impl PartitionReader<'_> {
         let marked_deleted = pending
             .commit
             .await
-            .map_err(|e| Ended::new("host", format!("the commit's task failed: {e}")))?
+            .map_err(|e| Ended::new("host", format!("the page's commit failed: {e}")))?
             .map_err(|e| match e {
                 fenced @ StoreError::Fenced { .. } => Ended::new(FENCED, fenced.to_string()),
                 e => Ended::new("storage", format!("cannot write to the database: {e}")),
@@ -343,7 +344,7 @@ impl PartitionReader<'_> {
     }
 
     /// Validates the page's records and starts committing them, its
-    /// tombstones and the next cursor in one transaction (on a blocking
+    /// tombstones and the next cursor in one transaction (on a store
     /// thread, under the store's lock).
     fn start_commit(&self, mut page: Page) -> Result<PendingCommit, Ended> {
         let task = self.task;
@@ -372,9 +373,7 @@ impl PartitionReader<'_> {
         let stream = task.stream.name.clone();
         let (generation, partition) = (task.generation, task.index);
         let lease = task.lease.clone();
-        let store = self.shared.store.clone();
-        let commit = tokio::task::spawn_blocking(move || {
-            let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+        let commit = on_store(&self.shared.store, move |s| {
             let page = PageCommit {
                 generation,
                 partition,
@@ -399,7 +398,7 @@ impl PartitionReader<'_> {
 /// A page's commit under way: the task returns the records its tombstones
 /// newly marked deleted.
 struct PendingCommit {
-    commit: tokio::task::JoinHandle<Result<u64, StoreError>>,
+    commit: StoreCall<Result<u64, StoreError>>,
     /// Records written.
     records: u64,
 }
