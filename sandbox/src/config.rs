@@ -61,7 +61,8 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
-    /// Rows asked for per page.
+    /// Rows asked for per page (by default 10,000, ServiceNow's own default
+    /// for `sysparm_limit`: BENCHMARKS.md, "ServiceNow's page").
     pub page_size: u32,
     /// Partitions per stream, read in parallel (how a stream splits is the connector's business).
     pub partitions: u32,
@@ -85,7 +86,7 @@ pub struct SyncConfig {
 impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
-            page_size: 5000,
+            page_size: 10_000,
             partitions: 4,
             concurrency: 4,
             max_attempts: 8,

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use clap::Parser;
 use connector_engine::store::{PageCommit, Store, StoredRecord, StreamRequest};
+use connector_sandbox::config::SyncConfig;
 use exposure_connector_sdk::http::{Http, Request, Response, TransportError};
 use exposure_connector_sdk::types::{Partition, ReadRequest, StreamInfo};
 use std::path::PathBuf;
@@ -31,8 +32,8 @@ struct Args {
     /// SQLite database to write.
     #[arg(long)]
     database: PathBuf,
-    /// Rows per page (the host's default).
-    #[arg(long, default_value_t = 5000)]
+    /// Rows per page (the host's default, `[sync] page_size`).
+    #[arg(long, default_value_t = SyncConfig::default().page_size)]
     page_size: u32,
     /// `sys_id` partitions per stream (the host's default).
     #[arg(long, default_value_t = 4)]

@@ -16,7 +16,7 @@ import { configFailure } from './failure.mjs';
 
 /** `[sync]` keys with their defaults (`connector-host`'s). */
 const SYNC_DEFAULTS = {
-  page_size: 5000,
+  page_size: 10_000,
   partitions: 4,
   concurrency: 4,
   max_attempts: 8,
