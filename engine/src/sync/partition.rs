@@ -348,7 +348,7 @@ impl PartitionReader<'_> {
     /// thread, under the store's lock).
     fn start_commit(&self, mut page: Page) -> Result<PendingCommit, Ended> {
         let task = self.task;
-        let records = std::mem::take(&mut page.records)
+        let mut records = std::mem::take(&mut page.records)
             .into_iter()
             .map(|json| {
                 StoredRecord::index(
@@ -360,6 +360,7 @@ impl PartitionReader<'_> {
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|message| Ended::new("bad-record", message))?;
+        in_key_order(&mut records);
         let tombstones: Vec<StoredTombstone> = page
             .deleted
             .iter()
@@ -395,6 +396,18 @@ impl PartitionReader<'_> {
     }
 }
 
+/// Puts a page's records in key order, records of one key in the page's
+/// order (so the last is the one stored, as before). The store's unique
+/// index is in key order, and so are a full read's rows, so upserts in that
+/// order visit each of their pages once, where an incremental page, whose
+/// records come in the order they changed, jumped between them: 17-23 %
+/// less wall time for a 1 % incremental sync at 1M (BENCHMARKS.md, "An
+/// incremental page in key order"). A keyset page is in key order already,
+/// which the sort sees in one pass. Done here, off the store's thread.
+fn in_key_order(records: &mut [StoredRecord]) {
+    records.sort_by(|a, b| a.key.cmp(&b.key));
+}
+
 /// A page's commit under way: the task returns the records its tombstones
 /// newly marked deleted.
 struct PendingCommit {
@@ -417,5 +430,43 @@ fn give_up(error: &CallError, attempt: u32) -> Ended {
     Ended {
         kind: error_kind(error),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_is_put_in_key_order_and_a_key_twice_keeps_the_pages_order() {
+        // 1,000 records of three keys, out of order; `data` is the position
+        // in the page. Enough records that an unstable sort reorders some.
+        let mut records: Vec<StoredRecord> = (0..1000u32)
+            .map(|i| StoredRecord {
+                key: format!("k{}", (i * 7) % 3),
+                data: i.to_string(),
+                parent: None,
+            })
+            .collect();
+        in_key_order(&mut records);
+        let position = |r: &StoredRecord| r.data.parse::<u32>().unwrap();
+        for pair in records.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            assert!(
+                a.key <= b.key,
+                "{} before {}: not in key order",
+                a.key,
+                b.key
+            );
+            if a.key == b.key {
+                assert!(
+                    position(a) < position(b),
+                    "records {} and {} of key {} swapped: the page's last record would not be the one stored",
+                    position(a),
+                    position(b),
+                    a.key
+                );
+            }
+        }
     }
 }
