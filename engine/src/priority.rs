@@ -48,6 +48,7 @@ use tokio::sync::oneshot;
 pub const RUNTIME_NICE_STEP: i32 = 10;
 
 /// The largest nice value there is (the lowest priority).
+#[cfg(target_os = "linux")]
 const LOWEST_NICE: i32 = 19;
 
 /// A store call waiting for a thread.
