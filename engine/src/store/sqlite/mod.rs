@@ -19,13 +19,22 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use std::path::Path;
 use std::sync::LazyLock;
 
-/// The page size of a new database, in bytes. Measured at 1M devices
-/// (BENCHMARKS.md, "Page size"): the storage floor of a full sync took
-/// 21.9 s with SQLite's default 4 KiB, 18.4 s with 16 KiB and 13.8 s with
-/// 64 KiB; an incremental sync of 1% took 0.43 s, 0.65 s and 0.88 s. 16 KiB
-/// is the balance: incremental syncs, the common case, stay at 3% of a full
-/// one at 1M (at 100k, 4.7-6.1%: at the edge of round one's 5%).
-const PAGE_SIZE: u32 = 16384;
+/// The page size of a new database, in bytes: SQLite's default. An
+/// incremental sync rewrites one page per changed record (its records are
+/// scattered among the stored ones), so its writes, its checkpoint and its
+/// `fsync`s grow with the page; a full sync appends, and larger pages make
+/// its appends a little cheaper. Measured side by side at 1M devices
+/// (BENCHMARKS.md, "Page size, again"): a 1 % incremental sync took 0.30 s
+/// with 4 KiB pages, 0.37 s with 8 KiB and 0.52 s with 16 KiB, the full
+/// sync 7.4 s, 7.1 s and 6.7 s. Incremental syncs are the steady state.
+const PAGE_SIZE: u32 = 4096;
+
+/// How much WAL a connection writes before it checkpoints (SQLite's
+/// `wal_autocheckpoint`, which counts pages): 16 MiB, what SQLite's default
+/// of 1,000 pages is with 16 KiB pages. With 4 KiB pages the default
+/// checkpoints four times as often, each with two `fsync`s; a full sync of
+/// 1M devices took 5.6 % longer that way ("Page size, again").
+const CHECKPOINT_WAL_BYTES: u32 = 16 << 20;
 
 /// A SQLite database file.
 pub(crate) struct Sqlite {
@@ -41,10 +50,17 @@ impl Sqlite {
         // page size). Larger pages make a full sync's appends cheaper (fewer
         // b-tree pages touched, logged and balanced per page of records) and
         // an incremental sync's scattered updates dearer (each rewrites a
-        // whole page into the WAL): see [`PAGE_SIZE`].
+        // whole page into the WAL and the database): see [`PAGE_SIZE`].
         conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // In bytes, whatever the page size (an existing database keeps its own).
+        let page_size: u32 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            CHECKPOINT_WAL_BYTES / page_size.max(512),
+        )?;
         schema::migrate(&conn)?;
         Ok(Sqlite { conn })
     }
@@ -938,22 +954,44 @@ mod tests {
         assert_eq!(parents, expected);
     }
 
+    /// The WAL's checkpoint interval of the store's connection, in bytes.
+    fn checkpoint_interval_bytes(store: &Sqlite, page_size: u32) -> u32 {
+        let pages: u32 = store
+            .conn
+            .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))
+            .unwrap();
+        pages * page_size
+    }
+
     #[test]
-    fn a_new_database_has_large_pages_and_an_existing_one_keeps_its_own() {
+    fn a_new_database_has_4_kib_pages_and_an_existing_one_keeps_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let new = dir.path().join("new.db");
-        drop(Sqlite::open(&new).unwrap());
+        let store = Sqlite::open(&new).unwrap();
         assert_eq!(page_size(&new), PAGE_SIZE);
+        assert_eq!(
+            checkpoint_interval_bytes(&store, PAGE_SIZE),
+            CHECKPOINT_WAL_BYTES,
+            "a new database checkpoints every 16 MiB of WAL, not SQLite's 1,000 pages"
+        );
+        drop(store);
 
-        // A database written by an earlier release, with SQLite's default pages.
+        // A database written by an earlier release, with 16 KiB pages.
         let old = dir.path().join("old.db");
         let conn = Connection::open(&old).unwrap();
+        conn.pragma_update(None, "page_size", 16384).unwrap();
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
         conn.execute_batch("CREATE TABLE kept (x); INSERT INTO kept VALUES (1);")
             .unwrap();
         drop(conn);
-        drop(Sqlite::open(&old).unwrap());
-        assert_eq!(page_size(&old), 4096);
+        let store = Sqlite::open(&old).unwrap();
+        assert_eq!(page_size(&old), 16384);
+        assert_eq!(
+            checkpoint_interval_bytes(&store, 16384),
+            CHECKPOINT_WAL_BYTES,
+            "a database with 16 KiB pages checkpoints every 16 MiB of WAL too"
+        );
+        drop(store);
         let conn = Connection::open(&old).unwrap();
         let kept: i64 = conn
             .query_row("SELECT x FROM kept", [], |r| r.get(0))
