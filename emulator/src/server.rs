@@ -55,6 +55,10 @@ pub struct State {
     logged: Condvar,
     /// TCP connections accepted.
     connections: AtomicUsize,
+    /// Requests between their arrival and their answer being built.
+    in_flight: AtomicUsize,
+    /// The most requests ever in flight at once (see [`State::most_in_flight`]).
+    most_in_flight: AtomicUsize,
     /// Every change the mutator made, in order.
     mutations: Mutex<Vec<crate::mutator::Mutation>>,
     /// Whether the background mutator may change data.
@@ -103,6 +107,8 @@ impl State {
             log: Mutex::new(Vec::new()),
             logged: Condvar::new(),
             connections: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
             mutations: Mutex::new(Vec::new()),
             mutating: AtomicBool::new(true),
             latency,
@@ -128,6 +134,21 @@ impl State {
 
     pub(crate) fn connection_accepted(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The most requests in flight at once so far, each counted from its
+    /// arrival (before the added latency) until its answer is built: a
+    /// client sees an answer end only after that, so a client keeping `n`
+    /// requests in flight is never seen with more than `n`.
+    pub fn most_in_flight(&self) -> usize {
+        self.most_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    fn arrived(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(&self.in_flight)
     }
 
     /// Requests received so far.
@@ -342,8 +363,18 @@ fn fault_response(fault: &Fault) -> Option<Response<Body>> {
     })
 }
 
+/// A request counted in flight (see [`State::most_in_flight`]).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Handles one request.
 pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
+    let _in_flight = state.arrived();
     if !state.latency.is_zero() {
         tokio::time::sleep(state.latency).await;
     }

@@ -145,8 +145,11 @@ fn nested_export_embeds_each_devices_adapters() {
 }
 
 #[test]
-fn partitioned_sync_reads_the_same_records() {
-    let f = Fixture::start(400);
+fn partitioned_sync_reads_the_same_records_within_the_concurrency_budget() {
+    // Twelve partitions (four per stream) ask for pages, their read calls
+    // sharing three permits: the emulator never sees a fourth request
+    // before one of the three in flight is answered.
+    let f = Fixture::start_with(400, |c| c.latency = std::time::Duration::from_millis(10));
     let config = f.config(&ConfigSpec {
         sync: vec![
             "partitions = 4".into(),
@@ -164,6 +167,11 @@ fn partitioned_sync_reads_the_same_records() {
         .filter(|r| r.query.contains("sys_id%3E"))
         .count();
     assert!(keyset > 12, "partitions page by keyset");
+    let most = f.state().most_in_flight();
+    assert!(
+        (1..=3).contains(&most),
+        "{most} requests were in flight at once, past `concurrency = 3`"
+    );
 }
 
 #[test]
