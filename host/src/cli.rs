@@ -98,48 +98,11 @@ pub enum Command {
     /// Serve the operator console over every connection configured in a
     /// directory, until SIGINT or SIGTERM. Prints `listening on URL`, then
     /// the sign-in link.
-    Serve {
-        /// Directory of connection files (one TOML file per connection).
-        #[arg(long)]
-        config_dir: PathBuf,
-        /// Address to listen on; any other than loopback needs `--tls-cert` and `--tls-key`.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
-        /// Environment variable holding the sign-in token (default: a random token).
-        #[arg(long)]
-        token_env: Option<String>,
-        /// Serve HTTPS with this PEM certificate chain (with `--tls-key`).
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The certificate's PEM private key, readable by its owner only.
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// Time between syncs of a connection whose file sets no `[schedule] every`.
-        #[arg(long, default_value = "6h", value_parser = schedule::parse_every)]
-        every: std::time::Duration,
-    },
+    Serve(serve::ServeOptions),
     /// Be one of a deployment's workers: share the syncs of every
     /// connection in a directory with the other workers, through the
     /// PostgreSQL database the files name, until SIGINT or SIGTERM.
-    Worker {
-        /// Directory of connection files (the same for every worker).
-        #[arg(long)]
-        config_dir: PathBuf,
-        /// The worker's name in leases, reports and `status` (default: the
-        /// host's name and the process id).
-        #[arg(long)]
-        id: Option<String>,
-        /// Run every connection's due sync, then exit once none is due or
-        /// in progress on any worker.
-        #[arg(long)]
-        once: bool,
-        /// Partitions read at once.
-        #[arg(long, default_value_t = 4)]
-        slots: usize,
-        /// Time between syncs of a connection whose file sets no `[schedule] every`.
-        #[arg(long, default_value = "6h", value_parser = schedule::parse_every)]
-        every: std::time::Duration,
-    },
+    Worker(worker::WorkerFlags),
     /// Show the connection's health and its last runs.
     Status {
         /// Configuration file (TOML).
@@ -217,108 +180,85 @@ fn run_until(
     // others keep the default action, which ends the process at once.
     let stops_cleanly = matches!(
         cli.command,
-        Command::Sync { .. } | Command::Run { .. } | Command::Serve { .. } | Command::Worker { .. }
+        Command::Sync { .. } | Command::Run { .. } | Command::Serve(_) | Command::Worker(_)
     );
     runtime.block_on(async {
         if signals && stops_cleanly {
             connector_sandbox::stop::on_signals(stop.clone());
         }
-        match cli.command {
-            Command::Info {
-                connector,
-                plugin,
-                wit: true,
-                ..
-            } => info::wit(
-                ComponentRef::choose(connector.as_deref(), plugin.as_deref()),
-                out,
-            ),
-            Command::Info {
-                connector,
-                plugin,
-                json,
-                wit: false,
-            } => info::info(connector.as_deref(), plugin.as_deref(), json, out).await,
-            Command::Check { config } => check::check(&config, env, out).await,
-            Command::Sync {
-                config,
+        execute(cli.command, env, out, stop).await
+    })
+}
+
+/// Runs one command on the async runtime.
+async fn execute(
+    command: Command,
+    env: &dyn Environment,
+    out: &mut dyn Write,
+    stop: Arc<StopSignal>,
+) -> Result<()> {
+    match command {
+        Command::Info {
+            connector,
+            plugin,
+            wit: true,
+            ..
+        } => info::wit(
+            ComponentRef::choose(connector.as_deref(), plugin.as_deref()),
+            out,
+        ),
+        Command::Info {
+            connector,
+            plugin,
+            json,
+            wit: false,
+        } => info::info(connector.as_deref(), plugin.as_deref(), json, out).await,
+        Command::Check { config } => check::check(&config, env, out).await,
+        Command::Sync {
+            config,
+            json,
+            full,
+            streams,
+        } => {
+            let flags = SyncFlags {
                 json,
                 full,
                 streams,
-            } => {
-                let flags = SyncFlags {
-                    json,
-                    full,
-                    streams,
-                    stop,
-                    progress: None,
-                };
-                sync(&config, env, flags, out).await.map(|_| ())
-            }
-            Command::Export {
-                config,
-                stream,
+                stop,
+                progress: None,
+            };
+            sync(&config, env, flags, out).await.map(|_| ())
+        }
+        Command::Export {
+            config,
+            stream,
+            nested,
+            include_deleted,
+        } => {
+            let options = ExportOptions {
                 nested,
                 include_deleted,
-            } => {
-                let options = ExportOptions {
-                    nested,
-                    include_deleted,
-                };
-                export::export(&config, env, &stream, options, out).await
-            }
-            Command::Run {
-                config,
-                every,
-                max_runs,
-            } => schedule::run_every(&config, env, every, max_runs, &stop, out).await,
-            Command::Status { config, runs, json } => {
-                status::status(&config, env, runs, json, out).await
-            }
-            Command::Serve {
-                config_dir,
-                listen,
-                token_env,
-                tls_cert,
-                tls_key,
-                every,
-            } => {
-                let options = serve::ServeOptions {
-                    config_dir,
-                    listen,
-                    token_env,
-                    tls: tls_cert.zip(tls_key),
-                    every,
-                };
-                serve::serve(&options, env, stop.clone(), out).await
-            }
-            Command::Worker {
-                config_dir,
-                id,
-                once,
-                slots,
-                every,
-            } => {
-                let flags = worker::WorkerFlags {
-                    config_dir,
-                    id,
-                    once,
-                    slots,
-                    every,
-                };
-                worker::worker(&flags, env, stop.clone(), out).await
-            }
-            Command::Component {
-                connector,
-                out: file,
-            } => component::write(&connector, &file, out),
-            Command::Conformance { config, json } => {
-                conformance::run(&config, env, json, out).await
-            }
-            #[cfg(feature = "demo")]
-            Command::Demo { devices, dir } => crate::demo::run(devices, dir.as_deref(), out).await,
+            };
+            export::export(&config, env, &stream, options, out).await
         }
-    })
+        Command::Run {
+            config,
+            every,
+            max_runs,
+        } => schedule::run_every(&config, env, every, max_runs, &stop, out).await,
+        Command::Status { config, runs, json } => {
+            status::status(&config, env, runs, json, out).await
+        }
+        Command::Serve(options) => serve::serve(&options, env, stop, out).await,
+        Command::Worker(flags) => worker::worker(&flags, env, stop, out).await,
+        Command::Component {
+            connector,
+            out: file,
+        } => component::write(&connector, &file, out),
+        Command::Conformance { config, json } => conformance::run(&config, env, json, out).await,
+        #[cfg(feature = "demo")]
+        Command::Demo { devices, dir } => crate::demo::run(devices, dir.as_deref(), out).await,
+    }
 }
 
 /// The whole `connector-host` process: parses the process's arguments, logs

@@ -19,19 +19,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Options of the `worker` command.
-#[derive(Debug, Clone)]
+/// Options of the `worker` command: its arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct WorkerFlags {
-    /// Directory of connection files (one TOML file per connection).
+    /// Directory of connection files (the same for every worker).
+    #[arg(long)]
     pub config_dir: PathBuf,
-    /// The worker's name (default: host name and process id).
+    /// The worker's name in leases, reports and `status` (default: the
+    /// host's name and the process id).
+    #[arg(long)]
     pub id: Option<String>,
-    /// Run every connection's due sync, then exit once none is due or in
-    /// progress anywhere.
+    /// Run every connection's due sync, then exit once none is due or
+    /// in progress on any worker.
+    #[arg(long)]
     pub once: bool,
     /// Partitions read at once.
+    #[arg(long, default_value_t = 4)]
     pub slots: usize,
-    /// Time between runs of a connection whose file sets no `[schedule] every`.
+    /// Time between syncs of a connection whose file sets no `[schedule] every`.
+    #[arg(long, default_value = "6h", value_parser = parse_every)]
     pub every: Duration,
 }
 

@@ -30,18 +30,26 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What `serve` was asked to do.
-#[derive(Debug, Clone)]
+/// What `serve` was asked to do: the command's arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServeOptions {
-    /// The directory of connection files.
+    /// Directory of connection files (one TOML file per connection).
+    #[arg(long)]
     pub config_dir: PathBuf,
-    /// Where to listen.
+    /// Address to listen on; any other than loopback needs `--tls-cert` and `--tls-key`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// The environment variable holding the sign-in token (default: a random one).
+    /// Environment variable holding the sign-in token (default: a random token).
+    #[arg(long)]
     pub token_env: Option<String>,
-    /// HTTPS: the certificate chain and key files.
-    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Serve HTTPS with this PEM certificate chain (with `--tls-key`).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key, readable by its owner only.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Time between syncs of a connection whose file sets no `[schedule] every`.
+    #[arg(long, default_value = "6h", value_parser = parse_every)]
     pub every: Duration,
 }
 
@@ -152,7 +160,7 @@ async fn offered_forms() -> Result<Vec<connector_console::ConnectorForm>> {
 /// refused without them for an address other than loopback, where the
 /// sign-in link and the session cookie would cross the network in clear.
 fn tls_config(options: &ServeOptions) -> Result<Option<Arc<tls::ServerConfig>>> {
-    let Some((cert, key)) = &options.tls else {
+    let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) else {
         if !options.listen.ip().is_loopback() {
             return Err(config_failure(format!(
                 "--listen {} is not a loopback address: serving the console to the network needs HTTPS; add --tls-cert CERT.pem --tls-key KEY.pem, or listen on 127.0.0.1",
