@@ -357,36 +357,8 @@ impl Config {
 
     /// Parses configuration text; relative paths are resolved against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
-        // Only the parser's message and the line number: the full error quotes
-        // the offending line, which could hold a secret written there by mistake.
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-            ConfigError::Parse {
-                path: PathBuf::new(),
-                message: match line {
-                    Some(line) => format!("line {line}: {}", e.message()),
-                    None => e.message().to_string(),
-                },
-            }
-        })?;
-        let mut settings = Vec::with_capacity(raw.settings.len());
-        for (name, value) in raw.settings {
-            let value = match value {
-                toml::Value::String(s) => s,
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                other => {
-                    return Err(ConfigError::Invalid(format!(
-                        "setting `{name}` must be a string, number or boolean, not a {}",
-                        other.type_str()
-                    )))
-                }
-            };
-            settings.push((name, value));
-        }
+        let raw = parse_toml(text)?;
+        let settings = settings_as_text(raw.settings)?;
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let auth = raw.auth.map(|mut a| {
             a.password_file = a.password_file.map(resolve);
@@ -400,22 +372,7 @@ impl Config {
         network.client_key_file = network.client_key_file.map(resolve);
         network.proxy_authority()?;
         network.client_identity()?;
-        if raw.sync.page_size == 0
-            || raw.sync.partitions == 0
-            || raw.sync.concurrency == 0
-            || raw.sync.max_attempts == 0
-            || raw.sync.lease_seconds == 0
-        {
-            return Err(ConfigError::Invalid(
-                "[sync] page_size, partitions, concurrency, max_attempts and lease_seconds must be at least 1"
-                    .into(),
-            ));
-        }
-        if raw.sync.partitions > 256 {
-            return Err(ConfigError::Invalid(
-                "[sync] partitions must be at most 256".into(),
-            ));
-        }
+        check_sync(&raw.sync)?;
         if raw.connector.is_some() && raw.plugin.is_some() {
             return Err(ConfigError::Invalid(
                 "set either `connector` (a bundled connector, e.g. \"netbox\") or `plugin` (the path of a component file), not both".into(),
@@ -439,6 +396,71 @@ impl Config {
             schedule: raw.schedule,
         })
     }
+}
+
+/// The TOML of a configuration file. Errors give only the parser's message
+/// and the line number: the full error quotes the offending line, which
+/// could hold a secret written there by mistake.
+fn parse_toml(text: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+        ConfigError::Parse {
+            path: PathBuf::new(),
+            message: match line {
+                Some(line) => format!("line {line}: {}", e.message()),
+                None => e.message().to_string(),
+            },
+        }
+    })
+}
+
+/// The component's settings as the text the contract passes: strings as
+/// they are, numbers and booleans written out; anything else is refused.
+fn settings_as_text(
+    settings: impl IntoIterator<Item = (String, toml::Value)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    settings
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "setting `{name}` must be a string, number or boolean, not a {}",
+                        other.type_str()
+                    )))
+                }
+            };
+            Ok((name, text))
+        })
+        .collect()
+}
+
+/// Refuses `[sync]` values the engine cannot run with: zero counts, and
+/// more partitions than a stream may have.
+fn check_sync(sync: &SyncConfig) -> Result<(), ConfigError> {
+    if sync.page_size == 0
+        || sync.partitions == 0
+        || sync.concurrency == 0
+        || sync.max_attempts == 0
+        || sync.lease_seconds == 0
+    {
+        return Err(ConfigError::Invalid(
+            "[sync] page_size, partitions, concurrency, max_attempts and lease_seconds must be at least 1"
+                .into(),
+        ));
+    }
+    if sync.partitions > 256 {
+        return Err(ConfigError::Invalid(
+            "[sync] partitions must be at most 256".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -520,6 +542,55 @@ password_env = "SERVICENOW_PASSWORD"
         )
         .unwrap_err();
         assert!(e.to_string().contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn settings_are_passed_as_text_and_a_table_is_refused() {
+        let c = Config::parse(
+            "database='a'\n[settings]\nname='x'\npage=5\nratio=0.5\nlive=true",
+            Path::new("."),
+        )
+        .unwrap();
+        for (name, text) in [
+            ("name", "x"),
+            ("page", "5"),
+            ("ratio", "0.5"),
+            ("live", "true"),
+        ] {
+            assert!(
+                c.settings.contains(&(name.into(), text.into())),
+                "{name}: {:?}",
+                c.settings
+            );
+        }
+        let e = Config::parse("database='a'\n[settings]\nlist=[1, 2]", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("setting `list` must be a string, number or boolean, not a array"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sync_counts_of_zero_and_too_many_partitions_are_refused() {
+        for field in [
+            "page_size",
+            "partitions",
+            "concurrency",
+            "max_attempts",
+            "lease_seconds",
+        ] {
+            let e = Config::parse(&format!("database='a'\n[sync]\n{field}=0"), Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("must be at least 1"), "{field}: {e}");
+        }
+        let e = Config::parse("database='a'\n[sync]\npartitions=257", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("partitions must be at most 256"), "{e}");
+        Config::parse("database='a'\n[sync]\npartitions=256", Path::new(".")).unwrap();
     }
 
     #[test]
