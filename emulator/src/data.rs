@@ -589,30 +589,32 @@ impl Related {
 /// The `cmdb_rel_type` sys_id of "Depends on::Used by" (as observed on instances).
 pub const DEPENDS_ON_USED_BY: &str = "1a9cb166f1571100a92eb60da2bce5c5";
 
+/// The classes a device may have: its table, its OS and that OS's versions.
+const DEVICE_CLASSES: [(&str, &str, &[&str]); 5] = [
+    (
+        "cmdb_ci_linux_server",
+        "Linux Red Hat",
+        &["7.9", "8.6", "9.2"],
+    ),
+    (
+        "cmdb_ci_win_server",
+        "Windows 2019 Datacenter",
+        &["10.0.17763"],
+    ),
+    (
+        "cmdb_ci_pc_hardware",
+        "Windows 11 Enterprise",
+        &["10.0.22631", "10.0.22621"],
+    ),
+    ("cmdb_ci_server", "AIX", &["7.2"]),
+    ("cmdb_ci_computer", "macOS", &["14.5", "15.1"]),
+];
+
 /// One device (number `i`) and the rows that belong to it.
 pub fn device_rows(seed: u64, i: usize, app_ids: &[String], related: &mut Related) -> Row {
-    const CLASSES: [(&str, &str, &[&str]); 5] = [
-        (
-            "cmdb_ci_linux_server",
-            "Linux Red Hat",
-            &["7.9", "8.6", "9.2"],
-        ),
-        (
-            "cmdb_ci_win_server",
-            "Windows 2019 Datacenter",
-            &["10.0.17763"],
-        ),
-        (
-            "cmdb_ci_pc_hardware",
-            "Windows 11 Enterprise",
-            &["10.0.22631", "10.0.22621"],
-        ),
-        ("cmdb_ci_server", "AIX", &["7.2"]),
-        ("cmdb_ci_computer", "macOS", &["14.5", "15.1"]),
-    ];
     let mut rng = item_rng(seed, DEVICES, i as u64);
     let id = rng.sys_id();
-    let (class, os, versions) = CLASSES[rng.below(CLASSES.len() as u64) as usize];
+    let (class, os, versions) = DEVICE_CLASSES[rng.below(DEVICE_CLASSES.len() as u64) as usize];
     let updated = format_datetime(EPOCH_2025 + rng.below(300 * 86_400) as i64);
     let name = device_name(i, class);
     let app = if app_ids.is_empty() || rng.below(5) == 0 {
@@ -668,17 +670,22 @@ pub fn device_rows(seed: u64, i: usize, app_ids: &[String], related: &mut Relate
     ]);
     push_adapters(&mut rng, &id, &updated, related);
     if !app.is_empty() {
-        related.relations.push(Row::new(&[
-            rng.sys_id().as_str(),
-            app,
-            &id,
-            DEPENDS_ON_USED_BY,
-            "cmdb_rel_ci",
-            &updated,
-            &updated,
-        ]));
+        push_relation(&mut rng, app, &id, &updated, related);
     }
     device
+}
+
+/// The relationship "`app` depends on the device `id`" (`cmdb_rel_ci`).
+fn push_relation(rng: &mut Rng, app: &str, id: &str, updated: &str, related: &mut Related) {
+    related.relations.push(Row::new(&[
+        rng.sys_id().as_str(),
+        app,
+        id,
+        DEPENDS_ON_USED_BY,
+        "cmdb_rel_ci",
+        updated,
+        updated,
+    ]));
 }
 
 /// The name of device `i`: `srv-000042` (`pc-…` for PCs); every 97th has
