@@ -297,6 +297,73 @@ fn commit_page_in(
     Ok(tombstoned)
 }
 
+/// Marks the stream's records whose updated field (at the JSON `path`) is
+/// older than the read's retention window `start` as aged out; a record
+/// already marked as no longer returned is aged out instead. Returns how
+/// many were marked.
+fn mark_aged_out(
+    tx: &Transaction<'_>,
+    connection: &str,
+    stream: &str,
+    path: &str,
+    start: &str,
+    now: &str,
+) -> rusqlite::Result<u64> {
+    Ok(tx.execute(
+        "UPDATE records SET deleted_at = ?5, changed_at = ?5, deletion_reason = ?6
+         WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2)
+           AND (deleted_at IS NULL OR deletion_reason = ?7)
+           AND json_extract(data, ?3) < ?4",
+        params![
+            connection,
+            stream,
+            path,
+            start,
+            now,
+            DeletionReason::AgedOut.name(),
+            DeletionReason::NotReturned.name()
+        ],
+    )? as u64)
+}
+
+/// Whether the stream's read started without live records: then it has
+/// seen every live record it ends with, and none is left to mark.
+fn started_without_live(
+    tx: &Transaction<'_>,
+    connection: &str,
+    stream: &str,
+) -> rusqlite::Result<bool> {
+    let live_at_start: Option<i64> = tx.query_row(
+        "SELECT live_at_start FROM streams WHERE connection = ?1 AND stream = ?2",
+        params![connection, stream],
+        |r| r.get(0),
+    )?;
+    Ok(live_at_start == Some(0))
+}
+
+/// Marks the stream's live records that the full read of `generation` did
+/// not return as no longer returned; returns how many.
+fn mark_not_returned(
+    tx: &Transaction<'_>,
+    connection: &str,
+    stream: &str,
+    generation: i64,
+    now: &str,
+) -> rusqlite::Result<u64> {
+    Ok(tx.execute(
+        "UPDATE records SET deleted_at = ?4, changed_at = ?4, deletion_reason = ?5
+         WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2)
+           AND generation < ?3 AND deleted_at IS NULL",
+        params![
+            connection,
+            stream,
+            generation,
+            now,
+            DeletionReason::NotReturned.name()
+        ],
+    )? as u64)
+}
+
 impl Backend for Sqlite {
     /// Starts or resumes the read of a stream: resumes an interrupted read
     /// with the same partitioning; otherwise reads incrementally from the
@@ -362,45 +429,10 @@ impl Backend for Sqlite {
         )?;
         let mut finished = FinishedStream::default();
         if let (Some(start), Some(path)) = (window_start, updated_field.and_then(json_field_path)) {
-            finished.aged_out = tx.execute(
-                "UPDATE records SET deleted_at = ?5, changed_at = ?5, deletion_reason = ?6
-                 WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2)
-                   AND (deleted_at IS NULL OR deletion_reason = ?7)
-                   AND json_extract(data, ?3) < ?4",
-                params![
-                    connection,
-                    stream,
-                    path,
-                    start,
-                    now,
-                    DeletionReason::AgedOut.name(),
-                    DeletionReason::NotReturned.name()
-                ],
-            )? as u64;
+            finished.aged_out = mark_aged_out(&tx, connection, stream, &path, &start, &now)?;
         }
-        // A read that started without live records has seen every live
-        // record it ends with: none is left to mark.
-        let started_without_live = || -> rusqlite::Result<bool> {
-            let live_at_start: Option<i64> = tx.query_row(
-                "SELECT live_at_start FROM streams WHERE connection = ?1 AND stream = ?2",
-                params![connection, stream],
-                |r| r.get(0),
-            )?;
-            Ok(live_at_start == Some(0))
-        };
-        if plan.mode == ReadMode::Full && !started_without_live()? {
-            finished.not_returned = tx.execute(
-                "UPDATE records SET deleted_at = ?4, changed_at = ?4, deletion_reason = ?5
-                 WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2)
-                   AND generation < ?3 AND deleted_at IS NULL",
-                params![
-                    connection,
-                    stream,
-                    generation,
-                    now,
-                    DeletionReason::NotReturned.name()
-                ],
-            )? as u64;
+        if plan.mode == ReadMode::Full && !started_without_live(&tx, connection, stream)? {
+            finished.not_returned = mark_not_returned(&tx, connection, stream, generation, &now)?;
         }
         tx.execute(
             "UPDATE streams SET complete = 1, completed_at = ?4,
