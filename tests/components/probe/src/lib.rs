@@ -8,6 +8,8 @@
 //!   request, then sends a request to the instance without them.
 //! - `other-host`: sends a request to the URL in the `target` setting.
 //! - `snoop`: reads environment variables and command-line arguments.
+//! - `escape`: tries the filesystem, a TCP connection to `target` and a DNS
+//!   lookup, through the interfaces a language runtime links.
 //! - `spin`: never returns (burns CPU).
 //! - `allocate`: allocates memory without bound.
 //! - `big-response`: reads the path in the `target` setting on the instance
@@ -145,107 +147,15 @@ impl Connector for Probe {
         _: &ReadRequest,
         _: &mut dyn Http,
     ) -> Result<Page, ConnectorError> {
-        let settings = settings.to_vec();
-        let (scheme, authority, _) = split_url(value_of(&settings, "instance"));
-        let record = match value_of(&settings, "mode") {
-            "set-authorization" => {
-                let from_list = match Fields::from_list(&[(
-                    "authorization".into(),
-                    b"Basic ZXZpbDpldmls".to_vec(),
-                )]) {
-                    Ok(_) => "allowed",
-                    Err(e) => header_result(Err(e)),
-                };
-                let fields = Fields::new();
-                let set =
-                    header_result(fields.set("authorization", &[b"Basic ZXZpbDpldmls".to_vec()]));
-                let cookie = header_result(fields.append("cookie", b"session=stolen"));
-                let status = get(
-                    scheme,
-                    &authority,
-                    "/api/now/table/cmdb_ci_business_app?sysparm_limit=1",
-                    fields,
-                );
-                format!(
-                    "{{\"sysId\":\"1\",\"fromList\":\"{from_list}\",\"set\":\"{set}\",\"cookie\":\"{cookie}\",\"status\":{}}}",
-                    json_string(&status)
-                )
-            }
-            "other-host" => {
-                let (scheme, authority, path) = split_url(value_of(&settings, "target"));
-                let status = get(scheme, &authority, &path, Fields::new());
-                format!("{{\"sysId\":\"1\",\"status\":{}}}", json_string(&status))
-            }
-            "snoop" => {
-                let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
-                let args: Vec<String> = std::env::args().collect();
-                format!(
-                    "{{\"sysId\":\"1\",\"environment\":{},\"arguments\":{}}}",
-                    json_string(&vars.join(",")),
-                    json_string(&args.join(" "))
-                )
-            }
-            "escape" => {
-                // Through the filesystem and sockets interfaces a language
-                // runtime links (world `connector-with-runtime`).
-                let outcome = |r: std::io::Result<String>| match r {
-                    Ok(what) => format!("ok: {what}"),
-                    Err(e) => format!("refused: {e}"),
-                };
-                let files =
-                    outcome(std::fs::read_dir("/").map(|d| format!("{} entries", d.count())));
-                let passwd = outcome(std::fs::read_to_string("/etc/passwd"));
-                let target = value_of(&settings, "target");
-                let tcp = outcome(std::net::TcpStream::connect(target).map(|_| "connected".into()));
-                let lookup = outcome(
-                    std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80))
-                        .map(|a| format!("{} addresses", a.count())),
-                );
-                format!(
-                    "{{\"sysId\":\"1\",\"files\":{},\"passwd\":{},\"tcp\":{},\"lookup\":{}}}",
-                    json_string(&files),
-                    json_string(&passwd),
-                    json_string(&tcp),
-                    json_string(&lookup)
-                )
-            }
-            "spin" => {
-                let mut x: u64 = 1;
-                loop {
-                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-                }
-            }
-            "allocate" => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    hoard.push(vec![7u8; 1 << 20]);
-                    std::hint::black_box(&hoard);
-                }
-            }
-            "big-response" => {
-                let (outcome, _, read) =
-                    get_full(scheme, &authority, value_of(&settings, "target"));
-                format!(
-                    "{{\"sysId\":\"1\",\"outcome\":{},\"bytes\":{read}}}",
-                    json_string(&outcome)
-                )
-            }
-            "follow-redirect" => {
-                let (first, location, _) =
-                    get_full(scheme, &authority, value_of(&settings, "target"));
-                let followed = match &location {
-                    Some(url) => {
-                        let (s, a, p) = split_url(url);
-                        get(s, &a, &p, Fields::new())
-                    }
-                    None => "no location".into(),
-                };
-                format!(
-                    "{{\"sysId\":\"1\",\"first\":{},\"followed\":{}}}",
-                    json_string(&first),
-                    json_string(&followed)
-                )
-            }
+        let record = match value_of(settings, "mode") {
+            "set-authorization" => set_authorization(settings),
+            "other-host" => other_host(settings),
+            "snoop" => snoop(),
+            "escape" => escape(settings),
+            "spin" => spin(),
+            "allocate" => allocate(),
+            "big-response" => big_response(settings),
+            "follow-redirect" => follow_redirect(settings),
             other => {
                 return Err(ConnectorError::InvalidSettings(format!(
                     "unknown mode `{other}`"
@@ -266,6 +176,121 @@ impl Connector for Probe {
             },
         })
     }
+}
+
+/// `set-authorization`: what the host answered to setting `authorization`
+/// (from a list, then on fields) and `cookie`, and the instance's answer to
+/// the request sent without them.
+fn set_authorization(settings: &[(String, String)]) -> String {
+    let (scheme, authority, _) = split_url(value_of(settings, "instance"));
+    let from_list =
+        match Fields::from_list(&[("authorization".into(), b"Basic ZXZpbDpldmls".to_vec())]) {
+            Ok(_) => "allowed",
+            Err(e) => header_result(Err(e)),
+        };
+    let fields = Fields::new();
+    let set = header_result(fields.set("authorization", &[b"Basic ZXZpbDpldmls".to_vec()]));
+    let cookie = header_result(fields.append("cookie", b"session=stolen"));
+    let status = get(
+        scheme,
+        &authority,
+        "/api/now/table/cmdb_ci_business_app?sysparm_limit=1",
+        fields,
+    );
+    format!(
+        "{{\"sysId\":\"1\",\"fromList\":\"{from_list}\",\"set\":\"{set}\",\"cookie\":\"{cookie}\",\"status\":{}}}",
+        json_string(&status)
+    )
+}
+
+/// `other-host`: the answer to a request to the `target` URL.
+fn other_host(settings: &[(String, String)]) -> String {
+    let (scheme, authority, path) = split_url(value_of(settings, "target"));
+    let status = get(scheme, &authority, &path, Fields::new());
+    format!("{{\"sysId\":\"1\",\"status\":{}}}", json_string(&status))
+}
+
+/// `snoop`: the environment variables' names and the arguments it sees.
+fn snoop() -> String {
+    let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    let args: Vec<String> = std::env::args().collect();
+    format!(
+        "{{\"sysId\":\"1\",\"environment\":{},\"arguments\":{}}}",
+        json_string(&vars.join(",")),
+        json_string(&args.join(" "))
+    )
+}
+
+/// `escape`: the filesystem, a TCP connection to `target` and a DNS lookup,
+/// through the interfaces a language runtime links (world
+/// `connector-with-runtime`).
+fn escape(settings: &[(String, String)]) -> String {
+    let outcome = |r: std::io::Result<String>| match r {
+        Ok(what) => format!("ok: {what}"),
+        Err(e) => format!("refused: {e}"),
+    };
+    let files = outcome(std::fs::read_dir("/").map(|d| format!("{} entries", d.count())));
+    let passwd = outcome(std::fs::read_to_string("/etc/passwd"));
+    let target = value_of(settings, "target");
+    let tcp = outcome(std::net::TcpStream::connect(target).map(|_| "connected".into()));
+    let lookup = outcome(
+        std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80))
+            .map(|a| format!("{} addresses", a.count())),
+    );
+    format!(
+        "{{\"sysId\":\"1\",\"files\":{},\"passwd\":{},\"tcp\":{},\"lookup\":{}}}",
+        json_string(&files),
+        json_string(&passwd),
+        json_string(&tcp),
+        json_string(&lookup)
+    )
+}
+
+/// `spin`: burns CPU and never returns.
+fn spin() -> String {
+    let mut x: u64 = 1;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
+/// `allocate`: allocates memory without bound.
+fn allocate() -> String {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![7u8; 1 << 20]);
+        std::hint::black_box(&hoard);
+    }
+}
+
+/// `big-response`: how reading the body of the instance's `target` path
+/// ended, and how many bytes it read.
+fn big_response(settings: &[(String, String)]) -> String {
+    let (scheme, authority, _) = split_url(value_of(settings, "instance"));
+    let (outcome, _, read) = get_full(scheme, &authority, value_of(settings, "target"));
+    format!(
+        "{{\"sysId\":\"1\",\"outcome\":{},\"bytes\":{read}}}",
+        json_string(&outcome)
+    )
+}
+
+/// `follow-redirect`: the answer to the instance's `target` path and, when
+/// it names a `location`, the answer there.
+fn follow_redirect(settings: &[(String, String)]) -> String {
+    let (scheme, authority, _) = split_url(value_of(settings, "instance"));
+    let (first, location, _) = get_full(scheme, &authority, value_of(settings, "target"));
+    let followed = match &location {
+        Some(url) => {
+            let (s, a, p) = split_url(url);
+            get(s, &a, &p, Fields::new())
+        }
+        None => "no location".into(),
+    };
+    format!(
+        "{{\"sysId\":\"1\",\"first\":{},\"followed\":{}}}",
+        json_string(&first),
+        json_string(&followed)
+    )
 }
 
 export_connector!(Probe);
