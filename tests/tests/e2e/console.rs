@@ -106,17 +106,7 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("first line: {listening}"))
         .to_string();
-    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-    assert_eq!(
-        sign_in,
-        format!("sign in: {base}/signin?token=console-token-of-the-e2e-tests")
-    );
-    let (status, _, body) = get(&format!("{base}/"), None);
-    assert_eq!(status, 401, "{body}");
-    let link = sign_in.strip_prefix("sign in: ").unwrap();
-    let (status, set_cookie, _) = get(link, None);
-    assert_eq!(status, 303);
-    let cookie = set_cookie.unwrap().split(';').next().unwrap().to_string();
+    let cookie = signs_in_with_the_printed_link_only(&base, &sign_in);
     let (status, _, page) = get(&format!("{base}/"), Some(&cookie));
     assert_eq!(status, 200, "{page}");
     let port = f.emulator.addr().port();
@@ -159,16 +149,43 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
     );
     assert!(f.state().wait_for_requests(before + 1, PATIENCE) > before);
     finds_a_device_by_an_adapters_ip(&f, &base, &cookie, "servicenow");
-    // "Disconnect", deleting the records: the file is set aside, the
-    // records go once the sync in flight stopped.
+    disconnects_deleting_the_records(&f, &base, &cookie, &config);
+    // SIGTERM stops it cleanly.
+    connector_e2e::sigterm(&child);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// The console refuses a request without a session, and the sign-in link
+/// `serve` printed (with the token of the tests) gives the session cookie.
+fn signs_in_with_the_printed_link_only(base: &str, sign_in: &str) -> String {
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    assert_eq!(
+        sign_in,
+        format!("sign in: {base}/signin?token=console-token-of-the-e2e-tests")
+    );
+    let (status, _, body) = get(&format!("{base}/"), None);
+    assert_eq!(status, 401, "{body}");
+    signed_in(sign_in)
+}
+
+/// "Disconnect" of the connection `servicenow`, deleting its records: its
+/// file `config` is set aside, and its records and runs go once the sync in
+/// flight stopped.
+fn disconnects_deleting_the_records(
+    f: &Fixture,
+    base: &str,
+    cookie: &str,
+    config: &std::path::Path,
+) {
     let ask = format!("{base}/connections/servicenow/disconnect");
-    let (status, _, confirm) = get(&ask, Some(&cookie));
+    let (status, _, confirm) = get(&ask, Some(cookie));
     assert_eq!(status, 200, "{confirm}");
     let form = format!("csrf={}&delete_records=yes", csrf_of(&confirm));
-    assert_eq!(post(&ask, &cookie, &form).0, 303);
+    assert_eq!(post(&ask, cookie, &form).0, 303);
     let page = wait_for_page(
         &format!("{base}/connections/servicenow"),
-        &cookie,
+        cookie,
         "Disconnected;",
     );
     assert!(page.contains("records were deleted"), "{page}");
@@ -176,13 +193,10 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
     assert!(!config.exists());
     assert!(f.dir.path().join("servicenow.toml.disconnected").exists());
     let store = connector_engine::store::Store::open(&f.dir.path().join("inventory.db")).unwrap();
+    let port = f.emulator.addr().port();
     let name = format!("servicenow-cmdb@127.0.0.1:{port}");
     assert!(store.counts(&name).unwrap().is_empty());
     assert!(store.recent_runs(&name, 5).unwrap().is_empty());
-    // SIGTERM stops it cleanly.
-    connector_e2e::sigterm(&child);
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
 }
 
 /// The record browser of connection `id` finds a device by an adapter's
@@ -287,31 +301,8 @@ fn connect_tests_the_connection_writes_its_files_and_starts_the_first_sync() {
     let (mut child, listening, sign_in) = spawn_serve(&f, &dir);
     let base = listening.strip_prefix("listening on ").unwrap().to_string();
     let cookie = signed_in(&sign_in);
-    // The Data connectors page offers every bundled connector.
-    let (_, _, home) = get(&format!("{base}/"), Some(&cookie));
-    for connector in ["servicenow", "netbox"] {
-        assert!(
-            home.contains(&format!("href=\"/connect/{connector}\"")),
-            "{home}"
-        );
-    }
-    // The form is made from the connector's `info`.
     let url = format!("{base}/connect/servicenow");
-    let (status, _, form) = get(&url, Some(&cookie));
-    assert_eq!(status, 200, "{form}");
-    for field in [
-        "setting.instance",
-        "setting.device_table",
-        "auth.basic.password",
-        "auth.api-key.api_key",
-    ] {
-        assert!(
-            form.contains(&format!("name=\"{field}\"")),
-            "{field}: {form}"
-        );
-    }
-    assert!(form.contains("placeholder=\"cmdb_ci_computer\""), "{form}");
-    let csrf = csrf_of(&form);
+    let csrf = csrf_of(&offers_a_form_made_from_info(&base, &cookie));
     let instance = f.emulator.base_url();
     let fields = |password: &str, action: &str, draft: Option<&str>| {
         let mut fields = vec![
@@ -361,16 +352,7 @@ fn connect_tests_the_connection_writes_its_files_and_starts_the_first_sync() {
         (303, Some("/connections/cmdb")),
         "{page}"
     );
-    let toml = dir.join("cmdb.toml");
-    let secret = dir.join("cmdb.password.secret");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    assert!(!text.contains(&f.password), "{text}");
-    assert!(
-        text.contains("password_file = \"cmdb.password.secret\""),
-        "{text}"
-    );
-    assert_eq!(std::fs::read_to_string(&secret).unwrap(), f.password);
-    assert_eq!((mode_of(&toml), mode_of(&secret)), (0o600, 0o600));
+    wrote_the_file_and_an_owner_only_secret(&dir, &f.password);
     // Its first sync runs at once.
     let page = wait_for_page(&format!("{base}/connections/cmdb"), &cookie, "Next sync ");
     assert!(page.contains("Connected"), "{page}");
@@ -381,14 +363,64 @@ fn connect_tests_the_connection_writes_its_files_and_starts_the_first_sync() {
     assert!(page.contains("exists already"), "{page}");
     connector_e2e::sigterm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    // A restart takes it up from its file.
-    let (mut child, listening, sign_in) = spawn_serve(&f, &dir);
+    a_restart_takes_it_up_from_its_file(&f, &dir);
+}
+
+/// A `serve` started again over `dir` shows the connection `cmdb` that
+/// Connect wrote there, loaded without a problem.
+#[cfg(unix)]
+fn a_restart_takes_it_up_from_its_file(f: &Fixture, dir: &std::path::Path) {
+    let (mut child, listening, sign_in) = spawn_serve(f, dir);
     let base = listening.strip_prefix("listening on ").unwrap().to_string();
     let cookie = signed_in(&sign_in);
     let page = wait_for_page(&format!("{base}/"), &cookie, "/connections/cmdb");
     assert!(!page.contains("Configuration problem"), "{page}");
     connector_e2e::sigterm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// The Data connectors page offers every bundled connector, and the
+/// ServiceNow form is made from the connector's `info`; returns the form.
+#[cfg(unix)]
+fn offers_a_form_made_from_info(base: &str, cookie: &str) -> String {
+    let (_, _, home) = get(&format!("{base}/"), Some(cookie));
+    for connector in ["servicenow", "netbox"] {
+        assert!(
+            home.contains(&format!("href=\"/connect/{connector}\"")),
+            "{home}"
+        );
+    }
+    let (status, _, form) = get(&format!("{base}/connect/servicenow"), Some(cookie));
+    assert_eq!(status, 200, "{form}");
+    for field in [
+        "setting.instance",
+        "setting.device_table",
+        "auth.basic.password",
+        "auth.api-key.api_key",
+    ] {
+        assert!(
+            form.contains(&format!("name=\"{field}\"")),
+            "{field}: {form}"
+        );
+    }
+    assert!(form.contains("placeholder=\"cmdb_ci_computer\""), "{form}");
+    form
+}
+
+/// Connect wrote `cmdb.toml` naming a secret file instead of the password,
+/// and the secret file holding it; both readable by their owner only.
+#[cfg(unix)]
+fn wrote_the_file_and_an_owner_only_secret(dir: &std::path::Path, password: &str) {
+    let toml = dir.join("cmdb.toml");
+    let secret = dir.join("cmdb.password.secret");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    assert!(!text.contains(password), "{text}");
+    assert!(
+        text.contains("password_file = \"cmdb.password.secret\""),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), password);
+    assert_eq!((mode_of(&toml), mode_of(&secret)), (0o600, 0o600));
 }
 
 #[test]
