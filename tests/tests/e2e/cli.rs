@@ -206,55 +206,10 @@ fn assert_health(f: &Fixture, config: &std::path::Path, state: &str, kind: &str,
     assert!(h["message"].as_str().unwrap().contains(hint), "{h}");
 }
 
-#[test]
-fn status_follows_the_health_of_each_run() {
-    let f = Fixture::start(20);
-    let config = f.config(&ConfigSpec {
-        sync: vec!["max_attempts = 2".into(), "retry_base_ms = 1".into()],
-        ..Default::default()
-    });
-    f.sync(&config).ok();
-    assert_eq!(health(&f, &config)["state"], "connected");
-
-    // A temporary failure: retried at the next run, no action needed.
-    f.state().inject(
-        servicenow_emulator::FaultRule::next(servicenow_emulator::Fault::Status(503), 2)
-            .on_path("cmdb_ci_business_app"),
-    );
-    f.sync_full(&config).err();
-    let h = health(&f, &config);
-    assert_eq!(
-        (h["state"].as_str(), h["errorKind"].as_str()),
-        (Some("temporary failure"), Some("temporarily-unavailable")),
-        "{h}"
-    );
-
-    // Rejected credentials need the operator.
-    let wrong = HashMap::from([(PASSWORD_VAR.to_string(), "wrong".to_string())]);
-    f.cli_with_env(&["sync", "--config", config.to_str().unwrap()], &wrong)
-        .err();
-    let h = health(&f, &config);
-    assert_eq!(
-        (h["state"].as_str(), h["errorKind"].as_str()),
-        (Some("failed"), Some("unauthenticated")),
-        "{h}"
-    );
-    assert!(h["message"].as_str().unwrap().contains("credentials"));
-
-    f.sync(&config).ok();
-    assert_eq!(health(&f, &config)["state"], "connected");
-
-    // Every other error kind, each followed by a good run. Rate limits pass
-    // by themselves; a missing role, an unknown table or an unreachable
-    // instance need the operator.
-    f.state().inject(
-        servicenow_emulator::FaultRule::next(servicenow_emulator::Fault::RateLimitedBare, 2)
-            .on_path("cmdb_ci_business_app"),
-    );
-    let (code, _) = f.sync(&config).err();
-    assert_eq!(code, 75);
-    assert_health(&f, &config, "temporary failure", "rate-limited", "429");
-    f.sync(&config).ok();
+/// A missing role, an unknown table and an unreachable instance each fail
+/// the run (exit 1) with the health's error kind and a hint naming what to
+/// fix.
+fn errors_that_need_the_operator_are_named(f: &Fixture) {
     let cases = [
         (
             ConfigSpec {
@@ -292,8 +247,54 @@ fn status_follows_the_health_of_each_run() {
         });
         let (code, _) = f.sync(&broken).err();
         assert_eq!(code, 1, "{kind}");
-        assert_health(&f, &broken, "failed", kind, hint);
+        assert_health(f, &broken, "failed", kind, hint);
     }
+}
+
+#[test]
+fn status_follows_the_health_of_each_run() {
+    let f = Fixture::start(20);
+    let config = f.config(&ConfigSpec {
+        sync: vec!["max_attempts = 2".into(), "retry_base_ms = 1".into()],
+        ..Default::default()
+    });
+    f.sync(&config).ok();
+    assert_eq!(health(&f, &config)["state"], "connected");
+
+    // A temporary failure: retried at the next run, no action needed.
+    f.state().inject(
+        servicenow_emulator::FaultRule::next(servicenow_emulator::Fault::Status(503), 2)
+            .on_path("cmdb_ci_business_app"),
+    );
+    f.sync_full(&config).err();
+    let h = health(&f, &config);
+    assert_eq!(
+        (h["state"].as_str(), h["errorKind"].as_str()),
+        (Some("temporary failure"), Some("temporarily-unavailable")),
+        "{h}"
+    );
+
+    // Rejected credentials need the operator.
+    let wrong = HashMap::from([(PASSWORD_VAR.to_string(), "wrong".to_string())]);
+    f.cli_with_env(&["sync", "--config", config.to_str().unwrap()], &wrong)
+        .err();
+    assert_health(&f, &config, "failed", "unauthenticated", "credentials");
+
+    f.sync(&config).ok();
+    assert_eq!(health(&f, &config)["state"], "connected");
+
+    // Every other error kind, each followed by a good run. Rate limits pass
+    // by themselves; a missing role, an unknown table or an unreachable
+    // instance need the operator.
+    f.state().inject(
+        servicenow_emulator::FaultRule::next(servicenow_emulator::Fault::RateLimitedBare, 2)
+            .on_path("cmdb_ci_business_app"),
+    );
+    let (code, _) = f.sync(&config).err();
+    assert_eq!(code, 75);
+    assert_health(&f, &config, "temporary failure", "rate-limited", "429");
+    f.sync(&config).ok();
+    errors_that_need_the_operator_are_named(&f);
     f.sync(&config).ok();
     assert_eq!(health(&f, &config)["state"], "connected");
     let text = f
