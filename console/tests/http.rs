@@ -871,19 +871,19 @@ fn hidden_field(page: &str, name: &str) -> Option<String> {
     Some(page[start..end].to_string())
 }
 
-#[test]
-fn connect_offers_a_form_from_info_and_never_sends_a_secret_back() {
-    let s = serve();
-    let cookie = sign_in(&s);
-    let home = get(&s, "/", Some(&cookie)).body;
+/// The home page offers the ServiceNow connector (its description
+/// escaped), the form needs a session, an unknown connector has none, and
+/// the form is made from `info`: returns its CSRF token.
+fn offers_the_form_made_from_info(s: &Served, cookie: &str) -> String {
+    let home = get(s, "/", Some(cookie)).body;
     assert!(home.contains("href=\"/connect/servicenow\""), "{home}");
     assert!(
         home.contains("Reads devices &#60;from the CMDB&#62;"),
         "{home}"
     );
-    assert_eq!(get(&s, "/connect/servicenow", None).status, 401);
-    assert_eq!(get(&s, "/connect/jira", Some(&cookie)).status, 404);
-    let form = get(&s, "/connect/servicenow", Some(&cookie));
+    assert_eq!(get(s, "/connect/servicenow", None).status, 401);
+    assert_eq!(get(s, "/connect/jira", Some(cookie)).status, 404);
+    let form = get(s, "/connect/servicenow", Some(cookie));
     assert_eq!(form.status, 200, "{}", form.body);
     for expected in [
         "name=\"setting.instance\" required",
@@ -894,26 +894,13 @@ fn connect_offers_a_form_from_info_and_never_sends_a_secret_back() {
     ] {
         assert!(form.body.contains(expected), "{expected}: {}", form.body);
     }
-    let csrf = csrf_of(&form.body);
-    let fields = |password: &str, action: &str| {
-        format!("csrf={csrf}&id=cmdb&setting.instance=127.0.0.1%3A9&setting.device_table=&auth.method=basic&auth.basic.username=reader&auth.basic.password={password}&action={action}")
-    };
-    // A stale form: refused, the backend never asked.
-    let stale = post(
-        &s,
-        "/connect/servicenow",
-        Some(&cookie),
-        &fields("right-password", "test").replace(&csrf, "0000"),
-    );
-    assert_eq!(stale.status, 403);
-    assert!(s.synced.lock().unwrap().is_empty());
-    // A wrong password: what to fix, the values kept, the secret not.
-    let wrong = post(
-        &s,
-        "/connect/servicenow",
-        Some(&cookie),
-        &fields("Wrong-Secret-99", "connect"),
-    );
+    csrf_of(&form.body)
+}
+
+/// "Connect" with the wrong password `Wrong-Secret-99` in `form`: the page
+/// says what to fix and keeps the values typed, not the secret.
+fn a_wrong_password_keeps_the_values_not_the_secret(s: &Served, cookie: &str, form: &str) {
+    let wrong = post(s, "/connect/servicenow", Some(cookie), form);
     assert_eq!(wrong.status, 422, "{}", wrong.body);
     assert!(
         wrong.body.contains("rejected the credentials"),
@@ -927,6 +914,30 @@ fn connect_offers_a_form_from_info_and_never_sends_a_secret_back() {
     );
     assert!(wrong.body.contains("value=\"reader\""), "{}", wrong.body);
     assert!(!wrong.body.contains("Wrong-Secret-99"), "{}", wrong.body);
+}
+
+#[test]
+fn connect_offers_a_form_from_info_and_never_sends_a_secret_back() {
+    let s = serve();
+    let cookie = sign_in(&s);
+    let csrf = offers_the_form_made_from_info(&s, &cookie);
+    let fields = |password: &str, action: &str| {
+        format!("csrf={csrf}&id=cmdb&setting.instance=127.0.0.1%3A9&setting.device_table=&auth.method=basic&auth.basic.username=reader&auth.basic.password={password}&action={action}")
+    };
+    // A stale form: refused, the backend never asked.
+    let stale = post(
+        &s,
+        "/connect/servicenow",
+        Some(&cookie),
+        &fields("right-password", "test").replace(&csrf, "0000"),
+    );
+    assert_eq!(stale.status, 403);
+    assert!(s.synced.lock().unwrap().is_empty());
+    a_wrong_password_keeps_the_values_not_the_secret(
+        &s,
+        &cookie,
+        &fields("Wrong-Secret-99", "connect"),
+    );
     // The right one: the test passes; the password waits in a draft.
     let tested = post(
         &s,
