@@ -347,7 +347,12 @@ fn deletions_say_why(s: &mut Store) {
             ("d".to_string(), None),
         ]
     );
-    // The source's deletion time is kept.
+    the_sources_time_is_kept_and_a_record_back_is_live(s, &first[2..]);
+}
+
+/// After [`deletions_say_why`]'s second read: `b` keeps the deletion time
+/// the source gave, and `c`, read again in `back`, is live without a reason.
+fn the_sources_time_is_kept_and_a_record_back_is_live(s: &mut Store, back: &[StoredRecord]) {
     s.for_each_record("c", "s", true, |k, _, d| {
         if k == "b" {
             assert_eq!(d.unwrap().at, "2026-11-27T10:00:00Z");
@@ -355,9 +360,8 @@ fn deletions_say_why(s: &mut Store) {
         Ok(())
     })
     .unwrap();
-    // A record that comes back is live again, without a reason.
     let p = s.begin_stream("c", "s", forced_full(1)).unwrap();
-    s.commit_page("c", "s", page(p.generation, 0, &first[2..], None, None))
+    s.commit_page("c", "s", page(p.generation, 0, back, None, None))
         .unwrap();
     assert_eq!(reasons(s)[2], ("c".to_string(), None));
 }
