@@ -80,7 +80,17 @@ fn sync_status_and_export_on_postgresql_match_sqlite_and_the_source() {
         .ok();
     assert!(status.contains("connected"), "{status}");
     assert!(!status.contains("Leases:"), "{status}");
-    // A worker's lease on a partition of a new read shows in `status`.
+    a_workers_lease_shows_in_status(&f, &db, &env, &postgres);
+    the_password_is_nowhere_in_the_database(&db, &f.password);
+}
+
+/// A worker's lease on a partition of a new read shows in `status`.
+fn a_workers_lease_shows_in_status(
+    f: &Fixture,
+    db: &TestDatabase,
+    env: &std::collections::HashMap<String, String>,
+    postgres: &Path,
+) {
     let target = PostgresTarget {
         url: format!("{}?sslmode=disable", db.url),
         password: Some(db.password.clone()),
@@ -105,14 +115,17 @@ fn sync_status_and_export_on_postgresql_match_sqlite_and_the_source() {
         .unwrap()
         .expect("a partition to claim");
     let status = f
-        .cli_with_env(&["status", "--config", postgres.to_str().unwrap()], &env)
+        .cli_with_env(&["status", "--config", postgres.to_str().unwrap()], env)
         .ok();
     let line = format!("partition {:<3} held by worker-7 since ", lease.partition);
     assert!(
         status.contains("Leases:") && status.contains(&line),
         "{status}"
     );
-    // The password is nowhere in the database.
+}
+
+/// No table of the database holds `password`.
+fn the_password_is_nowhere_in_the_database(db: &TestDatabase, password: &str) {
     let mut client = db.client();
     for table in [
         "records",
@@ -125,7 +138,7 @@ fn sync_status_and_export_on_postgresql_match_sqlite_and_the_source() {
         let leaks: i64 = client
             .query_one(
                 &format!("SELECT COUNT(*) FROM {table} t WHERE t::text LIKE '%' || $1 || '%'"),
-                &[&f.password],
+                &[&password],
             )
             .unwrap()
             .get(0);
