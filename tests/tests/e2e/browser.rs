@@ -55,6 +55,43 @@ fn device_requests(f: &Fixture) -> u32 {
         .count() as u32
 }
 
+/// Reads the script's lines until it ends, answering its questions: `ask
+/// hold` holds the devices pages after those `Connect` tests with (the
+/// browser then sees the sync in the middle), `ask release` lets them go.
+/// Returns what it said.
+fn answer_the_script(f: &Fixture, script: &mut std::process::Child) -> Vec<String> {
+    let mut answers = script.stdin.take().unwrap();
+    let mut said = Vec::new();
+    let mut before_connect = 0;
+    for line in BufReader::new(script.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        eprintln!("browser: {line}");
+        match line.as_str() {
+            // Before "Test connection": the devices requests so far.
+            "step test the connection" => before_connect = device_requests(f),
+            // "Connect" tests once more (as many devices requests as the
+            // test made), then the sync's first devices page passes and
+            // every later one waits: the browser sees the sync in the middle.
+            "ask hold" => {
+                let check = device_requests(f) - before_connect;
+                f.state().inject(
+                    FaultRule::next(Fault::Held, 1000)
+                        .on_path("cmdb_ci_computer")
+                        .after(check + 1),
+                );
+                writeln!(answers, "ok").unwrap();
+            }
+            "ask release" => {
+                f.state().release_held();
+                writeln!(answers, "ok").unwrap();
+            }
+            _ => {}
+        }
+        said.push(line);
+    }
+    said
+}
+
 #[test]
 #[ignore = "needs Chromium and `npm ci --prefix tests/browser`; tests/run-all.sh runs it"]
 fn the_console_flows_pass_in_headless_chromium() {
@@ -91,35 +128,7 @@ fn the_console_flows_pass_in_headless_chromium() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("node runs (is Node >= 20 on PATH?)");
-    let mut answers = script.stdin.take().unwrap();
-    let mut said = Vec::new();
-    let mut before_connect = 0;
-    for line in BufReader::new(script.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        eprintln!("browser: {line}");
-        match line.as_str() {
-            // Before "Test connection": the devices requests so far.
-            "step test the connection" => before_connect = device_requests(&f),
-            // "Connect" tests once more (as many devices requests as the
-            // test made), then the sync's first devices page passes and
-            // every later one waits: the browser sees the sync in the middle.
-            "ask hold" => {
-                let check = device_requests(&f) - before_connect;
-                f.state().inject(
-                    FaultRule::next(Fault::Held, 1000)
-                        .on_path("cmdb_ci_computer")
-                        .after(check + 1),
-                );
-                writeln!(answers, "ok").unwrap();
-            }
-            "ask release" => {
-                f.state().release_held();
-                writeln!(answers, "ok").unwrap();
-            }
-            _ => {}
-        }
-        said.push(line);
-    }
+    let said = answer_the_script(&f, &mut script);
     let output = script.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
