@@ -109,24 +109,7 @@ fn main() -> Result<()> {
     let agent = agent(args.ca_file.as_ref())?;
     let settings = vec![("instance".to_string(), args.instance.clone())];
     let store = Arc::new(Mutex::new(Store::open(&args.database)?));
-    // Every (stream, partition), as the host plans them.
-    let mut tasks = Vec::new();
-    for stream in servicenow_connector::connector::info().streams {
-        let request = StreamRequest {
-            partitions: args.partitions,
-            incremental_partitions: 1,
-            force_full: true,
-            supports_incremental: true,
-        };
-        let plan = lock(&store).begin_stream(CONNECTION, &stream.name, request)?;
-        for index in 0..args.partitions {
-            tasks.push(Task {
-                stream: stream.clone(),
-                plan: plan.clone(),
-                index,
-            });
-        }
-    }
+    let tasks = plan_tasks(&mut lock(&store), args.partitions)?;
     let total = tasks.len();
     let queue = Arc::new(Mutex::new(tasks));
     let mut workers = Vec::new();
@@ -159,21 +142,49 @@ fn main() -> Result<()> {
     for worker in workers {
         finished.extend(worker.join().expect("a worker panicked")?);
     }
-    // Each stream completes once all its partitions are in.
-    let mut records = 0;
+    let records = finish_streams(&mut lock(&store), &finished)?;
+    println!("{records} records");
+    Ok(())
+}
+
+/// Every (stream, partition) of a full read, as the host plans them.
+fn plan_tasks(store: &mut Store, partitions: u32) -> Result<Vec<Task>> {
+    let mut tasks = Vec::new();
+    for stream in servicenow_connector::connector::info().streams {
+        let request = StreamRequest {
+            partitions,
+            incremental_partitions: 1,
+            force_full: true,
+            supports_incremental: true,
+        };
+        let plan = store.begin_stream(CONNECTION, &stream.name, request)?;
+        for index in 0..partitions {
+            tasks.push(Task {
+                stream: stream.clone(),
+                plan: plan.clone(),
+                index,
+            });
+        }
+    }
+    Ok(tasks)
+}
+
+/// Completes each stream once all its partitions are in (`finished`);
+/// returns the live records stored.
+fn finish_streams(store: &mut Store, finished: &[Task]) -> Result<u64> {
     for task in finished.iter().filter(|t| t.index == 0) {
-        lock(&store).finish_stream(
+        store.finish_stream(
             CONNECTION,
             &task.stream.name,
             &task.plan,
             task.stream.updated_field.as_deref(),
         )?;
     }
-    for (_, live, _) in lock(&store).counts(CONNECTION)? {
-        records += live;
-    }
-    println!("{records} records");
-    Ok(())
+    Ok(store
+        .counts(CONNECTION)?
+        .iter()
+        .map(|(_, live, _)| live)
+        .sum())
 }
 
 const CONNECTION: &str = "native";
