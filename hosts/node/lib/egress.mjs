@@ -217,104 +217,16 @@ class BodyTooLarge extends IoError {
  */
 function responseClasses(policy, Fields) {
   const { counters, isForbidden, maxBody, log } = policy;
-
-  /** Response headers: immutable, forbidden names removed. */
-  class ResponseFields extends Fields {
-    #locked = false;
-    static of(entries) {
-      const fields = new ResponseFields();
-      for (const [name, value] of entries) {
-        if (!isForbidden(name)) Shim.Fields.prototype.append.call(fields, name, value);
-      }
-      fields.#locked = true;
-      return fields;
-    }
-    set() {
-      if (this.#locked) throw { tag: 'immutable' };
-    }
-    append() {
-      if (this.#locked) throw { tag: 'immutable' };
-    }
-    delete() {
-      if (this.#locked) throw { tag: 'immutable' };
-    }
-  }
-
-  class CappedInputStream {
-    #inner;
-    #seen = 0;
-    constructor(inner) {
-      this.#inner = inner;
-    }
-    #count(chunk) {
-      this.#seen += chunk.byteLength;
-      counters.bytes += chunk.byteLength;
-      if (this.#seen > maxBody) {
-        throw { tag: 'last-operation-failed', val: new BodyTooLarge(maxBody) };
-      }
-      return chunk;
-    }
-    read(len) {
-      return this.#count(this.#inner.read(len));
-    }
-    blockingRead(len) {
-      return this.#count(this.#inner.blockingRead(len));
-    }
-    skip(len) {
-      return this.#inner.skip(len);
-    }
-    blockingSkip(len) {
-      return this.#inner.blockingSkip(len);
-    }
-    subscribe() {
-      return this.#inner.subscribe();
-    }
-    [symbolDispose]() {
-      this.#inner[symbolDispose]?.();
-    }
-  }
+  const CappedInputStream = cappedInputStreamClass(counters, maxBody);
+  const { IncomingBody, IncomingResponse } = incomingClasses(
+    responseFieldsClass(Fields, isForbidden),
+    CappedInputStream,
+  );
 
   /** `input-stream`: the shim's (stdin, files) or a capped body. */
   class InputStream {
     static [Symbol.hasInstance](value) {
       return value instanceof ShimInputStream || value instanceof CappedInputStream;
-    }
-  }
-
-  class IncomingBody {
-    #inner;
-    constructor(inner) {
-      this.#inner = inner;
-    }
-    stream() {
-      return new CappedInputStream(this.#inner.stream());
-    }
-    static finish(body) {
-      return Shim.IncomingBody.finish(body.#inner);
-    }
-    [symbolDispose]() {
-      this.#inner[symbolDispose]?.();
-    }
-  }
-
-  class IncomingResponse {
-    #inner;
-    #headers;
-    constructor(inner) {
-      this.#inner = inner;
-      this.#headers = ResponseFields.of(inner.headers().entries());
-    }
-    status() {
-      return this.#inner.status();
-    }
-    headers() {
-      return this.#headers;
-    }
-    consume() {
-      return new IncomingBody(this.#inner.consume());
-    }
-    [symbolDispose]() {
-      this.#inner[symbolDispose]?.();
     }
   }
 
@@ -352,6 +264,112 @@ function responseClasses(policy, Fields) {
     InputStream,
     wrapFuture: (inner) => new FutureIncomingResponse(inner),
   };
+}
+
+/** Response headers: immutable, the names `isForbidden` says removed. */
+function responseFieldsClass(Fields, isForbidden) {
+  return class ResponseFields extends Fields {
+    #locked = false;
+    static of(entries) {
+      const fields = new ResponseFields();
+      for (const [name, value] of entries) {
+        if (!isForbidden(name)) Shim.Fields.prototype.append.call(fields, name, value);
+      }
+      fields.#locked = true;
+      return fields;
+    }
+    set() {
+      if (this.#locked) throw { tag: 'immutable' };
+    }
+    append() {
+      if (this.#locked) throw { tag: 'immutable' };
+    }
+    delete() {
+      if (this.#locked) throw { tag: 'immutable' };
+    }
+  };
+}
+
+/**
+ * A body's stream that counts what it reads into `counters.bytes` and fails
+ * with `BodyTooLarge` once the body passes `maxBody` bytes.
+ */
+function cappedInputStreamClass(counters, maxBody) {
+  return class CappedInputStream {
+    #inner;
+    #seen = 0;
+    constructor(inner) {
+      this.#inner = inner;
+    }
+    #count(chunk) {
+      this.#seen += chunk.byteLength;
+      counters.bytes += chunk.byteLength;
+      if (this.#seen > maxBody) {
+        throw { tag: 'last-operation-failed', val: new BodyTooLarge(maxBody) };
+      }
+      return chunk;
+    }
+    read(len) {
+      return this.#count(this.#inner.read(len));
+    }
+    blockingRead(len) {
+      return this.#count(this.#inner.blockingRead(len));
+    }
+    skip(len) {
+      return this.#inner.skip(len);
+    }
+    blockingSkip(len) {
+      return this.#inner.blockingSkip(len);
+    }
+    subscribe() {
+      return this.#inner.subscribe();
+    }
+    [symbolDispose]() {
+      this.#inner[symbolDispose]?.();
+    }
+  };
+}
+
+/** The response and its body, as the guest sees them: `ResponseFields`, `CappedInputStream`. */
+function incomingClasses(ResponseFields, CappedInputStream) {
+  class IncomingBody {
+    #inner;
+    constructor(inner) {
+      this.#inner = inner;
+    }
+    stream() {
+      return new CappedInputStream(this.#inner.stream());
+    }
+    static finish(body) {
+      return Shim.IncomingBody.finish(body.#inner);
+    }
+    [symbolDispose]() {
+      this.#inner[symbolDispose]?.();
+    }
+  }
+
+  class IncomingResponse {
+    #inner;
+    #headers;
+    constructor(inner) {
+      this.#inner = inner;
+      this.#headers = ResponseFields.of(inner.headers().entries());
+    }
+    status() {
+      return this.#inner.status();
+    }
+    headers() {
+      return this.#headers;
+    }
+    consume() {
+      return new IncomingBody(this.#inner.consume());
+    }
+    [symbolDispose]() {
+      this.#inner[symbolDispose]?.();
+    }
+  }
+
+  return { IncomingBody, IncomingResponse };
 }
 
 /**
