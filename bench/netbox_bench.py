@@ -85,7 +85,7 @@ def median(values):
     return statistics.median(values)
 
 
-def main():
+def parse_args():
     p = argparse.ArgumentParser()
     p.add_argument("--host", required=True)
     p.add_argument("--emulator", required=True)
@@ -95,37 +95,36 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
     args.python_component = os.path.abspath(args.python_component)
+    return args
 
-    emulator = subprocess.Popen([args.emulator, "--devices", str(args.devices), "--listen", "127.0.0.1:0"],
-                                stdout=subprocess.PIPE, text=True)
-    url = emulator.stdout.readline().strip().split()[-1]
-    env = dict(os.environ, NETBOX_TOKEN=V2_TOKEN)
-    results = {"devices": args.devices, "runs": args.runs}
-    try:
-        with tempfile.TemporaryDirectory() as work:
-            rows = {k: [] for k in ("rust4", "rust1", "rust_devices", "python", "pynetbox_all", "pynetbox_devices")}
-            for _ in range(args.runs):
-                rows["rust4"].append(sync(args.host, config(work, url, None, 4), env))
-                rows["rust1"].append(sync(args.host, config(work, url, None, 1), env))
-                rows["rust_devices"].append(sync(args.host, config(work, url, None, 1), env, ["devices"]))
-                rows["python"].append(sync(args.host, config(work, url, args.python_component, 1), env))
-                rows["pynetbox_all"].append(pynetbox_read(args.python, url, ["dcim.devices", "dcim.interfaces", "ipam.ip_addresses"]))
-                rows["pynetbox_devices"].append(pynetbox_read(args.python, url, ["dcim.devices"]))
-            cold = {}
-            for name, which in (("rust", ["--connector", "netbox"]), ("python", ["--plugin", args.python_component])):
-                no_cache = dict(env, CONNECTOR_HOST_CACHE_DIR="")
-                cache = os.path.join(work, f"cache-{name}")
-                warm_env = dict(env, CONNECTOR_HOST_CACHE_DIR=cache)
-                timed([args.host, "info"] + which, warm_env)  # fills the cache
-                cold[name] = (median([timed([args.host, "info"] + which, no_cache)[0] for _ in range(args.runs)]),
-                              median([timed([args.host, "info"] + which, warm_env)[0] for _ in range(args.runs)]))
-    finally:
-        emulator.terminate()
-        emulator.wait()
 
+def measure(args, url, env, work):
+    """Every row's runs, then `info`'s cold start without and with the compiled cache."""
+    rows = {k: [] for k in ("rust4", "rust1", "rust_devices", "python", "pynetbox_all", "pynetbox_devices")}
+    for _ in range(args.runs):
+        rows["rust4"].append(sync(args.host, config(work, url, None, 4), env))
+        rows["rust1"].append(sync(args.host, config(work, url, None, 1), env))
+        rows["rust_devices"].append(sync(args.host, config(work, url, None, 1), env, ["devices"]))
+        rows["python"].append(sync(args.host, config(work, url, args.python_component, 1), env))
+        rows["pynetbox_all"].append(pynetbox_read(args.python, url, ["dcim.devices", "dcim.interfaces", "ipam.ip_addresses"]))
+        rows["pynetbox_devices"].append(pynetbox_read(args.python, url, ["dcim.devices"]))
+    cold = {}
+    for name, which in (("rust", ["--connector", "netbox"]), ("python", ["--plugin", args.python_component])):
+        no_cache = dict(env, CONNECTOR_HOST_CACHE_DIR="")
+        cache = os.path.join(work, f"cache-{name}")
+        warm_env = dict(env, CONNECTOR_HOST_CACHE_DIR=cache)
+        timed([args.host, "info"] + which, warm_env)  # fills the cache
+        cold[name] = (median([timed([args.host, "info"] + which, no_cache)[0] for _ in range(args.runs)]),
+                      median([timed([args.host, "info"] + which, warm_env)[0] for _ in range(args.runs)]))
+    return rows, cold
+
+
+def summarize(args, rows, cold):
+    """The medians `netbox-results.json` holds."""
     records_all = sum(n for n, _ in rows["rust4"][0][2].values())
-    devices = rows["rust4"][0][2]["devices"][0]
-    results.update({
+    return {
+        "devices": args.devices,
+        "runs": args.runs,
         "records_all_streams": records_all,
         "rust_4_partitions_s": median([r[0] for r in rows["rust4"]]),
         "rust_4_partitions_rss_mib": median([r[1] for r in rows["rust4"]]),
@@ -141,15 +140,18 @@ def main():
         "python_devices_rss_mib": median([r[1] for r in rows["python"]]),
         "python_devices_records": rows["python"][0][2]["devices"][0],
         "pynetbox_devices_s": median([r[0] for r in rows["pynetbox_devices"]]),
-        "devices_records": devices,
+        "devices_records": rows["rust4"][0][2]["devices"][0],
         "cpu_s": {name: median([cpu_of(r) for r in rows[name]]) for name in rows},
         "size_python_bytes": os.path.getsize(args.python_component),
         "cold_start_s": {k: {"no_cache": v[0], "cached": v[1]} for k, v in cold.items()},
-    })
-    json.dump(results, open(os.path.join(os.path.dirname(__file__), "netbox-results.json"), "w"), indent=2)
-    r = results
+    }
+
+
+def print_table(r):
+    """The results as BENCHMARKS.md's table."""
     cpu = r["cpu_s"]
-    print(f"| What (NetBox emulator, {args.devices:,} devices, median of {args.runs}) | Time | Records/s | Client CPU | Max RSS |")
+    records_all, devices = r["records_all_streams"], r["devices_records"]
+    print(f"| What (NetBox emulator, {r['devices']:,} devices, median of {r['runs']}) | Time | Records/s | Client CPU | Max RSS |")
     print("|---|---|---|---|---|")
     print(f"| All streams, Rust component, 4 partitions | {r['rust_4_partitions_s']:.2f} s | {records_all / r['rust_4_partitions_s']:,.0f} | {cpu['rust4']:.1f} s | {r['rust_4_partitions_rss_mib']:.0f} MiB |")
     print(f"| All streams, Rust component, 1 partition | {r['rust_1_partition_s']:.2f} s | {records_all / r['rust_1_partition_s']:,.0f} | {cpu['rust1']:.1f} s | |")
@@ -160,6 +162,23 @@ def main():
     for k, v in r["cold_start_s"].items():
         print(f"| `info`, {k} component: no compiled cache / cached | {v['no_cache']:.2f} s / {v['cached']:.2f} s | | | |")
     print(f"| Python component size | {r['size_python_bytes'] / 1e6:.1f} MB | | | |")
+
+
+def main():
+    args = parse_args()
+    emulator = subprocess.Popen([args.emulator, "--devices", str(args.devices), "--listen", "127.0.0.1:0"],
+                                stdout=subprocess.PIPE, text=True)
+    url = emulator.stdout.readline().strip().split()[-1]
+    env = dict(os.environ, NETBOX_TOKEN=V2_TOKEN)
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            rows, cold = measure(args, url, env, work)
+    finally:
+        emulator.terminate()
+        emulator.wait()
+    results = summarize(args, rows, cold)
+    json.dump(results, open(os.path.join(os.path.dirname(__file__), "netbox-results.json"), "w"), indent=2)
+    print_table(results)
     return 0
 
 
