@@ -88,12 +88,18 @@ impl PlanTx for Transaction<'_> {
     }
 
     fn start(&mut self, connection: &str, stream: &str, read: &NewRead) -> Result<(), StoreError> {
+        // `live_at_start`: whether any record of the stream is live as the
+        // read starts (the first live one found ends the search).
         self.execute(
-            "INSERT INTO streams (connection, stream, generation, partitions, complete, read_mode, read_watermark)
-             VALUES ($1, $2, $3, $4, FALSE, $5, $6)
+            "INSERT INTO streams (connection, stream, generation, partitions, complete, read_mode,
+                                  read_watermark, live_at_start)
+             VALUES ($1, $2, $3, $4, FALSE, $5, $6, EXISTS (SELECT 1 FROM records
+                WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
+                  AND deleted_at IS NULL))
              ON CONFLICT (connection, stream) DO UPDATE SET
                 generation = excluded.generation, partitions = excluded.partitions, complete = FALSE,
-                read_mode = excluded.read_mode, read_watermark = excluded.read_watermark",
+                read_mode = excluded.read_mode, read_watermark = excluded.read_watermark,
+                live_at_start = excluded.live_at_start",
             &[
                 &connection,
                 &stream,
@@ -630,13 +636,17 @@ pub(super) fn finish_stream_in(
     read: &ReadToFinish<'_>,
 ) -> Result<Option<FinishedStream>, StoreError> {
     let (connection, stream) = (read.connection, read.stream);
-    let complete: Option<bool> = tx
+    let Some((complete, live_at_start)) = tx
         .query_opt(
-            "SELECT complete FROM streams WHERE connection = $1 AND stream = $2 AND generation = $3 FOR UPDATE",
+            "SELECT complete, live_at_start FROM streams
+             WHERE connection = $1 AND stream = $2 AND generation = $3 FOR UPDATE",
             &[&connection, &stream, &read.generation],
         )?
-        .map(|r| r.get(0));
-    if complete != Some(false) {
+        .map(|r| (r.get::<_, bool>(0), r.get::<_, Option<bool>>(1)))
+    else {
+        return Ok(None);
+    };
+    if complete {
         return Ok(None);
     }
     let pending: i64 = tx
@@ -673,7 +683,9 @@ pub(super) fn finish_stream_in(
             ],
         )?;
     }
-    if *read.mode == ReadMode::Full {
+    // A read that started without live records has seen every live record
+    // it ends with: none is left to mark.
+    if *read.mode == ReadMode::Full && live_at_start != Some(false) {
         finished.not_returned = tx.execute(
             "UPDATE records SET deleted_at = $4, changed_at = $4, deletion_reason = $5
              WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)

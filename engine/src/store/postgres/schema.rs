@@ -161,6 +161,11 @@ DROP TABLE records;
 ALTER TABLE records_by_stream_id RENAME TO records;
 ALTER TABLE records RENAME CONSTRAINT records_by_stream_id_pkey TO records_pkey;
 "#,
+    // Version 5: whether a stream had live records when its read started
+    // (NULL: not known), as in SQLite's version 5. A full read that started
+    // without any has none left unseen at its end, so its sweep for records
+    // not returned, which visits every record of the stream, is skipped.
+    "ALTER TABLE streams ADD COLUMN live_at_start BOOLEAN;",
 ];
 
 /// The schema version [`migrate`] brings a database to.
