@@ -667,37 +667,12 @@ pub(super) fn finish_stream_in(
         .get(0);
     let mut finished = FinishedStream::default();
     if let (Some(start), Some(field)) = (window_start, read.updated_field) {
-        finished.aged_out = tx.execute(
-            "UPDATE records SET deleted_at = $5, changed_at = $5, deletion_reason = $6
-             WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
-               AND (deleted_at IS NULL OR deletion_reason = $7)
-               AND (data::jsonb ->> $3) COLLATE \"C\" < $4",
-            &[
-                &connection,
-                &stream,
-                &field,
-                &start,
-                &now,
-                &DeletionReason::AgedOut.name(),
-                &DeletionReason::NotReturned.name(),
-            ],
-        )?;
+        finished.aged_out = mark_aged_out(tx, read, field, &start, &now)?;
     }
     // A read that started without live records has seen every live record
     // it ends with: none is left to mark.
     if *read.mode == ReadMode::Full && live_at_start != Some(false) {
-        finished.not_returned = tx.execute(
-            "UPDATE records SET deleted_at = $4, changed_at = $4, deletion_reason = $5
-             WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
-               AND generation < $3 AND deleted_at IS NULL",
-            &[
-                &connection,
-                &stream,
-                &read.generation,
-                &now,
-                &DeletionReason::NotReturned.name(),
-            ],
-        )?;
+        finished.not_returned = mark_not_returned(tx, read, &now)?;
     }
     tx.execute(
         "UPDATE streams SET complete = TRUE, completed_at = $4,
@@ -706,6 +681,54 @@ pub(super) fn finish_stream_in(
         &[&connection, &stream, &read.generation, &now],
     )?;
     Ok(Some(finished))
+}
+
+/// In `tx`: marks the records of `read`'s stream whose updated `field` is
+/// older than the retention window `start` as aged out (a record already
+/// marked as no longer returned is aged out instead); returns how many.
+fn mark_aged_out(
+    tx: &mut Transaction<'_>,
+    read: &ReadToFinish<'_>,
+    field: &str,
+    start: &str,
+    now: &str,
+) -> Result<u64, StoreError> {
+    Ok(tx.execute(
+        "UPDATE records SET deleted_at = $5, changed_at = $5, deletion_reason = $6
+         WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
+           AND (deleted_at IS NULL OR deletion_reason = $7)
+           AND (data::jsonb ->> $3) COLLATE \"C\" < $4",
+        &[
+            &read.connection,
+            &read.stream,
+            &field,
+            &start,
+            &now,
+            &DeletionReason::AgedOut.name(),
+            &DeletionReason::NotReturned.name(),
+        ],
+    )?)
+}
+
+/// In `tx`: marks the live records of `read`'s stream that its full read
+/// did not return as no longer returned; returns how many.
+fn mark_not_returned(
+    tx: &mut Transaction<'_>,
+    read: &ReadToFinish<'_>,
+    now: &str,
+) -> Result<u64, StoreError> {
+    Ok(tx.execute(
+        "UPDATE records SET deleted_at = $4, changed_at = $4, deletion_reason = $5
+         WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
+           AND generation < $3 AND deleted_at IS NULL",
+        &[
+            &read.connection,
+            &read.stream,
+            &read.generation,
+            &now,
+            &DeletionReason::NotReturned.name(),
+        ],
+    )?)
 }
 
 /// In `tx`: records the connection's health; `since` changes only when
