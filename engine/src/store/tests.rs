@@ -522,6 +522,46 @@ fn one_record_and_what_is_embedded_into_it(s: &mut Store) {
     assert!(embedded[0].1.contains("10.0.0.7"));
 }
 
+/// A full read of `connection`'s `stream` that returns `keys`: the stream's
+/// records it does not return are marked deleted.
+fn full_read_of(s: &mut Store, connection: &str, stream: &str, keys: &[&str]) {
+    let plan = s.begin_stream(connection, stream, forced_full(1)).unwrap();
+    let records: Vec<StoredRecord> = keys.iter().map(|k| rec(k, "{}")).collect();
+    s.commit_page(
+        connection,
+        stream,
+        page(plan.generation, 0, &records, None, None),
+    )
+    .unwrap();
+    s.finish_stream(connection, stream, &plan, None).unwrap();
+}
+
+fn counts_tell_each_streams_live_and_deleted_records(s: &mut Store) {
+    let counted = |stream: &str, live: u64, deleted: u64| (stream.to_string(), live, deleted);
+    full_read_of(s, "c", "devices", &["d1", "d2", "d3", "d4"]);
+    full_read_of(s, "c", "devices", &["d1", "d3", "d4"]);
+    full_read_of(s, "c", "adapters", &["x1", "x2"]);
+    full_read_of(s, "c", "adapters", &[]);
+    // A stream that never had a record is not listed.
+    full_read_of(s, "c", "apps", &[]);
+    // Another connection's records, under the same stream names, are its own.
+    full_read_of(s, "other", "devices", &["d1", "d2"]);
+    full_read_of(s, "other", "devices", &["d1"]);
+    full_read_of(s, "other", "adapters", &["x9"]);
+    assert_eq!(
+        s.counts("c").unwrap(),
+        [counted("adapters", 0, 2), counted("devices", 3, 1)]
+    );
+    assert_eq!(
+        s.counts("other").unwrap(),
+        [counted("adapters", 1, 0), counted("devices", 1, 1)]
+    );
+    // A record back at the source is live again.
+    full_read_of(s, "c", "devices", &["d1", "d2", "d3"]);
+    assert_eq!(s.counts("c").unwrap()[1], counted("devices", 3, 1));
+    assert!(s.counts("nobody").unwrap().is_empty());
+}
+
 on_every_backend!(
     a_search_matches_values_and_embedded_records_and_pages,
     one_record_and_what_is_embedded_into_it,
@@ -530,7 +570,8 @@ on_every_backend!(
     resume_and_deletions,
     an_interrupted_incremental_read_resumes_as_incremental,
     deletions_say_why,
-    incremental_reads_use_their_own_partitioning
+    incremental_reads_use_their_own_partitioning,
+    counts_tell_each_streams_live_and_deleted_records
 );
 
 mod postgres_only {

@@ -18,10 +18,10 @@ use super::deployment::{PartitionEnd, RunEnd, RunParts, RunStream};
 use super::lease::{HeldLease, Lease};
 use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
-    now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EmbeddedRow, FinishedStream, Found,
-    Health, HealthState, KeyedRecord, OpenError, PageCommit, PartitionState, ReadMode, RowCursor,
-    RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest, CONNECTION_TABLES,
-    UPSERT_RECORD_CONFLICT,
+    live_and_deleted, now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EmbeddedRow,
+    FinishedStream, Found, Health, HealthState, KeyedRecord, OpenError, PageCommit, PartitionState,
+    ReadMode, RowCursor, RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest,
+    CONNECTION_TABLES, COUNTS_SQL, UPSERT_RECORD_CONFLICT,
 };
 use postgres::types::ToSql;
 use postgres::{Client, Transaction};
@@ -477,24 +477,16 @@ impl Backend for Postgres {
         Ok(records)
     }
 
+    /// Live and deleted records per stream that has any ([`COUNTS_SQL`]).
     fn counts(&mut self, connection: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
-        let rows = self.client.query(
-            "SELECT s.stream, COUNT(*) FILTER (WHERE r.deleted_at IS NULL),
-                    COUNT(*) FILTER (WHERE r.deleted_at IS NOT NULL)
-             FROM stream_ids s JOIN records r ON r.stream_id = s.id
-             WHERE s.connection = $1 GROUP BY s.stream ORDER BY s.stream",
-            &[&connection],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    r.get::<_, i64>(1) as u64,
-                    r.get::<_, i64>(2) as u64,
-                )
-            })
-            .collect())
+        let rows = self.client.query(COUNTS_SQL, &[&connection])?;
+        Ok(live_and_deleted(rows.iter().map(|r| {
+            (
+                r.get(0),
+                r.get::<_, i64>(1) as u64,
+                r.get::<_, i64>(2) as u64,
+            )
+        })))
     }
 
     fn search(

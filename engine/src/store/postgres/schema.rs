@@ -166,6 +166,12 @@ ALTER TABLE records RENAME CONSTRAINT records_by_stream_id_pkey TO records_pkey;
     // without any has none left unseen at its end, so its sweep for records
     // not returned, which visits every record of the stream, is skipped.
     "ALTER TABLE streams ADD COLUMN live_at_start BOOLEAN;",
+    // Version 6: the deleted records of each stream in an index of their
+    // own, as in SQLite's version 6. A stream's records are counted from
+    // the primary key, its deleted ones from this index; counting read
+    // every record's row before (at 100k devices 190-210 ms, 56 ms this
+    // way once autovacuum has marked the pages all-visible).
+    "CREATE INDEX records_deleted ON records (stream_id) WHERE deleted_at IS NOT NULL;",
 ];
 
 /// The schema version [`migrate`] brings a database to.

@@ -159,6 +159,15 @@ const MIGRATIONS: &[&str] = &[
     // skipped: on a first sync that sweep read every record of the stream
     // once more (BENCHMARKS.md, "The first sync's sweep").
     "ALTER TABLE streams ADD COLUMN live_at_start INTEGER;",
+    // Version 6: the deleted records of each stream in an index of their
+    // own. A stream's records are counted from `records_by_key`, which
+    // holds no `deleted_at`, and its deleted ones from this index, which
+    // holds nothing else; live records, nearly all of them, are never in
+    // it, so a sync pays nothing for it. Counting read every record's row
+    // before: at 100k devices 200 ms for `status` and for each console
+    // page, 28 ms this way (BENCHMARKS.md, "Counting a connection's
+    // records").
+    "CREATE INDEX records_deleted ON records (stream_id) WHERE deleted_at IS NOT NULL;",
 ];
 
 /// The schema version [`Store::open`](crate::store::Store::open) brings a database to.
