@@ -507,6 +507,16 @@ fn a_search_matches_values_and_embedded_records_and_pages(s: &mut Store) {
         found_keys(&s.search("c", "devices", &adapters, "", 2, 2).unwrap()),
         vec!["d3"]
     );
+    // A deleted record is neither found nor counted, nor are another
+    // connection's records of the same stream. (The first read ends the
+    // one `browsable` began; the second deletes `d2`.)
+    full_read_of(s, "c", "devices", &["d1", "d2", "d3"]);
+    full_read_of(s, "c", "devices", &["d1", "d3"]);
+    full_read_of(s, "other", "devices", &["d1", "d2", "d3", "d4"]);
+    let live = s.search("c", "devices", &adapters, "", 10, 0).unwrap();
+    assert_eq!((live.total, found_keys(&live)), (2, vec!["d1", "d3"]));
+    let unknown = s.search("c", "printers", &[], "", 10, 0).unwrap();
+    assert_eq!((unknown.total, unknown.records.len()), (0, 0));
 }
 
 fn one_record_and_what_is_embedded_into_it(s: &mut Store) {

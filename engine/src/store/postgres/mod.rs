@@ -18,10 +18,10 @@ use super::deployment::{PartitionEnd, RunEnd, RunParts, RunStream};
 use super::lease::{HeldLease, Lease};
 use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
-    live_and_deleted, now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EmbeddedRow,
-    FinishedStream, Found, Health, HealthState, KeyedRecord, OpenError, PageCommit, PartitionState,
-    ReadMode, RowCursor, RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest,
-    CONNECTION_TABLES, COUNTS_SQL, UPSERT_RECORD_CONFLICT,
+    live_and_deleted, live_of, now_rfc3339, Backend, Deletion, DeletionReason, EachMerged,
+    EmbeddedRow, FinishedStream, Found, Health, HealthState, KeyedRecord, OpenError, PageCommit,
+    PartitionState, ReadMode, RowCursor, RowQuery, StoreError, StoredRun, StreamPlan,
+    StreamRequest, CONNECTION_TABLES, COUNTS_SQL, UPSERT_RECORD_CONFLICT,
 };
 use postgres::types::ToSql;
 use postgres::{Client, Transaction};
@@ -38,6 +38,23 @@ pub(crate) struct Postgres {
 }
 
 impl Postgres {
+    /// [`COUNTS_SQL`]'s counts of `connection`'s streams (only `stream`'s
+    /// when named).
+    fn counts_of(
+        &mut self,
+        connection: &str,
+        stream: Option<&str>,
+    ) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let rows = self.client.query(COUNTS_SQL, &[&connection, &stream])?;
+        Ok(live_and_deleted(rows.iter().map(|r| {
+            (
+                r.get(0),
+                r.get::<_, i64>(1) as u64,
+                r.get::<_, i64>(2) as u64,
+            )
+        })))
+    }
+
     /// Connects and brings the database to the latest schema.
     pub(crate) fn open(target: &PostgresTarget) -> Result<Postgres, OpenError> {
         let mut client = target.connect()?;
@@ -479,14 +496,7 @@ impl Backend for Postgres {
 
     /// Live and deleted records per stream that has any ([`COUNTS_SQL`]).
     fn counts(&mut self, connection: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
-        let rows = self.client.query(COUNTS_SQL, &[&connection])?;
-        Ok(live_and_deleted(rows.iter().map(|r| {
-            (
-                r.get(0),
-                r.get::<_, i64>(1) as u64,
-                r.get::<_, i64>(2) as u64,
-            )
-        })))
+        self.counts_of(connection, None)
     }
 
     fn search(
@@ -510,13 +520,18 @@ impl Backend for Postgres {
                                 AND c.deleted_at IS NULL
                                 AND EXISTS (SELECT 1 FROM jsonb_each_text(c.data::jsonb) AS f(k, v)
                                             WHERE f.v ILIKE $3 ESCAPE '\\')))";
-        let total: i64 = self
-            .client
-            .query_one(
-                &format!("SELECT COUNT(*) {matching}"),
-                &[&connection, &stream, &pattern, &embedded],
-            )?
-            .get(0);
+        let total = if term.trim().is_empty() {
+            live_of(self.counts_of(connection, Some(stream))?)
+        } else {
+            let all: i64 = self
+                .client
+                .query_one(
+                    &format!("SELECT COUNT(*) {matching}"),
+                    &[&connection, &stream, &pattern, &embedded],
+                )?
+                .get(0);
+            all as u64
+        };
         let rows = self.client.query(
             &format!("SELECT r.key, r.data {matching} ORDER BY r.key LIMIT $5 OFFSET $6"),
             &[
@@ -529,7 +544,7 @@ impl Backend for Postgres {
             ],
         )?;
         Ok(Found {
-            total: total as u64,
+            total,
             records: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
         })
     }

@@ -4,7 +4,7 @@
 //! by key, and the records embedded into one.
 
 use super::Sqlite;
-use crate::store::{escape_like, Found, KeyedRecord, StoreError};
+use crate::store::{escape_like, live_of, Found, KeyedRecord, StoreError};
 use rusqlite::{params, OptionalExtension};
 
 /// The condition "a value of this record's JSON object contains `?`",
@@ -42,11 +42,15 @@ impl Sqlite {
         let matching = format!(
             "FROM records r WHERE r.stream_id = (SELECT id FROM stream_ids WHERE connection = ?1 AND stream = ?2) AND r.deleted_at IS NULL AND (?3 = '%%' OR {VALUE_MATCHES}{via_children})"
         );
-        let total: u64 = self.conn.query_row(
-            &format!("SELECT COUNT(*) {matching}"),
-            params![connection, stream, pattern],
-            |row| row.get(0),
-        )?;
+        let total: u64 = if term.trim().is_empty() {
+            live_of(self.counts_of(connection, Some(stream))?)
+        } else {
+            self.conn.query_row(
+                &format!("SELECT COUNT(*) {matching}"),
+                params![connection, stream, pattern],
+                |row| row.get(0),
+            )?
+        };
         let mut statement = self.conn.prepare(&format!(
             "SELECT r.key, r.data {matching} ORDER BY r.key LIMIT ?4 OFFSET ?5"
         ))?;

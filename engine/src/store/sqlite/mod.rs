@@ -43,6 +43,22 @@ pub(crate) struct Sqlite {
 }
 
 impl Sqlite {
+    /// [`COUNTS_SQL`]'s counts of `connection`'s streams (only `stream`'s
+    /// when named).
+    fn counts_of(
+        &self,
+        connection: &str,
+        stream: Option<&str>,
+    ) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(COUNTS_SQL)?;
+        let rows = stmt
+            .query_map(params![connection, stream], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(live_and_deleted(rows))
+    }
+
     /// Opens (creating if needed) the database file, brought to the latest schema.
     pub(crate) fn open(path: &Path) -> Result<Sqlite, OpenError> {
         let conn = Connection::open(path)?;
@@ -622,13 +638,7 @@ impl Backend for Sqlite {
 
     /// Live and deleted records per stream that has any ([`COUNTS_SQL`]).
     fn counts(&mut self, connection: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
-        let mut stmt = self.conn.prepare(COUNTS_SQL)?;
-        let rows = stmt
-            .query_map(params![connection], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(live_and_deleted(rows))
+        self.counts_of(connection, None)
     }
 
     fn search(
@@ -920,13 +930,14 @@ mod tests {
         assert_eq!(live_at_start(&db), Some(0));
     }
 
-    /// What SQLite's plan for `sql` (one parameter, `c`) says of each step.
+    /// What SQLite's plan for `sql` (its parameters `c` and NULL) says of
+    /// each step.
     fn query_plan(db: &Sqlite, sql: &str) -> Vec<String> {
         let mut stmt = db
             .conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .unwrap();
-        stmt.query_map(["c"], |r| r.get(3))
+        stmt.query_map(params!["c", None::<&str>], |r| r.get(3))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
