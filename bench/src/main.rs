@@ -7,7 +7,9 @@
 //! - `native-sync` (the same connector crate compiled natively, same store);
 //! - optionally pysnc, ServiceNow's Python SDK, reading the same three
 //!   tables with its defaults and tuned;
-//! - at 0 ms, an incremental sync after 1% of the devices changed.
+//! - at 0 ms, an incremental sync after 1% of the devices changed, then
+//!   `connector-host status` on the database it left (what the console
+//!   counts on each page).
 //!
 //! Then the cold start of `connector-host info` with and without the
 //! compiled-component cache. Prints a table and writes it as JSON.
@@ -449,6 +451,23 @@ impl Bench<'_> {
         )
     }
 
+    /// `connector-host status` on the database the incremental sync left:
+    /// the records counted per stream, as each console page counts them.
+    fn host_status(&self) -> Result<Row> {
+        let config = self.config()?;
+        self.measure(
+            "status: the records counted per stream",
+            self.args.runs.max(5),
+            || Ok(()),
+            || {
+                let mut cmd = Command::new(self.args.bin_dir.join("connector-host"));
+                cmd.arg("status").arg("--config").arg(&config);
+                cmd
+            },
+            |_| self.records(),
+        )
+    }
+
     /// The rows of this emulator (all but the WAN rows and the cold start).
     fn rows(&self) -> Result<Vec<Row>> {
         let args = self.args;
@@ -471,6 +490,7 @@ impl Bench<'_> {
         }
         if self.latency_ms == 0 && !args.pysnc_only {
             measured.push(self.host_incremental()?);
+            measured.push(self.host_status()?);
         }
         Ok(measured)
     }
