@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use connector_engine::export::ExportOptions;
 use connector_sandbox::secrets::Environment;
 use connector_sandbox::stop::StopSignal;
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -262,13 +262,15 @@ async fn execute(
 }
 
 /// The whole `connector-host` process: parses the process's arguments, logs
-/// to stderr (level from `CONNECTOR_HOST_LOG`, default `warn`), runs the
+/// to stderr (level from `CONNECTOR_HOST_LOG`, default `warn`; colours only
+/// on a terminal, so that a log file or the journal gets plain text), runs the
 /// command with the process environment and maps errors to exit codes, the
 /// error printed as one line on stderr.
 pub fn main() -> std::process::ExitCode {
     let cli = <Cli as clap::Parser>::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CONNECTOR_HOST_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

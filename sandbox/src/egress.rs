@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{
     ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks, DEFAULT_FORBIDDEN_HEADERS,
 };
@@ -279,6 +280,16 @@ impl WasiHttpHooks for EgressPolicy {
             tracing::warn!(target: "egress", header = %name, "the component tried to set a forbidden header");
         }
         forbidden
+    }
+
+    /// Quietly, with the exact code: see [`crate::transport_error`].
+    fn p2_error_from_hyper(&mut self, err: &hyper::Error) -> ErrorCode {
+        crate::transport_error::from_hyper(err)
+    }
+
+    /// Quietly: see [`crate::transport_error`].
+    fn p2_error_from_connect(&mut self, err: &std::io::Error) -> ErrorCode {
+        crate::transport_error::from_connect(err)
     }
 
     fn is_supported_scheme(&mut self, scheme: &Scheme) -> bool {

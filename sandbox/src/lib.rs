@@ -15,6 +15,7 @@
 //! - [`egress`]: the outbound HTTP policy every guest request passes through.
 //! - [`sender`]: DNS with an address check, Happy Eyeballs, proxy, TLS with extra CAs, time-outs.
 //! - [`pool`]: keep-alive connections reused between requests.
+//! - [`transport_error`]: what the component is told when a connection fails.
 //! - [`config`], [`origin`], [`secrets`], [`credentials`], [`oauth`]: the host's
 //!   configuration, secrets and the credentials it attaches (Basic, OAuth 2.0, API key).
 //! - [`pacing`]: staying inside rate limits (server headers, budget, shared cool-downs).
@@ -32,3 +33,4 @@ pub mod runtime;
 pub mod secrets;
 pub mod sender;
 pub mod stop;
+pub mod transport_error;

@@ -306,3 +306,68 @@ fn sigint_ends_a_command_that_has_no_clean_stop_at_once() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(2), "{status}");
 }
+
+/// Runs the host binary with `args`, the fixture's environment and `log` as
+/// `CONNECTOR_HOST_LOG` (none: the default level); stdout and stderr piped.
+fn run_host(f: &Fixture, args: &[&str], log: Option<&str>) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_e2e-host"));
+    command.args(args).envs(&f.env).stdin(Stdio::null());
+    match log {
+        Some(level) => command.env("CONNECTOR_HOST_LOG", level),
+        None => command.env_remove("CONNECTOR_HOST_LOG"),
+    };
+    command.output().expect("the host binary runs")
+}
+
+#[test]
+fn failed_connections_leave_stderr_to_the_error_paragraph() {
+    use servicenow_emulator::{Fault, FaultRule};
+    let f = Fixture::start_with(40, |c| c.tls = true);
+    let ca = f.dir.path().join("emulator-ca.pem");
+    std::fs::write(&ca, f.emulator.ca_pem().expect("TLS emulator")).unwrap();
+    let config = f.config(&ConfigSpec {
+        network: vec![format!("tls_ca_file = {:?}", ca.display().to_string())],
+        ..Default::default()
+    });
+    let config = config.to_str().unwrap();
+    // A connection dropped in the middle of a body, over TLS (no
+    // `close_notify`): retried, and reported in the run report only.
+    f.state()
+        .inject(FaultRule::next(Fault::ConnectionReset, 1).on_path("cmdb_ci_computer"));
+    let sync = run_host(&f, &["sync", "--config", config], None);
+    let stdout = String::from_utf8_lossy(&sync.stdout);
+    assert!(sync.status.success(), "{stdout}");
+    assert_eq!(f.state().pending_faults(), 0, "the fault was served");
+    assert_eq!(String::from_utf8_lossy(&sync.stderr), "", "sync's stderr");
+    // An instance that refuses connections: one paragraph, nothing before it.
+    let refused = f.config(&ConfigSpec {
+        file: "refused.toml".into(),
+        instance: Some("http://127.0.0.1:1".into()),
+        ..Default::default()
+    });
+    let check = run_host(&f, &["check", "--config", refused.to_str().unwrap()], None);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("Could not connect to `127.0.0.1:1`"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // With debug logging asked for, the dropped connection is logged with
+    // the code the component got, and stderr, not a terminal, gets no
+    // colour codes.
+    f.state()
+        .inject(FaultRule::next(Fault::ConnectionReset, 1).on_path("cmdb_ci_computer"));
+    let logged = run_host(&f, &["sync", "--full", "--config", config], Some("debug"));
+    let log = String::from_utf8_lossy(&logged.stderr);
+    assert!(logged.status.success(), "{log}");
+    assert!(
+        log.contains("the connection failed during a response")
+            && log.contains("HttpResponseIncomplete"),
+        "{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal"
+    );
+}
