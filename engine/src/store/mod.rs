@@ -391,6 +391,31 @@ pub(crate) fn live_of(counts: Vec<(String, u64, u64)>) -> u64 {
     counts.first().map_or(0, |(_, live, _)| *live)
 }
 
+/// A search's [`Found`] from its page read in one pass: the page's keys,
+/// each with the number of matches beside it (`COUNT(*) OVER ()`); `count`
+/// counts them on their own when the page is past the last match; `record`
+/// reads a key's record (one deleted since is left out).
+pub(crate) fn found_of<B: ?Sized>(
+    backend: &mut B,
+    page: Vec<(String, i64)>,
+    offset: u64,
+    count: impl FnOnce(&mut B) -> Result<u64, StoreError>,
+    record: impl Fn(&mut B, &str) -> Result<Option<String>, StoreError>,
+) -> Result<Found, StoreError> {
+    let total = match page.first() {
+        Some((_, total)) => *total as u64,
+        None if offset == 0 => 0,
+        None => count(backend)?,
+    };
+    let mut records = Vec::with_capacity(page.len());
+    for (key, _) in page {
+        if let Some(data) = record(backend, &key)? {
+            records.push((key, data));
+        }
+    }
+    Ok(Found { total, records })
+}
+
 /// What a record's upsert does to a record already stored, in SQL both
 /// backends speak (after `INSERT INTO records (…) VALUES/SELECT …`): the
 /// new data, parent and generation; `changed_at` kept when the data is the

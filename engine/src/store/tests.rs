@@ -474,7 +474,27 @@ fn found_keys(found: &Found) -> Vec<&str> {
 
 fn a_search_matches_values_and_embedded_records_and_pages(s: &mut Store) {
     browsable(s);
+    // A record written with escapes, and a boolean.
+    commit(
+        s,
+        "devices",
+        &[stored_record(
+            "d4",
+            r#"{"id":"d4","name":"caf\u00e9 \"quoted\"","virtual":true}"#,
+            None,
+        )],
+    );
     let adapters = vec!["adapters".to_string()];
+    // A value written with escapes is matched as the text it holds, a
+    // boolean as `true` or `false` and never as a digit.
+    for term in ["café", "\"quoted\"", "TRUE"] {
+        let found = s.search("c", "devices", &adapters, term, 10, 0).unwrap();
+        assert_eq!((found.total, found_keys(&found)), (1, vec!["d4"]), "{term}");
+    }
+    assert_eq!(
+        found_keys(&s.search("c", "devices", &adapters, "1", 10, 0).unwrap()),
+        vec!["d1", "d2", "d3"]
+    );
     let by_name = s.search("c", "devices", &adapters, "WEB", 10, 0).unwrap();
     assert_eq!((by_name.total, found_keys(&by_name)), (1, vec!["d1"]));
     // The device whose adapter has the IP.
@@ -500,12 +520,18 @@ fn a_search_matches_values_and_embedded_records_and_pages(s: &mut Store) {
         found_keys(&s.search("c", "devices", &adapters, "%_", 10, 0).unwrap()),
         vec!["d3"]
     );
+    // The matches a page at a time, each page with their number; past the
+    // last page, still their number.
+    let zeros = s.search("c", "devices", &adapters, "0", 2, 1).unwrap();
+    assert_eq!((zeros.total, found_keys(&zeros)), (3, vec!["d2", "d3"]));
+    let past = s.search("c", "devices", &adapters, "0", 2, 5).unwrap();
+    assert_eq!((past.total, past.records.len()), (3, 0));
     // Everything, a page at a time.
     let all = s.search("c", "devices", &adapters, "", 2, 0).unwrap();
-    assert_eq!((all.total, found_keys(&all)), (3, vec!["d1", "d2"]));
+    assert_eq!((all.total, found_keys(&all)), (4, vec!["d1", "d2"]));
     assert_eq!(
         found_keys(&s.search("c", "devices", &adapters, "", 2, 2).unwrap()),
-        vec!["d3"]
+        vec!["d3", "d4"]
     );
     // A deleted record is neither found nor counted, nor are another
     // connection's records of the same stream. (The first read ends the

@@ -5,6 +5,7 @@
 //! records are read through a portal a batch at a time (memory stays flat),
 //! and JSON is searched with `jsonb_each_text`.
 
+mod browse;
 mod connect;
 mod leases;
 mod runs;
@@ -18,10 +19,10 @@ use super::deployment::{PartitionEnd, RunEnd, RunParts, RunStream};
 use super::lease::{HeldLease, Lease};
 use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
-    live_and_deleted, live_of, now_rfc3339, Backend, Deletion, DeletionReason, EachMerged,
-    EmbeddedRow, FinishedStream, Found, Health, HealthState, KeyedRecord, OpenError, PageCommit,
-    PartitionState, ReadMode, RowCursor, RowQuery, StoreError, StoredRun, StreamPlan,
-    StreamRequest, CONNECTION_TABLES, COUNTS_SQL, UPSERT_RECORD_CONFLICT,
+    live_and_deleted, now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EmbeddedRow,
+    FinishedStream, Found, Health, HealthState, KeyedRecord, OpenError, PageCommit, PartitionState,
+    ReadMode, RowCursor, RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest,
+    CONNECTION_TABLES, COUNTS_SQL, UPSERT_RECORD_CONFLICT,
 };
 use postgres::types::ToSql;
 use postgres::{Client, Transaction};
@@ -508,45 +509,7 @@ impl Backend for Postgres {
         limit: u32,
         offset: u64,
     ) -> Result<Found, StoreError> {
-        let pattern = format!("%{}%", super::escape_like(term.trim()));
-        let matching = "FROM records r
-            WHERE r.stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
-            AND r.deleted_at IS NULL
-            AND ($3 = '%%'
-                 OR EXISTS (SELECT 1 FROM jsonb_each_text(r.data::jsonb) AS f(k, v) WHERE f.v ILIKE $3 ESCAPE '\\')
-                 OR r.key IN (SELECT c.parent FROM records c
-                              WHERE c.stream_id IN (SELECT id FROM stream_ids
-                                                    WHERE connection = $1 AND stream = ANY($4))
-                                AND c.deleted_at IS NULL
-                                AND EXISTS (SELECT 1 FROM jsonb_each_text(c.data::jsonb) AS f(k, v)
-                                            WHERE f.v ILIKE $3 ESCAPE '\\')))";
-        let total = if term.trim().is_empty() {
-            live_of(self.counts_of(connection, Some(stream))?)
-        } else {
-            let all: i64 = self
-                .client
-                .query_one(
-                    &format!("SELECT COUNT(*) {matching}"),
-                    &[&connection, &stream, &pattern, &embedded],
-                )?
-                .get(0);
-            all as u64
-        };
-        let rows = self.client.query(
-            &format!("SELECT r.key, r.data {matching} ORDER BY r.key LIMIT $5 OFFSET $6"),
-            &[
-                &connection,
-                &stream,
-                &pattern,
-                &embedded,
-                &i64::from(limit),
-                &(offset as i64),
-            ],
-        )?;
-        Ok(Found {
-            total,
-            records: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
-        })
+        self.search_records(connection, stream, embedded, term, limit, offset)
     }
 
     fn record(
@@ -555,13 +518,7 @@ impl Backend for Postgres {
         stream: &str,
         key: &str,
     ) -> Result<Option<String>, StoreError> {
-        let row = self.client.query_opt(
-            "SELECT data FROM records
-             WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
-               AND key = $3 AND deleted_at IS NULL",
-            &[&connection, &stream, &key],
-        )?;
-        Ok(row.map(|r| r.get(0)))
+        self.record_by_key(connection, stream, key)
     }
 
     fn embedded_in(
@@ -571,13 +528,7 @@ impl Backend for Postgres {
         parent: &str,
         limit: u32,
     ) -> Result<Vec<KeyedRecord>, StoreError> {
-        let rows = self.client.query(
-            "SELECT key, data FROM records
-             WHERE stream_id = (SELECT id FROM stream_ids WHERE connection = $1 AND stream = $2)
-               AND parent = $3 AND deleted_at IS NULL ORDER BY key LIMIT $4",
-            &[&connection, &stream, &parent, &i64::from(limit)],
-        )?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        self.embedded_records(connection, stream, parent, limit)
     }
 
     #[cfg(test)]
