@@ -164,6 +164,31 @@ impl Fixture {
         }
     }
 
+    /// Starts an emulator with `devices` devices that serves HTTPS with a CA
+    /// of its own, whose certificate goes to [`Fixture::ca_file`].
+    pub fn start_tls(devices: usize) -> Fixture {
+        let f = Fixture::start_with(devices, |c| c.tls = true);
+        let ca = f.emulator.ca_pem().expect("a TLS emulator has a CA");
+        std::fs::write(f.ca_file(), ca).expect("the CA file is written");
+        f
+    }
+
+    /// The emulator's CA certificate, written by [`Fixture::start_tls`].
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("emulator-ca.pem")
+    }
+
+    /// The default configuration, trusting the emulator's CA.
+    pub fn tls_config(&self) -> PathBuf {
+        self.config(&ConfigSpec {
+            network: vec![format!(
+                "tls_ca_file = {:?}",
+                self.ca_file().display().to_string()
+            )],
+            ..Default::default()
+        })
+    }
+
     /// The emulator's state (data, faults, ACLs, request log).
     pub fn state(&self) -> &State {
         self.emulator.state()

@@ -104,7 +104,7 @@ export function egressPolicy({ origin, credential, limits, log }) {
     IncomingBody: classes.IncomingBody,
     httpErrorCode(err) {
       if (err instanceof BodyTooLarge) return err.payload;
-      return Shim.httpErrorCode(err);
+      return streamErrorCode(Shim.httpErrorCode(err), log);
     },
   };
   return { handler, types, InputStream: classes.InputStream, counters };
@@ -385,6 +385,36 @@ function classified(code, log) {
   if (/certificate|self[- ]signed|altnames/i.test(text)) return { tag: 'TLS-certificate-error' };
   if (/\b(SSL|TLS)\b|handshake/i.test(text)) return { tag: 'TLS-protocol-error' };
   return code;
+}
+
+/**
+ * The `error-code` of a body's stream that failed. preview2-shim 0.26
+ * returns the Node error itself when the connection failed under the body
+ * (`aborted`, `ECONNRESET`), which is no `error-code`: lowered as one it
+ * traps the guest. As `connector-host` says it
+ * (`sandbox/src/transport_error.rs`): a body cut short is
+ * `HTTP-response-incomplete`, a reset `connection-terminated`; the
+ * original text goes to the log.
+ *
+ * @param {unknown} code what the shim's `http-error-code` returned
+ * @param {(level: string, message: string) => void} log
+ * @returns {object} an `error-code`
+ */
+export function streamErrorCode(code, log) {
+  if (typeof code?.tag === 'string') return code;
+  const failure = /** @type {{code?: string, message?: string}} */ (code ?? {});
+  log('debug', `a response body failed: ${failure.code ?? ''} ${failure.message ?? String(code)}`);
+  // Node names a body cut short by the server `aborted` (code ECONNRESET).
+  if (failure.message === 'aborted') return { tag: 'HTTP-response-incomplete' };
+  switch (failure.code) {
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return { tag: 'connection-terminated' };
+    case 'ETIMEDOUT':
+      return { tag: 'connection-read-timeout' };
+    default:
+      return { tag: 'HTTP-response-incomplete' };
+  }
 }
 
 /** The `Content-Length` a response declares, if it is a number. */

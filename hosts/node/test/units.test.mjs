@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { cli } from '@bytecodealliance/preview2-shim';
 import { parseConfig } from '../lib/config.mjs';
 import { credentialFromConfig } from '../lib/credential.mjs';
-import { egressPolicy } from '../lib/egress.mjs';
+import { egressPolicy, streamErrorCode } from '../lib/egress.mjs';
 import { Origin } from '../lib/origin.mjs';
 import { decide, recordKey } from '../lib/read.mjs';
 import { connectorImports } from '../lib/sandbox.mjs';
@@ -156,4 +156,24 @@ test('requests leave only for the endpoint, only as GET or HEAD, never while des
   assert.equal(reading.counters.denied, 2);
   // The control: the endpoint itself passes the policy, and meets the run's cap (0 here).
   assert.throws(() => reading.handler.handle(request(reading.types, '127.0.0.1:9')), (e) => e.tag === 'connection-limit-reached');
+});
+
+test('a body whose connection failed gives the guest an error-code, never the Node error', () => {
+  const logged = [];
+  const log = (level, message) => logged.push(`${level}: ${message}`);
+  const nodeError = (message, code) => Object.assign(new Error(message), { code });
+  const given = { tag: 'HTTP-request-body-size', val: 3n };
+  assert.equal(streamErrorCode(given, log), given);
+  assert.deepEqual(streamErrorCode(nodeError('aborted', 'ECONNRESET'), log), {
+    tag: 'HTTP-response-incomplete',
+  });
+  assert.deepEqual(streamErrorCode(nodeError('read ECONNRESET', 'ECONNRESET'), log), {
+    tag: 'connection-terminated',
+  });
+  assert.deepEqual(streamErrorCode(nodeError('read ETIMEDOUT', 'ETIMEDOUT'), log), {
+    tag: 'connection-read-timeout',
+  });
+  assert.deepEqual(streamErrorCode(undefined, log), { tag: 'HTTP-response-incomplete' });
+  assert.ok(logged.every((line) => line.startsWith('debug: a response body failed')), logged.join('\n'));
+  assert.equal(logged.length, 4);
 });

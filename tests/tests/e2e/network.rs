@@ -4,9 +4,8 @@
 use connector_e2e::{expected_records, ConfigSpec, ConnectProxy, Fixture};
 
 fn tls_fixture() -> (Fixture, std::path::PathBuf) {
-    let f = Fixture::start_with(120, |c| c.tls = true);
-    let ca = f.dir.path().join("emulator-ca.pem");
-    std::fs::write(&ca, f.emulator.ca_pem().expect("TLS emulator")).unwrap();
+    let f = Fixture::start_tls(120);
+    let ca = f.ca_file();
     (f, ca)
 }
 

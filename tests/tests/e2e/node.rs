@@ -131,6 +131,30 @@ fn node_reads_every_servicenow_stream_record_for_record_as_connector_host_export
 
 #[test]
 #[ignore = "needs Node >= 20 and `npm ci --prefix hosts/node` (tests/run-all.sh)"]
+fn under_node_a_connection_broken_mid_body_is_retried() {
+    // A page of 3,000 devices (1.4 MB) is still arriving when the connection
+    // breaks. With 200 devices this test passed without the fix: the break
+    // did not reach the guest as a failed read of the body.
+    let f = Fixture::start_tls(3000);
+    let component = servicenow_component(&f);
+    let config = f.tls_config();
+    f.sync(&config).ok();
+    let exported = exported_text(|args| f.cli(args), &config, "devices");
+    // The server drops the connection half-way through a body, over TLS
+    // (without `close_notify`): the shim's stream fails with Node's
+    // `aborted`, which the guest must get as an `error-code` (it trapped,
+    // and the trap blamed the connector).
+    f.state()
+        .inject(FaultRule::next(Fault::ConnectionReset, 1).on_path("cmdb_ci_computer"));
+    let read = node_read(&component, &config, "devices", &f.env);
+    let stderr = read.stderr.clone();
+    assert_same_lines("devices", &read.ok(), &exported);
+    assert_eq!(f.state().pending_faults(), 0, "the fault was served");
+    assert!(stderr.contains(", 1 retries)"), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs Node >= 20 and `npm ci --prefix hosts/node` (tests/run-all.sh)"]
 fn node_reads_every_netbox_stream_record_for_record_as_connector_host_exports_it() {
     // Past the first block of 10,000 ids, so partitions jump between blocks.
     let f = NetBoxFixture::start(12_000);
@@ -296,14 +320,9 @@ fn under_node_exit_statuses_are_connector_hosts() {
 #[test]
 #[ignore = "needs Node >= 20 and `npm ci --prefix hosts/node` (tests/run-all.sh)"]
 fn under_node_https_trusts_the_configured_ca_file_and_explains_an_untrusted_certificate() {
-    let f = Fixture::start_with(20, |c| c.tls = true);
-    let ca = f.dir.path().join("emulator-ca.pem");
-    std::fs::write(&ca, f.emulator.ca_pem().expect("TLS emulator")).unwrap();
+    let f = Fixture::start_tls(20);
     let component = servicenow_component(&f);
-    let config = f.config(&ConfigSpec {
-        network: vec![format!("tls_ca_file = {:?}", ca.display().to_string())],
-        ..Default::default()
-    });
+    let config = f.tls_config();
     let records = node_read(&component, &config, "devices", &f.env).ok();
     let records: Vec<Value> = records
         .lines()

@@ -322,13 +322,8 @@ fn run_host(f: &Fixture, args: &[&str], log: Option<&str>) -> std::process::Outp
 #[test]
 fn failed_connections_leave_stderr_to_the_error_paragraph() {
     use servicenow_emulator::{Fault, FaultRule};
-    let f = Fixture::start_with(40, |c| c.tls = true);
-    let ca = f.dir.path().join("emulator-ca.pem");
-    std::fs::write(&ca, f.emulator.ca_pem().expect("TLS emulator")).unwrap();
-    let config = f.config(&ConfigSpec {
-        network: vec![format!("tls_ca_file = {:?}", ca.display().to_string())],
-        ..Default::default()
-    });
+    let f = Fixture::start_tls(40);
+    let config = f.tls_config();
     let config = config.to_str().unwrap();
     // A connection dropped in the middle of a body, over TLS (no
     // `close_notify`): retried, and reported in the run report only.
