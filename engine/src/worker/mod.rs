@@ -171,10 +171,12 @@ pub async fn work(
                 return Ok(summary);
             }
         }
-        // Until a read ends, or it is time to look again (once stopped,
-        // only the reads' ends).
+        // Until a read ends, or it is time to look again. Once stopped, only
+        // the reads' ends; with none in flight, the stop ends the wait, and
+        // the loop's next turn the work.
+        let idle = readings.is_empty();
         let poll = async {
-            if options.stop.sleep(poll_interval(served)).await {
+            if options.stop.sleep(poll_interval(served)).await && !idle {
                 std::future::pending::<()>().await;
             }
         };

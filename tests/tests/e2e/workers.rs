@@ -51,6 +51,8 @@ fn environment(f: &Fixture, db: &TestDatabase) -> HashMap<String, String> {
 }
 
 /// A worker process over `dir`, `--once`, its output kept in files.
+/// Starts `worker --once` as `id`, with `more` arguments; its output goes
+/// to files ([`output_of`]).
 fn spawn_worker(
     f: &Fixture,
     env: &HashMap<String, String>,
@@ -58,14 +60,26 @@ fn spawn_worker(
     id: &str,
     more: &[&str],
 ) -> KillOnDrop {
+    spawn_worker_with(f, env, dir, id, &[&["--once"], more].concat())
+}
+
+/// Starts `worker` as `id` with `arguments` (none: it serves until stopped).
+fn spawn_worker_with(
+    f: &Fixture,
+    env: &HashMap<String, String>,
+    dir: &Path,
+    id: &str,
+    arguments: &[&str],
+) -> KillOnDrop {
     let log =
         |what: &str| std::fs::File::create(f.dir.path().join(format!("{id}.{what}"))).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
-        .args(["worker", "--once", "--id", id, "--config-dir"])
+        .args(["worker", "--id", id])
+        .args(arguments)
+        .arg("--config-dir")
         .arg(dir)
-        .args(more)
-        .envs(env)
         .env("CONNECTOR_HOST_LOG", "warn")
+        .envs(env)
         .stdout(Stdio::from(log("out")))
         .stderr(Stdio::from(log("err")))
         .spawn()
@@ -391,4 +405,40 @@ fn sigterm_gives_the_leases_up_at_once_and_a_broken_file_does_not_stop_the_other
     let out = exits_cleanly(&f, &mut b, "b");
     assert!(out.contains("ended: complete"), "{out}");
     holds_exactly_the_source(&f, &env, &dir, 1);
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn sigterm_stops_a_worker_waiting_for_the_next_run() {
+    let f = Fixture::start(50);
+    let db = TestDatabase::create();
+    let env = environment(&f, &db);
+    let dir = deployment(&f, &db, 1, &[]);
+    let mut debug = env.clone();
+    debug.insert("CONNECTOR_HOST_LOG".into(), "debug".into());
+    let mut a = spawn_worker_with(&f, &debug, &dir, "a", &[]);
+    // Its run ended and the next is six hours away: the worker waits, and
+    // looks for work again each time the wait ends. Once it has looked
+    // twice since the run ended, it is waiting idle (but for the moments
+    // of a look, which the stop could also meet).
+    let looks_since_the_run = || {
+        let (out, err) = output_of(&f, "a");
+        let looks = |text: &str| text.matches("FROM deployment_runs").count();
+        out.contains("ended: complete").then(|| looks(&err))
+    };
+    let started = Instant::now();
+    let ended = loop {
+        if let Some(looks) = looks_since_the_run() {
+            break looks;
+        }
+        assert!(started.elapsed() < DEADLINE, "{:?}", output_of(&f, "a"));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while looks_since_the_run().unwrap_or_default() < ended + 2 {
+        assert!(started.elapsed() < DEADLINE, "{:?}", output_of(&f, "a"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&a, "TERM");
+    let out = exits_cleanly(&f, &mut a, "a");
+    assert!(out.contains("worker a stopped"), "{out}");
 }
