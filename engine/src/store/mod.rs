@@ -23,9 +23,11 @@ mod plan;
 mod postgres;
 mod record_key;
 mod sqlite;
+mod sync_lock;
 
 pub use self::postgres::PostgresTarget;
 pub use sqlite::LATEST_VERSION;
+pub use sync_lock::SyncLock;
 
 use lease::{HeldLease, Lease};
 use std::path::Path;
@@ -307,6 +309,14 @@ pub enum StoreError {
     /// Leases were asked of a SQLite store.
     #[error("{0} needs a PostgreSQL database (database = \"postgresql://…\"); a SQLite file has one writer")]
     NeedsPostgres(&'static str),
+    /// The lock file of a connection's syncs could not be made or locked.
+    #[error("cannot lock {}, which keeps two syncs of a connection from running at once: {source}; check that the database's directory is writable", path.display())]
+    SyncLock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// A PostgreSQL error with the server's own message when it sent one (a
@@ -585,6 +595,7 @@ pub(crate) trait Backend: Send {
         plan: &StreamPlan,
         updated_field: Option<&str>,
     ) -> Result<FinishedStream, StoreError>;
+    fn lock_syncs(&mut self, connection: &str) -> Result<Option<SyncLock>, StoreError>;
     fn start_run(&mut self, connection: &str) -> Result<i64, StoreError>;
     fn finish_run(&mut self, run: i64, status: &str, report: &str) -> Result<(), StoreError>;
     fn set_health(&mut self, connection: &str, health: &Health) -> Result<(), StoreError>;
@@ -752,6 +763,15 @@ impl Store {
         updated_field: Option<&str>,
     ) -> Result<FinishedStream, StoreError> {
         self.with(|b| b.finish_stream(connection, stream, plan, updated_field))
+    }
+
+    /// Takes `connection`'s sync lock, which a sync holds from start to end
+    /// so that no other process syncs the connection into the same SQLite
+    /// file at once (see `sync_lock.rs`); `None` while another sync holds
+    /// it. On PostgreSQL the lock is always free: workers share a run
+    /// through leases, and `sync` refuses while they read one.
+    pub fn lock_syncs(&mut self, connection: &str) -> Result<Option<SyncLock>, StoreError> {
+        self.with(|b| b.lock_syncs(connection))
     }
 
     /// Records the start of a run; returns its id.

@@ -121,15 +121,34 @@ struct StreamInProgress {
     tasks: PartitionTasks,
 }
 
+/// Another sync of the connection holds its sync lock: this one did nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("another sync of {connection} is running into the same database (a `sync`, `run` or `serve` of another process, or the previous sync still going); this one did nothing, and can run once that one ended")]
+pub struct SyncInProgress {
+    /// The connection.
+    pub connection: String,
+}
+
 /// Runs a sync of every stream; returns the report (also stored in the database).
 ///
 /// Every partition is read by a task of its own on the current tokio
 /// runtime, so on a multi-threaded runtime the component work of different
 /// partitions runs on different cores; `[sync] concurrency` bounds how many
 /// read at once. Dropping the returned future aborts the partitions' tasks.
+///
+/// A sync holds its connection's sync lock from start to end
+/// ([`Store::lock_syncs`]); while another holds it, this one does nothing
+/// and fails with [`SyncInProgress`].
 pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let counters = Arc::new(EgressCounters::default());
+    let connection = job.connection.clone();
+    let Some(_lock) = blocking(&store, move |s| s.lock_syncs(&connection)).await? else {
+        return Err(SyncInProgress {
+            connection: job.connection.clone(),
+        }
+        .into());
+    };
     let connection = job.connection.clone();
     let run_id = blocking(&store, move |s| s.start_run(&connection)).await?;
     let shared = RunShared {

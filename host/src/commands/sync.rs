@@ -6,7 +6,7 @@ use crate::failure::{load_config, Failure, EXIT_TEMPORARY_FAILURE};
 use anyhow::Result;
 use connector_engine::progress::{Bars, LogLines, Progress};
 use connector_engine::store::{Health, HealthState, Store, StoreError};
-use connector_engine::sync::{RunReport, SyncJob, SyncOptions};
+use connector_engine::sync::{RunReport, SyncInProgress, SyncJob, SyncOptions};
 use connector_sandbox::config::SyncConfig;
 use connector_sandbox::egress::EgressLimits;
 use connector_sandbox::secrets::Environment;
@@ -62,7 +62,9 @@ pub async fn sync(
     let prepared = prepare_sync(path, env, &flags).await?;
     refuse_beside_workers(&prepared)?;
     let store = Arc::new(Mutex::new(prepared.store));
-    let report = connector_engine::sync::run(&prepared.job, store).await?;
+    let report = connector_engine::sync::run(&prepared.job, store)
+        .await
+        .map_err(busy_is_temporary)?;
     if flags.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -72,6 +74,19 @@ pub async fn sync(
         return Err(incomplete(&report).into());
     }
     Ok(report)
+}
+
+/// Another sync of the connection holding its lock is a failure that
+/// passes by itself: exit 75, and `run` and the console try again sooner.
+fn busy_is_temporary(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<SyncInProgress>() {
+        Ok(busy) => Failure {
+            exit_code: EXIT_TEMPORARY_FAILURE,
+            message: busy.to_string(),
+        }
+        .into(),
+        Err(e) => e,
+    }
 }
 
 /// Refuses to sync a connection whose run workers are reading (on

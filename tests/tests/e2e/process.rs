@@ -366,3 +366,42 @@ fn failed_connections_leave_stderr_to_the_error_paragraph() {
         "colour codes in a log that is not a terminal"
     );
 }
+
+#[test]
+fn a_second_sync_of_a_connection_refuses_while_the_first_runs_and_sends_nothing() {
+    use servicenow_emulator::{Fault, FaultRule};
+    let f = Fixture::start(200);
+    let config = f.default_config();
+    // The first sync's first devices request waits in the emulator.
+    f.state()
+        .inject(FaultRule::next(Fault::Held, 1).on_path("cmdb_ci_computer"));
+    let first = spawn_sync(&f, &config);
+    let started = std::time::Instant::now();
+    while f.state().pending_faults() > 0 {
+        assert!(started.elapsed() < PATIENCE, "the first sync never asked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let requests = f.state().requests().len();
+    let (code, message) = f.sync(&config).err();
+    assert_eq!(code, 75, "{message}");
+    assert!(
+        message.contains("another sync of") && message.contains("did nothing"),
+        "{message}"
+    );
+    assert_eq!(
+        f.state().requests().len(),
+        requests,
+        "the second sync sent nothing"
+    );
+    f.state().release_held();
+    finish(first);
+    // Once the first ended, the next sync runs.
+    f.sync(&config).ok();
+    for stream in STREAMS {
+        assert_eq!(
+            f.export(&config, stream, false),
+            expected_records(f.state(), stream),
+            "{stream}"
+        );
+    }
+}

@@ -21,7 +21,7 @@ use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
     live_and_deleted, now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EmbeddedRow,
     FinishedStream, Found, Health, HealthState, KeyedRecord, OpenError, PageCommit, PartitionState,
-    ReadMode, RowCursor, RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest,
+    ReadMode, RowCursor, RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest, SyncLock,
     CONNECTION_TABLES, COUNTS_SQL, UPSERT_RECORD_CONFLICT,
 };
 use postgres::types::ToSql;
@@ -351,6 +351,10 @@ impl Backend for Postgres {
         let finished = finish_stream_in(&mut tx, &read)?;
         tx.commit()?;
         Ok(finished.unwrap_or_default())
+    }
+
+    fn lock_syncs(&mut self, _connection: &str) -> Result<Option<SyncLock>, StoreError> {
+        Ok(Some(SyncLock::private()))
     }
 
     fn start_run(&mut self, connection: &str) -> Result<i64, StoreError> {

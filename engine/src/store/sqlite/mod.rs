@@ -13,7 +13,7 @@ use super::{
     live_and_deleted, now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EachRecord,
     EmbeddedRow, FinishedStream, Found, Health, HealthState, KeyedRecord, OpenError, PageCommit,
     PartitionState, ReadMode, RowCursor, RowQuery, StoreError, StoredRecord, StoredRun, StreamPlan,
-    StreamRequest, CONNECTION_TABLES, COUNTS_SQL, UPSERT_RECORD_CONFLICT,
+    StreamRequest, SyncLock, CONNECTION_TABLES, COUNTS_SQL, UPSERT_RECORD_CONFLICT,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
@@ -461,6 +461,13 @@ impl Backend for Sqlite {
     }
 
     /// Records the start of a run; returns its id.
+    fn lock_syncs(&mut self, connection: &str) -> Result<Option<SyncLock>, StoreError> {
+        match self.conn.path().filter(|p| !p.is_empty()) {
+            Some(file) => super::sync_lock::lock(Path::new(file), connection),
+            None => Ok(Some(SyncLock::private())),
+        }
+    }
+
     fn start_run(&mut self, connection: &str) -> Result<i64, StoreError> {
         self.conn.execute(
             "INSERT INTO runs (connection, started_at, status) VALUES (?1, ?2, 'running')",
