@@ -372,9 +372,9 @@ fn a_second_sync_of_a_connection_refuses_while_the_first_runs_and_sends_nothing(
     use servicenow_emulator::{Fault, FaultRule};
     let f = Fixture::start(200);
     let config = f.default_config();
-    // The first sync's first devices request waits in the emulator.
+    // The first sync's first requests, one per stream, wait in the emulator.
     f.state()
-        .inject(FaultRule::next(Fault::Held, 1).on_path("cmdb_ci_computer"));
+        .inject(FaultRule::next(Fault::Held, STREAMS.len() as u32));
     let first = spawn_sync(&f, &config);
     let started = std::time::Instant::now();
     while f.state().pending_faults() > 0 {
