@@ -290,7 +290,7 @@ pub struct Found {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite's.
-    #[error(transparent)]
+    #[error("{}", describe_sqlite(.0))]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL's.
     #[error("PostgreSQL: {}", describe_postgres(.0))]
@@ -319,6 +319,32 @@ pub enum StoreError {
     },
 }
 
+/// SQLite's error, and what to do when the database file itself is the
+/// cause: its disk full, the file read-only, damaged, or held by another
+/// process.
+pub(crate) fn describe_sqlite(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode as Code;
+    let advice = match e.sqlite_error_code() {
+        Some(Code::DiskFull) => {
+            "the disk that holds the database has no room left: free space there (or move the database), then sync again; committed pages are kept, and the next sync resumes after them"
+        }
+        Some(Code::ReadOnly) => {
+            "the database file or its directory is not writable by this user: give it write access to both (SQLite writes its `-wal` and `-shm` files beside the database)"
+        }
+        Some(Code::DatabaseBusy | Code::DatabaseLocked) => {
+            "another process held the database's write lock for more than 30 s: look for a `sqlite3` shell, a backup or another host holding it"
+        }
+        Some(Code::NotADatabase | Code::DatabaseCorrupt) => {
+            "the database file is damaged or is not a database: move it away or restore a backup; a sync into a new file reads everything again"
+        }
+        Some(Code::CannotOpen) => {
+            "the database file cannot be opened: check that its directory exists and that this user may write there"
+        }
+        _ => return e.to_string(),
+    };
+    format!("{e}; {advice}")
+}
+
 /// A PostgreSQL error with the server's own message when it sent one (a
 /// refused password, an unknown database); else with its causes (a refused
 /// connection, a TLS failure).
@@ -340,7 +366,7 @@ pub(crate) fn describe_postgres(e: &::postgres::Error) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// SQLite refused (the file is not a database, is locked, …).
-    #[error(transparent)]
+    #[error("{}", describe_sqlite(.0))]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL refused a statement while the schema was set up.
     #[error("PostgreSQL: {}", describe_postgres(.0))]

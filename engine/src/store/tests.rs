@@ -1044,3 +1044,36 @@ fn on_postgres_records_stored_before_stream_ids_are_found_under_their_streams() 
     let mut t = super::testing::postgres_as_of(3, RECORDS_BEFORE_STREAM_IDS);
     records_stored_before_stream_ids_are_found_under_their_streams(&mut t.store);
 }
+
+/// SQLite's "database or disk is full" comes with what to do, and the
+/// records committed before it stay.
+#[test]
+fn a_full_disk_says_what_to_do_and_keeps_what_was_committed() {
+    let mut t = super::testing::sqlite();
+    let store = &mut t.store;
+    let plan = store.begin_stream("c", "devices", forced_full(1)).unwrap();
+    let small = [rec("d1", "{}")];
+    store
+        .commit_page("c", "devices", page(plan.generation, 0, &small, None, None))
+        .unwrap();
+    // The file may not grow past its size now: as a full disk would.
+    store
+        .with_sqlite(|c| {
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            c.pragma_update(None, "max_page_count", pages)
+        })
+        .unwrap()
+        .unwrap();
+    let big: Vec<StoredRecord> = (0..2000)
+        .map(|i| rec(&format!("k{i:05}"), &"x".repeat(400)))
+        .collect();
+    let err = store
+        .commit_page("c", "devices", page(plan.generation, 0, &big, None, None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("database or disk is full") && err.contains("free space there"),
+        "{err}"
+    );
+    assert_eq!(store.counts("c").unwrap(), vec![("devices".into(), 1, 0)]);
+}
