@@ -290,8 +290,8 @@ pub struct Found {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite's.
-    #[error("{}", describe_sqlite(.0))]
-    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Sqlite(#[from] SqliteError),
     /// PostgreSQL's.
     #[error("PostgreSQL: {}", describe_postgres(.0))]
     Postgres(#[from] ::postgres::Error),
@@ -319,10 +319,38 @@ pub enum StoreError {
     },
 }
 
-/// SQLite's error, and what to do when the database file itself is the
+/// SQLite's error, saying what to do when the database file itself is the
 /// cause: its disk full, the file read-only, damaged, or held by another
-/// process.
-pub(crate) fn describe_sqlite(e: &rusqlite::Error) -> String {
+/// process. Its source is the source of SQLite's error (the code and
+/// SQLite's own words), so that an error chain names each once.
+#[derive(Debug)]
+pub struct SqliteError(pub rusqlite::Error);
+
+impl std::fmt::Display for SqliteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe_sqlite(&self.0))
+    }
+}
+
+impl std::error::Error for SqliteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(SqliteError(e))
+    }
+}
+
+impl From<rusqlite::Error> for OpenError {
+    fn from(e: rusqlite::Error) -> Self {
+        OpenError::Sqlite(SqliteError(e))
+    }
+}
+
+fn describe_sqlite(e: &rusqlite::Error) -> String {
     use rusqlite::ErrorCode as Code;
     let advice = match e.sqlite_error_code() {
         Some(Code::DiskFull) => {
@@ -366,8 +394,8 @@ pub(crate) fn describe_postgres(e: &::postgres::Error) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// SQLite refused (the file is not a database, is locked, …).
-    #[error("{}", describe_sqlite(.0))]
-    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Sqlite(#[from] SqliteError),
     /// PostgreSQL refused a statement while the schema was set up.
     #[error("PostgreSQL: {}", describe_postgres(.0))]
     Postgres(#[from] ::postgres::Error),
