@@ -357,7 +357,7 @@ fn describe_sqlite(e: &rusqlite::Error) -> String {
             "the disk that holds the database has no room left: free space there (or move the database), then sync again; committed pages are kept, and the next sync resumes after them"
         }
         Some(Code::ReadOnly) => {
-            "the database file or its directory is not writable by this user: give it write access to both (SQLite writes its `-wal` and `-shm` files beside the database)"
+            "the database file or its directory is not writable by this user: give the user write access to both (SQLite writes its `-wal` and `-shm` files beside the database)"
         }
         Some(Code::DatabaseBusy | Code::DatabaseLocked) => {
             "another process held the database's write lock for more than 30 s: look for a `sqlite3` shell, a backup or another host holding it"

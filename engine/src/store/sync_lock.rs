@@ -20,7 +20,8 @@ pub struct SyncLock {
 }
 
 impl SyncLock {
-    /// A lock nothing else can contend for: a private in-memory database.
+    /// No lock at all: for a private in-memory database, which no other
+    /// process can open, and for PostgreSQL ([`super::Store::lock_syncs`]).
     pub(crate) fn private() -> SyncLock {
         SyncLock { _file: None }
     }

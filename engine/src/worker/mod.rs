@@ -172,8 +172,8 @@ pub async fn work(
             }
         }
         // Until a read ends, or it is time to look again. Once stopped, only
-        // the reads' ends; with none in flight, the stop ends the wait, and
-        // the loop's next turn the work.
+        // the reads' ends are awaited; with no read in flight, the stop ends
+        // the wait and the loop's next turn returns.
         let idle = readings.is_empty();
         let poll = async {
             if options.stop.sleep(poll_interval(served)).await && !idle {
