@@ -309,6 +309,10 @@ pub enum StoreError {
     /// Leases were asked of a SQLite store.
     #[error("{0} needs a PostgreSQL database (database = \"postgresql://…\"); a SQLite file has one writer")]
     NeedsPostgres(&'static str),
+    /// The PostgreSQL session that holds a connection's sync lock could
+    /// not be opened.
+    #[error("cannot open the PostgreSQL session that keeps two syncs of a connection from running at once: {0}")]
+    SyncLockSession(String),
     /// The lock file of a connection's syncs could not be made or locked.
     #[error("cannot lock {}, which keeps two syncs of a connection from running at once: {source}; check that the database's directory is writable", path.display())]
     SyncLock {
@@ -820,10 +824,10 @@ impl Store {
     }
 
     /// Takes `connection`'s sync lock, which a sync holds from start to end
-    /// so that no other process syncs the connection into the same SQLite
-    /// file at once (see `sync_lock.rs`); `None` while another sync holds
-    /// it. On PostgreSQL the lock is always free: workers share a run
-    /// through leases, and `sync` refuses while they read one.
+    /// so that no other process syncs the connection into the same database
+    /// at once (see `sync_lock.rs`); `None` while another sync holds it.
+    /// Workers do not take it: they share a run through leases, and `sync`
+    /// refuses while they read one.
     pub fn lock_syncs(&mut self, connection: &str) -> Result<Option<SyncLock>, StoreError> {
         self.with(|b| b.lock_syncs(connection))
     }

@@ -1,29 +1,67 @@
-//! One sync of a connection at a time on a SQLite database.
+//! One sync of a connection at a time on a database.
 //!
-//! Two processes syncing the same connection into the same file (a cron
+//! Two processes syncing the same connection into the same database (a cron
 //! `sync` that overlaps `serve`'s schedule, or the previous `sync` still
 //! running) would read the same partitions at once, each moving the other's
 //! cursors and sweeping for records its own read did not see. So a sync
-//! first takes its connection's lock: an exclusive `flock` on an empty file
-//! beside the database, `DATABASE.sync-CONNECTION.lock`. The kernel releases
-//! it when the sync ends or its process dies, however it dies; the file
-//! stays (removing it would let two processes lock two different files).
+//! first takes its connection's lock, which is released when the sync ends
+//! or its process dies, however it dies:
+//!
+//! - SQLite: an exclusive `flock` on an empty file beside the database,
+//!   `DATABASE.sync-CONNECTION.lock`, released by the kernel. The file stays
+//!   (removing it would let two processes lock two different files).
+//! - PostgreSQL: a session advisory lock on a session of its own, released
+//!   by the server when that session ends ([`SYNC_LOCK_CLASS`]).
 
 use super::StoreError;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
+/// The first key of PostgreSQL's advisory locks of syncs ("SYNC"); the
+/// second is `hashtext` of the connection's name.
+pub(crate) const SYNC_LOCK_CLASS: i32 = 0x5359_4e43;
+
 /// A connection's sync lock, held until dropped.
-#[derive(Debug)]
 pub struct SyncLock {
-    _file: Option<File>,
+    file: Option<File>,
+    session: Option<postgres::Client>,
+}
+
+impl std::fmt::Debug for SyncLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncLock")
+            .field("file", &self.file)
+            .field("session", &self.session.is_some())
+            .finish()
+    }
 }
 
 impl SyncLock {
     /// No lock at all: for a private in-memory database, which no other
-    /// process can open, and for PostgreSQL ([`super::Store::lock_syncs`]).
+    /// process can open.
     pub(crate) fn private() -> SyncLock {
-        SyncLock { _file: None }
+        SyncLock {
+            file: None,
+            session: None,
+        }
+    }
+
+    /// The lock held by the PostgreSQL `session` (its advisory lock).
+    pub(crate) fn session(session: postgres::Client) -> SyncLock {
+        SyncLock {
+            file: None,
+            session: Some(session),
+        }
+    }
+}
+
+impl Drop for SyncLock {
+    fn drop(&mut self) {
+        // The session's client blocks on a runtime of its own as it closes;
+        // the server releases the lock once it has.
+        if let Some(session) = self.session.take() {
+            super::outside_runtime(|| drop(session));
+        }
     }
 }
 
@@ -60,7 +98,10 @@ pub(crate) fn lock(database: &Path, connection: &str) -> Result<Option<SyncLock>
         .open(&path)
         .map_err(failed)?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(SyncLock { _file: Some(file) })),
+        Ok(()) => Ok(Some(SyncLock {
+            file: Some(file),
+            session: None,
+        })),
         Err(TryLockError::WouldBlock) => Ok(None),
         Err(TryLockError::Error(e)) => Err(failed(e)),
     }

@@ -263,3 +263,14 @@ fn the_next_page_is_asked_for_while_a_page_is_being_committed() {
     let expected = connector_e2e::expected_records(f.state(), "devices");
     assert_eq!(connector_e2e::json_lines(&stored), expected);
 }
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_second_sync_of_a_postgresql_connection_refuses_while_the_first_runs() {
+    let f = Fixture::start(200);
+    let db = TestDatabase::create();
+    let config = postgres_config(&f, &db);
+    let mut env = f.env.clone();
+    env.insert(PASSWORD_VAR.into(), db.password.clone());
+    super::process::a_second_sync_refuses_while_the_first_runs(&f, &config, &env);
+}

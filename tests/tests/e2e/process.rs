@@ -369,20 +369,39 @@ fn failed_connections_leave_stderr_to_the_error_paragraph() {
 
 #[test]
 fn a_second_sync_of_a_connection_refuses_while_the_first_runs_and_sends_nothing() {
-    use servicenow_emulator::{Fault, FaultRule};
     let f = Fixture::start(200);
     let config = f.default_config();
+    a_second_sync_refuses_while_the_first_runs(&f, &config, &f.env);
+}
+
+/// Starts a sync of `config` whose first requests the emulator holds, and
+/// checks that a second sync of the same connection meanwhile exits 75 and
+/// sends nothing; then that, once the first ended, the next one runs.
+pub(crate) fn a_second_sync_refuses_while_the_first_runs(
+    f: &Fixture,
+    config: &Path,
+    env: &std::collections::HashMap<String, String>,
+) {
+    use servicenow_emulator::{Fault, FaultRule};
     // The first sync's first requests, one per stream, wait in the emulator.
     f.state()
         .inject(FaultRule::next(Fault::Held, STREAMS.len() as u32));
-    let first = spawn_sync(&f, &config);
+    let first = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
+        .args(["sync", "--config", config.to_str().unwrap()])
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the host binary starts");
     let started = std::time::Instant::now();
     while f.state().pending_faults() > 0 {
         assert!(started.elapsed() < PATIENCE, "the first sync never asked");
         std::thread::sleep(Duration::from_millis(20));
     }
     let requests = f.state().requests().len();
-    let (code, message) = f.sync(&config).err();
+    let sync = |args: &[&str]| f.cli_with_env(args, env);
+    let (code, message) = sync(&["sync", "--config", config.to_str().unwrap()]).err();
     assert_eq!(code, 75, "{message}");
     assert!(
         message.contains("another sync of") && message.contains("did nothing"),
@@ -396,12 +415,10 @@ fn a_second_sync_of_a_connection_refuses_while_the_first_runs_and_sends_nothing(
     f.state().release_held();
     finish(first);
     // Once the first ended, the next sync runs.
-    f.sync(&config).ok();
+    sync(&["sync", "--config", config.to_str().unwrap()]).ok();
     for stream in STREAMS {
-        assert_eq!(
-            f.export(&config, stream, false),
-            expected_records(f.state(), stream),
-            "{stream}"
-        );
+        let exported =
+            connector_e2e::json_lines(&sync(&connector_e2e::export_args(config, stream, &[])).ok());
+        assert_eq!(exported, expected_records(f.state(), stream), "{stream}");
     }
 }

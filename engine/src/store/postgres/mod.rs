@@ -36,6 +36,8 @@ const BATCH: i32 = 2000;
 /// A PostgreSQL database.
 pub(crate) struct Postgres {
     client: Client,
+    /// Where the database is: a sync's lock is a session of its own.
+    target: PostgresTarget,
 }
 
 impl Postgres {
@@ -60,7 +62,10 @@ impl Postgres {
     pub(crate) fn open(target: &PostgresTarget) -> Result<Postgres, OpenError> {
         let mut client = target.connect()?;
         schema::migrate(&mut client)?;
-        Ok(Postgres { client })
+        Ok(Postgres {
+            client,
+            target: target.clone(),
+        })
     }
 }
 
@@ -353,8 +358,18 @@ impl Backend for Postgres {
         Ok(finished.unwrap_or_default())
     }
 
-    fn lock_syncs(&mut self, _connection: &str) -> Result<Option<SyncLock>, StoreError> {
-        Ok(Some(SyncLock::private()))
+    fn lock_syncs(&mut self, connection: &str) -> Result<Option<SyncLock>, StoreError> {
+        let mut session = self
+            .target
+            .connect()
+            .map_err(|e| StoreError::SyncLockSession(e.to_string()))?;
+        let locked: bool = session
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&super::sync_lock::SYNC_LOCK_CLASS, &connection],
+            )?
+            .get(0);
+        Ok(locked.then(|| SyncLock::session(session)))
     }
 
     fn start_run(&mut self, connection: &str) -> Result<i64, StoreError> {
