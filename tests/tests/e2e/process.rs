@@ -14,9 +14,14 @@ const PATIENCE: Duration = Duration::from_secs(600);
 
 /// Starts `connector-host sync` as a child process.
 fn spawn_sync(f: &Fixture, config: &Path) -> Child {
+    spawn_sync_with(config, &f.env)
+}
+
+/// Starts `connector-host sync` as a child process with `env`.
+fn spawn_sync_with(config: &Path, env: &std::collections::HashMap<String, String>) -> Child {
     Command::new(env!("CARGO_BIN_EXE_e2e-host"))
         .args(["sync", "--config", config.to_str().unwrap()])
-        .envs(&f.env)
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -386,14 +391,7 @@ pub(crate) fn a_second_sync_refuses_while_the_first_runs(
     // The first sync's first requests, one per stream, wait in the emulator.
     f.state()
         .inject(FaultRule::next(Fault::Held, STREAMS.len() as u32));
-    let first = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
-        .args(["sync", "--config", config.to_str().unwrap()])
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the host binary starts");
+    let first = spawn_sync_with(config, env);
     let started = std::time::Instant::now();
     while f.state().pending_faults() > 0 {
         assert!(started.elapsed() < PATIENCE, "the first sync never asked");
