@@ -97,6 +97,11 @@ struct Args {
     /// Lifetime of OAuth access tokens, in seconds.
     #[arg(long, default_value_t = 1800)]
     token_lifetime_s: u64,
+    /// Lock a user out after this many consecutive failed Basic logins, as
+    /// a hardened instance does (`glide.user.max_unlock_attempts`, at most 5
+    /// in ServiceNow's hardening guide); a successful login clears the count.
+    #[arg(long)]
+    lockout_after: Option<u32>,
 }
 
 #[tokio::main]
@@ -187,6 +192,7 @@ fn build_state(args: &Args, db: Database, scheme: &'static str) -> Arc<State> {
             auth.api_keys.insert(key.clone(), args.user.clone());
         }
         auth.token_lifetime = Duration::from_secs(args.token_lifetime_s.max(1));
+        auth.lockout_after = args.lockout_after;
     });
     state
 }

@@ -10,7 +10,9 @@
 //! component's message for the operator.
 //!
 //! Modules: `partition` reads one partition to its end, `retry` decides
-//! what follows an error, `report` is what a run reports.
+//! what follows an error, `credential_gate` holds reads back until the
+//! source accepted the credential (and for good once it rejected it),
+//! `report` is what a run reports.
 
 use crate::priority::{on_store_thread, StoreCall};
 use crate::progress::Progress;
@@ -23,6 +25,7 @@ use connector_sandbox::runtime::{
     ConnectorInfo, InstanceLimits, LoadedComponent, Runtime, StreamInfo,
 };
 use connector_sandbox::sender::Sender;
+pub(crate) use credential_gate::CredentialGate;
 use partition::read_partition;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -30,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
+mod credential_gate;
 pub(crate) mod partition;
 mod report;
 mod retry;
@@ -156,6 +160,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
         counters: counters.clone(),
         permits: Arc::new(Semaphore::new(job.options.concurrency as usize)),
         pacer: Arc::new(Pacer::new(job.options.requests_per_hour)),
+        credential: Arc::default(),
     };
     let job_for_tasks = Arc::new(job.clone());
     let mut in_progress = Vec::new();
@@ -398,4 +403,6 @@ pub(crate) struct RunShared {
     pub(crate) counters: Arc<EgressCounters>,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) pacer: Arc<Pacer>,
+    /// Whether the source accepted the run's credential yet.
+    pub(crate) credential: Arc<CredentialGate>,
 }

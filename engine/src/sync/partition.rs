@@ -1,6 +1,7 @@
 //! Reading one partition to its end: one component instance, page after
 //! page, each committed with its cursor; retries and waits between calls.
 
+use super::credential_gate::Admission;
 use super::report::PartitionReport;
 use super::retry::{decide, error_kind, Next};
 use super::{on_store, PartitionTask, RetryRecord, RunShared, SyncJob};
@@ -18,6 +19,10 @@ use std::time::{Duration, Instant};
 /// The error kind of a partition whose lease was lost: its page was not
 /// written, and another worker reads it now.
 pub(crate) const FENCED: &str = "fenced";
+
+/// The error kind of a partition that sent nothing more once the source
+/// rejected the run's credential (the contract's case).
+const UNAUTHENTICATED: &str = "unauthenticated";
 
 /// Why a partition stopped when the run was stopped.
 const STOPPED: &str =
@@ -253,6 +258,7 @@ impl PartitionReader<'_> {
     ) -> Result<Page, Ended> {
         let mut attempt = 0;
         loop {
+            let admission = self.admitted().await?;
             let result = {
                 let _permit = self
                     .shared
@@ -262,6 +268,7 @@ impl PartitionReader<'_> {
                     .expect("the semaphore is never closed");
                 instance.read(&self.job.settings, request).await
             };
+            admission.settle(&result);
             // This instance's request was refused a wait the run will not make.
             let refused = instance.take_budget_refusal();
             let error = match result {
@@ -286,6 +293,17 @@ impl PartitionReader<'_> {
                 }
                 Next::Stop => return Err(give_up(&error, attempt)),
             }
+        }
+    }
+
+    /// Waits until the run's credential lets this partition send a read
+    /// ([`CredentialGate`]); ends the partition once the source rejected
+    /// the credential on any read of the run, or on a stop.
+    async fn admitted(&self) -> Result<Admission<'_>, Ended> {
+        let gate = &self.shared.credential;
+        tokio::select! {
+            admitted = gate.admit() => admitted.map_err(|message| Ended::new(UNAUTHENTICATED, message)),
+            () = self.job.options.stop.triggered() => Err(Ended::stopped()),
         }
     }
 

@@ -20,7 +20,7 @@ pub mod report;
 
 use crate::store::deployment::RunStream;
 use crate::store::{Store, StreamRequest};
-use crate::sync::{blocking, RunReport, RunShared, SyncJob};
+use crate::sync::{blocking, CredentialGate, RunReport, RunShared, SyncJob};
 use connector_sandbox::egress::EgressCounters;
 use connector_sandbox::pacing::{Pacer, PacingState, SharedPacing};
 use connector_sandbox::stop::StopSignal;
@@ -43,9 +43,8 @@ pub struct Served {
     /// Its rate budget, shared with every worker serving it
     /// ([`StorePacing`]).
     pub pacer: Arc<Pacer>,
-    /// Requests of the current run sent by this worker (the run's cap
-    /// applies per worker), with the run's id.
-    counters: Mutex<Option<(i64, Arc<EgressCounters>)>>,
+    /// The current run as this worker sees it.
+    current_run: Mutex<Option<RunOnWorker>>,
     /// Reads in flight of this connection on this worker (`[sync] concurrency`).
     permits: Arc<Semaphore>,
 }
@@ -68,7 +67,7 @@ impl Served {
             every,
             lease,
             pacer,
-            counters: Mutex::new(None),
+            current_run: Mutex::new(None),
         }
     }
 
@@ -98,22 +97,37 @@ impl Served {
 
     /// What the partitions of `run` this worker reads share.
     fn run_shared(&self, run: i64) -> RunShared {
-        let mut current = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        let counters = match &*current {
-            Some((id, counters)) if *id == run => counters.clone(),
-            _ => {
-                let counters = Arc::new(EgressCounters::default());
-                *current = Some((run, counters.clone()));
-                counters
-            }
+        let mut current = self.current_run.lock().unwrap_or_else(|p| p.into_inner());
+        let this_run = match &*current {
+            Some(known) if known.id == run => known.clone(),
+            _ => current
+                .insert(RunOnWorker {
+                    id: run,
+                    counters: Arc::default(),
+                    credential: Arc::default(),
+                })
+                .clone(),
         };
         RunShared {
             store: self.store.clone(),
-            counters,
+            counters: this_run.counters,
             permits: self.permits.clone(),
             pacer: self.pacer.clone(),
+            credential: this_run.credential,
         }
     }
+}
+
+/// A run as one worker sees it.
+#[derive(Clone)]
+struct RunOnWorker {
+    /// The run's id.
+    id: i64,
+    /// The requests this worker sent (the run's cap applies per worker).
+    counters: Arc<EgressCounters>,
+    /// What this worker's reads learnt of the credential (each worker
+    /// tests it for itself).
+    credential: Arc<CredentialGate>,
 }
 
 /// How a worker works.

@@ -204,17 +204,19 @@ fn sync_options(sync: &SyncConfig, flags: &SyncFlags) -> SyncOptions {
 /// The failure of an incomplete sync: exit 75 when the next run may complete
 /// it by itself (schedulers tell "try again later" from "needs a fix"), else 1.
 fn incomplete(report: &RunReport) -> Failure {
-    let failed: Vec<String> = report
-        .streams
+    // Streams that failed for one reason (a rejected credential stops them
+    // all) are named together, the reason once.
+    let mut reasons: Vec<(Vec<&str>, &str)> = Vec::new();
+    for s in report.streams.iter().filter(|s| !s.complete()) {
+        let why = s.verdict.trim_start_matches("incomplete: ");
+        match reasons.iter_mut().find(|(_, reason)| *reason == why) {
+            Some((streams, _)) => streams.push(&s.stream),
+            None => reasons.push((vec![&s.stream], why)),
+        }
+    }
+    let failed: Vec<String> = reasons
         .iter()
-        .filter(|s| !s.complete())
-        .map(|s| {
-            format!(
-                "{}: {}",
-                s.stream,
-                s.verdict.trim_start_matches("incomplete: ")
-            )
-        })
+        .map(|(streams, why)| format!("{}: {why}", streams.join(", ")))
         .collect();
     let exit_code = match report.health().state {
         HealthState::TemporaryFailure => EXIT_TEMPORARY_FAILURE,

@@ -122,6 +122,44 @@ fn wrong_password_fails_clearly_and_no_secret_leaks_anywhere() {
 }
 
 #[test]
+fn a_wrong_password_is_sent_once_a_sync_and_does_not_lock_the_user_out() {
+    // A hardened instance locks a user out after five failed logins, and a
+    // sync starts twelve reads at once (three streams of four partitions).
+    let f = Fixture::start(50);
+    f.state()
+        .configure_auth(|auth| auth.lockout_after = Some(5));
+    let config = f.config(&ConfigSpec {
+        sync: vec!["partitions = 4".into()],
+        ..Default::default()
+    });
+    let wrong = HashMap::from([(PASSWORD_VAR.to_string(), "Wrong-4711".to_string())]);
+    for sync in 1..=4 {
+        let (code, message) = f
+            .cli_with_env(&["sync", "--config", config.to_str().unwrap()], &wrong)
+            .err();
+        assert_eq!(code, 1, "{message}");
+        assert_eq!(
+            f.state().request_count(),
+            sync,
+            "sync {sync} sent the rejected password more than once"
+        );
+        assert!(
+            message.contains("devices, network_adapters, business_applications: ServiceNow rejected the credentials")
+                && message.matches("rejected the credentials").count() == 1,
+            "the streams named together, the reason once: {message}"
+        );
+    }
+    let locked = f
+        .state()
+        .configure_auth(|auth| auth.is_locked_out("svc_exposure"));
+    assert!(
+        !locked,
+        "four syncs with a wrong password locked the user out"
+    );
+    f.sync(&config).ok();
+}
+
+#[test]
 fn a_missing_secret_variable_is_named() {
     let f = Fixture::start(1);
     let config = f.default_config();
