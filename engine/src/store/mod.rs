@@ -323,6 +323,31 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the database server went away (restarted, failed over, shut
+    /// down, or refused connections for a while): the next call connects
+    /// again ([`Backend::reconnect_if_lost`]), so a long-lived process
+    /// waits and carries on rather than giving up.
+    pub fn is_connection_lost(&self) -> bool {
+        let StoreError::Postgres(e) = self else {
+            return false;
+        };
+        if e.is_closed() {
+            return true;
+        }
+        match e.code() {
+            Some(code) => {
+                let code = code.code();
+                // Class 08: connection exceptions; 57P01-03: shut down or
+                // starting up; 53300: too many connections.
+                code.starts_with("08") || ["57P01", "57P02", "57P03", "53300"].contains(&code)
+            }
+            // No SQLSTATE: the socket failed (reset, refused, timed out).
+            None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+        }
+    }
+}
+
 /// SQLite's error, saying what to do when the database file itself is the
 /// cause: its disk full, the file read-only, damaged, or held by another
 /// process. Its source is the source of SQLite's error (the code and
@@ -573,6 +598,11 @@ pub type EachMerged<'a> = dyn FnMut(&str, &str, Option<Deletion<'_>>, &mut [Box<
 
 /// What a database backend does; [`Store`] documents each operation.
 pub(crate) trait Backend: Send {
+    /// Before each call: a backend whose connection to its server was lost
+    /// (the server restarted, failed over, or ended the session) connects
+    /// again, so that one failed call is all a restart costs. Nothing for
+    /// SQLite, which has no server.
+    fn reconnect_if_lost(&mut self) {}
     fn begin_stream(
         &mut self,
         connection: &str,
@@ -738,8 +768,12 @@ impl Store {
             .as_deref_mut()
             .expect("the store is open until dropped");
         if self.outside_runtime {
-            outside_runtime(|| call(backend))
+            outside_runtime(|| {
+                backend.reconnect_if_lost();
+                call(backend)
+            })
         } else {
+            backend.reconnect_if_lost();
             call(backend)
         }
     }

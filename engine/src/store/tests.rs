@@ -612,7 +612,7 @@ on_every_backend!(
 
 mod postgres_only {
     use super::super::testing::{cluster, postgres};
-    use super::super::{OpenError, PostgresTarget, Store};
+    use super::super::{Health, HealthState, OpenError, PostgresTarget, Store};
     use super::{forced_full, page, rec, StoredRecord};
 
     /// What `streams.live_at_start` of stream `s` says, read by another client.
@@ -720,6 +720,39 @@ mod postgres_only {
             "{e}"
         );
         assert!(!e.to_string().contains("not-the-password"), "{e}");
+    }
+
+    #[test]
+    #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+    fn a_session_the_server_ended_costs_one_call_and_the_next_connects_again() {
+        // What a restart or a fail-over does to a long-lived store (a
+        // worker's, the console's): the server ends its session.
+        let mut db = postgres();
+        let health = Health {
+            state: HealthState::Connected,
+            error_kind: None,
+            message: None,
+        };
+        db.store.set_health("c", &health).unwrap();
+        let mut admin = db.target().connect().unwrap();
+        let ended: i64 = admin
+            .query_one(
+                "SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid, 10000))
+                 FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(ended, 1, "the store's session");
+        let e = db.store.health("c").expect_err("the session was ended");
+        assert!(e.is_connection_lost(), "{e}");
+        let (read, _) = db.store.health("c").unwrap().expect("connected again");
+        assert_eq!(read, health);
+        // A statement the server refuses is no lost connection.
+        admin.batch_execute("DROP TABLE health").unwrap();
+        let e = db.store.health("c").expect_err("no health table");
+        assert!(!e.is_connection_lost(), "{e}");
     }
 }
 

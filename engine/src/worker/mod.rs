@@ -19,7 +19,7 @@ mod claimed;
 pub mod report;
 
 use crate::store::deployment::RunStream;
-use crate::store::{Store, StreamRequest};
+use crate::store::{Store, StoreError, StreamRequest};
 use crate::sync::{blocking, CredentialGate, RunReport, RunShared, SyncJob};
 use connector_sandbox::egress::EgressCounters;
 use connector_sandbox::pacing::{Pacer, PacingState, SharedPacing};
@@ -164,6 +164,12 @@ pub struct WorkerSummary {
 
 /// Serves `served` until stopped (or, with `once`, until no run of them is
 /// due or in progress); `on_run_end` hears of each run this worker ends.
+///
+/// A database that goes away (restarted, failed over) is waited for: the
+/// worker looks again after 1 s, 2 s, 4 s … (at most 30 s) and carries on
+/// once it answers. Partitions it was reading meanwhile stop at their next
+/// commit, and whichever worker claims them after their leases expire
+/// resumes them. With `once` the worker exits with the error instead.
 pub async fn work(
     served: &[Arc<Served>],
     options: &WorkerOptions,
@@ -171,26 +177,43 @@ pub async fn work(
 ) -> anyhow::Result<WorkerSummary> {
     let mut summary = WorkerSummary::default();
     let mut readings: JoinSet<()> = JoinSet::new();
+    let mut outage = Outage::default();
     loop {
-        if !options.stop.is_triggered() {
-            summary.runs_started += start_due_runs(served).await?;
-            claim_into(served, options, &mut readings, &mut summary).await?;
-        }
-        summary.runs_ended += end_runs_over(served, on_run_end).await?;
-        if readings.is_empty() {
-            if options.stop.is_triggered() {
-                return Ok(summary);
+        let look = look(served, options, &mut readings, &mut summary, on_run_end).await;
+        let wait = match look {
+            Ok(true) => return Ok(summary),
+            Ok(false) => {
+                outage.over();
+                poll_interval(served)
             }
-            if options.once && !any_run_in_progress(served).await? {
-                return Ok(summary);
+            Err(e) if connection_lost(&e) && !options.once => {
+                if options.stop.is_triggered() && readings.is_empty() {
+                    tracing::warn!("stopped while the database was unreachable: {e:#}");
+                    return Ok(summary);
+                }
+                outage.next_wait(&e)
             }
-        }
-        // Until a read ends, or it is time to look again. Once stopped, only
-        // the reads' ends are awaited; with no read in flight, the stop ends
-        // the wait and the loop's next turn returns.
+            Err(e) => return Err(e),
+        };
+        wait_for_the_next_look(&mut readings, options, wait, outage.is_on()).await;
+    }
+}
+
+/// Waits until a read ends or `wait` has passed. Once stopped, only the
+/// reads' ends are awaited; with no read in flight, the stop ends the wait
+/// and the loop's next turn returns. During an outage the whole `wait`
+/// passes: the reads it ends (their commits failed) are only collected.
+async fn wait_for_the_next_look(
+    readings: &mut JoinSet<()>,
+    options: &WorkerOptions,
+    wait: Duration,
+    outage: bool,
+) {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
         let idle = readings.is_empty();
         let poll = async {
-            if options.stop.sleep(poll_interval(served)).await && !idle {
+            if options.stop.sleep_until(until).await && !idle {
                 std::future::pending::<()>().await;
             }
         };
@@ -199,8 +222,81 @@ pub async fn work(
                 if let Err(e) = done {
                     tracing::error!("a partition's task failed: {e}");
                 }
+                if !outage {
+                    return;
+                }
             }
-            _ = poll => {}
+            _ = poll => return,
+        }
+    }
+}
+
+/// One look at the database: starts the due runs, claims partitions for
+/// the free slots, ends the runs that are over. Whether the worker is done
+/// (stopped with nothing in flight, or with `once` nothing left anywhere).
+async fn look(
+    served: &[Arc<Served>],
+    options: &WorkerOptions,
+    readings: &mut JoinSet<()>,
+    summary: &mut WorkerSummary,
+    on_run_end: &mut dyn FnMut(&RunReport),
+) -> anyhow::Result<bool> {
+    if !options.stop.is_triggered() {
+        summary.runs_started += start_due_runs(served).await?;
+        claim_into(served, options, readings, summary).await?;
+    }
+    summary.runs_ended += end_runs_over(served, on_run_end).await?;
+    if readings.is_empty() {
+        if options.stop.is_triggered() {
+            return Ok(true);
+        }
+        if options.once && !any_run_in_progress(served).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether `e` is the database server gone away, which a later look may
+/// find back ([`StoreError::is_connection_lost`]).
+fn connection_lost(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<StoreError>()
+        .is_some_and(StoreError::is_connection_lost)
+}
+
+/// The longest wait between two looks at a database that went away.
+const LONGEST_OUTAGE_WAIT: Duration = Duration::from_secs(30);
+
+/// The waits while the database is unreachable: 1 s, doubling, at most
+/// [`LONGEST_OUTAGE_WAIT`].
+#[derive(Debug, Default)]
+struct Outage {
+    /// Looks that failed in a row.
+    failures: u32,
+}
+
+impl Outage {
+    /// After a failed look: says so, and how long to wait for the next.
+    fn next_wait(&mut self, e: &anyhow::Error) -> Duration {
+        let wait = Duration::from_secs(1u64 << self.failures.min(5)).min(LONGEST_OUTAGE_WAIT);
+        self.failures += 1;
+        tracing::warn!(
+            "the database is unreachable ({e:#}); looking again in {} s. Partitions being read stop at their next page; once their leases expire a worker resumes them",
+            wait.as_secs()
+        );
+        wait
+    }
+
+    /// Whether the last look failed.
+    fn is_on(&self) -> bool {
+        self.failures > 0
+    }
+
+    /// After a look that worked.
+    fn over(&mut self) {
+        if self.failures > 0 {
+            tracing::info!("the database answers again");
+            self.failures = 0;
         }
     }
 }

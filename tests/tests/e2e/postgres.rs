@@ -176,7 +176,7 @@ fn a_wrong_database_password_or_a_missing_variable_says_what_to_fix() {
 #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
 fn the_console_shows_and_searches_a_connection_stored_in_postgresql() {
     use super::console::{
-        finds_a_device_by_an_adapters_ip, signed_in, spawn_serve_with, wait_for_page,
+        finds_a_device_by_an_adapters_ip, get, signed_in, spawn_serve_with, wait_for_page,
     };
     let f = Fixture::start(300);
     let db = TestDatabase::create();
@@ -203,6 +203,14 @@ fn the_console_shows_and_searches_a_connection_stored_in_postgresql() {
     assert!(page.contains(">300<"), "{page}");
     // The record browser finds a device by an adapter's IP there too.
     finds_a_device_by_an_adapters_ip(&f, &base, &cookie, "cmdb");
+    // The database ends the console's sessions (a restart, a fail-over):
+    // the page that meets it fails, and the next connects again.
+    assert!(db.end_sessions() >= 1, "no session of the console to end");
+    let url = format!("{base}/connections/cmdb");
+    let (first, _, _) = get(&url, Some(&cookie));
+    let (status, _, page) = get(&url, Some(&cookie));
+    assert_eq!(status, 200, "after a {first}: {page}");
+    assert!(page.contains(">300<"), "{page}");
     connector_e2e::sigterm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }

@@ -442,3 +442,39 @@ fn sigterm_stops_a_worker_waiting_for_the_next_run() {
     let out = exits_cleanly(&f, &mut a, "a");
     assert!(out.contains("worker a stopped"), "{out}");
 }
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_worker_carries_on_after_the_database_ends_its_sessions() {
+    // What a restart or a fail-over of the database does to a worker: the
+    // server ends every session (FATAL 57P01), and the worker's next
+    // statement finds its connection closed.
+    let f = Fixture::start(50);
+    let db = TestDatabase::create();
+    let env = environment(&f, &db);
+    let dir = deployment(&f, &db, 1, &[]);
+    let mut a = spawn_worker_with(&f, &env, &dir, "a", &["--every", "1s"]);
+    let runs_ended = || output_of(&f, "a").0.matches("ended: complete").count();
+    let wait_for_runs = |count: usize, a: &mut KillOnDrop| {
+        let started = Instant::now();
+        while runs_ended() < count {
+            assert!(
+                a.try_wait().unwrap().is_none(),
+                "the worker exited: {:?}",
+                output_of(&f, "a")
+            );
+            assert!(started.elapsed() < DEADLINE, "{:?}", output_of(&f, "a"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for_runs(1, &mut a);
+    let ended = db.end_sessions();
+    assert!(ended >= 1, "no session of the worker to end");
+    // A run that started after the sessions ended completes.
+    let before = runs_ended();
+    wait_for_runs(before + 2, &mut a);
+    signal(&a, "TERM");
+    let out = exits_cleanly(&f, &mut a, "a");
+    assert!(out.contains("worker a stopped"), "{out}");
+    holds_exactly_the_source(&f, &env, &dir, 1);
+}

@@ -17,6 +17,9 @@ use rustls::pki_types::CertificateDer;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// How long connecting may take unless the URL says (`connect_timeout`).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where a PostgreSQL store is and how to log in.
 #[derive(Clone)]
 pub struct PostgresTarget {
@@ -62,6 +65,11 @@ impl PostgresTarget {
         }
         if let Some(password) = &self.password {
             config.password(password);
+        }
+        if config.get_connect_timeout().is_none() {
+            // libpq waits for ever; a host retrying a server that is down
+            // (`reconnect_if_lost`) must not hang on an address that drops packets.
+            config.connect_timeout(CONNECT_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name(self.application_name.as_deref().unwrap_or("connector-host"));

@@ -201,6 +201,21 @@ fn record_columns<'a>(page: &PageCommit<'a>) -> RecordColumns<'a> {
 }
 
 impl Backend for Postgres {
+    fn reconnect_if_lost(&mut self) {
+        if !self.client.is_closed() {
+            return;
+        }
+        // A failed attempt leaves the closed client: the call fails with
+        // "connection closed", and the next call tries again.
+        match self.target.connect() {
+            Ok(client) => {
+                self.client = client;
+                tracing::info!("connected to PostgreSQL again after the connection was lost");
+            }
+            Err(e) => tracing::debug!("connecting to PostgreSQL again failed: {e}"),
+        }
+    }
+
     fn begin_stream(
         &mut self,
         connection: &str,
