@@ -34,13 +34,22 @@ impl Origin {
             None => ("https", value),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.contains('@') {
-            return Err(bad("it contains user information (`@`)"));
+        // The host and port alone, as the operator should write them.
+        let (authority, beyond) =
+            rest.split_at(rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len()));
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            // What comes before `@` may be a password: it is not repeated.
+            return Err(format!(
+                "the endpoint setting {setting} holds user information (`…@`), which is not allowed: credentials go in [auth], never in the address. Write {setting} = \"{scheme}://{host}\""
+            ));
         }
-        if rest.contains(['/', '?', '#', '\\'])
-            || rest.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(bad("it contains a path, query or fragment"));
+        if !beyond.is_empty() {
+            return Err(format!(
+                "the endpoint setting {setting} = \"{value}\" is not allowed: it contains a path, query or fragment (`{beyond}`). Write the host alone: {setting} = \"{scheme}://{authority}\""
+            ));
+        }
+        if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("it contains spaces or control characters"));
         }
         let uri: http::uri::Authority = rest.parse().map_err(|_| bad("it is not a host name"))?;
         let host = uri
@@ -139,5 +148,35 @@ mod tests {
         ] {
             assert!(Origin::parse("instance", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_refusal_says_what_to_write_and_never_repeats_user_information() {
+        let e = Origin::parse(
+            "instance",
+            "https://contoso.service-now.com/now/nav/ui/classic/params/target/cmdb_ci_list.do",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("contains a path")
+                && e.contains("instance = \"https://contoso.service-now.com\""),
+            "{e}"
+        );
+        let e = Origin::parse(
+            "instance",
+            "https://admin:Hunter2@contoso.service-now.com:8443/x",
+        )
+        .unwrap_err();
+        assert!(!e.contains("Hunter2") && !e.contains("admin"), "{e}");
+        assert!(
+            e.contains("user information")
+                && e.contains("instance = \"https://contoso.service-now.com:8443\""),
+            "{e}"
+        );
+        let e = Origin::parse("instance", "contoso.service-now.com?x=1").unwrap_err();
+        assert!(
+            e.contains("instance = \"https://contoso.service-now.com\""),
+            "{e}"
+        );
     }
 }

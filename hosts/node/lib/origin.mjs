@@ -48,8 +48,23 @@ export class Origin {
       rest = value.slice(sep + 3);
     }
     if (rest.endsWith('/')) rest = rest.slice(0, -1);
-    if (rest.includes('@')) throw bad('it contains user information (`@`)');
-    if (/[/?#\\\s\p{Cc}]/u.test(rest)) throw bad('it contains a path, query or fragment');
+    // The host and port alone, as the operator should write them.
+    const cut = rest.search(/[/?#\\]/);
+    const authority = cut < 0 ? rest : rest.slice(0, cut);
+    const beyond = cut < 0 ? '' : rest.slice(cut);
+    const at = authority.lastIndexOf('@');
+    if (at >= 0) {
+      // What comes before `@` may be a password: it is not repeated.
+      throw new Error(
+        `the endpoint setting ${setting} holds user information (\`…@\`), which is not allowed: credentials go in [auth], never in the address. Write ${setting} = "${scheme}://${authority.slice(at + 1)}"`,
+      );
+    }
+    if (beyond !== '') {
+      throw new Error(
+        `the endpoint setting ${setting} = "${value}" is not allowed: it contains a path, query or fragment (\`${beyond}\`). Write the host alone: ${setting} = "${scheme}://${authority}"`,
+      );
+    }
+    if (/[\s\p{Cc}]/u.test(rest)) throw bad('it contains spaces or control characters');
     const { host, port } = splitAuthority(rest, scheme);
     if (host === undefined || port === undefined) throw bad('it is not a host name');
     if (host === '') throw bad('it has no host name');

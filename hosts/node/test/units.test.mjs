@@ -41,6 +41,20 @@ test('the endpoint origin is parsed and matched as connector-host does', () => {
   }
 });
 
+test('a refused endpoint says what to write and never repeats user information', () => {
+  assert.throws(
+    () => Origin.parse('instance', 'https://contoso.service-now.com/now/nav/ui/classic/params/target/x.do'),
+    (e) => e.message.includes('contains a path') && e.message.includes('instance = "https://contoso.service-now.com"'),
+  );
+  assert.throws(
+    () => Origin.parse('instance', 'https://admin:Hunter2@contoso.service-now.com:8443/x'),
+    (e) =>
+      !e.message.includes('Hunter2') &&
+      !e.message.includes('admin') &&
+      e.message.includes('instance = "https://contoso.service-now.com:8443"'),
+  );
+});
+
 test('the configuration refuses unknown keys and never quotes a line', () => {
   assert.throws(() => parseConfig("database='a'\nbogus=1\n", '.'), /unknown key `bogus`/);
   assert.throws(() => parseConfig("[sync]\npartitions = 0\n", '.'), /at least 1/);

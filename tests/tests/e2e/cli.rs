@@ -180,12 +180,17 @@ fn a_missing_secret_variable_is_named() {
 fn configuration_mistakes_are_explained() {
     let f = Fixture::start(1);
     let bad_instance = f.config(&ConfigSpec {
-        instance: Some("evil.com@contoso.service-now.com".into()),
+        instance: Some("https://svc:Hunter2@contoso.service-now.com/now/nav/ui".into()),
         ..Default::default()
     });
     let (code, message) = f.sync(&bad_instance).err();
     assert_eq!(code, 2);
-    assert!(message.contains("user information"), "{message}");
+    assert!(
+        message.contains("user information")
+            && message.contains("instance = \"https://contoso.service-now.com\"")
+            && !message.contains("Hunter2"),
+        "{message}"
+    );
 
     let bad_table = f.config(&ConfigSpec {
         settings: vec!["device_table = \"cmdb_ci_nothing\"".into()],
