@@ -326,8 +326,8 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the database server went away (restarted, failed over, shut
     /// down, or refused connections for a while): the next call connects
-    /// again ([`Backend::reconnect_if_lost`]), so a long-lived process
-    /// waits and carries on rather than giving up.
+    /// again (the backend replaces a session its server ended), so a
+    /// long-lived process waits and carries on rather than giving up.
     pub fn is_connection_lost(&self) -> bool {
         let StoreError::Postgres(e) = self else {
             return false;
