@@ -48,16 +48,17 @@ impl TestDatabase {
         client(&self.url, &self.password)
     }
 
-    /// Ends every other session of this database, as a restart or a
-    /// fail-over of the server does (each gets FATAL 57P01), and waits until
-    /// they are gone; returns how many there were.
-    pub fn end_sessions(&self) -> i64 {
+    /// Ends the sessions of this database whose `application_name` is
+    /// `application`, as a restart or a fail-over of the server does (each
+    /// gets FATAL 57P01), and waits until they are gone; returns how many
+    /// there were.
+    pub fn end_sessions_of(&self, application: &str) -> i64 {
         self.client()
             .query_one(
                 "SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid, 10000))
                  FROM pg_stat_activity
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
-                &[],
+                 WHERE datname = current_database() AND application_name = $1",
+                &[&application],
             )
             .expect("ending the sessions")
             .get(0)

@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 /// written, and another worker reads it now.
 pub(crate) const FENCED: &str = "fenced";
 
+/// The error kind of a partition whose page met a database that went away
+/// (restarted, failed over): it passes by itself.
+pub(crate) const DATABASE_UNAVAILABLE: &str = "database-unavailable";
+
 /// The error kind of a partition that sent nothing more once the source
 /// rejected the run's credential (the contract's case).
 const UNAUTHENTICATED: &str = "unauthenticated";
@@ -208,6 +212,10 @@ impl PartitionReader<'_> {
             .map_err(|e| Ended::new("host", format!("the page's commit failed: {e}")))?
             .map_err(|e| match e {
                 fenced @ StoreError::Fenced { .. } => Ended::new(FENCED, fenced.to_string()),
+                lost if lost.is_connection_lost() => Ended::new(
+                    DATABASE_UNAVAILABLE,
+                    format!("the database went away before the page was written ({lost}); the next sync resumes after the last page written"),
+                ),
                 e => Ended::new("storage", format!("cannot write to the database: {e}")),
             })?;
         report.deleted_at_source += marked_deleted;

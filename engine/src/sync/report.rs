@@ -202,6 +202,11 @@ impl RunReport {
 pub(crate) fn is_temporary(kind: Option<&str>) -> bool {
     matches!(
         kind,
-        Some("temporarily-unavailable" | "rate-limited" | "stopped")
+        Some(
+            "temporarily-unavailable"
+                | "rate-limited"
+                | "stopped"
+                | super::partition::DATABASE_UNAVAILABLE
+        )
     )
 }

@@ -168,8 +168,10 @@ pub struct WorkerSummary {
 /// A database that goes away (restarted, failed over) is waited for: the
 /// worker looks again after 1 s, 2 s, 4 s … (at most 30 s) and carries on
 /// once it answers. Partitions it was reading meanwhile stop at their next
-/// commit, and whichever worker claims them after their leases expire
-/// resumes them. With `once` the worker exits with the error instead.
+/// commit without writing that page, and resume from their last written
+/// one: in this run once their leases expire, or, when their end could be
+/// recorded (a failure that passes by itself), in the next run, 1 min
+/// later. With `once` the worker exits with the error instead.
 pub async fn work(
     served: &[Arc<Served>],
     options: &WorkerOptions,
@@ -281,7 +283,7 @@ impl Outage {
         let wait = Duration::from_secs(1u64 << self.failures.min(5)).min(LONGEST_OUTAGE_WAIT);
         self.failures += 1;
         tracing::warn!(
-            "the database is unreachable ({e:#}); looking again in {} s. Partitions being read stop at their next page; once their leases expire a worker resumes them",
+            "the database is unreachable ({e:#}); looking again in {} s. Partitions being read stop at their next page and resume from their last written one",
             wait.as_secs()
         );
         wait

@@ -205,7 +205,10 @@ fn the_console_shows_and_searches_a_connection_stored_in_postgresql() {
     finds_a_device_by_an_adapters_ip(&f, &base, &cookie, "cmdb");
     // The database ends the console's sessions (a restart, a fail-over):
     // the page that meets it fails, and the next connects again.
-    assert!(db.end_sessions() >= 1, "no session of the console to end");
+    assert!(
+        db.end_sessions_of("connector-host") >= 1,
+        "no session of the console to end"
+    );
     let url = format!("{base}/connections/cmdb");
     let (first, _, _) = get(&url, Some(&cookie));
     let (status, _, page) = get(&url, Some(&cookie));
@@ -281,4 +284,51 @@ fn a_second_sync_of_a_postgresql_connection_refuses_while_the_first_runs() {
     let mut env = f.env.clone();
     env.insert(PASSWORD_VAR.into(), db.password.clone());
     super::process::a_second_sync_refuses_while_the_first_runs(&f, &config, &env);
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_sync_whose_database_went_away_mid_commit_exits_75_and_the_next_completes() {
+    use super::process::spawn_sync_with;
+    use super::workers::wait_until_blocked_in_a_commit;
+    let f = Fixture::start(300);
+    let db = TestDatabase::create();
+    let config = postgres_config(&f, &db);
+    let mut env = f.env.clone();
+    env.insert(PASSWORD_VAR.into(), db.password.clone());
+    // The schema, then a lock on the records every commit waits for; once
+    // one is blocked, the server ends every session, as a restart does.
+    drop(
+        Store::open_postgres(&PostgresTarget {
+            url: format!("{}?sslmode=disable", db.url),
+            password: Some(db.password.clone()),
+            ca_file: None,
+            application_name: None,
+        })
+        .unwrap(),
+    );
+    let mut locker = db.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
+        .unwrap();
+    let sync = spawn_sync_with(&config, &env);
+    wait_until_blocked_in_a_commit(&db, "connector-host");
+    let ended = db.end_sessions_of("connector-host");
+    assert!(
+        ended >= 2,
+        "ended {ended}: the sync's store and lock sessions"
+    );
+    lock.rollback().unwrap();
+    let out = sync.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("the database went away"), "{stderr}");
+    // The next sync completes, with every record of the source once.
+    f.cli_with_env(&["sync", "--config", config.to_str().unwrap()], &env)
+        .ok();
+    for stream in ["devices", "network_adapters", "business_applications"] {
+        let stored = export(&f, &env, &config, stream, false);
+        let expected = connector_e2e::expected_records(f.state(), stream);
+        assert_eq!(stored.lines().count(), expected.len(), "{stream}");
+    }
 }

@@ -18,7 +18,10 @@ fn spawn_sync(f: &Fixture, config: &Path) -> Child {
 }
 
 /// Starts `connector-host sync` as a child process with `env`.
-fn spawn_sync_with(config: &Path, env: &std::collections::HashMap<String, String>) -> Child {
+pub(crate) fn spawn_sync_with(
+    config: &Path,
+    env: &std::collections::HashMap<String, String>,
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_e2e-host"))
         .args(["sync", "--config", config.to_str().unwrap()])
         .envs(env)

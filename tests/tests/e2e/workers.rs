@@ -468,7 +468,7 @@ fn a_worker_carries_on_after_the_database_ends_its_sessions() {
         }
     };
     wait_for_runs(1, &mut a);
-    let ended = db.end_sessions();
+    let ended = db.end_sessions_of("connector-host worker a");
     assert!(ended >= 1, "no session of the worker to end");
     // A run that started after the sessions ended completes.
     let before = runs_ended();
