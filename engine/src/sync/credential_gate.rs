@@ -91,18 +91,18 @@ impl CredentialGate {
         }
     }
 
-    /// Records what a read's outcome says of the credential and wakes the
-    /// partitions waiting for it.
-    fn learn(&self, outcome: Result<(), &CallError>, testing: bool) {
+    /// Records what a read said of the credential and wakes the partitions
+    /// waiting for it (`testing`: the read was the one testing it).
+    fn learn(&self, said: Said<'_>, testing: bool) {
         self.known.send_if_modified(|known| {
-            let next = match (outcome, &*known) {
+            let next = match (said, &*known) {
                 (_, Known::Rejected(_)) => return false,
-                (Err(CallError::Connector(ConnectorError::Unauthenticated(m))), _) => {
-                    Known::Rejected(m.clone())
+                (Said::Rejected(message), _) => Known::Rejected(message.to_string()),
+                (Said::Accepted, _) => Known::Accepted,
+                (Said::Nothing, Known::Untested { .. }) if testing => {
+                    Known::Untested { testing: false }
                 }
-                (Ok(()), _) => Known::Accepted,
-                (Err(_), Known::Untested { .. }) if testing => Known::Untested { testing: false },
-                (Err(_), _) => return false,
+                (Said::Nothing, _) => return false,
             };
             let changed = *known != next;
             *known = next;
@@ -111,10 +111,33 @@ impl CredentialGate {
     }
 }
 
+/// What one read says of the credential.
+#[derive(Debug, Clone, Copy)]
+enum Said<'a> {
+    /// It succeeded.
+    Accepted,
+    /// The component said `unauthenticated`, with this message.
+    Rejected(&'a str),
+    /// It failed otherwise (or never ended): the credential is untested.
+    Nothing,
+}
+
+impl<'a> Said<'a> {
+    fn of<T>(outcome: &'a Result<T, CallError>) -> Said<'a> {
+        match outcome {
+            Ok(_) => Said::Accepted,
+            Err(CallError::Connector(ConnectorError::Unauthenticated(message))) => {
+                Said::Rejected(message)
+            }
+            Err(_) => Said::Nothing,
+        }
+    }
+}
+
 impl Admission<'_> {
     /// Tells the gate how the read ended.
     pub(crate) fn settle<T>(mut self, outcome: &Result<T, CallError>) {
-        self.gate.learn(outcome.as_ref().map(|_| ()), self.testing);
+        self.gate.learn(Said::of(outcome), self.testing);
         self.testing = false;
     }
 }
@@ -124,8 +147,7 @@ impl Drop for Admission<'_> {
     /// credential untested for the next one.
     fn drop(&mut self) {
         if self.testing {
-            let failed = CallError::Trap("the read was abandoned".into());
-            self.gate.learn(Err(&failed), true);
+            self.gate.learn(Said::Nothing, true);
         }
     }
 }
@@ -181,7 +203,7 @@ mod tests {
             ready(gate.admit()).unwrap().unwrap_err(),
             "check the password"
         );
-        gate.learn(Ok(()), false);
+        gate.learn(Said::Accepted, false);
         assert!(ready(gate.admit()).unwrap().is_err());
     }
 
