@@ -37,10 +37,17 @@ impl Origin {
         // The host and port alone, as the operator should write them.
         let (authority, beyond) =
             rest.split_at(rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len()));
-        if let Some((_, host)) = authority.rsplit_once('@') {
-            // What comes before `@` may be a password: it is not repeated.
+        if rest.contains('@') {
+            // What comes before `@` may be a password (one with a `/` too):
+            // the value is not repeated, only the host after it.
+            let write = match authority.rsplit_once('@') {
+                Some((_, host)) => format!("Write {setting} = \"{scheme}://{host}\""),
+                None => {
+                    format!("Write the host name alone, e.g. {setting} = \"source.example.com\"")
+                }
+            };
             return Err(format!(
-                "the endpoint setting {setting} holds user information (`…@`), which is not allowed: credentials go in [auth], never in the address. Write {setting} = \"{scheme}://{host}\""
+                "the endpoint setting {setting} holds user information (`…@`), which is not allowed: credentials go in [auth], never in the address. {write}"
             ));
         }
         if !beyond.is_empty() {
@@ -171,6 +178,11 @@ mod tests {
         assert!(
             e.contains("user information")
                 && e.contains("instance = \"https://contoso.service-now.com:8443\""),
+            "{e}"
+        );
+        let e = Origin::parse("instance", "svc:pa/ss@contoso.service-now.com").unwrap_err();
+        assert!(
+            !e.contains("pa/ss") && e.contains("user information"),
             "{e}"
         );
         let e = Origin::parse("instance", "contoso.service-now.com?x=1").unwrap_err();

@@ -52,11 +52,14 @@ export class Origin {
     const cut = rest.search(/[/?#\\]/);
     const authority = cut < 0 ? rest : rest.slice(0, cut);
     const beyond = cut < 0 ? '' : rest.slice(cut);
-    const at = authority.lastIndexOf('@');
-    if (at >= 0) {
-      // What comes before `@` may be a password: it is not repeated.
+    if (rest.includes('@')) {
+      // What comes before `@` may be a password (one with a `/` too): the
+      // value is not repeated, only the host after it.
+      const at = authority.lastIndexOf('@');
+      const write =
+        at >= 0 ? `Write ${setting} = "${scheme}://${authority.slice(at + 1)}"` : `Write the host name alone, e.g. ${setting} = "source.example.com"`;
       throw new Error(
-        `the endpoint setting ${setting} holds user information (\`…@\`), which is not allowed: credentials go in [auth], never in the address. Write ${setting} = "${scheme}://${authority.slice(at + 1)}"`,
+        `the endpoint setting ${setting} holds user information (\`…@\`), which is not allowed: credentials go in [auth], never in the address. ${write}`,
       );
     }
     if (beyond !== '') {

@@ -53,6 +53,10 @@ test('a refused endpoint says what to write and never repeats user information',
       !e.message.includes('admin') &&
       e.message.includes('instance = "https://contoso.service-now.com:8443"'),
   );
+  assert.throws(
+    () => Origin.parse('instance', 'svc:pa/ss@contoso.service-now.com'),
+    (e) => !e.message.includes('pa/ss') && e.message.includes('user information'),
+  );
 });
 
 test('the configuration refuses unknown keys and never quotes a line', () => {
