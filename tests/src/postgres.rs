@@ -3,6 +3,10 @@
 //! does): `CONNECTOR_TEST_POSTGRES` names it, `CONNECTOR_TEST_POSTGRES_PASSWORD`
 //! holds the password. Dropped when the test ends.
 
+/// The variable the tests' connection files name for the database's
+/// password (`database_password_env`).
+pub const DATABASE_PASSWORD_VAR: &str = "TEST_DATABASE_PASSWORD";
+
 /// A database created for one test.
 pub struct TestDatabase {
     /// `postgresql://connector@127.0.0.1:PORT/NAME`, without a password.
@@ -41,6 +45,15 @@ impl TestDatabase {
             admin,
             name,
         }
+    }
+
+    /// The environment of the CLI and the workers on this database: the
+    /// source's password (the fixture's) and the database's, in
+    /// [`DATABASE_PASSWORD_VAR`].
+    pub fn environment(&self, f: &crate::Fixture) -> std::collections::HashMap<String, String> {
+        let mut env = f.env.clone();
+        env.insert(DATABASE_PASSWORD_VAR.into(), self.password.clone());
+        env
     }
 
     /// A client of this database.

@@ -12,7 +12,7 @@ use connector_engine::store::{PostgresTarget, Store, StreamRequest};
 use std::path::Path;
 use std::time::Duration;
 
-const PASSWORD_VAR: &str = "TEST_DATABASE_PASSWORD";
+use connector_e2e::postgres::DATABASE_PASSWORD_VAR as PASSWORD_VAR;
 
 /// A configuration whose records go to `db`, its password in [`PASSWORD_VAR`].
 fn postgres_config(f: &Fixture, db: &TestDatabase) -> std::path::PathBuf {
@@ -45,8 +45,7 @@ fn sync_status_and_export_on_postgresql_match_sqlite_and_the_source() {
     let db = TestDatabase::create();
     let sqlite = f.default_config();
     let postgres = postgres_config(&f, &db);
-    let mut env = f.env.clone();
-    env.insert(PASSWORD_VAR.into(), db.password.clone());
+    let env = db.environment(&f);
     f.sync(&sqlite).ok();
     let synced = f
         .cli_with_env(&["sync", "--config", postgres.to_str().unwrap()], &env)
@@ -232,8 +231,7 @@ fn the_next_page_is_asked_for_while_a_page_is_being_committed() {
         sync: vec!["page_size = 50".into(), "partitions = 1".into()],
         ..ConfigSpec::default()
     });
-    let mut env = f.env.clone();
-    env.insert(PASSWORD_VAR.into(), db.password.clone());
+    let env = db.environment(&f);
     // The schema exists; then every commit waits for the test's lock.
     let target = PostgresTarget {
         url: format!("{}?sslmode=disable", db.url),
@@ -281,8 +279,7 @@ fn a_second_sync_of_a_postgresql_connection_refuses_while_the_first_runs() {
     let f = Fixture::start(200);
     let db = TestDatabase::create();
     let config = postgres_config(&f, &db);
-    let mut env = f.env.clone();
-    env.insert(PASSWORD_VAR.into(), db.password.clone());
+    let env = db.environment(&f);
     super::process::a_second_sync_refuses_while_the_first_runs(&f, &config, &env);
 }
 
@@ -294,8 +291,7 @@ fn a_sync_whose_database_went_away_mid_commit_exits_75_and_the_next_completes() 
     let f = Fixture::start(300);
     let db = TestDatabase::create();
     let config = postgres_config(&f, &db);
-    let mut env = f.env.clone();
-    env.insert(PASSWORD_VAR.into(), db.password.clone());
+    let env = db.environment(&f);
     // The schema, then a lock on the records every commit waits for; once
     // one is blocked, the server ends every session, as a restart does.
     drop(

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PASSWORD_VAR: &str = "TEST_DATABASE_PASSWORD";
+use connector_e2e::postgres::DATABASE_PASSWORD_VAR as PASSWORD_VAR;
 const STREAMS: [&str; 3] = ["business_applications", "devices", "network_adapters"];
 /// Longest a test waits for a worker to finish its work.
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -40,14 +40,6 @@ fn deployment(f: &Fixture, db: &TestDatabase, count: usize, sync: &[&str]) -> Pa
         });
     }
     dir
-}
-
-/// The environment of the CLI and the workers: the source's password and
-/// the database's.
-fn environment(f: &Fixture, db: &TestDatabase) -> HashMap<String, String> {
-    let mut env = f.env.clone();
-    env.insert(PASSWORD_VAR.into(), db.password.clone());
-    env
 }
 
 /// A worker process over `dir`, `--once`, its output kept in files.
@@ -196,7 +188,7 @@ fn three_workers_lose_one_mid_sync_and_one_mid_commit_and_every_record_is_stored
     // An uninterrupted run of the same deployment, by one worker: the
     // requests it takes.
     let baseline_db = TestDatabase::create();
-    let env = environment(&f, &baseline_db);
+    let env = baseline_db.environment(&f);
     let dir = deployment(&f, &baseline_db, CONNECTIONS, &sync);
     let mut alone = spawn_worker(&f, &env, &dir, "alone", &[]);
     exits_cleanly(&f, &mut alone, "alone");
@@ -204,7 +196,7 @@ fn three_workers_lose_one_mid_sync_and_one_mid_commit_and_every_record_is_stored
     std::fs::remove_dir_all(&dir).unwrap();
 
     let db = TestDatabase::create();
-    let env = environment(&f, &db);
+    let env = db.environment(&f);
     let dir = deployment(&f, &db, CONNECTIONS, &sync);
     let mut rng = rand::rng();
     let workers: Vec<KillOnDrop> = ["a", "b", "c"]
@@ -246,7 +238,7 @@ fn three_workers_lose_one_mid_sync_and_one_mid_commit_and_every_record_is_stored
 fn a_worker_paused_past_its_lease_cannot_commit_afterwards() {
     let f = Fixture::start(300);
     let db = TestDatabase::create();
-    let env = environment(&f, &db);
+    let env = db.environment(&f);
     let sync = ["page_size = 50", "partitions = 1", "lease_seconds = 2"];
     let dir = deployment(&f, &db, 1, &sync);
     // A's third page of devices waits in the emulator until released.
@@ -300,7 +292,7 @@ fn two_workers_on_a_rate_limited_connection_stay_within_its_window() {
     });
     f.state().set_rate_window(Duration::from_secs(2));
     let db = TestDatabase::create();
-    let env = environment(&f, &db);
+    let env = db.environment(&f);
     let sync = ["page_size = 100", "partitions = 2", "lease_seconds = 5"];
     let dir = deployment(&f, &db, 1, &sync);
     let mut workers = [
@@ -359,7 +351,7 @@ fn a_worker_refuses_an_empty_directory_and_a_sqlite_connection() {
 fn sigterm_gives_the_leases_up_at_once_and_a_broken_file_does_not_stop_the_others() {
     let f = Fixture::start(300);
     let db = TestDatabase::create();
-    let env = environment(&f, &db);
+    let env = db.environment(&f);
     let sync = ["page_size = 50", "partitions = 1", "lease_seconds = 600"];
     let dir = deployment(&f, &db, 1, &sync);
     f.config(&ConfigSpec {
@@ -412,7 +404,7 @@ fn sigterm_gives_the_leases_up_at_once_and_a_broken_file_does_not_stop_the_other
 fn sigterm_stops_a_worker_waiting_for_the_next_run() {
     let f = Fixture::start(50);
     let db = TestDatabase::create();
-    let env = environment(&f, &db);
+    let env = db.environment(&f);
     let dir = deployment(&f, &db, 1, &[]);
     let mut debug = env.clone();
     debug.insert("CONNECTOR_HOST_LOG".into(), "debug".into());
@@ -451,7 +443,7 @@ fn a_worker_carries_on_after_the_database_ends_its_sessions() {
     // statement finds its connection closed.
     let f = Fixture::start(50);
     let db = TestDatabase::create();
-    let env = environment(&f, &db);
+    let env = db.environment(&f);
     let dir = deployment(&f, &db, 1, &[]);
     let mut a = spawn_worker_with(&f, &env, &dir, "a", &["--every", "1s"]);
     let runs_ended = || output_of(&f, "a").0.matches("ended: complete").count();
