@@ -9,8 +9,8 @@ use crate::priority::StoreCall;
 use crate::store::{PageCommit, StoreError, StoredRecord, StoredTombstone};
 use connector_sandbox::egress::{EgressCounters, EgressPolicy};
 use connector_sandbox::runtime::{
-    connector_error_message, CallError, ConnectorError, ConnectorInstance, Page, Partition,
-    ReadRequest,
+    connector_error_kind, connector_error_message, CallError, ConnectorError, ConnectorInstance,
+    Page, Partition, ReadRequest,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,10 +23,6 @@ pub(crate) const FENCED: &str = "fenced";
 /// The error kind of a partition whose page met a database that went away
 /// (restarted, failed over): it passes by itself.
 pub(crate) const DATABASE_UNAVAILABLE: &str = "database-unavailable";
-
-/// The error kind of a partition that sent nothing more once the source
-/// rejected the run's credential (the contract's case).
-const UNAUTHENTICATED: &str = "unauthenticated";
 
 /// Why a partition stopped when the run was stopped.
 const STOPPED: &str =
@@ -310,7 +306,11 @@ impl PartitionReader<'_> {
     async fn admitted(&self) -> Result<Admission<'_>, Ended> {
         let gate = &self.shared.credential;
         tokio::select! {
-            admitted = gate.admit() => admitted.map_err(|message| Ended::new(UNAUTHENTICATED, message)),
+            admitted = gate.admit() => admitted.map_err(|message| {
+                // The contract's case, as the read that was refused reported it.
+                let kind = connector_error_kind(&ConnectorError::Unauthenticated(String::new()));
+                Ended::new(kind, message)
+            }),
             () = self.job.options.stop.triggered() => Err(Ended::stopped()),
         }
     }
