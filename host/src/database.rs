@@ -5,9 +5,9 @@
 //! password lives in memory only: never in the file, the URL, a message or
 //! the database.
 
-use crate::failure::config_failure;
+use crate::failure::{config_failure, Failure, EXIT_TEMPORARY_FAILURE};
 use anyhow::{Context as _, Result};
-use connector_engine::store::{PostgresTarget, Store};
+use connector_engine::store::{OpenError, PostgresTarget, Store};
 use connector_sandbox::config::DatabaseConfig;
 use connector_sandbox::secrets::Environment;
 use std::path::PathBuf;
@@ -52,12 +52,17 @@ impl StoreLocation {
 
     /// Opens it (a SQLite file is created when missing; a PostgreSQL schema
     /// is created or migrated).
+    ///
+    /// A PostgreSQL server out of reach for now is a [`Failure`] with exit
+    /// 75, which passes by itself ([`OpenError::is_temporary`]); a login it
+    /// refuses is one with exit 2, which needs the configuration changed.
     pub fn open(&self) -> Result<Store> {
         match self {
             StoreLocation::Sqlite(path) => Store::open(path)
                 .with_context(|| format!("cannot open the database {}", path.display())),
-            StoreLocation::Postgres(target) => Store::open_postgres(target)
-                .with_context(|| format!("cannot open the database {}", target.url)),
+            StoreLocation::Postgres(target) => {
+                Store::open_postgres(target).map_err(|e| postgres_open_failure(&target.url, e))
+            }
         }
     }
 
@@ -76,5 +81,23 @@ impl StoreLocation {
             StoreLocation::Sqlite(path) => path.display().to_string(),
             StoreLocation::Postgres(target) => target.url.clone(),
         }
+    }
+}
+
+/// Why the PostgreSQL database at `url` could not be opened, with the exit
+/// status it deserves and what to do.
+fn postgres_open_failure(url: &str, e: OpenError) -> anyhow::Error {
+    match e {
+        e if e.is_temporary() => Failure {
+            exit_code: EXIT_TEMPORARY_FAILURE,
+            message: format!(
+                "cannot open the database {url}: {e}. Nothing was read or written. The server may be down, restarting or out of connection slots: the next sync tries again; if this lasts, check that PostgreSQL runs and accepts connections at the host and port of `database`"
+            ),
+        }
+        .into(),
+        OpenError::Connect(why) => config_failure(format!(
+            "cannot open the database {url}: the PostgreSQL server refused the connection: {why}. Check the user and database in `database`, the password in PGPASSWORD (or the variable `database_password_env` names), the server's pg_hba.conf, and `sslmode` and `database_ca_file`"
+        )),
+        e => anyhow::Error::new(e).context(format!("cannot open the database {url}")),
     }
 }

@@ -86,3 +86,110 @@ impl Drop for TestDatabase {
         ));
     }
 }
+
+/// An address in front of the test cluster that is down until [`open`]ed:
+/// a client that connects meanwhile is hung up on before the server's
+/// first byte, as a server that is starting up or restarting does; once
+/// open, every connection is passed on to the cluster. A worker or a sync
+/// pointed at it meets a database that is not there yet.
+///
+/// [`open`]: DatabaseGate::open
+pub struct DatabaseGate {
+    addr: std::net::SocketAddr,
+    upstream: String,
+    shared: std::sync::Arc<GateState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the gate's thread and the test share.
+#[derive(Default)]
+struct GateState {
+    open: std::sync::atomic::AtomicBool,
+    stopped: std::sync::atomic::AtomicBool,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+impl DatabaseGate {
+    /// A closed gate in front of `db`'s cluster, on its own thread.
+    pub fn closed_before(db: &TestDatabase) -> DatabaseGate {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (_, rest) = db.url.split_once('@').expect("a URL with a user");
+        let (upstream, _) = rest.split_once('/').expect("a URL with a database");
+        let upstream = upstream.to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shared = std::sync::Arc::new(GateState::default());
+        let state = shared.clone();
+        let to = upstream.clone();
+        let thread = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if state.stopped.load(SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                if state.open.load(SeqCst) {
+                    pass_on(client, &to);
+                } else {
+                    state.refused.fetch_add(1, SeqCst);
+                    drop(client);
+                }
+            }
+        });
+        DatabaseGate {
+            addr,
+            upstream,
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    /// `db`'s URL with the gate's address in place of the cluster's.
+    pub fn url(&self, db: &TestDatabase) -> String {
+        db.url.replacen(&self.upstream, &self.addr.to_string(), 1)
+    }
+
+    /// Connections hung up on while the gate was closed.
+    pub fn refused(&self) -> usize {
+        self.shared
+            .refused
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// From now on, connections reach the cluster.
+    pub fn open(&self) {
+        self.shared
+            .open
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies bytes both ways between `client` and a new connection to
+/// `upstream`, each way on a thread of its own, until either side ends.
+fn pass_on(client: std::net::TcpStream, upstream: &str) {
+    let Ok(server) = std::net::TcpStream::connect(upstream) else {
+        return;
+    };
+    let one_way = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+        });
+    };
+    if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
+        one_way(c, server);
+        one_way(s, client);
+    }
+}
+
+impl Drop for DatabaseGate {
+    fn drop(&mut self) {
+        self.shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accepting thread, which then sees it is stopped.
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -11,7 +11,8 @@
 //! - **Read.** The run's partitions are claimed under leases
 //!   ([`super::lease`]), read and committed page by page under the fence.
 //! - **End of a partition.** Its worker records its report in
-//!   `run_partitions` and gives the lease up, in one transaction under the
+//!   `run_partitions` (in place of the part its last page recorded) and
+//!   gives the lease up, in one transaction under the
 //!   fence; a partition whose read failed is marked so that no worker takes
 //!   it again in this run. The worker that completes a stream's last
 //!   partition finishes the stream (watermark, records aged out or no longer
@@ -24,7 +25,10 @@
 //!   lock, so it happens once.
 //! - **A killed worker** leaves a lease that expires; the partition is
 //!   claimed again and resumed from its last committed cursor. Its report
-//!   part is lost, so the run's counters miss that worker's requests.
+//!   part is the one it recorded with its last page (every page under a
+//!   lease records the holder's part in its transaction,
+//!   [`super::lease::FencedPage`]), so the run's counters hold its pages
+//!   exactly, and its requests up to its last page.
 
 use super::lease::Lease;
 use super::{Health, Store, StoreError, StreamRequest};

@@ -71,3 +71,15 @@ pub struct Lease {
     /// The last complete read's watermark (deletions are reported since).
     pub deletions_since: Option<String>,
 }
+
+/// A page committed under a lease, with the holder's part of the run's
+/// report as it stands once the page is written: recorded in the page's
+/// transaction, so that a worker killed or cut off after the page leaves
+/// its counts behind for the run's report, exact to the last page written.
+pub struct FencedPage<'a> {
+    /// The lease the page is committed under.
+    pub lease: &'a Lease,
+    /// The holder's report part, given how many records the page's
+    /// tombstones newly marked deleted (known only in the transaction).
+    pub report: &'a dyn Fn(u64) -> String,
+}

@@ -29,7 +29,7 @@ pub use self::postgres::PostgresTarget;
 pub use sqlite::LATEST_VERSION;
 pub use sync_lock::SyncLock;
 
-use lease::{HeldLease, Lease};
+use lease::{FencedPage, HeldLease, Lease};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -329,21 +329,9 @@ impl StoreError {
     /// again (the backend replaces a session its server ended), so a
     /// long-lived process waits and carries on rather than giving up.
     pub fn is_connection_lost(&self) -> bool {
-        let StoreError::Postgres(e) = self else {
-            return false;
-        };
-        if e.is_closed() {
-            return true;
-        }
-        match e.code() {
-            Some(code) => {
-                let code = code.code();
-                // Class 08: connection exceptions; 57P01-03: shut down or
-                // starting up; 53300: too many connections.
-                code.starts_with("08") || ["57P01", "57P02", "57P03", "53300"].contains(&code)
-            }
-            // No SQLSTATE: the socket failed (reset, refused, timed out).
-            None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+        match self {
+            StoreError::Postgres(e) => is_server_unreachable(e),
+            _ => false,
         }
     }
 }
@@ -419,6 +407,27 @@ pub(crate) fn describe_postgres(e: &::postgres::Error) -> String {
     text
 }
 
+/// Whether PostgreSQL's `e` says the server is out of reach for now
+/// (restarted, failed over, shutting down or starting up, out of
+/// connection slots, or the socket failed: reset, refused, timed out), as
+/// opposed to a refusal that needs the operator (a wrong password, an
+/// unknown database, a statement refused).
+pub(crate) fn is_server_unreachable(e: &::postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            let code = code.code();
+            // Class 08: connection exceptions; 57P01-03: shut down or
+            // starting up; 53300: too many connections.
+            code.starts_with("08") || ["57P01", "57P02", "57P03", "53300"].contains(&code)
+        }
+        // No SQLSTATE: the socket failed (reset, refused, timed out).
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
 /// Why a database cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -428,9 +437,15 @@ pub enum OpenError {
     /// PostgreSQL refused a statement while the schema was set up.
     #[error("PostgreSQL: {}", describe_postgres(.0))]
     Postgres(#[from] ::postgres::Error),
-    /// The PostgreSQL server could not be reached or refused the login.
+    /// The PostgreSQL server refused the login (a wrong password or user,
+    /// no `pg_hba.conf` entry, an unknown database) or the TLS handshake.
     #[error("cannot connect to the PostgreSQL database: {0}")]
     Connect(String),
+    /// The PostgreSQL server could not be reached for now (down, starting
+    /// up, restarting, out of connection slots, or the network failed): a
+    /// later attempt may succeed without anyone changing anything.
+    #[error("cannot reach the PostgreSQL server: {0}")]
+    Unreachable(String),
     /// The database's address or TLS settings are unusable.
     #[error("{0}")]
     Invalid(String),
@@ -442,6 +457,19 @@ pub enum OpenError {
         /// The latest this build knows.
         known: u32,
     },
+}
+
+impl OpenError {
+    /// Whether the database could not be reached for now, which passes by
+    /// itself ([`is_server_unreachable`]): a sync exits 75 and a worker
+    /// waits, where anything else needs the operator.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            OpenError::Unreachable(_) => true,
+            OpenError::Postgres(e) => is_server_unreachable(e),
+            _ => false,
+        }
+    }
 }
 
 /// `term` with LIKE's wildcards (and the escape) escaped.
@@ -614,7 +642,7 @@ pub(crate) trait Backend: Send {
         connection: &str,
         stream: &str,
         page: PageCommit<'_>,
-        fence: Option<&Lease>,
+        fence: Option<FencedPage<'_>>,
     ) -> Result<u64, StoreError>;
     fn claim(
         &mut self,
@@ -802,15 +830,17 @@ impl Store {
         self.with(|b| b.commit_page(connection, stream, page, None))
     }
 
-    /// [`Store::commit_page`] under `lease`: the page is written only if
-    /// the lease is still this worker's, checked in the page's transaction
-    /// ([`StoreError::Fenced`] otherwise). PostgreSQL only.
+    /// [`Store::commit_page`] under `fenced.lease`: the page is written
+    /// only if the lease is still this worker's, checked in the page's
+    /// transaction ([`StoreError::Fenced`] otherwise), and with it the
+    /// holder's report part ([`FencedPage`]). PostgreSQL only.
     pub fn commit_page_fenced(
         &mut self,
         page: PageCommit<'_>,
-        lease: &Lease,
+        fenced: FencedPage<'_>,
     ) -> Result<u64, StoreError> {
-        self.with(|b| b.commit_page(&lease.connection, &lease.stream, page, Some(lease)))
+        let (connection, stream) = (&fenced.lease.connection, &fenced.lease.stream);
+        self.with(|b| b.commit_page(connection, stream, page, Some(fenced)))
     }
 
     /// Claims, for `holder` and for `lease` (on the database's clock), a

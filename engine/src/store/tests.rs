@@ -610,6 +610,60 @@ on_every_backend!(
     counts_tell_each_streams_live_and_deleted_records
 );
 
+/// A PostgreSQL server out of reach is told apart from one that refuses:
+/// nothing needs the test cluster.
+mod postgres_out_of_reach {
+    use super::*;
+
+    /// A target at `addr`, whose server is not there.
+    fn target_at(addr: std::net::SocketAddr) -> PostgresTarget {
+        PostgresTarget {
+            url: format!("postgresql://connector@{addr}/db?sslmode=disable"),
+            password: Some("unused".into()),
+            ca_file: None,
+            application_name: None,
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_is_temporary() {
+        // A port nobody listens on: bound, then let go.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let e = Store::open_postgres(&target_at(addr))
+            .err()
+            .expect("refused");
+        assert!(matches!(e, OpenError::Unreachable(_)), "{e}");
+        assert!(e.is_temporary(), "{e}");
+    }
+
+    #[test]
+    fn a_server_that_hangs_up_before_answering_is_temporary() {
+        // As a server that is starting up or restarting does.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || drop(listener.accept()));
+        let e = Store::open_postgres(&target_at(addr))
+            .err()
+            .expect("refused");
+        server.join().unwrap();
+        assert!(e.is_temporary(), "{e}");
+    }
+
+    #[test]
+    fn an_unusable_address_is_not_temporary() {
+        // The control: the configuration's mistake is not waited out.
+        let target = PostgresTarget {
+            url: "postgresql://connector@127.0.0.1:5432/db?sslmode=nonsense".into(),
+            ..target_at("127.0.0.1:1".parse().unwrap())
+        };
+        let e = Store::open_postgres(&target).err().expect("refused");
+        assert!(!e.is_temporary(), "{e}");
+    }
+}
+
 mod postgres_only {
     use super::super::testing::{cluster, postgres};
     use super::super::{Health, HealthState, OpenError, PostgresTarget, Store};
@@ -719,6 +773,7 @@ mod postgres_only {
             e.to_string().contains("password authentication failed"),
             "{e}"
         );
+        assert!(!e.is_temporary(), "a refused login needs the operator: {e}");
         assert!(!e.to_string().contains("not-the-password"), "{e}");
     }
 
@@ -758,13 +813,27 @@ mod postgres_only {
 
 mod leases {
     use super::super::deployment::{PartitionEnd, RunEnd, RunParts, RunStream};
-    use super::super::lease::Lease;
+    use super::super::lease::{FencedPage, Lease};
     use super::super::testing::{postgres, sqlite};
     use super::super::{Health, HealthState, Store, StoreError, StreamRequest};
     use super::{forced_full, full, keys, page, rec};
     use std::time::Duration;
 
     const LEASE: Duration = Duration::from_secs(30);
+
+    /// The part of the run's report a page under a lease records in these
+    /// tests: the records its tombstones marked, named.
+    fn part_marking(marked: u64) -> String {
+        format!("part with {marked} marked")
+    }
+
+    /// A page under `lease`, recording [`part_marking`].
+    fn under(lease: &Lease) -> FencedPage<'_> {
+        FencedPage {
+            lease,
+            report: &part_marking,
+        }
+    }
 
     fn conns() -> Vec<String> {
         vec!["c".to_string()]
@@ -828,7 +897,7 @@ mod leases {
         let first = [rec("a1", "{}")];
         s.commit_page_fenced(
             page(generation, a.partition, &first, Some("cur-a"), None),
-            &a,
+            under(&a),
         )
         .unwrap();
         // A's lease runs out (renewed for no time: expired at once, nobody
@@ -844,7 +913,7 @@ mod leases {
         // nothing is written.
         let late = [rec("late", "{}")];
         let e = s
-            .commit_page_fenced(page(generation, a.partition, &late, None, None), &a)
+            .commit_page_fenced(page(generation, a.partition, &late, None, None), under(&a))
             .unwrap_err();
         assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
         assert!(!keys(s).contains(&"late".to_string()));
@@ -855,11 +924,14 @@ mod leases {
         assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
         // C and B finish their partitions; done ones are not claimed again.
         let rest = [rec("a2", "{}")];
-        s.commit_page_fenced(page(generation, c.partition, &rest, None, None), &c)
+        s.commit_page_fenced(page(generation, c.partition, &rest, None, None), under(&c))
             .unwrap();
         let theirs = [rec("b1", "{}")];
-        s.commit_page_fenced(page(generation, b.partition, &theirs, None, None), &b)
-            .unwrap();
+        s.commit_page_fenced(
+            page(generation, b.partition, &theirs, None, None),
+            under(&b),
+        )
+        .unwrap();
         s.release_lease(&c).unwrap();
         s.release_lease(&b).unwrap();
         assert!(claimed(s, "worker-d").is_none());
@@ -878,8 +950,11 @@ mod leases {
         let a = claimed(s, "worker-a").expect("a partition to claim");
         let b = claimed(s, "worker-b").expect("a partition to claim");
         let last = [rec("a1", "{}")];
-        s.commit_page_fenced(page(a.generation, a.partition, &last, None, None), &a)
-            .unwrap();
+        s.commit_page_fenced(
+            page(a.generation, a.partition, &last, None, None),
+            under(&a),
+        )
+        .unwrap();
         s.end_partition(&a, "report-a", PartitionEnd::Complete)
             .unwrap();
         s.finish_run_stream(&a, None).unwrap();
@@ -966,7 +1041,7 @@ mod leases {
                             .unwrap()
                         {
                             let last = page(lease.generation, lease.partition, &[], None, None);
-                            s.commit_page_fenced(last, &lease).unwrap();
+                            s.commit_page_fenced(last, under(&lease)).unwrap();
                             mine.push(lease.partition);
                             assert!(mine.len() <= 16, "partitions taken again: {mine:?}");
                         }
@@ -983,6 +1058,47 @@ mod leases {
             let end = db.store.finish_run_if_over("c", &[], ended(Duration::ZERO));
             assert!(end.unwrap().is_some(), "round {round}");
         }
+    }
+
+    #[test]
+    #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+    fn a_worker_that_dies_after_a_page_leaves_its_part_of_the_report() {
+        let mut db = postgres();
+        let s = &mut db.store;
+        s.start_due_run("c", &stream(forced_full(1)))
+            .unwrap()
+            .unwrap();
+        let a = claimed(s, "worker-a").expect("a partition to claim");
+        let first = [rec("a1", "{}")];
+        s.commit_page_fenced(
+            page(a.generation, a.partition, &first, Some("cur-a"), None),
+            under(&a),
+        )
+        .unwrap();
+        // A dies: it never records its end, and its lease runs out.
+        assert!(s.renew_lease(&a, Duration::ZERO).unwrap());
+        let b = claimed(s, "worker-b").expect("the partition again");
+        let rest = [rec("a2", "{}")];
+        s.commit_page_fenced(
+            page(b.generation, b.partition, &rest, None, None),
+            under(&b),
+        )
+        .unwrap();
+        s.end_partition(&b, "report-b", PartitionEnd::Complete)
+            .unwrap();
+        s.finish_run_stream(&b, None).unwrap();
+        let end = s
+            .finish_run_if_over("c", &[], ended(Duration::ZERO))
+            .unwrap()
+            .expect("the run is over");
+        // A's part as its page left it, then B's as its end recorded it.
+        assert!(
+            end.report.contains(
+                "PartitionParts { index: 0, done: true, reports: [\"part with 0 marked\", \"report-b\"] }"
+            ),
+            "{}",
+            end.report
+        );
     }
 
     #[test]

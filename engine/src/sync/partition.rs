@@ -6,7 +6,8 @@ use super::report::PartitionReport;
 use super::retry::{decide, error_kind, Next};
 use super::{on_store, PartitionTask, RetryRecord, RunShared, SyncJob};
 use crate::priority::StoreCall;
-use crate::store::{PageCommit, StoreError, StoredRecord, StoredTombstone};
+use crate::store::lease::{FencedPage, Lease};
+use crate::store::{PageCommit, Store, StoreError, StoredRecord, StoredTombstone};
 use connector_sandbox::egress::{EgressCounters, EgressPolicy};
 use connector_sandbox::runtime::{
     connector_error_kind, connector_error_message, CallError, ConnectorError, ConnectorInstance,
@@ -82,6 +83,7 @@ pub(crate) async fn read_partition(
                 shared: &shared,
                 task: &task,
                 counters: &counters,
+                started,
             };
             let outcome = reader.read_to_end(&mut instance, &mut report).await;
             report.warnings = warnings(instance.logs());
@@ -117,6 +119,8 @@ struct PartitionReader<'a> {
     shared: &'a RunShared,
     task: &'a PartitionTask,
     counters: &'a Arc<EgressCounters>,
+    /// When the partition's read started.
+    started: Instant,
 }
 
 impl PartitionReader<'_> {
@@ -147,7 +151,7 @@ impl PartitionReader<'_> {
                 }
             }
             let next = page.next_cursor.clone();
-            match self.start_commit(page) {
+            match self.start_commit(page, report) {
                 Ok(pending) => committing = Some(pending),
                 Err(ended) => break Err(ended),
             }
@@ -371,8 +375,14 @@ impl PartitionReader<'_> {
 
     /// Validates the page's records and starts committing them, its
     /// tombstones and the next cursor in one transaction (on a store
-    /// thread, under the store's lock).
-    fn start_commit(&self, mut page: Page) -> Result<PendingCommit, Ended> {
+    /// thread, under the store's lock); under a lease, with the worker's
+    /// part of the run's report as it stands with the page
+    /// ([`FencedPage`]). `report` has every earlier page settled.
+    fn start_commit(
+        &self,
+        mut page: Page,
+        report: &PartitionReport,
+    ) -> Result<PendingCommit, Ended> {
         let task = self.task;
         let mut records = std::mem::take(&mut page.records)
             .into_iter()
@@ -399,7 +409,10 @@ impl PartitionReader<'_> {
         let connection = self.job.connection.clone();
         let stream = task.stream.name.clone();
         let (generation, partition) = (task.generation, task.index);
-        let lease = task.lease.clone();
+        let fence = task.lease.clone().map(|lease| {
+            let part = self.part_with_page(report, count, &lease.holder);
+            (lease, part)
+        });
         let commit = on_store(&self.shared.store, move |s| {
             let page = PageCommit {
                 generation,
@@ -410,8 +423,8 @@ impl PartitionReader<'_> {
                 watermark: page.watermark.as_deref(),
                 window_start: page.window_start.as_deref(),
             };
-            match &lease {
-                Some(lease) => s.commit_page_fenced(page, lease),
+            match fence {
+                Some((lease, part)) => commit_under_lease(s, page, &lease, part),
                 None => s.commit_page(&connection, &stream, page),
             }
         });
@@ -420,6 +433,47 @@ impl PartitionReader<'_> {
             records: count,
         })
     }
+
+    /// The partition's report as it will stand once a page of `records`
+    /// records is written (but for the records its tombstones mark):
+    /// `holder`'s part of the run's report, recorded with the page.
+    fn part_with_page(
+        &self,
+        report: &PartitionReport,
+        records: u64,
+        holder: &str,
+    ) -> PartitionReport {
+        let mut part = report.clone();
+        part.workers = vec![holder.to_string()];
+        part.pages += 1;
+        part.records += records;
+        part.requests = self.counters.requests.load(Ordering::Relaxed);
+        part.bytes = self.counters.bytes.load(Ordering::Relaxed);
+        part.seconds = self.started.elapsed().as_secs_f64();
+        part
+    }
+}
+
+/// Commits `page` under `lease`, with `part`, the worker's part of the
+/// run's report, completed by the records the page's tombstones marked.
+fn commit_under_lease(
+    store: &mut Store,
+    page: PageCommit<'_>,
+    lease: &Lease,
+    part: PartitionReport,
+) -> Result<u64, StoreError> {
+    let report = |marked: u64| {
+        let mut part = part.clone();
+        part.deleted_at_source += marked;
+        serde_json::to_string(&part).unwrap_or_default()
+    };
+    store.commit_page_fenced(
+        page,
+        FencedPage {
+            lease,
+            report: &report,
+        },
+    )
 }
 
 /// Puts a page's records in key order, records of one key in the page's

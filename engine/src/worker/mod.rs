@@ -193,7 +193,12 @@ pub async fn work(
                     tracing::warn!("stopped while the database was unreachable: {e:#}");
                     return Ok(summary);
                 }
-                outage.next_wait(&e)
+                let wait = outage.next_wait();
+                tracing::warn!(
+                    "the database is unreachable ({e:#}); looking again in {} s. Partitions being read stop at their next page and resume from their last written one",
+                    wait.as_secs()
+                );
+                wait
             }
             Err(e) => return Err(e),
         };
@@ -270,32 +275,29 @@ fn connection_lost(e: &anyhow::Error) -> bool {
 const LONGEST_OUTAGE_WAIT: Duration = Duration::from_secs(30);
 
 /// The waits while the database is unreachable: 1 s, doubling, at most
-/// [`LONGEST_OUTAGE_WAIT`].
+/// 30 s. A worker waits so for its database while it runs, and the
+/// `worker` command so for it to answer at start.
 #[derive(Debug, Default)]
-struct Outage {
+pub struct Outage {
     /// Looks that failed in a row.
     failures: u32,
 }
 
 impl Outage {
-    /// After a failed look: says so, and how long to wait for the next.
-    fn next_wait(&mut self, e: &anyhow::Error) -> Duration {
+    /// After a failed look: how long to wait for the next.
+    pub fn next_wait(&mut self) -> Duration {
         let wait = Duration::from_secs(1u64 << self.failures.min(5)).min(LONGEST_OUTAGE_WAIT);
         self.failures += 1;
-        tracing::warn!(
-            "the database is unreachable ({e:#}); looking again in {} s. Partitions being read stop at their next page and resume from their last written one",
-            wait.as_secs()
-        );
         wait
     }
 
     /// Whether the last look failed.
-    fn is_on(&self) -> bool {
+    pub fn is_on(&self) -> bool {
         self.failures > 0
     }
 
     /// After a look that worked.
-    fn over(&mut self) {
+    pub fn over(&mut self) {
         if self.failures > 0 {
             tracing::info!("the database answers again");
             self.failures = 0;

@@ -87,9 +87,10 @@ fn stream_report(stream: &StreamParts) -> StreamReport {
 }
 
 /// One partition's report: the last worker's, with the counters of the
-/// workers before it (one stopped, or fenced after a pause) added; whether
-/// it is complete is what the store says. A partition no worker reported
-/// on in this run was finished by an earlier one.
+/// workers before it (one stopped, killed or fenced after a pause: each
+/// recorded its part with every page it wrote) added; whether it is
+/// complete is what the store says. A partition no worker reported on in
+/// this run was finished by an earlier one.
 fn partition_report(partition: &PartitionParts) -> PartitionReport {
     let mut merged = PartitionReport {
         index: partition.index,
@@ -119,7 +120,15 @@ fn partition_report(partition: &PartitionParts) -> PartitionReport {
         merged.error = None;
         merged.error_kind = None;
     } else if merged.error.is_none() {
-        merged.error = Some("no worker reported on this partition's read".into());
+        merged.error = Some(match merged.workers.last() {
+            // Its last part is the one recorded with a page: the worker
+            // never recorded the end of its read.
+            Some(worker) => format!(
+                "worker {worker} stopped reading it without recording why (killed, or cut off from the database); {} pages of it were written in this run, and the next run resumes after the last",
+                merged.pages
+            ),
+            None => "no worker reported on this partition's read".into(),
+        });
     }
     merged
 }
@@ -243,6 +252,11 @@ mod tests {
         assert!(!p.complete);
         assert_eq!(
             p.error.as_deref(),
+            Some("worker w1 stopped reading it without recording why (killed, or cut off from the database); 2 pages of it were written in this run, and the next run resumes after the last")
+        );
+        let nobody = assemble("c", &parts(false, vec![part(0, false, &[])], 0));
+        assert_eq!(
+            nobody.streams[0].partitions[0].error.as_deref(),
             Some("no worker reported on this partition's read")
         );
     }

@@ -6,11 +6,11 @@
 use crate::commands::schedule::parse_every;
 use crate::commands::sync::{prepare_sync, SyncFlags};
 use crate::database::StoreLocation;
-use crate::failure::{config_failure, load_config};
+use crate::failure::{config_failure, load_config, Failure, EXIT_TEMPORARY_FAILURE};
 use anyhow::Result;
 use connector_engine::progress::LogLines;
 use connector_engine::sync::RunReport;
-use connector_engine::worker::{work, Served, StorePacing, WorkerOptions};
+use connector_engine::worker::{work, Outage, Served, StorePacing, WorkerOptions};
 use connector_sandbox::pacing::Pacer;
 use connector_sandbox::secrets::Environment;
 use connector_sandbox::stop::StopSignal;
@@ -53,7 +53,10 @@ pub async fn worker(
         env,
         name: format!("connector-host worker {id}"),
     };
-    let served = serve_all(&flags.config_dir, flags.every, &env, &stop, out).await?;
+    let Some(served) = serve_all_once_reachable(flags, &env, &stop, out).await? else {
+        writeln!(out, "worker {id} stopped before its database answered")?;
+        return Ok(());
+    };
     let names: Vec<&str> = served.iter().map(|s| s.connection()).collect();
     writeln!(
         out,
@@ -120,10 +123,52 @@ fn default_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// [`serve_all`], waiting while the database is out of reach (a worker
+/// started with its database, or before it, in a deployment): it tries
+/// again after 1 s, 2 s, 4 s … (at most 30 s), as [`work`] does once
+/// running. With `--once` the temporary failure is returned (exit 75).
+/// `None`: stopped while waiting.
+async fn serve_all_once_reachable(
+    flags: &WorkerFlags,
+    env: &dyn Environment,
+    stop: &Arc<StopSignal>,
+    out: &mut dyn Write,
+) -> Result<Option<Vec<Arc<Served>>>> {
+    let mut outage = Outage::default();
+    loop {
+        match serve_all(&flags.config_dir, flags.every, env, stop, out).await {
+            Err(e) if is_temporary(&e) && !flags.once => {
+                if !outage.is_on() {
+                    writeln!(out, "waiting for the database: {e:#}")?;
+                    out.flush()?;
+                }
+                let wait = outage.next_wait();
+                tracing::warn!("{e:#}; trying again in {} s", wait.as_secs());
+                if stop.sleep(wait).await {
+                    return Ok(None);
+                }
+            }
+            result => {
+                outage.over();
+                return result.map(Some);
+            }
+        }
+    }
+}
+
+/// Whether `e` is a failure that passes by itself (exit 75): the database
+/// out of reach.
+fn is_temporary(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Failure>()
+        .is_some_and(|f| f.exit_code == EXIT_TEMPORARY_FAILURE)
+}
+
 /// Every connection file of `dir` that can be served, prepared; each that
 /// cannot (it names SQLite, its credential is refused…) is named on `out`
 /// and left out, so one broken connection does not stop the others. None
-/// servable is a configuration error listing why.
+/// servable is a configuration error listing why. A database out of reach
+/// is returned as it is, with nothing named: a later attempt may serve
+/// every file.
 async fn serve_all(
     dir: &Path,
     default_every: Duration,
@@ -132,10 +177,17 @@ async fn serve_all(
     out: &mut dyn Write,
 ) -> Result<Vec<Arc<Served>>> {
     let files = connection_files(dir)?;
-    let mut served = Vec::with_capacity(files.len());
-    let mut problems = Vec::new();
+    let mut prepared = Vec::with_capacity(files.len());
     for file in files {
         match serve_one(&file, default_every, env, stop).await {
+            Err(e) if is_temporary(&e) => return Err(e),
+            result => prepared.push((file, result)),
+        }
+    }
+    let mut served = Vec::with_capacity(prepared.len());
+    let mut problems = Vec::new();
+    for (file, result) in prepared {
+        match result {
             Ok(s) => served.push(Arc::new(s)),
             Err(e) => {
                 let problem = format!(

@@ -5,7 +5,7 @@
 //! Ignored by a plain `cargo test` (they need the cluster);
 //! `tests/run-all.sh` runs them with `--ignored`.
 
-use connector_e2e::postgres::TestDatabase;
+use connector_e2e::postgres::{DatabaseGate, TestDatabase};
 use connector_e2e::{ConfigSpec, Fixture};
 use connector_engine::store::deployment::RunStream;
 use connector_engine::store::{PostgresTarget, Store, StreamRequest};
@@ -160,15 +160,60 @@ fn a_wrong_database_password_or_a_missing_variable_says_what_to_fix() {
     );
     let mut env = f.env.clone();
     env.insert(PASSWORD_VAR.into(), "Not-The-Database-Password".into());
-    let (_, message) = f.cli_with_env(&args, &env).err();
+    let (code, message) = f.cli_with_env(&args, &env).err();
+    assert_eq!(code, 2, "a refused login is the configuration's: {message}");
     assert!(
-        message.contains("password authentication failed"),
+        message.contains("password authentication failed") && message.contains("PGPASSWORD"),
         "{message}"
     );
     assert!(!message.contains("Not-The-Database-Password"), "{message}");
     // The control: the right password syncs.
     env.insert(PASSWORD_VAR.into(), db.password.clone());
     f.cli_with_env(&args, &env).ok();
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_database_out_of_reach_exits_75_and_nothing_is_read_or_written() {
+    let f = Fixture::start(5);
+    let db = TestDatabase::create();
+    let gate = DatabaseGate::closed_before(&db);
+    let config = f.config(&ConfigSpec {
+        file: "gated.toml".into(),
+        database: Some(format!(
+            "database = \"{}?sslmode=disable\"\ndatabase_password_env = \"{PASSWORD_VAR}\"",
+            gate.url(&db)
+        )),
+        ..ConfigSpec::default()
+    });
+    let env = db.environment(&f);
+    let config = config.to_str().unwrap();
+    for command in ["sync", "status"] {
+        let (code, message) = f.cli_with_env(&[command, "--config", config], &env).err();
+        assert_eq!(
+            code, 75,
+            "{command}: a server out of reach passes by itself: {message}"
+        );
+        assert!(
+            message.contains("cannot reach the PostgreSQL server")
+                && message.contains("the next sync tries again"),
+            "{command}: {message}"
+        );
+    }
+    assert!(gate.refused() >= 2, "the commands never tried the gate");
+    assert_eq!(f.state().request_count(), 0, "the source was read");
+    let tables: i64 = db
+        .client()
+        .query_one(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "something was written");
+    // The control: the same file syncs once the server answers.
+    gate.open();
+    f.cli_with_env(&["sync", "--config", config], &env).ok();
 }
 
 #[test]

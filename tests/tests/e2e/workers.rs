@@ -6,7 +6,7 @@
 //! Ignored by a plain `cargo test` (they need the cluster);
 //! `tests/run-all.sh` runs them with `--ignored`.
 
-use connector_e2e::postgres::TestDatabase;
+use connector_e2e::postgres::{DatabaseGate, TestDatabase};
 use connector_e2e::{expected_records, json_lines, ConfigSpec, Fixture, KillOnDrop};
 use rand::Rng as _;
 use servicenow_emulator::{Fault, FaultRule, RateRule};
@@ -23,6 +23,11 @@ const DEADLINE: Duration = Duration::from_secs(180);
 /// The deployment's directory of connection files: `count` connections
 /// (`conn-1`…) of the emulator, stored in `db`, with `sync` lines.
 fn deployment(f: &Fixture, db: &TestDatabase, count: usize, sync: &[&str]) -> PathBuf {
+    deployment_at(f, &db.url, count, sync)
+}
+
+/// [`deployment`] with the database at `url`.
+fn deployment_at(f: &Fixture, url: &str, count: usize, sync: &[&str]) -> PathBuf {
     let dir = f.dir.path().join("deployment");
     std::fs::create_dir_all(&dir).unwrap();
     for i in 1..=count {
@@ -32,8 +37,7 @@ fn deployment(f: &Fixture, db: &TestDatabase, count: usize, sync: &[&str]) -> Pa
         f.config(&ConfigSpec {
             file: format!("deployment/conn-{i}.toml"),
             database: Some(format!(
-                "name = \"conn-{i}\"\ndatabase = \"{}?sslmode=disable\"\ndatabase_password_env = \"{PASSWORD_VAR}\"",
-                db.url
+                "name = \"conn-{i}\"\ndatabase = \"{url}?sslmode=disable\"\ndatabase_password_env = \"{PASSWORD_VAR}\"",
             )),
             sync: lines,
             ..ConfigSpec::default()
@@ -106,6 +110,21 @@ fn exits_cleanly(f: &Fixture, worker: &mut KillOnDrop, id: &str) -> String {
     out
 }
 
+/// Waits (at most [`DEADLINE`]) until worker `id` wrote `text` on stdout
+/// `count` times, asserting meanwhile that it has not exited.
+fn wait_for_output(f: &Fixture, worker: &mut KillOnDrop, id: &str, text: &str, count: usize) {
+    let started = Instant::now();
+    while output_of(f, id).0.matches(text).count() < count {
+        assert!(
+            worker.try_wait().unwrap().is_none(),
+            "worker {id} exited: {:?}",
+            output_of(f, id)
+        );
+        assert!(started.elapsed() < DEADLINE, "{:?}", output_of(f, id));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sends `signal` (`KILL`, `STOP`, `CONT`) to `worker`.
 fn signal(worker: &KillOnDrop, signal: &str) {
     let sent = Command::new("kill")
@@ -150,6 +169,37 @@ fn holds_exactly_the_source(f: &Fixture, env: &HashMap<String, String>, dir: &Pa
         assert!(
             status.starts_with(&format!("conn-{i}: connected")),
             "{status}"
+        );
+    }
+}
+
+/// Asserts each connection's last run reports as many records written as
+/// its streams hold: the parts of workers killed mid-run included, and
+/// no page counted twice.
+fn reports_every_stored_record_once(
+    f: &Fixture,
+    env: &HashMap<String, String>,
+    dir: &Path,
+    count: usize,
+) {
+    let stored: usize = STREAMS
+        .iter()
+        .map(|stream| expected_records(f.state(), stream).len())
+        .sum();
+    for i in 1..=count {
+        let config = dir.join(format!("conn-{i}.toml"));
+        let args = ["status", "--config", config.to_str().unwrap(), "--json"];
+        let status: serde_json::Value =
+            serde_json::from_str(&f.cli_with_env(&args, env).ok()).unwrap();
+        let streams = status["runs"][0]["report"]["streams"].as_array().unwrap();
+        let reported: u64 = streams
+            .iter()
+            .flat_map(|s| s["partitions"].as_array().unwrap())
+            .map(|p| p["records"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            reported, stored as u64,
+            "conn-{i}: records the run reports against the records stored"
         );
     }
 }
@@ -225,6 +275,7 @@ fn three_workers_lose_one_mid_sync_and_one_mid_commit_and_every_record_is_stored
     let out = exits_cleanly(&f, &mut c, "c");
     assert!(out.contains("ended: complete"), "{out}");
     holds_exactly_the_source(&f, &env, &dir, CONNECTIONS);
+    reports_every_stored_record_once(&f, &env, &dir, CONNECTIONS);
     let interrupted = f.state().request_count() - uninterrupted;
     eprintln!("requests: {interrupted} with two workers killed, {uninterrupted} uninterrupted");
     assert!(
@@ -446,27 +497,39 @@ fn a_worker_carries_on_after_the_database_ends_its_sessions() {
     let env = db.environment(&f);
     let dir = deployment(&f, &db, 1, &[]);
     let mut a = spawn_worker_with(&f, &env, &dir, "a", &["--every", "1s"]);
-    let runs_ended = || output_of(&f, "a").0.matches("ended: complete").count();
-    let wait_for_runs = |count: usize, a: &mut KillOnDrop| {
-        let started = Instant::now();
-        while runs_ended() < count {
-            assert!(
-                a.try_wait().unwrap().is_none(),
-                "the worker exited: {:?}",
-                output_of(&f, "a")
-            );
-            assert!(started.elapsed() < DEADLINE, "{:?}", output_of(&f, "a"));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    wait_for_runs(1, &mut a);
+    wait_for_output(&f, &mut a, "a", "ended: complete", 1);
     let ended = db.end_sessions_of("connector-host worker a");
     assert!(ended >= 1, "no session of the worker to end");
     // A run that started after the sessions ended completes.
-    let before = runs_ended();
-    wait_for_runs(before + 2, &mut a);
+    let before = output_of(&f, "a").0.matches("ended: complete").count();
+    wait_for_output(&f, &mut a, "a", "ended: complete", before + 2);
     signal(&a, "TERM");
     let out = exits_cleanly(&f, &mut a, "a");
     assert!(out.contains("worker a stopped"), "{out}");
+    holds_exactly_the_source(&f, &env, &dir, 1);
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_worker_started_before_its_database_waits_for_it() {
+    // A deployment whose workers start with the database (a compose file,
+    // a pod): the server is not accepting connections yet.
+    let f = Fixture::start(50);
+    let db = TestDatabase::create();
+    let gate = DatabaseGate::closed_before(&db);
+    let env = db.environment(&f);
+    let dir = deployment_at(&f, &gate.url(&db), 1, &[]);
+    // `--once` has no later: it exits 75, for cron to run it again.
+    let mut once = spawn_worker(&f, &env, &dir, "once", &[]);
+    let status = once.wait().unwrap();
+    assert_eq!(status.code(), Some(75), "{:?}", output_of(&f, "once"));
+    // A serving worker waits, and serves once the server answers.
+    let mut a = spawn_worker_with(&f, &env, &dir, "a", &["--every", "1s"]);
+    wait_for_output(&f, &mut a, "a", "waiting for the database", 1);
+    gate.open();
+    wait_for_output(&f, &mut a, "a", "ended: complete", 1);
+    signal(&a, "TERM");
+    let out = exits_cleanly(&f, &mut a, "a");
+    assert!(out.contains("worker a serves 1 connection(s)"), "{out}");
     holds_exactly_the_source(&f, &env, &dir, 1);
 }

@@ -9,7 +9,7 @@
 //! (against the Mozilla roots and the operator's CA file): a sync never
 //! sends its records to a database it cannot identify.
 
-use super::super::{describe_postgres, OpenError};
+use super::super::{describe_postgres, is_server_unreachable, OpenError};
 use postgres::config::SslMode;
 use postgres::Client;
 use rustls::pki_types::pem::PemObject;
@@ -84,7 +84,13 @@ impl PostgresTarget {
             SslMode::Disable => config.connect(postgres::NoTls),
             _ => config.connect(self.tls()?),
         };
-        connected.map_err(|e| OpenError::Connect(describe_postgres(&e)))
+        connected.map_err(|e| {
+            if is_server_unreachable(&e) {
+                OpenError::Unreachable(describe_postgres(&e))
+            } else {
+                OpenError::Connect(describe_postgres(&e))
+            }
+        })
     }
 
     /// The TLS connector: Mozilla's roots and the operator's CA file.

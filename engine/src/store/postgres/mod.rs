@@ -16,7 +16,7 @@ pub use connect::PostgresTarget;
 pub(crate) use schema::{migrate_to, LATEST_VERSION};
 
 use super::deployment::{PartitionEnd, RunEnd, RunParts, RunStream};
-use super::lease::{HeldLease, Lease};
+use super::lease::{FencedPage, HeldLease, Lease};
 use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
     live_and_deleted, now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EmbeddedRow,
@@ -233,13 +233,13 @@ impl Backend for Postgres {
         connection: &str,
         stream: &str,
         page: PageCommit<'_>,
-        fence: Option<&Lease>,
+        fence: Option<FencedPage<'_>>,
     ) -> Result<u64, StoreError> {
         let now = now_rfc3339();
         let (keys, data, parents) = record_columns(&page);
         let mut tx = self.client.transaction()?;
-        if let Some(held) = fence {
-            leases::fence(&mut tx, held)?;
+        if let Some(fenced) = &fence {
+            leases::fence(&mut tx, fenced.lease)?;
         }
         let stream_id = stream_id(&mut tx, connection, stream)?;
         tx.execute(
@@ -282,6 +282,9 @@ impl Backend for Postgres {
                 &page.window_start,
             ],
         )?;
+        if let Some(fenced) = &fence {
+            runs::record_part(&mut tx, fenced.lease, &(fenced.report)(tombstoned))?;
+        }
         tx.commit()?;
         Ok(tombstoned)
     }

@@ -82,11 +82,7 @@ pub(super) fn end_partition(
     let mut tx = client.transaction()?;
     leases::fence(&mut tx, held)?;
     let partition = i64::from(held.partition);
-    tx.execute(
-        "INSERT INTO run_partitions (run_id, stream, partition, token, report)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        &[&held.run, &held.stream, &partition, &held.token, &report],
-    )?;
+    record_part(&mut tx, held, report)?;
     let failed_run = (end == PartitionEnd::Failed).then_some(held.run);
     tx.execute(
         "UPDATE partitions
@@ -102,6 +98,28 @@ pub(super) fn end_partition(
         ],
     )?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Records `report` as `held`'s part of its run's report, in place of
+/// the part it recorded with its last page.
+pub(super) fn record_part(
+    tx: &mut Transaction<'_>,
+    held: &Lease,
+    report: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO run_partitions (run_id, stream, partition, token, report)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (run_id, stream, partition, token) DO UPDATE SET report = excluded.report",
+        &[
+            &held.run,
+            &held.stream,
+            &i64::from(held.partition),
+            &held.token,
+            &report,
+        ],
+    )?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ mod schema;
 pub(crate) use schema::migrate_to;
 pub use schema::LATEST_VERSION;
 
-use super::lease::Lease;
+use super::lease::FencedPage;
 use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
     live_and_deleted, now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EachRecord,
@@ -404,7 +404,7 @@ impl Backend for Sqlite {
         connection: &str,
         stream: &str,
         page: PageCommit<'_>,
-        fence: Option<&Lease>,
+        fence: Option<FencedPage<'_>>,
     ) -> Result<u64, StoreError> {
         if fence.is_some() {
             return Err(StoreError::NeedsPostgres("a lease"));
