@@ -128,6 +128,24 @@ impl FaultQueue {
             .rules
             .iter()
             .position(|r| r.path_contains.is_empty() || path.contains(&r.path_contains))?;
+        self.fire(index)
+    }
+
+    /// The fault for a request to `path` from a rule that names it
+    /// ([`FaultRule::on_path`]); rules for any path are left alone. The
+    /// OAuth token endpoint takes its faults so: a rule for the next
+    /// requests of a sync does not meet the token request before them.
+    pub fn take_named(&mut self, path: &str) -> Option<Fault> {
+        let index = self
+            .rules
+            .iter()
+            .position(|r| !r.path_contains.is_empty() && path.contains(&r.path_contains))?;
+        self.fire(index)
+    }
+
+    /// Counts a request against rule `index`: its fault, once the requests
+    /// it lets through first have passed.
+    fn fire(&mut self, index: usize) -> Option<Fault> {
         let rule = &mut self.rules[index];
         if rule.after > 0 {
             rule.after -= 1;

@@ -395,7 +395,11 @@ pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
     let response = if state.deny_all_ips.load(Ordering::Relaxed) {
         access_restricted()
     } else if path == "/oauth_token.do" {
-        token_request(state, req).await
+        let fault = lock(&state.faults).take_named(&path);
+        match fault.as_ref().and_then(fault_response) {
+            Some(faulted) => faulted,
+            None => token_request(state, req).await,
+        }
     } else if req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD {
         error_response(
             StatusCode::METHOD_NOT_ALLOWED,

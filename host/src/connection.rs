@@ -3,10 +3,12 @@
 //! (with its OAuth token obtained) and the sandbox limits.
 
 use crate::bundled::{bundled, DEFAULT_CONNECTOR};
-use crate::failure::config_failure;
-use anyhow::{anyhow, Result};
+use crate::failure::{config_failure, Failure, EXIT_TEMPORARY_FAILURE};
+use anyhow::Result;
+use connector_engine::store::{Health, HealthState};
 use connector_sandbox::config::Config;
 use connector_sandbox::credentials::{Credential, DeclaredAuth};
+use connector_sandbox::oauth::TokenError;
 use connector_sandbox::origin::Origin;
 use connector_sandbox::runtime::{
     read_info, ConnectorInfo, InstanceLimits, LoadedComponent, Runtime,
@@ -117,6 +119,68 @@ pub fn component_bytes(which: ComponentRef<'_>) -> Result<(Cow<'static, [u8]>, S
     })
 }
 
+/// Why a credential could not be made ready.
+#[derive(Debug)]
+pub enum CredentialError {
+    /// `[auth]` is wrong or its secret is missing (exit 2).
+    Config(String),
+    /// The token endpoint issued no token: refused (exit 1), unreachable
+    /// (exit 1) or unavailable for now (exit 75).
+    Token(TokenError),
+}
+
+impl std::fmt::Display for CredentialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialError::Token(TokenError::Refused(m)) => {
+                write!(f, "authentication failed: {m}")
+            }
+            CredentialError::Config(m)
+            | CredentialError::Token(TokenError::Unreachable(m) | TokenError::Unavailable(m)) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+impl CredentialError {
+    /// The connection's health after it: a token endpoint unavailable for
+    /// now is a temporary failure; the rest needs the operator.
+    pub fn health(&self) -> Health {
+        let (state, kind) = match self {
+            CredentialError::Token(TokenError::Unavailable(_)) => {
+                (HealthState::TemporaryFailure, "temporarily-unavailable")
+            }
+            CredentialError::Token(TokenError::Unreachable(_)) => {
+                (HealthState::Failed, "unreachable")
+            }
+            CredentialError::Config(_) | CredentialError::Token(TokenError::Refused(_)) => {
+                (HealthState::Failed, "authentication")
+            }
+        };
+        Health {
+            state,
+            error_kind: Some(kind.into()),
+            message: Some(self.to_string()),
+        }
+    }
+}
+
+impl From<CredentialError> for anyhow::Error {
+    fn from(e: CredentialError) -> anyhow::Error {
+        let exit_code = match &e {
+            CredentialError::Config(_) => 2,
+            CredentialError::Token(TokenError::Unavailable(_)) => EXIT_TEMPORARY_FAILURE,
+            CredentialError::Token(_) => 1,
+        };
+        Failure {
+            exit_code,
+            message: e.to_string(),
+        }
+        .into()
+    }
+}
+
 /// Builds the credential and obtains what it needs before the first
 /// request (an OAuth token), so misconfigurations stop the run at once.
 pub async fn credential(
@@ -125,7 +189,7 @@ pub async fn credential(
     origin: &Origin,
     sender: &Arc<Sender>,
     env: &dyn Environment,
-) -> Result<Credential> {
+) -> Result<Credential, CredentialError> {
     let credential = Credential::from_config(
         config.auth.as_ref(),
         &DeclaredAuth::of(info),
@@ -134,11 +198,8 @@ pub async fn credential(
         config.limits.request_timeout(),
         env,
     )
-    .map_err(config_failure)?;
-    credential
-        .prepare()
-        .await
-        .map_err(|e| anyhow!("authentication failed: {e}"))?;
+    .map_err(CredentialError::Config)?;
+    credential.prepare().await.map_err(CredentialError::Token)?;
     Ok(credential)
 }
 

@@ -3,7 +3,7 @@
 //! token (fetched and renewed by the host), or an API key header.
 
 use crate::config::AuthConfig;
-use crate::oauth::{Grant, OAuthBroker};
+use crate::oauth::{Grant, OAuthBroker, TokenError};
 use crate::origin::Origin;
 use crate::runtime::{AuthMethod, ConnectorInfo, Oauth2Grant};
 use crate::secrets::{read_secret, Environment, Secret};
@@ -302,7 +302,7 @@ impl Credential {
                 Ok(None)
             }
             Credential::OAuth(broker) => {
-                let v = broker.authorization().await?;
+                let v = broker.authorization().await.map_err(|e| e.to_string())?;
                 headers.insert(http::header::AUTHORIZATION, v.clone());
                 Ok(Some(v))
             }
@@ -311,7 +311,7 @@ impl Credential {
 
     /// Obtains what must be obtained before the first request (an OAuth
     /// token), so a misconfiguration is reported before any work starts.
-    pub async fn prepare(&self) -> Result<(), String> {
+    pub async fn prepare(&self) -> Result<(), TokenError> {
         match self {
             Credential::OAuth(broker) => broker.authorization().await.map(|_| ()),
             _ => Ok(()),

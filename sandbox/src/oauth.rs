@@ -20,6 +20,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::RequestOptions;
 
+/// Why the token endpoint issued no token, told apart by what the
+/// operator does about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// It refused the client or the user, or answered without a token: the
+    /// configuration or the source's OAuth set-up needs the operator.
+    #[error("{0}")]
+    Refused(String),
+    /// It could not be reached (DNS, connect, TLS, an address refused by
+    /// the host): check the address and the network.
+    #[error("{0}")]
+    Unreachable(String),
+    /// It answered 5xx or 429, timed out, or broke its answer off: this
+    /// passes by itself.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// The grant used to obtain tokens.
 pub enum Grant {
     /// `client_credentials`: the token acts as the OAuth application's user.
@@ -111,7 +129,7 @@ impl OAuthBroker {
     }
 
     /// The `Authorization` value to send now, fetching or renewing the token if needed.
-    pub async fn authorization(&self) -> Result<HeaderValue, String> {
+    pub async fn authorization(&self) -> Result<HeaderValue, TokenError> {
         let mut slot = self.token.lock().await;
         if let Some(t) = slot.as_ref() {
             if Instant::now() < t.renew_at {
@@ -165,16 +183,23 @@ impl OAuthBroker {
         form.finish()
     }
 
-    async fn request(&self, refresh: Option<&Secret>) -> Result<Token, String> {
+    async fn request(&self, refresh: Option<&Secret>) -> Result<Token, TokenError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let (status, bytes) = self.post_token_request(refresh).await?;
         let endpoint = &self.token_url;
+        if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+            return Err(TokenError::Unavailable(format!(
+                "the OAuth token endpoint {endpoint} answered HTTP {status}: the source is unavailable for now (maintenance, overload or a rate limit); the next sync tries again"
+            )));
+        }
         let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
-            format!("the OAuth token endpoint {endpoint} answered HTTP {status} without a JSON token response; check that OAuth is active at the source and that the token path is right (`[auth] token_path` sets another)")
+            TokenError::Refused(format!("the OAuth token endpoint {endpoint} answered HTTP {status} without a JSON token response; check that OAuth is active at the source and that the token path is right (`[auth] token_path` sets another)"))
         })?;
         match (status.is_success(), &parsed.access_token) {
-            (true, Some(access)) if !access.is_empty() => token_from(access, &parsed, refresh),
-            _ => Err(self.refusal(status, &parsed, refresh)),
+            (true, Some(access)) if !access.is_empty() => {
+                token_from(access, &parsed, refresh).map_err(TokenError::Refused)
+            }
+            _ => Err(TokenError::Refused(self.refusal(status, &parsed, refresh))),
         }
     }
 
@@ -182,7 +207,7 @@ impl OAuthBroker {
     async fn post_token_request(
         &self,
         refresh: Option<&Secret>,
-    ) -> Result<(http::StatusCode, Bytes), String> {
+    ) -> Result<(http::StatusCode, Bytes), TokenError> {
         let body = Full::new(Bytes::from(self.form(refresh)))
             .map_err(|never| match never {})
             .boxed_unsync();
@@ -197,7 +222,9 @@ impl OAuthBroker {
                 self.token_url.authority().map_or("", |a| a.as_str()),
             )
             .body(body)
-            .map_err(|e| format!("cannot build the OAuth token request: {e}"))?;
+            .map_err(|e| {
+                TokenError::Refused(format!("cannot build the OAuth token request: {e}"))
+            })?;
         let options = RequestOptions {
             connect_timeout: Some(self.timeout),
             first_byte_timeout: Some(self.timeout),
@@ -206,16 +233,18 @@ impl OAuthBroker {
         let endpoint = &self.token_url;
         let (response, io) = Box::into_pin(Box::new(self.sender.send(request, options)))
             .await
-            .map_err(|e| {
-                format!("the OAuth token endpoint {endpoint} could not be reached: {e}")
-            })?;
+            .map_err(|e| unsent(endpoint, &e))?;
         let status = response.status();
         let read = async {
             Limited::new(response.into_body(), MAX_TOKEN_RESPONSE)
                 .collect()
                 .await
                 .map(|c| c.to_bytes())
-                .map_err(|e| format!("reading the OAuth token response failed: {e}"))
+                .map_err(|e| {
+                    TokenError::Unavailable(format!(
+                        "reading the OAuth token response of {endpoint} failed: {e}; the next sync tries again"
+                    ))
+                })
         };
         let (bytes, _) = tokio::join!(read, Box::into_pin(io));
         Ok((status, bytes?))
@@ -254,6 +283,23 @@ impl OAuthBroker {
                 format!(", {reason}")
             }
         )
+    }
+}
+
+/// Why the token request to `endpoint` was not answered: a time-out
+/// passes by itself, anything else (DNS, connect, TLS, an address the host
+/// refuses) needs the address or the network looked at.
+fn unsent(endpoint: &http::Uri, e: &wasmtime_wasi_http::Error) -> TokenError {
+    use wasmtime_wasi_http::Error;
+    match e {
+        Error::ConnectionTimeout | Error::ConnectionReadTimeout | Error::HttpResponseTimeout => {
+            TokenError::Unavailable(format!(
+                "the OAuth token endpoint {endpoint} did not answer in time ({e}); the next sync tries again"
+            ))
+        }
+        _ => TokenError::Unreachable(format!(
+            "the OAuth token endpoint {endpoint} could not be reached: {e}; check the endpoint's address and that this machine may reach it (firewall, proxy)"
+        )),
     }
 }
 

@@ -5,7 +5,7 @@ use crate::database::StoreLocation;
 use crate::failure::{load_config, Failure, EXIT_TEMPORARY_FAILURE};
 use anyhow::Result;
 use connector_engine::progress::{Bars, LogLines, Progress};
-use connector_engine::store::{Health, HealthState, Store, StoreError};
+use connector_engine::store::{HealthState, Store, StoreError};
 use connector_engine::sync::{RunReport, SyncInProgress, SyncJob, SyncOptions};
 use connector_sandbox::config::SyncConfig;
 use connector_sandbox::egress::EgressLimits;
@@ -126,13 +126,8 @@ pub async fn prepare_sync(
     let credential = match credential(&config, &p.info, &origin, &sender, env).await {
         Ok(c) => c,
         Err(e) => {
-            let health = Health {
-                state: HealthState::Failed,
-                error_kind: Some("authentication".into()),
-                message: Some(format!("{e:#}")),
-            };
-            let _ = store.set_health(&connection, &health);
-            return Err(e);
+            let _ = store.set_health(&connection, &e.health());
+            return Err(e.into());
         }
     };
     let job = SyncJob {

@@ -112,6 +112,57 @@ fn client_credentials_grant_syncs_and_a_disabled_grant_is_explained() {
 }
 
 #[test]
+fn a_token_endpoint_unavailable_for_now_is_a_temporary_failure_and_a_refusal_is_not() {
+    let f = fixture(false);
+    let config = oauth_config(&f, "oauth2-password");
+    let status = |f: &Fixture| {
+        f.cli(&["status", "--config", config.to_str().unwrap()])
+            .ok()
+    };
+    // Maintenance, then a rate limit, at the token endpoint: exit 75 and
+    // health `temporary failure`, with nothing read.
+    for (fault, said) in [
+        (Fault::Status(503), "HTTP 503"),
+        (Fault::RateLimited { retry_after: 1 }, "HTTP 429"),
+    ] {
+        f.state()
+            .inject(FaultRule::next(fault, 1).on_path("oauth_token"));
+        let (code, message) = f.sync(&config).err();
+        assert_eq!(code, 75, "{message}");
+        assert!(
+            message.contains(said) && message.contains("the next sync tries again"),
+            "{message}"
+        );
+        let health = status(&f);
+        assert!(
+            health.contains("temporary failure") && health.contains("[temporarily-unavailable]"),
+            "{health}"
+        );
+    }
+    assert!(f
+        .state()
+        .requests()
+        .iter()
+        .all(|r| r.path == "/oauth_token.do"));
+    // The control: a refused secret needs the operator.
+    let mut env = f.env.clone();
+    env.insert(CLIENT_SECRET_VAR.into(), "not-the-secret".into());
+    let args = ["sync", "--config", config.to_str().unwrap()];
+    let (code, message) = f.cli_with_env(&args, &env).err();
+    assert_eq!(code, 1, "{message}");
+    assert!(message.starts_with("authentication failed"), "{message}");
+    assert!(!message.contains("not-the-secret"), "{message}");
+    let health = status(&f);
+    assert!(
+        health.contains(": failed") && health.contains("[authentication]"),
+        "{health}"
+    );
+    // Once the endpoint answers, the next sync completes.
+    f.sync(&config).ok();
+    assert_complete(&f, &config);
+}
+
+#[test]
 fn api_key_in_the_declared_header() {
     let f = fixture(false);
     let config = f.config(&ConfigSpec {
