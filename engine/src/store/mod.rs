@@ -461,7 +461,8 @@ pub enum OpenError {
 
 impl OpenError {
     /// Whether the database could not be reached for now, which passes by
-    /// itself ([`is_server_unreachable`]): a sync exits 75 and a worker
+    /// itself (the server out of reach, as `StoreError::is_connection_lost`
+    /// tells a lost session): a sync exits 75 and a worker
     /// waits, where anything else needs the operator.
     pub fn is_temporary(&self) -> bool {
         match self {
@@ -896,7 +897,12 @@ impl Store {
         self.with(|b| b.lock_syncs(connection))
     }
 
-    /// Records the start of a run; returns its id.
+    /// Records the start of a run; returns its id. Called under the
+    /// connection's sync lock ([`Store::lock_syncs`]), so no other run of
+    /// it is in progress: one still `running` ended without recording its
+    /// end (the process was killed, or its machine went down) and is
+    /// marked `interrupted` (a deployment's run in progress is left to its
+    /// workers). Its committed pages are kept, and this run resumes them.
     pub fn start_run(&mut self, connection: &str) -> Result<i64, StoreError> {
         self.with(|b| b.start_run(connection))
     }

@@ -120,6 +120,27 @@ fn deleting_a_connection_leaves_the_others(s: &mut Store) {
     assert!(!p.resumed);
 }
 
+fn a_run_that_never_ended_is_interrupted_when_the_next_starts(s: &mut Store) {
+    let killed = s.start_run("c").unwrap();
+    let other = s.start_run("other").unwrap();
+    let next = s.start_run("c").unwrap();
+    let status = |s: &mut Store, connection, run| {
+        s.recent_runs(connection, 5)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.id == run)
+            .map(|r| (r.status, r.finished_at))
+            .unwrap()
+    };
+    assert_eq!(status(s, "c", killed), ("interrupted".into(), None));
+    assert_eq!(status(s, "c", next), ("running".into(), None));
+    assert_eq!(status(s, "other", other), ("running".into(), None));
+    // A run that ended keeps its status.
+    s.finish_run(next, "complete", "{}").unwrap();
+    s.start_run("c").unwrap();
+    assert_eq!(status(s, "c", next).0, "complete");
+}
+
 fn resume_and_deletions(s: &mut Store) {
     let p = s.begin_stream("c", "s", full(2)).unwrap();
     assert_eq!(
@@ -603,6 +624,7 @@ on_every_backend!(
     one_record_and_what_is_embedded_into_it,
     health_changes_are_kept_newest_first_and_repeats_are_not,
     deleting_a_connection_leaves_the_others,
+    a_run_that_never_ended_is_interrupted_when_the_next_starts,
     resume_and_deletions,
     an_interrupted_incremental_read_resumes_as_incremental,
     deletions_say_why,

@@ -163,7 +163,12 @@ impl Status<'_> {
                 "  #{:<5} {} → {}  {:<10} {summary}",
                 run.id,
                 run.started_at,
-                run.finished_at.as_deref().unwrap_or("(running or killed)"),
+                run.finished_at
+                    .as_deref()
+                    .unwrap_or(match run.status.as_str() {
+                        "running" => "(running or killed)",
+                        _ => "(no end recorded)",
+                    }),
                 run.status
             )?;
         }

@@ -2,6 +2,7 @@
 //! random points of a large sync, and SIGTERM's clean stop.
 
 use connector_e2e::{expected_records, ConfigSpec, Fixture};
+use serde_json::Value;
 use servicenow_emulator::data::Rng;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -172,6 +173,28 @@ fn sigkill_at_20_random_points_then_resume_ends_with_the_emulators_data_and_few_
         assert_committed_prefixes(&f, &truth, kills);
     }
     let total = f.state().request_count() - series_start;
+    // Each killed run is marked interrupted by the run after it.
+    let args = [
+        "status",
+        "--config",
+        config.to_str().unwrap(),
+        "--runs",
+        "25",
+        "--json",
+    ];
+    let status: Value = serde_json::from_str(&f.cli(&args).ok()).unwrap();
+    let statuses: Vec<&str> = status["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 21, "{statuses:?}");
+    assert_eq!(statuses[0], "complete");
+    assert!(
+        statuses[1..].iter().all(|s| *s == "interrupted"),
+        "{statuses:?}"
+    );
     // Every record once, exactly as the emulator has it.
     for stream in STREAMS {
         let got = f.export(&config, stream, false);

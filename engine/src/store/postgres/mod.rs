@@ -391,10 +391,19 @@ impl Backend for Postgres {
     }
 
     fn start_run(&mut self, connection: &str) -> Result<i64, StoreError> {
-        let row = self.client.query_one(
+        let mut tx = self.client.transaction()?;
+        // A deployment's run in progress is the workers' to end.
+        tx.execute(
+            "UPDATE runs SET status = 'interrupted'
+             WHERE connection = $1 AND status = 'running'
+               AND id NOT IN (SELECT run_id FROM deployment_runs WHERE run_id IS NOT NULL)",
+            &[&connection],
+        )?;
+        let row = tx.query_one(
             "INSERT INTO runs (connection, started_at, status) VALUES ($1, $2, 'running') RETURNING id",
             &[&connection, &now_rfc3339()],
         )?;
+        tx.commit()?;
         Ok(row.get(0))
     }
 

@@ -469,11 +469,18 @@ impl Backend for Sqlite {
     }
 
     fn start_run(&mut self, connection: &str) -> Result<i64, StoreError> {
-        self.conn.execute(
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE runs SET status = 'interrupted' WHERE connection = ?1 AND status = 'running'",
+            params![connection],
+        )?;
+        tx.execute(
             "INSERT INTO runs (connection, started_at, status) VALUES (?1, ?2, 'running')",
             params![connection, now_rfc3339()],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        let run = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(run)
     }
 
     /// Records the end of a run with its report (JSON).
