@@ -70,6 +70,10 @@ pub fn exposition(connections: &[ConnectionView]) -> String {
         "connector_health",
         "1 for the connection's current health state, 0 for the others.",
     );
+    let mut readable = Family::new(
+        "connector_store_readable",
+        "1 when the console could read the connection's database, 0 when it could not (a PostgreSQL server out of reach).",
+    );
     let mut records = Family::new("connector_records", "Live records stored, per stream.");
     let mut duration = Family::new(
         "connector_last_sync_duration_seconds",
@@ -99,6 +103,7 @@ pub fn exposition(connections: &[ConnectionView]) -> String {
             labels.push(("state", state.slug().to_string()));
             health.add(labels, if on { 1.0 } else { 0.0 });
         }
+        readable.add(conn(), if c.unreadable.is_some() { 0.0 } else { 1.0 });
         if let Some(last) = &c.last_sync {
             duration.add(conn(), last.seconds);
             requests.add(conn(), last.requests as f64);
@@ -122,7 +127,9 @@ pub fn exposition(connections: &[ConnectionView]) -> String {
         }
     }
     let mut out = String::new();
-    for family in [health, records, duration, end, requests, retries, hidden] {
+    for family in [
+        health, readable, records, duration, end, requests, retries, hidden,
+    ] {
         family.write(&mut out);
     }
     out

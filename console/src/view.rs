@@ -107,6 +107,9 @@ pub struct ConnectionView {
     pub streams: Vec<StreamView>,
     /// Why the host cannot run it, when its configuration is broken.
     pub problem: Option<String>,
+    /// Why what its database holds cannot be read now (a PostgreSQL server
+    /// out of reach): the other connections are shown all the same.
+    pub unreadable: Option<String>,
     /// Its schedule, when the host keeps it in sync.
     pub schedule: Option<ScheduleView>,
 }

@@ -282,6 +282,7 @@ fn connections() -> Vec<ConnectionView> {
                 hidden_by_acl: 3,
             }],
             problem: None,
+            unreadable: None,
             schedule: Some(ScheduleView {
                 running: false,
                 next_run: Some("2026-12-03T16:00:00Z".into()),
@@ -302,6 +303,7 @@ fn connections() -> Vec<ConnectionView> {
             last_sync: None,
             streams: vec![],
             problem: None,
+            unreadable: None,
             schedule: Some(ScheduleView {
                 running: true,
                 next_run: None,

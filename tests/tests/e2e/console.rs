@@ -101,6 +101,19 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
     f.sync(&config).ok();
     // A second file that cannot load is shown with its problem, not fatal.
     std::fs::write(f.dir.path().join("zz-broken.toml"), "bogus\n").unwrap();
+    // A third whose PostgreSQL server is out of reach (a port nobody
+    // listens on) is said so on its line, and hides nothing else.
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    f.config(&ConfigSpec {
+        file: "zz-database.toml".into(),
+        database: Some(format!(
+            "name = \"unreachable\"\ndatabase = \"postgresql://connector@{nobody}/db?sslmode=disable\""
+        )),
+        ..ConfigSpec::default()
+    });
     let (mut child, listening, sign_in) = spawn_serve(&f, f.dir.path());
     let base = listening
         .strip_prefix("listening on ")
@@ -117,6 +130,11 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
     assert!(page.contains("Connected"), "{page}");
     assert!(page.contains("40 records"), "{page}");
     assert!(page.contains("Configuration problem"), "{page}");
+    assert!(
+        page.contains("Database unreachable")
+            && page.contains("cannot reach the PostgreSQL server"),
+        "{page}"
+    );
     assert!(!page.contains(&f.password), "a secret reached the browser");
     // The connection's page: its last run, per stream and partition.
     let (status, _, detail) = get(&format!("{base}/connections/servicenow"), Some(&cookie));
@@ -130,6 +148,15 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
         "connector_records{{connection=\"servicenow-cmdb@127.0.0.1:{port}\",stream=\"devices\"}} 40"
     );
     assert!(metrics.lines().any(|l| l == line), "{metrics}");
+    let readable =
+        |name: &str, up: u8| format!("connector_store_readable{{connection=\"{name}\"}} {up}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == readable(&format!("servicenow-cmdb@127.0.0.1:{port}"), 1))
+            && metrics.lines().any(|l| l == readable("unreachable", 0)),
+        "{metrics}"
+    );
     // "Sync now", once serve's own first sync is over: the emulator hears from it again.
     let page = wait_for_page(
         &format!("{base}/connections/servicenow"),

@@ -38,10 +38,7 @@ pub(super) struct StoredConnections {
 
 impl Backend for StoredConnections {
     fn connections(&self) -> Result<Vec<ConnectionView>> {
-        self.all()
-            .iter()
-            .map(|c| self.view(c, self.store(c)?.as_deref()))
-            .collect()
+        Ok(self.all().iter().map(|c| self.overview_of(c)).collect())
     }
 
     fn schedule(&self, id: &str) -> Result<Option<ScheduleView>> {
@@ -253,25 +250,62 @@ impl StoredConnections {
 
     /// What its database (none before its first sync) and its schedule say of `c`.
     fn view(&self, c: &Configured, store: Option<&Store>) -> Result<ConnectionView> {
-        let mut view = stored_view(c, store)?;
-        view.schedule = self.keepers.find(&c.id).map(|k| schedule_view(&k));
+        let mut view = self.configured_view(c);
+        if let Some(store) = store {
+            add_stored(&mut view, c, store)?;
+        }
         Ok(view)
+    }
+
+    /// `c` as its file and its schedule say, before its database is read.
+    fn configured_view(&self, c: &Configured) -> ConnectionView {
+        ConnectionView {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            connector: c.connector.clone(),
+            endpoint: c.endpoint.clone(),
+            health: None,
+            last_sync: None,
+            streams: Vec::new(),
+            problem: c.problem.clone(),
+            unreadable: None,
+            schedule: self.keepers.find(&c.id).map(|k| schedule_view(&k)),
+        }
+    }
+
+    /// `c`'s line of the overview. A database that cannot be read now (a
+    /// PostgreSQL server out of reach) is said on that line, and the other
+    /// connections are shown as usual.
+    fn overview_of(&self, c: &Configured) -> ConnectionView {
+        let mut view = self.configured_view(c);
+        let read = self.store(c).and_then(|store| match store {
+            Some(store) => add_stored(&mut view, c, &store),
+            None => Ok(()),
+        });
+        if let Err(e) = read {
+            view.unreadable = Some(format!("{e:#}"));
+        }
+        view
     }
 
     /// The connection's database, when it exists (not before its first
     /// sync): opened once, then kept (a PostgreSQL connection is not made
     /// per page view).
+    ///
+    /// Opened outside the lock of the open stores: a database slow to
+    /// answer (a PostgreSQL server behind a firewall that drops packets
+    /// waits out its connect time-out) holds up its own connection's pages
+    /// only. Two pages opening it at once keep the first store.
     fn store(&self, c: &Configured) -> Result<Option<Arc<Store>>> {
-        let mut open = self.stores.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(store) = open.get(&c.id) {
+        let stores = || self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = stores().get(&c.id) {
             return Ok(Some(store.clone()));
         }
         let Some(database) = c.database.as_ref().filter(|d| d.exists()) else {
             return Ok(None);
         };
         let store = Arc::new(database.open()?);
-        open.insert(c.id.clone(), store.clone());
-        Ok(Some(store))
+        Ok(Some(stores().entry(c.id.clone()).or_insert(store).clone()))
     }
 
     /// Every connection, as it stands now.
@@ -293,22 +327,9 @@ impl StoredConnections {
     }
 }
 
-/// What the database says of `c` (nothing before its first sync).
-fn stored_view(c: &Configured, store: Option<&Store>) -> Result<ConnectionView> {
-    let mut view = ConnectionView {
-        id: c.id.clone(),
-        name: c.name.clone(),
-        connector: c.connector.clone(),
-        endpoint: c.endpoint.clone(),
-        health: None,
-        last_sync: None,
-        streams: Vec::new(),
-        problem: c.problem.clone(),
-        schedule: None,
-    };
-    let Some(store) = store else {
-        return Ok(view);
-    };
+/// Adds to `view` what `c`'s database says of it: its health, its last
+/// finished sync and its streams' records.
+fn add_stored(view: &mut ConnectionView, c: &Configured, store: &Store) -> Result<()> {
     view.health = store
         .health(&c.name)?
         .map(|(h, since)| health_view(h, since));
@@ -336,7 +357,7 @@ fn stored_view(c: &Configured, store: Option<&Store>) -> Result<ConnectionView> 
         .into_iter()
         .map(|(stream, live, _)| stream_view(stream, live, report.as_ref()))
         .collect();
-    Ok(view)
+    Ok(())
 }
 
 /// A stream's records and what its last sync met (retries by reason, rows
