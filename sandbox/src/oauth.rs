@@ -140,8 +140,10 @@ impl OAuthBroker {
         let token = match refresh {
             Some(refresh) => match self.request(Some(&refresh)).await {
                 Ok(t) => t,
-                // An expired or revoked refresh token: start over with the grant.
-                Err(_) => self.request(None).await?,
+                // An expired or revoked refresh token: start over with the
+                // grant. An endpoint out of reach would not answer it either.
+                Err(TokenError::Refused(_)) => self.request(None).await?,
+                Err(e) => return Err(e),
             },
             None => self.request(None).await?,
         };

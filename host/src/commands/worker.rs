@@ -53,8 +53,8 @@ pub async fn worker(
         env,
         name: format!("connector-host worker {id}"),
     };
-    let Some(served) = serve_all_once_reachable(flags, &env, &stop, out).await? else {
-        writeln!(out, "worker {id} stopped before its database answered")?;
+    let Some(served) = serve_all_once_possible(flags, &env, &stop, out).await? else {
+        writeln!(out, "worker {id} stopped before it could serve")?;
         return Ok(());
     };
     let names: Vec<&str> = served.iter().map(|s| s.connection()).collect();
@@ -123,12 +123,13 @@ fn default_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// [`serve_all`], waiting while the database is out of reach (a worker
-/// started with its database, or before it, in a deployment): it tries
-/// again after 1 s, 2 s, 4 s … (at most 30 s), as [`work`] does once
-/// running. With `--once` the temporary failure is returned (exit 75).
-/// `None`: stopped while waiting.
-async fn serve_all_once_reachable(
+/// [`serve_all`], waiting out a failure that passes by itself (the
+/// database out of reach, as when a worker starts with its database in a
+/// deployment, or a token endpoint unavailable for now): it tries again
+/// after 1 s, 2 s, 4 s … (at most 30 s), as [`work`] does once running.
+/// With `--once` the temporary failure is returned (exit 75). `None`:
+/// stopped while waiting.
+async fn serve_all_once_possible(
     flags: &WorkerFlags,
     env: &dyn Environment,
     stop: &Arc<StopSignal>,
@@ -139,7 +140,7 @@ async fn serve_all_once_reachable(
         match serve_all(&flags.config_dir, flags.every, env, stop, out).await {
             Err(e) if is_temporary(&e) && !flags.once => {
                 if !outage.is_on() {
-                    writeln!(out, "waiting for the database: {e:#}")?;
+                    writeln!(out, "waiting to serve: {e:#}")?;
                     out.flush()?;
                 }
                 let wait = outage.next_wait();
@@ -157,7 +158,7 @@ async fn serve_all_once_reachable(
 }
 
 /// Whether `e` is a failure that passes by itself (exit 75): the database
-/// out of reach.
+/// out of reach, a token endpoint unavailable for now.
 fn is_temporary(e: &anyhow::Error) -> bool {
     e.downcast_ref::<Failure>()
         .is_some_and(|f| f.exit_code == EXIT_TEMPORARY_FAILURE)
@@ -166,9 +167,9 @@ fn is_temporary(e: &anyhow::Error) -> bool {
 /// Every connection file of `dir` that can be served, prepared; each that
 /// cannot (it names SQLite, its credential is refused…) is named on `out`
 /// and left out, so one broken connection does not stop the others. None
-/// servable is a configuration error listing why. A database out of reach
-/// is returned as it is, with nothing named: a later attempt may serve
-/// every file.
+/// servable is a configuration error listing why. A failure that passes by
+/// itself is returned as it is, with nothing named: a later attempt may
+/// serve every file.
 async fn serve_all(
     dir: &Path,
     default_every: Duration,

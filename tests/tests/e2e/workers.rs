@@ -525,7 +525,13 @@ fn a_worker_started_before_its_database_waits_for_it() {
     assert_eq!(status.code(), Some(75), "{:?}", output_of(&f, "once"));
     // A serving worker waits, and serves once the server answers.
     let mut a = spawn_worker_with(&f, &env, &dir, "a", &["--every", "1s"]);
-    wait_for_output(&f, &mut a, "a", "waiting for the database", 1);
+    wait_for_output(
+        &f,
+        &mut a,
+        "a",
+        "waiting to serve: cannot open the database",
+        1,
+    );
     gate.open();
     wait_for_output(&f, &mut a, "a", "ended: complete", 1);
     signal(&a, "TERM");
