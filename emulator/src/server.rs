@@ -81,6 +81,13 @@ pub struct State {
     /// allow rule: each request gets the "Access restricted" page (see
     /// [`ACCESS_RESTRICTED_PAGE`]).
     pub deny_all_ips: AtomicBool,
+    /// Answer every request with `Connection: close`, so that no client
+    /// reuses a connection. A test of a fault that breaks a connection
+    /// needs it: a client may send a request again, unseen, when a
+    /// connection it reused closes before any byte of the answer (as it
+    /// should for a server's idle time-out), and a broken answer whose
+    /// first bytes were never flushed looks just like that.
+    pub close_connections: AtomicBool,
     /// Becomes `true` when held answers ([`Fault::Held`]) may go.
     held: tokio::sync::watch::Sender<bool>,
 }
@@ -117,6 +124,7 @@ impl State {
             scheme,
             force_reference_links: AtomicBool::new(false),
             deny_all_ips: AtomicBool::new(false),
+            close_connections: AtomicBool::new(false),
             held: tokio::sync::watch::Sender::new(false),
         }
     }
@@ -392,7 +400,7 @@ pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
     let user = state.authenticate(req.headers());
     let had_authorization = req.headers().contains_key(header::AUTHORIZATION)
         || req.headers().contains_key("x-sn-apikey");
-    let response = if state.deny_all_ips.load(Ordering::Relaxed) {
+    let mut response = if state.deny_all_ips.load(Ordering::Relaxed) {
         access_restricted()
     } else if path == "/oauth_token.do" {
         let fault = lock(&state.faults).take_named(&path);
@@ -417,6 +425,11 @@ pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
         status: response.status().as_u16(),
     });
     state.logged.notify_all();
+    if state.close_connections.load(Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 

@@ -88,6 +88,32 @@ fn password_grant_survives_a_token_expiring_mid_sync() {
 }
 
 #[test]
+fn a_renewal_the_token_endpoint_cannot_serve_now_is_retried_with_the_refresh_token() {
+    let f = fixture(false);
+    let config = oauth_config(&f, "oauth2-password");
+    // The token dies just before the fourth device page, and the endpoint
+    // is in maintenance for the renewal that follows.
+    f.state().inject(
+        FaultRule::next(Fault::ExpireTokens, 1)
+            .on_path("cmdb_ci_computer")
+            .after(3),
+    );
+    f.state().inject(
+        FaultRule::next(Fault::Status(503), 1)
+            .on_path("oauth_token")
+            .after(1),
+    );
+    f.sync(&config).ok();
+    assert_complete(&f, &config);
+    assert_eq!(f.state().pending_faults(), 0, "the faults were served");
+    // The read is retried and renews with the refresh token: the password
+    // is not sent again to an endpoint that could not serve the renewal.
+    let issued = f.state().configure_auth(|a| a.tokens_issued.clone());
+    assert_eq!(issued.get("password"), Some(&1), "{issued:?}");
+    assert_eq!(issued.get("refresh_token"), Some(&1), "{issued:?}");
+}
+
+#[test]
 fn client_credentials_grant_syncs_and_a_disabled_grant_is_explained() {
     let f = fixture(false);
     let config = oauth_config(&f, "oauth2-client-credentials");

@@ -316,6 +316,12 @@ fn slow_headers_slow_bodies_and_resets_are_retried_and_lose_nothing() {
         (Fault::ConnectionReset, "a reset in the middle of the body"),
     ] {
         let f = Fixture::start(40);
+        // Each request on a connection of its own: a broken answer is then
+        // the component's to retry, never sent again unseen by the sender
+        // (which does so on a reused connection closed before any byte).
+        f.state()
+            .close_connections
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         f.state()
             .inject(FaultRule::next(fault, 1).on_path("cmdb_ci_computer"));
         let config = f.config(&ConfigSpec {

@@ -357,7 +357,12 @@ fn failed_connections_leave_stderr_to_the_error_paragraph() {
     let config = f.tls_config();
     let config = config.to_str().unwrap();
     // A connection dropped in the middle of a body, over TLS (no
-    // `close_notify`): retried, and reported in the run report only.
+    // `close_notify`): retried, and reported in the run report only. Each
+    // request on a connection of its own, so that the break reaches the
+    // component (`close_connections`).
+    f.state()
+        .close_connections
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     f.state()
         .inject(FaultRule::next(Fault::ConnectionReset, 1).on_path("cmdb_ci_computer"));
     let sync = run_host(&f, &["sync", "--config", config], None);
