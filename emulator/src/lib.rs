@@ -156,16 +156,30 @@ async fn accept_loop(
                 tokio::time::sleep(handshake).await;
             }
             match tls {
-                // A failed handshake concerns that client only.
-                Some(acceptor) => {
-                    if let Ok(stream) = acceptor.accept(stream).await {
-                        serve_connection(app, stream).await;
-                    }
-                }
+                Some(acceptor) => match acceptor.accept(stream).into_fallible().await {
+                    Ok(stream) => serve_connection(app, stream).await,
+                    // A failed handshake concerns that client only; its
+                    // alert is sent.
+                    Err((_, stream)) => close_after_the_client(stream).await,
+                },
                 None => serve_connection(app, stream).await,
             }
         });
     }
+}
+
+/// Closes `stream` once the client has closed its side (at most 5 s
+/// later), reading what it sent meanwhile. A connection closed with bytes
+/// unread is reset, and a reset may make the client lose what it had not
+/// read yet: a TLS 1.3 client sends its request right after its half of
+/// the handshake, and the alert refusing it (a client certificate
+/// required) would then be lost some of the times.
+async fn close_after_the_client(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt as _;
+    let _ = stream.shutdown().await;
+    let mut sink = tokio::io::sink();
+    let drained = tokio::io::copy(&mut stream, &mut sink);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drained).await;
 }
 
 /// Serves HTTP/1 or HTTP/2 on one connection until it closes.

@@ -462,8 +462,8 @@ pub enum OpenError {
 impl OpenError {
     /// Whether the database could not be reached for now, which passes by
     /// itself (the server out of reach, as `StoreError::is_connection_lost`
-    /// tells a lost session): a sync exits 75 and a worker
-    /// waits, where anything else needs the operator.
+    /// tells a lost session): a sync exits 75 and a worker waits, where
+    /// anything else needs the operator.
     pub fn is_temporary(&self) -> bool {
         match self {
             OpenError::Unreachable(_) => true,

@@ -54,16 +54,32 @@ fn assert_complete(f: &Fixture, config: &std::path::Path) {
     }
 }
 
-#[test]
-fn password_grant_survives_a_token_expiring_mid_sync() {
-    let f = fixture(false);
-    let config = oauth_config(&f, "oauth2-password");
-    // The token dies just before the fourth device page.
+/// The access token dies just before the fourth device page.
+fn expire_the_token_before_the_fourth_device_page(f: &Fixture) {
     f.state().inject(
         FaultRule::next(Fault::ExpireTokens, 1)
             .on_path("cmdb_ci_computer")
             .after(3),
     );
+}
+
+/// Asserts the sync got its token by the password grant once and renewed
+/// it once with the refresh token.
+fn issued_one_token_by_password_and_one_by_refresh(f: &Fixture) {
+    let issued = f.state().configure_auth(|a| a.tokens_issued.clone());
+    assert_eq!(issued.get("password"), Some(&1), "{issued:?}");
+    assert_eq!(
+        issued.get("refresh_token"),
+        Some(&1),
+        "renewed with the refresh token: {issued:?}"
+    );
+}
+
+#[test]
+fn password_grant_survives_a_token_expiring_mid_sync() {
+    let f = fixture(false);
+    let config = oauth_config(&f, "oauth2-password");
+    expire_the_token_before_the_fourth_device_page(&f);
     f.sync(&config).ok();
     assert_complete(&f, &config);
     let log = f.state().requests();
@@ -78,26 +94,15 @@ fn password_grant_survives_a_token_expiring_mid_sync() {
         .iter()
         .filter(|r| r.path != "/oauth_token.do")
         .all(|r| r.status == 401 || r.user.as_deref() == Some("svc_exposure")));
-    let issued = f.state().configure_auth(|a| a.tokens_issued.clone());
-    assert_eq!(issued.get("password"), Some(&1), "{issued:?}");
-    assert_eq!(
-        issued.get("refresh_token"),
-        Some(&1),
-        "renewed with the refresh token: {issued:?}"
-    );
+    issued_one_token_by_password_and_one_by_refresh(&f);
 }
 
 #[test]
 fn a_renewal_the_token_endpoint_cannot_serve_now_is_retried_with_the_refresh_token() {
     let f = fixture(false);
     let config = oauth_config(&f, "oauth2-password");
-    // The token dies just before the fourth device page, and the endpoint
-    // is in maintenance for the renewal that follows.
-    f.state().inject(
-        FaultRule::next(Fault::ExpireTokens, 1)
-            .on_path("cmdb_ci_computer")
-            .after(3),
-    );
+    // The endpoint is in maintenance for the renewal that follows.
+    expire_the_token_before_the_fourth_device_page(&f);
     f.state().inject(
         FaultRule::next(Fault::Status(503), 1)
             .on_path("oauth_token")
@@ -108,9 +113,7 @@ fn a_renewal_the_token_endpoint_cannot_serve_now_is_retried_with_the_refresh_tok
     assert_eq!(f.state().pending_faults(), 0, "the faults were served");
     // The read is retried and renews with the refresh token: the password
     // is not sent again to an endpoint that could not serve the renewal.
-    let issued = f.state().configure_auth(|a| a.tokens_issued.clone());
-    assert_eq!(issued.get("password"), Some(&1), "{issued:?}");
-    assert_eq!(issued.get("refresh_token"), Some(&1), "{issued:?}");
+    issued_one_token_by_password_and_one_by_refresh(&f);
 }
 
 #[test]
