@@ -16,11 +16,16 @@ use connector_e2e::postgres::DATABASE_PASSWORD_VAR as PASSWORD_VAR;
 
 /// A configuration whose records go to `db`, its password in [`PASSWORD_VAR`].
 fn postgres_config(f: &Fixture, db: &TestDatabase) -> std::path::PathBuf {
+    postgres_config_at(f, "postgres.toml", &db.url)
+}
+
+/// The configuration `file` whose records go to the database at `url`,
+/// its password in [`PASSWORD_VAR`].
+fn postgres_config_at(f: &Fixture, file: &str, url: &str) -> std::path::PathBuf {
     f.config(&ConfigSpec {
-        file: "postgres.toml".into(),
+        file: file.into(),
         database: Some(format!(
-            "database = \"{}?sslmode=disable\"\ndatabase_password_env = \"{PASSWORD_VAR}\"",
-            db.url
+            "database = \"{url}?sslmode=disable\"\ndatabase_password_env = \"{PASSWORD_VAR}\""
         )),
         ..ConfigSpec::default()
     })
@@ -178,14 +183,7 @@ fn a_database_out_of_reach_exits_75_and_nothing_is_read_or_written() {
     let f = Fixture::start(5);
     let db = TestDatabase::create();
     let gate = DatabaseGate::closed_before(&db);
-    let config = f.config(&ConfigSpec {
-        file: "gated.toml".into(),
-        database: Some(format!(
-            "database = \"{}?sslmode=disable\"\ndatabase_password_env = \"{PASSWORD_VAR}\"",
-            gate.url(&db)
-        )),
-        ..ConfigSpec::default()
-    });
+    let config = postgres_config_at(&f, "gated.toml", &gate.url(&db));
     let env = db.environment(&f);
     let config = config.to_str().unwrap();
     for command in ["sync", "status"] {
@@ -225,14 +223,7 @@ fn the_console_shows_and_searches_a_connection_stored_in_postgresql() {
     let f = Fixture::start(300);
     let db = TestDatabase::create();
     std::fs::create_dir(f.dir.path().join("connections")).unwrap();
-    f.config(&ConfigSpec {
-        file: "connections/cmdb.toml".into(),
-        database: Some(format!(
-            "database = \"{}?sslmode=disable\"\ndatabase_password_env = \"{PASSWORD_VAR}\"",
-            db.url
-        )),
-        ..ConfigSpec::default()
-    });
+    postgres_config_at(&f, "connections/cmdb.toml", &db.url);
     let (mut child, listening, sign_in) = spawn_serve_with(
         &f,
         &f.dir.path().join("connections"),
