@@ -185,6 +185,14 @@ impl AuthState {
         }
     }
 
+    /// Deactivates OAuth: every access and refresh token is revoked and
+    /// no client may get another.
+    pub fn revoke_oauth(&mut self) {
+        self.access.clear();
+        self.refresh.clear();
+        self.clients.clear();
+    }
+
     fn issue(
         &mut self,
         user: &str,

@@ -32,6 +32,11 @@ pub enum Fault {
     /// Every OAuth access token issued so far expires just before this
     /// request is authenticated (a token expiring in the middle of a sync).
     ExpireTokens,
+    /// The OAuth application is deactivated just before this request is
+    /// authenticated: every access and refresh token issued is revoked and
+    /// the token endpoint refuses its client (an administrator revoking the
+    /// integration in the middle of a sync).
+    RevokeOAuth,
     /// The answer waits until [`crate::server::State::release_held`] is
     /// called: a test looks at a sync in the middle, without timing.
     Held,
@@ -164,17 +169,19 @@ impl FaultQueue {
         self.rules.iter().map(|r| r.times).sum()
     }
 
-    /// Consumes the next rule for `path` only if it is [`Fault::ExpireTokens`].
-    pub fn take_token_expiry(&mut self, path: &str) -> bool {
+    /// Consumes the next rule for `path` only if it changes the tokens
+    /// before the request is authenticated ([`Fault::ExpireTokens`],
+    /// [`Fault::RevokeOAuth`]), and returns it.
+    pub fn take_token_event(&mut self, path: &str) -> Option<Fault> {
         let next = self
             .rules
             .iter()
-            .find(|r| r.path_contains.is_empty() || path.contains(&r.path_contains));
-        if next.is_some_and(|r| r.fault == Fault::ExpireTokens && r.after == 0) {
-            self.take(path);
-            return true;
+            .find(|r| r.path_contains.is_empty() || path.contains(&r.path_contains))?;
+        let is_token_event = matches!(next.fault, Fault::ExpireTokens | Fault::RevokeOAuth);
+        if is_token_event && next.after == 0 {
+            return self.take(path);
         }
-        false
+        None
     }
 }
 

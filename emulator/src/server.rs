@@ -364,6 +364,7 @@ fn fault_response(fault: &Fault) -> Option<Response<Body>> {
         }
         Fault::TransactionCancelled
         | Fault::ExpireTokens
+        | Fault::RevokeOAuth
         | Fault::ConnectionReset
         | Fault::SlowHeaders(_)
         | Fault::SlowBody(_)
@@ -394,8 +395,10 @@ pub async fn handle(state: &State, req: Request<Body>) -> Response<Body> {
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost")
         .to_string();
-    if lock(&state.faults).take_token_expiry(&path) {
-        lock(&state.auth).expire_access_tokens();
+    match lock(&state.faults).take_token_event(&path) {
+        Some(Fault::ExpireTokens) => lock(&state.auth).expire_access_tokens(),
+        Some(Fault::RevokeOAuth) => lock(&state.auth).revoke_oauth(),
+        _ => {}
     }
     let user = state.authenticate(req.headers());
     let had_authorization = req.headers().contains_key(header::AUTHORIZATION)

@@ -289,8 +289,9 @@ impl Credential {
     }
 
     /// Sets the credential on a request. Returns the `Authorization` value
-    /// used when it was an OAuth token (to report a refusal back).
-    pub async fn apply(&self, headers: &mut HeaderMap) -> Result<Option<HeaderValue>, String> {
+    /// used when it was an OAuth token (to report a refusal back), or why
+    /// no token could be had.
+    pub async fn apply(&self, headers: &mut HeaderMap) -> Result<Option<HeaderValue>, TokenError> {
         match self {
             Credential::None => Ok(None),
             Credential::Basic(v) => {
@@ -302,7 +303,7 @@ impl Credential {
                 Ok(None)
             }
             Credential::OAuth(broker) => {
-                let v = broker.authorization().await.map_err(|e| e.to_string())?;
+                let v = broker.authorization().await?;
                 headers.insert(http::header::AUTHORIZATION, v.clone());
                 Ok(Some(v))
             }

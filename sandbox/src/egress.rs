@@ -5,7 +5,9 @@
 //!   else is refused with `HttpRequestDenied` and logged.
 //! - `authorization`, `cookie` and `set-cookie` are forbidden headers: the
 //!   guest can neither set them nor see them in responses.
-//! - The host attaches the credential (marked sensitive).
+//! - The host attaches the credential (marked sensitive). When it has none
+//!   to attach (the token endpoint refused a renewal), the request fails,
+//!   and the reason waits in [`CredentialFailure`] for the run to report.
 //! - Time-outs the guest asks for are clamped; response bodies are capped.
 //! - Requests and response bytes are counted for the run report, and so are
 //!   the guest's attempts to set a forbidden header (conformance judges them).
@@ -13,6 +15,7 @@
 //!   (conformance checks how the connector maps it).
 
 use crate::credentials::Credential;
+use crate::oauth::TokenError;
 use crate::origin::Origin;
 use crate::pacing::{Admission, Pacer, WaitClock};
 use crate::sender::{bodiless_copy, Sender};
@@ -125,6 +128,24 @@ pub struct EgressPolicy {
     stop: Option<Arc<crate::stop::StopSignal>>,
     max_budget_wait: Option<Duration>,
     budget_waits: Arc<WaitClock>,
+    credential_failure: Arc<CredentialFailure>,
+}
+
+/// Why the host last had no credential to attach to one of an instance's
+/// requests, until taken. The component only sees its request fail; the
+/// run reports this reason instead of what the component made of it.
+#[derive(Debug, Default)]
+pub struct CredentialFailure(std::sync::Mutex<Option<TokenError>>);
+
+impl CredentialFailure {
+    fn record(&self, reason: TokenError) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    /// The reason recorded since the last call, if any.
+    pub fn take(&self) -> Option<TokenError> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 /// A fault the host puts in place of a real answer.
@@ -196,6 +217,7 @@ impl EgressPolicy {
             stop: None,
             max_budget_wait: None,
             budget_waits: Arc::default(),
+            credential_failure: Arc::default(),
         }
     }
 
@@ -208,6 +230,11 @@ impl EgressPolicy {
     /// Time this instance's requests spent waiting for the rate budget.
     pub fn budget_waits(&self) -> Arc<WaitClock> {
         self.budget_waits.clone()
+    }
+
+    /// Why this instance's requests last went without a credential.
+    pub fn credential_failure(&self) -> Arc<CredentialFailure> {
+        self.credential_failure.clone()
     }
 
     /// Waits for the rate budget (outside the call's time-out); the error
@@ -387,10 +414,22 @@ impl EgressPolicy {
         for name in [AUTHORIZATION, COOKIE].into_iter().chain(guarded) {
             headers.remove(name);
         }
-        self.credential
-            .apply(headers)
-            .await
-            .map_err(|e| HttpError::InternalError(Some(e)))
+        self.apply_credential(headers).await
+    }
+
+    /// Sets the credential on `headers`; when there is none to be had, the
+    /// request fails and the reason is kept for the run.
+    async fn apply_credential(
+        &self,
+        headers: &mut http::HeaderMap,
+    ) -> Result<Option<http::HeaderValue>, HttpError> {
+        self.credential.apply(headers).await.map_err(|reason| {
+            let error = HttpError::InternalError(Some(format!(
+                "the host has no credential for the request: {reason}"
+            )));
+            self.credential_failure.record(reason);
+            error
+        })
     }
 
     /// Waits for the rate budget, then sends; counts the request and tells
@@ -423,10 +462,7 @@ impl EgressPolicy {
         {
             return Ok(None);
         }
-        self.credential
-            .apply(again.headers_mut())
-            .await
-            .map_err(|e| HttpError::InternalError(Some(e)))?;
+        self.apply_credential(again.headers_mut()).await?;
         self.transmit(again, options).await.map(Some)
     }
 

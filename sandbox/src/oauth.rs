@@ -7,6 +7,11 @@
 //! one run: reused until shortly before they expire, renewed with the
 //! refresh token when the server gave one, and dropped when the server
 //! answers 401 so the next request fetches a fresh one.
+//!
+//! A grant the endpoint refuses is not asked again for
+//! [`REFUSAL_HELD_FOR`]: the partitions of a run renewing at once would
+//! otherwise each send the refused password, and a hardened instance locks
+//! the user out after five failed logins.
 
 use crate::origin::Origin;
 use crate::secrets::Secret;
@@ -69,8 +74,15 @@ pub struct OAuthBroker {
     client_secret: Secret,
     grant: Grant,
     timeout: Duration,
-    token: tokio::sync::Mutex<Option<Token>>,
+    token: tokio::sync::Mutex<Slot>,
     fetches: AtomicU64,
+}
+
+/// What the broker holds: the token in use, or the grant's last refusal.
+#[derive(Default)]
+struct Slot {
+    token: Option<Token>,
+    refused: Option<(TokenError, Instant)>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +98,10 @@ struct TokenResponse {
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// Largest token response read.
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+/// How long a refused grant is answered with its refusal instead of being
+/// sent again: longer than a run's partitions take to meet it, shorter
+/// than the interval between scheduled runs.
+pub const REFUSAL_HELD_FOR: Duration = Duration::from_secs(60);
 
 impl OAuthBroker {
     /// A broker for the token endpoint at `token_path` on `origin`.
@@ -118,7 +134,7 @@ impl OAuthBroker {
             client_secret,
             grant,
             timeout,
-            token: tokio::sync::Mutex::new(None),
+            token: tokio::sync::Mutex::new(Slot::default()),
             fetches: AtomicU64::new(0),
         })
     }
@@ -128,35 +144,53 @@ impl OAuthBroker {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    /// The `Authorization` value to send now, fetching or renewing the token if needed.
+    /// The `Authorization` value to send now, fetching or renewing the token
+    /// if needed. A grant refused less than [`REFUSAL_HELD_FOR`] ago fails
+    /// with its refusal, and nothing is sent.
     pub async fn authorization(&self) -> Result<HeaderValue, TokenError> {
         let mut slot = self.token.lock().await;
-        if let Some(t) = slot.as_ref() {
+        if let Some(t) = slot.token.as_ref() {
             if Instant::now() < t.renew_at {
                 return Ok(t.authorization.clone());
             }
         }
-        let refresh = slot.as_ref().and_then(|t| t.refresh.clone());
-        let token = match refresh {
+        if let Some((refusal, at)) = &slot.refused {
+            if at.elapsed() < REFUSAL_HELD_FOR {
+                return Err(refusal.clone());
+            }
+        }
+        let refresh = slot.token.as_ref().and_then(|t| t.refresh.clone());
+        let renewed = match refresh {
             Some(refresh) => match self.request(Some(&refresh)).await {
-                Ok(t) => t,
                 // An expired or revoked refresh token: start over with the
                 // grant. An endpoint out of reach would not answer it either.
-                Err(TokenError::Refused(_)) => self.request(None).await?,
-                Err(e) => return Err(e),
+                Err(TokenError::Refused(_)) => self.request(None).await,
+                other => other,
             },
-            None => self.request(None).await?,
+            None => self.request(None).await,
         };
-        let value = token.authorization.clone();
-        *slot = Some(token);
-        Ok(value)
+        match renewed {
+            Ok(token) => {
+                let value = token.authorization.clone();
+                *slot = Slot {
+                    token: Some(token),
+                    refused: None,
+                };
+                Ok(value)
+            }
+            Err(refusal @ TokenError::Refused(_)) => {
+                slot.refused = Some((refusal.clone(), Instant::now()));
+                Err(refusal)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Forgets the token that was just refused (HTTP 401), keeping its
     /// refresh token, so the next request renews it.
     pub async fn refused(&self, used: &HeaderValue) {
         let mut slot = self.token.lock().await;
-        if let Some(t) = slot.as_mut() {
+        if let Some(t) = slot.token.as_mut() {
             if t.authorization == *used {
                 t.renew_at = Instant::now();
             }

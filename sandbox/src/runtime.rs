@@ -9,6 +9,7 @@
 //! wasm runs) and a wall-clock time-out per call.
 
 use crate::egress::{EgressCounters, EgressPolicy};
+use crate::oauth::TokenError;
 use anyhow::{anyhow, bail, Result};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -604,6 +605,21 @@ impl ConnectorInstance {
     /// refused a wait for it since the last time this was asked.
     pub fn take_budget_refusal(&self) -> Option<std::time::SystemTime> {
         self.store.data().egress.budget_waits().take_refusal()
+    }
+
+    /// Why the host had no credential for one of this instance's requests
+    /// since the last time this was asked, as the contract's error: a
+    /// refused token is `unauthenticated`, an endpoint out of reach
+    /// `unreachable`, one unavailable for now `temporarily-unavailable`.
+    /// The component saw only a failed request; this is what happened.
+    pub fn take_credential_failure(&self) -> Option<ConnectorError> {
+        let reason = self.store.data().egress.credential_failure().take()?;
+        let said = |m: String| format!("the OAuth token could not be renewed during the sync: {m}");
+        Some(match reason {
+            TokenError::Refused(m) => ConnectorError::Unauthenticated(said(m)),
+            TokenError::Unreachable(m) => ConnectorError::Unreachable(said(m)),
+            TokenError::Unavailable(m) => ConnectorError::TemporarilyUnavailable(said(m)),
+        })
     }
 
     /// Log lines the component emitted so far.

@@ -276,6 +276,13 @@ impl PartitionReader<'_> {
                     .expect("the semaphore is never closed");
                 instance.read(&self.job.settings, request).await
             };
+            // A request the host had no credential for failed in the
+            // component as a broken connection; the run says what it was.
+            let credential_failure = instance.take_credential_failure();
+            let result = result.map_err(|e| match credential_failure {
+                Some(failure) => CallError::Connector(failure),
+                None => e,
+            });
             admission.settle(&result);
             // This instance's request was refused a wait the run will not make.
             let refused = instance.take_budget_refusal();

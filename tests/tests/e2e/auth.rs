@@ -117,6 +117,46 @@ fn a_renewal_the_token_endpoint_cannot_serve_now_is_retried_with_the_refresh_tok
 }
 
 #[test]
+fn an_integration_revoked_in_the_middle_of_a_sync_fails_as_authentication_and_asks_once() {
+    let f = fixture(false);
+    let config = oauth_config(&f, "oauth2-password");
+    // An administrator deactivates the OAuth application before the fourth
+    // device page: every token is revoked, and the client gets no other.
+    f.state().inject(
+        FaultRule::next(Fault::RevokeOAuth, 1)
+            .on_path("cmdb_ci_computer")
+            .after(3),
+    );
+    let (code, message) = f.sync(&config).err();
+    // Not a temporary failure retried until the attempts run out: the
+    // operator has to act.
+    assert_eq!(code, 1, "{message}");
+    assert!(
+        message.contains("the OAuth token could not be renewed during the sync")
+            && message.contains("the endpoint refused to issue an OAuth token (HTTP 401"),
+        "{message}"
+    );
+    assert!(!message.contains("cl1ent-s3cret"), "{message}");
+    let health = f
+        .cli(&["status", "--config", config.to_str().unwrap()])
+        .ok();
+    assert!(
+        health.contains(": failed") && health.contains("[unauthenticated]"),
+        "{health}"
+    );
+    // The renewal is asked once: the refresh token, then the password,
+    // whatever the number of partitions that met the revoked token. A
+    // password sent again and again locks a hardened instance's user out.
+    let refused_grants: Vec<_> = f
+        .state()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/oauth_token.do" && r.status == 401)
+        .collect();
+    assert_eq!(refused_grants.len(), 2, "{refused_grants:?}");
+}
+
+#[test]
 fn client_credentials_grant_syncs_and_a_disabled_grant_is_explained() {
     let f = fixture(false);
     let config = oauth_config(&f, "oauth2-client-credentials");
