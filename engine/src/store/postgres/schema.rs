@@ -172,6 +172,12 @@ ALTER TABLE records RENAME CONSTRAINT records_by_stream_id_pkey TO records_pkey;
     // every record's row before (at 100k devices 187-208 ms, 56 ms this
     // way once autovacuum has marked the pages all-visible).
     "CREATE INDEX records_deleted ON records (stream_id) WHERE deleted_at IS NOT NULL;",
+    // Version 7: the runs still `running`, in an index of their own, as in
+    // SQLite's version 7: each run's start looks for its connection's runs
+    // that never ended, and `runs_by_connection` led it through every run
+    // the connection ever had (10,000 runs of 3 KB: 5.9 ms, 0.04 ms this
+    // way).
+    "CREATE INDEX runs_running ON runs (connection) WHERE status = 'running';",
 ];
 
 /// The schema version [`migrate`] brings a database to.
