@@ -4,6 +4,7 @@
 //! browser is `browse`'s.
 
 use super::keeper::{Keeper, Keepers};
+use super::stores::{Checkout, StorePool};
 use super::{browse, configured, connect, keeper_of, Configured};
 use anyhow::Result;
 use connector_console::{
@@ -33,7 +34,7 @@ pub(super) struct StoredConnections {
     /// Time between syncs of a connection that sets none.
     pub(super) every: Duration,
     /// The databases opened so far, by connection.
-    pub(super) stores: std::sync::Mutex<std::collections::HashMap<String, Arc<Store>>>,
+    pub(super) stores: std::sync::Mutex<std::collections::HashMap<String, Arc<StorePool>>>,
 }
 
 impl Backend for StoredConnections {
@@ -289,23 +290,27 @@ impl StoredConnections {
     }
 
     /// The connection's database, when it exists (not before its first
-    /// sync): opened once, then kept (a PostgreSQL connection is not made
-    /// per page view).
+    /// sync), for this page alone: a store of the connection's pool
+    /// ([`StorePool`]), kept open between pages (a PostgreSQL connection is
+    /// not made per page view), another opened while a search holds the
+    /// first.
     ///
     /// Opened outside the lock of the open stores: a database slow to
     /// answer (a PostgreSQL server behind a firewall that drops packets
     /// waits out its connect time-out) holds up its own connection's pages
-    /// only. Two pages opening it at once keep the first store.
-    fn store(&self, c: &Configured) -> Result<Option<Arc<Store>>> {
-        let stores = || self.stores.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(store) = stores().get(&c.id) {
-            return Ok(Some(store.clone()));
-        }
-        let Some(database) = c.database.as_ref().filter(|d| d.exists()) else {
-            return Ok(None);
-        };
-        let store = Arc::new(database.open()?);
-        Ok(Some(stores().entry(c.id.clone()).or_insert(store).clone()))
+    /// only.
+    fn store(&self, c: &Configured) -> Result<Option<Checkout>> {
+        let pool = self
+            .stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(c.id.clone())
+            .or_default()
+            .clone();
+        pool.checkout(|| match c.database.as_ref().filter(|d| d.exists()) {
+            Some(database) => database.open().map(Some),
+            None => Ok(None),
+        })
     }
 
     /// Every connection, as it stands now.

@@ -10,6 +10,7 @@ mod backend;
 mod browse;
 mod connect;
 mod keeper;
+mod stores;
 
 use crate::commands::schedule::parse_every;
 use crate::connection::{connection_name, prepare, ComponentRef};
