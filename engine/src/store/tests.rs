@@ -675,6 +675,37 @@ mod postgres_out_of_reach {
     }
 
     #[test]
+    fn a_server_that_accepts_and_never_answers_is_temporary_not_a_hang() {
+        // A connection pooler whose server is down, or a port that is not
+        // PostgreSQL's: the connection is accepted, and nothing comes.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = PostgresTarget {
+            url: format!(
+                "postgresql://connector@{}/db?sslmode=disable&connect_timeout=1",
+                listener.local_addr().unwrap()
+            ),
+            ..target_at("127.0.0.1:1".parse().unwrap())
+        };
+        let (opened, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || opened.send(Store::open_postgres(&target).err()));
+        let (silent, _) = listener.accept().unwrap();
+        // A deadline for the test, not a measurement: without the bound on
+        // the whole connection it waits for ever.
+        let e = outcome
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("opening a store hung on a server that never answers")
+            .expect("refused");
+        drop(silent);
+        assert!(matches!(e, OpenError::Unreachable(_)), "{e}");
+        assert!(e.is_temporary(), "{e}");
+        assert!(
+            e.to_string()
+                .contains("did not complete PostgreSQL's start-up and login within 2 s"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn an_unusable_address_is_not_temporary() {
         // The control: the configuration's mistake is not waited out.
         let target = PostgresTarget {

@@ -78,19 +78,49 @@ impl PostgresTarget {
     }
 
     /// A connected client, over TLS unless `sslmode` says otherwise.
+    ///
+    /// The whole connection, start-up and login included, takes at most
+    /// twice the connect time-out. `connect_timeout` bounds only the TCP
+    /// connect: a server that accepts the connection and then says
+    /// nothing (a connection pooler whose server is down, a port that is
+    /// not PostgreSQL's) held the console's pages and a worker's start for
+    /// ever. The connecting thread is then left to end when the server
+    /// hangs up.
     pub(crate) fn connect(&self) -> Result<Client, OpenError> {
         let config = self.config()?;
-        let connected = match config.get_ssl_mode() {
-            SslMode::Disable => config.connect(postgres::NoTls),
-            _ => config.connect(self.tls()?),
+        let tls = match config.get_ssl_mode() {
+            SslMode::Disable => None,
+            _ => Some(self.tls()?),
         };
-        connected.map_err(|e| {
-            if is_server_unreachable(&e) {
-                OpenError::Unreachable(describe_postgres(&e))
-            } else {
-                OpenError::Connect(describe_postgres(&e))
-            }
-        })
+        let limit = 2 * config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT);
+        let (sender, answer) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("postgres-connect".into())
+            .spawn(move || {
+                let connected = match tls {
+                    None => config.connect(postgres::NoTls),
+                    Some(tls) => config.connect(tls),
+                };
+                // Nobody listens any more after a time-out: nothing to do.
+                let _ = sender.send(connected);
+            })
+            .map_err(|e| OpenError::Connect(format!("cannot start connecting: {e}")))?;
+        match answer.recv_timeout(limit) {
+            Ok(connected) => connected.map_err(|e| {
+                if is_server_unreachable(&e) {
+                    OpenError::Unreachable(describe_postgres(&e))
+                } else {
+                    OpenError::Connect(describe_postgres(&e))
+                }
+            }),
+            Err(_) => Err(OpenError::Unreachable(format!(
+                "the database server accepted the connection but did not complete PostgreSQL's start-up and login within {} s; check that the address is the PostgreSQL server's (not another service, or a connection pooler whose server is down) and that the server is not overloaded",
+                limit.as_secs()
+            ))),
+        }
     }
 
     /// The TLS connector: Mozilla's roots and the operator's CA file.
