@@ -17,7 +17,7 @@ use anyhow::{anyhow, Result};
 use connector_engine::store::Store;
 use std::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Stores open at once for one connection, at most. Each is a PostgreSQL
 /// connection when the database is PostgreSQL: the console's share of
@@ -31,11 +31,28 @@ const MOST_IDLE: usize = 1;
 /// How long a read waits for a store when [`MOST_OPEN`] are busy.
 const WAIT_FOR_A_STORE: Duration = Duration::from_secs(60);
 
+/// How long a database that could not be opened is said to be so without
+/// trying again: a PostgreSQL server behind a firewall that drops packets
+/// costs each try its connect time-out (10 s), and the overview tries
+/// every connection's database.
+const FAILURE_HELD: Duration = Duration::from_secs(30);
+
 /// The open stores of one connection's database.
-#[derive(Default)]
 pub(super) struct StorePool {
     state: Mutex<PoolState>,
     returned: Condvar,
+    /// How long a failure to open is answered without trying again.
+    failure_held: Duration,
+}
+
+impl Default for StorePool {
+    fn default() -> Self {
+        StorePool {
+            state: Mutex::default(),
+            returned: Condvar::new(),
+            failure_held: FAILURE_HELD,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -46,6 +63,8 @@ struct PoolState {
     open: usize,
     /// Reads waiting for a store to come back.
     waiting: usize,
+    /// The last failure to open a store, and when; none since one opened.
+    failed: Option<(Instant, String)>,
 }
 
 /// A store taken from a [`StorePool`]; it goes back when dropped.
@@ -77,22 +96,26 @@ impl StorePool {
     /// open (outside the pool's lock: a database slow to answer holds up
     /// only the pages waiting for it), or the first returned within
     /// [`WAIT_FOR_A_STORE`]. `open` gives `None` when there is no database
-    /// yet (before the first sync); then so does this.
+    /// yet (before the first sync); then so does this. Within
+    /// [`FAILURE_HELD`] of a failure to open, that failure is the answer.
     pub(super) fn checkout(
         self: &Arc<Self>,
         open: impl FnOnce() -> Result<Option<Store>>,
     ) -> Result<Option<Checkout>> {
         let mut state = self.lock();
-        let deadline = std::time::Instant::now() + WAIT_FOR_A_STORE;
+        let deadline = Instant::now() + WAIT_FOR_A_STORE;
         loop {
             if let Some(store) = state.idle.pop() {
                 return Ok(Some(self.lend(store)));
+            }
+            if let Some(failure) = self.held_failure(&state) {
+                return Err(failure);
             }
             if state.open < MOST_OPEN {
                 state.open += 1;
                 break;
             }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(anyhow!(
                     "{MOST_OPEN} reads of this connection's database have been in progress for {} s; try again once they end",
@@ -108,14 +131,37 @@ impl StorePool {
             state.waiting -= 1;
         }
         drop(state);
-        match open() {
-            Ok(Some(store)) => Ok(Some(self.lend(store))),
+        let opened = open();
+        let mut state = self.lock();
+        match opened {
+            Ok(Some(store)) => {
+                state.failed = None;
+                drop(state);
+                Ok(Some(self.lend(store)))
+            }
             unopened => {
-                self.lock().open -= 1;
+                state.open -= 1;
+                if let Err(e) = &unopened {
+                    state.failed = Some((Instant::now(), format!("{e:#}")));
+                }
+                drop(state);
                 self.returned.notify_one();
                 unopened.map(|_| None)
             }
         }
+    }
+
+    /// The failure to open a store, while it is held.
+    fn held_failure(&self, state: &PoolState) -> Option<anyhow::Error> {
+        let (at, reason) = state.failed.as_ref()?;
+        let ago = at.elapsed();
+        (ago < self.failure_held).then(|| {
+            anyhow!(
+                "{reason} (seen {} s ago; the console tries the database again {} s after a failure)",
+                ago.as_secs(),
+                self.failure_held.as_secs()
+            )
+        })
     }
 
     /// Stores open for the connection now, in use or idle.
@@ -230,5 +276,34 @@ mod tests {
             .unwrap();
         assert_eq!(refused.to_string(), "password authentication failed");
         assert_eq!(pool.open(), 0);
+    }
+
+    /// A database that could not be opened is not tried again by every
+    /// page: for [`FAILURE_HELD`] each is told the failure at once.
+    #[test]
+    fn a_failure_to_open_is_the_answer_until_it_is_tried_again() {
+        let unreachable = || Err(anyhow!("connection timed out"));
+        let pool = Arc::new(StorePool::default());
+        pool.checkout(unreachable).err().unwrap();
+        let held = pool
+            .checkout(|| panic!("tried again within the hold"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            held.starts_with("connection timed out (seen 0 s ago;"),
+            "{held}"
+        );
+        // Once the hold is over, the next page tries again, and a store
+        // that opens ends the failure.
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Arc::new(StorePool {
+            failure_held: Duration::ZERO,
+            ..StorePool::default()
+        });
+        pool.checkout(unreachable).err().unwrap();
+        let opened = pool.checkout(opener(&dir)).unwrap().unwrap();
+        drop(opened);
+        assert!(pool.lock().failed.is_none());
     }
 }
