@@ -16,9 +16,27 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How long connecting may take unless the URL says (`connect_timeout`).
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TCP keep-alive probes start after this long without traffic unless the
+/// URL says (`keepalives_idle`; libpq and the kernel wait 2 hours): a
+/// firewall, NAT or load balancer that forgets idle connections (AWS's
+/// network load balancer after 350 s) then keeps a worker's or the
+/// console's connection, and a server gone from the network is noticed.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+/// Time between unanswered keep-alive probes (`keepalives_interval`).
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(10);
+/// Unanswered probes after which the connection is given up
+/// (`keepalives_retries`): a server gone mid-query is noticed after about
+/// a minute, not after 2 hours and 11 minutes.
+const KEEPALIVES_RETRIES: u32 = 3;
+/// How long sent data may go unacknowledged before the connection is given
+/// up (`tcp_user_timeout`): a commit sent to a server gone from the
+/// network fails after this instead of retransmitting for 15 minutes.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where a PostgreSQL store is and how to log in.
 #[derive(Clone)]
@@ -71,6 +89,7 @@ impl PostgresTarget {
             // (`reconnect_if_lost`) must not hang on an address that drops packets.
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        keep_alive(&mut config);
         if config.get_application_name().is_none() {
             config.application_name(self.application_name.as_deref().unwrap_or("connector-host"));
         }
@@ -152,5 +171,63 @@ impl PostgresTarget {
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    }
+}
+
+/// Keep-alive probes and a limit on unacknowledged data, where the URL
+/// sets none: a server that vanishes from the network (a fail-over, a
+/// cable, a firewall's restart) fails the call in about a minute, and the
+/// store's `reconnect_if_lost` or the worker's wait takes over.
+fn keep_alive(config: &mut postgres::Config) {
+    // 2 hours is tokio-postgres's default, which the URL did not change.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(KEEPALIVES_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(KEEPALIVES_INTERVAL);
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(KEEPALIVES_RETRIES);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_of(url: &str) -> postgres::Config {
+        PostgresTarget {
+            url: url.into(),
+            password: None,
+            ca_file: None,
+            application_name: None,
+        }
+        .config()
+        .unwrap()
+    }
+
+    /// A vanished server is noticed in about a minute, and an idle
+    /// connection is kept through NATs; what the URL sets wins.
+    #[test]
+    fn connections_probe_their_server_unless_the_url_says_otherwise() {
+        let ours = config_of("postgresql://u@127.0.0.1:5432/db");
+        assert_eq!(ours.get_keepalives_idle(), KEEPALIVES_IDLE);
+        assert_eq!(ours.get_keepalives_interval(), Some(KEEPALIVES_INTERVAL));
+        assert_eq!(ours.get_keepalives_retries(), Some(KEEPALIVES_RETRIES));
+        assert_eq!(ours.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert!(ours.get_keepalives());
+        let theirs = config_of(
+            "postgresql://u@127.0.0.1:5432/db?keepalives_idle=600&keepalives_interval=5&keepalives_retries=9&tcp_user_timeout=7",
+        );
+        assert_eq!(theirs.get_keepalives_idle(), Duration::from_secs(600));
+        assert_eq!(
+            theirs.get_keepalives_interval(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(theirs.get_keepalives_retries(), Some(9));
+        assert_eq!(theirs.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
     }
 }
