@@ -15,6 +15,7 @@ use postgres::Client;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use std::path::PathBuf;
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,7 +136,10 @@ impl PostgresTarget {
                     OpenError::Connect(describe_postgres(&e))
                 }
             }),
-            Err(_) => Err(OpenError::Unreachable(format!(
+            Err(RecvTimeoutError::Disconnected) => Err(OpenError::Connect(
+                "connecting to the server stopped without an answer".into(),
+            )),
+            Err(RecvTimeoutError::Timeout) => Err(OpenError::Unreachable(format!(
                 "the database server accepted the connection but did not complete PostgreSQL's start-up and login within {} s; check that the address is the PostgreSQL server's (not another service, or a connection pooler whose server is down) and that the server is not overloaded",
                 limit.as_secs()
             ))),
