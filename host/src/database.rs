@@ -66,6 +66,17 @@ impl StoreLocation {
         }
     }
 
+    /// [`StoreLocation::open`] on a blocking thread. Opening may wait for
+    /// the server (up to twice the connect time-out): it then holds that
+    /// thread, not one of the async runtime's workers, which serve the
+    /// console and run the other connections' syncs.
+    pub async fn open_off_runtime(&self) -> Result<Store> {
+        let location = self.clone();
+        tokio::task::spawn_blocking(move || location.open())
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the database stopped: {e}"))?
+    }
+
     /// Whether anything can be stored there yet: a SQLite file exists only
     /// after the first sync; a PostgreSQL database is always there.
     pub fn exists(&self) -> bool {

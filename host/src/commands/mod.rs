@@ -35,7 +35,7 @@ pub(crate) async fn open_synced(
         )));
     }
     let p = prepare(ComponentRef::of(&config)).await?;
-    let store = location.open()?;
+    let store = location.open_off_runtime().await?;
     let connection = connection_name(&config, &p.info, &p.origin(&config)?);
     Ok((p, store, connection))
 }

@@ -183,6 +183,54 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
     assert_eq!(status.code(), Some(0));
 }
 
+/// Databases whose server accepts connections and never answers (a
+/// connection pooler whose server is down) hold their own connections'
+/// syncs, not the console: the syncs open their databases off the async
+/// runtime's worker threads. As many such databases as the runtime has
+/// threads once blocked every page, sign-in included, until the opens gave
+/// up (here after 600 s).
+#[test]
+fn databases_that_never_answer_hold_up_neither_the_console_nor_the_other_connections() {
+    let f = Fixture::start(40);
+    let config = f.config(&ConfigSpec::default());
+    f.sync(&config).ok();
+    let workers = 2;
+    let silent: Vec<std::net::TcpListener> = (0..workers)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for (i, listener) in silent.iter().enumerate() {
+        let addr = listener.local_addr().unwrap();
+        f.config(&ConfigSpec {
+            file: format!("zz-silent-{i}.toml"),
+            database: Some(format!(
+                "name = \"silent-{i}\"\ndatabase = \"postgresql://connector@{addr}/db?sslmode=disable&connect_timeout=300\""
+            )),
+            ..ConfigSpec::default()
+        });
+    }
+    let threads = workers.to_string();
+    let env = [
+        ("TOKIO_WORKER_THREADS", threads.as_str()),
+        ("PGPASSWORD", "unused"),
+    ];
+    let (_child, listening, sign_in) = spawn_serve_with(&f, f.dir.path(), &[], &env);
+    let base = listening.strip_prefix("listening on ").unwrap().to_string();
+    // Each silent connection's first sync is connecting to its database.
+    let _held: Vec<_> = silent.iter().map(|l| l.accept().unwrap().0).collect();
+    // A deadline for the test, not a measurement.
+    let (answered, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let cookie = signed_in(&sign_in);
+        let page = get(&format!("{base}/connections/servicenow"), Some(&cookie));
+        answered.send(page).ok();
+    });
+    let (status, _, page) = answer
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the console did not answer while two databases held their syncs");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(">complete<"), "{page}");
+}
+
 /// The console refuses a request without a session, and the sign-in link
 /// `serve` printed (with the token of the tests) gives the session cookie.
 fn signs_in_with_the_printed_link_only(base: &str, sign_in: &str) -> String {
