@@ -38,8 +38,25 @@ pub(super) struct StoredConnections {
 }
 
 impl Backend for StoredConnections {
+    /// Each connection's line, read on a thread of its own (up to
+    /// [`OVERVIEW_THREADS`] at once): a database slow to open (a server out
+    /// of reach waits out its time-out) delays the overview by its own
+    /// wait, not by the sum of them all.
     fn connections(&self) -> Result<Vec<ConnectionView>> {
-        Ok(self.all().iter().map(|c| self.overview_of(c)).collect())
+        let all = self.all();
+        let mut views = Vec::with_capacity(all.len());
+        for some in all.chunks(OVERVIEW_THREADS) {
+            std::thread::scope(|scope| {
+                let reading: Vec<_> = some
+                    .iter()
+                    .map(|c| scope.spawn(move || self.overview_of(c)))
+                    .collect();
+                for line in reading {
+                    views.push(line.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+                }
+            });
+        }
+        Ok(views)
     }
 
     fn schedule(&self, id: &str) -> Result<Option<ScheduleView>> {
@@ -150,6 +167,9 @@ fn schedule_view(keeper: &Keeper) -> ScheduleView {
             .collect(),
     }
 }
+
+/// Connections whose lines of the overview are read at once, at most.
+const OVERVIEW_THREADS: usize = 32;
 
 /// Runs (and changes of health) a connection's page lists.
 const RUNS_SHOWN: u32 = 10;
