@@ -54,13 +54,25 @@ fn assert_complete(f: &Fixture, config: &std::path::Path) {
     }
 }
 
-/// The access token dies just before the fourth device page.
-fn expire_the_token_before_the_fourth_device_page(f: &Fixture) {
+/// `fault` happens to the tokens just before the fourth device page is
+/// authenticated.
+fn before_the_fourth_device_page(f: &Fixture, fault: Fault) {
     f.state().inject(
-        FaultRule::next(Fault::ExpireTokens, 1)
+        FaultRule::next(fault, 1)
             .on_path("cmdb_ci_computer")
             .after(3),
     );
+}
+
+/// The access token dies just before the fourth device page.
+fn expire_the_token_before_the_fourth_device_page(f: &Fixture) {
+    before_the_fourth_device_page(f, Fault::ExpireTokens);
+}
+
+/// What `status` says of the connection `config` names.
+fn status(f: &Fixture, config: &std::path::Path) -> String {
+    f.cli(&["status", "--config", config.to_str().unwrap()])
+        .ok()
 }
 
 /// Asserts the sync got its token by the password grant once and renewed
@@ -122,11 +134,7 @@ fn an_integration_revoked_in_the_middle_of_a_sync_fails_as_authentication_and_as
     let config = oauth_config(&f, "oauth2-password");
     // An administrator deactivates the OAuth application before the fourth
     // device page: every token is revoked, and the client gets no other.
-    f.state().inject(
-        FaultRule::next(Fault::RevokeOAuth, 1)
-            .on_path("cmdb_ci_computer")
-            .after(3),
-    );
+    before_the_fourth_device_page(&f, Fault::RevokeOAuth);
     let (code, message) = f.sync(&config).err();
     // Not a temporary failure retried until the attempts run out: the
     // operator has to act.
@@ -137,9 +145,7 @@ fn an_integration_revoked_in_the_middle_of_a_sync_fails_as_authentication_and_as
         "{message}"
     );
     assert!(!message.contains("cl1ent-s3cret"), "{message}");
-    let health = f
-        .cli(&["status", "--config", config.to_str().unwrap()])
-        .ok();
+    let health = status(&f, &config);
     assert!(
         health.contains(": failed") && health.contains("[unauthenticated]"),
         "{health}"
@@ -184,10 +190,6 @@ fn client_credentials_grant_syncs_and_a_disabled_grant_is_explained() {
 fn a_token_endpoint_unavailable_for_now_is_a_temporary_failure_and_a_refusal_is_not() {
     let f = fixture(false);
     let config = oauth_config(&f, "oauth2-password");
-    let status = |f: &Fixture| {
-        f.cli(&["status", "--config", config.to_str().unwrap()])
-            .ok()
-    };
     // Maintenance, then a rate limit, at the token endpoint: exit 75 and
     // health `temporary failure`, with nothing read.
     for (fault, said) in [
@@ -202,7 +204,7 @@ fn a_token_endpoint_unavailable_for_now_is_a_temporary_failure_and_a_refusal_is_
             message.contains(said) && message.contains("the next sync tries again"),
             "{message}"
         );
-        let health = status(&f);
+        let health = status(&f, &config);
         assert!(
             health.contains("temporary failure") && health.contains("[temporarily-unavailable]"),
             "{health}"
@@ -221,7 +223,7 @@ fn a_token_endpoint_unavailable_for_now_is_a_temporary_failure_and_a_refusal_is_
     assert_eq!(code, 1, "{message}");
     assert!(message.starts_with("authentication failed"), "{message}");
     assert!(!message.contains("not-the-secret"), "{message}");
-    let health = status(&f);
+    let health = status(&f, &config);
     assert!(
         health.contains(": failed") && health.contains("[authentication]"),
         "{health}"
