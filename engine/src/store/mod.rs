@@ -334,6 +334,19 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether the failure passes by itself: the server went away
+    /// ([`StoreError::is_connection_lost`]), or it gave up on a statement
+    /// that waited for another session's lock or conflicted with another
+    /// session (cancelled at `statement_timeout`, a deadlock). Nothing of
+    /// the statement was written; a sync ends as a temporary failure (exit
+    /// 75) and a worker waits and looks again.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            StoreError::Postgres(e) => is_server_unreachable(e) || is_statement_given_up(e),
+            _ => false,
+        }
+    }
 }
 
 /// SQLite's error, saying what to do when the database file itself is the
@@ -395,7 +408,11 @@ fn describe_sqlite(e: &rusqlite::Error) -> String {
 /// connection, a TLS failure).
 pub(crate) fn describe_postgres(e: &::postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
-        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        let said = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        return match advice_on_a_failed_statement(db.code().code()) {
+            Some(advice) => format!("{said}; {advice}"),
+            None => said,
+        };
     }
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -425,6 +442,34 @@ pub(crate) fn is_server_unreachable(e: &::postgres::Error) -> bool {
         }
         // No SQLSTATE: the socket failed (reset, refused, timed out).
         None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
+/// SQLSTATEs of a statement the server gave up on, which the same
+/// statement may pass later: cancelled (57014: `statement_timeout`, or an
+/// administrator's `pg_cancel_backend`), a lock not granted in time
+/// (55P03: `lock_timeout`), a deadlock (40P01) or a serialization failure
+/// (40001).
+const STATEMENT_GIVEN_UP: [&str; 4] = ["57014", "55P03", "40P01", "40001"];
+
+/// Whether PostgreSQL's `e` is a statement the server gave up on while
+/// it waited or ran ([`STATEMENT_GIVEN_UP`]): a failure that passes by
+/// itself, as a lock held for a while by another session does.
+pub(crate) fn is_statement_given_up(e: &::postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|code| STATEMENT_GIVEN_UP.contains(&code.code()))
+}
+
+/// What to do about a statement the server gave up on, by its SQLSTATE.
+fn advice_on_a_failed_statement(code: &str) -> Option<&'static str> {
+    match code {
+        "57014" | "55P03" => Some(
+            "the server cancelled a statement that waited or ran too long (connector-host's sessions allow 10 min unless the URL's `options`, the role or the database set `statement_timeout`): look in pg_stat_activity and pg_locks for a session holding a lock on the connector's tables (VACUUM FULL, ALTER TABLE, a transaction left open); nothing of the statement was written",
+        ),
+        "40P01" | "40001" => Some(
+            "the server ended a transaction that conflicted with another session's; nothing of it was written",
+        ),
+        _ => None,
     }
 }
 
@@ -460,14 +505,15 @@ pub enum OpenError {
 }
 
 impl OpenError {
-    /// Whether the database could not be reached for now, which passes by
+    /// Whether the database could not be opened for now, which passes by
     /// itself (the server out of reach, as `StoreError::is_connection_lost`
-    /// tells a lost session): a sync exits 75 and a worker waits, where
-    /// anything else needs the operator.
+    /// tells a lost session, or a statement the server gave up on, as
+    /// `StoreError::is_temporary` tells): a sync exits 75 and a worker
+    /// waits, where anything else needs the operator.
     pub fn is_temporary(&self) -> bool {
         match self {
             OpenError::Unreachable(_) => true,
-            OpenError::Postgres(e) => is_server_unreachable(e),
+            OpenError::Postgres(e) => is_server_unreachable(e) || is_statement_given_up(e),
             _ => false,
         }
     }

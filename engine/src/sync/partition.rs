@@ -216,6 +216,10 @@ impl PartitionReader<'_> {
                     DATABASE_UNAVAILABLE,
                     format!("the database went away before the page was written ({lost}); the next sync resumes after the last page written"),
                 ),
+                given_up if given_up.is_temporary() => Ended::new(
+                    DATABASE_UNAVAILABLE,
+                    format!("the database did not write the page ({given_up})"),
+                ),
                 e => Ended::new("storage", format!("cannot write to the database: {e}")),
             })?;
         report.deleted_at_source += marked_deleted;

@@ -165,9 +165,10 @@ pub struct WorkerSummary {
 /// Serves `served` until stopped (or, with `once`, until no run of them is
 /// due or in progress); `on_run_end` hears of each run this worker ends.
 ///
-/// A database that goes away (restarted, failed over) is waited for: the
-/// worker looks again after 1 s, 2 s, 4 s … (at most 30 s) and carries on
-/// once it answers. Partitions it was reading meanwhile stop at their next
+/// A database that goes away (restarted, failed over), or that gives up
+/// on a statement for now (cancelled at `statement_timeout` while another
+/// session held a lock, a deadlock), is waited for: the worker looks again
+/// after 1 s, 2 s, 4 s … (at most 30 s) and carries on once it answers. Partitions it was reading meanwhile stop at their next
 /// commit without writing that page, and resume from their last written
 /// one: in this run once their leases expire, or, when their end could be
 /// recorded (a failure that passes by itself), in the next run, 1 min
@@ -188,14 +189,14 @@ pub async fn work(
                 outage.over();
                 poll_interval(served)
             }
-            Err(e) if connection_lost(&e) && !options.once => {
+            Err(e) if passes_by_itself(&e) && !options.once => {
                 if options.stop.is_triggered() && readings.is_empty() {
-                    tracing::warn!("stopped while the database was unreachable: {e:#}");
+                    tracing::warn!("stopped while the database was unavailable: {e:#}");
                     return Ok(summary);
                 }
                 let wait = outage.next_wait();
                 tracing::warn!(
-                    "the database is unreachable ({e:#}); looking again in {} s. Partitions being read stop at their next page and resume from their last written one",
+                    "the database is unavailable ({e:#}); looking again in {} s. Partitions being read stop at their next page and resume from their last written one",
                     wait.as_secs()
                 );
                 wait
@@ -264,17 +265,17 @@ async fn look(
     Ok(false)
 }
 
-/// Whether `e` is the database server gone away, which a later look may
-/// find back ([`StoreError::is_connection_lost`]).
-fn connection_lost(e: &anyhow::Error) -> bool {
+/// Whether `e` is the database server gone away, or a statement it gave up
+/// on, which a later look may find passed ([`StoreError::is_temporary`]).
+fn passes_by_itself(e: &anyhow::Error) -> bool {
     e.downcast_ref::<StoreError>()
-        .is_some_and(StoreError::is_connection_lost)
+        .is_some_and(StoreError::is_temporary)
 }
 
 /// The longest wait between two looks at a database that went away.
 const LONGEST_OUTAGE_WAIT: Duration = Duration::from_secs(30);
 
-/// The waits while the database is unreachable: 1 s, doubling, at most
+/// The waits while the database is unavailable: 1 s, doubling, at most
 /// 30 s. A worker waits so for its database while it runs, and the
 /// `worker` command so for it to answer at start.
 #[derive(Debug, Default)]

@@ -269,13 +269,7 @@ fn the_next_page_is_asked_for_while_a_page_is_being_committed() {
     });
     let env = db.environment(&f);
     // The schema exists; then every commit waits for the test's lock.
-    let target = PostgresTarget {
-        url: format!("{}?sslmode=disable", db.url),
-        password: Some(db.password.clone()),
-        ca_file: None,
-        application_name: None,
-    };
-    drop(Store::open_postgres(&target).unwrap());
+    create_the_schema(&db);
     let mut locker = db.client();
     let mut lock = locker.transaction().unwrap();
     lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
@@ -330,15 +324,7 @@ fn a_sync_whose_database_went_away_mid_commit_exits_75_and_the_next_completes() 
     let env = db.environment(&f);
     // The schema, then a lock on the records every commit waits for; once
     // one is blocked, the server ends every session, as a restart does.
-    drop(
-        Store::open_postgres(&PostgresTarget {
-            url: format!("{}?sslmode=disable", db.url),
-            password: Some(db.password.clone()),
-            ca_file: None,
-            application_name: None,
-        })
-        .unwrap(),
-    );
+    create_the_schema(&db);
     let mut locker = db.client();
     let mut lock = locker.transaction().unwrap();
     lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
@@ -355,11 +341,69 @@ fn a_sync_whose_database_went_away_mid_commit_exits_75_and_the_next_completes() 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(75), "{stderr}");
     assert!(stderr.contains("the database went away"), "{stderr}");
-    // The next sync completes, with every record of the source once.
-    f.cli_with_env(&["sync", "--config", config.to_str().unwrap()], &env)
+    the_next_sync_stores_every_record_once(&f, &env, &config);
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_sync_whose_commit_waits_on_a_lock_past_statement_timeout_exits_75_and_the_next_completes() {
+    let f = Fixture::start(300);
+    let db = TestDatabase::create();
+    let config = postgres_config(&f, &db);
+    let env = db.environment(&f);
+    create_the_schema(&db);
+    // The administrator's limit, which the host keeps, and a lock on the
+    // records held past it (a VACUUM FULL, a transaction left open).
+    let (_, name) = db.url.rsplit_once('/').unwrap();
+    db.client()
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} SET statement_timeout = '1s'"
+        ))
+        .unwrap();
+    let mut locker = db.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
+        .unwrap();
+    let sync = super::process::spawn_sync_with(&config, &env);
+    let (ended, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || ended.send(sync.wait_with_output()));
+    // A deadline for the test: a commit left unbounded waits for the lock.
+    let out = outcome
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the sync waited on the lock past the database's statement_timeout")
+        .unwrap();
+    lock.rollback().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("57014"), "{stderr}");
+    assert!(stderr.contains("pg_locks"), "says where to look: {stderr}");
+    the_next_sync_stores_every_record_once(&f, &env, &config);
+}
+
+/// Opens the test database as a store, which creates the schema.
+fn create_the_schema(db: &TestDatabase) {
+    drop(
+        Store::open_postgres(&PostgresTarget {
+            url: format!("{}?sslmode=disable", db.url),
+            password: Some(db.password.clone()),
+            ca_file: None,
+            application_name: None,
+        })
+        .unwrap(),
+    );
+}
+
+/// After a sync that failed: the next completes, with every record of the
+/// source once.
+fn the_next_sync_stores_every_record_once(
+    f: &Fixture,
+    env: &std::collections::HashMap<String, String>,
+    config: &Path,
+) {
+    f.cli_with_env(&["sync", "--config", config.to_str().unwrap()], env)
         .ok();
     for stream in ["devices", "network_adapters", "business_applications"] {
-        let stored = export(&f, &env, &config, stream, false);
+        let stored = export(f, env, config, stream, false);
         let expected = connector_e2e::expected_records(f.state(), stream);
         assert_eq!(stored.lines().count(), expected.len(), "{stream}");
     }

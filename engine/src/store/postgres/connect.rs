@@ -39,6 +39,28 @@ const KEEPALIVES_RETRIES: u32 = 3;
 /// network fails after this instead of retransmitting for 15 minutes.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long one statement may wait or run, unless the URL's `options`, the
+/// role or the database set `statement_timeout` (PostgreSQL's default is
+/// no limit). A session waiting for a lock another holds (`VACUUM FULL`,
+/// `ALTER TABLE`, a transaction left open) held a sync's commit, a
+/// worker's look or a console page for as long as that lock lasted; now
+/// it fails as temporary after this. The longest statements take tens of
+/// seconds at 1M devices (BENCHMARKS.md, "How long a statement may
+/// wait"): a full read's sweep that marks 2M adapters no longer returned
+/// 42 s, a retention sweep through 1M devices' JSON 36 s. Migrations take
+/// no limit.
+pub(crate) const STATEMENT_TIMEOUT: &str = "10min";
+
+/// Sets [`STATEMENT_TIMEOUT`] where the session has no limit, in one round
+/// trip: a limit the role or the database sets is the session's already
+/// and stays.
+fn bound_statements(client: &mut Client) -> Result<(), postgres::Error> {
+    client.batch_execute(&format!(
+        "SELECT set_config('statement_timeout', '{STATEMENT_TIMEOUT}', false) \
+         WHERE current_setting('statement_timeout') = '0'"
+    ))
+}
+
 /// Where a PostgreSQL store is and how to log in.
 #[derive(Clone)]
 pub struct PostgresTarget {
@@ -116,6 +138,9 @@ impl PostgresTarget {
             .get_connect_timeout()
             .copied()
             .unwrap_or(CONNECT_TIMEOUT);
+        let url_bounds_statements = config
+            .get_options()
+            .is_some_and(|options| options.contains("statement_timeout"));
         let (sender, answer) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("postgres-connect".into())
@@ -124,6 +149,12 @@ impl PostgresTarget {
                     None => config.connect(postgres::NoTls),
                     Some(tls) => config.connect(tls),
                 };
+                let connected = connected.and_then(|mut client| {
+                    if !url_bounds_statements {
+                        bound_statements(&mut client)?;
+                    }
+                    Ok(client)
+                });
                 // Nobody listens any more after a time-out: nothing to do.
                 let _ = sender.send(connected);
             })

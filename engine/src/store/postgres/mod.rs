@@ -10,6 +10,8 @@ mod connect;
 mod leases;
 mod runs;
 mod schema;
+#[cfg(test)]
+mod statement_limits;
 
 pub use connect::PostgresTarget;
 #[cfg(test)]

@@ -184,7 +184,7 @@ ALTER TABLE records RENAME CONSTRAINT records_by_stream_id_pkey TO records_pkey;
 pub const LATEST_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// The advisory lock migrations hold (an arbitrary constant: "cnct").
-const MIGRATION_LOCK: i64 = 0x636e_6374;
+pub(super) const MIGRATION_LOCK: i64 = 0x636e_6374;
 
 /// Brings the database to [`LATEST_VERSION`], or refuses a newer one.
 pub fn migrate(client: &mut Client) -> Result<(), OpenError> {
@@ -196,6 +196,10 @@ pub fn migrate(client: &mut Client) -> Result<(), OpenError> {
 /// latest to write data as an earlier release did.
 pub(crate) fn migrate_to(client: &mut Client, target: i32) -> Result<(), OpenError> {
     let mut tx = client.transaction()?;
+    // A migration copies whole tables and must end, however long it takes
+    // (the session's `statement_timeout` is for a sync's statements); the
+    // hosts starting beside it wait for it on the advisory lock.
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS connector_schema (version INTEGER NOT NULL)")?;
     let found: i32 = match tx.query_opt("SELECT version FROM connector_schema", &[])? {

@@ -1,0 +1,152 @@
+//! How long a PostgreSQL session's statements may wait: bounded by
+//! [`STATEMENT_TIMEOUT`] unless the URL, the role or the database says,
+//! given up as a failure that passes by itself, and never bounded in a
+//! migration. They need the test cluster, as the store's other PostgreSQL
+//! tests do.
+
+use super::connect::STATEMENT_TIMEOUT;
+use super::schema::MIGRATION_LOCK;
+use crate::store::testing::{cluster, postgres, TestStore};
+use crate::store::{Health, HealthState, PostgresTarget, Store};
+use std::sync::mpsc::channel;
+use std::time::Duration;
+
+/// A deadline for a test's wait, not a measurement: a statement left
+/// unbounded waits for 10 minutes, or for ever.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The test database's name.
+fn name_of(db: &TestStore) -> String {
+    db.url().rsplit_once('/').unwrap().1.to_string()
+}
+
+/// `statement_timeout` as a new session at `target` has it.
+fn statement_timeout_at(target: &PostgresTarget) -> String {
+    target
+        .connect()
+        .unwrap()
+        .query_one("SHOW statement_timeout", &[])
+        .unwrap()
+        .get(0)
+}
+
+/// The test database with `statement_timeout` set on it, as an
+/// administrator sets it for every session of the database.
+fn with_database_timeout(db: &TestStore, timeout: &str) {
+    db.target()
+        .connect()
+        .unwrap()
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET statement_timeout = '{timeout}'",
+            name_of(db)
+        ))
+        .unwrap();
+}
+
+fn connected() -> Health {
+    Health {
+        state: HealthState::Connected,
+        error_kind: None,
+        message: None,
+    }
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn sessions_bound_their_statements_unless_the_url_or_the_database_says() {
+    let db = postgres();
+    assert_eq!(statement_timeout_at(&db.target()), STATEMENT_TIMEOUT);
+    for (options, expected) in [
+        ("-c statement_timeout=7s", "7s"),
+        ("-c statement_timeout=0", "0"),
+    ] {
+        let theirs = PostgresTarget {
+            url: format!(
+                "{}?sslmode=disable&options={}",
+                db.url(),
+                options.replace(' ', "%20").replace('=', "%3D")
+            ),
+            ..cluster()
+        };
+        assert_eq!(statement_timeout_at(&theirs), expected, "{options}");
+    }
+    with_database_timeout(&db, "42s");
+    assert_eq!(statement_timeout_at(&db.target()), "42s");
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_statement_waiting_on_another_sessions_lock_is_given_up_as_temporary() {
+    let db = postgres();
+    with_database_timeout(&db, "300ms");
+    let target = db.target();
+    let mut holder = target.connect().unwrap();
+    let mut lock = holder.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE health IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let (done, outcome) = channel();
+    let writer = std::thread::spawn(move || {
+        let mut store = Store::open_postgres(&target).unwrap();
+        done.send(store.set_health("c", &connected()).err())
+            .unwrap();
+        store
+    });
+    let e = outcome
+        .recv_timeout(DEADLINE)
+        .expect("the write waited on the lock past the database's statement_timeout")
+        .expect("the write waited on a lock held past the statement_timeout");
+    assert!(e.is_temporary(), "{e}");
+    assert!(!e.is_connection_lost(), "the session is still there: {e}");
+    let said = e.to_string();
+    assert!(said.contains("57014"), "{said}");
+    assert!(said.contains("pg_locks"), "says where to look: {said}");
+    lock.rollback().unwrap();
+    // Once the lock is gone, the same session writes.
+    let mut store = writer.join().unwrap();
+    store.set_health("c", &connected()).unwrap();
+    assert_eq!(store.health("c").unwrap().unwrap().0, connected());
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_migration_waits_for_another_hosts_migration_past_any_statement_timeout() {
+    let db = postgres();
+    with_database_timeout(&db, "200ms");
+    let target = db.target();
+    // Another host migrating: it holds the migrations' lock.
+    let mut other_host = target.connect().unwrap();
+    other_host
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .unwrap();
+    let (done, outcome) = channel();
+    let opener = target.clone();
+    std::thread::spawn(move || done.send(Store::open_postgres(&opener).err()).unwrap());
+    // The opener has waited for the lock for twice the database's limit.
+    let mut observer = target.connect().unwrap();
+    loop {
+        let waited_past: bool = observer
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'
+                       AND now() - query_start > interval '400 ms')",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waited_past {
+            break;
+        }
+        assert!(
+            outcome.try_recv().is_err(),
+            "the migration gave up waiting for the other host's"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    other_host
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .unwrap();
+    let failed = outcome
+        .recv_timeout(DEADLINE)
+        .expect("the store did not open once the other host's migration ended");
+    assert!(failed.is_none(), "{}", failed.unwrap());
+}
