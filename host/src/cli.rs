@@ -182,13 +182,26 @@ fn run_until(
         cli.command,
         Command::Sync { .. } | Command::Run { .. } | Command::Serve(_) | Command::Worker(_)
     );
-    runtime.block_on(async {
+    let done = runtime.block_on(async {
         if signals && stops_cleanly {
             connector_sandbox::stop::on_signals(stop.clone());
         }
         execute(cli.command, env, out, stop).await
-    })
+    });
+    runtime.shutdown_timeout(LEFT_BEHIND_GRACE);
+    done
 }
+
+/// How long a command that has ended waits for blocking work nobody awaits
+/// any more before the process exits. Such work is only a database being
+/// opened for a sync or a console page that stopped meanwhile: dropping
+/// the runtime waited for it, so `serve` stopped by SIGTERM while a
+/// PostgreSQL server never answered exited only when that open gave up
+/// (twice its `connect_timeout`). Abandoning it loses nothing: the store's
+/// writes run on threads of their own and are awaited, and an open
+/// interrupted mid-migration is rolled back, by SQLite's journal or by the
+/// server.
+const LEFT_BEHIND_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs one command on the async runtime.
 async fn execute(

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use connector_engine::store::{OpenError, PostgresTarget, Store};
 use connector_sandbox::config::DatabaseConfig;
 use connector_sandbox::secrets::Environment;
+use connector_sandbox::stop::StopSignal;
 use std::path::PathBuf;
 
 /// A connection's database, ready to open.
@@ -75,6 +76,24 @@ impl StoreLocation {
         tokio::task::spawn_blocking(move || location.open())
             .await
             .map_err(|e| anyhow::anyhow!("opening the database stopped: {e}"))?
+    }
+
+    /// [`StoreLocation::open_off_runtime`], given up once `stop` is
+    /// triggered: a sync or worker stopped while its PostgreSQL server never
+    /// answers stops at once (exit 75), not when the open gives up (twice
+    /// the connect time-out). The open goes on, abandoned, on its thread.
+    pub async fn open_unless_stopped(&self, stop: &StopSignal) -> Result<Store> {
+        tokio::select! {
+            opened = self.open_off_runtime() => opened,
+            _ = stop.triggered() => Err(Failure {
+                exit_code: EXIT_TEMPORARY_FAILURE,
+                message: format!(
+                    "stopped while the database {} was being opened; nothing was read or written",
+                    self.describe()
+                ),
+            }
+            .into()),
+        }
     }
 
     /// Whether anything can be stored there yet: a SQLite file exists only

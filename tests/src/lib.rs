@@ -557,6 +557,24 @@ pub fn sigterm(child: &std::process::Child) {
     assert!(term.success(), "kill -TERM failed");
 }
 
+/// `child`'s exit status once it exits, or `None` if it is still running
+/// after `deadline` (a deadline for a test's wait, not a measurement).
+pub fn exit_within(
+    child: &mut std::process::Child,
+    deadline: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            return Some(status);
+        }
+        if started.elapsed() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The arguments of `export --config CONFIG --stream STREAM`, then `extra`.
 pub fn export_args<'a>(
     config: &'a std::path::Path,

@@ -121,7 +121,7 @@ pub async fn prepare_sync(
     let origin = p.origin(&config)?;
     let sender = sender(&config, &origin, env)?;
     let location = StoreLocation::of(&config.database, env)?;
-    let mut store = location.open_off_runtime().await?;
+    let mut store = location.open_unless_stopped(&flags.stop).await?;
     let connection = connection_name(&config, &p.info, &origin);
     let credential = match credential(&config, &p.info, &origin, &sender, env).await {
         Ok(c) => c,

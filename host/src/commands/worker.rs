@@ -250,7 +250,10 @@ async fn serve_one(
         ..Default::default()
     };
     let prepared = prepare_sync(file, env, &flags).await?;
-    let pacing = StorePacing::new(location.open_off_runtime().await?, &prepared.job.connection);
+    let pacing = StorePacing::new(
+        location.open_unless_stopped(stop).await?,
+        &prepared.job.connection,
+    );
     let pacer = Arc::new(Pacer::shared(
         config.sync.requests_per_hour,
         Arc::new(pacing),

@@ -213,7 +213,7 @@ fn databases_that_never_answer_hold_up_neither_the_console_nor_the_other_connect
         ("TOKIO_WORKER_THREADS", threads.as_str()),
         ("PGPASSWORD", "unused"),
     ];
-    let (_child, listening, sign_in) = spawn_serve_with(&f, f.dir.path(), &[], &env);
+    let (mut child, listening, sign_in) = spawn_serve_with(&f, f.dir.path(), &[], &env);
     let base = listening.strip_prefix("listening on ").unwrap().to_string();
     // Each silent connection's first sync is connecting to its database.
     let _held: Vec<_> = silent.iter().map(|l| l.accept().unwrap().0).collect();
@@ -229,6 +229,12 @@ fn databases_that_never_answer_hold_up_neither_the_console_nor_the_other_connect
         .expect("the console did not answer while two databases held their syncs");
     assert_eq!(status, 200, "{page}");
     assert!(page.contains(">complete<"), "{page}");
+    // Stopped, it exits without waiting for the opens, which would give up
+    // after 600 s.
+    connector_e2e::sigterm(&child);
+    let exited = connector_e2e::exit_within(&mut child, Duration::from_secs(60))
+        .expect("serve, stopped, waited for the database opens that never end");
+    assert_eq!(exited.code(), Some(0));
 }
 
 /// The console refuses a request without a session, and the sign-in link

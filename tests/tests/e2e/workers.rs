@@ -93,17 +93,8 @@ fn output_of(f: &Fixture, id: &str) -> (String, String) {
 
 /// Waits (at most [`DEADLINE`]) for `worker` to exit; asserts it exited 0.
 fn exits_cleanly(f: &Fixture, worker: &mut KillOnDrop, id: &str) -> String {
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = worker.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "worker {id} did not finish: {:?}",
-            output_of(f, id)
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = connector_e2e::exit_within(worker, DEADLINE) else {
+        panic!("worker {id} did not finish: {:?}", output_of(f, id));
     };
     let (out, err) = output_of(f, id);
     assert!(status.success(), "worker {id}: {status}\n{out}\n{err}");
