@@ -161,6 +161,14 @@ impl DatabaseGate {
             .open
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// From now on, new connections are hung up on again; those passed on
+    /// before stay until either side ends them.
+    pub fn close(&self) {
+        self.shared
+            .open
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Copies bytes both ways between `client` and a new connection to

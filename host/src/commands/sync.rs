@@ -64,7 +64,7 @@ pub async fn sync(
     let store = Arc::new(Mutex::new(prepared.store));
     let report = connector_engine::sync::run(&prepared.job, store)
         .await
-        .map_err(busy_is_temporary)?;
+        .map_err(temporary_is_75)?;
     if flags.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -76,9 +76,25 @@ pub async fn sync(
     Ok(report)
 }
 
-/// Another sync of the connection holding its lock is a failure that
-/// passes by itself: exit 75, and `run` and the console try again sooner.
-fn busy_is_temporary(e: anyhow::Error) -> anyhow::Error {
+/// Another sync of the connection holding its lock, or a database
+/// unavailable for now once the run has started (its end could not be
+/// recorded, a stream could not be planned: the server went away or gave
+/// up a statement), is a failure that passes by itself: exit 75, and
+/// `run` and the console try again sooner. A failed page is the report's
+/// to tell ([`incomplete`]); this is what is left when there is no report.
+fn temporary_is_75(e: anyhow::Error) -> anyhow::Error {
+    if let Some(database) = e
+        .downcast_ref::<StoreError>()
+        .filter(|database| database.is_temporary())
+    {
+        return Failure {
+            exit_code: EXIT_TEMPORARY_FAILURE,
+            message: format!(
+                "the sync did not complete: the database is unavailable for now ({database}); the pages written before are kept, and the next sync resumes after them"
+            ),
+        }
+        .into();
+    }
     match e.downcast::<SyncInProgress>() {
         Ok(busy) => Failure {
             exit_code: EXIT_TEMPORARY_FAILURE,

@@ -346,6 +346,45 @@ fn a_sync_whose_database_went_away_mid_commit_exits_75_and_the_next_completes() 
 
 #[test]
 #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_sync_whose_database_stays_out_of_reach_after_a_failed_commit_exits_75() {
+    use super::process::spawn_sync_with;
+    use super::workers::wait_until_blocked_in_a_commit;
+    let f = Fixture::start(300);
+    let db = TestDatabase::create();
+    let gate = DatabaseGate::closed_before(&db);
+    gate.open();
+    let config = postgres_config_at(&f, "gated.toml", &gate.url(&db));
+    let env = db.environment(&f);
+    // As a network gone between host and server: a commit fails, and the
+    // run's end cannot be recorded either, since the server cannot be
+    // reached again.
+    create_the_schema(&db);
+    let mut locker = db.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
+        .unwrap();
+    let sync = spawn_sync_with(&config, &env);
+    wait_until_blocked_in_a_commit(&db, "connector-host");
+    gate.close();
+    db.end_sessions_of("connector-host");
+    lock.rollback().unwrap();
+    let out = sync.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(
+        stderr.contains("the database is unavailable for now"),
+        "{stderr}"
+    );
+    assert!(
+        gate.refused() > 0,
+        "the sync tried to reach the database again"
+    );
+    gate.open();
+    the_next_sync_stores_every_record_once(&f, &env, &config);
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
 fn a_sync_whose_commit_waits_on_a_lock_past_statement_timeout_exits_75_and_the_next_completes() {
     let f = Fixture::start(300);
     let db = TestDatabase::create();

@@ -39,9 +39,9 @@ const KEEPALIVES_RETRIES: u32 = 3;
 /// network fails after this instead of retransmitting for 15 minutes.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long one statement may wait or run, unless the URL's `options`, the
-/// role or the database set `statement_timeout` (PostgreSQL's default is
-/// no limit). A session waiting for a lock another holds (`VACUUM FULL`,
+/// How long one statement may wait or run, unless the server's
+/// configuration, the role, the database or the URL's `options` set
+/// `statement_timeout` (PostgreSQL's default is no limit). A session waiting for a lock another holds (`VACUUM FULL`,
 /// `ALTER TABLE`, a transaction left open) held a sync's commit, a
 /// worker's look or a console page for as long as that lock lasted; now
 /// it fails as temporary after this. The longest statements take tens of
@@ -51,13 +51,42 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 /// no limit.
 pub(crate) const STATEMENT_TIMEOUT: &str = "10min";
 
-/// Sets [`STATEMENT_TIMEOUT`] where the session has no limit, in one round
-/// trip: a limit the role or the database sets is the session's already
-/// and stays.
-fn bound_statements(client: &mut Client) -> Result<(), postgres::Error> {
+/// The server's side of each session, where neither the server's
+/// configuration, the role, the database nor the URL's `options` set it
+/// (`pg_settings.source` is `default`): [`STATEMENT_TIMEOUT`], and the
+/// server's own keep-alive probes of the host and limit on unacknowledged
+/// data, with the host's values. A host gone from the network (a partition,
+/// a machine lost) left its sessions on the server until the server's
+/// kernel probed them, after 2 hours by default; one of them held the
+/// connection's sync lock, so every sync of that connection refused as
+/// "another sync is running" meanwhile. Now the server ends them in about a
+/// minute, and their locks with them. A setting the server does not know
+/// (`tcp_user_timeout` before PostgreSQL 12) is left out.
+fn session_defaults() -> [(&'static str, String); 5] {
+    [
+        ("statement_timeout", STATEMENT_TIMEOUT.to_string()),
+        ("tcp_keepalives_idle", KEEPALIVES_IDLE.as_secs().to_string()),
+        (
+            "tcp_keepalives_interval",
+            KEEPALIVES_INTERVAL.as_secs().to_string(),
+        ),
+        ("tcp_keepalives_count", KEEPALIVES_RETRIES.to_string()),
+        ("tcp_user_timeout", TCP_USER_TIMEOUT.as_millis().to_string()),
+    ]
+}
+
+/// Sets [`session_defaults`] on a new session, in one round trip.
+fn apply_session_defaults(client: &mut Client) -> Result<(), postgres::Error> {
+    let values: Vec<String> = session_defaults()
+        .iter()
+        .map(|(name, value)| format!("('{name}', '{value}')"))
+        .collect();
     client.batch_execute(&format!(
-        "SELECT set_config('statement_timeout', '{STATEMENT_TIMEOUT}', false) \
-         WHERE current_setting('statement_timeout') = '0'"
+        "SELECT set_config(s.name, ours.value, false)
+         FROM (VALUES {}) AS ours (name, value)
+         JOIN pg_settings s ON s.name = ours.name
+         WHERE s.source = 'default'",
+        values.join(", ")
     ))
 }
 
@@ -138,9 +167,6 @@ impl PostgresTarget {
             .get_connect_timeout()
             .copied()
             .unwrap_or(CONNECT_TIMEOUT);
-        let url_bounds_statements = config
-            .get_options()
-            .is_some_and(|options| options.contains("statement_timeout"));
         let (sender, answer) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("postgres-connect".into())
@@ -150,9 +176,7 @@ impl PostgresTarget {
                     Some(tls) => config.connect(tls),
                 };
                 let connected = connected.and_then(|mut client| {
-                    if !url_bounds_statements {
-                        bound_statements(&mut client)?;
-                    }
+                    apply_session_defaults(&mut client)?;
                     Ok(client)
                 });
                 // Nobody listens any more after a time-out: nothing to do.

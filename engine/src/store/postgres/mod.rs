@@ -11,7 +11,7 @@ mod leases;
 mod runs;
 mod schema;
 #[cfg(test)]
-mod statement_limits;
+mod session_settings;
 
 pub use connect::PostgresTarget;
 #[cfg(test)]

@@ -1,10 +1,9 @@
-//! How long a PostgreSQL session's statements may wait: bounded by
-//! [`STATEMENT_TIMEOUT`] unless the URL, the role or the database says,
-//! given up as a failure that passes by itself, and never bounded in a
-//! migration. They need the test cluster, as the store's other PostgreSQL
-//! tests do.
+//! The server's side of a PostgreSQL session: the host's statement limit
+//! and keep-alive probes unless the server, the role, the database or the
+//! URL says otherwise; a statement given up as a failure that passes by
+//! itself; and migrations never bounded. They need the test cluster, as
+//! the store's other PostgreSQL tests do.
 
-use super::connect::STATEMENT_TIMEOUT;
 use super::schema::MIGRATION_LOCK;
 use crate::store::testing::{cluster, postgres, TestStore};
 use crate::store::{Health, HealthState, PostgresTarget, Store};
@@ -20,14 +19,37 @@ fn name_of(db: &TestStore) -> String {
     db.url().rsplit_once('/').unwrap().1.to_string()
 }
 
-/// `statement_timeout` as a new session at `target` has it.
-fn statement_timeout_at(target: &PostgresTarget) -> String {
-    target
-        .connect()
-        .unwrap()
-        .query_one("SHOW statement_timeout", &[])
-        .unwrap()
-        .get(0)
+/// What a new session at `target` shows for each of [`SETTINGS`].
+fn settings_at(target: &PostgresTarget) -> Vec<(String, String)> {
+    let mut client = target.connect().unwrap();
+    SETTINGS
+        .iter()
+        .map(|name| {
+            let shown: String = client
+                .query_one(&format!("SHOW {name}"), &[])
+                .unwrap()
+                .get(0);
+            (name.to_string(), shown)
+        })
+        .collect()
+}
+
+/// The settings the host gives a session where nobody else did.
+const SETTINGS: [&str; 5] = [
+    "statement_timeout",
+    "tcp_keepalives_idle",
+    "tcp_keepalives_interval",
+    "tcp_keepalives_count",
+    "tcp_user_timeout",
+];
+
+/// `settings` as [`settings_at`] gives them.
+fn shown(settings: [&str; 5]) -> Vec<(String, String)> {
+    SETTINGS
+        .iter()
+        .zip(settings)
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
 }
 
 /// The test database with `statement_timeout` set on it, as an
@@ -53,25 +75,25 @@ fn connected() -> Health {
 
 #[test]
 #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
-fn sessions_bound_their_statements_unless_the_url_or_the_database_says() {
+fn sessions_take_the_hosts_settings_unless_the_url_or_the_database_says() {
     let db = postgres();
-    assert_eq!(statement_timeout_at(&db.target()), STATEMENT_TIMEOUT);
-    for (options, expected) in [
-        ("-c statement_timeout=7s", "7s"),
-        ("-c statement_timeout=0", "0"),
-    ] {
-        let theirs = PostgresTarget {
-            url: format!(
-                "{}?sslmode=disable&options={}",
-                db.url(),
-                options.replace(' ', "%20").replace('=', "%3D")
-            ),
-            ..cluster()
-        };
-        assert_eq!(statement_timeout_at(&theirs), expected, "{options}");
-    }
+    assert_eq!(
+        settings_at(&db.target()),
+        shown(["10min", "30", "10", "3", "60000"])
+    );
+    let theirs = PostgresTarget {
+        url: format!(
+            "{}?sslmode=disable&options=-c%20statement_timeout%3D0%20-c%20tcp_keepalives_idle%3D600",
+            db.url()
+        ),
+        ..cluster()
+    };
+    assert_eq!(
+        settings_at(&theirs),
+        shown(["0", "600", "10", "3", "60000"])
+    );
     with_database_timeout(&db, "42s");
-    assert_eq!(statement_timeout_at(&db.target()), "42s");
+    assert_eq!(settings_at(&db.target())[0].1, "42s");
 }
 
 #[test]
