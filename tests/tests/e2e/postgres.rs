@@ -316,28 +316,15 @@ fn a_second_sync_of_a_postgresql_connection_refuses_while_the_first_runs() {
 #[test]
 #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
 fn a_sync_whose_database_went_away_mid_commit_exits_75_and_the_next_completes() {
-    use super::process::spawn_sync_with;
-    use super::workers::wait_until_blocked_in_a_commit;
     let f = Fixture::start(300);
     let db = TestDatabase::create();
     let config = postgres_config(&f, &db);
     let env = db.environment(&f);
-    // The schema, then a lock on the records every commit waits for; once
-    // one is blocked, the server ends every session, as a restart does.
-    create_the_schema(&db);
-    let mut locker = db.client();
-    let mut lock = locker.transaction().unwrap();
-    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
-        .unwrap();
-    let sync = spawn_sync_with(&config, &env);
-    wait_until_blocked_in_a_commit(&db, "connector-host");
-    let ended = db.end_sessions_of("connector-host");
+    let (ended, out) = sessions_ended_mid_commit(&db, &config, &env, || {});
     assert!(
         ended >= 2,
         "ended {ended}: the sync's store and lock sessions"
     );
-    lock.rollback().unwrap();
-    let out = sync.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(75), "{stderr}");
     assert!(stderr.contains("the database went away"), "{stderr}");
@@ -347,8 +334,6 @@ fn a_sync_whose_database_went_away_mid_commit_exits_75_and_the_next_completes() 
 #[test]
 #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
 fn a_sync_whose_database_stays_out_of_reach_after_a_failed_commit_exits_75() {
-    use super::process::spawn_sync_with;
-    use super::workers::wait_until_blocked_in_a_commit;
     let f = Fixture::start(300);
     let db = TestDatabase::create();
     let gate = DatabaseGate::closed_before(&db);
@@ -358,17 +343,7 @@ fn a_sync_whose_database_stays_out_of_reach_after_a_failed_commit_exits_75() {
     // As a network gone between host and server: a commit fails, and the
     // run's end cannot be recorded either, since the server cannot be
     // reached again.
-    create_the_schema(&db);
-    let mut locker = db.client();
-    let mut lock = locker.transaction().unwrap();
-    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
-        .unwrap();
-    let sync = spawn_sync_with(&config, &env);
-    wait_until_blocked_in_a_commit(&db, "connector-host");
-    gate.close();
-    db.end_sessions_of("connector-host");
-    lock.rollback().unwrap();
-    let out = sync.wait_with_output().unwrap();
+    let (_, out) = sessions_ended_mid_commit(&db, &config, &env, || gate.close());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(75), "{stderr}");
     assert!(
@@ -381,6 +356,28 @@ fn a_sync_whose_database_stays_out_of_reach_after_a_failed_commit_exits_75() {
     );
     gate.open();
     the_next_sync_stores_every_record_once(&f, &env, &config);
+}
+
+/// A sync of `config` into `db`, whose sessions the server ends (as a
+/// restart does) once a commit is blocked on a lock of the test's, after
+/// `before_ending`: how many sessions were ended, and the sync's output.
+fn sessions_ended_mid_commit(
+    db: &TestDatabase,
+    config: &Path,
+    env: &std::collections::HashMap<String, String>,
+    before_ending: impl FnOnce(),
+) -> (i64, std::process::Output) {
+    create_the_schema(db);
+    let mut locker = db.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
+        .unwrap();
+    let sync = super::process::spawn_sync_with(config, env);
+    super::workers::wait_until_blocked_in_a_commit(db, "connector-host");
+    before_ending();
+    let ended = db.end_sessions_of("connector-host");
+    lock.rollback().unwrap();
+    (ended, sync.wait_with_output().unwrap())
 }
 
 #[test]

@@ -204,7 +204,8 @@ pub(crate) fn wait_until_blocked_in_a_commit(db: &TestDatabase, application: &st
         let blocked: i64 = client
             .query_one(
                 "SELECT COUNT(*) FROM pg_stat_activity
-                 WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                 WHERE datname = current_database() AND application_name = $1
+                   AND wait_event_type = 'Lock'",
                 &[&application],
             )
             .unwrap()
