@@ -464,7 +464,7 @@ pub(crate) fn is_statement_given_up(e: &::postgres::Error) -> bool {
 fn advice_on_a_failed_statement(code: &str) -> Option<&'static str> {
     match code {
         "57014" | "55P03" => Some(
-            "the server cancelled a statement that waited or ran too long (connector-host's sessions allow 10 min unless the URL's `options`, the role or the database set `statement_timeout`): look in pg_stat_activity and pg_locks for a session holding a lock on the connector's tables (VACUUM FULL, ALTER TABLE, a transaction left open); nothing of the statement was written",
+            "the server cancelled a statement that waited or ran too long (connector-host's sessions allow 10 min unless the server's configuration, the role, the database or the URL's `options` set `statement_timeout`): look in pg_stat_activity and pg_locks for a session holding a lock on the connector's tables (VACUUM FULL, ALTER TABLE, a transaction left open); nothing of the statement was written",
         ),
         "40P01" | "40001" => Some(
             "the server ended a transaction that conflicted with another session's; nothing of it was written",

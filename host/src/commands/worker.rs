@@ -139,6 +139,9 @@ async fn serve_all_once_possible(
     loop {
         match serve_all(&flags.config_dir, flags.every, env, stop, out).await {
             Err(e) if is_temporary(&e) && !flags.once => {
+                if stop.is_triggered() {
+                    return Ok(None);
+                }
                 if !outage.is_on() {
                     writeln!(out, "waiting to serve: {e:#}")?;
                     out.flush()?;

@@ -479,6 +479,31 @@ fn sigterm_stops_a_worker_waiting_for_the_next_run() {
 }
 
 #[test]
+fn sigterm_stops_a_worker_whose_database_never_answers() {
+    // A connection pooler whose server is down: the connection is accepted,
+    // and nothing comes. The open would give up after 600 s.
+    let f = Fixture::start(10);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = f.dir.path().join("silent-deployment");
+    std::fs::create_dir(&dir).unwrap();
+    f.config(&ConfigSpec {
+        file: "silent-deployment/cmdb.toml".into(),
+        database: Some(format!(
+            "database = \"postgresql://connector@{}/db?sslmode=disable&connect_timeout=300\"",
+            silent.local_addr().unwrap()
+        )),
+        ..ConfigSpec::default()
+    });
+    let mut env = f.env.clone();
+    env.insert("PGPASSWORD".into(), "unused".into());
+    let mut a = spawn_worker_with(&f, &env, &dir, "a", &[]);
+    let _held = silent.accept().unwrap();
+    signal(&a, "TERM");
+    let out = exits_cleanly(&f, &mut a, "a");
+    assert!(!out.contains("waiting to serve"), "{out}");
+}
+
+#[test]
 #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
 fn a_worker_carries_on_after_the_database_ends_its_sessions() {
     // What a restart or a fail-over of the database does to a worker: the

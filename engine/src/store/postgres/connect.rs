@@ -41,10 +41,11 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long one statement may wait or run, unless the server's
 /// configuration, the role, the database or the URL's `options` set
-/// `statement_timeout` (PostgreSQL's default is no limit). A session waiting for a lock another holds (`VACUUM FULL`,
-/// `ALTER TABLE`, a transaction left open) held a sync's commit, a
-/// worker's look or a console page for as long as that lock lasted; now
-/// it fails as temporary after this. The longest statements take tens of
+/// `statement_timeout` (PostgreSQL's default is no limit). A session
+/// waiting for a lock another holds (`VACUUM FULL`, `ALTER TABLE`, a
+/// transaction left open) held a sync's commit, a worker's look or a
+/// console page for as long as that lock lasted; now it fails as
+/// temporary after this. The longest statements take tens of
 /// seconds at 1M devices (BENCHMARKS.md, "How long a statement may
 /// wait"): a full read's sweep that marks 2M adapters no longer returned
 /// 42 s, a retention sweep through 1M devices' JSON 36 s. Migrations take

@@ -116,7 +116,7 @@ fn a_statement_waiting_on_another_sessions_lock_is_given_up_as_temporary() {
     let e = outcome
         .recv_timeout(DEADLINE)
         .expect("the write waited on the lock past the database's statement_timeout")
-        .expect("the write waited on a lock held past the statement_timeout");
+        .expect("the write went through while another session held the lock");
     assert!(e.is_temporary(), "{e}");
     assert!(!e.is_connection_lost(), "the session is still there: {e}");
     let said = e.to_string();
