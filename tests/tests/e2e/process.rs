@@ -419,9 +419,12 @@ pub(crate) fn a_second_sync_refuses_while_the_first_runs(
     env: &std::collections::HashMap<String, String>,
 ) {
     use servicenow_emulator::{Fault, FaultRule};
-    // The first sync's first requests, one per stream, wait in the emulator.
-    f.state()
-        .inject(FaultRule::next(Fault::Held, STREAMS.len() as u32));
+    // The first sync's first request waits in the emulator. It is the only
+    // one in flight: the others wait until a first answer shows the
+    // credential accepted. (Holding three, one per stream, held retries of
+    // that request until the component's 120 s first-byte time-outs had
+    // used the three up: 240 s.)
+    f.state().inject(FaultRule::next(Fault::Held, 1));
     let first = spawn_sync_with(config, env);
     let started = std::time::Instant::now();
     while f.state().pending_faults() > 0 {
