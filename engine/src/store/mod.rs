@@ -801,9 +801,43 @@ pub(crate) trait Backend: Send {
         queries: &[RowQuery],
         each: &mut EachMerged<'_>,
     ) -> anyhow::Result<u64>;
+    /// Cancels the statement the backend's session runs, from another
+    /// thread. SQLite has nothing to cancel: its longest wait, for another
+    /// process's write lock, ends within 30 s.
+    fn canceller(&self) -> StatementCanceller {
+        StatementCanceller(None)
+    }
     /// The SQLite connection, for tests that plant rows.
     #[cfg(test)]
     fn sqlite(&mut self) -> Option<&mut rusqlite::Connection>;
+}
+
+/// Cancels whatever statement a store's session runs now, from any thread
+/// and without the store's lock ([`Store::canceller`]). A stopped sync
+/// uses it on a commit still waiting after a grace (for another session's
+/// lock), which then fails without writing anything, rather than holding
+/// the stop until the lock goes or `statement_timeout` ends it.
+#[derive(Clone)]
+pub struct StatementCanceller(Option<std::sync::Arc<postgres::cancel::CancelSlot>>);
+
+impl StatementCanceller {
+    /// Asks the server to cancel the statement running now, if any; does
+    /// not wait for the answer. Nothing on SQLite.
+    pub fn cancel(&self) {
+        if let Some(slot) = &self.0 {
+            slot.cancel();
+        }
+    }
+}
+
+impl std::fmt::Debug for StatementCanceller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "StatementCanceller(PostgreSQL)"
+        } else {
+            "StatementCanceller(none)"
+        })
+    }
 }
 
 /// The database of one host (or, on PostgreSQL, of a deployment).
@@ -834,6 +868,17 @@ impl Store {
             backend: Mutex::new(Some(backend)),
             outside_runtime,
         }
+    }
+
+    /// What cancels the statement this store runs, from another thread
+    /// ([`StatementCanceller`]). Take it while the store is idle: it locks
+    /// the store for a moment.
+    pub fn canceller(&self) -> StatementCanceller {
+        let guard = self.backend.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_deref()
+            .expect("the store is open until dropped")
+            .canceller()
     }
 
     /// Runs `call` on the backend (outside the runtime's context when it must be).

@@ -16,7 +16,9 @@
 
 use crate::priority::{on_store_thread, StoreCall};
 use crate::progress::Progress;
-use crate::store::{FinishedStream, ReadMode, Store, StoreError, StreamPlan, StreamRequest};
+use crate::store::{
+    FinishedStream, ReadMode, StatementCanceller, Store, StoreError, StreamPlan, StreamRequest,
+};
 use connector_sandbox::credentials::Credential;
 use connector_sandbox::egress::{EgressCounters, EgressLimits};
 use connector_sandbox::origin::Origin;
@@ -155,7 +157,9 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
     };
     let connection = job.connection.clone();
     let run_id = blocking(&store, move |s| s.start_run(&connection)).await?;
+    let canceller = store.lock().unwrap_or_else(|p| p.into_inner()).canceller();
     let shared = RunShared {
+        canceller,
         store: store.clone(),
         counters: counters.clone(),
         permits: Arc::new(Semaphore::new(job.options.concurrency as usize)),
@@ -405,4 +409,7 @@ pub(crate) struct RunShared {
     pub(crate) pacer: Arc<Pacer>,
     /// Whether the source accepted the run's credential yet.
     pub(crate) credential: Arc<CredentialGate>,
+    /// Cancels the store's statement: a stopped run's commit that waits
+    /// for another session's lock.
+    pub(crate) canceller: StatementCanceller,
 }

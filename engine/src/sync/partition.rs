@@ -5,7 +5,7 @@ use super::credential_gate::Admission;
 use super::report::PartitionReport;
 use super::retry::{decide, error_kind, Next};
 use super::{on_store, PartitionTask, RetryRecord, RunShared, SyncJob};
-use crate::priority::StoreCall;
+use crate::priority::{StoreCall, StoreCallPanicked};
 use crate::store::lease::{FencedPage, Lease};
 use crate::store::{PageCommit, Store, StoreError, StoredRecord, StoredTombstone};
 use connector_sandbox::egress::{EgressCounters, EgressPolicy};
@@ -24,6 +24,15 @@ pub(crate) const FENCED: &str = "fenced";
 /// The error kind of a partition whose page met a database that went away
 /// (restarted, failed over): it passes by itself.
 pub(crate) const DATABASE_UNAVAILABLE: &str = "database-unavailable";
+
+/// How long a page's commit may still run after the run was stopped
+/// before its statement is cancelled, and again after each cancel while it
+/// runs on: a commit takes milliseconds, and one still running waits for
+/// another session's lock (PostgreSQL), which would hold the stop until
+/// the lock goes or `statement_timeout` ends it. A cancel cancels whatever
+/// the store's session runs, which may by then be another partition's
+/// commit that waited for the store: that one is cancelled on a later turn.
+const STUCK_COMMIT_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a partition stopped when the run was stopped.
 const STOPPED: &str =
@@ -206,12 +215,15 @@ impl PartitionReader<'_> {
         pending: PendingCommit,
         report: &mut PartitionReport,
     ) -> Result<(), Ended> {
-        let marked_deleted = pending
-            .commit
+        let marked_deleted = self
+            .committed(pending.commit)
             .await
             .map_err(|e| Ended::new("host", format!("the page's commit failed: {e}")))?
             .map_err(|e| match e {
                 fenced @ StoreError::Fenced { .. } => Ended::new(FENCED, fenced.to_string()),
+                cancelled if self.job.options.stop.is_triggered() && cancelled.is_temporary() => {
+                    Ended::stopped()
+                }
                 lost if lost.is_connection_lost() => Ended::new(
                     DATABASE_UNAVAILABLE,
                     format!("the database went away before the page was written ({lost}); the next sync resumes after the last page written"),
@@ -229,6 +241,32 @@ impl PartitionReader<'_> {
         self.job.progress.committed(stream, pending.records);
         tracing::debug!(stream = %stream, partition = self.task.index, records = pending.records, "page committed");
         Ok(())
+    }
+
+    /// The outcome of a page's `commit`; once the run is stopped, its
+    /// statement is cancelled every [`STUCK_COMMIT_GRACE`] while it runs.
+    async fn committed(
+        &self,
+        mut commit: StoreCall<Result<u64, StoreError>>,
+    ) -> Result<Result<u64, StoreError>, StoreCallPanicked> {
+        tokio::select! {
+            done = &mut commit => return done,
+            () = self.job.options.stop.triggered() => {}
+        }
+        loop {
+            tokio::select! {
+                done = &mut commit => return done,
+                () = tokio::time::sleep(STUCK_COMMIT_GRACE) => {
+                    tracing::warn!(
+                        stream = %self.task.stream.name,
+                        partition = self.task.index,
+                        "a page's commit still runs {} s after the stop (waiting for another session's lock?): cancelling its statement; the page is read again by the next sync",
+                        STUCK_COMMIT_GRACE.as_secs()
+                    );
+                    self.shared.canceller.cancel();
+                }
+            }
+        }
     }
 
     /// The request for the page after `cursor`.

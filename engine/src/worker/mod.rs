@@ -19,7 +19,7 @@ mod claimed;
 pub mod report;
 
 use crate::store::deployment::RunStream;
-use crate::store::{Store, StoreError, StreamRequest};
+use crate::store::{StatementCanceller, Store, StoreError, StreamRequest};
 use crate::sync::{blocking, CredentialGate, RunReport, RunShared, SyncJob};
 use connector_sandbox::egress::EgressCounters;
 use connector_sandbox::pacing::{Pacer, PacingState, SharedPacing};
@@ -47,6 +47,8 @@ pub struct Served {
     current_run: Mutex<Option<RunOnWorker>>,
     /// Reads in flight of this connection on this worker (`[sync] concurrency`).
     permits: Arc<Semaphore>,
+    /// Cancels the store's statement (a stopped commit's, [`RunShared`]).
+    canceller: StatementCanceller,
 }
 
 impl Served {
@@ -62,6 +64,7 @@ impl Served {
         let permits = Arc::new(Semaphore::new(job.options.concurrency as usize));
         Served {
             permits,
+            canceller: store.canceller(),
             job: Arc::new(job),
             store: Arc::new(Mutex::new(store)),
             every,
@@ -114,6 +117,7 @@ impl Served {
             permits: self.permits.clone(),
             pacer: self.pacer.clone(),
             credential: this_run.credential,
+            canceller: self.canceller.clone(),
         }
     }
 }

@@ -320,7 +320,10 @@ fn a_sync_whose_database_went_away_mid_commit_exits_75_and_the_next_completes() 
     let db = TestDatabase::create();
     let config = postgres_config(&f, &db);
     let env = db.environment(&f);
-    let (ended, out) = sessions_ended_mid_commit(&db, &config, &env, || {});
+    let mut ended = 0;
+    let out = while_a_commit_waits_on_a_lock(&db, &config, &env, |_| {
+        ended = db.end_sessions_of("connector-host");
+    });
     assert!(
         ended >= 2,
         "ended {ended}: the sync's store and lock sessions"
@@ -343,7 +346,10 @@ fn a_sync_whose_database_stays_out_of_reach_after_a_failed_commit_exits_75() {
     // As a network gone between host and server: a commit fails, and the
     // run's end cannot be recorded either, since the server cannot be
     // reached again.
-    let (_, out) = sessions_ended_mid_commit(&db, &config, &env, || gate.close());
+    let out = while_a_commit_waits_on_a_lock(&db, &config, &env, |_| {
+        gate.close();
+        db.end_sessions_of("connector-host");
+    });
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(75), "{stderr}");
     assert!(
@@ -358,26 +364,45 @@ fn a_sync_whose_database_stays_out_of_reach_after_a_failed_commit_exits_75() {
     the_next_sync_stores_every_record_once(&f, &env, &config);
 }
 
-/// A sync of `config` into `db`, whose sessions the server ends (as a
-/// restart does) once a commit is blocked on a lock of the test's, after
-/// `before_ending`: how many sessions were ended, and the sync's output.
-fn sessions_ended_mid_commit(
+/// A sync of `config` into `db` whose commit waits on a lock of the
+/// test's: `during` acts on the sync once the commit is blocked, then the
+/// lock goes, and the sync's output once it exits.
+fn while_a_commit_waits_on_a_lock(
     db: &TestDatabase,
     config: &Path,
     env: &std::collections::HashMap<String, String>,
-    before_ending: impl FnOnce(),
-) -> (i64, std::process::Output) {
+    during: impl FnOnce(&mut std::process::Child),
+) -> std::process::Output {
     create_the_schema(db);
     let mut locker = db.client();
     let mut lock = locker.transaction().unwrap();
     lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
         .unwrap();
-    let sync = super::process::spawn_sync_with(config, env);
+    let mut sync = super::process::spawn_sync_with(config, env);
     super::workers::wait_until_blocked_in_a_commit(db, "connector-host");
-    before_ending();
-    let ended = db.end_sessions_of("connector-host");
+    during(&mut sync);
     lock.rollback().unwrap();
-    (ended, sync.wait_with_output().unwrap())
+    sync.wait_with_output().unwrap()
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_sync_stopped_while_its_commit_waits_on_a_lock_stops_without_the_lock_and_the_next_completes() {
+    let f = Fixture::start(300);
+    let db = TestDatabase::create();
+    let config = postgres_config(&f, &db);
+    let env = db.environment(&f);
+    let out = while_a_commit_waits_on_a_lock(&db, &config, &env, |sync| {
+        connector_e2e::sigterm(sync);
+        // A deadline for the test: the commit's statement, left alone,
+        // waits as long as the lock (10 min at most).
+        let stopped = connector_e2e::exit_within(sync, Duration::from_secs(60));
+        assert!(stopped.is_some(), "the stop waited for the lock");
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("stopped by a signal"), "{stderr}");
+    the_next_sync_stores_every_record_once(&f, &env, &config);
 }
 
 #[test]

@@ -202,6 +202,17 @@ impl PostgresTarget {
         }
     }
 
+    /// Asks the server to cancel the statement `token`'s session runs, over
+    /// TLS unless `sslmode` says otherwise, as the session connected.
+    pub(crate) fn cancel(&self, token: &postgres::CancelToken) -> Result<(), OpenError> {
+        let config = self.config()?;
+        let sent = match config.get_ssl_mode() {
+            SslMode::Disable => token.cancel_query(postgres::NoTls),
+            _ => token.cancel_query(self.tls()?),
+        };
+        sent.map_err(|e| OpenError::Connect(describe_postgres(&e)))
+    }
+
     /// The TLS connector: Mozilla's roots and the operator's CA file.
     fn tls(&self) -> Result<tokio_postgres_rustls::MakeRustlsConnect, OpenError> {
         let mut roots = rustls::RootCertStore::empty();

@@ -6,6 +6,7 @@
 //! and JSON is searched with `jsonb_each_text`.
 
 mod browse;
+pub(super) mod cancel;
 mod connect;
 mod leases;
 mod runs;
@@ -23,13 +24,15 @@ use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
     live_and_deleted, now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EmbeddedRow,
     FinishedStream, Found, Health, HealthState, KeyedRecord, OpenError, PageCommit, PartitionState,
-    ReadMode, RowCursor, RowQuery, StoreError, StoredRun, StreamPlan, StreamRequest, SyncLock,
-    CONNECTION_TABLES, COUNTS_SQL, UPSERT_RECORD_CONFLICT,
+    ReadMode, RowCursor, RowQuery, StatementCanceller, StoreError, StoredRun, StreamPlan,
+    StreamRequest, SyncLock, CONNECTION_TABLES, COUNTS_SQL, UPSERT_RECORD_CONFLICT,
 };
+use cancel::CancelSlot;
 use postgres::types::ToSql;
 use postgres::{Client, Transaction};
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Records read per round trip by [`Backend::for_each_record`].
@@ -40,6 +43,8 @@ pub(crate) struct Postgres {
     client: Client,
     /// Where the database is: a sync's lock is a session of its own.
     target: PostgresTarget,
+    /// Cancels the statement `client` runs, from another thread.
+    cancel: Arc<CancelSlot>,
 }
 
 impl Postgres {
@@ -65,6 +70,7 @@ impl Postgres {
         let mut client = target.connect()?;
         schema::migrate(&mut client)?;
         Ok(Postgres {
+            cancel: CancelSlot::of(&client, target),
             client,
             target: target.clone(),
         })
@@ -211,6 +217,7 @@ impl Backend for Postgres {
         // "connection closed", and the next call tries again.
         match self.target.connect() {
             Ok(client) => {
+                self.cancel.replace(&client);
                 self.client = client;
                 tracing::info!("connected to PostgreSQL again after the connection was lost");
             }
@@ -577,6 +584,10 @@ impl Backend for Postgres {
         limit: u32,
     ) -> Result<Vec<KeyedRecord>, StoreError> {
         self.embedded_records(connection, stream, parent, limit)
+    }
+
+    fn canceller(&self) -> StatementCanceller {
+        StatementCanceller(Some(self.cancel.clone()))
     }
 
     #[cfg(test)]
