@@ -442,7 +442,7 @@ fn a_sync_whose_commit_waits_on_a_lock_past_statement_timeout_exits_75_and_the_n
 }
 
 /// Opens the test database as a store, which creates the schema.
-fn create_the_schema(db: &TestDatabase) {
+pub(crate) fn create_the_schema(db: &TestDatabase) {
     drop(
         Store::open_postgres(&PostgresTarget {
             url: format!("{}?sslmode=disable", db.url),

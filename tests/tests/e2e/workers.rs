@@ -479,6 +479,27 @@ fn sigterm_stops_a_worker_waiting_for_the_next_run() {
 }
 
 #[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn sigterm_stops_a_worker_whose_commit_waits_on_a_lock() {
+    let f = Fixture::start(50);
+    let db = TestDatabase::create();
+    let env = db.environment(&f);
+    let dir = deployment(&f, &db, 1, &[]);
+    super::postgres::create_the_schema(&db);
+    let mut locker = db.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
+        .unwrap();
+    let mut a = spawn_worker_with(&f, &env, &dir, "a", &[]);
+    wait_until_blocked_in_a_commit(&db, "connector-host worker a");
+    signal(&a, "TERM");
+    // The lock is still held: the stop cancels the commit.
+    let out = exits_cleanly(&f, &mut a, "a");
+    lock.rollback().unwrap();
+    assert!(out.contains("worker a stopped"), "{out}");
+}
+
+#[test]
 fn sigterm_stops_a_worker_whose_database_never_answers() {
     // A connection pooler whose server is down: the connection is accepted,
     // and nothing comes. The open would give up after 600 s.
