@@ -18,6 +18,7 @@ use super::{
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 /// The page size of a new database, in bytes: SQLite's default. An
 /// incremental sync rewrites one page per changed record (its records are
@@ -36,6 +37,34 @@ const PAGE_SIZE: u32 = 4096;
 /// 1M devices took 7 % longer that way (7.89 s against 7.37 s, "Page size,
 /// again").
 const CHECKPOINT_WAL_BYTES: u32 = 16 << 20;
+
+/// How long a statement waits for another connection's lock on the file
+/// (another process, or another store of this one) before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Puts the database in WAL mode. Changing the journal mode takes a lock
+/// for which SQLite calls no busy handler: two stores opening a new file
+/// at once (the console's Connect, whose first sync and whose page open it
+/// together) had one fail at once with "database is locked", and that
+/// connection's first sync then waited for its next turn, hours later. It
+/// is tried again, pausing 1 ms, then 2, 4 … at most 50 ms, within
+/// [`BUSY_TIMEOUT`], as the busy handler does for other locks.
+fn use_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            done => return done,
+        }
+    }
+}
 
 /// A SQLite database file.
 pub(crate) struct Sqlite {
@@ -62,14 +91,14 @@ impl Sqlite {
     /// Opens (creating if needed) the database file, brought to the latest schema.
     pub(crate) fn open(path: &Path) -> Result<Sqlite, OpenError> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // Before anything is written (a database that exists keeps its
         // page size). Larger pages make a full sync's appends cheaper (fewer
         // b-tree pages touched, logged and balanced per page of records) and
         // an incremental sync's scattered updates dearer (each rewrites a
         // whole page into the WAL and the database): see [`PAGE_SIZE`].
         conn.pragma_update(None, "page_size", PAGE_SIZE)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        use_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // In bytes, whatever the page size (an existing database keeps its own).
         let page_size: u32 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
@@ -761,6 +790,29 @@ impl RowCursor for SqliteRows<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_file_opened_by_many_at_once_opens_for_each() {
+        // The console's Connect: the first sync and the connection's page
+        // open the new file together.
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("new.db");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let opens: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Sqlite::open(&path).err().map(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for open in opens {
+                assert_eq!(open.join().unwrap(), None, "round {round}");
+            }
+        }
+    }
 
     #[test]
     fn sqlite_is_built_with_this_workspaces_options() {
