@@ -822,11 +822,13 @@ pub struct StatementCanceller(Option<std::sync::Arc<postgres::cancel::CancelSlot
 
 impl StatementCanceller {
     /// Asks the server to cancel the statement running now, if any; does
-    /// not wait for the answer. Nothing on SQLite.
-    pub fn cancel(&self) {
+    /// not wait for the answer. Whether it asked: SQLite has no statement
+    /// to cancel from outside.
+    pub fn cancel(&self) -> bool {
         if let Some(slot) = &self.0 {
             slot.cancel();
         }
+        self.0.is_some()
     }
 }
 

@@ -257,13 +257,14 @@ impl PartitionReader<'_> {
             tokio::select! {
                 done = &mut commit => return done,
                 () = tokio::time::sleep(STUCK_COMMIT_GRACE) => {
-                    tracing::warn!(
-                        stream = %self.task.stream.name,
-                        partition = self.task.index,
-                        "a page's commit still runs {} s after the stop (waiting for another session's lock?): cancelling its statement; the page is read again by the next sync",
-                        STUCK_COMMIT_GRACE.as_secs()
-                    );
-                    self.shared.canceller.cancel();
+                    if self.shared.canceller.cancel() {
+                        tracing::warn!(
+                            stream = %self.task.stream.name,
+                            partition = self.task.index,
+                            "a page's commit still ran {} s after the stop (waiting for another session's lock?): its statement is cancelled, and the page is read again by the next sync",
+                            STUCK_COMMIT_GRACE.as_secs()
+                        );
+                    }
                 }
             }
         }
