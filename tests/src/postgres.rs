@@ -61,6 +61,18 @@ impl TestDatabase {
         client(&self.url, &self.password)
     }
 
+    /// Runs `body` while the test holds a lock on `records` that every
+    /// commit waits for (reads go on: `EXCLUSIVE` mode), then lets it go.
+    pub fn with_records_locked<T>(&self, body: impl FnOnce() -> T) -> T {
+        let mut locker = self.client();
+        let mut lock = locker.transaction().expect("a transaction");
+        lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
+            .expect("the records locked");
+        let done = body();
+        lock.rollback().expect("the lock let go");
+        done
+    }
+
     /// Ends the sessions of this database whose `application_name` is
     /// `application`, as a restart or a fail-over of the server does (each
     /// gets FATAL 57P01), and waits until they are gone; returns how many

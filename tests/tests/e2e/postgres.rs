@@ -270,32 +270,30 @@ fn the_next_page_is_asked_for_while_a_page_is_being_committed() {
     let env = db.environment(&f);
     // The schema exists; then every commit waits for the test's lock.
     create_the_schema(&db);
-    let mut locker = db.client();
-    let mut lock = locker.transaction().unwrap();
-    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
-        .unwrap();
-    let sync = {
-        let (config, env) = (config.clone(), env.clone());
-        std::thread::spawn(move || {
-            let args = [
-                "sync",
-                "--stream",
-                "devices",
-                "--config",
-                config.to_str().unwrap(),
-            ];
-            connector_e2e::run_cli(&args, &env).ok()
-        })
-    };
-    // The first page's commit is blocked; the second page is asked for all
-    // the same.
-    super::workers::wait_until_blocked_in_a_commit(&db, "connector-host");
-    let seen = f.state().wait_for_requests(2, Duration::from_secs(60));
-    assert_eq!(
-        seen, 2,
-        "the next page was not asked for while the first one was being committed"
-    );
-    lock.rollback().unwrap();
+    let sync = db.with_records_locked(|| {
+        let sync = {
+            let (config, env) = (config.clone(), env.clone());
+            std::thread::spawn(move || {
+                let args = [
+                    "sync",
+                    "--stream",
+                    "devices",
+                    "--config",
+                    config.to_str().unwrap(),
+                ];
+                connector_e2e::run_cli(&args, &env).ok()
+            })
+        };
+        // The first page's commit is blocked; the second page is asked for
+        // all the same.
+        super::workers::wait_until_blocked_in_a_commit(&db, "connector-host");
+        let seen = f.state().wait_for_requests(2, Duration::from_secs(60));
+        assert_eq!(
+            seen, 2,
+            "the next page was not asked for while the first one was being committed"
+        );
+        sync
+    });
     let report = sync.join().unwrap();
     assert!(report.contains("complete"), "{report}");
     let stored = export(&f, &env, &config, "devices", false);
@@ -374,14 +372,12 @@ fn while_a_commit_waits_on_a_lock(
     during: impl FnOnce(&mut std::process::Child),
 ) -> std::process::Output {
     create_the_schema(db);
-    let mut locker = db.client();
-    let mut lock = locker.transaction().unwrap();
-    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
-        .unwrap();
-    let mut sync = super::process::spawn_sync_with(config, env);
-    super::workers::wait_until_blocked_in_a_commit(db, "connector-host");
-    during(&mut sync);
-    lock.rollback().unwrap();
+    let sync = db.with_records_locked(|| {
+        let mut sync = super::process::spawn_sync_with(config, env);
+        super::workers::wait_until_blocked_in_a_commit(db, "connector-host");
+        during(&mut sync);
+        sync
+    });
     sync.wait_with_output().unwrap()
 }
 
@@ -421,19 +417,17 @@ fn a_sync_whose_commit_waits_on_a_lock_past_statement_timeout_exits_75_and_the_n
             "ALTER DATABASE {name} SET statement_timeout = '1s'"
         ))
         .unwrap();
-    let mut locker = db.client();
-    let mut lock = locker.transaction().unwrap();
-    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
-        .unwrap();
-    let sync = super::process::spawn_sync_with(&config, &env);
-    let (ended, outcome) = std::sync::mpsc::channel();
-    std::thread::spawn(move || ended.send(sync.wait_with_output()));
-    // A deadline for the test: a commit left unbounded waits for the lock.
-    let out = outcome
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the sync waited on the lock past the database's statement_timeout")
-        .unwrap();
-    lock.rollback().unwrap();
+    let sync = db.with_records_locked(|| {
+        let mut sync = super::process::spawn_sync_with(&config, &env);
+        // A deadline for the test: a commit left unbounded waits for the lock.
+        let ended = connector_e2e::exit_within(&mut sync, Duration::from_secs(60));
+        assert!(
+            ended.is_some(),
+            "the sync waited on the lock past the database's statement_timeout"
+        );
+        sync
+    });
+    let out = sync.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(75), "{stderr}");
     assert!(stderr.contains("57014"), "{stderr}");

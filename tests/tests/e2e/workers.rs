@@ -255,13 +255,10 @@ fn three_workers_lose_one_mid_sync_and_one_mid_commit_and_every_record_is_stored
     // inside its transaction (after a random share of the requests).
     let kill_b = kill_a + rng.random_range(uninterrupted / 8..uninterrupted / 4);
     f.state().wait_for_requests(kill_b, DEADLINE);
-    let mut locker = db.client();
-    let mut lock = locker.transaction().unwrap();
-    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
-        .unwrap();
-    wait_until_blocked_in_a_commit(&db, "connector-host worker b");
-    signal(&b, "KILL");
-    lock.rollback().unwrap();
+    db.with_records_locked(|| {
+        wait_until_blocked_in_a_commit(&db, "connector-host worker b");
+        signal(&b, "KILL");
+    });
     // C takes over the partitions A and B held once their leases expire,
     // and ends every run.
     let out = exits_cleanly(&f, &mut c, "c");
@@ -486,16 +483,13 @@ fn sigterm_stops_a_worker_whose_commit_waits_on_a_lock() {
     let env = db.environment(&f);
     let dir = deployment(&f, &db, 1, &[]);
     super::postgres::create_the_schema(&db);
-    let mut locker = db.client();
-    let mut lock = locker.transaction().unwrap();
-    lock.batch_execute("LOCK TABLE records IN EXCLUSIVE MODE")
-        .unwrap();
-    let mut a = spawn_worker_with(&f, &env, &dir, "a", &[]);
-    wait_until_blocked_in_a_commit(&db, "connector-host worker a");
-    signal(&a, "TERM");
-    // The lock is still held: the stop cancels the commit.
-    let out = exits_cleanly(&f, &mut a, "a");
-    lock.rollback().unwrap();
+    let out = db.with_records_locked(|| {
+        let mut a = spawn_worker_with(&f, &env, &dir, "a", &[]);
+        wait_until_blocked_in_a_commit(&db, "connector-host worker a");
+        signal(&a, "TERM");
+        // The lock is still held: the stop cancels the commit.
+        exits_cleanly(&f, &mut a, "a")
+    });
     assert!(out.contains("worker a stopped"), "{out}");
 }
 
