@@ -9,8 +9,9 @@ use connector_e2e::postgres::{DatabaseGate, TestDatabase};
 use connector_e2e::{ConfigSpec, Fixture};
 use connector_engine::store::deployment::RunStream;
 use connector_engine::store::{PostgresTarget, Store, StreamRequest};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use connector_e2e::postgres::DATABASE_PASSWORD_VAR as PASSWORD_VAR;
 
@@ -399,6 +400,44 @@ fn a_sync_stopped_while_its_commit_waits_on_a_lock_stops_without_the_lock_and_th
     assert_eq!(out.status.code(), Some(75), "{stderr}");
     assert!(stderr.contains("stopped by a signal"), "{stderr}");
     the_next_sync_stores_every_record_once(&f, &env, &config);
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_sync_killed_while_its_commit_waits_on_a_lock_leaves_no_session_behind() {
+    let f = Fixture::start(300);
+    let db = TestDatabase::create();
+    let config = postgres_config(&f, &db);
+    let env = db.environment(&f);
+    let out = while_a_commit_waits_on_a_lock(&db, &config, &env, |sync| {
+        // As the OOM killer, or a pod's grace running out, ends a host.
+        sync.kill().unwrap();
+        sync.wait().unwrap();
+        // While the lock is still held: the server notices the host is gone
+        // from the session whose commit waits, not only from the idle ones.
+        let started = Instant::now();
+        while sessions_of(&db, "connector-host") > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the killed sync's commit stayed on the server, waiting on the lock"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    assert_eq!(out.status.signal(), Some(9), "killed");
+    the_next_sync_stores_every_record_once(&f, &env, &config);
+}
+
+/// How many sessions of `application` the server holds in `db`.
+fn sessions_of(db: &TestDatabase, application: &str) -> i64 {
+    db.client()
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1",
+            &[&application],
+        )
+        .unwrap()
+        .get(0)
 }
 
 #[test]

@@ -39,6 +39,16 @@ const KEEPALIVES_RETRIES: u32 = 3;
 /// network fails after this instead of retransmitting for 15 minutes.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often the server looks whether the host is still there while one
+/// of its statements runs or waits (`client_connection_check_interval`,
+/// PostgreSQL 14 and later). Without it, a session whose host was killed
+/// or cut off while its commit waited on another session's lock stayed,
+/// holding its transaction's locks, until that lock went (up to
+/// [`STATEMENT_TIMEOUT`]): the keep-alives end only idle sessions. With it,
+/// the server ends the session at its next look once the host's side is
+/// closed or its keep-alive probes went unanswered.
+const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How long one statement may wait or run, unless the server's
 /// configuration, the role, the database or the URL's `options` set
 /// `statement_timeout` (PostgreSQL's default is no limit). A session
@@ -61,9 +71,11 @@ pub(crate) const STATEMENT_TIMEOUT: &str = "10min";
 /// kernel probed them, after 2 hours by default; one of them held the
 /// connection's sync lock, so every sync of that connection refused as
 /// "another sync is running" meanwhile. Now the server ends them in about a
-/// minute, and their locks with them. A setting the server does not know
-/// (`tcp_user_timeout` before PostgreSQL 12) is left out.
-fn session_defaults() -> [(&'static str, String); 5] {
+/// minute, and their locks with them; a session whose statement still runs
+/// or waits is ended too ([`CLIENT_CHECK_INTERVAL`]). A setting the server
+/// does not know (`tcp_user_timeout` before PostgreSQL 12,
+/// `client_connection_check_interval` before 14) is left out.
+fn session_defaults() -> [(&'static str, String); 6] {
     [
         ("statement_timeout", STATEMENT_TIMEOUT.to_string()),
         ("tcp_keepalives_idle", KEEPALIVES_IDLE.as_secs().to_string()),
@@ -73,6 +85,10 @@ fn session_defaults() -> [(&'static str, String); 5] {
         ),
         ("tcp_keepalives_count", KEEPALIVES_RETRIES.to_string()),
         ("tcp_user_timeout", TCP_USER_TIMEOUT.as_millis().to_string()),
+        (
+            "client_connection_check_interval",
+            CLIENT_CHECK_INTERVAL.as_millis().to_string(),
+        ),
     ]
 }
 

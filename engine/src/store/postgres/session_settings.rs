@@ -35,16 +35,17 @@ fn settings_at(target: &PostgresTarget) -> Vec<(String, String)> {
 }
 
 /// The settings the host gives a session where nobody else did.
-const SETTINGS: [&str; 5] = [
+const SETTINGS: [&str; 6] = [
     "statement_timeout",
     "tcp_keepalives_idle",
     "tcp_keepalives_interval",
     "tcp_keepalives_count",
     "tcp_user_timeout",
+    "client_connection_check_interval",
 ];
 
 /// `settings` as [`settings_at`] gives them.
-fn shown(settings: [&str; 5]) -> Vec<(String, String)> {
+fn shown(settings: [&str; 6]) -> Vec<(String, String)> {
     SETTINGS
         .iter()
         .zip(settings)
@@ -79,7 +80,7 @@ fn sessions_take_the_hosts_settings_unless_the_url_or_the_database_says() {
     let db = postgres();
     assert_eq!(
         settings_at(&db.target()),
-        shown(["10min", "30", "10", "3", "60000"])
+        shown(["10min", "30", "10", "3", "60000", "5s"])
     );
     let theirs = PostgresTarget {
         url: format!(
@@ -90,7 +91,7 @@ fn sessions_take_the_hosts_settings_unless_the_url_or_the_database_says() {
     };
     assert_eq!(
         settings_at(&theirs),
-        shown(["0", "600", "10", "3", "60000"])
+        shown(["0", "600", "10", "3", "60000", "5s"])
     );
     with_database_timeout(&db, "42s");
     assert_eq!(settings_at(&db.target())[0].1, "42s");
