@@ -415,8 +415,9 @@ fn a_sync_killed_while_its_commit_waits_on_a_lock_leaves_no_session_behind() {
         sync.wait().unwrap();
         // While the lock is still held: the server notices the host is gone
         // from the session whose commit waits, not only from the idle ones.
+        let mut client = db.client();
         let started = Instant::now();
-        while sessions_of(&db, "connector-host") > 0 {
+        while sessions_of(&mut client, "connector-host") > 0 {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "the killed sync's commit stayed on the server, waiting on the lock"
@@ -428,9 +429,10 @@ fn a_sync_killed_while_its_commit_waits_on_a_lock_leaves_no_session_behind() {
     the_next_sync_stores_every_record_once(&f, &env, &config);
 }
 
-/// How many sessions of `application` the server holds in `db`.
-fn sessions_of(db: &TestDatabase, application: &str) -> i64 {
-    db.client()
+/// How many sessions of `application` the server holds in the database
+/// `client` is connected to.
+fn sessions_of(client: &mut postgres::Client, application: &str) -> i64 {
+    client
         .query_one(
             "SELECT COUNT(*) FROM pg_stat_activity
              WHERE datname = current_database() AND application_name = $1",
