@@ -243,8 +243,13 @@ impl PartitionReader<'_> {
         Ok(())
     }
 
-    /// The outcome of a page's `commit`; once the run is stopped, its
-    /// statement is cancelled every [`STUCK_COMMIT_GRACE`] while it runs.
+    /// The outcome of a page's `commit`; once the run is stopped, the
+    /// statement the store's session runs is cancelled every
+    /// [`STUCK_COMMIT_GRACE`] while the commit waits. That is the commit's
+    /// own, or the one it waits behind: another partition's commit, whose
+    /// partition then ends as stopped too, or a stream's end (its sweep
+    /// takes tens of seconds at 1M devices), which the next sync finishes
+    /// without reading the stream again.
     async fn committed(
         &self,
         mut commit: StoreCall<Result<u64, StoreError>>,
@@ -261,7 +266,7 @@ impl PartitionReader<'_> {
                         tracing::warn!(
                             stream = %self.task.stream.name,
                             partition = self.task.index,
-                            "a page's commit still ran {} s after the stop (waiting for another session's lock?): its statement is cancelled, and the page is read again by the next sync",
+                            "a page's commit still waited {} s after the stop (for another session's lock, or behind this sync's running statement): the statement this sync's database session runs is cancelled, and what it wrote is done again by the next sync",
                             STUCK_COMMIT_GRACE.as_secs()
                         );
                     }
