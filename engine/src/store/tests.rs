@@ -233,6 +233,39 @@ fn an_interrupted_incremental_read_resumes_as_incremental(s: &mut Store) {
     assert_eq!(again.mode, ReadMode::Full);
 }
 
+/// A read whose every page is written but whose end failed (a stop's
+/// cancel, a database that went away) is taken up by the next sync with
+/// nothing left to read: only its end runs again.
+fn a_read_whose_end_failed_resumes_with_nothing_left_to_read(s: &mut Store) {
+    full_read_of(s, "c", "s", &["a", "b"]);
+    let p = s.begin_stream("c", "s", forced_full(2)).unwrap();
+    s.commit_page(
+        "c",
+        "s",
+        page(p.generation, 0, &[rec("b", "{}")], None, None),
+    )
+    .unwrap();
+    s.commit_page("c", "s", page(p.generation, 1, &[], None, None))
+        .unwrap();
+    // Its end never committed. The next sync resumes the same read.
+    let next = s.begin_stream("c", "s", full(2)).unwrap();
+    assert!(next.resumed, "the read started over: {next:?}");
+    assert_eq!(
+        (next.generation, &next.mode),
+        (p.generation, &ReadMode::Full)
+    );
+    assert!(
+        next.partitions.iter().all(|p| p.done),
+        "a partition of the read is to be read again: {:?}",
+        next.partitions
+    );
+    assert_eq!(
+        s.finish_stream("c", "s", &next, None).unwrap().not_returned,
+        1
+    );
+    assert_eq!(keys(s), ["b"]);
+}
+
 fn reasons(s: &Store) -> Vec<(String, Option<String>)> {
     let mut out = Vec::new();
     s.for_each_record("c", "s", true, |k, _, d| {
@@ -627,6 +660,7 @@ on_every_backend!(
     a_run_that_never_ended_is_interrupted_when_the_next_starts,
     resume_and_deletions,
     an_interrupted_incremental_read_resumes_as_incremental,
+    a_read_whose_end_failed_resumes_with_nothing_left_to_read,
     deletions_say_why,
     incremental_reads_use_their_own_partitioning,
     counts_tell_each_streams_live_and_deleted_records
