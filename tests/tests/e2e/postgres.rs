@@ -11,7 +11,7 @@ use connector_engine::store::deployment::RunStream;
 use connector_engine::store::{PostgresTarget, Store, StreamRequest};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use connector_e2e::postgres::DATABASE_PASSWORD_VAR as PASSWORD_VAR;
 
@@ -415,31 +415,19 @@ fn a_sync_killed_while_its_commit_waits_on_a_lock_leaves_no_session_behind() {
         sync.wait().unwrap();
         // While the lock is still held: the server notices the host is gone
         // from the session whose commit waits, not only from the idle ones.
-        let mut client = db.client();
-        let started = Instant::now();
-        while sessions_of(&mut client, "connector-host") > 0 {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the killed sync's commit stayed on the server, waiting on the lock"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::workers::wait_for_sessions(
+            &db,
+            super::workers::Sessions {
+                application: "connector-host",
+                only_waiting_on_a_lock: false,
+            },
+            Duration::from_secs(60),
+            |count| count == 0,
+            "the killed sync's commit stayed on the server, waiting on the lock",
+        );
     });
     assert_eq!(out.status.signal(), Some(9), "killed");
     the_next_sync_stores_every_record_once(&f, &env, &config);
-}
-
-/// How many sessions of `application` the server holds in the database
-/// `client` is connected to.
-fn sessions_of(client: &mut postgres::Client, application: &str) -> i64 {
-    client
-        .query_one(
-            "SELECT COUNT(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND application_name = $1",
-            &[&application],
-        )
-        .unwrap()
-        .get(0)
 }
 
 #[test]

@@ -198,25 +198,51 @@ fn reports_every_stored_record_once(
 /// Waits (at most [`DEADLINE`]) until a backend of `application` waits on a
 /// lock: its commit is open, blocked in the middle.
 pub(crate) fn wait_until_blocked_in_a_commit(db: &TestDatabase, application: &str) {
+    wait_for_sessions(
+        db,
+        Sessions {
+            application,
+            only_waiting_on_a_lock: true,
+        },
+        DEADLINE,
+        |count| count > 0,
+        &format!("{application} never reached a commit"),
+    );
+}
+
+/// Which of `db`'s backends [`wait_for_sessions`] counts.
+pub(crate) struct Sessions<'a> {
+    /// Their `application_name`.
+    pub application: &'a str,
+    /// Only those waiting on a lock (`wait_event_type = 'Lock'`).
+    pub only_waiting_on_a_lock: bool,
+}
+
+/// Looks every 20 ms at how many of `db`'s backends `which` names until
+/// `done` holds of that count; fails with `never` after `deadline`.
+pub(crate) fn wait_for_sessions(
+    db: &TestDatabase,
+    which: Sessions<'_>,
+    deadline: Duration,
+    done: impl Fn(i64) -> bool,
+    never: &str,
+) {
     let mut client = db.client();
     let started = Instant::now();
     loop {
-        let blocked: i64 = client
+        let count: i64 = client
             .query_one(
                 "SELECT COUNT(*) FROM pg_stat_activity
                  WHERE datname = current_database() AND application_name = $1
-                   AND wait_event_type = 'Lock'",
-                &[&application],
+                   AND (NOT $2 OR wait_event_type = 'Lock')",
+                &[&which.application, &which.only_waiting_on_a_lock],
             )
             .unwrap()
             .get(0);
-        if blocked > 0 {
+        if done(count) {
             return;
         }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "{application} never reached a commit"
-        );
+        assert!(started.elapsed() < deadline, "{never}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
