@@ -38,6 +38,7 @@ impl Bench<'_> {
             // records held in memory included.
             sample.wall_s = figure("write_wall_s")?;
             sample.cpu_s = figure("write_cpu_s")?;
+            sample.system_s = figure("write_system_s")?;
             records = figure("records")? as u64;
             samples.push(sample);
         }

@@ -111,6 +111,7 @@ impl Bench<'_> {
             samples.push(Sample {
                 wall_s: started.elapsed().as_secs_f64(),
                 cpu_s: each.iter().map(|s| s.cpu_s).sum(),
+                system_s: each.iter().map(|s| s.system_s).sum(),
                 max_rss_mib: each.iter().map(|s| s.max_rss_mib).fold(0.0, f64::max),
             });
             requests = self.requests() - before;

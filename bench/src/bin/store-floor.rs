@@ -9,7 +9,8 @@
 //! `store-floor --from SYNCED.db --database FRESH.db [--page-size N]
 //! [--partitions N]` loads every live record of `SYNCED.db` first (not
 //! timed), then writes and prints one JSON line: `records`, and the wall and
-//! CPU (user + system, whole process) seconds of the writing alone.
+//! CPU (user + system, whole process) seconds of the writing alone, and the
+//! system part of them.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -61,13 +62,19 @@ fn main() -> Result<()> {
     }
     let streams = load(&args.from)?;
     let records: usize = streams.iter().map(|s| s.records.len()).sum();
-    let (cpu_before, started) = (cpu_seconds()?, Instant::now());
+    let (before, started) = (cpu_seconds()?, Instant::now());
     write(&args, &streams)?;
     let wall = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds()? - cpu_before;
+    let after = cpu_seconds()?;
+    let (user, system) = (after.user - before.user, after.system - before.system);
     println!(
         "{}",
-        serde_json::json!({"records": records, "write_wall_s": wall, "write_cpu_s": cpu})
+        serde_json::json!({
+            "records": records,
+            "write_wall_s": wall,
+            "write_cpu_s": user + system,
+            "write_system_s": system,
+        })
     );
     Ok(())
 }
@@ -161,8 +168,14 @@ fn write(args: &Args, streams: &[StoredStream]) -> Result<()> {
     Ok(())
 }
 
-/// User + system CPU seconds of this process so far.
-fn cpu_seconds() -> Result<f64> {
+/// CPU seconds this process has used so far.
+struct CpuSeconds {
+    user: f64,
+    system: f64,
+}
+
+/// User and system CPU seconds of this process so far.
+fn cpu_seconds() -> Result<CpuSeconds> {
     // SAFETY: `getrusage` writes one `rusage` into the zeroed value it is given.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
@@ -172,5 +185,8 @@ fn cpu_seconds() -> Result<f64> {
         usage
     };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok(seconds(usage.ru_utime) + seconds(usage.ru_stime))
+    Ok(CpuSeconds {
+        user: seconds(usage.ru_utime),
+        system: seconds(usage.ru_stime),
+    })
 }
