@@ -739,6 +739,82 @@ mod postgres_out_of_reach {
         );
     }
 
+    /// A server that accepts every connection and answers none, until
+    /// [`SilentServer::hang_up`] closes those it holds.
+    struct SilentServer {
+        addr: std::net::SocketAddr,
+        held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    }
+
+    impl SilentServer {
+        fn start() -> SilentServer {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let holding = held.clone();
+            // Ends with the test process.
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    holding.lock().unwrap().push(stream);
+                }
+            });
+            SilentServer { addr, held }
+        }
+
+        fn hang_up(&self) {
+            self.held.lock().unwrap().clear();
+        }
+    }
+
+    #[test]
+    fn attempts_given_up_on_a_silent_server_are_bounded_and_freed_when_it_hangs_up() {
+        use super::super::postgres::abandoned::{waiting_at, MAX_ABANDONED};
+        let server = SilentServer::start();
+        let target = PostgresTarget {
+            url: format!(
+                "postgresql://connector@{}/db?sslmode=disable&connect_timeout=1",
+                server.addr
+            ),
+            ..target_at(server.addr)
+        };
+        let open = || Store::open_postgres(&target).err().expect("refused");
+        let gave_up = |e: &OpenError| {
+            e.to_string()
+                .contains("did not complete PostgreSQL's start-up and login within 2 s")
+        };
+        let attempts: Vec<OpenError> = std::thread::scope(|scope| {
+            let waiting: Vec<_> = (0..MAX_ABANDONED).map(|_| scope.spawn(open)).collect();
+            waiting.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        for e in &attempts {
+            assert!(gave_up(e), "{e}");
+        }
+        let refused = open();
+        assert!(
+            refused.to_string().contains(&format!(
+                "{MAX_ABANDONED} earlier attempts to connect to this database still wait for the server"
+            )),
+            "the attempts given up on piled up past the bound: {refused}"
+        );
+        assert!(matches!(refused, OpenError::Unreachable(_)), "{refused}");
+        server.hang_up();
+        // A deadline for the test, not a measurement: the threads end as
+        // soon as they read the server's end of the connection.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while waiting_at(&target.url) >= MAX_ABANDONED {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the threads of the attempts given up on did not end when the server hung up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let again = open();
+        assert!(
+            gave_up(&again),
+            "not tried again once the server hung up: {again}"
+        );
+    }
+
     #[test]
     fn an_unusable_address_is_not_temporary() {
         // The control: the configuration's mistake is not waited out.

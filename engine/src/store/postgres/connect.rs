@@ -10,6 +10,7 @@
 //! sends its records to a database it cannot identify.
 
 use super::super::{describe_postgres, is_server_unreachable, OpenError};
+use super::abandoned::{Attempt, MAX_ABANDONED};
 use postgres::config::SslMode;
 use postgres::Client;
 use rustls::pki_types::pem::PemObject;
@@ -173,9 +174,16 @@ impl PostgresTarget {
     /// nothing (a connection pooler whose server is down, a port that is
     /// not PostgreSQL's) held the console's pages and a worker's start for
     /// ever. The connecting thread is then left to end when the server
-    /// hangs up.
+    /// hangs up; while [`MAX_ABANDONED`] such threads wait on this URL,
+    /// the next attempt is refused at once (`abandoned.rs`).
     pub(crate) fn connect(&self) -> Result<Client, OpenError> {
         let config = self.config()?;
+        let Some(attempt) = Attempt::start(&self.url) else {
+            return Err(OpenError::Unreachable(format!(
+                "{MAX_ABANDONED} earlier attempts to connect to this database still wait for the server, which accepted them and did not complete PostgreSQL's start-up and login; check that the address is the PostgreSQL server's (not another service, or a connection pooler whose server is down) and that the server is not overloaded"
+            )));
+        };
+        let running = attempt.running();
         let tls = match config.get_ssl_mode() {
             SslMode::Disable => None,
             _ => Some(self.tls()?),
@@ -188,6 +196,7 @@ impl PostgresTarget {
         std::thread::Builder::new()
             .name("postgres-connect".into())
             .spawn(move || {
+                let _running = running;
                 let connected = match tls {
                     None => config.connect(postgres::NoTls),
                     Some(tls) => config.connect(tls),
@@ -211,10 +220,13 @@ impl PostgresTarget {
             Err(RecvTimeoutError::Disconnected) => Err(OpenError::Connect(
                 "connecting to the server stopped without an answer".into(),
             )),
-            Err(RecvTimeoutError::Timeout) => Err(OpenError::Unreachable(format!(
+            Err(RecvTimeoutError::Timeout) => {
+                attempt.abandon();
+                Err(OpenError::Unreachable(format!(
                 "the database server accepted the connection but did not complete PostgreSQL's start-up and login within {} s; check that the address is the PostgreSQL server's (not another service, or a connection pooler whose server is down) and that the server is not overloaded",
                 limit.as_secs()
-            ))),
+            )))
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! records are read through a portal a batch at a time (memory stays flat),
 //! and JSON is searched with `jsonb_each_text`.
 
+pub(super) mod abandoned;
 mod browse;
 pub(super) mod cancel;
 mod connect;
