@@ -20,6 +20,9 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What to check when a server accepts connections and does not log in.
+const SILENT_SERVER_ADVICE: &str = "check that the address is the PostgreSQL server's (not another service, or a connection pooler whose server is down) and that the server is not overloaded";
+
 /// How long connecting may take unless the URL says (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -180,7 +183,7 @@ impl PostgresTarget {
         let config = self.config()?;
         let Some(attempt) = Attempt::start(&self.url) else {
             return Err(OpenError::Unreachable(format!(
-                "{MAX_ABANDONED} earlier attempts to connect to this database still wait for the server, which accepted them and did not complete PostgreSQL's start-up and login; check that the address is the PostgreSQL server's (not another service, or a connection pooler whose server is down) and that the server is not overloaded"
+                "{MAX_ABANDONED} earlier attempts to connect to this database still wait for the server, which accepted them and did not complete PostgreSQL's start-up and login; {SILENT_SERVER_ADVICE}"
             )));
         };
         let running = attempt.running();
@@ -223,7 +226,7 @@ impl PostgresTarget {
             Err(RecvTimeoutError::Timeout) => {
                 attempt.abandon();
                 Err(OpenError::Unreachable(format!(
-                "the database server accepted the connection but did not complete PostgreSQL's start-up and login within {} s; check that the address is the PostgreSQL server's (not another service, or a connection pooler whose server is down) and that the server is not overloaded",
+                "the database server accepted the connection but did not complete PostgreSQL's start-up and login within {} s; {SILENT_SERVER_ADVICE}",
                 limit.as_secs()
             )))
             }
