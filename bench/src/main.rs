@@ -109,7 +109,7 @@ struct Sample {
     cpu_s: f64,
     /// The kernel's part of `cpu_s`: on a virtual machine it includes what
     /// the hypervisor takes to back memory the guest touches for the first
-    /// time (BENCHMARKS.md, "The kernel's share").
+    /// time (BENCHMARKS.md, "Run P").
     system_s: f64,
     max_rss_mib: f64,
 }
