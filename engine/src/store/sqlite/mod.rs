@@ -299,6 +299,19 @@ fn bind_upsert(
     Ok(())
 }
 
+/// A transaction that writes, holding the write lock from its start
+/// (`BEGIN IMMEDIATE`), waited for up to [`BUSY_TIMEOUT`]. A deferred one
+/// that has read first and then writes while another connection holds the
+/// lock fails at once with "database is locked": SQLite calls no busy
+/// handler for a read transaction's upgrade, whose snapshot the other
+/// writer may be about to make stale. The console's Connect met it: its
+/// first sync failed within a second while the page shown next opened the
+/// new database (each step of that open's migration check takes the write
+/// lock for a moment).
+fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
 /// The transaction of [`Backend::commit_page`]: the page's records, its
 /// tombstones and the partition's next cursor.
 fn commit_page_in(
@@ -308,9 +321,7 @@ fn commit_page_in(
     page: &PageCommit<'_>,
     now: &str,
 ) -> Result<u64, StoreError> {
-    // Immediate: the write lock is taken (or waited for) at the start, so
-    // no statement of the page meets another writer halfway.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = write_transaction(conn)?;
     let stream_id = stream_id(&tx, connection, stream)?;
     let mut tombstoned = 0;
     {
@@ -425,7 +436,7 @@ impl Backend for Sqlite {
         stream: &str,
         request: StreamRequest,
     ) -> Result<StreamPlan, StoreError> {
-        let mut tx = self.conn.transaction()?;
+        let mut tx = write_transaction(&mut self.conn)?;
         let plan = plan::plan(&mut tx, connection, stream, &request)?;
         tx.commit()?;
         Ok(plan)
@@ -462,7 +473,7 @@ impl Backend for Sqlite {
     ) -> Result<FinishedStream, StoreError> {
         let generation = plan.generation;
         let now = now_rfc3339();
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         let pending: i64 = tx.query_row(
             "SELECT COUNT(*) FROM partitions WHERE connection = ?1 AND stream = ?2 AND done = 0",
             params![connection, stream],
@@ -505,7 +516,7 @@ impl Backend for Sqlite {
     }
 
     fn start_run(&mut self, connection: &str) -> Result<i64, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         tx.execute(INTERRUPT_RUNS_SQL, params![connection])?;
         tx.execute(
             "INSERT INTO runs (connection, started_at, status) VALUES (?1, ?2, 'running')",
@@ -529,7 +540,7 @@ impl Backend for Sqlite {
     /// when the state does.
     fn set_health(&mut self, connection: &str, health: &Health) -> Result<(), StoreError> {
         let now = now_rfc3339();
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         // A change of state, case or message goes into the history.
         let unchanged: bool = tx
             .query_row(
@@ -668,7 +679,7 @@ impl Backend for Sqlite {
     /// transaction; returns the records deleted. Other connections in the
     /// same file are untouched.
     fn delete_connection(&mut self, connection: &str) -> Result<u64, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
         let records = tx.execute(
             "DELETE FROM records WHERE stream_id IN (SELECT id FROM stream_ids WHERE connection = ?1)",
             [connection],
@@ -935,6 +946,54 @@ mod tests {
             supports_incremental: false,
         };
         db.begin_stream("c", "s", request).unwrap()
+    }
+
+    #[test]
+    fn a_stream_planned_while_another_connection_writes_waits_for_its_lock() {
+        // Planning reads the stream's state, then writes the new read. As
+        // a deferred transaction that write failed at once while another
+        // connection held the write lock, without waiting for it.
+        static WAITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.db");
+        let mut db = Sqlite::open(&path).unwrap();
+        // Says that the store waits for a lock, and goes on waiting.
+        db.conn
+            .busy_handler(Some(|_| {
+                WAITED.store(true, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                true
+            }))
+            .unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let planning = std::thread::spawn(move || {
+            let request = StreamRequest {
+                partitions: 1,
+                incremental_partitions: 1,
+                force_full: false,
+                supports_incremental: false,
+            };
+            db.begin_stream("c", "s", request).map(|_| ())
+        });
+        // A deadline for the test, not a measurement.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !WAITED.load(std::sync::atomic::Ordering::SeqCst) {
+            if planning.is_finished() {
+                let outcome = planning.join().unwrap();
+                panic!("planning did not wait for the other connection's write lock: {outcome:?}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "planning neither waited nor ended"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        other.execute_batch("COMMIT").unwrap();
+        planning
+            .join()
+            .unwrap()
+            .expect("planned once the other connection let its lock go");
     }
 
     fn live_at_start(db: &Sqlite) -> Option<i64> {
