@@ -347,6 +347,21 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether the statement was given up, having written nothing:
+    /// cancelled (as a stop's [`StatementCanceller`] does), or tired of
+    /// waiting for a lock another session or process held.
+    pub fn is_given_up(&self) -> bool {
+        use rusqlite::ErrorCode as Code;
+        match self {
+            StoreError::Postgres(e) => is_statement_given_up(e),
+            StoreError::Sqlite(SqliteError(e)) => matches!(
+                e.sqlite_error_code(),
+                Some(Code::OperationInterrupted | Code::DatabaseBusy | Code::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// SQLite's error, saying what to do when the database file itself is the
@@ -391,6 +406,9 @@ fn describe_sqlite(e: &rusqlite::Error) -> String {
         }
         Some(Code::DatabaseBusy | Code::DatabaseLocked) => {
             "another process held the database's write lock for more than 30 s: look for a `sqlite3` shell, a backup or another host holding it"
+        }
+        Some(Code::OperationInterrupted) => {
+            "the statement was cancelled because the sync was stopped; nothing of it was written, and the next sync does it again"
         }
         Some(Code::NotADatabase | Code::DatabaseCorrupt) => {
             "the database file is damaged or is not a database: move it away or restore a backup; a sync into a new file reads everything again"
@@ -802,11 +820,8 @@ pub(crate) trait Backend: Send {
         each: &mut EachMerged<'_>,
     ) -> anyhow::Result<u64>;
     /// Cancels the statement the backend's session runs, from another
-    /// thread. SQLite has nothing to cancel: its longest wait, for another
-    /// process's write lock, ends within 30 s.
-    fn canceller(&self) -> StatementCanceller {
-        StatementCanceller(None)
-    }
+    /// thread.
+    fn canceller(&self) -> StatementCanceller;
     /// The SQLite connection, for tests that plant rows.
     #[cfg(test)]
     fn sqlite(&mut self) -> Option<&mut rusqlite::Connection>;
@@ -815,29 +830,48 @@ pub(crate) trait Backend: Send {
 /// Cancels whatever statement a store's session runs now, from any thread
 /// and without the store's lock ([`Store::canceller`]). A stopped sync
 /// uses it on a commit still waiting after a grace (for another session's
-/// lock), which then fails without writing anything, rather than holding
-/// the stop until the lock goes or `statement_timeout` ends it.
+/// lock, or another process's write lock on a SQLite file), which then
+/// fails without writing anything, rather than holding the stop until the
+/// lock goes or a time-out (PostgreSQL's `statement_timeout`, SQLite's
+/// 30 s) ends it.
 #[derive(Clone)]
-pub struct StatementCanceller(Option<std::sync::Arc<postgres::cancel::CancelSlot>>);
+pub struct StatementCanceller(CancelTarget);
+
+/// What a [`StatementCanceller`] cancels through.
+#[derive(Clone)]
+enum CancelTarget {
+    /// A cancel request to the server, for the session's current token.
+    Postgres(std::sync::Arc<postgres::cancel::CancelSlot>),
+    /// `sqlite3_interrupt` of the connection.
+    Sqlite(std::sync::Arc<rusqlite::InterruptHandle>),
+}
 
 impl StatementCanceller {
-    /// Asks the server to cancel the statement running now, if any; does
-    /// not wait for the answer. Whether it asked: SQLite has no statement
-    /// to cancel from outside.
-    pub fn cancel(&self) -> bool {
-        if let Some(slot) = &self.0 {
-            slot.cancel();
+    /// Cancels through PostgreSQL's cancel requests.
+    fn postgres(slot: std::sync::Arc<postgres::cancel::CancelSlot>) -> Self {
+        StatementCanceller(CancelTarget::Postgres(slot))
+    }
+
+    /// Cancels by interrupting a SQLite connection.
+    fn sqlite(handle: std::sync::Arc<rusqlite::InterruptHandle>) -> Self {
+        StatementCanceller(CancelTarget::Sqlite(handle))
+    }
+
+    /// Cancels the statement running now, if any; does not wait for it
+    /// to end. Nothing running, nothing happens: the next statement runs.
+    pub fn cancel(&self) {
+        match &self.0 {
+            CancelTarget::Postgres(slot) => slot.cancel(),
+            CancelTarget::Sqlite(handle) => handle.interrupt(),
         }
-        self.0.is_some()
     }
 }
 
 impl std::fmt::Debug for StatementCanceller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "StatementCanceller(PostgreSQL)"
-        } else {
-            "StatementCanceller(none)"
+        f.write_str(match self.0 {
+            CancelTarget::Postgres(_) => "StatementCanceller(PostgreSQL)",
+            CancelTarget::Sqlite(_) => "StatementCanceller(SQLite)",
         })
     }
 }

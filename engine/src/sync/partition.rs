@@ -221,7 +221,10 @@ impl PartitionReader<'_> {
             .map_err(|e| Ended::new("host", format!("the page's commit failed: {e}")))?
             .map_err(|e| match e {
                 fenced @ StoreError::Fenced { .. } => Ended::new(FENCED, fenced.to_string()),
-                cancelled if self.job.options.stop.is_triggered() && cancelled.is_temporary() => {
+                cancelled
+                    if self.job.options.stop.is_triggered()
+                        && (cancelled.is_given_up() || cancelled.is_temporary()) =>
+                {
                     Ended::stopped()
                 }
                 lost if lost.is_connection_lost() => Ended::new(
@@ -262,14 +265,13 @@ impl PartitionReader<'_> {
             tokio::select! {
                 done = &mut commit => return done,
                 () = tokio::time::sleep(STUCK_COMMIT_GRACE) => {
-                    if self.shared.canceller.cancel() {
-                        tracing::warn!(
-                            stream = %self.task.stream.name,
-                            partition = self.task.index,
-                            "a page's commit still waited {} s after the stop (for another session's lock, or behind this sync's running statement): the statement this sync's database session runs is cancelled, and what it wrote is done again by the next sync",
-                            STUCK_COMMIT_GRACE.as_secs()
-                        );
-                    }
+                    self.shared.canceller.cancel();
+                    tracing::warn!(
+                        stream = %self.task.stream.name,
+                        partition = self.task.index,
+                        "a page's commit still waited {} s after the stop (for another session's or process's lock, or behind this sync's running statement): the statement this sync's database session runs is cancelled, and what it wrote is done again by the next sync",
+                        STUCK_COMMIT_GRACE.as_secs()
+                    );
                 }
             }
         }

@@ -588,7 +588,7 @@ impl Backend for Postgres {
     }
 
     fn canceller(&self) -> StatementCanceller {
-        StatementCanceller(Some(self.cancel.clone()))
+        StatementCanceller::postgres(self.cancel.clone())
     }
 
     #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The SQLite backend, the embedded default: one file, WAL, one writer.
 
 mod browse;
+mod lock_wait;
 mod schema;
 
 #[cfg(test)]
@@ -12,12 +13,14 @@ use super::plan::{self, NewRead, PlanTx, StoredStream};
 use super::{
     live_and_deleted, now_rfc3339, Backend, Deletion, DeletionReason, EachMerged, EachRecord,
     EmbeddedRow, FinishedStream, Found, Health, HealthState, KeyedRecord, OpenError, PageCommit,
-    PartitionState, ReadMode, RowCursor, RowQuery, StoreError, StoredRecord, StoredRun, StreamPlan,
-    StreamRequest, SyncLock, CONNECTION_TABLES, COUNTS_SQL, UPSERT_RECORD_CONFLICT,
+    PartitionState, ReadMode, RowCursor, RowQuery, StatementCanceller, StoreError, StoredRecord,
+    StoredRun, StreamPlan, StreamRequest, SyncLock, CONNECTION_TABLES, COUNTS_SQL,
+    UPSERT_RECORD_CONFLICT,
 };
+use lock_wait::BUSY_TIMEOUT;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 /// The page size of a new database, in bytes: SQLite's default. An
@@ -37,10 +40,6 @@ const PAGE_SIZE: u32 = 4096;
 /// 1M devices took 7 % longer that way (7.89 s against 7.37 s, "Page size,
 /// again").
 const CHECKPOINT_WAL_BYTES: u32 = 16 << 20;
-
-/// How long a statement waits for another connection's lock on the file
-/// (another process, or another store of this one) before it fails.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Puts the database in WAL mode. Changing the journal mode takes a lock
 /// for which SQLite calls no busy handler: two stores opening a new file
@@ -91,7 +90,7 @@ impl Sqlite {
     /// Opens (creating if needed) the database file, brought to the latest schema.
     pub(crate) fn open(path: &Path) -> Result<Sqlite, OpenError> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        lock_wait::install(&conn)?;
         // Before anything is written (a database that exists keeps its
         // page size). Larger pages make a full sync's appends cheaper (fewer
         // b-tree pages touched, logged and balanced per page of records) and
@@ -734,6 +733,14 @@ impl Backend for Sqlite {
     fn sqlite(&mut self) -> Option<&mut Connection> {
         Some(&mut self.conn)
     }
+
+    /// Interrupts the connection's running statement: one waiting for
+    /// another connection's write lock gives up at its next try
+    /// ([`lock_wait`]), one running fails, and either's transaction is
+    /// rolled back.
+    fn canceller(&self) -> StatementCanceller {
+        StatementCanceller::sqlite(Arc::new(self.conn.get_interrupt_handle()))
+    }
 }
 
 /// The records of a stream in key order, passed to `each` with when and
@@ -953,18 +960,11 @@ mod tests {
         // Planning reads the stream's state, then writes the new read. As
         // a deferred transaction that write failed at once while another
         // connection held the write lock, without waiting for it.
-        static WAITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("busy.db");
         let mut db = Sqlite::open(&path).unwrap();
-        // Says that the store waits for a lock, and goes on waiting.
-        db.conn
-            .busy_handler(Some(|_| {
-                WAITED.store(true, std::sync::atomic::Ordering::SeqCst);
-                std::thread::sleep(std::time::Duration::from_millis(1));
-                true
-            }))
-            .unwrap();
+        let handle = lock_wait::waits::handle(&db.conn);
+        lock_wait::waits::forget(handle);
         let other = Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let planning = std::thread::spawn(move || {
@@ -978,7 +978,7 @@ mod tests {
         });
         // A deadline for the test, not a measurement.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !WAITED.load(std::sync::atomic::Ordering::SeqCst) {
+        while !lock_wait::waits::has_waited(handle) {
             if planning.is_finished() {
                 let outcome = planning.join().unwrap();
                 panic!("planning did not wait for the other connection's write lock: {outcome:?}");
@@ -994,6 +994,56 @@ mod tests {
             .join()
             .unwrap()
             .expect("planned once the other connection let its lock go");
+    }
+
+    #[test]
+    fn a_commit_waiting_for_another_connections_lock_gives_up_when_cancelled() {
+        // A stopped sync cancels a commit still waiting after a grace.
+        // SQLite's own busy handler slept on through `sqlite3_interrupt`
+        // until its 30 s were up, and the stop waited with it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cancel.db");
+        let mut db = Sqlite::open(&path).unwrap();
+        let plan = full_read(&mut db);
+        let canceller = db.canceller();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (done, outcome) = std::sync::mpsc::channel();
+        let committing = std::thread::spawn(move || {
+            let page_records = records(&["a", "b"]);
+            let page = PageCommit::of_records(plan.generation, 0, &page_records, None);
+            done.send(db.commit_page("c", "s", page, None)).unwrap();
+            (db, plan)
+        });
+        // A deadline for the test, not a measurement: half of what the
+        // commit would wait for the lock if the cancel did not end it.
+        let deadline = Instant::now() + BUSY_TIMEOUT / 2;
+        let given_up = loop {
+            // A cancel while nothing runs does nothing: cancel until the
+            // commit has started waiting, and so gives up.
+            canceller.cancel();
+            match outcome.recv_timeout(Duration::from_millis(20)) {
+                Ok(committed) => break committed,
+                Err(_) => assert!(
+                    Instant::now() < deadline,
+                    "the cancelled commit still waited for the other connection's lock after {} s",
+                    (BUSY_TIMEOUT / 2).as_secs()
+                ),
+            }
+        };
+        let e = given_up.expect_err("committed while another connection held the write lock");
+        assert!(e.is_given_up(), "{e}");
+        other.execute_batch("COMMIT").unwrap();
+        let (mut db, plan) = committing.join().unwrap();
+        assert!(
+            stored(&db.conn).is_empty(),
+            "nothing of the cancelled page was written"
+        );
+        let page_records = records(&["a"]);
+        let page = PageCommit::of_records(plan.generation, 0, &page_records, None);
+        db.commit_page("c", "s", page, None)
+            .expect("the next commit is not cancelled");
+        assert_eq!(stored(&db.conn).len(), 1);
     }
 
     fn live_at_start(db: &Sqlite) -> Option<i64> {
