@@ -405,7 +405,7 @@ fn describe_sqlite(e: &rusqlite::Error) -> String {
             "the database file or its directory is not writable by this user: give the user write access to both (SQLite writes its `-wal` and `-shm` files beside the database)"
         }
         Some(Code::DatabaseBusy | Code::DatabaseLocked) => {
-            "another process held the database's write lock for more than 30 s: look for a `sqlite3` shell, a backup or another host holding it"
+            "another process held the database's write lock for more than 30 s, or while a stopped sync waited for it: look for a `sqlite3` shell, a backup or another host holding it"
         }
         Some(Code::OperationInterrupted) => {
             "the statement was cancelled because the sync was stopped; nothing of it was written, and the next sync does it again"
@@ -842,8 +842,8 @@ pub struct StatementCanceller(CancelTarget);
 enum CancelTarget {
     /// A cancel request to the server, for the session's current token.
     Postgres(std::sync::Arc<postgres::cancel::CancelSlot>),
-    /// `sqlite3_interrupt` of the connection.
-    Sqlite(std::sync::Arc<rusqlite::InterruptHandle>),
+    /// `sqlite3_interrupt` of the connection, and no more waits for locks.
+    Sqlite(std::sync::Arc<sqlite::SqliteCanceller>),
 }
 
 impl StatementCanceller {
@@ -852,17 +852,19 @@ impl StatementCanceller {
         StatementCanceller(CancelTarget::Postgres(slot))
     }
 
-    /// Cancels by interrupting a SQLite connection.
-    fn sqlite(handle: std::sync::Arc<rusqlite::InterruptHandle>) -> Self {
-        StatementCanceller(CancelTarget::Sqlite(handle))
+    /// Cancels a SQLite store's statements.
+    fn sqlite(canceller: std::sync::Arc<sqlite::SqliteCanceller>) -> Self {
+        StatementCanceller(CancelTarget::Sqlite(canceller))
     }
 
     /// Cancels the statement running now, if any; does not wait for it
-    /// to end. Nothing running, nothing happens: the next statement runs.
+    /// to end. On PostgreSQL the next statement runs as usual; on SQLite no
+    /// later statement of the store waits for another process's write lock
+    /// (the store belongs to a stopped sync).
     pub fn cancel(&self) {
         match &self.0 {
             CancelTarget::Postgres(slot) => slot.cancel(),
-            CancelTarget::Sqlite(handle) => handle.interrupt(),
+            CancelTarget::Sqlite(canceller) => canceller.cancel(),
         }
     }
 }

@@ -14,7 +14,7 @@
 //! source accepted the credential (and for good once it rejected it),
 //! `report` is what a run reports.
 
-use crate::priority::{on_store_thread, StoreCall};
+use crate::priority::{on_store_thread, StoreCall, StoreCallPanicked};
 use crate::progress::Progress;
 use crate::store::{
     FinishedStream, ReadMode, StatementCanceller, Store, StoreError, StreamPlan, StreamRequest,
@@ -27,6 +27,7 @@ use connector_sandbox::runtime::{
     ConnectorInfo, InstanceLimits, LoadedComponent, Runtime, StreamInfo,
 };
 use connector_sandbox::sender::Sender;
+use connector_sandbox::stop::StopSignal;
 pub(crate) use credential_gate::CredentialGate;
 use partition::read_partition;
 use std::collections::HashMap;
@@ -155,9 +156,10 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
         }
         .into());
     };
-    let connection = job.connection.clone();
-    let run_id = blocking(&store, move |s| s.start_run(&connection)).await?;
     let canceller = store.lock().unwrap_or_else(|p| p.into_inner()).canceller();
+    let connection = job.connection.clone();
+    let start = move |s: &mut Store| s.start_run(&connection);
+    let run_id = blocking_unless_stuck(&store, job, &canceller, "starting the run", start).await?;
     let shared = RunShared {
         canceller,
         store: store.clone(),
@@ -174,7 +176,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
     // Every partition of every stream reads concurrently (bounded by `permits`).
     let streams = in_progress
         .into_iter()
-        .map(|s| finish_stream(job, &store, s));
+        .map(|s| finish_stream(job, &shared, s));
     let report = RunReport {
         run_id,
         connection: job.connection.clone(),
@@ -184,8 +186,34 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
         denied_requests: counters.denied.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
     };
-    record_run(job, &store, &report).await?;
+    if let Err(e) = record_run(job, &shared, &report).await {
+        if !given_up_after_a_stop(job, &e) {
+            return Err(e);
+        }
+        tracing::warn!("the run's end was not recorded: the sync was stopped while it waited for the database ({e:#}); the next sync marks this run interrupted");
+    }
     Ok(report)
+}
+
+/// Whether `e` is a statement of a stopped sync given up ([`StoreError::is_given_up`]):
+/// 5 s after a stop, the sync's session is cancelled while it waits for a
+/// lock, and on SQLite no later statement waits for one.
+fn given_up_after_a_stop(job: &SyncJob, e: &anyhow::Error) -> bool {
+    job.options.stop.is_triggered()
+        && e.downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_given_up)
+}
+
+/// Why a stream's end was not recorded, with the kind of that failure:
+/// `stopped` when the sync was stopped while it waited for the database
+/// (the next sync records the end without reading the stream again), none
+/// when the database refused the write.
+fn stream_end_failure(job: &SyncJob, e: &anyhow::Error) -> (Option<String>, String) {
+    if given_up_after_a_stop(job, e) {
+        let why = "stopped by a signal before the stream's end was recorded; the next sync records it without reading the stream again";
+        return (Some("stopped".into()), why.into());
+    }
+    (None, format!("finishing the stream failed: {e}"))
 }
 
 /// Plans the read of `stream` (resume, incremental or full) and starts a
@@ -203,9 +231,13 @@ async fn start_stream(
         force_full: job.options.force_full,
         supports_incremental: stream.supports_incremental,
     };
-    let plan = blocking(&shared.store, move |s| {
-        s.begin_stream(&connection, &name, request)
-    })
+    let plan = blocking_unless_stuck(
+        &shared.store,
+        job,
+        &shared.canceller,
+        &format!("planning `{}`", stream.name),
+        move |s| s.begin_stream(&connection, &name, request),
+    )
     .await?;
     let embed_field = embed_field(stream);
     let (finished, unfinished): (Vec<_>, Vec<_>) = plan.partitions.iter().partition(|p| p.done);
@@ -255,11 +287,7 @@ pub(crate) fn embed_field(stream: &StreamInfo) -> Option<String> {
 
 /// Waits for a stream's partitions; when all completed, commits the
 /// stream's end (watermark, records aged out or no longer returned).
-async fn finish_stream(
-    job: &SyncJob,
-    store: &Arc<Mutex<Store>>,
-    s: StreamInProgress,
-) -> StreamReport {
+async fn finish_stream(job: &SyncJob, shared: &RunShared, s: StreamInProgress) -> StreamReport {
     let StreamInProgress {
         stream,
         plan,
@@ -270,22 +298,24 @@ async fn finish_stream(
     reports.extend(join_partitions(tasks).await);
     reports.sort_by_key(|r| r.index);
     let mut finished = FinishedStream::default();
-    let mut finish_error = None;
+    let (mut finish_error, mut finish_error_kind) = (None, None);
     let verdict = if reports.iter().all(|r| r.complete) {
         let (connection, name, plan) = (job.connection.clone(), stream.name.clone(), plan.clone());
         let updated_field = stream.updated_field.clone();
-        let outcome = blocking(store, move |s| {
-            s.finish_stream(&connection, &name, &plan, updated_field.as_deref())
-        })
-        .await;
+        let what = format!("the end of `{name}`");
+        let outcome =
+            blocking_unless_stuck(&shared.store, job, &shared.canceller, &what, move |s| {
+                s.finish_stream(&connection, &name, &plan, updated_field.as_deref())
+            })
+            .await;
         match outcome {
             Ok(f) => {
                 finished = f;
                 "complete".to_string()
             }
             Err(e) => {
-                let why = format!("finishing the stream failed: {e}");
-                finish_error = Some(why.clone());
+                let (kind, why) = stream_end_failure(job, &e);
+                (finish_error, finish_error_kind) = (Some(why.clone()), kind);
                 format!("incomplete: {why}")
             }
         }
@@ -306,16 +336,13 @@ async fn finish_stream(
         not_returned: finished.not_returned,
         verdict,
         finish_error,
+        finish_error_kind,
         seconds: started.elapsed().as_secs_f64(),
     }
 }
 
 /// Stores the run's report and the connection's health it shows.
-async fn record_run(
-    job: &SyncJob,
-    store: &Arc<Mutex<Store>>,
-    report: &RunReport,
-) -> anyhow::Result<()> {
+async fn record_run(job: &SyncJob, shared: &RunShared, report: &RunReport) -> anyhow::Result<()> {
     let json = serde_json::to_string(report)?;
     let status = if report.complete() {
         "complete"
@@ -325,11 +352,69 @@ async fn record_run(
     let health = report.health();
     let connection = job.connection.clone();
     let run_id = report.run_id;
-    blocking(store, move |s| {
+    let record = move |s: &mut Store| {
         s.finish_run(run_id, status, &json)?;
         s.set_health(&connection, &health)
-    })
+    };
+    blocking_unless_stuck(
+        &shared.store,
+        job,
+        &shared.canceller,
+        "recording the run",
+        record,
+    )
     .await
+}
+
+/// How long a store call of a stopped sync may still run before the
+/// statement its session runs is cancelled, and again after each cancel
+/// while it runs on. A call takes milliseconds; one still running after a
+/// stop waits for a lock that another session or process holds, and would
+/// hold the stop until the lock goes or a time-out ends it (PostgreSQL's
+/// `statement_timeout`, SQLite's 30 s). A cancel reaches whatever the
+/// store's session runs, which may by then be another call that waited
+/// for the store: on PostgreSQL that one is cancelled on a later turn; on
+/// SQLite no statement waits for a lock after the first cancel.
+const STUCK_AFTER_STOP: Duration = Duration::from_secs(5);
+
+/// The outcome of `call`, a store call of a sync named `what`; once the
+/// sync is stopped, the statement the store's session runs is cancelled
+/// every [`STUCK_AFTER_STOP`] while `call` waits.
+pub(crate) async fn unless_stuck_after_stop<T>(
+    mut call: StoreCall<T>,
+    stop: &StopSignal,
+    canceller: &StatementCanceller,
+    what: &str,
+) -> Result<T, StoreCallPanicked> {
+    tokio::select! {
+        done = &mut call => return done,
+        () = stop.triggered() => {}
+    }
+    loop {
+        tokio::select! {
+            done = &mut call => return done,
+            () = tokio::time::sleep(STUCK_AFTER_STOP) => {
+                canceller.cancel();
+                tracing::warn!(
+                    "{what} still waited {} s after the stop (for another session's or process's lock, or behind this sync's running statement): the statement this sync's database session runs is cancelled, and what it wrote is done again by the next sync",
+                    STUCK_AFTER_STOP.as_secs()
+                );
+            }
+        }
+    }
+}
+
+/// [`blocking`], for a call of a sync: cancelled if it is still stuck
+/// after a stop ([`unless_stuck_after_stop`]).
+async fn blocking_unless_stuck<T: Send + 'static>(
+    store: &Arc<Mutex<Store>>,
+    job: &SyncJob,
+    canceller: &StatementCanceller,
+    what: &str,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> anyhow::Result<T> {
+    let call = on_store(store, f);
+    Ok(unless_stuck_after_stop(call, &job.options.stop, canceller, what).await??)
 }
 
 /// Runs `f` on the store, on a store thread (SQLite calls block, and an

@@ -4,7 +4,7 @@
 use super::credential_gate::Admission;
 use super::report::PartitionReport;
 use super::retry::{decide, error_kind, Next};
-use super::{on_store, PartitionTask, RetryRecord, RunShared, SyncJob};
+use super::{on_store, unless_stuck_after_stop, PartitionTask, RetryRecord, RunShared, SyncJob};
 use crate::priority::{StoreCall, StoreCallPanicked};
 use crate::store::lease::{FencedPage, Lease};
 use crate::store::{PageCommit, Store, StoreError, StoredRecord, StoredTombstone};
@@ -24,15 +24,6 @@ pub(crate) const FENCED: &str = "fenced";
 /// The error kind of a partition whose page met a database that went away
 /// (restarted, failed over): it passes by itself.
 pub(crate) const DATABASE_UNAVAILABLE: &str = "database-unavailable";
-
-/// How long a page's commit may still run after the run was stopped
-/// before its statement is cancelled, and again after each cancel while it
-/// runs on: a commit takes milliseconds, and one still running waits for
-/// another session's lock (PostgreSQL), which would hold the stop until
-/// the lock goes or `statement_timeout` ends it. A cancel cancels whatever
-/// the store's session runs, which may by then be another partition's
-/// commit that waited for the store: that one is cancelled on a later turn.
-const STUCK_COMMIT_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a partition stopped when the run was stopped.
 const STOPPED: &str =
@@ -246,35 +237,27 @@ impl PartitionReader<'_> {
         Ok(())
     }
 
-    /// The outcome of a page's `commit`; once the run is stopped, the
-    /// statement the store's session runs is cancelled every
-    /// [`STUCK_COMMIT_GRACE`] while the commit waits. That is the commit's
-    /// own, or the one it waits behind: another partition's commit, whose
+    /// The outcome of a page's `commit`, cancelled if it is stuck after a
+    /// stop ([`unless_stuck_after_stop`]). What is cancelled is the commit,
+    /// or the statement it waits behind: another partition's commit, whose
     /// partition then ends as stopped too, or a stream's end (its sweep
     /// takes tens of seconds at 1M devices), which the next sync finishes
     /// without reading the stream again.
     async fn committed(
         &self,
-        mut commit: StoreCall<Result<u64, StoreError>>,
+        commit: StoreCall<Result<u64, StoreError>>,
     ) -> Result<Result<u64, StoreError>, StoreCallPanicked> {
-        tokio::select! {
-            done = &mut commit => return done,
-            () = self.job.options.stop.triggered() => {}
-        }
-        loop {
-            tokio::select! {
-                done = &mut commit => return done,
-                () = tokio::time::sleep(STUCK_COMMIT_GRACE) => {
-                    self.shared.canceller.cancel();
-                    tracing::warn!(
-                        stream = %self.task.stream.name,
-                        partition = self.task.index,
-                        "a page's commit still waited {} s after the stop (for another session's or process's lock, or behind this sync's running statement): the statement this sync's database session runs is cancelled, and what it wrote is done again by the next sync",
-                        STUCK_COMMIT_GRACE.as_secs()
-                    );
-                }
-            }
-        }
+        let what = format!(
+            "a page's commit of `{}` (partition {})",
+            self.task.stream.name, self.task.index
+        );
+        unless_stuck_after_stop(
+            commit,
+            &self.job.options.stop,
+            &self.shared.canceller,
+            &what,
+        )
+        .await
     }
 
     /// The request for the page after `cursor`.

@@ -91,6 +91,11 @@ pub struct StreamReport {
     /// Why the finishing step failed after every partition completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_error: Option<String>,
+    /// The kind of `finish_error` when it passes by itself (`stopped`: the
+    /// sync was stopped while the step waited for the database); none for
+    /// a write the database refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_error_kind: Option<String>,
     /// Seconds spent.
     pub seconds: f64,
 }
@@ -153,11 +158,12 @@ impl RunReport {
     /// stream completed; a temporary failure when every failure is of a kind
     /// that passes by itself (rate limits, unavailability); failed otherwise.
     pub fn health(&self) -> Health {
-        if let Some((stream, why)) = self
-            .streams
-            .iter()
-            .find_map(|s| s.finish_error.as_ref().map(|e| (&s.stream, e)))
-        {
+        if let Some((stream, why)) = self.streams.iter().find_map(|s| {
+            s.finish_error
+                .as_ref()
+                .filter(|_| !is_temporary(s.finish_error_kind.as_deref()))
+                .map(|e| (&s.stream, e))
+        }) {
             // The database refused a write: that needs someone to look.
             return Health {
                 state: HealthState::Failed,
@@ -165,15 +171,22 @@ impl RunReport {
                 message: Some(format!("`{stream}`: {why}")),
             };
         }
-        let failures: Vec<&PartitionReport> = self
+        // (kind, message) of each failed partition and stream end.
+        let failures: Vec<(Option<&String>, &String)> = self
             .streams
             .iter()
             .flat_map(|s| &s.partitions)
-            .filter(|p| !p.complete && p.error.is_some())
+            .filter(|p| !p.complete)
+            .filter_map(|p| Some((p.error_kind.as_ref(), p.error.as_ref()?)))
+            .chain(
+                self.streams
+                    .iter()
+                    .filter_map(|s| Some((s.finish_error_kind.as_ref(), s.finish_error.as_ref()?))),
+            )
             .collect();
-        let Some(first) = failures
+        let Some(&(first_kind, first_message)) = failures
             .iter()
-            .find(|p| !is_temporary(p.error_kind.as_deref()))
+            .find(|(kind, _)| !is_temporary(kind.map(String::as_str)))
             .or(failures.first())
         else {
             return Health {
@@ -184,7 +197,7 @@ impl RunReport {
         };
         let state = if failures
             .iter()
-            .all(|p| is_temporary(p.error_kind.as_deref()))
+            .all(|(kind, _)| is_temporary(kind.map(String::as_str)))
         {
             HealthState::TemporaryFailure
         } else {
@@ -192,8 +205,8 @@ impl RunReport {
         };
         Health {
             state,
-            error_kind: first.error_kind.clone(),
-            message: first.error.clone(),
+            error_kind: first_kind.cloned(),
+            message: Some(first_message.clone()),
         }
     }
 }
@@ -209,4 +222,87 @@ pub(crate) fn is_temporary(kind: Option<&str>) -> bool {
                 | super::partition::DATABASE_UNAVAILABLE
         )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(error: Option<(&str, &str)>) -> PartitionReport {
+        PartitionReport {
+            complete: error.is_none(),
+            error_kind: error.map(|(kind, _)| kind.to_string()),
+            error: error.map(|(_, message)| message.to_string()),
+            ..Default::default()
+        }
+    }
+
+    fn stream(partitions: Vec<PartitionReport>, end: Option<(Option<&str>, &str)>) -> StreamReport {
+        StreamReport {
+            stream: "s".into(),
+            mode: "full".into(),
+            resumed: false,
+            partitions,
+            deleted: 0,
+            deleted_at_source: 0,
+            aged_out: 0,
+            not_returned: 0,
+            verdict: String::new(),
+            finish_error: end.map(|(_, why)| why.to_string()),
+            finish_error_kind: end.and_then(|(kind, _)| kind.map(str::to_string)),
+            seconds: 0.0,
+        }
+    }
+
+    fn health_of(streams: Vec<StreamReport>) -> (HealthState, Option<String>, Option<String>) {
+        let report = RunReport {
+            run_id: 1,
+            connection: "c".into(),
+            streams,
+            requests: 0,
+            bytes: 0,
+            denied_requests: 0,
+            seconds: 0.0,
+        };
+        let health = report.health();
+        (health.state, health.error_kind, health.message)
+    }
+
+    #[test]
+    fn a_stream_end_given_up_after_a_stop_passes_by_itself_and_a_refused_one_needs_someone() {
+        let complete = stream(vec![partition(None)], None);
+        assert_eq!(
+            health_of(vec![complete.clone()]),
+            (HealthState::Connected, None, None)
+        );
+        let stopped_end = stream(vec![partition(None)], Some((Some("stopped"), "stopped")));
+        assert_eq!(
+            health_of(vec![complete.clone(), stopped_end.clone()]),
+            (
+                HealthState::TemporaryFailure,
+                Some("stopped".into()),
+                Some("stopped".into())
+            ),
+            "a stopped sync's stream end is a stop, as its partitions' are"
+        );
+        let refused_end = stream(vec![partition(None)], Some((None, "disk full")));
+        assert_eq!(
+            health_of(vec![stopped_end.clone(), refused_end]),
+            (
+                HealthState::Failed,
+                Some("store".into()),
+                Some("`s`: disk full".into())
+            )
+        );
+        let rejected = stream(vec![partition(Some(("unauthenticated", "rejected")))], None);
+        assert_eq!(
+            health_of(vec![stopped_end, rejected]),
+            (
+                HealthState::Failed,
+                Some("unauthenticated".into()),
+                Some("rejected".into())
+            ),
+            "the failure that needs someone is the one told"
+        );
+    }
 }

@@ -81,6 +81,7 @@ fn stream_report(stream: &StreamParts) -> StreamReport {
         not_returned: stream.not_returned,
         verdict,
         finish_error: None,
+        finish_error_kind: None,
         seconds: partitions.iter().map(|p| p.seconds).fold(0.0, f64::max),
         partitions,
     }

@@ -64,7 +64,7 @@ pub async fn sync(
     let store = Arc::new(Mutex::new(prepared.store));
     let report = connector_engine::sync::run(&prepared.job, store)
         .await
-        .map_err(temporary_is_75)?;
+        .map_err(|e| temporary_is_75(e, &flags.stop))?;
     if flags.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -80,9 +80,23 @@ pub async fn sync(
 /// unavailable for now once the run has started (its end could not be
 /// recorded, a stream could not be planned: the server went away or gave
 /// up a statement), is a failure that passes by itself: exit 75, and
-/// `run` and the console try again sooner. A failed page is the report's
-/// to tell ([`incomplete`]); this is what is left when there is no report.
-fn temporary_is_75(e: anyhow::Error) -> anyhow::Error {
+/// `run` and the console try again sooner. So is a stop that cut short a
+/// wait for the database (another process's write lock on a SQLite file).
+/// A failed page is the report's to tell ([`incomplete`]); this is what is
+/// left when there is no report.
+fn temporary_is_75(e: anyhow::Error, stop: &StopSignal) -> anyhow::Error {
+    if let Some(database) = e
+        .downcast_ref::<StoreError>()
+        .filter(|database| stop.is_triggered() && database.is_given_up())
+    {
+        return Failure {
+            exit_code: EXIT_TEMPORARY_FAILURE,
+            message: format!(
+                "the sync was stopped while it waited for the database ({database}); the pages written before are kept, and the next sync resumes after them"
+            ),
+        }
+        .into();
+    }
     if let Some(database) = e
         .downcast_ref::<StoreError>()
         .filter(|database| database.is_temporary())

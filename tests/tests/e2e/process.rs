@@ -213,13 +213,45 @@ fn sigkill_at_20_random_points_then_resume_ends_with_the_emulators_data_and_few_
     eprintln!("20 kills: {total} requests against {uninterrupted} uninterrupted ({extra} extra)");
 }
 
-#[test]
-fn sigterm_finishes_the_pages_in_flight_and_the_next_sync_resumes() {
+/// An emulator of 6,000 devices answering each request after 5 ms, and a
+/// configuration that reads them 100 rows a page, one partition a stream:
+/// a sync of a few seconds, 2 to 3 pages in flight at any time.
+fn a_long_sync() -> (Fixture, std::path::PathBuf) {
     let f = Fixture::start_with(6_000, |c| c.latency = Duration::from_millis(5));
     let config = f.config(&ConfigSpec {
         sync: vec!["page_size = 100".into(), "partitions = 1".into()],
         ..Default::default()
     });
+    (f, config)
+}
+
+/// A stop is a temporary failure: exit code 75 (EX_TEMPFAIL), and a report
+/// that says so.
+fn ended_as_stopped(child: Child) {
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("incomplete: stopped by a signal"),
+        "{stdout}\n{stderr}"
+    );
+}
+
+/// Every stream's export is exactly the emulator's records.
+fn stores_the_emulators_records(f: &Fixture, config: &Path) {
+    for stream in STREAMS {
+        assert_eq!(
+            f.export(config, stream, false),
+            expected_records(f.state(), stream),
+            "{stream}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_finishes_the_pages_in_flight_and_the_next_sync_resumes() {
+    let (f, config) = a_long_sync();
     // The yardstick: one uninterrupted sync of the same data.
     finish(spawn_sync(&f, &config));
     let uninterrupted = f.state().request_count();
@@ -228,15 +260,7 @@ fn sigterm_finishes_the_pages_in_flight_and_the_next_sync_resumes() {
     let child = spawn_sync(&f, &config);
     assert!(f.state().wait_for_requests(uninterrupted + 10, PATIENCE) >= uninterrupted + 10);
     connector_e2e::sigterm(&child);
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // A stop is a temporary failure: exit code 75 (EX_TEMPFAIL) and a report.
-    assert_eq!(out.status.code(), Some(75), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("incomplete: stopped by a signal"),
-        "{stdout}"
-    );
+    ended_as_stopped(child);
     let requests_at_stop = f.state().request_count();
     let (_, stored) = inspect(&f);
     assert!(stored > 0);
@@ -255,13 +279,55 @@ fn sigterm_finishes_the_pages_in_flight_and_the_next_sync_resumes() {
         first + resumed <= uninterrupted + 2 * STREAMS.len(),
         "{first} + {resumed} requests against {uninterrupted} uninterrupted"
     );
-    for stream in STREAMS {
-        assert_eq!(
-            f.export(&config, stream, false),
-            expected_records(f.state(), stream),
-            "{stream}"
+    stores_the_emulators_records(&f, &config);
+}
+
+#[test]
+fn sigterm_while_another_process_holds_the_write_lock_stops_and_the_next_sync_completes() {
+    // A `sqlite3` shell with a write transaction open, or another host's
+    // long write: every write of the sync waits for the lock. SQLite's own
+    // busy handler slept through the stop's cancel until its 30 s were up,
+    // then as long again for each write after it (the run's end among them).
+    let (f, config) = a_long_sync();
+    let mut child = spawn_sync(&f, &config);
+    // Every stream planned and being read.
+    let tables = [
+        "cmdb_ci_computer",
+        "cmdb_ci_network_adapter",
+        "cmdb_ci_business_app",
+    ];
+    let mut answered = 0;
+    while !tables.iter().all(|table| {
+        let requests = f.state().requests();
+        requests.iter().any(|r| r.path.contains(table))
+    }) {
+        let next = f.state().wait_for_requests(answered + 1, PATIENCE);
+        assert!(
+            next > answered,
+            "the sync stopped before reading every stream"
         );
+        answered = next;
     }
+    let holder = rusqlite::Connection::open(f.dir.path().join("inventory.db")).unwrap();
+    holder.busy_timeout(PATIENCE).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    connector_e2e::sigterm(&child);
+    // A deadline for the test, not a measurement: a commit that waited for
+    // the lock through the cancel held the stop for 30 s.
+    let stopped = connector_e2e::exit_within(&mut child, Duration::from_secs(25));
+    assert!(
+        stopped.is_some(),
+        "the stop waited for the other process's write lock"
+    );
+    ended_as_stopped(child);
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    let (integrity, _) = inspect(&f);
+    assert_eq!(integrity, "ok");
+
+    let out = finish(spawn_sync(&f, &config));
+    assert!(out.contains("(resumed)"), "{out}");
+    stores_the_emulators_records(&f, &config);
 }
 
 #[test]

@@ -1,22 +1,25 @@
-//! Waiting for another connection's write lock, and ending that wait when
-//! a stop cancels the connection's statement.
+//! Waiting for another connection's write lock, and giving up waiting once
+//! a stopped sync cancels the connection's statements.
 //!
 //! SQLite's own busy handler (`busy_timeout`) sleeps until the lock is
 //! free or the time is up, and `sqlite3_interrupt` does not end that
 //! sleep: a stopped sync whose commit waited behind another process's
 //! write lock (a `sqlite3` shell, a backup, another host's sync finishing
-//! a stream) held its stop for up to [`BUSY_TIMEOUT`]. The handler here
-//! pauses as SQLite's does, but first asks whether the statement was
-//! interrupted ([`StatementCanceller`](crate::store::StatementCanceller)),
-//! and if so gives up at once: the statement fails with `SQLITE_BUSY`,
-//! having written nothing.
+//! a stream) held its stop for up to [`BUSY_TIMEOUT`], and each statement
+//! after it as long again. The handler here pauses as SQLite's does, but
+//! first asks whether the store's statements were cancelled
+//! ([`StatementCanceller`](crate::store::StatementCanceller)), and from
+//! then on gives up at once: the statement fails with `SQLITE_BUSY`,
+//! having written nothing. A store is cancelled only once its sync was
+//! stopped, so it never waits for a lock again.
 //!
-//! SQLite calls the handler with the connection's handle as its argument,
-//! valid while the connection is open: it is only ever called on that
-//! connection, from the thread running one of its statements.
+//! SQLite calls the handler with a pointer to the store's [`LockWait`],
+//! which the store keeps for longer than its connection.
 
-use rusqlite::{ffi, Connection};
+use rusqlite::{ffi, Connection, InterruptHandle};
 use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a statement waits for another connection's lock on the file
@@ -24,9 +27,19 @@ use std::time::Duration;
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// SQLite's own pauses between tries, in milliseconds: 1, 2, 5 … then
-/// 100 ms each (`sqliteDefaultBusyCallback`). A stop is noticed at the
+/// 100 ms each (`sqliteDefaultBusyCallback`). A cancel is noticed at the
 /// next try, so at most 100 ms after it.
 const PAUSES_MS: [u64; 12] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
+
+/// The state a store's busy handler reads: whether to wait at all.
+#[derive(Debug, Default)]
+pub(super) struct LockWait {
+    /// Set by a cancel, never cleared: the store belongs to a stopped sync.
+    given_up: AtomicBool,
+    /// Whether the handler was ever called (a statement waited for a lock).
+    #[cfg(test)]
+    pub(super) waited: AtomicBool,
+}
 
 /// The pause before try `attempt + 1` (counting from 0), or `None` once
 /// `timeout` has been waited.
@@ -44,15 +57,15 @@ fn pause_before_next_try(attempt: u32, timeout: Duration) -> Option<Duration> {
 }
 
 /// The busy handler: whether to try again, after a pause.
-unsafe extern "C" fn wait_unless_interrupted(db: *mut c_void, attempt: c_int) -> c_int {
-    // SAFETY: `db` is the handle `install` registered this handler with;
-    // SQLite calls the handler only during that connection's statements,
-    // while it is open.
-    if unsafe { ffi::sqlite3_is_interrupted(db.cast()) } != 0 {
+unsafe extern "C" fn wait_unless_given_up(state: *mut c_void, attempt: c_int) -> c_int {
+    // SAFETY: `state` is the `LockWait` that `install` registered, which
+    // the store keeps alive for longer than the connection calling this.
+    let state = unsafe { &*state.cast::<LockWait>() };
+    #[cfg(test)]
+    state.waited.store(true, Ordering::SeqCst);
+    if state.given_up.load(Ordering::SeqCst) {
         return 0;
     }
-    #[cfg(test)]
-    waits::record(db as usize);
     match pause_before_next_try(u32::try_from(attempt).unwrap_or(0), BUSY_TIMEOUT) {
         Some(pause) => {
             std::thread::sleep(pause);
@@ -62,60 +75,43 @@ unsafe extern "C" fn wait_unless_interrupted(db: *mut c_void, attempt: c_int) ->
     }
 }
 
-/// Makes `conn` wait up to [`BUSY_TIMEOUT`] for another connection's
-/// lock, unless its statement is interrupted.
-pub(super) fn install(conn: &Connection) -> rusqlite::Result<()> {
-    // SAFETY: the handler is given the connection's own handle, which
-    // outlives every call SQLite makes of it (see the module's doc); the
-    // handler neither panics nor unwinds.
-    let code = unsafe {
-        let db = conn.handle();
-        ffi::sqlite3_busy_handler(db, Some(wait_unless_interrupted), db.cast())
-    };
+/// Makes `conn` wait up to [`BUSY_TIMEOUT`] for another connection's lock
+/// unless `state` says to give up. `state` must outlive `conn`.
+pub(super) fn install(conn: &Connection, state: &Arc<LockWait>) -> rusqlite::Result<()> {
+    let state = Arc::as_ptr(state).cast_mut().cast::<c_void>();
+    // SAFETY: the handler only reads `state` (atomics) and neither panics
+    // nor unwinds; the caller keeps `state` alive for longer than `conn`.
+    let code =
+        unsafe { ffi::sqlite3_busy_handler(conn.handle(), Some(wait_unless_given_up), state) };
     match code {
         ffi::SQLITE_OK => Ok(()),
         code => Err(rusqlite::Error::SqliteFailure(ffi::Error::new(code), None)),
     }
 }
 
-/// Which connections have waited for a lock, for tests that must know
-/// that a statement waits before they let the lock go.
-#[cfg(test)]
-pub(super) mod waits {
-    use rusqlite::Connection;
-    use std::collections::HashSet;
-    use std::sync::Mutex;
+/// Cancels a SQLite store's statements: the one running fails
+/// (`sqlite3_interrupt`, its transaction rolled back), and from then on no
+/// statement of the store waits for a lock.
+pub(crate) struct SqliteCanceller {
+    /// Interrupts the statement running now.
+    interrupt: InterruptHandle,
+    /// What the store's busy handler reads.
+    state: Arc<LockWait>,
+}
 
-    /// The handles of the connections whose busy handler was called.
-    static WAITED: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
-
-    /// A connection's handle, by which it is known here.
-    pub(in crate::store::sqlite) fn handle(conn: &Connection) -> usize {
-        // SAFETY: only the handle's address is taken, never used.
-        unsafe { conn.handle() as usize }
-    }
-
-    /// Forgets what `handle` waited for: a new connection may have the
-    /// handle of one closed before.
-    pub(in crate::store::sqlite) fn forget(handle: usize) {
-        if let Some(waited) = WAITED.lock().unwrap().as_mut() {
-            waited.remove(&handle);
+impl SqliteCanceller {
+    /// The canceller of `conn`, whose busy handler reads `state`.
+    pub(super) fn of(conn: &Connection, state: &Arc<LockWait>) -> SqliteCanceller {
+        SqliteCanceller {
+            interrupt: conn.get_interrupt_handle(),
+            state: state.clone(),
         }
     }
 
-    /// Whether the connection of `handle` has waited for a lock.
-    pub(in crate::store::sqlite) fn has_waited(handle: usize) -> bool {
-        WAITED
-            .lock()
-            .unwrap()
-            .as_ref()
-            .is_some_and(|waited| waited.contains(&handle))
-    }
-
-    pub(super) fn record(handle: usize) {
-        if let Ok(mut waited) = WAITED.lock() {
-            waited.get_or_insert_with(HashSet::new).insert(handle);
-        }
+    /// Cancels the statement running now and every later wait for a lock.
+    pub(crate) fn cancel(&self) {
+        self.state.given_up.store(true, Ordering::SeqCst);
+        self.interrupt.interrupt();
     }
 }
 

@@ -17,7 +17,8 @@ use super::{
     StoredRun, StreamPlan, StreamRequest, SyncLock, CONNECTION_TABLES, COUNTS_SQL,
     UPSERT_RECORD_CONFLICT,
 };
-use lock_wait::BUSY_TIMEOUT;
+pub(crate) use lock_wait::SqliteCanceller;
+use lock_wait::{LockWait, BUSY_TIMEOUT};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -68,6 +69,9 @@ fn use_wal(conn: &Connection) -> rusqlite::Result<()> {
 /// A SQLite database file.
 pub(crate) struct Sqlite {
     conn: Connection,
+    /// What `conn`'s busy handler reads: declared after `conn`, so that
+    /// the connection closes before it goes.
+    lock_wait: Arc<LockWait>,
 }
 
 impl Sqlite {
@@ -90,7 +94,8 @@ impl Sqlite {
     /// Opens (creating if needed) the database file, brought to the latest schema.
     pub(crate) fn open(path: &Path) -> Result<Sqlite, OpenError> {
         let conn = Connection::open(path)?;
-        lock_wait::install(&conn)?;
+        let lock_wait = Arc::new(LockWait::default());
+        lock_wait::install(&conn, &lock_wait)?;
         // Before anything is written (a database that exists keeps its
         // page size). Larger pages make a full sync's appends cheaper (fewer
         // b-tree pages touched, logged and balanced per page of records) and
@@ -107,7 +112,7 @@ impl Sqlite {
             CHECKPOINT_WAL_BYTES / page_size.max(512),
         )?;
         schema::migrate(&conn)?;
-        Ok(Sqlite { conn })
+        Ok(Sqlite { conn, lock_wait })
     }
 }
 
@@ -734,12 +739,11 @@ impl Backend for Sqlite {
         Some(&mut self.conn)
     }
 
-    /// Interrupts the connection's running statement: one waiting for
-    /// another connection's write lock gives up at its next try
-    /// ([`lock_wait`]), one running fails, and either's transaction is
-    /// rolled back.
+    /// Interrupts the connection's running statement, which fails and
+    /// whose transaction is rolled back, and ends every wait for another
+    /// connection's write lock from then on ([`lock_wait`]).
     fn canceller(&self) -> StatementCanceller {
-        StatementCanceller::sqlite(Arc::new(self.conn.get_interrupt_handle()))
+        StatementCanceller::sqlite(Arc::new(SqliteCanceller::of(&self.conn, &self.lock_wait)))
     }
 }
 
@@ -963,8 +967,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("busy.db");
         let mut db = Sqlite::open(&path).unwrap();
-        let handle = lock_wait::waits::handle(&db.conn);
-        lock_wait::waits::forget(handle);
+        let lock_wait = db.lock_wait.clone();
         let other = Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let planning = std::thread::spawn(move || {
@@ -978,7 +981,7 @@ mod tests {
         });
         // A deadline for the test, not a measurement.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !lock_wait::waits::has_waited(handle) {
+        while !lock_wait.waited.load(std::sync::atomic::Ordering::SeqCst) {
             if planning.is_finished() {
                 let outcome = planning.join().unwrap();
                 panic!("planning did not wait for the other connection's write lock: {outcome:?}");
@@ -996,11 +999,36 @@ mod tests {
             .expect("planned once the other connection let its lock go");
     }
 
+    /// A commit on a thread of its own: its outcome, and the thread, which
+    /// gives the store and the plan back.
+    type BackgroundCommit = (
+        std::sync::mpsc::Receiver<Result<u64, StoreError>>,
+        std::thread::JoinHandle<(Sqlite, StreamPlan)>,
+    );
+
+    /// Commits `keys` as a page of `plan`'s read on a thread of its own.
+    fn commit_in_background(
+        mut db: Sqlite,
+        plan: StreamPlan,
+        keys: &'static [&'static str],
+    ) -> BackgroundCommit {
+        let (done, outcome) = std::sync::mpsc::channel();
+        let committing = std::thread::spawn(move || {
+            let page_records = records(keys);
+            let page = PageCommit::of_records(plan.generation, 0, &page_records, None);
+            done.send(db.commit_page("c", "s", page, None)).unwrap();
+            (db, plan)
+        });
+        (outcome, committing)
+    }
+
     #[test]
-    fn a_commit_waiting_for_another_connections_lock_gives_up_when_cancelled() {
+    fn a_commit_waiting_for_another_connections_lock_gives_up_when_cancelled_and_so_do_later_ones()
+    {
         // A stopped sync cancels a commit still waiting after a grace.
         // SQLite's own busy handler slept on through `sqlite3_interrupt`
-        // until its 30 s were up, and the stop waited with it.
+        // until its 30 s were up, and the stop waited with it, then as
+        // long again for each statement after it.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cancel.db");
         let mut db = Sqlite::open(&path).unwrap();
@@ -1008,19 +1036,13 @@ mod tests {
         let canceller = db.canceller();
         let other = Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let (done, outcome) = std::sync::mpsc::channel();
-        let committing = std::thread::spawn(move || {
-            let page_records = records(&["a", "b"]);
-            let page = PageCommit::of_records(plan.generation, 0, &page_records, None);
-            done.send(db.commit_page("c", "s", page, None)).unwrap();
-            (db, plan)
-        });
-        // A deadline for the test, not a measurement: half of what the
-        // commit would wait for the lock if the cancel did not end it.
+        let (outcome, committing) = commit_in_background(db, plan, &["a", "b"]);
+        // Deadlines for the test, not measurements: half of what a commit
+        // waits for the lock unless it gives up.
         let deadline = Instant::now() + BUSY_TIMEOUT / 2;
         let given_up = loop {
-            // A cancel while nothing runs does nothing: cancel until the
-            // commit has started waiting, and so gives up.
+            // A cancel while nothing runs ends no wait yet: cancel until
+            // the commit has started, and so gives up.
             canceller.cancel();
             match outcome.recv_timeout(Duration::from_millis(20)) {
                 Ok(committed) => break committed,
@@ -1034,15 +1056,25 @@ mod tests {
         let e = given_up.expect_err("committed while another connection held the write lock");
         assert!(e.is_given_up(), "{e}");
         other.execute_batch("COMMIT").unwrap();
-        let (mut db, plan) = committing.join().unwrap();
+        let (db, plan) = committing.join().unwrap();
         assert!(
             stored(&db.conn).is_empty(),
             "nothing of the cancelled page was written"
         );
-        let page_records = records(&["a"]);
-        let page = PageCommit::of_records(plan.generation, 0, &page_records, None);
-        db.commit_page("c", "s", page, None)
-            .expect("the next commit is not cancelled");
+
+        // The store's sync was stopped: no later statement waits either.
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (outcome, committing) = commit_in_background(db, plan, &["a"]);
+        let later = outcome
+            .recv_timeout(BUSY_TIMEOUT / 2)
+            .expect("a commit after the cancel still waited for the other connection's lock");
+        assert!(later.expect_err("committed under the lock").is_given_up());
+        other.execute_batch("COMMIT").unwrap();
+        // Without another connection's lock in the way, it writes as before.
+        let (db, plan) = committing.join().unwrap();
+        let (outcome, committing) = commit_in_background(db, plan, &["a"]);
+        outcome.recv().unwrap().expect("no lock to wait for");
+        let (db, _) = committing.join().unwrap();
         assert_eq!(stored(&db.conn).len(), 1);
     }
 
