@@ -76,11 +76,17 @@ unsafe extern "C" fn wait_unless_given_up(state: *mut c_void, attempt: c_int) ->
 }
 
 /// Makes `conn` wait up to [`BUSY_TIMEOUT`] for another connection's lock
-/// unless `state` says to give up. `state` must outlive `conn`.
-pub(super) fn install(conn: &Connection, state: &Arc<LockWait>) -> rusqlite::Result<()> {
+/// unless `state` says to give up.
+///
+/// # Safety
+///
+/// `state` (the allocation the `Arc` points to) must outlive `conn`:
+/// SQLite keeps a pointer to it and reads it whenever `conn` waits.
+pub(super) unsafe fn install(conn: &Connection, state: &Arc<LockWait>) -> rusqlite::Result<()> {
     let state = Arc::as_ptr(state).cast_mut().cast::<c_void>();
-    // SAFETY: the handler only reads `state` (atomics) and neither panics
-    // nor unwinds; the caller keeps `state` alive for longer than `conn`.
+    // SAFETY: the handler touches nothing but `state`'s atomics and
+    // neither panics nor unwinds; `state` outlives `conn` (the caller's
+    // promise).
     let code =
         unsafe { ffi::sqlite3_busy_handler(conn.handle(), Some(wait_unless_given_up), state) };
     match code {

@@ -95,7 +95,9 @@ impl Sqlite {
     pub(crate) fn open(path: &Path) -> Result<Sqlite, OpenError> {
         let conn = Connection::open(path)?;
         let lock_wait = Arc::new(LockWait::default());
-        lock_wait::install(&conn, &lock_wait)?;
+        // SAFETY: `Sqlite` holds `lock_wait` in a field declared after
+        // `conn`, so the connection closes first.
+        unsafe { lock_wait::install(&conn, &lock_wait)? };
         // Before anything is written (a database that exists keeps its
         // page size). Larger pages make a full sync's appends cheaper (fewer
         // b-tree pages touched, logged and balanced per page of records) and
