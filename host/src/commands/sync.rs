@@ -327,7 +327,37 @@ pub fn write_report(
 
 #[cfg(test)]
 mod tests {
-    use super::elapsed_text;
+    use super::*;
+
+    #[test]
+    fn a_stop_that_cut_a_wait_for_the_database_short_exits_75_and_says_so() {
+        use rusqlite::ffi;
+        let busy = || {
+            let locked = rusqlite::Error::SqliteFailure(
+                ffi::Error::new(ffi::SQLITE_BUSY),
+                Some("database is locked".into()),
+            );
+            anyhow::Error::new(StoreError::from(locked))
+        };
+        let stop = StopSignal::default();
+        let e = temporary_is_75(busy(), &stop);
+        assert!(
+            e.downcast_ref::<Failure>().is_none(),
+            "not stopped: SQLite's own error, exit 1: {e:#}"
+        );
+        stop.trigger();
+        let e = temporary_is_75(busy(), &stop);
+        let failure = e
+            .downcast_ref::<Failure>()
+            .expect("an exit code of its own");
+        assert_eq!(failure.exit_code, EXIT_TEMPORARY_FAILURE, "{e:#}");
+        assert!(
+            failure
+                .message
+                .starts_with("the sync was stopped while it waited for the database"),
+            "{e:#}"
+        );
+    }
 
     #[test]
     fn short_runs_are_told_in_milliseconds() {
