@@ -1024,6 +1024,29 @@ mod tests {
         (outcome, committing)
     }
 
+    /// The outcome of a commit waiting for another connection's lock,
+    /// cancelled until it gives up. A cancel while nothing runs ends no
+    /// wait yet, so it is repeated until the commit has started. Fails
+    /// once the commit waited half of [`BUSY_TIMEOUT`] (a deadline for the
+    /// test, not a measurement).
+    fn outcome_once_cancelled(
+        canceller: &StatementCanceller,
+        outcome: &std::sync::mpsc::Receiver<Result<u64, StoreError>>,
+    ) -> Result<u64, StoreError> {
+        let deadline = Instant::now() + BUSY_TIMEOUT / 2;
+        loop {
+            canceller.cancel();
+            match outcome.recv_timeout(Duration::from_millis(20)) {
+                Ok(committed) => return committed,
+                Err(_) => assert!(
+                    Instant::now() < deadline,
+                    "the cancelled commit still waited for the other connection's lock after {} s",
+                    (BUSY_TIMEOUT / 2).as_secs()
+                ),
+            }
+        }
+    }
+
     #[test]
     fn a_commit_waiting_for_another_connections_lock_gives_up_when_cancelled_and_so_do_later_ones()
     {
@@ -1039,23 +1062,8 @@ mod tests {
         let other = Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let (outcome, committing) = commit_in_background(db, plan, &["a", "b"]);
-        // Deadlines for the test, not measurements: half of what a commit
-        // waits for the lock unless it gives up.
-        let deadline = Instant::now() + BUSY_TIMEOUT / 2;
-        let given_up = loop {
-            // A cancel while nothing runs ends no wait yet: cancel until
-            // the commit has started, and so gives up.
-            canceller.cancel();
-            match outcome.recv_timeout(Duration::from_millis(20)) {
-                Ok(committed) => break committed,
-                Err(_) => assert!(
-                    Instant::now() < deadline,
-                    "the cancelled commit still waited for the other connection's lock after {} s",
-                    (BUSY_TIMEOUT / 2).as_secs()
-                ),
-            }
-        };
-        let e = given_up.expect_err("committed while another connection held the write lock");
+        let e = outcome_once_cancelled(&canceller, &outcome)
+            .expect_err("committed while another connection held the write lock");
         assert!(e.is_given_up(), "{e}");
         other.execute_batch("COMMIT").unwrap();
         let (db, plan) = committing.join().unwrap();
@@ -1065,6 +1073,8 @@ mod tests {
         );
 
         // The store's sync was stopped: no later statement waits either.
+        // (A deadline for the test, not a measurement: half of what a
+        // commit waits for the lock unless it gives up.)
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let (outcome, committing) = commit_in_background(db, plan, &["a"]);
         let later = outcome
