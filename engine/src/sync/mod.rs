@@ -187,7 +187,7 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
         seconds: started.elapsed().as_secs_f64(),
     };
     if let Err(e) = record_run(job, &shared, &report).await {
-        if !given_up_after_a_stop(job, &e) {
+        if !given_up_after_a_stop(&job.options.stop, &e) {
             return Err(e);
         }
         tracing::warn!("the run's end was not recorded: the sync was stopped while it waited for the database ({e:#}); the next sync marks this run interrupted");
@@ -198,8 +198,8 @@ pub async fn run(job: &SyncJob, store: Arc<Mutex<Store>>) -> anyhow::Result<RunR
 /// Whether `e` is a statement of a stopped sync given up ([`StoreError::is_given_up`]):
 /// 5 s after a stop, the sync's session is cancelled while it waits for a
 /// lock, and on SQLite no later statement waits for one.
-fn given_up_after_a_stop(job: &SyncJob, e: &anyhow::Error) -> bool {
-    job.options.stop.is_triggered()
+pub fn given_up_after_a_stop(stop: &StopSignal, e: &anyhow::Error) -> bool {
+    stop.is_triggered()
         && e.downcast_ref::<StoreError>()
             .is_some_and(StoreError::is_given_up)
 }
@@ -209,7 +209,7 @@ fn given_up_after_a_stop(job: &SyncJob, e: &anyhow::Error) -> bool {
 /// (the next sync records the end without reading the stream again), none
 /// when the database refused the write.
 fn stream_end_failure(job: &SyncJob, e: &anyhow::Error) -> (Option<String>, String) {
-    if given_up_after_a_stop(job, e) {
+    if given_up_after_a_stop(&job.options.stop, e) {
         let why = "stopped by a signal before the stream's end was recorded; the next sync records it without reading the stream again";
         return (Some("stopped".into()), why.into());
     }
@@ -377,14 +377,15 @@ async fn record_run(job: &SyncJob, shared: &RunShared, report: &RunReport) -> an
 /// SQLite no statement waits for a lock after the first cancel.
 const STUCK_AFTER_STOP: Duration = Duration::from_secs(5);
 
-/// The outcome of `call`, a store call of a sync named `what`; once the
-/// sync is stopped, the statement the store's session runs is cancelled
-/// every [`STUCK_AFTER_STOP`] while `call` waits.
+/// The outcome of `call`, a store call of a sync that `what` names (for
+/// the warning, made only then); once the sync is stopped, the statement
+/// the store's session runs is cancelled every [`STUCK_AFTER_STOP`] while
+/// `call` waits.
 pub(crate) async fn unless_stuck_after_stop<T>(
     mut call: StoreCall<T>,
     stop: &StopSignal,
     canceller: &StatementCanceller,
-    what: &str,
+    what: impl Fn() -> String,
 ) -> Result<T, StoreCallPanicked> {
     tokio::select! {
         done = &mut call => return done,
@@ -396,7 +397,8 @@ pub(crate) async fn unless_stuck_after_stop<T>(
             () = tokio::time::sleep(STUCK_AFTER_STOP) => {
                 canceller.cancel();
                 tracing::warn!(
-                    "{what} still waited {} s after the stop (for another session's or process's lock, or behind this sync's running statement): the statement this sync's database session runs is cancelled, and what it wrote is done again by the next sync",
+                    "{} still waited {} s after the stop (for another session's or process's lock, or behind this sync's running statement): the statement this sync's database session runs is cancelled, and what it wrote is done again by the next sync",
+                    what(),
                     STUCK_AFTER_STOP.as_secs()
                 );
             }
@@ -414,6 +416,7 @@ async fn blocking_unless_stuck<T: Send + 'static>(
     f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
 ) -> anyhow::Result<T> {
     let call = on_store(store, f);
+    let what = || what.to_string();
     Ok(unless_stuck_after_stop(call, &job.options.stop, canceller, what).await??)
 }
 

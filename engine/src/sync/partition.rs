@@ -247,17 +247,11 @@ impl PartitionReader<'_> {
         &self,
         commit: StoreCall<Result<u64, StoreError>>,
     ) -> Result<Result<u64, StoreError>, StoreCallPanicked> {
-        let what = format!(
-            "a page's commit of `{}` (partition {})",
-            self.task.stream.name, self.task.index
-        );
-        unless_stuck_after_stop(
-            commit,
-            &self.job.options.stop,
-            &self.shared.canceller,
-            &what,
-        )
-        .await
+        let what = || {
+            let (stream, partition) = (&self.task.stream.name, self.task.index);
+            format!("a page's commit of `{stream}` (partition {partition})")
+        };
+        unless_stuck_after_stop(commit, &self.job.options.stop, &self.shared.canceller, what).await
     }
 
     /// The request for the page after `cursor`.

@@ -6,7 +6,9 @@ use crate::failure::{load_config, Failure, EXIT_TEMPORARY_FAILURE};
 use anyhow::Result;
 use connector_engine::progress::{Bars, LogLines, Progress};
 use connector_engine::store::{HealthState, Store, StoreError};
-use connector_engine::sync::{RunReport, SyncInProgress, SyncJob, SyncOptions};
+use connector_engine::sync::{
+    given_up_after_a_stop, RunReport, SyncInProgress, SyncJob, SyncOptions,
+};
 use connector_sandbox::config::SyncConfig;
 use connector_sandbox::egress::EgressLimits;
 use connector_sandbox::secrets::Environment;
@@ -85,14 +87,11 @@ pub async fn sync(
 /// A failed page is the report's to tell ([`incomplete`]); this is what is
 /// left when there is no report.
 fn temporary_is_75(e: anyhow::Error, stop: &StopSignal) -> anyhow::Error {
-    if let Some(database) = e
-        .downcast_ref::<StoreError>()
-        .filter(|database| stop.is_triggered() && database.is_given_up())
-    {
+    if given_up_after_a_stop(stop, &e) {
         return Failure {
             exit_code: EXIT_TEMPORARY_FAILURE,
             message: format!(
-                "the sync was stopped while it waited for the database ({database}); the pages written before are kept, and the next sync resumes after them"
+                "the sync was stopped while it waited for the database ({e:#}); the pages written before are kept, and the next sync resumes after them"
             ),
         }
         .into();
