@@ -135,6 +135,27 @@ fn wait_until_held(f: &Fixture, id: &str) {
     }
 }
 
+/// Waits (at most [`DEADLINE`]) until `db` holds `count` devices.
+fn wait_for_devices_committed(db: &TestDatabase, count: i64) {
+    let mut client = db.client();
+    let started = Instant::now();
+    loop {
+        let stored: i64 = client
+            .query_one(
+                "SELECT count(*) FROM records r JOIN stream_ids s ON s.id = r.stream_id
+                 WHERE s.stream = 'devices'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if stored >= count {
+            return;
+        }
+        assert!(started.elapsed() < DEADLINE, "{stored} devices committed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Asserts every stream of every connection holds exactly the emulator's
 /// records (each once), and that the connection is healthy.
 fn holds_exactly_the_source(f: &Fixture, env: &HashMap<String, String>, dir: &Path, count: usize) {
@@ -315,6 +336,10 @@ fn a_worker_paused_past_its_lease_cannot_commit_afterwards() {
     );
     let mut a = spawn_worker(&f, &env, &dir, "a", &["--slots", "1"]);
     wait_until_held(&f, "a");
+    // A asks for its third page while its second commits: paused inside
+    // that commit's transaction, it would keep the partition's row locked,
+    // and no other worker can take a locked partition over.
+    wait_for_devices_committed(&db, 100);
     // Paused with the request in flight, A cannot renew its lease; B takes
     // the partition over from A's last committed page and ends the run.
     signal(&a, "STOP");
