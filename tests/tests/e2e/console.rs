@@ -142,6 +142,19 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
     assert!(detail.contains("network_adapters"), "{detail}");
     assert!(detail.contains(">complete<"), "{detail}");
     assert!(detail.contains("Health history"), "{detail}");
+    metrics_count_records_and_tell_unreadable_stores(&base, port);
+    sync_now_reaches_the_source(&f, &base, &cookie);
+    finds_a_device_by_an_adapters_ip(&f, &base, &cookie, "servicenow");
+    disconnects_deleting_the_records(&f, &base, &cookie, &config);
+    // SIGTERM stops it cleanly.
+    connector_e2e::sigterm(&child);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// `/metrics`: the 40 devices of the connection, and which stores can be
+/// read (the unreachable PostgreSQL one cannot).
+fn metrics_count_records_and_tell_unreadable_stores(base: &str, port: u16) {
     let (status, _, metrics) = get(&format!("{base}/metrics"), None);
     assert_eq!(status, 200);
     let line = format!(
@@ -157,17 +170,21 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
             && metrics.lines().any(|l| l == readable("unreachable", 0)),
         "{metrics}"
     );
-    // "Sync now", once serve's own first sync is over: the emulator hears from it again.
+}
+
+/// "Sync now", once serve's own first sync is over: the emulator hears
+/// from it again.
+fn sync_now_reaches_the_source(f: &Fixture, base: &str, cookie: &str) {
     let page = wait_for_page(
         &format!("{base}/connections/servicenow"),
-        &cookie,
+        cookie,
         "Next sync ",
     );
     let before = f.state().request_count();
     let csrf = csrf_of(&page);
     let (status, location) = post(
         &format!("{base}/connections/servicenow/sync"),
-        &cookie,
+        cookie,
         &format!("csrf={csrf}"),
     );
     assert_eq!(
@@ -175,12 +192,6 @@ fn serve_shows_each_configured_connection_and_its_metrics_then_stops_on_sigterm(
         (303, Some("/connections/servicenow"))
     );
     assert!(f.state().wait_for_requests(before + 1, PATIENCE) > before);
-    finds_a_device_by_an_adapters_ip(&f, &base, &cookie, "servicenow");
-    disconnects_deleting_the_records(&f, &base, &cookie, &config);
-    // SIGTERM stops it cleanly.
-    connector_e2e::sigterm(&child);
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
 }
 
 /// Databases whose server accepts connections and never answers (a

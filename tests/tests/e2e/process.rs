@@ -174,21 +174,7 @@ fn sigkill_at_20_random_points_then_resume_ends_with_the_emulators_data_and_few_
     }
     let total = f.state().request_count() - series_start;
     // Each killed run is marked interrupted by the run after it.
-    let args = [
-        "status",
-        "--config",
-        config.to_str().unwrap(),
-        "--runs",
-        "25",
-        "--json",
-    ];
-    let status: Value = serde_json::from_str(&f.cli(&args).ok()).unwrap();
-    let statuses: Vec<&str> = status["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap())
-        .collect();
+    let statuses = statuses_of_the_last_runs(&f, &config, 25);
     assert_eq!(statuses.len(), 21, "{statuses:?}");
     assert_eq!(statuses[0], "complete");
     assert!(
@@ -196,12 +182,7 @@ fn sigkill_at_20_random_points_then_resume_ends_with_the_emulators_data_and_few_
         "{statuses:?}"
     );
     // Every record once, exactly as the emulator has it.
-    for stream in STREAMS {
-        let got = f.export(&config, stream, false);
-        let want = expected_records(f.state(), stream);
-        assert_eq!(got.len(), want.len(), "{stream}: record count");
-        assert!(got == want, "{stream}: records differ");
-    }
+    stores_the_emulators_records(&f, &config);
     // A kill loses the pages in flight (one per stream, and whatever the
     // process sent before the signal landed); the whole series stays within
     // 110% of the uninterrupted sync.
@@ -238,15 +219,35 @@ fn ended_as_stopped(child: Child) {
     );
 }
 
-/// Every stream's export is exactly the emulator's records.
+/// Every stream's export is exactly the emulator's records (each once).
 fn stores_the_emulators_records(f: &Fixture, config: &Path) {
     for stream in STREAMS {
-        assert_eq!(
-            f.export(config, stream, false),
-            expected_records(f.state(), stream),
-            "{stream}"
-        );
+        let got = f.export(config, stream, false);
+        let want = expected_records(f.state(), stream);
+        assert_eq!(got.len(), want.len(), "{stream}: record count");
+        assert!(got == want, "{stream}: records differ");
     }
+}
+
+/// The statuses of the connection's last `count` runs, newest first
+/// (`status --json`).
+fn statuses_of_the_last_runs(f: &Fixture, config: &Path, count: usize) -> Vec<String> {
+    let count = count.to_string();
+    let args = [
+        "status",
+        "--config",
+        config.to_str().unwrap(),
+        "--runs",
+        &count,
+        "--json",
+    ];
+    let status: Value = serde_json::from_str(&f.cli(&args).ok()).unwrap();
+    status["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
