@@ -5,7 +5,7 @@ use crate::cursor::{check_key_for_query, partition_bounds, Cursor, Phase};
 use crate::query::TableQuery;
 use crate::record::{is_servicenow_datetime, to_rfc3339, RecordError, RecordWriter};
 use crate::response::{parse_rows, status_error};
-use crate::rows::Cell;
+use crate::rows::{Cell, Row};
 use crate::settings::{setting_infos, Settings};
 use crate::streams::StreamSpec;
 use exposure_connector_sdk::http::{Http, Request, Response};
@@ -257,25 +257,7 @@ impl PartitionRead<'_> {
         let total = total_count(&resp);
         let env = parse_rows(&resp, &spec.table)?;
         let rows = env.result.unwrap_or_default();
-
-        let mut records = Vec::with_capacity(rows.len());
-        let mut last_key: Option<&str> = None;
-        let mut writer = RecordWriter::new(spec);
-        for row in &rows {
-            let record = writer.write(row).map_err(|RecordError::MissingKey| {
-                ConnectorError::BadResponse(format!(
-                    "ServiceNow returned a `{}` row without a sys_id; the response cannot be used.",
-                    spec.table
-                ))
-            })?;
-            let key = row.get("sys_id").and_then(Cell::text).unwrap_or_default();
-            check_order(&spec.table, last_key.or(cursor.after.as_deref()), key)?;
-            last_key = Some(key);
-            records.push(record);
-        }
-        if let Some(warning) = writer.dropped().warning(&spec.table) {
-            exposure_connector_sdk::warn!("{warning}");
-        }
+        let (records, last_key) = self.records_of(&rows, cursor.after.as_deref())?;
         let window = Window {
             total,
             returned: rows.len(),
@@ -305,6 +287,34 @@ impl PartitionRead<'_> {
             next_cursor: next.map(|c| c.to_json()),
             watermark: cursor.watermark,
         })
+    }
+
+    /// The records of `rows`, each checked to come after the one before it
+    /// (the first after `after`), and the last row's key.
+    fn records_of<'r>(
+        &self,
+        rows: &'r [Row<'_>],
+        after: Option<&'r str>,
+    ) -> Result<(Vec<String>, Option<&'r str>), ConnectorError> {
+        let table = &self.spec.table;
+        let mut records = Vec::with_capacity(rows.len());
+        let mut last_key: Option<&str> = None;
+        let mut writer = RecordWriter::new(self.spec);
+        for row in rows {
+            let record = writer.write(row).map_err(|RecordError::MissingKey| {
+                ConnectorError::BadResponse(format!(
+                    "ServiceNow returned a `{table}` row without a sys_id; the response cannot be used."
+                ))
+            })?;
+            let key = row.get("sys_id").and_then(Cell::text).unwrap_or_default();
+            check_order(table, last_key.or(after), key)?;
+            last_key = Some(key);
+            records.push(record);
+        }
+        if let Some(warning) = writer.dropped().warning(table) {
+            exposure_connector_sdk::warn!("{warning}");
+        }
+        Ok((records, last_key))
     }
 
     /// A page of `sys_audit_delete`: this stream's deletions since the last

@@ -112,77 +112,101 @@ pub fn setting_infos() -> Vec<SettingInfo> {
 impl Settings {
     /// Parses and validates name/value settings.
     pub fn parse(pairs: &[(String, String)]) -> Result<Self, ConnectorError> {
-        for (name, _) in pairs {
-            if !SPECS.iter().any(|s| s.name == name) {
-                let known: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
-                return Err(ConnectorError::InvalidSettings(format!(
-                    "Unknown setting `{name}`. Known settings: {}.",
-                    known.join(", ")
-                )));
-            }
-        }
-        let get = |name: &str| -> Option<String> {
-            let given = pairs
-                .iter()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.trim().to_string())
-                .filter(|v| !v.is_empty());
-            given.or_else(|| {
-                SPECS
-                    .iter()
-                    .find(|s| s.name == name)
-                    .and_then(|s| s.default.map(str::to_string))
-            })
-        };
-        let instance = get("instance").ok_or_else(|| {
+        let given = Given::checked(pairs)?;
+        let instance = given.get("instance").ok_or_else(|| {
             ConnectorError::InvalidSettings(
                 "The `instance` setting is missing: set it to your instance's host name, e.g. `contoso.service-now.com`.".into(),
             )
         })?;
-        let column = |name: &str| -> Result<String, ConnectorError> {
-            let value = get(name).unwrap_or_default();
-            validate_identifier(name, &value)?;
-            Ok(value)
-        };
-        let whole_number = |name: &str, unit: &str, max: u32| -> Result<u32, ConnectorError> {
-            let text = get(name).unwrap_or_default();
-            text.parse::<u32>()
-                .ok()
-                .filter(|n| *n <= max)
-                .ok_or_else(|| {
-                    ConnectorError::InvalidSettings(format!(
-                        "The `{name}` setting must be a whole number of {unit} from 0 to {max}, not `{text}`."
-                    ))
-                })
-        };
-        let watermark_lag_seconds = whole_number("watermark_lag_seconds", "seconds", 86_400)?;
-        let active_within_days = whole_number("active_within_days", "days", 36_500)?;
-        let deletion_audit = match get("deletion_audit").unwrap_or_default().as_str() {
-            "auto" => true,
-            "off" => false,
-            other => {
-                return Err(ConnectorError::InvalidSettings(format!(
-                    "The `deletion_audit` setting must be `auto` or `off`, not `{other}`."
-                )))
-            }
-        };
+        let watermark_lag_seconds =
+            given.whole_number("watermark_lag_seconds", "seconds", 86_400)?;
+        let active_within_days = given.whole_number("active_within_days", "days", 36_500)?;
+        let deletion_audit = given.deletion_audit()?;
         Ok(Settings {
             instance: parse_instance(&instance)?,
-            device_table: column("device_table")?,
-            device_criticality_column: column("device_criticality_column")?,
-            device_last_logged_on_user_column: column("device_last_logged_on_user_column")?,
-            device_most_frequent_user_column: column("device_most_frequent_user_column")?,
-            device_primary_business_application_column: column(
-                "device_primary_business_application_column",
-            )?,
-            business_application_criticality_column: column(
-                "business_application_criticality_column",
-            )?,
+            device_table: given.column("device_table")?,
+            device_criticality_column: given.column("device_criticality_column")?,
+            device_last_logged_on_user_column: given.column("device_last_logged_on_user_column")?,
+            device_most_frequent_user_column: given.column("device_most_frequent_user_column")?,
+            device_primary_business_application_column: given
+                .column("device_primary_business_application_column")?,
+            business_application_criticality_column: given
+                .column("business_application_criticality_column")?,
             watermark_lag_seconds,
             active_within_days,
             deletion_audit,
         })
+    }
+}
+
+/// The settings as given, each read by its name: the last value given for
+/// a name, trimmed, else the setting's default.
+struct Given<'a> {
+    pairs: &'a [(String, String)],
+}
+
+impl<'a> Given<'a> {
+    /// `pairs`, refused when one names a setting the connector does not have.
+    fn checked(pairs: &'a [(String, String)]) -> Result<Self, ConnectorError> {
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(name, _)| !SPECS.iter().any(|s| s.name == name))
+        {
+            let known: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
+            return Err(ConnectorError::InvalidSettings(format!(
+                "Unknown setting `{name}`. Known settings: {}.",
+                known.join(", ")
+            )));
+        }
+        Ok(Given { pairs })
+    }
+
+    /// The value of `name`: given and not blank, else its default.
+    fn get(&self, name: &str) -> Option<String> {
+        let given = self
+            .pairs
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        given.or_else(|| {
+            SPECS
+                .iter()
+                .find(|s| s.name == name)
+                .and_then(|s| s.default.map(str::to_string))
+        })
+    }
+
+    /// A table or column name ([`validate_identifier`]).
+    fn column(&self, name: &str) -> Result<String, ConnectorError> {
+        let value = self.get(name).unwrap_or_default();
+        validate_identifier(name, &value)?;
+        Ok(value)
+    }
+
+    /// A whole number of `unit` from 0 to `max`.
+    fn whole_number(&self, name: &str, unit: &str, max: u32) -> Result<u32, ConnectorError> {
+        let text = self.get(name).unwrap_or_default();
+        text.parse::<u32>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| {
+                ConnectorError::InvalidSettings(format!(
+                    "The `{name}` setting must be a whole number of {unit} from 0 to {max}, not `{text}`."
+                ))
+            })
+    }
+
+    /// `deletion_audit`: `auto` (read the audit when allowed) or `off`.
+    fn deletion_audit(&self) -> Result<bool, ConnectorError> {
+        match self.get("deletion_audit").unwrap_or_default().as_str() {
+            "auto" => Ok(true),
+            "off" => Ok(false),
+            other => Err(ConnectorError::InvalidSettings(format!(
+                "The `deletion_audit` setting must be `auto` or `off`, not `{other}`."
+            ))),
+        }
     }
 }
 
