@@ -3,8 +3,10 @@
 //!
 //! For each device count and added latency it runs, against one emulator
 //! (HTTPS with its own CA, started in this process):
-//! - `connector-host sync --full` (the wasm component in the host);
-//! - `native-sync` (the same connector crate compiled natively, same store);
+//! - `connector-host sync --full` (the wasm component in the host), the
+//!   storage floor from what it stored, and `native-sync` (the same
+//!   connector crate compiled natively, same store), one run of each in
+//!   turn (`measure_in_turns`);
 //! - optionally pysnc, ServiceNow's Python SDK, reading the same three
 //!   tables with its defaults and tuned;
 //! - at 0 ms, an incremental sync after 1% of the devices changed, then
@@ -113,6 +115,20 @@ struct Sample {
     system_s: f64,
     max_rss_mib: f64,
 }
+
+/// How to measure one row: `prepare` a run (not timed), then time the
+/// command `command` builds; `records` counts what the run read (from its
+/// stdout or the database) and may correct the sample from the command's
+/// own report of its work.
+struct Measurement<'a> {
+    what: String,
+    prepare: Box<dyn FnMut() -> Result<()> + 'a>,
+    command: Box<dyn Fn() -> Command + 'a>,
+    records: Box<RecordsRead<'a>>,
+}
+
+/// What a run read, from its stdout and its sample ([`Measurement`]).
+type RecordsRead<'a> = dyn Fn(&str, &mut Sample) -> Result<u64> + 'a;
 
 /// A measured configuration: medians of its samples.
 #[derive(Debug, Clone, Serialize)]
@@ -371,25 +387,52 @@ impl Bench<'_> {
     /// Measures `what` `runs` times: `prepare` (not timed), then the
     /// command `command` builds, timed; `records` counts what it read, from
     /// its stdout or the database. Requests and records are the last run's.
-    fn measure(
+    fn measure<'m>(
         &self,
         what: &str,
         runs: usize,
-        mut prepare: impl FnMut() -> Result<()>,
-        command: impl Fn() -> Command,
-        records: impl Fn(&str) -> Result<u64>,
+        prepare: impl FnMut() -> Result<()> + 'm,
+        command: impl Fn() -> Command + 'm,
+        records: impl Fn(&str) -> Result<u64> + 'm,
     ) -> Result<Row> {
-        let mut samples = Vec::new();
-        let (mut read, mut requests) = (0, 0);
+        let measurement = Measurement {
+            what: what.to_string(),
+            prepare: Box::new(prepare),
+            command: Box::new(command),
+            records: Box::new(move |stdout, _| records(stdout)),
+        };
+        let mut rows = self.measure_in_turns(runs, vec![measurement])?;
+        Ok(rows.remove(0))
+    }
+
+    /// Measures each of `measurements` `runs` times, taking turns: one run
+    /// of each, then the next round. On these virtual machines what the
+    /// kernel charges for the first write to a page changes over minutes,
+    /// and a row measured in a block of its own took its minutes' cost
+    /// alone (BENCHMARKS.md, "Run R"). Requests and records are each
+    /// row's last run's.
+    fn measure_in_turns(
+        &self,
+        runs: usize,
+        mut measurements: Vec<Measurement<'_>>,
+    ) -> Result<Vec<Row>> {
+        let mut samples = vec![Vec::new(); measurements.len()];
+        let mut last = vec![(0, 0); measurements.len()];
         for _ in 0..runs {
-            prepare()?;
-            let before = self.requests();
-            let (sample, stdout) = timed(&mut command())?;
-            requests = self.requests() - before;
-            read = records(&stdout)?;
-            samples.push(sample);
+            for (i, m) in measurements.iter_mut().enumerate() {
+                (m.prepare)()?;
+                let before = self.requests();
+                let (mut sample, stdout) = timed(&mut (m.command)())?;
+                let requests = self.requests() - before;
+                last[i] = ((m.records)(&stdout, &mut sample)?, requests);
+                samples[i].push(sample);
+            }
         }
-        Ok(self.row(what, &samples, read, requests))
+        Ok(measurements
+            .iter()
+            .zip(samples.iter().zip(last))
+            .map(|(m, (samples, (read, requests)))| self.row(&m.what, samples, read, requests))
+            .collect())
     }
 
     /// `connector-host sync` (`--full` when `full`) with the bench configuration.
@@ -407,23 +450,27 @@ impl Bench<'_> {
 
     /// A full sync with the wasm component, from an empty database.
     fn host_full(&self) -> Result<Row> {
-        let config = self.config()?;
-        self.measure(
-            "wasm component (connector-host sync)",
-            self.args.runs,
-            || self.remove_database(),
-            || self.host_sync(&config, true),
-            |_| self.records(),
-        )
+        let full = self.host_full_measurement(self.config()?);
+        Ok(self.measure_in_turns(self.args.runs, vec![full])?.remove(0))
     }
 
-    /// The same sync by the connector compiled natively.
-    fn native_full(&self) -> Result<Row> {
-        self.measure(
-            "native build (same crate, ureq)",
-            self.args.runs,
-            || self.remove_database(),
-            || {
+    /// How to measure a full sync with the wasm component, from an empty
+    /// database.
+    fn host_full_measurement(&self, config: PathBuf) -> Measurement<'_> {
+        Measurement {
+            what: "wasm component (connector-host sync)".into(),
+            prepare: Box::new(|| self.remove_database()),
+            command: Box::new(move || self.host_sync(&config, true)),
+            records: Box::new(|_, _| self.records()),
+        }
+    }
+
+    /// How to measure the same sync by the connector compiled natively.
+    fn native_full_measurement(&self) -> Measurement<'_> {
+        Measurement {
+            what: "native build (same crate, ureq)".into(),
+            prepare: Box::new(|| self.remove_database()),
+            command: Box::new(|| {
                 let mut cmd = Command::new(self.args.bin_dir.join("native-sync"));
                 cmd.args(["--instance", &self.emulator.base_url(), "--user", USER])
                     .arg("--ca-file")
@@ -432,9 +479,23 @@ impl Bench<'_> {
                     .arg(self.database())
                     .env("NATIVE_SYNC_PASSWORD", PASSWORD);
                 cmd
-            },
-            |_| self.records(),
-        )
+            }),
+            records: Box::new(|_, _| self.records()),
+        }
+    }
+
+    /// The full sync with the component, the storage floor from what that
+    /// sync stored, and the native build's full sync, in turns
+    /// ([`Bench::measure_in_turns`]).
+    fn full_syncs_in_turns(&self) -> Result<Vec<Row>> {
+        let measurements = vec![
+            self.host_full_measurement(self.config()?),
+            self.storage_floor_measurement(),
+            self.native_full_measurement(),
+        ];
+        let rows = self.measure_in_turns(self.args.runs, measurements)?;
+        self.remove_floor()?;
+        Ok(rows)
     }
 
     /// An incremental sync after a fresh full sync and 1% of the devices updated.
@@ -481,9 +542,7 @@ impl Bench<'_> {
         let args = self.args;
         let mut measured = Vec::new();
         if !args.pysnc_only {
-            measured.push(self.host_full()?);
-            measured.push(self.storage_floor()?);
-            measured.push(self.native_full()?);
+            measured.extend(self.full_syncs_in_turns()?);
             if args.cores && self.latency_ms == 0 {
                 measured.extend(self.host_on_cores()?);
             }

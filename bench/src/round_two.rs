@@ -7,48 +7,38 @@
 //!   handshakes' round trips on every new connection, server time per row;
 //!   ours against pysnc tuned.
 
-use crate::{remove_sqlite_files, timed, Bench, Row};
+use crate::{remove_sqlite_files, Bench, Measurement, Row, Sample};
 use anyhow::{bail, Context as _, Result};
+use std::path::PathBuf;
 use std::process::Command;
 
 impl Bench<'_> {
-    /// The storage floor, from the database the last full sync left.
-    pub(crate) fn storage_floor(&self) -> Result<Row> {
-        let floor = self.dir.join("floor.db");
-        let remove = || remove_sqlite_files(&floor);
-        let mut samples = Vec::new();
-        let mut records = 0;
-        for _ in 0..self.args.runs {
-            remove()?;
-            let (mut sample, stdout) = timed(
-                Command::new(self.args.bin_dir.join("store-floor"))
-                    .arg("--from")
+    /// Where the storage floor writes.
+    fn floor_database(&self) -> PathBuf {
+        self.dir.join("floor.db")
+    }
+
+    /// Removes what the storage floor wrote.
+    pub(crate) fn remove_floor(&self) -> Result<()> {
+        remove_sqlite_files(&self.floor_database())
+    }
+
+    /// How to measure the storage floor, from the database the last full
+    /// sync left.
+    pub(crate) fn storage_floor_measurement(&self) -> Measurement<'_> {
+        Measurement {
+            what: "storage floor: the same records into the store from memory".into(),
+            prepare: Box::new(|| self.remove_floor()),
+            command: Box::new(|| {
+                let mut cmd = Command::new(self.args.bin_dir.join("store-floor"));
+                cmd.arg("--from")
                     .arg(self.database())
                     .arg("--database")
-                    .arg(&floor),
-            )?;
-            let written: serde_json::Value = serde_json::from_str(stdout.trim())
-                .with_context(|| format!("store-floor printed {stdout:?}"))?;
-            let figure = |name: &str| {
-                written[name]
-                    .as_f64()
-                    .with_context(|| format!("store-floor printed no {name}: {stdout:?}"))
-            };
-            // The writing alone; peak RSS is the whole process's, the
-            // records held in memory included.
-            sample.wall_s = figure("write_wall_s")?;
-            sample.cpu_s = figure("write_cpu_s")?;
-            sample.system_s = figure("write_system_s")?;
-            records = figure("records")? as u64;
-            samples.push(sample);
+                    .arg(self.floor_database());
+                cmd
+            }),
+            records: Box::new(floor_written),
         }
-        remove()?;
-        Ok(self.row(
-            "storage floor: the same records into the store from memory",
-            &samples,
-            records,
-            0,
-        ))
     }
 
     /// The full sync with the host on CPU 0 alone, then on every CPU, while
@@ -94,6 +84,23 @@ impl Bench<'_> {
         }
         Ok(rows)
     }
+}
+
+/// What `store-floor` printed: the records it wrote, and the writing's own
+/// figures in `sample` (peak RSS stays the whole process's, the records
+/// held in memory included).
+fn floor_written(stdout: &str, sample: &mut Sample) -> Result<u64> {
+    let written: serde_json::Value = serde_json::from_str(stdout.trim())
+        .with_context(|| format!("store-floor printed {stdout:?}"))?;
+    let figure = |name: &str| {
+        written[name]
+            .as_f64()
+            .with_context(|| format!("store-floor printed no {name}: {stdout:?}"))
+    };
+    sample.wall_s = figure("write_wall_s")?;
+    sample.cpu_s = figure("write_cpu_s")?;
+    sample.system_s = figure("write_system_s")?;
+    Ok(figure("records")? as u64)
 }
 
 /// Every thread of this process kept to some CPUs until dropped.
