@@ -401,6 +401,11 @@ impl Bench<'_> {
             command: Box::new(command),
             records: Box::new(move |stdout, _| records(stdout)),
         };
+        self.measure_alone(runs, measurement)
+    }
+
+    /// One row, measured `runs` times on its own.
+    fn measure_alone(&self, runs: usize, measurement: Measurement<'_>) -> Result<Row> {
         let mut rows = self.measure_in_turns(runs, vec![measurement])?;
         Ok(rows.remove(0))
     }
@@ -451,7 +456,7 @@ impl Bench<'_> {
     /// A full sync with the wasm component, from an empty database.
     fn host_full(&self) -> Result<Row> {
         let full = self.host_full_measurement(self.config()?);
-        Ok(self.measure_in_turns(self.args.runs, vec![full])?.remove(0))
+        self.measure_alone(self.args.runs, full)
     }
 
     /// How to measure a full sync with the wasm component, from an empty
