@@ -2,7 +2,7 @@
 //! `sys_updated_on` to the emulator's clock) and deletes (recorded in
 //! `sys_audit_delete`), each logged so a test can state the exact end state.
 
-use crate::data::{device_rows, format_datetime, Related, Rng, Table};
+use crate::data::{device_rows, format_datetime, Related, Rng, Row, Table};
 use crate::server::State;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,6 +29,9 @@ pub struct Mutation {
     pub sys_id: String,
     /// The emulator's clock at the change (`YYYY-MM-DD HH:MM:SS`, UTC).
     pub at: String,
+    /// The device's row as it was before an update or a delete (none for
+    /// an insert): putting these back, latest first, undoes the changes.
+    pub replaced: Option<Row>,
 }
 
 const DEVICES: &str = "cmdb_ci_computer";
@@ -65,7 +68,7 @@ impl State {
     /// (`None` when there was nothing to update or delete).
     pub fn mutate(&self, kind: MutationKind, rng: &mut Rng) -> Option<Mutation> {
         let at = now();
-        let sys_id = self.with_db_mut(|db| {
+        let (sys_id, replaced) = self.with_db_mut(|db| {
             let seed = rng.next_u64();
             match kind {
                 MutationKind::Insert => {
@@ -96,15 +99,16 @@ impl State {
                             }
                         }
                     }
-                    Some(id)
+                    Some((id, None))
                 }
                 MutationKind::Update => {
                     let devices = db.tables.get_mut(DEVICES)?;
                     let id = random_key(devices, rng)?;
+                    let before = devices.get(&id)?.clone();
                     let version = format!("{}.{}", 1 + rng.below(20), rng.below(100));
                     devices.set(&id, "os_version", &version);
                     devices.set(&id, "sys_updated_on", &at);
-                    Some(id)
+                    Some((id, Some(before)))
                 }
                 MutationKind::Delete => {
                     let devices = db.tables.get_mut(DEVICES)?;
@@ -119,7 +123,7 @@ impl State {
                         ("sys_created_on", at.clone()),
                         ("sys_created_by", "admin".to_string()),
                     ]);
-                    Some(id)
+                    Some((id, Some(row)))
                 }
             }
         })?;
@@ -128,6 +132,7 @@ impl State {
             table: DEVICES.into(),
             sys_id,
             at,
+            replaced,
         };
         self.record_mutation(mutation.clone());
         Some(mutation)
@@ -175,8 +180,18 @@ mod tests {
         );
         let mut rng = Rng::new(5);
         let inserted = state.mutate(MutationKind::Insert, &mut rng).unwrap();
+        let before = state.with_db(|db| db.tables[DEVICES].clone());
         let updated = state.mutate(MutationKind::Update, &mut rng).unwrap();
         let deleted = state.mutate(MutationKind::Delete, &mut rng).unwrap();
+        assert_eq!(inserted.replaced, None);
+        for m in [&updated, &deleted] {
+            assert_eq!(
+                m.replaced.as_ref(),
+                before.get(&m.sys_id),
+                "{:?} replaced the device's row as it was",
+                m.kind
+            );
+        }
         state.with_db(|db| {
             let devices = &db.tables[DEVICES];
             assert_eq!(devices.rows().len(), 20);
