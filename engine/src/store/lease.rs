@@ -17,7 +17,12 @@
 //!   be unexpired, or nothing of the page is written
 //!   ([`StoreError::Fenced`](super::StoreError::Fenced)). A worker paused
 //!   past its lease (or cut off from the database) has lost it: its token
-//!   was replaced by the next claim, or its expiry passed.
+//!   was replaced by the next claim, or its expiry passed. A worker paused
+//!   *inside* that transaction (a frozen VM) would keep the row locked, and
+//!   no claim takes a locked row: so the transaction may sit idle for at
+//!   most the lease's length, after which the server ends its session and
+//!   the lock goes with it (unless the server, role or database bounds idle
+//!   transactions already).
 //! - **Expiry.** A killed worker's leases expire; another worker claims the
 //!   partition and resumes from its last committed cursor: nothing lost
 //!   (the cursor moves only with its page), nothing doubled (records are
@@ -70,6 +75,8 @@ pub struct Lease {
     pub partitions: u32,
     /// The last complete read's watermark (deletions are reported since).
     pub deletions_since: Option<String>,
+    /// How long the lease lasts from its claim or its last renewal.
+    pub length: std::time::Duration,
 }
 
 /// A page committed under a lease, with the holder's part of the run's

@@ -320,25 +320,39 @@ fn three_workers_lose_one_mid_sync_and_one_mid_commit_and_every_record_is_stored
     );
 }
 
-#[test]
-#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
-fn a_worker_paused_past_its_lease_cannot_commit_afterwards() {
+/// Worker A reading a deployment of one connection (300 devices, pages
+/// of 50, one partition, leases of 2 s), its third page of devices held
+/// in the emulator until released; with the emulator, the database, the
+/// workers' environment and the deployment's directory.
+fn worker_a_held_at_its_third_page() -> (
+    Fixture,
+    TestDatabase,
+    HashMap<String, String>,
+    PathBuf,
+    KillOnDrop,
+) {
     let f = Fixture::start(300);
     let db = TestDatabase::create();
     let env = db.environment(&f);
     let sync = ["page_size = 50", "partitions = 1", "lease_seconds = 2"];
     let dir = deployment(&f, &db, 1, &sync);
-    // A's third page of devices waits in the emulator until released.
     f.state().inject(
         FaultRule::next(Fault::Held, 1)
             .on_path("cmdb_ci_computer")
             .after(2),
     );
-    let mut a = spawn_worker(&f, &env, &dir, "a", &["--slots", "1"]);
+    let a = spawn_worker(&f, &env, &dir, "a", &["--slots", "1"]);
     wait_until_held(&f, "a");
-    // A asks for its third page while its second commits: paused inside
-    // that commit's transaction, it would keep the partition's row locked,
-    // and no other worker can take a locked partition over.
+    (f, db, env, dir, a)
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_worker_paused_past_its_lease_cannot_commit_afterwards() {
+    let (f, db, env, dir, mut a) = worker_a_held_at_its_third_page();
+    // A asks for its third page while its second commits: A is paused
+    // once that commit is done, outside a page's transaction (inside one,
+    // see `a_worker_frozen_inside_a_commit_loses_its_partition_once_its_lease_ends`).
     wait_for_devices_committed(&db, 100);
     // Paused with the request in flight, A cannot renew its lease; B takes
     // the partition over from A's last committed page and ends the run.
@@ -370,6 +384,42 @@ fn a_worker_paused_past_its_lease_cannot_commit_afterwards() {
         stored == before,
         "a page of the paused worker was written after it lost its lease"
     );
+}
+
+#[test]
+#[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+fn a_worker_frozen_inside_a_commit_loses_its_partition_once_its_lease_ends() {
+    let (f, db, env, dir, mut a) = worker_a_held_at_its_third_page();
+    // A's next commit waits for the test's lock on the records; A is
+    // frozen there, then the lock goes: A's session sits idle inside the
+    // page's transaction, holding the partition's row locked.
+    db.with_records_locked(|| {
+        f.state().release_held();
+        wait_until_blocked_in_a_commit(&db, "connector-host worker a");
+        signal(&a, "STOP");
+    });
+    // No claim takes a locked row; once A's lease is over, the server ends
+    // A's idle transaction and B takes the partition over.
+    let mut b = spawn_worker(&f, &env, &dir, "b", &[]);
+    let Some(status) = connector_e2e::exit_within(&mut b, DEADLINE) else {
+        panic!(
+            "worker b did not finish: the frozen worker kept its partition locked ({:?})",
+            output_of(&f, "b")
+        );
+    };
+    assert!(
+        status.success(),
+        "worker b: {status} {:?}",
+        output_of(&f, "b")
+    );
+    holds_exactly_the_source(&f, &env, &dir, 1);
+    reports_every_stored_record_once(&f, &env, &dir, 1);
+    // A wakes to a session that is gone; it writes nothing more.
+    signal(&a, "CONT");
+    exits_cleanly(&f, &mut a, "a");
+    let err = output_of(&f, "a").1;
+    assert!(err.contains("nothing of the page was written"), "{err}");
+    holds_exactly_the_source(&f, &env, &dir, 1);
 }
 
 #[test]

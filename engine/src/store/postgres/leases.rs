@@ -63,6 +63,7 @@ pub(super) fn claim(
         },
         partitions: r.get::<_, i64>(9).clamp(0, i64::from(u32::MAX)) as u32,
         deletions_since: r.get(10),
+        length: lease,
     }))
 }
 
@@ -128,9 +129,28 @@ pub(super) fn held(client: &mut Client, connection: &str) -> Result<Vec<HeldLeas
 
 /// In a page's transaction: locks `held`'s partition row and checks it
 /// still carries its token, unexpired; [`StoreError::Fenced`] otherwise.
+///
+/// The same statement bounds how long the rest of the transaction may sit
+/// idle: the lease's length, unless the session has a bound already. A
+/// worker frozen between two of the transaction's statements (a paused VM)
+/// would otherwise keep the row locked until it woke, and no claim takes a
+/// locked row (`SKIP LOCKED`): its partition, and the run, would wait for
+/// it. Idle that long, its lease has expired; the server ends the session,
+/// the transaction is rolled back, and another worker claims the partition.
 pub(super) fn fence(tx: &mut Transaction<'_>, held: &Lease) -> Result<(), StoreError> {
+    let idle_ms = held
+        .length
+        .as_millis()
+        .clamp(1, i32::MAX as u128)
+        .to_string();
     let current = tx.query_opt(
-        "SELECT 1 FROM partitions
+        "SELECT set_config('idle_in_transaction_session_timeout',
+                           CASE current_setting('idle_in_transaction_session_timeout')
+                               WHEN '0' THEN $5
+                               ELSE current_setting('idle_in_transaction_session_timeout')
+                           END,
+                           true)
+         FROM partitions
          WHERE connection = $1 AND stream = $2 AND partition = $3
            AND lease_token = $4 AND lease_expires_at > now()
          FOR UPDATE",
@@ -139,6 +159,7 @@ pub(super) fn fence(tx: &mut Transaction<'_>, held: &Lease) -> Result<(), StoreE
             &held.stream,
             &i64::from(held.partition),
             &held.token,
+            &idle_ms,
         ],
     )?;
     match current {
@@ -148,5 +169,101 @@ pub(super) fn fence(tx: &mut Transaction<'_>, held: &Lease) -> Result<(), StoreE
             stream: held.stream.clone(),
             partition: held.partition,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::deployment::RunStream;
+    use crate::store::testing::{postgres, TestStore};
+    use crate::store::StreamRequest;
+    use std::time::Instant;
+
+    /// A deadline for a test's wait, not a measurement.
+    const DEADLINE: Duration = Duration::from_secs(60);
+
+    /// The one partition of a run of connection `c`, claimed for `length`.
+    fn claimed(db: &mut TestStore, length: Duration) -> Lease {
+        let stream = [RunStream {
+            name: "s".into(),
+            request: StreamRequest {
+                partitions: 1,
+                incremental_partitions: 1,
+                force_full: false,
+                supports_incremental: true,
+            },
+        }];
+        db.store.start_due_run("c", &stream).unwrap().unwrap();
+        db.store
+            .claim_partition("frozen", length, &["c".to_string()])
+            .unwrap()
+            .expect("the run's partition")
+    }
+
+    fn idle_bound(tx: &mut Transaction<'_>) -> String {
+        tx.query_one("SHOW idle_in_transaction_session_timeout", &[])
+            .unwrap()
+            .get(0)
+    }
+
+    #[test]
+    #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+    fn a_page_transaction_left_idle_past_the_lease_is_ended_and_its_partition_claimed_again() {
+        let mut db = postgres();
+        let lease = claimed(&mut db, Duration::from_secs(1));
+        let mut worker = db.target().connect().unwrap();
+        let pid: i32 = worker
+            .query_one("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .get(0);
+        let mut tx = worker.transaction().unwrap();
+        fence(&mut tx, &lease).unwrap();
+        assert_eq!(idle_bound(&mut tx), "1s", "the lease's length");
+        // The worker freezes here, inside the page's transaction, holding
+        // the partition's row.
+        let mut watcher = db.target().connect().unwrap();
+        let started = Instant::now();
+        while watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+        {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the session idle inside its page's transaction was not ended: it keeps the partition locked"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let next = db
+            .store
+            .claim_partition("next", Duration::from_secs(30), &["c".to_string()])
+            .unwrap();
+        assert_eq!(
+            next.map(|l| (l.partition, l.cursor)),
+            Some((lease.partition, None)),
+            "the partition is claimed again from its last committed cursor"
+        );
+        let e = tx.commit().unwrap_err();
+        assert!(e.is_closed() || e.as_db_error().is_some(), "{e}");
+    }
+
+    #[test]
+    #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+    fn a_session_that_bounds_idle_transactions_keeps_its_bound() {
+        let mut db = postgres();
+        let lease = claimed(&mut db, Duration::from_secs(30));
+        let mut worker = db.target().connect().unwrap();
+        worker
+            .batch_execute("SET idle_in_transaction_session_timeout = '1h'")
+            .unwrap();
+        let mut tx = worker.transaction().unwrap();
+        fence(&mut tx, &lease).unwrap();
+        assert_eq!(idle_bound(&mut tx), "1h");
+        tx.rollback().unwrap();
     }
 }
