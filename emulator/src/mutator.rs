@@ -30,7 +30,8 @@ pub struct Mutation {
     /// The emulator's clock at the change (`YYYY-MM-DD HH:MM:SS`, UTC).
     pub at: String,
     /// The device's row as it was before an update or a delete (none for
-    /// an insert): putting these back, latest first, undoes the changes.
+    /// an insert): putting these back, latest first, restores the devices
+    /// (a delete's `sys_audit_delete` row stays).
     pub replaced: Option<Row>,
 }
 
