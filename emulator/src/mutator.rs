@@ -2,7 +2,7 @@
 //! `sys_updated_on` to the emulator's clock) and deletes (recorded in
 //! `sys_audit_delete`), each logged so a test can state the exact end state.
 
-use crate::data::{device_rows, format_datetime, Related, Rng, Row, Table};
+use crate::data::{device_rows, format_datetime, Database, Related, Rng, Row, Table};
 use crate::server::State;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -72,60 +72,9 @@ impl State {
         let (sys_id, replaced) = self.with_db_mut(|db| {
             let seed = rng.next_u64();
             match kind {
-                MutationKind::Insert => {
-                    let apps: Vec<String> = db.tables["cmdb_ci_business_app"]
-                        .rows()
-                        .iter()
-                        .map(|r| r.key().to_string())
-                        .collect();
-                    let mut related = Related::default();
-                    let device =
-                        device_rows(seed, (seed % 1_000_000_000) as usize, &apps, &mut related);
-                    let devices = db.tables.get_mut(DEVICES)?;
-                    let device = set_updated(devices, &device, &at);
-                    let id = device.key().to_string();
-                    if devices.find(&id).is_err() {
-                        devices.put(device);
-                    }
-                    for (table, rows) in [
-                        ("cmdb_ci_network_adapter", related.adapters),
-                        ("cmdb_ci_ip_address", related.ip_addresses),
-                        ("cmdb_rel_ci", related.relations),
-                    ] {
-                        let t = db.tables.get_mut(table)?;
-                        for row in rows {
-                            let row = set_updated(t, &row, &at);
-                            if t.find(row.key()).is_err() {
-                                t.put(row);
-                            }
-                        }
-                    }
-                    Some((id, None))
-                }
-                MutationKind::Update => {
-                    let devices = db.tables.get_mut(DEVICES)?;
-                    let id = random_key(devices, rng)?;
-                    let before = devices.get(&id)?.clone();
-                    let version = format!("{}.{}", 1 + rng.below(20), rng.below(100));
-                    devices.set(&id, "os_version", &version);
-                    devices.set(&id, "sys_updated_on", &at);
-                    Some((id, Some(before)))
-                }
-                MutationKind::Delete => {
-                    let devices = db.tables.get_mut(DEVICES)?;
-                    let id = random_key(devices, rng)?;
-                    let row = devices.remove(&id)?;
-                    let name = devices.value(&row, "name").to_string();
-                    db.tables.get_mut("sys_audit_delete")?.upsert(&[
-                        ("sys_id", rng.sys_id()),
-                        ("tablename", DEVICES.to_string()),
-                        ("documentkey", id.clone()),
-                        ("display_value", name),
-                        ("sys_created_on", at.clone()),
-                        ("sys_created_by", "admin".to_string()),
-                    ]);
-                    Some((id, Some(row)))
-                }
+                MutationKind::Insert => insert(db, seed, &at).map(|id| (id, None)),
+                MutationKind::Update => update(db, rng, &at),
+                MutationKind::Delete => delete(db, rng, &at),
             }
         })?;
         let mutation = Mutation {
@@ -138,6 +87,68 @@ impl State {
         self.record_mutation(mutation.clone());
         Some(mutation)
     }
+}
+
+/// Inserts a new device made from `seed`, with its adapters, addresses
+/// and relations, changed `at`; returns its sys_id.
+fn insert(db: &mut Database, seed: u64, at: &str) -> Option<String> {
+    let apps: Vec<String> = db.tables["cmdb_ci_business_app"]
+        .rows()
+        .iter()
+        .map(|r| r.key().to_string())
+        .collect();
+    let mut related = Related::default();
+    let device = device_rows(seed, (seed % 1_000_000_000) as usize, &apps, &mut related);
+    let devices = db.tables.get_mut(DEVICES)?;
+    let device = set_updated(devices, &device, at);
+    let id = device.key().to_string();
+    if devices.find(&id).is_err() {
+        devices.put(device);
+    }
+    for (table, rows) in [
+        ("cmdb_ci_network_adapter", related.adapters),
+        ("cmdb_ci_ip_address", related.ip_addresses),
+        ("cmdb_rel_ci", related.relations),
+    ] {
+        let t = db.tables.get_mut(table)?;
+        for row in rows {
+            let row = set_updated(t, &row, at);
+            if t.find(row.key()).is_err() {
+                t.put(row);
+            }
+        }
+    }
+    Some(id)
+}
+
+/// Changes a random device's `os_version`, `at`; returns its sys_id and
+/// its row before.
+fn update(db: &mut Database, rng: &mut Rng, at: &str) -> Option<(String, Option<Row>)> {
+    let devices = db.tables.get_mut(DEVICES)?;
+    let id = random_key(devices, rng)?;
+    let before = devices.get(&id)?.clone();
+    let version = format!("{}.{}", 1 + rng.below(20), rng.below(100));
+    devices.set(&id, "os_version", &version);
+    devices.set(&id, "sys_updated_on", at);
+    Some((id, Some(before)))
+}
+
+/// Deletes a random device, `at`, and records it in `sys_audit_delete`;
+/// returns its sys_id and its row.
+fn delete(db: &mut Database, rng: &mut Rng, at: &str) -> Option<(String, Option<Row>)> {
+    let devices = db.tables.get_mut(DEVICES)?;
+    let id = random_key(devices, rng)?;
+    let row = devices.remove(&id)?;
+    let name = devices.value(&row, "name").to_string();
+    db.tables.get_mut("sys_audit_delete")?.upsert(&[
+        ("sys_id", rng.sys_id()),
+        ("tablename", DEVICES.to_string()),
+        ("documentkey", id.clone()),
+        ("display_value", name),
+        ("sys_created_on", at.to_string()),
+        ("sys_created_by", "admin".to_string()),
+    ]);
+    Some((id, Some(row)))
 }
 
 /// Mutates the data at `per_second` changes per second (inserts, updates and
