@@ -6,21 +6,31 @@
 //! triggered; partitions stop after the page they committed last.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Set once; wakes every waiter.
 #[derive(Debug, Default)]
 pub struct StopSignal {
     stopped: AtomicBool,
     wake: Notify,
+    /// When it was first triggered.
+    at: OnceLock<Instant>,
 }
 
 impl StopSignal {
     /// Stops the run: current and future waits end at once.
     pub fn trigger(&self) {
+        self.at.get_or_init(Instant::now);
         self.stopped.store(true, Ordering::SeqCst);
         self.wake.notify_waiters();
+    }
+
+    /// When the run was stopped (the first trigger), if it was.
+    pub fn triggered_at(&self) -> Option<Instant> {
+        self.at.get().copied()
     }
 
     /// Whether the run was stopped.
@@ -97,5 +107,16 @@ mod tests {
             stop.sleep(Duration::from_secs(1)).await,
             "later waits end at once too"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_knows_when_it_was_first_triggered() {
+        let stop = StopSignal::default();
+        assert_eq!(stop.triggered_at(), None);
+        let first = tokio::time::Instant::now();
+        stop.trigger();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        stop.trigger();
+        assert_eq!(stop.triggered_at(), Some(first));
     }
 }

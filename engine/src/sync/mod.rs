@@ -14,7 +14,7 @@
 //! source accepted the credential (and for good once it rejected it),
 //! `report` is what a run reports.
 
-use crate::priority::{on_store_thread, StoreCall, StoreCallPanicked};
+use crate::priority::{on_store_thread, StoreCall};
 use crate::progress::Progress;
 use crate::store::{
     FinishedStream, ReadMode, StatementCanceller, Store, StoreError, StreamPlan, StreamRequest,
@@ -31,6 +31,7 @@ use connector_sandbox::stop::StopSignal;
 pub(crate) use credential_gate::CredentialGate;
 use partition::read_partition;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -366,41 +367,55 @@ async fn record_run(job: &SyncJob, shared: &RunShared, report: &RunReport) -> an
     .await
 }
 
-/// How long a store call of a stopped sync may still run before the
-/// statement its session runs is cancelled, and again after each cancel
-/// while it runs on. A call takes milliseconds; one still running after a
-/// stop waits for a lock that another session or process holds, and would
-/// hold the stop until the lock goes or a time-out ends it (PostgreSQL's
-/// `statement_timeout`, SQLite's 30 s). A cancel reaches whatever the
-/// store's session runs, which may by then be another call that waited
-/// for the store: on PostgreSQL that one is cancelled on a later turn; on
-/// SQLite no statement waits for a lock after the first cancel.
+/// How long the store calls of a stopped sync may still run, from the
+/// stop, before the statement their session runs is cancelled. A call
+/// takes milliseconds; one still running after a stop waits for a lock
+/// that another session or process holds, and would hold the stop until
+/// the lock goes or a time-out ends it (PostgreSQL's `statement_timeout`,
+/// SQLite's 30 s).
 const STUCK_AFTER_STOP: Duration = Duration::from_secs(5);
 
+/// Once [`STUCK_AFTER_STOP`] is over, how soon a call still running is
+/// cancelled again, and a call that starts then is cancelled if it runs
+/// that long. A cancel reaches whatever the store's session runs; calls
+/// queued behind a cancelled one (the other partitions' commits) then wait
+/// for the same lock, one after the other, and a grace of their own each
+/// would add up to many seconds. (On SQLite no statement waits for a lock
+/// after the first cancel anyway.)
+const STUCK_AGAIN: Duration = Duration::from_millis(250);
+
 /// The outcome of `call`, a store call of a sync that `what` names (for
-/// the warning, made only then); once the sync is stopped, the statement
-/// the store's session runs is cancelled every [`STUCK_AFTER_STOP`] while
-/// `call` waits.
+/// the warning, made once, at its first cancel). Once the sync is stopped
+/// and [`STUCK_AFTER_STOP`] is over, `cancel` cancels the statement the
+/// store's session runs, every [`STUCK_AGAIN`] while `call` waits.
 pub(crate) async fn unless_stuck_after_stop<T>(
-    mut call: StoreCall<T>,
+    mut call: impl Future<Output = T> + Unpin,
     stop: &StopSignal,
-    canceller: &StatementCanceller,
+    cancel: impl Fn(),
     what: impl Fn() -> String,
-) -> Result<T, StoreCallPanicked> {
+) -> T {
     tokio::select! {
         done = &mut call => return done,
         () = stop.triggered() => {}
     }
+    let now = tokio::time::Instant::now();
+    let grace_over = stop.triggered_at().unwrap_or(now) + STUCK_AFTER_STOP;
+    let mut next = grace_over.max(now + STUCK_AGAIN);
+    let mut warned = false;
     loop {
         tokio::select! {
             done = &mut call => return done,
-            () = tokio::time::sleep(STUCK_AFTER_STOP) => {
-                canceller.cancel();
-                tracing::warn!(
-                    "{} still waited {} s after the stop (for another session's or process's lock, or behind this sync's running statement): the statement this sync's database session runs is cancelled, and what it wrote is done again by the next sync",
-                    what(),
-                    STUCK_AFTER_STOP.as_secs()
-                );
+            () = tokio::time::sleep_until(next) => {
+                cancel();
+                next = tokio::time::Instant::now() + STUCK_AGAIN;
+                if !warned {
+                    warned = true;
+                    tracing::warn!(
+                        "{} was still waiting {} s after the stop (for another session's or process's lock, or behind this sync's running statement): the statement this sync's database session runs is cancelled, and what it wrote is done again by the next sync",
+                        what(),
+                        STUCK_AFTER_STOP.as_secs()
+                    );
+                }
             }
         }
     }
@@ -417,7 +432,8 @@ async fn blocking_unless_stuck<T: Send + 'static>(
 ) -> anyhow::Result<T> {
     let call = on_store(store, f);
     let what = || what.to_string();
-    Ok(unless_stuck_after_stop(call, &job.options.stop, canceller, what).await??)
+    let cancel = || canceller.cancel();
+    Ok(unless_stuck_after_stop(call, &job.options.stop, cancel, what).await??)
 }
 
 /// Runs `f` on the store, on a store thread (SQLite calls block, and an
@@ -500,4 +516,87 @@ pub(crate) struct RunShared {
     /// Cancels the store's statement: a stopped run's commit that waits
     /// for another session's lock.
     pub(crate) canceller: StatementCanceller,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::Notify;
+    use tokio::time::Instant;
+
+    /// A store's session stuck on another session's lock: its calls run one
+    /// at a time, and each waits until a cancel reaches it while it runs
+    /// (a cancel that reaches nothing running is lost, as on a server).
+    #[derive(Default)]
+    struct StuckSession {
+        turn: tokio::sync::Mutex<()>,
+        cancel: Notify,
+    }
+
+    impl StuckSession {
+        /// A call that ends by itself after `takes`, unless cancelled first.
+        async fn call(self: Arc<Self>, takes: Duration) -> &'static str {
+            let _turn = self.turn.lock().await;
+            tokio::select! {
+                () = tokio::time::sleep(takes) => "done",
+                () = self.cancel.notified() => "cancelled",
+            }
+        }
+
+        /// `call`, started at once (as on a store thread) and cut short
+        /// after `stop` as a sync's store calls are.
+        async fn call_of_a_sync(
+            self: Arc<Self>,
+            stop: Arc<StopSignal>,
+            takes: Duration,
+        ) -> &'static str {
+            let call = tokio::spawn(self.clone().call(takes));
+            tokio::task::yield_now().await;
+            let cancel = || self.cancel.notify_waiters();
+            let what = || "a call".to_string();
+            unless_stuck_after_stop(call, &stop, cancel, what)
+                .await
+                .unwrap()
+        }
+    }
+
+    const FOR_EVER: Duration = Duration::from_secs(3600);
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_queued_behind_a_cancelled_one_get_no_grace_of_their_own() {
+        let session = Arc::new(StuckSession::default());
+        let stop = Arc::new(StopSignal::default());
+        let calls: Vec<_> = (0..4)
+            .map(|_| tokio::spawn(session.clone().call_of_a_sync(stop.clone(), FOR_EVER)))
+            .collect();
+        tokio::task::yield_now().await;
+        let stopped = Instant::now();
+        stop.trigger();
+        for call in calls {
+            assert_eq!(call.await.unwrap(), "cancelled");
+        }
+        let took = stopped.elapsed();
+        assert!(
+            took <= STUCK_AFTER_STOP + 4 * STUCK_AGAIN,
+            "the stop waited {took:?} for four calls stuck behind one another: each had a grace of its own"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_ends_within_its_grace_is_not_cancelled() {
+        let session = Arc::new(StuckSession::default());
+        let stop = Arc::new(StopSignal::default());
+        stop.trigger();
+        let in_flight = session
+            .clone()
+            .call_of_a_sync(stop.clone(), STUCK_AFTER_STOP / 2);
+        assert_eq!(in_flight.await, "done", "a page in flight at the stop");
+        tokio::time::advance(STUCK_AFTER_STOP).await;
+        let later = session
+            .clone()
+            .call_of_a_sync(stop.clone(), STUCK_AGAIN / 2);
+        assert_eq!(later.await, "done", "a quick call after the grace");
+        let stuck = session.clone().call_of_a_sync(stop.clone(), FOR_EVER);
+        assert_eq!(stuck.await, "cancelled", "a stuck call after the grace");
+    }
 }

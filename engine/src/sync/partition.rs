@@ -251,7 +251,8 @@ impl PartitionReader<'_> {
             let (stream, partition) = (&self.task.stream.name, self.task.index);
             format!("a page's commit of `{stream}` (partition {partition})")
         };
-        unless_stuck_after_stop(commit, &self.job.options.stop, &self.shared.canceller, what).await
+        let cancel = || self.shared.canceller.cancel();
+        unless_stuck_after_stop(commit, &self.job.options.stop, cancel, what).await
     }
 
     /// The request for the page after `cursor`.
