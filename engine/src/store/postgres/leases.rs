@@ -248,8 +248,12 @@ mod tests {
             Some((lease.partition, None)),
             "the partition is claimed again from its last committed cursor"
         );
-        let e = tx.commit().unwrap_err();
-        assert!(e.is_closed() || e.as_db_error().is_some(), "{e}");
+        // The worker wakes to a session that is gone (how the client says
+        // so depends on when it reads the server's goodbye).
+        assert!(
+            tx.commit().is_err(),
+            "the frozen worker's page was committed after its session was ended"
+        );
     }
 
     #[test]
