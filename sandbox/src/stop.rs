@@ -5,7 +5,6 @@
 //! `Retry-After` or the next scheduled sync, ends as soon as it is
 //! triggered; partitions stop after the page they committed last.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -14,17 +13,15 @@ use tokio::time::Instant;
 /// Set once; wakes every waiter.
 #[derive(Debug, Default)]
 pub struct StopSignal {
-    stopped: AtomicBool,
-    wake: Notify,
-    /// When it was first triggered.
+    /// When it was first triggered (unset until then).
     at: OnceLock<Instant>,
+    wake: Notify,
 }
 
 impl StopSignal {
     /// Stops the run: current and future waits end at once.
     pub fn trigger(&self) {
         self.at.get_or_init(Instant::now);
-        self.stopped.store(true, Ordering::SeqCst);
         self.wake.notify_waiters();
     }
 
@@ -35,7 +32,7 @@ impl StopSignal {
 
     /// Whether the run was stopped.
     pub fn is_triggered(&self) -> bool {
-        self.stopped.load(Ordering::SeqCst)
+        self.at.get().is_some()
     }
 
     /// Returns once the run is stopped.
