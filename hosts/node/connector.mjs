@@ -8,12 +8,15 @@
  *   node hosts/node/connector.mjs info --component FILE
  *
  * `read` prints the stream's records as JSON lines in key order; messages go
- * to stderr. Exit status as `connector-host`'s: 0 done, 2 a configuration
- * problem, 75 a temporary failure (rate limits, unavailability: try again
- * later), 1 anything else.
+ * to stderr. It holds at most about `--buffer-mib` (64) MiB of records and
+ * sorts a longer stream through temporary files (lib/spool.mjs). Exit
+ * status as `connector-host`'s: 0 done, 2 a configuration problem, 75 a
+ * temporary failure (rate limits, unavailability: try again later), 1
+ * anything else.
  */
 
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { accessSync, constants } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './lib/config.mjs';
@@ -24,9 +27,10 @@ import { configFailure, EXIT_OTHER, Failure } from './lib/failure.mjs';
 import { Origin } from './lib/origin.mjs';
 import { readStream } from './lib/read.mjs';
 import { connectorImports } from './lib/sandbox.mjs';
+import { KeyedSpool } from './lib/spool.mjs';
 
 const USAGE = `usage:
-  node connector.mjs read --component FILE --config FILE --stream NAME [--cache-dir DIR] [--verbose]
+  node connector.mjs read --component FILE --config FILE --stream NAME [--buffer-mib N] [--cache-dir DIR] [--verbose]
   node connector.mjs info --component FILE [--cache-dir DIR]`;
 
 /** Text from a component, made safe for a terminal: one line, no control characters. */
@@ -109,6 +113,7 @@ async function read(args) {
   for (const flag of ['component', 'config', 'stream']) {
     if (!args[flag]) throw configFailure(`read needs --${flag}\n${USAGE}`);
   }
+  const bufferMib = parseBufferMib(args['buffer-mib']);
   const config = loadConfig(args.config);
   checkNetwork(config.network);
   const relaunched = withCaFile(config.network);
@@ -125,36 +130,65 @@ async function read(args) {
   const credential = credentialFromConfig(config.auth, info.authMethods, process.env);
   const reader = await instance(component, { origin, credential, limits: config.limits, log });
   const started = process.hrtime.bigint();
-  const { records, pages, retries } = await readStream({
-    source: reader.source,
-    settings: config.settings,
-    stream,
-    sync: config.sync,
-    log,
-    stderrTail: reader.stderrTail,
-  });
-  writeInKeyOrder(records);
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const { requests, bytes } = reader.egress.counters;
-  process.stderr.write(
-    `Read ${records.size} records of \`${stream.name}\` from ${origin} in ${seconds.toFixed(1)} s (${config.sync.partitions} partitions, ${pages} pages, ${requests} requests, ${(bytes / 1e6).toFixed(1)} MB, ${retries} retries).\n`,
-  );
+  const records = new KeyedSpool({ bufferBytes: bufferMib * MIB });
+  try {
+    const { pages, retries } = await readStream({
+      source: reader.source,
+      settings: config.settings,
+      stream,
+      sync: config.sync,
+      log,
+      stderrTail: reader.stderrTail,
+      records,
+    });
+    const written = await writeInKeyOrder(records);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const { requests, bytes } = reader.egress.counters;
+    const sorted = records.runCount > 0 ? `, sorted through ${records.runCount} temporary files` : '';
+    process.stderr.write(
+      `Read ${written} records of \`${stream.name}\` from ${origin} in ${seconds.toFixed(1)} s (${config.sync.partitions} partitions, ${pages} pages, ${requests} requests, ${(bytes / 1e6).toFixed(1)} MB, ${retries} retries${sorted}).\n`,
+    );
+  } finally {
+    records.close();
+  }
   return 0;
 }
 
-/** Writes the records, one JSON object per line, keys in byte order (as SQLite's `ORDER BY key`). */
-function writeInKeyOrder(records) {
-  const keys = [...records.keys()].map((k) => [Buffer.from(k, 'utf8'), k]);
-  keys.sort((a, b) => Buffer.compare(a[0], b[0]));
-  const lines = [];
-  for (const [, key] of keys) {
-    lines.push(records.get(key));
-    if (lines.length === 1000) {
-      process.stdout.write(`${lines.join('\n')}\n`);
-      lines.length = 0;
-    }
+/** One mebibyte. */
+const MIB = 1024 * 1024;
+
+/** `--buffer-mib`: how much of a stream `read` holds in memory before it sorts it into temporary files. */
+const DEFAULT_BUFFER_MIB = 64;
+
+/** The `--buffer-mib` value: a positive number of MiB. */
+function parseBufferMib(text) {
+  if (text === undefined) return DEFAULT_BUFFER_MIB;
+  const mib = Number(text);
+  if (!Number.isFinite(mib) || mib <= 0) {
+    throw configFailure(`--buffer-mib takes a positive number of MiB (such as 64), not \`${text}\``);
   }
-  if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
+  return mib;
+}
+
+/**
+ * Writes the records, one JSON object per line, keys in byte order (as
+ * SQLite's `ORDER BY key`), waiting when stdout's buffer is full; returns
+ * how many it wrote.
+ */
+async function writeInKeyOrder(records) {
+  let written = 0;
+  const lines = [];
+  const flush = async () => {
+    if (!process.stdout.write(`${lines.join('\n')}\n`)) await once(process.stdout, 'drain');
+    lines.length = 0;
+  };
+  for (const text of records.inKeyOrder()) {
+    lines.push(text);
+    written += 1;
+    if (lines.length === 1000) await flush();
+  }
+  if (lines.length > 0) await flush();
+  return written;
 }
 
 async function info(args) {
@@ -177,6 +211,7 @@ async function main(argv) {
         component: { type: 'string' },
         config: { type: 'string' },
         stream: { type: 'string' },
+        'buffer-mib': { type: 'string' },
         'cache-dir': { type: 'string' },
         verbose: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },

@@ -66,7 +66,7 @@ export function recordKey(record, keyField) {
 }
 
 /**
- * Reads every partition of `stream` and returns its records (JSON text) by key.
+ * Reads every partition of `stream` into `records` (JSON text by key).
  *
  * @param {object} options
  * @param {object} options.source the component's `source` exports
@@ -75,10 +75,11 @@ export function recordKey(record, keyField) {
  * @param {object} options.sync the `[sync]` table
  * @param {(level: string, message: string) => void} options.log
  * @param {() => string} options.stderrTail the guest's stderr, for traps
- * @returns {Promise<{records: Map<string, string>, pages: number, retries: number}>}
+ * @param {{set: (key: string, text: string) => void, delete: (key: string) => void}} options.records
+ *   where the records go: a `Map`, or a `KeyedSpool` (lib/spool.mjs) to bound memory
+ * @returns {Promise<{pages: number, retries: number}>}
  */
-export async function readStream({ source, settings, stream, sync, log, stderrTail }) {
-  const records = new Map();
+export async function readStream({ source, settings, stream, sync, log, stderrTail, records }) {
   const totals = { pages: 0, retries: 0 };
   const count = sync.partitions;
   for (let index = 0; index < count; index++) {
@@ -102,7 +103,7 @@ export async function readStream({ source, settings, stream, sync, log, stderrTa
       cursor = page.nextCursor;
     }
   }
-  return { records, ...totals };
+  return totals;
 }
 
 /** Adds a page's records by key; a tombstone removes its record. */

@@ -35,6 +35,17 @@ fn node_read(
     stream: &str,
     env: &HashMap<String, String>,
 ) -> NodeRun {
+    node_read_with(component, config, stream, env, &[])
+}
+
+/// [`node_read`] with `extra` arguments after the stream.
+fn node_read_with(
+    component: &Path,
+    config: &Path,
+    stream: &str,
+    env: &HashMap<String, String>,
+    extra: &[&str],
+) -> NodeRun {
     let repo = repository();
     let output = Command::new("node")
         .arg(repo.join("hosts/node/connector.mjs"))
@@ -43,6 +54,7 @@ fn node_read(
         .arg("--config")
         .arg(config)
         .args(["--stream", stream])
+        .args(extra)
         .env("CONNECTOR_NODE_CACHE", repo.join("target/node-host-cache"))
         .envs(env)
         .output()
@@ -127,6 +139,59 @@ fn node_reads_every_servicenow_stream_record_for_record_as_connector_host_export
         assert_same_lines(stream, &records, &exported);
         assert!(stderr.contains(", 2 retries)"), "{stderr}");
     }
+}
+
+#[test]
+#[ignore = "needs Node >= 20 and `npm ci --prefix hosts/node` (tests/run-all.sh)"]
+fn under_node_a_stream_larger_than_the_buffer_is_sorted_through_files_record_for_record() {
+    let f = Fixture::start(700);
+    let config = f.config(&ConfigSpec {
+        sync: vec!["partitions = 3".into(), "page_size = 100".into()],
+        ..Default::default()
+    });
+    f.sync(&config).ok();
+    let component = servicenow_component(&f);
+    let exported = exported_text(|args| f.cli(args), &config, "devices");
+    // The temporary files go under TMPDIR, here a directory of the test's own.
+    let temporary = tempfile::tempdir().unwrap();
+    let mut env = f.env.clone();
+    env.insert("TMPDIR".into(), temporary.path().to_str().unwrap().into());
+    let read = |buffer_mib: &str| {
+        node_read_with(
+            &component,
+            &config,
+            "devices",
+            &env,
+            &["--buffer-mib", buffer_mib],
+        )
+    };
+    // About 50 KB held at a time: the 700 devices (about 330 KB) go through
+    // several files, with a rate limit on the way.
+    f.state()
+        .inject(FaultRule::next(Fault::RateLimited { retry_after: 0 }, 1).after(3));
+    let run = read("0.05");
+    let stderr = run.stderr.clone();
+    assert_same_lines("devices", &run.ok(), &exported);
+    assert!(stderr.contains("temporary files)"), "{stderr}");
+    assert!(stderr.contains(", 1 retries"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(temporary.path()).unwrap().collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    // The control: a buffer the stream fits in writes no file, and the same lines.
+    let run = read("64");
+    let stderr = run.stderr.clone();
+    assert_same_lines("devices", &run.ok(), &exported);
+    assert!(!stderr.contains("temporary files"), "{stderr}");
+    // Not a size: a configuration problem, 2, before any request.
+    let requests = f.state().request_count();
+    let run = read("lots");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--buffer-mib takes a positive number of MiB"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(f.state().request_count(), requests);
 }
 
 #[test]

@@ -1,0 +1,329 @@
+/**
+ * A stream's records by key, in bounded memory, given back in key order.
+ *
+ * `read` prints a stream as `connector-host export` does: each record once
+ * (the last page that returned it wins, a tombstone removes it), keys in
+ * byte order. Holding the whole stream for that took 0.44 GiB at 100,000
+ * devices and grew with the stream. A spool holds at most about
+ * `bufferBytes` of records; past that it sorts what it holds into a
+ * temporary file (a *run*) and starts again. Reading back merges the runs
+ * and what is still in memory, the newest entry of a key winning. A stream
+ * that fits in the buffer never touches the disk.
+ *
+ * Runs live in a directory of their own under the system's temporary
+ * directory (`TMPDIR`), readable by the owner only, removed when the spool
+ * is closed, when the process exits, and on SIGINT or SIGTERM.
+ *
+ * ```js
+ * const spool = new KeyedSpool({ bufferBytes: 64 << 20 });
+ * try {
+ *   spool.set('b', '{"id":"b"}');
+ *   spool.set('a', '{"id":"a"}');
+ *   spool.delete('b');
+ *   for (const text of spool.inKeyOrder()) console.log(text); // {"id":"a"}
+ * } finally {
+ *   spool.close();
+ * }
+ * ```
+ *
+ * @module spool
+ */
+
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import { EXIT_OTHER, Failure } from './failure.mjs';
+
+/** What a buffered entry costs besides its strings' characters (a guess at V8's map entry and headers). */
+const ENTRY_OVERHEAD_BYTES = 96;
+
+/** Lines written to a run per `write` call. */
+const LINES_PER_WRITE = 1000;
+
+/** Records by key, spilled to sorted temporary files past a memory budget. */
+export class KeyedSpool {
+  /**
+   * @param {object} options
+   * @param {number} options.bufferBytes records held in memory before they are written to a run
+   * @param {string} [options.parentDir] where the runs' directory is made (the system's temporary directory)
+   */
+  constructor({ bufferBytes, parentDir = tmpdir() }) {
+    /** @type {Map<string, string|null>} key → record text, or null for a tombstone */
+    this.buffer = new Map();
+    this.bufferedBytes = 0;
+    this.bufferBytes = bufferBytes;
+    this.parentDir = parentDir;
+    /** @type {string|null} */
+    this.dir = null;
+    /** @type {string[]} the runs' files, oldest first */
+    this.runs = [];
+    this.removeOnExit = () => this.close();
+    this.onSignal = (signal) => {
+      this.close();
+      // What the signal would have done without this handler.
+      process.kill(process.pid, signal);
+    };
+  }
+
+  /** Keeps `text` as the record of `key`, replacing what an earlier page gave (as `Map#set`). */
+  set(key, text) {
+    this.hold(key, text);
+  }
+
+  /** Forgets the record of `key`, whether it was put before or not. */
+  delete(key) {
+    this.hold(key, null);
+  }
+
+  /** How many runs were written to disk so far. */
+  get runCount() {
+    return this.runs.length;
+  }
+
+  /**
+   * The records' texts, keys in byte order (as SQLite's `ORDER BY key`),
+   * each key's newest record once, deleted keys left out. The runs are
+   * read synchronously, a megabyte at a time.
+   *
+   * @returns {Generator<string>}
+   */
+  *inKeyOrder() {
+    const sources = this.runs.map((file) => new RunReader(file));
+    // The buffer is the newest source: a later source wins a key.
+    sources.push(new ArraySource(sortedEntries(this.buffer)));
+    for (const [, text] of mergeNewestWins(sources)) {
+      if (text !== null) yield text;
+    }
+  }
+
+  /** Removes the runs' directory. Safe to call more than once. */
+  close() {
+    if (this.dir === null) return;
+    rmSync(this.dir, { recursive: true, force: true });
+    this.dir = null;
+    process.off('exit', this.removeOnExit);
+    for (const signal of ['SIGINT', 'SIGTERM']) process.off(signal, this.onSignal);
+  }
+
+  /** Buffers one entry; writes a run when the buffer is over budget. */
+  hold(key, text) {
+    const previous = this.buffer.get(key);
+    if (previous !== undefined) this.bufferedBytes -= entryBytes(key, previous);
+    this.buffer.set(key, text);
+    this.bufferedBytes += entryBytes(key, text);
+    if (this.bufferedBytes > this.bufferBytes) this.spill();
+  }
+
+  /** Writes the buffer, sorted, as the newest run, and empties it. */
+  spill() {
+    try {
+      this.writeRun();
+    } catch (e) {
+      throw new Failure(
+        EXIT_OTHER,
+        `cannot sort the stream through a temporary file under ${this.parentDir} (${e.message}): free space there, set TMPDIR to a directory with room, or hold more of the stream in memory (--buffer-mib)`,
+      );
+    }
+    this.buffer = new Map();
+    this.bufferedBytes = 0;
+  }
+
+  /** Writes the buffer, sorted, as a run file, and adds it to the runs. */
+  writeRun() {
+    const file = join(this.runsDir(), `run-${this.runs.length}.jsonl`);
+    const fd = openSync(file, 'wx', 0o600);
+    try {
+      const lines = [];
+      for (const entry of sortedEntries(this.buffer)) {
+        lines.push(runLine(entry));
+        if (lines.length === LINES_PER_WRITE) {
+          writeSync(fd, `${lines.join('\n')}\n`);
+          lines.length = 0;
+        }
+      }
+      if (lines.length > 0) writeSync(fd, `${lines.join('\n')}\n`);
+    } finally {
+      closeSync(fd);
+    }
+    this.runs.push(file);
+  }
+
+  /** The runs' directory, made (owner-only) on the first spill. */
+  runsDir() {
+    if (this.dir !== null) return this.dir;
+    this.dir = mkdtempSync(join(this.parentDir, 'connector-node-spool-'));
+    process.on('exit', this.removeOnExit);
+    for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, this.onSignal);
+    return this.dir;
+  }
+}
+
+/** What an entry is counted as against the budget. */
+function entryBytes(key, text) {
+  return ENTRY_OVERHEAD_BYTES + key.length + (text === null ? 0 : text.length);
+}
+
+/**
+ * The map's entries, keys in the byte order of their UTF-8, as SQLite's
+ * `BINARY` collation compares them (JavaScript's `<` compares UTF-16
+ * units, which puts U+E000–U+FFFF after the characters beyond U+FFFF).
+ */
+function sortedEntries(map) {
+  const entries = [...map.entries()].map((entry) => [Buffer.from(entry[0], 'utf8'), entry]);
+  entries.sort((a, b) => Buffer.compare(a[0], b[0]));
+  return entries.map((pair) => pair[1]);
+}
+
+/**
+ * An entry as a line of a run: the key as a JSON string, a tab, then the
+ * record's text as it is (what nearly every record is: JSON of one line,
+ * an object), as a JSON string if it holds a line break or could be
+ * mistaken for one, or nothing for a tombstone.
+ */
+function runLine([key, text]) {
+  if (text === null) return `${JSON.stringify(key)}\t`;
+  const plain = !text.startsWith('"') && !/[\n\r]/.test(text);
+  return `${JSON.stringify(key)}\t${plain ? text : JSON.stringify(text)}`;
+}
+
+/** The entry a run's line holds ([`runLine`]'s inverse). */
+function runEntry(line) {
+  // A JSON string has no raw tab: the first one ends the key.
+  const tab = line.indexOf('\t');
+  const key = JSON.parse(line.slice(0, tab));
+  const value = line.slice(tab + 1);
+  if (value === '') return [key, null];
+  return [key, value.startsWith('"') ? JSON.parse(value) : value];
+}
+
+/** Bytes read from a run at a time. */
+const READ_CHUNK_BYTES = 1 << 20;
+
+/** A run file's entries, read back a chunk at a time. */
+class RunReader {
+  constructor(file) {
+    this.fd = openSync(file, 'r');
+    this.chunk = Buffer.alloc(READ_CHUNK_BYTES);
+    this.decoder = new StringDecoder('utf8');
+    /** The text after the last whole line read. */
+    this.rest = '';
+  }
+
+  /** The next entries, in order, or null at the run's end (the file is then closed). */
+  nextBatch() {
+    while (this.fd !== null) {
+      const read = readSync(this.fd, this.chunk, 0, this.chunk.length, null);
+      if (read === 0) {
+        closeSync(this.fd);
+        this.fd = null;
+        break;
+      }
+      const lines = (this.rest + this.decoder.write(this.chunk.subarray(0, read))).split('\n');
+      this.rest = lines.pop();
+      if (lines.length > 0) return lines.map(runEntry);
+    }
+    // Every line ends with a newline, so nothing is left after the last.
+    return null;
+  }
+}
+
+/** Entries already in memory, handed over as one batch. */
+class ArraySource {
+  constructor(entries) {
+    this.entries = entries;
+  }
+
+  nextBatch() {
+    const entries = this.entries;
+    this.entries = null;
+    return entries !== null && entries.length > 0 ? entries : null;
+  }
+}
+
+/**
+ * Merges sources of `[key, value]` entries (each with `nextBatch()`, in
+ * key byte order, each key at most once) into one in key byte order with
+ * each key once: the value of the latest source holding it.
+ *
+ * @param {{nextBatch: () => Array<[string, any]>|null}[]} sources oldest first
+ * @returns {Generator<[string, any]>}
+ */
+export function* mergeNewestWins(sources) {
+  const heads = new HeadHeap();
+  sources.forEach((source, index) => heads.pushNext({ source, index, batch: null, at: 0 }));
+  while (heads.size > 0) {
+    // The newest source's entry of the smallest key comes first.
+    const newest = heads.pop();
+    const entry = newest.batch[newest.at];
+    const key = newest.bytes;
+    heads.pushNext(newest);
+    while (heads.size > 0 && Buffer.compare(heads.top.bytes, key) === 0) {
+      heads.pushNext(heads.pop());
+    }
+    yield entry;
+  }
+}
+
+/** Sources' cursors, the smallest key first, the newest source first among equal keys. */
+class HeadHeap {
+  constructor() {
+    this.items = [];
+  }
+
+  get size() {
+    return this.items.length;
+  }
+
+  get top() {
+    return this.items[0];
+  }
+
+  /** Moves `cursor` to its source's next entry and pushes it, unless the source has ended. */
+  pushNext(cursor) {
+    if (cursor.batch !== null) cursor.at += 1;
+    if (cursor.batch === null || cursor.at >= cursor.batch.length) {
+      cursor.batch = cursor.source.nextBatch();
+      cursor.at = 0;
+      if (cursor.batch === null) return;
+    }
+    cursor.bytes = Buffer.from(cursor.batch[cursor.at][0], 'utf8');
+    const items = this.items;
+    items.push(cursor);
+    let i = items.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!before(items[i], items[parent])) break;
+      [items[i], items[parent]] = [items[parent], items[i]];
+      i = parent;
+    }
+  }
+
+  /** Takes the first cursor off. */
+  pop() {
+    const items = this.items;
+    const first = items[0];
+    const last = items.pop();
+    if (items.length > 0) {
+      items[0] = last;
+      let i = 0;
+      for (;;) {
+        const left = 2 * i + 1;
+        const right = left + 1;
+        let smallest = i;
+        if (left < items.length && before(items[left], items[smallest])) smallest = left;
+        if (right < items.length && before(items[right], items[smallest])) smallest = right;
+        if (smallest === i) break;
+        [items[i], items[smallest]] = [items[smallest], items[i]];
+        i = smallest;
+      }
+    }
+    return first;
+  }
+}
+
+/** Whether cursor `a` comes before `b`: a smaller key, or the same key from a newer source. */
+function before(a, b) {
+  const order = Buffer.compare(a.bytes, b.bytes);
+  return order < 0 || (order === 0 && a.index > b.index);
+}

@@ -1,0 +1,169 @@
+// Unit tests of lib/spool.mjs: a stream's records by key in bounded memory,
+// given back in SQLite's key order, the newest record of a key winning,
+// whether or not they went through temporary files.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { EXIT_OTHER, Failure } from '../lib/failure.mjs';
+import { KeyedSpool } from '../lib/spool.mjs';
+
+/** A directory of the test's own, for the spool's runs. */
+function parentDir() {
+  return mkdtempSync(join(tmpdir(), 'spool-test-'));
+}
+
+/** Applies `ops` ([key, text] to set, [key, null] to delete) and reads the spool back. */
+function through(ops, bufferBytes) {
+  const spool = new KeyedSpool({ bufferBytes, parentDir: parentDir() });
+  try {
+    for (const [key, text] of ops) {
+      if (text === null) spool.delete(key);
+      else spool.set(key, text);
+    }
+    return { texts: [...spool.inKeyOrder()], runs: spool.runCount };
+  } finally {
+    spool.close();
+  }
+}
+
+// Keys whose UTF-8 byte order (SQLite's) is not JavaScript's string order:
+// U+1F600 is a surrogate pair, below U+E000 in UTF-16 units, above it in bytes.
+const OPS = [
+  ['b', '{"k":"b","v":1}'],
+  ['a', '{"k":"a","v":1}'],
+  ['\u{1F600}', '{"k":"\u{1F600}"}'],
+  ['\uE000', '{"k":"\uE000"}'],
+  ['a', null],
+  ['c', '{"k":"c"}'],
+  ['b', '{"k":"b","v":2}'],
+  ['a', '{"k":"a","v":2}'],
+  ['never-set', null],
+  ['é', '{"k":"é"}'],
+  ['c', null],
+];
+const EXPECTED = ['{"k":"a","v":2}', '{"k":"b","v":2}', '{"k":"é"}', '{"k":"\uE000"}', '{"k":"\u{1F600}"}'];
+
+test('each key once, its newest record, in UTF-8 byte order, with and without temporary files', () => {
+  const inMemory = through(OPS, Infinity);
+  assert.deepEqual(inMemory.texts, EXPECTED);
+  assert.equal(inMemory.runs, 0);
+  // One run per entry: every key's newest entry is in a later file than its older ones.
+  const everyEntry = through(OPS, 0);
+  assert.deepEqual(everyEntry.texts, EXPECTED);
+  assert.equal(everyEntry.runs, OPS.length);
+  const some = through(OPS, 250);
+  assert.deepEqual(some.texts, EXPECTED);
+  assert.ok(some.runs > 1 && some.runs < OPS.length, `${some.runs} runs`);
+  // The control: JavaScript's own order differs from the one asserted.
+  assert.notDeepEqual([...EXPECTED].sort(), EXPECTED);
+});
+
+test('records with line breaks, tabs or a leading quote come back as they went in', () => {
+  const odd = ['{\n  "k": "x"\n}', '{"k":"y",\r\n"t":"\\t"}', '"a string"', '{"k":"z"}\t'];
+  const ops = odd.map((text, i) => [`k${i}`, text]);
+  assert.deepEqual(through(ops, 0).texts, odd);
+});
+
+/** A small deterministic generator (LCG), so that a failure repeats. */
+function generator(seed) {
+  let state = seed >>> 0;
+  return (n) => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state % n;
+  };
+}
+
+test('random sets and deletes read back as a Map sorted by UTF-8 bytes would give them', () => {
+  const next = generator(7);
+  const alphabet = ['a', 'B', '0', 'é', '\uE000', '\u{1F600}', '-'];
+  const ops = [];
+  for (let i = 0; i < 3000; i++) {
+    const key = Array.from({ length: 1 + next(3) }, () => alphabet[next(alphabet.length)]).join('');
+    ops.push([key, next(5) === 0 ? null : `{"op":${i}}`]);
+  }
+  const model = new Map();
+  for (const [key, text] of ops) {
+    if (text === null) model.delete(key);
+    else model.set(key, text);
+  }
+  const expected = [...model.keys()]
+    .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+    .map((key) => model.get(key));
+  for (const bufferBytes of [Infinity, 20_000, 2_000]) {
+    const { texts, runs } = through(ops, bufferBytes);
+    assert.deepEqual(texts, expected, `buffer of ${bufferBytes} bytes, ${runs} runs`);
+    assert.equal(runs > 0, bufferBytes !== Infinity);
+  }
+});
+
+test('the runs live in an owner-only directory that close removes', () => {
+  const parent = parentDir();
+  const spool = new KeyedSpool({ bufferBytes: 0, parentDir: parent });
+  spool.set('a', '{}');
+  const [dir] = readdirSync(parent);
+  assert.equal(statSync(join(parent, dir)).mode & 0o777, 0o700);
+  assert.equal(readdirSync(join(parent, dir)).length, 1);
+  spool.close();
+  spool.close();
+  assert.deepEqual(readdirSync(parent), []);
+});
+
+test('a temporary file that cannot be written fails the read saying where and what to do', () => {
+  const parent = join(parentDir(), 'a-file');
+  writeFileSync(parent, '');
+  const spool = new KeyedSpool({ bufferBytes: 0, parentDir: parent });
+  assert.throws(
+    () => spool.set('a', '{}'),
+    (e) => e instanceof Failure && e.exitCode === EXIT_OTHER && e.message.includes(parent) && e.message.includes('TMPDIR'),
+  );
+  // The control: the same spool with room in memory keeps the record.
+  const roomy = new KeyedSpool({ bufferBytes: Infinity, parentDir: parent });
+  roomy.set('a', '{}');
+  assert.deepEqual([...roomy.inKeyOrder()], ['{}']);
+});
+
+/**
+ * Runs a Node process that spills a spool under `parent`, prints its
+ * directory, then `then` (JavaScript); resolves with how it ended.
+ */
+function child(parent, then, onDir) {
+  const script = `
+    import { KeyedSpool } from ${JSON.stringify(new URL('../lib/spool.mjs', import.meta.url).href)};
+    const spool = new KeyedSpool({ bufferBytes: 0, parentDir: ${JSON.stringify(parent)} });
+    spool.set('a', '{}');
+    console.log(spool.dir);
+    ${then}`;
+  return new Promise((resolve) => {
+    const node = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    node.stdout.on('data', (data) => {
+      out += data;
+      if (out.endsWith('\n')) onDir(node, out.trim());
+    });
+    node.on('exit', (code, signal) => resolve({ code, signal, dir: out.trim() }));
+  });
+}
+
+test('the runs are removed when the process exits without closing the spool', async () => {
+  const parent = parentDir();
+  const ended = await child(parent, 'process.exitCode = 3;', () => {});
+  assert.equal(ended.code, 3);
+  assert.ok(ended.dir.startsWith(parent));
+  assert.equal(existsSync(ended.dir), false);
+});
+
+test('the runs are removed on SIGTERM, and the process still ends by the signal', async () => {
+  const parent = parentDir();
+  let seen = null;
+  const ended = await child(parent, 'setInterval(() => {}, 1000);', (node, dir) => {
+    seen = existsSync(dir);
+    node.kill('SIGTERM');
+  });
+  // The control: the directory was there while the process lived.
+  assert.equal(seen, true);
+  assert.equal(ended.signal, 'SIGTERM');
+  assert.equal(existsSync(ended.dir), false);
+});
