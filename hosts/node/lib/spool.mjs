@@ -8,11 +8,13 @@
  * `bufferBytes` of records; past that it sorts what it holds into a
  * temporary file (a *run*) and starts again. Reading back merges the runs
  * and what is still in memory, the newest entry of a key winning. A stream
- * that fits in the buffer never touches the disk.
+ * that fits in the buffer never touches the disk; past `maxRuns` runs, the
+ * runs are merged into one.
  *
- * Runs live in a directory of their own under the system's temporary
- * directory (`TMPDIR`), readable by the owner only, removed when the spool
- * is closed, when the process exits, and on SIGINT or SIGTERM.
+ * A run is created owner-only under the system's temporary directory
+ * (`TMPDIR`) and unlinked at once: it lives only as an open descriptor, so
+ * nothing is left behind however the process ends (even SIGKILL), and no
+ * signal handler holds up a stop.
  *
  * ```js
  * const spool = new KeyedSpool({ bufferBytes: 64 << 20 });
@@ -29,7 +31,8 @@
  * @module spool
  */
 
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
@@ -41,29 +44,28 @@ const ENTRY_OVERHEAD_BYTES = 96;
 /** Lines written to a run per `write` call. */
 const LINES_PER_WRITE = 1000;
 
+/** Runs kept before they are merged into one (each holds a descriptor open). */
+const MAX_RUNS = 64;
+
 /** Records by key, spilled to sorted temporary files past a memory budget. */
 export class KeyedSpool {
   /**
    * @param {object} options
    * @param {number} options.bufferBytes records held in memory before they are written to a run
-   * @param {string} [options.parentDir] where the runs' directory is made (the system's temporary directory)
+   * @param {string} [options.parentDir] where runs are created (the system's temporary directory)
+   * @param {number} [options.maxRuns] runs kept before they are merged into one
    */
-  constructor({ bufferBytes, parentDir = tmpdir() }) {
+  constructor({ bufferBytes, parentDir = tmpdir(), maxRuns = MAX_RUNS }) {
     /** @type {Map<string, string|null>} key → record text, or null for a tombstone */
     this.buffer = new Map();
     this.bufferedBytes = 0;
     this.bufferBytes = bufferBytes;
     this.parentDir = parentDir;
-    /** @type {string|null} */
-    this.dir = null;
-    /** @type {string[]} the runs' files, oldest first */
+    this.maxRuns = Math.max(2, maxRuns);
+    /** @type {RunFile[]} the runs, oldest first */
     this.runs = [];
-    this.removeOnExit = () => this.close();
-    this.onSignal = (signal) => {
-      this.close();
-      // What the signal would have done without this handler.
-      process.kill(process.pid, signal);
-    };
+    /** Runs written so far, merged ones included. */
+    this.runsWritten = 0;
   }
 
   /** Keeps `text` as the record of `key`, replacing what an earlier page gave (as `Map#set`). */
@@ -76,9 +78,9 @@ export class KeyedSpool {
     this.hold(key, null);
   }
 
-  /** How many runs were written to disk so far. */
+  /** How many runs were written to disk so far (merged ones included). */
   get runCount() {
-    return this.runs.length;
+    return this.runsWritten;
   }
 
   /**
@@ -89,7 +91,7 @@ export class KeyedSpool {
    * @returns {Generator<string>}
    */
   *inKeyOrder() {
-    const sources = this.runs.map((file) => new RunReader(file));
+    const sources = this.runs.map((run) => new RunReader(run));
     // The buffer is the newest source: a later source wins a key.
     sources.push(new ArraySource(sortedEntries(this.buffer)));
     for (const [, text] of mergeNewestWins(sources)) {
@@ -97,13 +99,10 @@ export class KeyedSpool {
     }
   }
 
-  /** Removes the runs' directory. Safe to call more than once. */
+  /** Closes the runs (which frees their space). Safe to call more than once. */
   close() {
-    if (this.dir === null) return;
-    rmSync(this.dir, { recursive: true, force: true });
-    this.dir = null;
-    process.off('exit', this.removeOnExit);
-    for (const signal of ['SIGINT', 'SIGTERM']) process.off(signal, this.onSignal);
+    for (const run of this.runs) run.close();
+    this.runs = [];
   }
 
   /** Buffers one entry; writes a run when the buffer is over budget. */
@@ -115,10 +114,11 @@ export class KeyedSpool {
     if (this.bufferedBytes > this.bufferBytes) this.spill();
   }
 
-  /** Writes the buffer, sorted, as the newest run, and empties it. */
+  /** Writes the buffer, sorted, as the newest run, and empties it; merges the runs past `maxRuns`. */
   spill() {
     try {
-      this.writeRun();
+      this.runs.push(this.writeRun(sortedEntries(this.buffer)));
+      if (this.runs.length >= this.maxRuns) this.compact();
     } catch (e) {
       throw new Failure(
         EXIT_OTHER,
@@ -129,33 +129,83 @@ export class KeyedSpool {
     this.bufferedBytes = 0;
   }
 
-  /** Writes the buffer, sorted, as a run file, and adds it to the runs. */
-  writeRun() {
-    const file = join(this.runsDir(), `run-${this.runs.length}.jsonl`);
-    const fd = openSync(file, 'wx', 0o600);
+  /**
+   * Merges every run into one. Tombstones are dropped: what they delete
+   * can only be in the runs merged, all older than them.
+   */
+  compact() {
+    const merged = mergeNewestWins(this.runs.map((run) => new RunReader(run)));
+    const run = this.writeRun(withoutTombstones(merged));
+    this.close();
+    this.runs = [run];
+  }
+
+  /** A new run holding `entries` (in key order). */
+  writeRun(entries) {
+    const run = RunFile.create(this.parentDir);
     try {
       const lines = [];
-      for (const entry of sortedEntries(this.buffer)) {
+      for (const entry of entries) {
         lines.push(runLine(entry));
         if (lines.length === LINES_PER_WRITE) {
-          writeSync(fd, `${lines.join('\n')}\n`);
+          run.append(`${lines.join('\n')}\n`);
           lines.length = 0;
         }
       }
-      if (lines.length > 0) writeSync(fd, `${lines.join('\n')}\n`);
-    } finally {
-      closeSync(fd);
+      if (lines.length > 0) run.append(`${lines.join('\n')}\n`);
+    } catch (e) {
+      run.close();
+      throw e;
     }
-    this.runs.push(file);
+    this.runsWritten += 1;
+    return run;
+  }
+}
+
+/** The entries that are records, not tombstones. */
+function* withoutTombstones(entries) {
+  for (const entry of entries) {
+    if (entry[1] !== null) yield entry;
+  }
+}
+
+/** A temporary file that exists only as an open descriptor. */
+class RunFile {
+  /** An owner-only file with a random name in `dir`, unlinked at once. */
+  static create(dir) {
+    const path = join(dir, `connector-node-run-${randomBytes(12).toString('hex')}`);
+    // `wx+`: read and write, and never an existing file or a link placed there.
+    const fd = openSync(path, 'wx+', 0o600);
+    try {
+      unlinkSync(path);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    return new RunFile(fd);
   }
 
-  /** The runs' directory, made (owner-only) on the first spill. */
-  runsDir() {
-    if (this.dir !== null) return this.dir;
-    this.dir = mkdtempSync(join(this.parentDir, 'connector-node-spool-'));
-    process.on('exit', this.removeOnExit);
-    for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, this.onSignal);
-    return this.dir;
+  constructor(fd) {
+    /** @type {number|null} */
+    this.fd = fd;
+    this.size = 0;
+  }
+
+  /** Writes `text` at the end, whole. */
+  append(text) {
+    const bytes = Buffer.from(text, 'utf8');
+    let written = 0;
+    while (written < bytes.length) {
+      written += writeSync(this.fd, bytes, written, bytes.length - written, this.size + written);
+    }
+    this.size += bytes.length;
+  }
+
+  /** Closes the descriptor, which frees the file's space. */
+  close() {
+    if (this.fd === null) return;
+    closeSync(this.fd);
+    this.fd = null;
   }
 }
 
@@ -200,25 +250,23 @@ function runEntry(line) {
 /** Bytes read from a run at a time. */
 const READ_CHUNK_BYTES = 1 << 20;
 
-/** A run file's entries, read back a chunk at a time. */
+/** A run's entries, read back from its start a chunk at a time. */
 class RunReader {
-  constructor(file) {
-    this.fd = openSync(file, 'r');
-    this.chunk = Buffer.alloc(READ_CHUNK_BYTES);
+  constructor(run) {
+    this.run = run;
+    this.position = 0;
+    this.chunk = Buffer.alloc(Math.min(READ_CHUNK_BYTES, Math.max(run.size, 1)));
     this.decoder = new StringDecoder('utf8');
     /** The text after the last whole line read. */
     this.rest = '';
   }
 
-  /** The next entries, in order, or null at the run's end (the file is then closed). */
+  /** The next entries, in order, or null at the run's end. */
   nextBatch() {
-    while (this.fd !== null) {
-      const read = readSync(this.fd, this.chunk, 0, this.chunk.length, null);
-      if (read === 0) {
-        closeSync(this.fd);
-        this.fd = null;
-        break;
-      }
+    while (this.position < this.run.size) {
+      const read = readSync(this.run.fd, this.chunk, 0, this.chunk.length, this.position);
+      if (read === 0) break;
+      this.position += read;
       const lines = (this.rest + this.decoder.write(this.chunk.subarray(0, read))).split('\n');
       this.rest = lines.pop();
       if (lines.length > 0) return lines.map(runEntry);

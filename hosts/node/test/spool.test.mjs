@@ -2,17 +2,24 @@
 // given back in SQLite's key order, the newest record of a key winning,
 // whether or not they went through temporary files.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { EXIT_OTHER, Failure } from '../lib/failure.mjs';
 import { KeyedSpool } from '../lib/spool.mjs';
 
+/** The directories the tests made, removed when they are done. */
+const made = [];
+after(() => {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
+
 /** A directory of the test's own, for the spool's runs. */
 function parentDir() {
-  return mkdtempSync(join(tmpdir(), 'spool-test-'));
+  const dir = mkdtempSync(join(tmpdir(), 'spool-test-'));
+  made.push(dir);
+  return dir;
 }
 
 /** Applies `ops` ([key, text] to set, [key, null] to delete) and reads the spool back. */
@@ -99,16 +106,37 @@ test('random sets and deletes read back as a Map sorted by UTF-8 bytes would giv
   }
 });
 
-test('the runs live in an owner-only directory that close removes', () => {
+test('runs are unlinked as they are made: nothing is left under TMPDIR, however the process ends', () => {
   const parent = parentDir();
   const spool = new KeyedSpool({ bufferBytes: 0, parentDir: parent });
-  spool.set('a', '{}');
-  const [dir] = readdirSync(parent);
-  assert.equal(statSync(join(parent, dir)).mode & 0o777, 0o700);
-  assert.equal(readdirSync(join(parent, dir)).length, 1);
-  spool.close();
-  spool.close();
-  assert.deepEqual(readdirSync(parent), []);
+  try {
+    spool.set('b', '{"k":"b"}');
+    spool.set('a', '{"k":"a"}');
+    assert.equal(spool.runCount, 2);
+    // The runs are open descriptors only: a killed process leaves nothing.
+    assert.deepEqual(readdirSync(parent), []);
+    assert.deepEqual([...spool.inKeyOrder()], ['{"k":"a"}', '{"k":"b"}']);
+  } finally {
+    spool.close();
+    spool.close();
+  }
+});
+
+test('past maxRuns the runs are merged into one, and what they deleted stays deleted', () => {
+  for (const maxRuns of [2, 3, 5]) {
+    const spool = new KeyedSpool({ bufferBytes: 0, parentDir: parentDir(), maxRuns });
+    try {
+      for (const [key, text] of OPS) {
+        if (text === null) spool.delete(key);
+        else spool.set(key, text);
+      }
+      assert.ok(spool.runs.length < maxRuns, `${spool.runs.length} runs kept with maxRuns ${maxRuns}`);
+      assert.ok(spool.runCount > OPS.length, `${spool.runCount} runs written`);
+      assert.deepEqual([...spool.inKeyOrder()], EXPECTED, `maxRuns ${maxRuns}`);
+    } finally {
+      spool.close();
+    }
+  }
 });
 
 test('a temporary file that cannot be written fails the read saying where and what to do', () => {
@@ -123,47 +151,4 @@ test('a temporary file that cannot be written fails the read saying where and wh
   const roomy = new KeyedSpool({ bufferBytes: Infinity, parentDir: parent });
   roomy.set('a', '{}');
   assert.deepEqual([...roomy.inKeyOrder()], ['{}']);
-});
-
-/**
- * Runs a Node process that spills a spool under `parent`, prints its
- * directory, then `then` (JavaScript); resolves with how it ended.
- */
-function child(parent, then, onDir) {
-  const script = `
-    import { KeyedSpool } from ${JSON.stringify(new URL('../lib/spool.mjs', import.meta.url).href)};
-    const spool = new KeyedSpool({ bufferBytes: 0, parentDir: ${JSON.stringify(parent)} });
-    spool.set('a', '{}');
-    console.log(spool.dir);
-    ${then}`;
-  return new Promise((resolve) => {
-    const node = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    node.stdout.on('data', (data) => {
-      out += data;
-      if (out.endsWith('\n')) onDir(node, out.trim());
-    });
-    node.on('exit', (code, signal) => resolve({ code, signal, dir: out.trim() }));
-  });
-}
-
-test('the runs are removed when the process exits without closing the spool', async () => {
-  const parent = parentDir();
-  const ended = await child(parent, 'process.exitCode = 3;', () => {});
-  assert.equal(ended.code, 3);
-  assert.ok(ended.dir.startsWith(parent));
-  assert.equal(existsSync(ended.dir), false);
-});
-
-test('the runs are removed on SIGTERM, and the process still ends by the signal', async () => {
-  const parent = parentDir();
-  let seen = null;
-  const ended = await child(parent, 'setInterval(() => {}, 1000);', (node, dir) => {
-    seen = existsSync(dir);
-    node.kill('SIGTERM');
-  });
-  // The control: the directory was there while the process lived.
-  assert.equal(seen, true);
-  assert.equal(ended.signal, 'SIGTERM');
-  assert.equal(existsSync(ended.dir), false);
 });

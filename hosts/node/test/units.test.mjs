@@ -3,7 +3,7 @@
 // environment. The end-to-end tests (tests/tests/e2e/node.rs) run the host
 // against the emulator.
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -95,6 +95,7 @@ test('credentials are written as the component declares, from owner-only files',
   chmodSync(file, 0o600);
   const fromFile = credentialFromConfig({ method: 'basic', username: 'u', password_file: file }, [{ tag: 'basic' }], {});
   assert.equal(fromFile.value, `Basic ${Buffer.from('u:s3cret').toString('base64')}`);
+  rmSync(dir, { recursive: true });
 });
 
 test('retries follow the contract: Retry-After when given, back-off otherwise, then give up', () => {
