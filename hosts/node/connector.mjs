@@ -114,6 +114,7 @@ async function read(args) {
     if (!args[flag]) throw configFailure(`read needs --${flag}\n${USAGE}`);
   }
   const bufferMib = parseBufferMib(args['buffer-mib']);
+  process.stdout.on('error', stdoutClosed);
   const config = loadConfig(args.config);
   checkNetwork(config.network);
   const relaunched = withCaFile(config.network);
@@ -152,6 +153,17 @@ async function read(args) {
     records.close();
   }
   return 0;
+}
+
+/**
+ * Ends the process when stdout fails, such as when its reader closed it
+ * early (`| head`): one line saying so, exit 1, instead of Node's stack
+ * trace for an unhandled `error` event.
+ */
+function stdoutClosed(e) {
+  const what = e?.code === 'EPIPE' ? 'the program reading stdout closed it' : `writing to stdout failed (${e?.message ?? e})`;
+  process.stderr.write(`error: ${what} before every record was written; send the records to a file or to a program that reads them all\n`);
+  process.exit(EXIT_OTHER);
 }
 
 /** One mebibyte. */

@@ -196,6 +196,45 @@ fn under_node_a_stream_larger_than_the_buffer_is_sorted_through_files_record_for
 
 #[test]
 #[ignore = "needs Node >= 20 and `npm ci --prefix hosts/node` (tests/run-all.sh)"]
+fn under_node_a_reader_closing_stdout_early_gets_one_line_not_a_stack_trace() {
+    use std::io::Read;
+    let f = Fixture::start(700);
+    let (component, config) = servicenow_under_node(&f);
+    let repo = repository();
+    let mut child = Command::new("node")
+        .arg(repo.join("hosts/node/connector.mjs"))
+        .args(["read", "--component"])
+        .arg(&component)
+        .arg("--config")
+        .arg(&config)
+        .args(["--stream", "devices"])
+        .env("CONNECTOR_NODE_CACHE", repo.join("target/node-host-cache"))
+        .envs(&f.env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    // The 700 devices (about 330 KB) do not fit in the pipe: the host is
+    // still writing when the reader goes, after the first line's bytes.
+    let mut start = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut start).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        start.starts_with(b"{"),
+        "{}",
+        String::from_utf8_lossy(&start)
+    );
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the program reading stdout closed it before every record was written"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("    at "), "a stack trace: {stderr}");
+}
+
+#[test]
+#[ignore = "needs Node >= 20 and `npm ci --prefix hosts/node` (tests/run-all.sh)"]
 fn under_node_a_connection_broken_mid_body_is_retried() {
     // A page of 3,000 devices (1.4 MB) is still arriving when the connection
     // breaks. With 200 devices this test passed without the fix: the break
