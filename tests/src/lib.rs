@@ -557,6 +557,24 @@ pub fn sigterm(child: &std::process::Child) {
     assert!(term.success(), "kill -TERM failed");
 }
 
+/// What a reader that goes away early sees: `child`'s (spawned with its
+/// stdout and stderr piped) first 100 bytes of stdout, read before the pipe
+/// is closed, then its output once it exits. A child with more to write
+/// than the pipe holds (64 KiB) is still writing when the reader goes.
+pub fn close_stdout_early(mut child: std::process::Child) -> ([u8; 100], std::process::Output) {
+    use std::io::Read;
+    let mut start = [0u8; 100];
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    stdout.read_exact(&mut start).expect("100 bytes on stdout");
+    drop(stdout);
+    (
+        start,
+        child
+            .wait_with_output()
+            .expect("the child can be waited for"),
+    )
+}
+
 /// `child`'s exit status once it exits, or `None` if it is still running
 /// after `deadline` (a deadline for a test's wait, not a measurement).
 pub fn exit_within(

@@ -197,11 +197,10 @@ fn under_node_a_stream_larger_than_the_buffer_is_sorted_through_files_record_for
 #[test]
 #[ignore = "needs Node >= 20 and `npm ci --prefix hosts/node` (tests/run-all.sh)"]
 fn under_node_a_reader_closing_stdout_early_gets_one_line_not_a_stack_trace() {
-    use std::io::Read;
     let f = Fixture::start(700);
     let (component, config) = servicenow_under_node(&f);
     let repo = repository();
-    let mut child = Command::new("node")
+    let child = Command::new("node")
         .arg(repo.join("hosts/node/connector.mjs"))
         .args(["read", "--component"])
         .arg(&component)
@@ -214,11 +213,8 @@ fn under_node_a_reader_closing_stdout_early_gets_one_line_not_a_stack_trace() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("node runs");
-    // The 700 devices (about 330 KB) do not fit in the pipe: the host is
-    // still writing when the reader goes, after the first line's bytes.
-    let mut start = [0u8; 100];
-    child.stdout.take().unwrap().read_exact(&mut start).unwrap();
-    let output = child.wait_with_output().unwrap();
+    // The 700 devices (about 330 KB) do not fit in the pipe.
+    let (start, output) = connector_e2e::close_stdout_early(child);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         start.starts_with(b"{"),

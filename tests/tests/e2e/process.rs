@@ -524,11 +524,10 @@ pub(crate) fn a_second_sync_refuses_while_the_first_runs(
 
 #[test]
 fn export_to_a_reader_that_closes_stdout_early_is_one_line_and_exit_1() {
-    use std::io::Read;
     let f = Fixture::start(700);
     let config = f.default_config();
     f.sync(&config).ok();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
+    let child = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
         .args(["export", "--config", config.to_str().unwrap()])
         .args(["--stream", "devices"])
         .envs(&f.env)
@@ -537,11 +536,8 @@ fn export_to_a_reader_that_closes_stdout_early_is_one_line_and_exit_1() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the host binary starts");
-    // The 700 devices (about 330 KB) do not fit in the pipe: the host is
-    // still writing when the reader goes, after the first line's bytes.
-    let mut start = [0u8; 100];
-    child.stdout.take().unwrap().read_exact(&mut start).unwrap();
-    let out = child.wait_with_output().unwrap();
+    // The 700 devices (about 330 KB) do not fit in the pipe.
+    let (start, out) = connector_e2e::close_stdout_early(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         start.starts_with(b"{"),
