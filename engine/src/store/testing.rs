@@ -49,6 +49,31 @@ impl TestStore {
         let (base, _) = database.admin.url.rsplit_once('/').unwrap();
         format!("{base}/{}", database.name)
     }
+
+    /// Waits, looking every 20 ms from a session of its own, until the
+    /// server has ended the session of backend `pid`; fails with `never`
+    /// after `deadline` (a deadline for a test's wait, not a measurement).
+    pub(crate) fn wait_until_session_ended(
+        &self,
+        pid: i32,
+        deadline: std::time::Duration,
+        never: &str,
+    ) {
+        let mut watcher = self.target().connect().unwrap();
+        let started = std::time::Instant::now();
+        while watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+        {
+            assert!(started.elapsed() < deadline, "{never}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 /// A new SQLite store.

@@ -178,7 +178,6 @@ mod tests {
     use crate::store::deployment::RunStream;
     use crate::store::testing::{postgres, TestStore};
     use crate::store::StreamRequest;
-    use std::time::Instant;
 
     /// A deadline for a test's wait, not a measurement.
     const DEADLINE: Duration = Duration::from_secs(60);
@@ -222,23 +221,11 @@ mod tests {
         assert_eq!(idle_bound(&mut tx), "1s", "the lease's length");
         // The worker freezes here, inside the page's transaction, holding
         // the partition's row.
-        let mut watcher = db.target().connect().unwrap();
-        let started = Instant::now();
-        while watcher
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
-                &[&pid],
-            )
-            .unwrap()
-            .get::<_, i64>(0)
-            > 0
-        {
-            assert!(
-                started.elapsed() < DEADLINE,
-                "the session idle inside its page's transaction was not ended: it keeps the partition locked"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        db.wait_until_session_ended(
+            pid,
+            DEADLINE,
+            "the session idle inside its page's transaction was not ended: it keeps the partition locked",
+        );
         let next = db
             .store
             .claim_partition("next", Duration::from_secs(30), &["c".to_string()])

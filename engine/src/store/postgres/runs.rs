@@ -363,6 +363,15 @@ fn stream_parts(
     Ok(streams)
 }
 
+/// How long the pacing update's transaction may sit idle, unless the
+/// session has a bound already. Between its statements the host only runs
+/// `update`, which reads and writes a small JSON state; a transaction idle
+/// this long belongs to a frozen host (a paused VM, SIGSTOP) that holds the
+/// connection's pacing row locked, and every request of every worker
+/// serving the connection would wait for it until it woke. The server ends
+/// the session instead, and the row is free.
+const PACING_IDLE_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs `update` on `connection`'s shared pacing state (`{}` at first)
 /// under its row's lock, with the database's clock in Unix milliseconds;
 /// stores what it returns.
@@ -375,7 +384,12 @@ pub(super) fn update_pacing(
     // Two transactions per request: not worth a wait for the disk. A state
     // lost in a crash of the server only forgets some recent requests, and
     // the server's own headers and 429s correct that.
-    tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+    tx.batch_execute(&format!(
+        "SET LOCAL synchronous_commit = off;
+         SELECT set_config('idle_in_transaction_session_timeout', '{}', true)
+         WHERE current_setting('idle_in_transaction_session_timeout') = '0'",
+        PACING_IDLE_BOUND.as_millis()
+    ))?;
     tx.execute(
         "INSERT INTO pacing (connection, state) VALUES ($1, '{}') ON CONFLICT (connection) DO NOTHING",
         &[&connection],
@@ -393,4 +407,54 @@ pub(super) fn update_pacing(
     )?;
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::postgres;
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    /// A deadline for a test's wait, not a measurement.
+    const DEADLINE: Duration = Duration::from_secs(60);
+
+    #[test]
+    #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+    fn a_host_frozen_inside_the_pacing_update_holds_the_row_only_until_the_idle_bound() {
+        let db = postgres();
+        let mut frozen = db.target().connect().unwrap();
+        let pid: i32 = frozen
+            .query_one("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .get(0);
+        let (inside, is_inside) = channel();
+        let (wake, woken) = channel::<()>();
+        // The host freezes inside `update`, between the row's lock and the
+        // transaction's end.
+        let host = std::thread::spawn(move || {
+            update_pacing(&mut frozen, "c", &mut |_, _| {
+                inside.send(()).unwrap();
+                woken.recv().unwrap();
+                r#"{"frozen":true}"#.to_string()
+            })
+        });
+        is_inside.recv().unwrap();
+        db.wait_until_session_ended(
+            pid,
+            DEADLINE,
+            "the session idle inside the pacing update was not ended: it keeps the connection's pacing row locked",
+        );
+        // Another worker's update goes through.
+        let mut other = db.target().connect().unwrap();
+        update_pacing(&mut other, "c", &mut |_, _| r#"{"other":true}"#.to_string()).unwrap();
+        // The frozen host wakes to a session that is gone; its state is not written.
+        wake.send(()).unwrap();
+        assert!(host.join().unwrap().is_err());
+        let state: String = other
+            .query_one("SELECT state FROM pacing WHERE connection = 'c'", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(state, r#"{"other":true}"#);
+    }
 }
