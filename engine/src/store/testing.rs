@@ -173,3 +173,12 @@ macro_rules! on_every_backend {
     };
 }
 pub(crate) use on_every_backend;
+
+/// The idle bound (`idle_in_transaction_session_timeout`) in force in a
+/// PostgreSQL session or transaction, as `SHOW` gives it.
+pub(crate) fn idle_bound(client: &mut impl postgres::GenericClient) -> String {
+    client
+        .query_one("SHOW idle_in_transaction_session_timeout", &[])
+        .unwrap()
+        .get(0)
+}

@@ -176,7 +176,7 @@ pub(super) fn fence(tx: &mut Transaction<'_>, held: &Lease) -> Result<(), StoreE
 mod tests {
     use super::*;
     use crate::store::deployment::RunStream;
-    use crate::store::testing::{postgres, TestStore};
+    use crate::store::testing::{idle_bound, postgres, TestStore};
     use crate::store::StreamRequest;
 
     /// A deadline for a test's wait, not a measurement.
@@ -198,12 +198,6 @@ mod tests {
             .claim_partition("frozen", length, &["c".to_string()])
             .unwrap()
             .expect("the run's partition")
-    }
-
-    fn idle_bound(tx: &mut Transaction<'_>) -> String {
-        tx.query_one("SHOW idle_in_transaction_session_timeout", &[])
-            .unwrap()
-            .get(0)
     }
 
     #[test]

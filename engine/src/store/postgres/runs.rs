@@ -28,7 +28,7 @@ pub(super) fn start_due(
     if busy == Some(true) {
         return Ok(None);
     }
-    let mut tx = client.transaction()?;
+    let mut tx = bounded_transaction(client)?;
     tx.execute(
         "INSERT INTO deployment_runs (connection) VALUES ($1) ON CONFLICT (connection) DO NOTHING",
         &[&connection],
@@ -130,7 +130,7 @@ pub(super) fn finish_stream(
     held: &Lease,
     updated_field: Option<&str>,
 ) -> Result<(), StoreError> {
-    let mut tx = client.transaction()?;
+    let mut tx = bounded_transaction(client)?;
     finish_run_stream(&mut tx, held.run, &read_of(held, updated_field))?;
     tx.commit()?;
     Ok(())
@@ -208,7 +208,7 @@ pub(super) fn finish_run_if_over(
         Some(run) if partitions_left(client, connection, run)? == 0 => {}
         _ => return Ok(None),
     }
-    let mut tx = client.transaction()?;
+    let mut tx = bounded_transaction(client)?;
     let Some(run) = run_in_progress(&mut tx, connection)? else {
         return Ok(None);
     };
@@ -363,14 +363,35 @@ fn stream_parts(
     Ok(streams)
 }
 
-/// How long the pacing update's transaction may sit idle, unless the
-/// session has a bound already. Between its statements the host only runs
-/// `update`, which reads and writes a small JSON state; a transaction idle
-/// this long belongs to a frozen host (a paused VM, SIGSTOP) that holds the
-/// connection's pacing row locked, and every request of every worker
-/// serving the connection would wait for it until it woke. The server ends
-/// the session instead, and the row is free.
-const PACING_IDLE_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a deployment's transaction may sit idle, unless the session
+/// has a bound already. Each locks a row every worker serving the
+/// connection waits for: its `deployment_runs` row (a run's start and
+/// end), its `streams` row (a stream's finish), its `pacing` row (before
+/// and after each request). Between their statements the host only
+/// computes; a transaction idle this long belongs to a frozen host (a
+/// paused VM, SIGSTOP), which would hold that row, and the other workers
+/// with it, until it woke. The server ends the session instead, and the
+/// row is free. (A page's transaction is bounded by its lease instead,
+/// [`leases::fence`].)
+const IDLE_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The statement that bounds the current transaction's idle time by
+/// [`IDLE_BOUND`], unless the session has a bound already.
+fn bound_idle_sql() -> String {
+    format!(
+        "SELECT set_config('idle_in_transaction_session_timeout', '{}', true)
+         WHERE current_setting('idle_in_transaction_session_timeout') = '0'",
+        IDLE_BOUND.as_millis()
+    )
+}
+
+/// A transaction of the deployment's steps, its idle time bounded by
+/// [`IDLE_BOUND`].
+fn bounded_transaction(client: &mut Client) -> Result<Transaction<'_>, postgres::Error> {
+    let mut tx = client.transaction()?;
+    tx.batch_execute(&bound_idle_sql())?;
+    Ok(tx)
+}
 
 /// Runs `update` on `connection`'s shared pacing state (`{}` at first)
 /// under its row's lock, with the database's clock in Unix milliseconds;
@@ -385,10 +406,8 @@ pub(super) fn update_pacing(
     // lost in a crash of the server only forgets some recent requests, and
     // the server's own headers and 429s correct that.
     tx.batch_execute(&format!(
-        "SET LOCAL synchronous_commit = off;
-         SELECT set_config('idle_in_transaction_session_timeout', '{}', true)
-         WHERE current_setting('idle_in_transaction_session_timeout') = '0'",
-        PACING_IDLE_BOUND.as_millis()
+        "SET LOCAL synchronous_commit = off; {}",
+        bound_idle_sql()
     ))?;
     tx.execute(
         "INSERT INTO pacing (connection, state) VALUES ($1, '{}') ON CONFLICT (connection) DO NOTHING",
@@ -412,12 +431,28 @@ pub(super) fn update_pacing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::postgres;
+    use crate::store::testing::{idle_bound, postgres};
     use std::sync::mpsc::channel;
     use std::time::Duration;
 
     /// A deadline for a test's wait, not a measurement.
     const DEADLINE: Duration = Duration::from_secs(60);
+
+    #[test]
+    #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
+    fn a_deployment_step_bounds_its_idle_time_unless_the_session_has_a_bound() {
+        let db = postgres();
+        let mut host = db.target().connect().unwrap();
+        let mut tx = bounded_transaction(&mut host).unwrap();
+        assert_eq!(idle_bound(&mut tx), "10s");
+        tx.rollback().unwrap();
+        // For the transaction only.
+        assert_eq!(idle_bound(&mut host), "0");
+        host.batch_execute("SET idle_in_transaction_session_timeout = '1h'")
+            .unwrap();
+        let mut tx = bounded_transaction(&mut host).unwrap();
+        assert_eq!(idle_bound(&mut tx), "1h");
+    }
 
     #[test]
     #[ignore = "needs the PostgreSQL cluster tests/run-all.sh starts"]
