@@ -557,22 +557,31 @@ pub fn sigterm(child: &std::process::Child) {
     assert!(term.success(), "kill -TERM failed");
 }
 
-/// What a reader that goes away early sees: `child`'s (spawned with its
-/// stdout and stderr piped) first 100 bytes of stdout, read before the pipe
-/// is closed, then its output once it exits. A child with more to write
-/// than the pipe holds (64 KiB) is still writing when the reader goes.
-pub fn close_stdout_early(mut child: std::process::Child) -> ([u8; 100], std::process::Output) {
+/// Reads the first 100 bytes of records from `child` (spawned with its
+/// stdout and stderr piped, with more to write than a pipe holds, 64 KiB,
+/// so that it is still writing), closes its stdout as `| head` does, and
+/// asserts what the operator gets: exit 1 and one line saying so,
+/// `connector-host`'s.
+pub fn assert_stdout_closed_early_is_one_line(mut child: std::process::Child) {
     use std::io::Read;
     let mut start = [0u8; 100];
     let mut stdout = child.stdout.take().expect("stdout is piped");
     stdout.read_exact(&mut start).expect("100 bytes on stdout");
     drop(stdout);
-    (
-        start,
-        child
-            .wait_with_output()
-            .expect("the child can be waited for"),
-    )
+    let output = child
+        .wait_with_output()
+        .expect("the child can be waited for");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        start.starts_with(b"{"),
+        "{}",
+        String::from_utf8_lossy(&start)
+    );
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        format!("error: {}", connector_host::commands::export::READER_GONE)
+    );
 }
 
 /// `child`'s exit status once it exits, or `None` if it is still running

@@ -28,7 +28,7 @@ pub async fn export(
 
 /// What the operator reads when the program reading stdout closed it
 /// before the last record (`| head`); the Node host says the same.
-const READER_GONE: &str = "the program reading stdout closed it before every record was written; send the records to a file or to a program that reads them all";
+pub const READER_GONE: &str = "the program reading stdout closed it before every record was written; send the records to a file or to a program that reads them all";
 
 /// `error` as a [`Failure`] with exit 1 and [`READER_GONE`] when it is a
 /// broken pipe, else `otherwise(error)`.
