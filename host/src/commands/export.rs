@@ -5,7 +5,7 @@ use crate::failure::{config_failure, Failure};
 use anyhow::Result;
 use connector_engine::export::ExportOptions;
 use connector_sandbox::secrets::Environment;
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::path::Path;
 
 /// Writes the stored records of `stream` to `out`.
@@ -17,56 +17,116 @@ pub async fn export(
     out: &mut dyn Write,
 ) -> Result<()> {
     let (p, store, connection) = open_synced(path, env).await?;
-    let mut buffered = std::io::BufWriter::new(out);
-    connector_engine::export::export(&store, &p.info, &connection, stream, options, &mut buffered)
-        .map_err(|e| unless_reader_gone(e, |e| config_failure(format!("{e:#}"))))?;
-    buffered
-        .flush()
-        .map_err(|e| unless_reader_gone(e.into(), |e| e))?;
-    Ok(())
+    let mut output = Output::new(out);
+    let mut buffered = std::io::BufWriter::new(&mut output);
+    let exported = connector_engine::export::export(
+        &store,
+        &p.info,
+        &connection,
+        stream,
+        options,
+        &mut buffered,
+    )
+    .map_err(|e| config_failure(format!("{e:#}")));
+    let flushed = exported.and_then(|_| Ok(buffered.flush()?));
+    drop(buffered);
+    flushed.map_err(|e| output.explain(e))
 }
 
 /// What the operator reads when the program reading stdout closed it
 /// before the last record (`| head`); the Node host says the same.
 pub const READER_GONE: &str = "the program reading stdout closed it before every record was written; send the records to a file or to a program that reads them all";
 
-/// `error` as a [`Failure`] with exit 1 and [`READER_GONE`] when it is a
-/// broken pipe, else `otherwise(error)`.
-fn unless_reader_gone(
-    error: anyhow::Error,
-    otherwise: impl FnOnce(anyhow::Error) -> anyhow::Error,
-) -> anyhow::Error {
-    let broken_pipe = error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    });
-    if !broken_pipe {
-        return otherwise(error);
+/// The command's output, remembering how writing to it first failed: a
+/// broken pipe there is the reader gone, while one met anywhere else (a
+/// PostgreSQL server's socket) is not.
+struct Output<'a> {
+    out: &'a mut dyn Write,
+    failed: Option<ErrorKind>,
+}
+
+impl<'a> Output<'a> {
+    fn new(out: &'a mut dyn Write) -> Self {
+        Output { out, failed: None }
     }
-    Failure {
-        exit_code: 1,
-        message: READER_GONE.to_string(),
+
+    /// `error`, the export's, as a [`Failure`] with exit 1 and
+    /// [`READER_GONE`] when the output's reader went away; else unchanged.
+    fn explain(&self, error: anyhow::Error) -> anyhow::Error {
+        if self.failed != Some(ErrorKind::BrokenPipe) {
+            return error;
+        }
+        Failure {
+            exit_code: 1,
+            message: READER_GONE.to_string(),
+        }
+        .into()
     }
-    .into()
+
+    /// `result`, its error's kind remembered if it is the first.
+    fn noted<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &result {
+            self.failed.get_or_insert(e.kind());
+        }
+        result
+    }
+}
+
+impl Write for Output<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let result = self.out.write(bytes);
+        self.noted(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.out.flush();
+        self.noted(result)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A writer whose every write fails with `kind`.
+    struct Failing(ErrorKind);
+
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(self.0.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(self.0.into())
+        }
+    }
+
+    fn exit_code(error: &anyhow::Error) -> Option<u8> {
+        error.downcast_ref::<Failure>().map(|f| f.exit_code)
+    }
+
     #[test]
-    fn a_broken_pipe_is_the_reader_gone_with_exit_1_and_anything_else_is_left_alone() {
-        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
-        let gone = unless_reader_gone(anyhow::Error::from(pipe).context("writing"), |e| e);
-        let failure = gone.downcast_ref::<Failure>().expect("a Failure");
+    fn only_a_broken_pipe_of_the_output_is_the_reader_gone() {
+        let mut closed = Failing(ErrorKind::BrokenPipe);
+        let mut output = Output::new(&mut closed);
+        let error = anyhow::Error::from(output.write(b"{}\n").unwrap_err());
+        let explained = output.explain(error);
+        let failure = explained.downcast_ref::<Failure>().expect("a Failure");
         assert_eq!(
             (failure.exit_code, failure.message.as_str()),
             (1, READER_GONE)
         );
-        // The control: another error goes to `otherwise`.
-        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
-        let other = unless_reader_gone(full.into(), |e| config_failure(format!("{e:#}")));
-        assert_eq!(other.downcast_ref::<Failure>().unwrap().exit_code, 2);
+        // A full disk behind stdout is not the reader gone.
+        let mut full = Failing(ErrorKind::StorageFull);
+        let mut output = Output::new(&mut full);
+        let error = anyhow::Error::from(output.flush().unwrap_err());
+        assert_eq!(exit_code(&output.explain(error)), None);
+        // Nor is a broken pipe met elsewhere (a database's socket) while
+        // the output took every byte.
+        let mut taken = Vec::new();
+        let mut output = Output::new(&mut taken);
+        output.write_all(b"{}\n").unwrap();
+        let elsewhere = anyhow::Error::from(std::io::Error::from(ErrorKind::BrokenPipe));
+        let unchanged = output.explain(config_failure(format!("{elsewhere:#}")));
+        assert_eq!(exit_code(&unchanged), Some(2));
     }
 }
