@@ -42,7 +42,7 @@ pub const READER_GONE: &str = "the program reading stdout closed it before every
 /// PostgreSQL server's socket) is not.
 struct Output<'a> {
     out: &'a mut dyn Write,
-    failed: Option<ErrorKind>,
+    failed: Option<std::io::Error>,
 }
 
 impl<'a> Output<'a> {
@@ -50,23 +50,30 @@ impl<'a> Output<'a> {
         Output { out, failed: None }
     }
 
-    /// `error`, the export's, as a [`Failure`] with exit 1 and
-    /// [`READER_GONE`] when the output's reader went away; else unchanged.
+    /// `error`, the export's, as a [`Failure`] with exit 1 when writing
+    /// the output failed ([`READER_GONE`] when its reader went away); else
+    /// unchanged.
     fn explain(&self, error: anyhow::Error) -> anyhow::Error {
-        if self.failed != Some(ErrorKind::BrokenPipe) {
-            return error;
-        }
+        let message = match &self.failed {
+            None => return error,
+            Some(e) if e.kind() == ErrorKind::BrokenPipe => READER_GONE.to_string(),
+            Some(e) => format!(
+                "writing the records to stdout failed ({e}); free space where stdout goes, or send the records elsewhere"
+            ),
+        };
         Failure {
             exit_code: 1,
-            message: READER_GONE.to_string(),
+            message,
         }
         .into()
     }
 
-    /// `result`, its error's kind remembered if it is the first.
+    /// `result`, its error remembered if it is the first.
     fn noted<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
         if let Err(e) = &result {
-            self.failed.get_or_insert(e.kind());
+            if self.failed.is_none() {
+                self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+            }
         }
         result
     }
@@ -105,7 +112,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_broken_pipe_of_the_output_is_the_reader_gone() {
+    fn a_failed_output_is_exit_1_and_only_its_broken_pipe_is_the_reader_gone() {
         let mut closed = Failing(ErrorKind::BrokenPipe);
         let mut output = Output::new(&mut closed);
         let error = anyhow::Error::from(output.write(b"{}\n").unwrap_err());
@@ -115,11 +122,21 @@ mod tests {
             (failure.exit_code, failure.message.as_str()),
             (1, READER_GONE)
         );
-        // A full disk behind stdout is not the reader gone.
+        // A full disk behind stdout is not the reader gone, nor a
+        // configuration problem.
         let mut full = Failing(ErrorKind::StorageFull);
         let mut output = Output::new(&mut full);
-        let error = anyhow::Error::from(output.flush().unwrap_err());
-        assert_eq!(exit_code(&output.explain(error)), None);
+        let error = config_failure(format!("{:#}", output.flush().unwrap_err()));
+        let explained = output.explain(error);
+        let failure = explained.downcast_ref::<Failure>().expect("a Failure");
+        assert_eq!(failure.exit_code, 1);
+        assert!(
+            failure
+                .message
+                .starts_with("writing the records to stdout failed (no storage space)"),
+            "{}",
+            failure.message
+        );
         // Nor is a broken pipe met elsewhere (a database's socket) while
         // the output took every byte.
         let mut taken = Vec::new();

@@ -539,3 +539,30 @@ fn export_to_a_reader_that_closes_stdout_early_is_one_line_and_exit_1() {
     // The 700 devices (about 330 KB) do not fit in the pipe.
     connector_e2e::assert_stdout_closed_early_is_one_line(child);
 }
+
+#[test]
+fn export_to_a_full_disk_is_exit_1_saying_so_not_a_configuration_problem() {
+    let f = Fixture::start(50);
+    let config = f.default_config();
+    f.sync(&config).ok();
+    // Linux's /dev/full refuses every write with ENOSPC, as a full disk does.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = Command::new(env!("CARGO_BIN_EXE_e2e-host"))
+        .args(["export", "--config", config.to_str().unwrap()])
+        .args(["--stream", "devices"])
+        .envs(&f.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(full))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("the host binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: writing the records to stdout failed (No space left on device"),
+        "{stderr}"
+    );
+}
