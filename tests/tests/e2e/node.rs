@@ -46,17 +46,8 @@ fn node_read_with(
     env: &HashMap<String, String>,
     extra: &[&str],
 ) -> NodeRun {
-    let repo = repository();
-    let output = Command::new("node")
-        .arg(repo.join("hosts/node/connector.mjs"))
-        .args(["read", "--component"])
-        .arg(component)
-        .arg("--config")
-        .arg(config)
-        .args(["--stream", stream])
+    let output = node_read_command(component, config, stream, env)
         .args(extra)
-        .env("CONNECTOR_NODE_CACHE", repo.join("target/node-host-cache"))
-        .envs(env)
         .output()
         .expect("node runs (is Node >= 20 on PATH?)");
     NodeRun {
@@ -64,6 +55,27 @@ fn node_read_with(
         stdout: String::from_utf8(output.stdout).expect("UTF-8 records"),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// The command `node hosts/node/connector.mjs read ...`, not yet run.
+fn node_read_command(
+    component: &Path,
+    config: &Path,
+    stream: &str,
+    env: &HashMap<String, String>,
+) -> Command {
+    let repo = repository();
+    let mut command = Command::new("node");
+    command
+        .arg(repo.join("hosts/node/connector.mjs"))
+        .args(["read", "--component"])
+        .arg(component)
+        .arg("--config")
+        .arg(config)
+        .args(["--stream", stream])
+        .env("CONNECTOR_NODE_CACHE", repo.join("target/node-host-cache"))
+        .envs(env);
+    command
 }
 
 impl NodeRun {
@@ -199,16 +211,7 @@ fn under_node_a_stream_larger_than_the_buffer_is_sorted_through_files_record_for
 fn under_node_a_reader_closing_stdout_early_gets_one_line_not_a_stack_trace() {
     let f = Fixture::start(700);
     let (component, config) = servicenow_under_node(&f);
-    let repo = repository();
-    let child = Command::new("node")
-        .arg(repo.join("hosts/node/connector.mjs"))
-        .args(["read", "--component"])
-        .arg(&component)
-        .arg("--config")
-        .arg(&config)
-        .args(["--stream", "devices"])
-        .env("CONNECTOR_NODE_CACHE", repo.join("target/node-host-cache"))
-        .envs(&f.env)
+    let child = node_read_command(&component, &config, "devices", &f.env)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
